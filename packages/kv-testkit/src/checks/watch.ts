@@ -1,0 +1,260 @@
+import { KvError, KvErrorCode, type KvStore, type Version, type WatchCursor, type WatchEvent } from '@weft/kv';
+import { expect } from 'vitest';
+import type { ConformanceCheck } from '../harness.js';
+import { applyEvents, bytes, describeEvents, eventually, expectKvError, readState, sortedEntries, WatchReader } from '../helpers.js';
+import { check } from './contract.js';
+
+type ChangeEvent = Exclude<WatchEvent, { type: 'synced' }>;
+
+function changes(events: readonly WatchEvent[]): ChangeEvent[] {
+  return events.filter((event): event is ChangeEvent => event.type !== 'synced');
+}
+
+/** Asserts cursors never go backwards, and change events never share or repeat a cursor. */
+function expectCursorOrder(store: KvStore, events: readonly WatchEvent[]): void {
+  for (let index = 1; index < events.length; index++) {
+    const previous = events[index - 1] as WatchEvent;
+    const current = events[index] as WatchEvent;
+    const order = store.compareCursors(previous.cursor, current.cursor);
+    const strict = current.type !== 'synced';
+    if (strict ? order >= 0 : order > 0) {
+      expect.fail(`cursor order broken at event ${index}: ${describeEvents(events.slice(Math.max(0, index - 3), index + 1))}`);
+    }
+  }
+}
+
+function isPutOf(key: string) {
+  return (event: WatchEvent) => event.type === 'put' && event.key === key;
+}
+
+export const watchChecks: ConformanceCheck[] = [
+  check('watch', 'state-sync delivers every live key once, then one synced marker, then live changes', async (context) => {
+    const store = await context.open();
+    for (let index = 0; index < 50; index++) await store.put(`k.${index}`, bytes(`v${index}`));
+    for (let index = 0; index < 50; index += 5) await store.delete(`k.${index}`);
+    await store.put('k.1', bytes('updated'));
+    const expected = await readState(store);
+    const watch = new WatchReader(store);
+    const listing = await watch.untilSynced();
+    const puts = listing.filter((event) => event.type === 'put');
+    expect(puts.length).toBe(expected.size);
+    expect(listing.length).toBe(expected.size + 1);
+    expect(sortedEntries(applyEvents(listing))).toEqual(sortedEntries(expected));
+    expectCursorOrder(store, listing);
+    await store.put('k.new', bytes('live'));
+    const [live] = await watch.until(isPutOf('k.new'));
+    expect(live?.type).toBe('put');
+    await watch.stop();
+  }),
+  check('watch', 'state-sync of an empty bucket or prefix emits synced at once', async (context) => {
+    const store = await context.open();
+    const empty = new WatchReader(store);
+    expect((await empty.next())?.type).toBe('synced');
+    await empty.stop();
+    await store.put('other.key', bytes('x'));
+    const prefixed = new WatchReader(store, { prefixes: ['nothing.here'] });
+    expect((await prefixed.next())?.type).toBe('synced');
+    await store.put('nothing.here.now', bytes('y'));
+    const [event] = await prefixed.until(() => true);
+    expect(event?.type === 'put' ? event.key : undefined).toBe('nothing.here.now');
+    await prefixed.stop();
+  }),
+  check('watch', 'state-sync stays complete while other clients write during the listing (no scan-to-watch race)', async (context) => {
+    const store = await context.open();
+    const writer = await context.open();
+    for (let index = 0; index < 300; index++) await store.put(`item.${index}`, bytes(`initial-${index}`));
+    const watch = new WatchReader(store, { prefixes: ['item', 'sentinel'] });
+    const first = await watch.next();
+    expect(first?.type).toBe('put');
+    // While the watch is part-way through its listing, another client changes the bucket.
+    for (let index = 0; index < 60; index++) await writer.put(`item.new.${index}`, bytes(`new-${index}`));
+    for (let index = 0; index < 300; index += 6) await writer.put(`item.${index}`, bytes(`changed-${index}`));
+    for (let index = 3; index < 300; index += 6) await writer.delete(`item.${index}`);
+    await writer.put('sentinel', bytes('end'));
+    await watch.until(isPutOf('sentinel'));
+    const view = applyEvents(watch.events);
+    view.delete('sentinel');
+    expect(sortedEntries(view)).toEqual(sortedEntries(await readState(store, 'item')));
+    expect(watch.events.filter((event) => event.type === 'synced').length).toBe(1);
+    expectCursorOrder(store, watch.events);
+    await watch.stop();
+  }),
+  check('watch', 'events arrive in cursor order, each key’s versions in write order, with no duplicates', async (context) => {
+    const clients = await Promise.all([context.open(), context.open(), context.open()]);
+    const store = clients[0];
+    const watch = new WatchReader(store);
+    await watch.untilSynced();
+    const written = new Map<string, Version[]>();
+    await Promise.all(
+      clients.map(async (client, clientIndex) => {
+        for (let step = 0; step < 40; step++) {
+          const key = `c${clientIndex}.k${step % 4}`;
+          const version = step % 9 === 8 ? await client.delete(key) : await client.put(key, bytes(`${clientIndex}-${step}`));
+          written.set(key, [...(written.get(key) ?? []), version]);
+        }
+      }),
+    );
+    await store.put('done', bytes('x'));
+    await watch.until(isPutOf('done'));
+    const events = changes(watch.events).filter((event) => event.key !== 'done');
+    expectCursorOrder(store, watch.events);
+    expect(new Set(events.map((event) => event.cursor)).size).toBe(events.length);
+    for (const [key, versions] of written) {
+      const delivered = events.filter((event) => event.key === key).map((event) => ('version' in event ? event.version : undefined));
+      // Every delivered version is one that was written, in write order, ending with the latest.
+      let position = -1;
+      for (const version of delivered) {
+        const found = versions.indexOf(version as Version, position + 1);
+        expect(found, `${key}: version ${version} out of order or unknown; written ${versions.join(',')}`).toBeGreaterThan(position);
+        position = found;
+      }
+      expect(delivered.at(-1), key).toBe(versions.at(-1));
+    }
+    await watch.stop();
+  }),
+  check('watch', 'a watch resumed from a cursor delivers every later change, nothing earlier, no duplicate', async (context) => {
+    const store = await context.open();
+    const writer = await context.open();
+    const watch = new WatchReader(store);
+    await watch.untilSynced();
+    for (let step = 0; step < 60; step++) {
+      const key = `r.${step % 7}`;
+      if (step % 5 === 4) await writer.delete(key);
+      else await writer.put(key, bytes(`s${step}`));
+    }
+    await writer.put('r.last', bytes('x'));
+    await watch.until(isPutOf('r.last'));
+    const original = changes(watch.events);
+    await watch.stop();
+    for (const resumeAt of [0, 1, 17, 30, original.length - 2, original.length - 1]) {
+      const from = original[resumeAt]?.cursor as WatchCursor;
+      const later = original.slice(resumeAt + 1);
+      const resumed = new WatchReader(store, { from });
+      const replay = await resumed.untilSynced();
+      const replayed = changes(replay);
+      for (const event of replayed) {
+        expect(store.compareCursors(event.cursor, from), `replayed event at or before the resume cursor ${from}`).toBeGreaterThan(0);
+      }
+      expect(new Set(replayed.map((event) => event.cursor)).size).toBe(replayed.length);
+      expectCursorOrder(store, replay);
+      // At least the latest change of every key that changed after the cursor, with the same outcome.
+      const latestOriginal = new Map(later.map((event) => [event.key, event]));
+      const latestReplayed = new Map(replayed.map((event) => [event.key, event]));
+      for (const [key, event] of latestOriginal) {
+        const replayedEvent = latestReplayed.get(key);
+        expect(replayedEvent?.type, `key ${key} after cursor ${from}`).toBe(event.type);
+        expect(replayedEvent?.cursor, `key ${key} after cursor ${from}`).toBe(event.cursor);
+      }
+      expect([...latestReplayed.keys()].every((key) => latestOriginal.has(key))).toBe(true);
+      await resumed.stop();
+    }
+  }),
+  check('watch', 'a watch resumed from the head delivers synced, then only what changes afterwards', async (context) => {
+    const store = await context.open();
+    await store.put('a', bytes('1'));
+    const first = new WatchReader(store);
+    const [, synced] = await first.untilSynced();
+    await first.stop();
+    const resumed = new WatchReader(store, { from: synced?.cursor as WatchCursor });
+    const replay = await resumed.untilSynced();
+    expect(replay.map((event) => event.type)).toEqual(['synced']);
+    await store.put('b', bytes('2'));
+    const [next] = await resumed.until(() => true);
+    expect(next?.type === 'put' ? next.key : undefined).toBe('b');
+    await resumed.stop();
+  }),
+  check(
+    'watch',
+    'a cursor whose history is gone fails with CursorExpired, never a silent gap',
+    async (context) => {
+      const store = await context.open();
+      await store.put('a', bytes('1'));
+      const watch = new WatchReader(store);
+      const [first] = await watch.untilSynced();
+      await watch.stop();
+      for (let index = 0; index < 20; index++) await store.put(`b.${index}`, bytes(String(index)));
+      await store.delete('a');
+      await context.harness.forgetHistory?.(context.bucket, store);
+      const error = await expectKvError(async () => {
+        const resumed = new WatchReader(store, { from: first?.cursor as WatchCursor });
+        try {
+          await resumed.untilSynced();
+        } finally {
+          await resumed.stop();
+        }
+      }, KvErrorCode.CursorExpired);
+      expect(error.retryable).toBe(false);
+      // A fresh state-sync still works and shows the current state.
+      const relist = new WatchReader(store);
+      expect(applyEvents(await relist.untilSynced()).size).toBe(20);
+      await relist.stop();
+    },
+    ['forgetHistory'],
+  ),
+  check('watch', 'several prefixes make one stream in one cursor order, not one stream per prefix', async (context) => {
+    const store = await context.open();
+    const watch = new WatchReader(store, { prefixes: ['x', 'z.y'] });
+    await watch.untilSynced();
+    const expected: string[] = [];
+    for (let step = 0; step < 30; step++) {
+      const key = ['x.1', 'y.1', 'z.y.1', 'z.yy', 'x.2', 'z.y', 'xx', 'z.y.deep.2'][step % 8] as string;
+      await store.put(key, bytes(String(step)));
+      if (['x.1', 'z.y.1', 'x.2', 'z.y', 'z.y.deep.2'].includes(key)) expected.push(`${key}=${step}`);
+    }
+    await store.put('x.end', bytes('end'));
+    await watch.until(isPutOf('x.end'));
+    const seen = changes(watch.events)
+      .filter((event) => event.key !== 'x.end')
+      .map((event) => `${event.key}=${event.type === 'put' ? new TextDecoder().decode(event.value) : event.type}`);
+    expect(seen).toEqual(expected);
+    expectCursorOrder(store, watch.events);
+    await watch.stop();
+  }),
+  check(
+    'watch',
+    'breaking out of a watch releases its server-side resources',
+    async (context) => {
+      const store = await context.open();
+      const count = () => context.harness.watchResources?.(context.bucket) ?? Promise.resolve(0);
+      const before = await count();
+      const watches = [
+        new WatchReader(store),
+        new WatchReader(store, { prefixes: ['a', 'b'] }),
+        new WatchReader(store, { prefixes: ['c'] }),
+      ];
+      for (const watch of watches) await watch.untilSynced();
+      expect(await count()).toBeGreaterThan(before);
+      for (const watch of watches) await watch.stop();
+      await eventually(async () => (await count()) === before, 'watch resources to return to their starting count');
+    },
+    ['watchResources'],
+  ),
+  check('watch', 'aborting the signal ends the iteration normally, even while it waits', async (context) => {
+    const store = await context.open();
+    const controller = new AbortController();
+    const count = () => context.harness.watchResources?.(context.bucket) ?? Promise.resolve(0);
+    const before = await count();
+    const iterator = store.watch({ signal: controller.signal })[Symbol.asyncIterator]();
+    expect((await iterator.next()).value?.type).toBe('synced');
+    const pending = iterator.next();
+    controller.abort();
+    const result = await Promise.race([pending, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 20_000))]);
+    expect(result === 'hung' ? 'hung' : result.done).toBe(true);
+    await eventually(async () => (await count()) === before, 'watch resources to be released after abort');
+  }),
+  check('watch', 'closing the handle ends its running watches with Closed', async (context) => {
+    const store = await context.open();
+    const iterator = store.watch()[Symbol.asyncIterator]();
+    expect((await iterator.next()).value?.type).toBe('synced');
+    const pending = iterator.next();
+    await store.close();
+    const outcome = await Promise.race([
+      pending.then(
+        () => 'ended without error',
+        (error: unknown) => (KvError.is(error, KvErrorCode.Closed) ? 'closed' : `wrong error ${String(error)}`),
+      ),
+      new Promise<string>((resolve) => setTimeout(() => resolve('hung'), 20_000)),
+    ]);
+    expect(outcome).toBe('closed');
+  }),
+];

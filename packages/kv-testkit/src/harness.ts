@@ -1,0 +1,85 @@
+import type { KvCapabilities, KvStore, ManualClock } from '@weft/kv';
+
+/**
+ * How the conformance suite reaches a backend. Only `open` is required; every
+ * optional hook enables the checks that need it, and checks whose hook is
+ * missing are skipped with a printed reason.
+ */
+export interface KvConformanceHarness {
+  /**
+   * Opens a new client handle on `bucket`, creating the bucket if needed. Two
+   * calls with one name must give two clients of one bucket (separate
+   * connections where the backend has them).
+   */
+  open(bucket: string): Promise<KvStore>;
+  /** Runs once before the suite (e.g. start a server). */
+  setup?(): Promise<void>;
+  /** Runs once after the suite. */
+  teardown?(): Promise<void>;
+  /** Removes a bucket and its data after the check that used it. */
+  dropBucket?(bucket: string): Promise<void>;
+  /**
+   * Makes the bucket forget its change history up to its head, as retention
+   * or compaction on the server would, so that watches resumed from older
+   * cursors must fail with `CursorExpired`.
+   */
+  forgetHistory?(bucket: string, store: KvStore): Promise<void>;
+  /**
+   * Counts the server-side resources held by watches on `bucket` (consumers,
+   * blocked connections, registered watchers), to prove that ending a watch
+   * releases them.
+   */
+  watchResources?(bucket: string): Promise<number>;
+  /**
+   * The manual clock the backend's TTLs run on. With it, TTL checks move time
+   * by hand; without it they wait in real time with short TTLs.
+   */
+  clock?: ManualClock;
+  /**
+   * The longest documented delay between a TTL passing and its `expire` event,
+   * in real milliseconds. @default 5000
+   */
+  expireDelayMs?: number;
+}
+
+/** Options of {@link describeKvConformance}. */
+export interface KvConformanceOptions {
+  /**
+   * Command sequences in the model-based run.
+   * @default the `WEFT_PROPERTY_RUNS` environment variable, else 200
+   */
+  propertyRuns?: number;
+  /**
+   * fast-check seed for the model-based run, to replay a failure.
+   * @default the `WEFT_SEED` environment variable, else random
+   */
+  seed?: number;
+  /** Per-check timeout in milliseconds. @default 60000 */
+  timeoutMs?: number;
+}
+
+/** What a check receives: a fresh bucket of its own, and handles on it. */
+export interface CheckContext {
+  readonly harness: KvConformanceHarness;
+  /** The fresh bucket this check runs in. */
+  readonly bucket: string;
+  readonly propertyRuns: number;
+  readonly seed: number | undefined;
+  /** Opens another client handle on the check's bucket; handles are closed after the check. */
+  open(): Promise<KvStore>;
+  /** Prints one line, prefixed with the suite name. */
+  log(message: string): void;
+}
+
+/** A precondition a check needs; a check whose precondition fails is skipped with the reason. */
+export type Requirement = keyof Pick<KvCapabilities, 'ttl' | 'purge'> | 'forgetHistory' | 'watchResources';
+
+/** One clause of the contract, checked. */
+export interface ConformanceCheck {
+  /** The contract clause it belongs to: `keys`, `values`, `reads`, `writes`, `ttl`, `purge`, `cas`, `watch`, `model`, `bad input`. */
+  readonly group: string;
+  /** What a user relies on, in one sentence. */
+  readonly name: string;
+  readonly requires?: readonly Requirement[];
+  run(context: CheckContext): Promise<void>;
+}

@@ -1,0 +1,27 @@
+/**
+ * `@weft/kv-testkit`: the conformance suite of the `@weft/kv` contract.
+ *
+ * A backend proves itself in a few lines of vitest:
+ *
+ * ```ts
+ * import { describeKvConformance } from '@weft/kv-testkit';
+ * describeKvConformance('redis', { open: (bucket) => openRedisKv({ url, bucket }) });
+ * ```
+ *
+ * The suite has example checks for every clause of the contract, a
+ * fast-check model-based run against a reference model, concurrent CAS races,
+ * watch checks (state-sync completeness, cursor order, resume, expiry,
+ * multi-prefix, release) and bad-input checks. Checks are plain data
+ * ({@link kvConformanceChecks}) so they can also run outside vitest's
+ * registration, e.g. to prove the suite catches a broken backend.
+ *
+ * @packageDocumentation
+ */
+
+export { contractChecks, invalidKeys } from './checks/contract.js';
+export { modelChecks } from './checks/model.js';
+export { watchChecks } from './checks/watch.js';
+export { describeKvConformance, kvConformanceChecks } from './describe.js';
+export type { CheckContext, ConformanceCheck, KvConformanceHarness, KvConformanceOptions, Requirement } from './harness.js';
+export { applyEvents, bytes, drain, expectKvError, readState, sleep, text, WatchReader } from './helpers.js';
+export { type CheckOutcome, type CheckSettings, freshBucketName, runConformanceCheck } from './runner.js';

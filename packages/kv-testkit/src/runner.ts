@@ -1,0 +1,86 @@
+import { randomBytes } from 'node:crypto';
+import type { KvStore } from '@weft/kv';
+import type { CheckContext, ConformanceCheck, KvConformanceHarness, Requirement } from './harness.js';
+
+let bucketCounter = 0;
+
+/** A bucket name no other check (or concurrent test process) uses. */
+export function freshBucketName(): string {
+  bucketCounter++;
+  return `conf-${process.pid.toString(36)}-${bucketCounter}-${randomBytes(3).toString('hex')}`;
+}
+
+/** The outcome of one check. A failure is thrown, not returned. */
+export type CheckOutcome = { readonly status: 'passed' } | { readonly status: 'skipped'; readonly reason: string };
+
+/** Settings a run passes down to each check. */
+export interface CheckSettings {
+  readonly propertyRuns: number;
+  readonly seed: number | undefined;
+  readonly log: (message: string) => void;
+}
+
+/**
+ * Runs one check in a fresh bucket, closing every handle it opened and
+ * dropping the bucket afterwards. Returns `skipped` with a reason when the
+ * backend lacks what the check requires.
+ */
+export async function runConformanceCheck(
+  check: ConformanceCheck,
+  harness: KvConformanceHarness,
+  settings: CheckSettings,
+): Promise<CheckOutcome> {
+  const bucket = freshBucketName();
+  const handles: KvStore[] = [];
+  const open = async () => {
+    const store = await harness.open(bucket);
+    handles.push(store);
+    return store;
+  };
+  try {
+    const first = await open();
+    const missing = missingRequirement(check.requires ?? [], first, harness);
+    if (missing !== undefined) return { status: 'skipped', reason: missing };
+    let opened = false;
+    const context: CheckContext = {
+      harness,
+      bucket,
+      propertyRuns: settings.propertyRuns,
+      seed: settings.seed,
+      // The first call hands out the handle opened above, so a check that needs one handle opens one.
+      open: async () => {
+        if (!opened) {
+          opened = true;
+          return first;
+        }
+        return open();
+      },
+      log: settings.log,
+    };
+    await check.run(context);
+    return { status: 'passed' };
+  } finally {
+    await Promise.allSettled(handles.map((store) => store.close()));
+    await harness.dropBucket?.(bucket).catch(() => undefined);
+  }
+}
+
+function missingRequirement(requires: readonly Requirement[], store: KvStore, harness: KvConformanceHarness): string | undefined {
+  for (const requirement of requires) {
+    switch (requirement) {
+      case 'ttl':
+        if (!store.capabilities.ttl) return `the ${store.backend} backend reports ttl: false (putWithTtl throws Unsupported)`;
+        break;
+      case 'purge':
+        if (!store.capabilities.purge) return `the ${store.backend} backend reports purge: false (purge throws Unsupported)`;
+        break;
+      case 'forgetHistory':
+        if (harness.forgetHistory === undefined) return 'the harness has no forgetHistory hook to make history expire';
+        break;
+      case 'watchResources':
+        if (harness.watchResources === undefined) return 'the harness has no watchResources hook to count server-side watch resources';
+        break;
+    }
+  }
+  return undefined;
+}

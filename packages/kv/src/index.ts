@@ -1,0 +1,57 @@
+/**
+ * `@weft/kv`: one versioned key-value contract with one meaning on every
+ * backend (reads, compare-and-swap writes, resumable watches, TTL and purge),
+ * plus the in-memory reference backend.
+ *
+ * ```ts
+ * import { openMemoryKv } from '@weft/kv';
+ * await using kv = await openMemoryKv();
+ * const version = await kv.create('users.ada', new TextEncoder().encode('hi'));
+ * await kv.update('users.ada', new TextEncoder().encode('hello'), version);
+ * for await (const event of kv.watch({ prefixes: ['users'] })) console.log(event.type, event.cursor);
+ * ```
+ *
+ * Backends live in their own packages (`@weft/kv-nats`, `@weft/kv-redis`,
+ * `@weft/kv-fdb`); `@weft/kv-testkit` proves each of them against this contract.
+ *
+ * @packageDocumentation
+ */
+
+export { type Clock, ManualClock, systemClock } from './clock.js';
+export { KvError, KvErrorCode, type KvErrorOptions, kvError } from './errors.js';
+export {
+  assertValidKey,
+  assertValidPrefix,
+  isValidKey,
+  keyMatchesAnyPrefix,
+  keyMatchesPrefix,
+  keyProblem,
+  maxKeyBytes,
+  normalizePrefixes,
+} from './keys.js';
+export {
+  createMemoryKvServer,
+  type MemoryBucketOptions,
+  type MemoryKvOptions,
+  MemoryKvServer,
+  MemoryKvStore,
+  openMemoryKv,
+} from './memory/memory-kv.js';
+export { Notifier } from './notifier.js';
+export type {
+  KvCapabilities,
+  KvEntry,
+  KvPurge,
+  KvReader,
+  KvRecord,
+  KvStore,
+  KvTtl,
+  KvWatcher,
+  KvWriter,
+  Version,
+  WatchCursor,
+  WatchEvent,
+  WatchEventType,
+  WatchOptions,
+} from './types.js';
+export { assertSignal, assertTtl, assertValue, describe as describeArgument } from './validate.js';

@@ -1,0 +1,220 @@
+/**
+ * The `@weft/kv` contract: capability interfaces every backend implements with
+ * one meaning. `docs/semantics.md` states the same contract in prose.
+ */
+
+declare const versionBrand: unique symbol;
+declare const cursorBrand: unique symbol;
+
+/**
+ * A key's version, opaque and backend-specific (NATS stream sequence, Redis
+ * stream id, FDB versionstamp hex). Compare versions only for equality; per
+ * key they strictly increase.
+ */
+export type Version = string & { readonly [versionBrand]: true };
+
+/**
+ * A position in a bucket's change history, carried by every watch event.
+ * Cursors are totally ordered within a bucket (compare with
+ * {@link KvWatcher.compareCursors}) and safe to persist and pass back later.
+ */
+export type WatchCursor = string & { readonly [cursorBrand]: true };
+
+/** A live value. */
+export interface KvEntry {
+  readonly key: string;
+  readonly value: Uint8Array;
+  readonly version: Version;
+}
+
+/** The raw latest record of a key, tombstones included. */
+export type KvRecord =
+  | { readonly key: string; readonly op: 'put'; readonly value: Uint8Array; readonly version: Version }
+  | { readonly key: string; readonly op: 'delete' | 'purge'; readonly version: Version };
+
+/** A change delivered by a watch. Every event carries the cursor to resume after it. */
+export type WatchEvent =
+  | {
+      readonly type: 'put';
+      readonly key: string;
+      readonly value: Uint8Array;
+      readonly version: Version;
+      readonly cursor: WatchCursor;
+    }
+  | { readonly type: 'delete'; readonly key: string; readonly version: Version; readonly cursor: WatchCursor }
+  | { readonly type: 'purge'; readonly key: string; readonly version: Version; readonly cursor: WatchCursor }
+  | { readonly type: 'expire'; readonly key: string; readonly cursor: WatchCursor }
+  | {
+      /**
+       * The watch has delivered everything up to the bucket's head as of the
+       * watch's start: the full live state (without `from`) or every change
+       * after `from`. Emitted exactly once per watch.
+       */
+      readonly type: 'synced';
+      readonly cursor: WatchCursor;
+    };
+
+/** The kinds of watch event. */
+export type WatchEventType = WatchEvent['type'];
+
+/** Options of {@link KvWatcher.watch}. */
+export interface WatchOptions {
+  /**
+   * Whole-token key prefixes to watch; omitted means the whole bucket. Several
+   * prefixes give one stream in one cursor order.
+   */
+  readonly prefixes?: readonly string[];
+  /**
+   * Resume after this cursor: deliver only what changed after it (at least the
+   * latest change of every key), then `synced`, then live changes. Without it
+   * the watch starts with the current live state.
+   */
+  readonly from?: WatchCursor;
+  /** Aborting ends the iteration normally and releases server-side resources. */
+  readonly signal?: AbortSignal;
+}
+
+/** What a backend can do, reported when the store opens. */
+export interface KvCapabilities {
+  /** `putWithTtl` is honoured; when false it throws `Unsupported`. */
+  readonly ttl: boolean;
+  /** `purge` is honoured; when false it throws `Unsupported`. */
+  readonly purge: boolean;
+  /** A watch on several prefixes is filtered by the server (`native`) or the client (`emulated`). */
+  readonly multiPrefixWatch: 'native' | 'emulated';
+  /** The largest value accepted, in bytes. */
+  readonly maxValueBytes: number;
+  /** A read issued after a write returned observes that write (on the same handle). */
+  readonly readYourWrites: boolean;
+  /** How many versions per key the change history retains (`Infinity` for all of them). */
+  readonly history: number;
+}
+
+/** Reads. Expired entries and tombstones are never returned as live values. */
+export interface KvReader {
+  /**
+   * The live value of `key`, or `undefined` when it is absent, deleted, purged or expired.
+   *
+   * @throws {KvError} `InvalidKey`, `Closed`, connection errors
+   */
+  get(key: string): Promise<KvEntry | undefined>;
+  /**
+   * The raw latest record of `key`, tombstones included; `undefined` when the
+   * key was never written, or has expired.
+   *
+   * @throws {KvError} `InvalidKey`, `Closed`, connection errors
+   */
+  entry(key: string): Promise<KvRecord | undefined>;
+  /**
+   * The live keys under `prefix` (whole tokens; omitted means all), streamed.
+   *
+   * @throws {KvError} `InvalidKey`, `Closed`, connection errors
+   */
+  keys(prefix?: string): AsyncIterable<string>;
+  /**
+   * The live entries under `prefix` (whole tokens; omitted means all), streamed.
+   *
+   * @throws {KvError} `InvalidKey`, `Closed`, connection errors
+   */
+  scan(prefix?: string): AsyncIterable<KvEntry>;
+}
+
+/** Writes with compare-and-swap. */
+export interface KvWriter {
+  /**
+   * Writes `value` unconditionally and clears any TTL.
+   *
+   * @returns the new version
+   * @throws {KvError} `InvalidKey`, `InvalidArgument`, `ValueTooLarge`, `Indeterminate`, `Closed`
+   */
+  put(key: string, value: Uint8Array): Promise<Version>;
+  /**
+   * Writes `value` only when the key has no live value (creating over a tombstone succeeds).
+   *
+   * @throws {KvError} `AlreadyExists` when a live value exists
+   */
+  create(key: string, value: Uint8Array): Promise<Version>;
+  /**
+   * Writes `value` only when the current version is `expected`.
+   *
+   * @throws {KvError} `RevisionMismatch` when it differs (absent or deleted counts as different)
+   */
+  update(key: string, value: Uint8Array, expected: Version): Promise<Version>;
+  /**
+   * Writes a tombstone.
+   *
+   * @returns the tombstone's version
+   */
+  delete(key: string): Promise<Version>;
+  /**
+   * Writes a tombstone only when the current version is `expected`.
+   *
+   * @throws {KvError} `RevisionMismatch` when it differs
+   */
+  deleteWithVersion(key: string, expected: Version): Promise<Version>;
+}
+
+/** Time-to-live writes. */
+export interface KvTtl {
+  /**
+   * Writes `value` that is visible until `ttlMs` has passed and never after it
+   * expires; watchers then see an `expire` event within the backend's
+   * documented delay.
+   *
+   * @throws {KvError} `Unsupported` when `capabilities.ttl` is false; `InvalidArgument` for a TTL that is not a positive finite number
+   */
+  putWithTtl(key: string, value: Uint8Array, ttlMs: number): Promise<Version>;
+}
+
+/** Deleting a key together with its history. */
+export interface KvPurge {
+  /**
+   * Deletes `key` and reclaims its history; watchers see a `purge` event.
+   *
+   * @returns the purge marker's version
+   * @throws {KvError} `Unsupported` when `capabilities.purge` is false
+   */
+  purge(key: string): Promise<Version>;
+}
+
+/** Watches: state-sync or resumed streams of changes. */
+export interface KvWatcher {
+  /**
+   * A stream of changes under `prefixes`.
+   *
+   * Without `from`: the current live value of every matching key, then one
+   * `synced` marker, then live changes, with nothing lost in between. With
+   * `from`: the changes after that cursor, then `synced`, then live changes;
+   * fails with `CursorExpired` when the backend cannot prove that is gap-free.
+   * Events arrive in cursor order. Reconnection is handled inside the watch.
+   * Breaking out of the loop or aborting `signal` ends it and releases its
+   * server-side resources.
+   *
+   * @throws {KvError} `InvalidKey`, `InvalidArgument`, `CursorExpired`, `Closed`
+   */
+  watch(options?: WatchOptions): AsyncIterable<WatchEvent>;
+  /**
+   * Orders two cursors of this bucket: negative, zero or positive.
+   *
+   * @throws {KvError} `InvalidArgument` for a string that is not a cursor of this backend
+   */
+  compareCursors(a: WatchCursor, b: WatchCursor): number;
+}
+
+/**
+ * A handle on one bucket. Several handles on one bucket behave like several
+ * clients of one server.
+ */
+export interface KvStore extends KvReader, KvWriter, KvWatcher, KvTtl, KvPurge, AsyncDisposable {
+  /** The backend's name, e.g. `memory`, `nats`, `redis`, `fdb`. */
+  readonly backend: string;
+  /** The bucket this handle is bound to. */
+  readonly bucket: string;
+  readonly capabilities: KvCapabilities;
+  /**
+   * Closes the handle and whatever it opened itself (not a caller-owned
+   * client). Running watches end with `Closed`; later calls throw `Closed`.
+   * Idempotent.
+   */
+  close(): Promise<void>;
+}

@@ -1,0 +1,51 @@
+import { KvErrorCode, kvError } from './errors.js';
+
+/**
+ * Throws unless `value` is a `Uint8Array` of at most `maxValueBytes` bytes.
+ * Backends call it before any I/O, so an oversize value writes nothing.
+ *
+ * @throws {KvError} `InvalidArgument` for a non-binary value, `ValueTooLarge` past the limit
+ */
+export function assertValue(value: unknown, maxValueBytes: number, backend: string, key: string): asserts value is Uint8Array {
+  if (!(value instanceof Uint8Array)) {
+    throw kvError(KvErrorCode.InvalidArgument, backend, `a value must be a Uint8Array, got ${describe(value)}`, { key });
+  }
+  if (value.byteLength > maxValueBytes) {
+    throw kvError(KvErrorCode.ValueTooLarge, backend, `value of ${value.byteLength} bytes exceeds the limit of ${maxValueBytes} bytes`, {
+      key,
+    });
+  }
+}
+
+/**
+ * Throws unless `ttlMs` is a positive, finite number of milliseconds.
+ *
+ * @throws {KvError} `InvalidArgument`
+ */
+export function assertTtl(ttlMs: unknown, backend: string, key: string): asserts ttlMs is number {
+  if (typeof ttlMs !== 'number' || !Number.isFinite(ttlMs) || ttlMs <= 0) {
+    throw kvError(KvErrorCode.InvalidArgument, backend, `a TTL must be a positive, finite number of milliseconds, got ${describe(ttlMs)}`, {
+      key,
+    });
+  }
+}
+
+/**
+ * Throws unless `signal` is undefined or an `AbortSignal`.
+ *
+ * @throws {KvError} `InvalidArgument`
+ */
+export function assertSignal(signal: unknown, backend: string): asserts signal is AbortSignal | undefined {
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw kvError(KvErrorCode.InvalidArgument, backend, `a watch signal must be an AbortSignal, got ${describe(signal)}`);
+  }
+}
+
+/** A short, safe description of an unexpected argument for error messages (never the bytes of a value). */
+export function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (typeof value === 'string') return value.length > 40 ? `a string of ${value.length} characters` : JSON.stringify(value);
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
+  if (typeof value === 'object') return `an object (${value.constructor?.name ?? 'Object'})`;
+  return typeof value;
+}

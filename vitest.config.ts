@@ -1,0 +1,24 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { defineConfig } from 'vitest/config';
+
+// Tests run against each workspace package's TypeScript source, so one module
+// instance is shared by a package's own tests and every package importing it.
+const packagesDir = fileURLToPath(new URL('./packages/', import.meta.url));
+const alias = readdirSync(packagesDir).flatMap((dir) => {
+  const manifest = JSON.parse(readFileSync(`${packagesDir}${dir}/package.json`, 'utf8')) as { name: string };
+  return [{ find: new RegExp(`^${manifest.name}$`), replacement: `${packagesDir}${dir}/src/index.ts` }];
+});
+
+const long = process.env.WEFT_LONG === '1';
+
+export default defineConfig({
+  resolve: { alias },
+  test: {
+    include: ['packages/*/test/**/*.test.ts', 'test/**/*.test.ts', 'benchmarks/test/**/*.test.ts'],
+    testTimeout: long ? 600_000 : 60_000,
+    hookTimeout: 120_000,
+    teardownTimeout: 30_000,
+    pool: 'forks',
+  },
+});
