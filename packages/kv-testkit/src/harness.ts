@@ -40,6 +40,11 @@ export interface KvConformanceHarness {
    * in real milliseconds. @default 5000
    */
   expireDelayMs?: number;
+  /**
+   * How long a check waits for an awaited watch event (or a resource count)
+   * before it fails instead of hanging. @default 20000
+   */
+  watchDeadlineMs?: number;
 }
 
 /** Options of {@link describeKvConformance}. */

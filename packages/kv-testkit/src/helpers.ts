@@ -44,8 +44,15 @@ export async function drain<T>(iterable: AsyncIterable<T>): Promise<T[]> {
   return items;
 }
 
-/** How long a watch may take to deliver what a check waits for before the check fails instead of hanging. */
-export const watchDeadlineMs = 20_000;
+let watchDeadlineMs = 20_000;
+
+/**
+ * Sets how long a watch may take to deliver an awaited event before the check
+ * fails instead of hanging (the runner sets it from the harness before each check).
+ */
+export function setWatchDeadline(ms: number): void {
+  watchDeadlineMs = ms;
+}
 
 /**
  * An open watch read one event at a time, with a deadline on every wait so a
@@ -62,8 +69,9 @@ export class WatchReader {
   }
 
   /** The next event, or `undefined` when the watch ended. */
-  async next(deadlineMs = watchDeadlineMs): Promise<WatchEvent | undefined> {
+  async next(deadlineMs?: number): Promise<WatchEvent | undefined> {
     if (this.#ended) return undefined;
+    deadlineMs ??= watchDeadlineMs;
     this.#pending ??= this.#iterator.next();
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<'timeout'>((resolve) => {
@@ -87,7 +95,7 @@ export class WatchReader {
   }
 
   /** Reads events until `predicate` holds for one; returns the events read by this call, that one included. */
-  async until(predicate: (event: WatchEvent) => boolean, deadlineMs = watchDeadlineMs): Promise<WatchEvent[]> {
+  async until(predicate: (event: WatchEvent) => boolean, deadlineMs?: number): Promise<WatchEvent[]> {
     const read: WatchEvent[] = [];
     for (;;) {
       const event = await this.next(deadlineMs);
@@ -125,11 +133,12 @@ export function describeEvents(events: readonly WatchEvent[]): string {
 }
 
 /** Polls `condition` until it holds, failing after `deadlineMs`. */
-export async function eventually(condition: () => Promise<boolean>, what: string, deadlineMs = watchDeadlineMs): Promise<void> {
-  const deadline = Date.now() + deadlineMs;
+export async function eventually(condition: () => Promise<boolean>, what: string, deadlineMs?: number): Promise<void> {
+  const wait = deadlineMs ?? watchDeadlineMs;
+  const deadline = Date.now() + wait;
   for (;;) {
     if (await condition()) return;
-    if (Date.now() > deadline) expect.fail(`timed out after ${deadlineMs} ms waiting for ${what}`);
+    if (Date.now() > deadline) expect.fail(`timed out after ${wait} ms waiting for ${what}`);
     await sleep(25);
   }
 }

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { KvStore } from '@weft/kv';
 import type { CheckContext, ConformanceCheck, KvConformanceHarness, Requirement } from './harness.js';
+import { setWatchDeadline } from './helpers.js';
 
 let bucketCounter = 0;
 
@@ -30,6 +31,7 @@ export async function runConformanceCheck(
   harness: KvConformanceHarness,
   settings: CheckSettings,
 ): Promise<CheckOutcome> {
+  setWatchDeadline(harness.watchDeadlineMs ?? 20_000);
   const bucket = freshBucketName();
   const handles: KvStore[] = [];
   const open = async () => {

@@ -238,7 +238,10 @@ export const watchChecks: ConformanceCheck[] = [
     expect((await iterator.next()).value?.type).toBe('synced');
     const pending = iterator.next();
     controller.abort();
-    const result = await Promise.race([pending, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 20_000))]);
+    const result = await Promise.race([
+      pending,
+      new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), context.harness.watchDeadlineMs ?? 20_000)),
+    ]);
     expect(result === 'hung' ? 'hung' : result.done).toBe(true);
     await eventually(async () => (await count()) === before, 'watch resources to be released after abort');
   }),
@@ -253,7 +256,7 @@ export const watchChecks: ConformanceCheck[] = [
         () => 'ended without error',
         (error: unknown) => (KvError.is(error, KvErrorCode.Closed) ? 'closed' : `wrong error ${String(error)}`),
       ),
-      new Promise<string>((resolve) => setTimeout(() => resolve('hung'), 20_000)),
+      new Promise<string>((resolve) => setTimeout(() => resolve('hung'), context.harness.watchDeadlineMs ?? 20_000)),
     ]);
     expect(outcome).toBe('closed');
   }),
