@@ -1,0 +1,30 @@
+/**
+ * Real servers for tests: `nats-server` and `redis-server` spawned from PATH
+ * on free loopback ports, each with its own data directory, that tests can
+ * stop, kill -9 and restart; plus a 3-node JetStream cluster and a 3-master
+ * Redis Cluster. Missing binaries are reported in one line naming what to
+ * install (`natsUnavailable()`, `redisUnavailable()`), so tests skip loudly.
+ *
+ * Private to the weft monorepo.
+ *
+ * @packageDocumentation
+ */
+
+export {
+  type NatsCluster,
+  type NatsServer,
+  type NatsServerOptions,
+  natsUnavailable,
+  startNatsCluster,
+  startNatsServer,
+} from './nats.js';
+export { findBinary, freePort, missingBinary, ServerProcess } from './process.js';
+export {
+  type RedisCluster,
+  type RedisServer,
+  type RedisServerOptions,
+  redisCommand,
+  redisUnavailable,
+  startRedisCluster,
+  startRedisServer,
+} from './redis.js';

@@ -1,0 +1,162 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { accessSync, closeSync, constants, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
+
+/** The package that provides each server binary on Debian and Ubuntu. */
+const installHints: Record<string, string> = {
+  'nats-server': 'apt-get install -y nats-server',
+  'redis-server': 'apt-get install -y redis-server',
+};
+
+/** The absolute path of `name` on PATH, or `undefined`. */
+export function findBinary(name: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (dir === '') continue;
+    const candidate = join(dir, name);
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not in this directory
+    }
+  }
+  return undefined;
+}
+
+/** One line saying that `name` is missing and how to install it, or `undefined` when it is on PATH. */
+export function missingBinary(name: string): string | undefined {
+  if (findBinary(name) !== undefined) return undefined;
+  return `${name} not found on PATH: install it with \`${installHints[name] ?? `your package manager (${name})`}\` to run these tests`;
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/** A fresh temporary directory for a server's data. */
+export function makeDataDir(kind: string): string {
+  return mkdtempSync(join(tmpdir(), `weft-${kind}-`));
+}
+
+const running = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  // Servers must not outlive a test process that crashed or forgot to stop them.
+  process.once('exit', () => {
+    for (const child of running) child.kill('SIGKILL');
+  });
+}
+
+/** How to start one server process and tell when it is ready. */
+export interface ProcessSpec {
+  readonly binary: string;
+  readonly args: () => string[];
+  readonly logFile: string;
+  readonly ready: () => Promise<boolean>;
+  readonly readyTimeoutMs?: number;
+}
+
+/**
+ * A server child process that can be stopped gracefully, killed with SIGKILL
+ * and started again with the same arguments (same port, same data directory).
+ */
+export class ServerProcess {
+  #child: ChildProcess | undefined;
+  #exited: Promise<void> = Promise.resolve();
+  readonly #spec: ProcessSpec;
+
+  constructor(spec: ProcessSpec) {
+    this.#spec = spec;
+  }
+
+  /** The operating-system process id while running. */
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
+  get running(): boolean {
+    return this.#child !== undefined;
+  }
+
+  /** Starts the process and waits until it is ready. */
+  async start(): Promise<void> {
+    if (this.#child !== undefined) throw new Error(`${this.#spec.binary} is already running`);
+    installExitHook();
+    const log = openSync(this.#spec.logFile, 'a');
+    const child = spawn(this.#spec.binary, this.#spec.args(), { stdio: ['ignore', log, log] });
+    closeSync(log);
+    this.#child = child;
+    running.add(child);
+    let exitCode: number | null | undefined;
+    this.#exited = new Promise((resolve) => {
+      child.once('exit', (code) => {
+        exitCode = code;
+        running.delete(child);
+        if (this.#child === child) this.#child = undefined;
+        resolve();
+      });
+    });
+    const deadline = Date.now() + (this.#spec.readyTimeoutMs ?? 20_000);
+    for (;;) {
+      if (exitCode !== undefined) throw new Error(`${this.#spec.binary} exited with code ${exitCode} while starting:\n${this.logTail()}`);
+      if (await this.#spec.ready().catch(() => false)) return;
+      if (Date.now() > deadline) {
+        await this.kill();
+        throw new Error(`${this.#spec.binary} was not ready in time:\n${this.logTail()}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  /** Stops the process with SIGTERM and waits for it to exit (SIGKILL after 10 s). */
+  async stop(): Promise<void> {
+    const child = this.#child;
+    if (child === undefined) return;
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    await this.#exited;
+    clearTimeout(timer);
+  }
+
+  /** Kills the process with SIGKILL, as a crash would, and waits for it to be gone. */
+  async kill(): Promise<void> {
+    const child = this.#child;
+    if (child === undefined) return;
+    child.kill('SIGKILL');
+    await this.#exited;
+  }
+
+  /** Starts the process again with the same arguments. */
+  async restart(): Promise<void> {
+    await this.stop();
+    await this.start();
+  }
+
+  /** The last lines of the process's log, for error messages. */
+  logTail(lines = 20): string {
+    try {
+      return readFileSync(this.#spec.logFile, 'utf8').split('\n').slice(-lines).join('\n');
+    } catch {
+      return '(no log)';
+    }
+  }
+}
+
+/** Removes a data directory, ignoring one that is already gone. */
+export function removeDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}

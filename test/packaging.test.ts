@@ -1,0 +1,69 @@
+/**
+ * Every public package must be publishable on its own: `npm pack` must ship
+ * its entry points, publint must find nothing wrong, and a consumer must be
+ * able to import it and resolve its types with NodeNext resolution.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { publint } from 'publint';
+import { formatMessage } from 'publint/utils';
+import { describe, expect, it } from 'vitest';
+
+const root = new URL('..', import.meta.url).pathname;
+const packagesDir = join(root, 'packages');
+
+interface Manifest {
+  name: string;
+  private?: boolean;
+  exports: Record<string, string | { types: string; default: string }>;
+  files?: string[];
+}
+
+const publicPackages = readdirSync(packagesDir)
+  .map((dir) => ({ dir: join(packagesDir, dir), manifest: JSON.parse(readFileSync(join(packagesDir, dir, 'package.json'), 'utf8')) as Manifest }))
+  .filter(({ manifest }) => manifest.private !== true);
+
+describe.each(publicPackages)('package $manifest.name', ({ dir, manifest }) => {
+  it('passes publint with nothing to report', async () => {
+    const { messages, pkg } = await publint({ pkgDir: dir, pack: 'npm', level: 'suggestion' });
+    expect(messages.map((message) => formatMessage(message, pkg, { color: false }))).toEqual([]);
+  });
+
+  it('ships every entry point and type declaration in its npm tarball', () => {
+    const packed = JSON.parse(execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: dir, encoding: 'utf8' })) as Array<{
+      files: Array<{ path: string }>;
+    }>;
+    const files = new Set(packed[0]?.files.map((file) => file.path));
+    for (const [subpath, target] of Object.entries(manifest.exports)) {
+      const targets = typeof target === 'string' ? [target] : [target.types, target.default];
+      for (const file of targets) expect(files.has(file.replace(/^\.\//, '')), `${subpath} -> ${file}`).toBe(true);
+    }
+    expect([...files].some((file) => file.startsWith('src/') || file.startsWith('test/'))).toBe(false);
+  });
+
+  it('imports at run time and resolves its types from a consumer', async () => {
+    const entry = manifest.exports['.'];
+    const runtime = typeof entry === 'string' ? entry : entry?.default;
+    const module = (await import(pathToFileURL(join(dir, runtime ?? '')).href)) as Record<string, unknown>;
+    expect(Object.keys(module).length).toBeGreaterThan(0);
+
+    const consumer = mkdtempSync(join(root, 'test', '.consumer-'));
+    try {
+      const names = Object.keys(module).slice(0, 5);
+      writeFileSync(join(consumer, 'index.ts'), `import { ${names.join(', ')} } from '${manifest.name}';\nexport const used = [${names.join(', ')}];\n`);
+      writeFileSync(
+        join(consumer, 'tsconfig.json'),
+        JSON.stringify({
+          compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true, types: ['node'], skipLibCheck: false },
+          files: ['index.ts'],
+        }),
+      );
+      writeFileSync(join(consumer, 'package.json'), JSON.stringify({ type: 'module' }));
+      execFileSync(join(root, 'node_modules', '.bin', 'tsc'), ['-p', consumer], { encoding: 'utf8', stdio: 'pipe' });
+    } finally {
+      rmSync(consumer, { recursive: true, force: true });
+    }
+  });
+});
