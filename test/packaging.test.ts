@@ -22,7 +22,10 @@ interface Manifest {
 }
 
 const publicPackages = readdirSync(packagesDir)
-  .map((dir) => ({ dir: join(packagesDir, dir), manifest: JSON.parse(readFileSync(join(packagesDir, dir, 'package.json'), 'utf8')) as Manifest }))
+  .map((dir) => ({
+    dir: join(packagesDir, dir),
+    manifest: JSON.parse(readFileSync(join(packagesDir, dir, 'package.json'), 'utf8')) as Manifest,
+  }))
   .filter(({ manifest }) => manifest.private !== true);
 
 describe.each(publicPackages)('package $manifest.name', ({ dir, manifest }) => {
@@ -32,7 +35,9 @@ describe.each(publicPackages)('package $manifest.name', ({ dir, manifest }) => {
   });
 
   it('ships every entry point and type declaration in its npm tarball', () => {
-    const packed = JSON.parse(execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: dir, encoding: 'utf8' })) as Array<{
+    const packed = JSON.parse(
+      execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: dir, encoding: 'utf8' }),
+    ) as Array<{
       files: Array<{ path: string }>;
     }>;
     const files = new Set(packed[0]?.files.map((file) => file.path));
@@ -52,11 +57,22 @@ describe.each(publicPackages)('package $manifest.name', ({ dir, manifest }) => {
     const consumer = mkdtempSync(join(root, 'test', '.consumer-'));
     try {
       const names = Object.keys(module).slice(0, 5);
-      writeFileSync(join(consumer, 'index.ts'), `import { ${names.join(', ')} } from '${manifest.name}';\nexport const used = [${names.join(', ')}];\n`);
+      writeFileSync(
+        join(consumer, 'index.ts'),
+        `import { ${names.join(', ')} } from '${manifest.name}';\nexport const used = [${names.join(', ')}];\n`,
+      );
       writeFileSync(
         join(consumer, 'tsconfig.json'),
         JSON.stringify({
-          compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true, types: ['node'], skipLibCheck: false },
+          compilerOptions: {
+            target: 'ES2022',
+            module: 'NodeNext',
+            moduleResolution: 'NodeNext',
+            strict: true,
+            noEmit: true,
+            types: ['node'],
+            skipLibCheck: false,
+          },
           files: ['index.ts'],
         }),
       );

@@ -114,7 +114,7 @@ describe.skipIf(redisMissing !== undefined)('redis-server', () => {
       const keys = Array.from({ length: 30 }, (_, index) => `key-${index}`);
       for (const key of keys) await client.set(key, key.toUpperCase());
       for (const key of keys) expect(await client.get(key)).toBe(key.toUpperCase());
-      const slots = new Set(await Promise.all(keys.map(async (key) => client.cluster("KEYSLOT", key))));
+      const slots = new Set(await Promise.all(keys.map(async (key) => client.cluster('KEYSLOT', key))));
       expect(slots.size).toBeGreaterThan(1);
       const info = await redisCommand(cluster.nodes[0]?.port ?? 0, ['CLUSTER', 'INFO']);
       expect(info).toContain('cluster_size:3');
