@@ -126,7 +126,12 @@ export const watchChecks: ConformanceCheck[] = [
     await watch.until(isPutOf('r.last'));
     const original = changes(watch.events);
     await watch.stop();
-    for (const resumeAt of [0, 1, 17, 30, original.length - 2, original.length - 1]) {
+    // Backends with bounded history may coalesce a key's intermediate versions, so positions are relative.
+    const count = original.length;
+    const resumePoints = [...new Set([0, 1, Math.floor(count / 3), Math.floor(count / 2), count - 2, count - 1])].filter(
+      (index) => index >= 0,
+    );
+    for (const resumeAt of resumePoints) {
       const from = original[resumeAt]?.cursor as WatchCursor;
       const later = original.slice(resumeAt + 1);
       const resumed = new WatchReader(store, { from });
@@ -195,18 +200,29 @@ export const watchChecks: ConformanceCheck[] = [
     const store = await context.open();
     const watch = new WatchReader(store, { prefixes: ['x', 'z.y'] });
     await watch.untilSynced();
-    const expected: string[] = [];
+    const written: string[] = [];
+    const latest = new Map<string, string>();
     for (let step = 0; step < 30; step++) {
       const key = ['x.1', 'y.1', 'z.y.1', 'z.yy', 'x.2', 'z.y', 'xx', 'z.y.deep.2'][step % 8] as string;
       await store.put(key, bytes(String(step)));
-      if (['x.1', 'z.y.1', 'x.2', 'z.y', 'z.y.deep.2'].includes(key)) expected.push(`${key}=${step}`);
+      if (['x.1', 'z.y.1', 'x.2', 'z.y', 'z.y.deep.2'].includes(key)) {
+        written.push(`${key}=${step}`);
+        latest.set(key, `${key}=${step}`);
+      }
     }
     await store.put('x.end', bytes('end'));
     await watch.until(isPutOf('x.end'));
     const seen = changes(watch.events)
       .filter((event) => event.key !== 'x.end')
       .map((event) => `${event.key}=${event.type === 'put' ? new TextDecoder().decode(event.value) : event.type}`);
-    expect(seen).toEqual(expected);
+    // One stream in write order across both prefixes; a backend may coalesce a key's older versions, never reorder.
+    let position = -1;
+    for (const item of seen) {
+      const found = written.indexOf(item, position + 1);
+      expect(found, `${item} is unexpected or out of order in [${seen.join(', ')}]`).toBeGreaterThan(position);
+      position = found;
+    }
+    for (const last of latest.values()) expect(seen).toContain(last);
     expectCursorOrder(store, watch.events);
     await watch.stop();
   }),
@@ -249,13 +265,13 @@ export const watchChecks: ConformanceCheck[] = [
     const store = await context.open();
     const iterator = store.watch()[Symbol.asyncIterator]();
     expect((await iterator.next()).value?.type).toBe('synced');
-    const pending = iterator.next();
+    const pending = iterator.next().then(
+      () => 'ended without error',
+      (error: unknown) => (KvError.is(error, KvErrorCode.Closed) ? 'closed' : `wrong error ${String(error)}`),
+    );
     await store.close();
     const outcome = await Promise.race([
-      pending.then(
-        () => 'ended without error',
-        (error: unknown) => (KvError.is(error, KvErrorCode.Closed) ? 'closed' : `wrong error ${String(error)}`),
-      ),
+      pending,
       new Promise<string>((resolve) => setTimeout(() => resolve('hung'), context.harness.watchDeadlineMs ?? 20_000)),
     ]);
     expect(outcome).toBe('closed');

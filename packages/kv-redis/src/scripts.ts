@@ -1,0 +1,173 @@
+/**
+ * The Lua scripts of the Redis backend, one per mutation, registered with
+ * ioredis `defineCommand`. Each runs atomically on the server: it settles a
+ * passed TTL of its key first (so watchers see `expire` before whatever comes
+ * next), checks the expected version, writes the record, appends to the
+ * bucket's change stream and returns the new version (the stream id).
+ *
+ * Key layout for bucket B (one hash tag, so Redis Cluster keeps a bucket on
+ * one slot):
+ *
+ *   weft:{B}:r:<key>  hash   o = p (put) | d (delete) | x (purge), v = value, n = version
+ *   weft:{B}:log      stream one entry per change: k = key, t = p | d | x | e (expire); no values
+ *   weft:{B}:exp      zset   key -> expiry time (ms, server clock)
+ *   weft:{B}:idx      zset   live keys (score 0), for prefix listing with ZRANGEBYLEX
+ *   weft:{B}:meta     hash   epoch = random id of this incarnation of the bucket's data
+ *
+ * Mutation KEYS: record, log, exp, idx, meta.
+ * Mutation ARGV: key, epoch candidate, max history entries, then per script.
+ */
+
+const prelude = `
+local record, log, expiries, index, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local key, epoch_candidate, max_entries = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+
+-- A bucket whose data vanished (a restart without persistence) gets a new epoch,
+-- which is how watches holding old cursors find out.
+redis.call('HSETNX', meta, 'epoch', epoch_candidate)
+
+local function append(change_key, change_type)
+  local id = redis.call('XADD', log, '*', 'k', change_key, 't', change_type)
+  -- Trim in steps of at least 64 entries; XINFO's max-deleted-entry-id then marks the horizon.
+  if redis.call('XLEN', log) > max_entries + math.max(64, math.floor(max_entries / 100)) then
+    redis.call('XTRIM', log, 'MAXLEN', max_entries)
+  end
+  return id
+end
+
+-- Redis already removed an expired record (PEXPIREAT); emit its expire event and clear the side indexes.
+local function settle_expiry(change_key, record_key)
+  local due = redis.call('ZSCORE', expiries, change_key)
+  if due and tonumber(due) <= now then
+    redis.call('ZREM', expiries, change_key)
+    redis.call('ZREM', index, change_key)
+    redis.call('DEL', record_key)
+    append(change_key, 'e')
+    return 1
+  end
+  return 0
+end
+
+local function live_version()
+  local fields = redis.call('HMGET', record, 'o', 'n')
+  if fields[1] == 'p' then return fields[2] end
+  return false
+end
+
+local function write_put(value, ttl)
+  local id = append(key, 'p')
+  redis.call('HSET', record, 'o', 'p', 'v', value, 'n', id)
+  if ttl then
+    -- Redis hides a key once now > at, so at = expiry - 1 hides it from the expiry instant on.
+    redis.call('PEXPIREAT', record, now + ttl - 1)
+    redis.call('ZADD', expiries, now + ttl, key)
+  else
+    redis.call('PERSIST', record)
+    redis.call('ZREM', expiries, key)
+  end
+  redis.call('ZADD', index, 0, key)
+  return id
+end
+
+local function write_tombstone(op)
+  local id = append(key, op)
+  redis.call('DEL', record)
+  redis.call('HSET', record, 'o', op, 'n', id)
+  redis.call('ZREM', expiries, key)
+  redis.call('ZREM', index, key)
+  return id
+end
+
+settle_expiry(key, record)
+`;
+
+/** The mutation scripts; a table reply `{code, current}` means the precondition failed. */
+export const mutationScripts = {
+  weftPut: `${prelude}
+return write_put(ARGV[4], nil)`,
+  weftPutTtl: `${prelude}
+return write_put(ARGV[4], tonumber(ARGV[5]))`,
+  weftCreate: `${prelude}
+if live_version() then return {'AlreadyExists', live_version()} end
+return write_put(ARGV[4], nil)`,
+  weftUpdate: `${prelude}
+local current = live_version()
+if current ~= ARGV[5] then return {'RevisionMismatch', current or ''} end
+return write_put(ARGV[4], nil)`,
+  weftDelete: `${prelude}
+return write_tombstone('d')`,
+  weftDeleteIf: `${prelude}
+local current = live_version()
+if current ~= ARGV[4] then return {'RevisionMismatch', current or ''} end
+return write_tombstone('d')`,
+  weftPurge: `${prelude}
+return write_tombstone('x')`,
+} as const;
+
+export type MutationScript = keyof typeof mutationScripts;
+
+/**
+ * Expires due entries: KEYS as for mutations with a placeholder record key;
+ * ARGV: unused key, epoch candidate, max entries, record key prefix, limit.
+ * Returns how many entries expired.
+ */
+export const sweepScript = `${prelude.replace('settle_expiry(key, record)', '')}
+local record_prefix, limit = ARGV[4], tonumber(ARGV[5])
+local due = redis.call('ZRANGEBYSCORE', expiries, '-inf', now, 'LIMIT', 0, limit)
+local expired = 0
+for _, due_key in ipairs(due) do
+  expired = expired + settle_expiry(due_key, record_prefix .. due_key)
+end
+return expired`;
+
+/**
+ * Reads the change stream after a position, with the values of puts that are
+ * still current (a superseded put is reported as 's', skipped: its key changed
+ * again later in the stream). KEYS: log, meta. ARGV: after id, count, record
+ * key prefix, epoch candidate.
+ *
+ * Returns {epoch, last-generated-id, horizon, id1, key1, type1, value1, ...}.
+ * A position below the horizon may have lost changes: weft only ever removes
+ * entries by trimming the head of the stream, so once anything was removed
+ * (entries-added > length) every position below the first retained entry is
+ * suspect (all of them, if the stream is empty); XDEL from elsewhere shows in
+ * max-deleted-entry-id.
+ */
+export const readChangesScript = `
+local log, meta = KEYS[1], KEYS[2]
+local after, count, record_prefix = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+redis.call('HSETNX', meta, 'epoch', ARGV[4])
+local reply = {redis.call('HGET', meta, 'epoch'), '0-0', '0-0'}
+if redis.call('EXISTS', log) == 0 then return reply end
+local info = redis.call('XINFO', 'STREAM', log)
+local fields = {}
+for i = 1, #info, 2 do fields[info[i]] = info[i + 1] end
+reply[2] = fields['last-generated-id']
+local horizon = fields['max-deleted-entry-id'] or '0-0'
+if tonumber(fields['entries-added'] or 0) > tonumber(fields['length']) then
+  local first = fields['first-entry']
+  local trimmed_below = (first and first[1]) or reply[2]
+  local function parts(id) local dash = string.find(id, '-', 1, true) return tonumber(string.sub(id, 1, dash - 1)), tonumber(string.sub(id, dash + 1)) end
+  local hm, hs = parts(horizon)
+  local tm, ts = parts(trimmed_below)
+  if tm > hm or (tm == hm and ts > hs) then horizon = trimmed_below end
+end
+reply[3] = horizon
+if count == 0 then return reply end
+local entries = redis.call('XRANGE', log, '(' .. after, '+', 'COUNT', count)
+for _, entry in ipairs(entries) do
+  local id, entry_fields = entry[1], entry[2]
+  local change_key, change_type = entry_fields[2], entry_fields[4]
+  local value = ''
+  if change_type == 'p' then
+    local current = redis.call('HMGET', record_prefix .. change_key, 'n', 'v')
+    if current[1] == id then value = current[2] else change_type = 's' end
+  end
+  reply[#reply + 1] = id
+  reply[#reply + 1] = change_key
+  reply[#reply + 1] = change_type
+  reply[#reply + 1] = value
+end
+return reply`;

@@ -1,0 +1,48 @@
+import { type RedisCluster, type RedisServer, redisUnavailable, startRedisCluster, startRedisServer } from '@weft/test-servers';
+import { Cluster, Redis } from 'ioredis';
+
+export const redisMissing = redisUnavailable();
+if (redisMissing !== undefined) console.warn(`SKIPPING Redis backend tests: ${redisMissing}`);
+
+/** A spawned standalone server plus a raw ioredis client for inspecting what the backend stored. */
+export async function standalone(options: Parameters<typeof startRedisServer>[0] = {}): Promise<{ server: RedisServer; raw: Redis }> {
+  const server = await startRedisServer(options);
+  const raw = new Redis(server.url, { maxRetriesPerRequest: null });
+  return { server, raw };
+}
+
+export async function cluster(): Promise<{ cluster: RedisCluster; raw: Cluster }> {
+  const started = await startRedisCluster({ masters: 3 });
+  return { cluster: started, raw: new Cluster([...started.startupNodes]) };
+}
+
+/** Every Redis key of a bucket, found by SCAN over the keyspace (on every node of a cluster). */
+export async function bucketKeys(raw: Redis | Cluster, bucket: string): Promise<string[]> {
+  const nodes = raw instanceof Cluster ? raw.nodes('master') : [raw];
+  const keys: string[] = [];
+  for (const node of nodes) {
+    let cursor = '0';
+    do {
+      const [next, page] = await node.scan(cursor, 'MATCH', `weft:{${bucket}}:*`, 'COUNT', 1000);
+      keys.push(...page);
+      cursor = next;
+    } while (cursor !== '0');
+  }
+  return keys.sort();
+}
+
+export async function dropBucket(raw: Redis | Cluster, bucket: string): Promise<void> {
+  const keys = await bucketKeys(raw, bucket);
+  for (let index = 0; index < keys.length; index += 500) await raw.del(...keys.slice(index, index + 500));
+}
+
+/** Connections that watches of `bucket` hold open (they carry the client name weft-watch:<bucket>). */
+export async function watchConnections(raw: Redis | Cluster, bucket: string): Promise<number> {
+  const nodes = raw instanceof Cluster ? raw.nodes('master') : [raw];
+  let count = 0;
+  for (const node of nodes) {
+    const list = (await node.client('LIST')) as string;
+    count += list.split('\n').filter((line) => line.includes(` name=weft-watch:${bucket} `)).length;
+  }
+  return count;
+}
