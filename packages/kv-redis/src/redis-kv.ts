@@ -113,8 +113,23 @@ export async function openRedisKv(options: RedisKvOptions): Promise<RedisKvStore
     // Unanswered commands are not re-sent after a reconnect: a re-sent create or update would misreport its own success.
     client = new Redis(options.url as string, { lazyConnect: true, autoResendUnfulfilledCommands: false });
   }
+  // Failures surface through commands; an unhandled 'error' event would only log.
+  if (owned) client.on('error', () => undefined);
   try {
-    if (owned) await client.connect();
+    if (owned) {
+      try {
+        await client.connect();
+      } catch (error) {
+        throw kvError(
+          KvErrorCode.ConnectionFailed,
+          backend,
+          `cannot connect to Redis: ${error instanceof Error ? error.message : String(error)}`,
+          {
+            cause: error,
+          },
+        );
+      }
+    }
     for (const [name, lua] of Object.entries(mutationScripts)) client.defineCommand(name, { numberOfKeys: 5, lua });
     client.defineCommand('weftSweep', { numberOfKeys: 5, lua: sweepScript });
     client.defineCommand('weftReadChanges', { numberOfKeys: 2, lua: readChangesScript });
@@ -156,7 +171,8 @@ export class RedisKvStore implements KvStore {
   readonly #owned: boolean;
   readonly #settings: Settings;
   readonly #keys: { record: string; log: string; expiries: string; index: string; meta: string };
-  readonly #epochCandidate = randomBytes(6).toString('hex');
+  readonly #epochPrefix = randomBytes(6).toString('hex');
+  #epochCounter = 0;
   readonly #closing = new AbortController();
   readonly #watchClients = new Set<Client>();
   #closed = false;
@@ -302,7 +318,7 @@ export class RedisKvStore implements KvStore {
       index,
       meta,
       '',
-      this.#epochCandidate,
+      this.#nextEpochCandidate(),
       this.#settings.maxHistoryEntries,
       record,
       limit,
@@ -510,7 +526,7 @@ export class RedisKvStore implements KvStore {
           position,
           count,
           this.#keys.record,
-          this.#epochCandidate,
+          this.#nextEpochCandidate(),
         )) as Buffer[];
         const head = { epoch: text(reply[0]), lastId: text(reply[1]), horizon: text(reply[2]) };
         const changes: Change[] = [];
@@ -569,7 +585,7 @@ export class RedisKvStore implements KvStore {
         index,
         meta,
         key,
-        this.#epochCandidate,
+        this.#nextEpochCandidate(),
         this.#settings.maxHistoryEntries,
         ...extra,
       );
@@ -596,6 +612,15 @@ export class RedisKvStore implements KvStore {
     } catch (error) {
       throw toKvError(error, 'read', key, false);
     }
+  }
+
+  /**
+   * A fresh candidate for every call: if the bucket's data vanished, whichever
+   * call recreates it sets an epoch no earlier cursor carries.
+   */
+  #nextEpochCandidate(): string {
+    this.#epochCounter++;
+    return this.#epochPrefix + this.#epochCounter.toString(16);
   }
 
   #assertOpen(): void {

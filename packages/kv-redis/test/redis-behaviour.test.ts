@@ -1,0 +1,243 @@
+import { KvError, type KvStore, type WatchEvent } from '@weft/kv';
+import { openRedisKv } from '@weft/kv-redis';
+import { WatchReader } from '@weft/kv-testkit';
+import { freePort } from '@weft/test-servers';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bucketKeys, redisMissing, standalone } from './helpers.js';
+
+const bytes = (text: string) => new TextEncoder().encode(text);
+const decode = (value: Uint8Array) => new TextDecoder().decode(value);
+
+/** Keeps Redis busy for half a second (a script blocks every other client). */
+const busyScript = `
+local start = redis.call('TIME')
+local began = tonumber(start[1]) * 1000000 + tonumber(start[2])
+while true do
+  local now = redis.call('TIME')
+  if tonumber(now[1]) * 1000000 + tonumber(now[2]) - began > 500000 then return 1 end
+end`;
+
+function summary(events: readonly WatchEvent[]): string[] {
+  return events.map((event) =>
+    event.type === 'synced' ? 'synced' : `${event.type}:${event.key}${event.type === 'put' ? `=${decode(event.value)}` : ''}`,
+  );
+}
+
+async function eventually(condition: () => Promise<boolean>, what: string): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (!(await condition())) {
+    if (Date.now() > deadline) expect.fail(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** Writes with retries across a restart, as an application would; returns once the write is acknowledged. */
+async function putRetrying(store: KvStore, key: string, value: string): Promise<void> {
+  for (;;) {
+    try {
+      await store.put(key, bytes(value));
+      return;
+    } catch (error) {
+      if (!KvError.is(error) || !(error.retryable || error.code === 'Indeterminate')) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
+
+describe.skipIf(redisMissing !== undefined)('redis backend behaviour on a real server', () => {
+  describe('restarts', () => {
+    it('with persistence: after kill -9 and restart, writes resume and a running watch continues with no gap and no duplicate', async () => {
+      const { server, raw } = await standalone({ persistence: 'aof' });
+      const store = await openRedisKv({ url: server.url, bucket: 'restart' });
+      try {
+        await store.put('a', bytes('1'));
+        const watch = new WatchReader(store, {});
+        await watch.untilSynced();
+        await store.put('b', bytes('2'));
+        await watch.until((event) => event.type === 'put' && event.key === 'b');
+
+        await server.kill();
+        await server.restart();
+        await putRetrying(store, 'c', '3');
+        await store.delete('a');
+        await store.put('d', bytes('4'));
+        await watch.until((event) => event.type === 'put' && event.key === 'd');
+        expect(summary(watch.events)).toEqual(['put:a=1', 'synced', 'put:b=2', 'put:c=3', 'delete:a', 'put:d=4']);
+        await watch.stop();
+      } finally {
+        await store.close();
+        raw.disconnect();
+        await server.stop();
+      }
+    });
+
+    it('without persistence: the lost stream surfaces as CursorExpired, for running and resumed watches, never a silent gap', async () => {
+      const { server, raw } = await standalone();
+      const store = await openRedisKv({ url: server.url, bucket: 'volatile' });
+      try {
+        await store.put('a', bytes('1'));
+        const watch = new WatchReader(store, {});
+        const [, synced] = await watch.untilSynced();
+        await server.kill();
+        await server.restart();
+        await putRetrying(store, 'after-restart', 'x');
+        const failure = await watch.until(() => false).catch((error: unknown) => error);
+        expect(KvError.is(failure, 'CursorExpired'), String(failure)).toBe(true);
+
+        const resumed = new WatchReader(store, { from: synced?.cursor as never });
+        const resumedFailure = await resumed.untilSynced().catch((error: unknown) => error);
+        expect(KvError.is(resumedFailure, 'CursorExpired'), String(resumedFailure)).toBe(true);
+
+        // A fresh state-sync shows what the restarted server holds.
+        const relist = new WatchReader(store, {});
+        expect(summary(await relist.untilSynced())).toEqual(['put:after-restart=x', 'synced']);
+        await relist.stop();
+      } finally {
+        await store.close();
+        raw.disconnect();
+        await server.stop();
+      }
+    });
+  });
+
+  describe('TTL, sweeping and side indexes', () => {
+    let server: Awaited<ReturnType<typeof standalone>>['server'];
+    let raw: Redis;
+    beforeAll(async () => ({ server, raw } = await standalone()));
+    afterAll(async () => {
+      raw.disconnect();
+      await server.stop();
+    });
+
+    it('a key re-put before its expiry is never deleted by the sweepers of concurrent writers', async () => {
+      const writers = await Promise.all(
+        Array.from({ length: 4 }, () => openRedisKv({ url: server.url, bucket: 'sweep', sweepIntervalMs: 20 })),
+      );
+      try {
+        const keys = Array.from({ length: 40 }, (_, index) => `k.${index}`);
+        await Promise.all(keys.map((key, index) => (writers[index % 4] as KvStore).putWithTtl(key, bytes('short'), 150)));
+        // Half the keys are re-put (clearing their TTL) by other writers before they expire.
+        const kept = keys.filter((_, index) => index % 2 === 0);
+        await Promise.all(kept.map((key, index) => (writers[(index + 1) % 4] as KvStore).put(key, bytes('kept'))));
+        const [first] = writers as [KvStore];
+        await eventually(async () => (await raw.zcard('weft:{sweep}:exp')) === 0, 'every expiry to be swept');
+        for (const key of keys) {
+          const entry = await first.get(key);
+          if (kept.includes(key)) expect(entry && decode(entry.value), key).toBe('kept');
+          else expect(entry, key).toBeUndefined();
+        }
+        const expires = await raw.xrange('weft:{sweep}:log', '-', '+');
+        const expired = expires.filter(([, fields]) => fields[3] === 'e').map(([, fields]) => fields[1]);
+        expect(expired.sort()).toEqual(keys.filter((key) => !kept.includes(key)).sort());
+      } finally {
+        await Promise.all(writers.map((writer) => writer.close()));
+      }
+    });
+
+    it('leaves nothing behind in the side indexes after delete, purge and expiry', async () => {
+      const store = await openRedisKv({ url: server.url, bucket: 'tidy', sweepIntervalMs: 20 });
+      try {
+        await store.putWithTtl('deleted', bytes('v'), 60_000);
+        await store.putWithTtl('purged', bytes('v'), 60_000);
+        await store.putWithTtl('expired', bytes('v'), 50);
+        await store.put('live', bytes('v'));
+        await store.delete('deleted');
+        await store.purge('purged');
+        await eventually(async () => (await raw.zcard('weft:{tidy}:exp')) === 0, 'the expiry to be swept');
+        expect(await bucketKeys(raw, 'tidy')).toEqual([
+          'weft:{tidy}:idx',
+          'weft:{tidy}:log',
+          'weft:{tidy}:meta',
+          'weft:{tidy}:r:deleted',
+          'weft:{tidy}:r:live',
+          'weft:{tidy}:r:purged',
+        ]);
+        expect(await raw.zrange('weft:{tidy}:idx', 0, -1)).toEqual(['live']);
+        // Tombstones keep only their op and version: the value bytes are gone from the server.
+        expect(await raw.hgetall('weft:{tidy}:r:deleted')).toEqual({ o: 'd', n: expect.any(String) });
+        expect(await raw.hgetall('weft:{tidy}:r:purged')).toEqual({ o: 'x', n: expect.any(String) });
+        expect(await raw.ttl('weft:{tidy}:r:live')).toBe(-1);
+      } finally {
+        await store.close();
+      }
+    });
+
+    it('hides an expired entry from every read before any sweeper runs', async () => {
+      const store = await openRedisKv({ url: server.url, bucket: 'nosweep', sweepIntervalMs: 0 });
+      try {
+        await store.putWithTtl('k', bytes('v'), 50);
+        await new Promise((resolve) => setTimeout(resolve, 80));
+        expect(await raw.zcard('weft:{nosweep}:exp')).toBe(1);
+        expect(await store.get('k')).toBeUndefined();
+        expect(await store.entry('k')).toBeUndefined();
+        const keys: string[] = [];
+        for await (const key of store.keys()) keys.push(key);
+        expect(keys).toEqual([]);
+        expect(await store.sweepExpired()).toBe(1);
+        expect(await raw.zcard('weft:{nosweep}:exp')).toBe(0);
+      } finally {
+        await store.close();
+      }
+    });
+  });
+
+  describe('failures are typed', () => {
+    it('refuses bad options with InvalidArgument before connecting', async () => {
+      const cases: Array<Parameters<typeof openRedisKv>[0]> = [
+        { url: 'redis://127.0.0.1:1', bucket: 'has.dot' },
+        { url: 'redis://127.0.0.1:1', bucket: '' },
+        { bucket: 'b' },
+        { url: 'redis://127.0.0.1:1', cluster: [{ host: '127.0.0.1', port: 1 }], bucket: 'b' },
+        { url: 'redis://127.0.0.1:1', bucket: 'b', maxValueBytes: -1 },
+        { url: 'redis://127.0.0.1:1', bucket: 'b', maxHistoryEntries: 0 },
+        { client: new Redis({ lazyConnect: true, keyPrefix: 'app:' }), bucket: 'b' },
+      ];
+      for (const options of cases) {
+        const error = await openRedisKv(options).catch((caught: unknown) => caught);
+        expect(KvError.is(error, 'InvalidArgument'), String(error)).toBe(true);
+      }
+    });
+
+    it('reports an unreachable server as ConnectionFailed', async () => {
+      const port = await freePort();
+      const error = await openRedisKv({ url: `redis://127.0.0.1:${port}`, bucket: 'b' }).catch((caught: unknown) => caught);
+      expect(KvError.is(error, 'ConnectionFailed'), String(error)).toBe(true);
+      expect((error as KvError).retryable).toBe(true);
+    });
+
+    it('reports a write whose reply never came as Indeterminate, and it may still land', async () => {
+      const { server, raw } = await standalone();
+      const client = new Redis(server.url, { commandTimeout: 100, autoResendUnfulfilledCommands: false });
+      const store = await openRedisKv({ client, bucket: 'slow', sweepIntervalMs: 0 });
+      try {
+        // Another client keeps the server busy, so the write is sent but answered only after the timeout.
+        const busy = new Redis(server.url);
+        const sleeping = busy.eval(busyScript, 0);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        const error = await store.put('k', bytes('landed')).catch((caught: unknown) => caught);
+        expect(KvError.is(error, 'Indeterminate'), String(error)).toBe(true);
+        expect((error as KvError).retryable).toBe(false);
+        await sleeping;
+        busy.disconnect();
+        await eventually(async () => (await raw.hget('weft:{slow}:r:k', 'v')) === 'landed', 'the write to land');
+      } finally {
+        await store.close();
+        client.disconnect();
+        raw.disconnect();
+        await server.stop();
+      }
+    });
+
+    it('close() leaves a caller-owned client open', async () => {
+      const { server, raw } = await standalone();
+      const client = new Redis(server.url);
+      const store = await openRedisKv({ client, bucket: 'owned' });
+      await store.close();
+      expect(await client.ping()).toBe('PONG');
+      client.disconnect();
+      raw.disconnect();
+      await server.stop();
+    });
+  });
+});
