@@ -11,7 +11,9 @@ let raw: Cluster;
 if (redisMissing !== undefined) describe.skip(`kv conformance: redis-cluster (${redisMissing})`, () => undefined);
 else
   describeKvConformance('redis-cluster', {
-    setup: async () => ({ cluster: servers, raw } = await cluster()),
+    setup: async () => {
+      ({ cluster: servers, raw } = await cluster());
+    },
     teardown: async () => {
       raw.disconnect();
       await servers.stop();

@@ -11,7 +11,9 @@ let raw: Redis;
 if (redisMissing !== undefined) describe.skip(`kv conformance: redis (${redisMissing})`, () => undefined);
 else
   describeKvConformance('redis', {
-    setup: async () => ({ server, raw } = await standalone()),
+    setup: async () => {
+      ({ server, raw } = await standalone());
+    },
     teardown: async () => {
       raw.disconnect();
       await server.stop();

@@ -120,7 +120,7 @@ describe.skipIf(redisMissing !== undefined)('redis backend behaviour on a real s
         // Half the keys are re-put (clearing their TTL) by other writers before they expire.
         const kept = keys.filter((_, index) => index % 2 === 0);
         await Promise.all(kept.map((key, index) => (writers[(index + 1) % 4] as KvStore).put(key, bytes('kept'))));
-        const [first] = writers as [KvStore];
+        const first = writers[0] as KvStore;
         await eventually(async () => (await raw.zcard('weft:{sweep}:exp')) === 0, 'every expiry to be swept');
         for (const key of keys) {
           const entry = await first.get(key);
@@ -153,7 +153,7 @@ describe.skipIf(redisMissing !== undefined)('redis backend behaviour on a real s
           'weft:{tidy}:r:live',
           'weft:{tidy}:r:purged',
         ]);
-        expect(await raw.zrange('weft:{tidy}:idx', 0, -1)).toEqual(['live']);
+        expect(await raw.zrange('weft:{tidy}:idx', '0', '-1')).toEqual(['live']);
         // Tombstones keep only their op and version: the value bytes are gone from the server.
         expect(await raw.hgetall('weft:{tidy}:r:deleted')).toEqual({ o: 'd', n: expect.any(String) });
         expect(await raw.hgetall('weft:{tidy}:r:purged')).toEqual({ o: 'x', n: expect.any(String) });
@@ -213,7 +213,7 @@ describe.skipIf(redisMissing !== undefined)('redis backend behaviour on a real s
       try {
         // Another client keeps the server busy, so the write is sent but answered only after the timeout.
         const busy = new Redis(server.url);
-        const sleeping = busy.eval(busyScript, 0);
+        const sleeping = busy.eval(busyScript, '0');
         await new Promise((resolve) => setTimeout(resolve, 50));
         const error = await store.put('k', bytes('landed')).catch((caught: unknown) => caught);
         expect(KvError.is(error, 'Indeterminate'), String(error)).toBe(true);

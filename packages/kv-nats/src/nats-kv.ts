@@ -1,0 +1,843 @@
+import {
+  AckPolicy,
+  type ConsumerConfig,
+  DeliverPolicy,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  type JetStreamClient,
+  type JetStreamManager,
+  type JsMsg,
+  jetstream,
+  jetstreamManager,
+  type StreamInfo,
+} from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import {
+  ClosedConnectionError,
+  connect,
+  type MsgHdrs,
+  headers as makeHeaders,
+  type NatsConnection,
+  NoRespondersError,
+  nanos,
+  nuid,
+  TimeoutError,
+} from '@nats-io/transport-node';
+import {
+  assertSignal,
+  assertTtl,
+  assertValidKey,
+  assertValidPrefix,
+  assertValue,
+  describeArgument,
+  type KvCapabilities,
+  type KvEntry,
+  KvError,
+  KvErrorCode,
+  type KvRecord,
+  type KvStore,
+  keyMatchesAnyPrefix,
+  keyMatchesPrefix,
+  kvError,
+  normalizePrefixes,
+  type Version,
+  type WatchCursor,
+  type WatchEvent,
+  type WatchOptions,
+} from '@weft/kv';
+import { compareVersions, parseServerVersion, type ServerVersion } from './server-version.js';
+
+const backend = 'nats';
+
+/** Bucket settings used when {@link NatsKvOptions.create} asks for the bucket to be created. */
+export interface NatsBucketOptions {
+  /** Versions kept per key (1-64). @default 1 */
+  readonly history?: number;
+  /** Replicas of the bucket's stream in a cluster. @default 1 */
+  readonly replicas?: number;
+  /** Largest value the bucket accepts; `-1` for the server's limit. @default -1 */
+  readonly maxValueSize?: number;
+  /** Largest size of the whole bucket; `-1` for unlimited. @default -1 */
+  readonly maxBytes?: number;
+  /** @default 'file' */
+  readonly storage?: 'file' | 'memory';
+}
+
+/** Options of {@link openNatsKv}. Give `servers` or `connection`. */
+export interface NatsKvOptions {
+  /** Server URL(s); the backend opens (and later closes) its own connection, reconnecting forever. */
+  readonly servers?: string | readonly string[];
+  /** A caller-owned connection; `close()` leaves it open. */
+  readonly connection?: NatsConnection;
+  /** The bucket, `[A-Za-z0-9_-]+` (a JetStream KV bucket). */
+  readonly bucket: string;
+  /** Create the bucket with these settings if it does not exist; without it the bucket must exist. */
+  readonly create?: NatsBucketOptions | true;
+  /** How long a request may wait for the server, in milliseconds. @default 5000 */
+  readonly timeoutMs?: number;
+}
+
+const keyHeader = 'KV-Operation';
+const rollupHeader = 'Nats-Rollup';
+const pageSize = 256;
+const fetchExpiresMs = 5000;
+
+/**
+ * Opens a handle on a NATS JetStream KV bucket. Values are plain KV values:
+ * the `nats` CLI and other KV clients read what weft writes, and weft reads
+ * what they write.
+ *
+ * @throws {KvError} `InvalidArgument` for bad options, `ConnectionFailed` when NATS cannot be reached,
+ *   `OperationFailed` when the bucket does not exist and `create` was not given
+ */
+export async function openNatsKv(options: NatsKvOptions): Promise<NatsKvStore> {
+  const bucket = options.bucket;
+  if (typeof bucket !== 'string' || !/^[A-Za-z0-9_-]+$/.test(bucket)) {
+    throw kvError(KvErrorCode.InvalidArgument, backend, `a bucket name must match [A-Za-z0-9_-]+, got ${describeArgument(bucket)}`);
+  }
+  if ((options.servers === undefined) === (options.connection === undefined)) {
+    throw kvError(KvErrorCode.InvalidArgument, backend, 'give exactly one of servers or connection');
+  }
+  const timeoutMs = options.timeoutMs ?? 5000;
+  if (!Number.isFinite(timeoutMs) || timeoutMs < 100) {
+    throw kvError(KvErrorCode.InvalidArgument, backend, `timeoutMs must be at least 100, got ${describeArgument(timeoutMs)}`);
+  }
+  const create = options.create === true ? {} : options.create;
+  if (create?.history !== undefined && !(Number.isInteger(create.history) && create.history >= 1 && create.history <= 64)) {
+    throw kvError(KvErrorCode.InvalidArgument, backend, `history must be an integer from 1 to 64, got ${describeArgument(create.history)}`);
+  }
+
+  let connection: NatsConnection;
+  const owned = options.connection === undefined;
+  if (options.connection !== undefined) {
+    connection = options.connection;
+  } else {
+    const servers = typeof options.servers === 'string' ? [options.servers] : [...(options.servers ?? [])];
+    try {
+      connection = await connect({
+        servers,
+        name: `weft-kv:${bucket}`,
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: 250,
+        timeout: timeoutMs,
+      });
+    } catch (error) {
+      throw kvError(KvErrorCode.ConnectionFailed, backend, `cannot connect to NATS at ${servers.join(', ')}: ${messageOf(error)}`, {
+        cause: error,
+      });
+    }
+  }
+  try {
+    const version = parseServerVersion(connection.info?.version ?? '0.0.0');
+    const manager = await jetstreamManager(connection, { timeout: timeoutMs });
+    const client = jetstream(connection, { timeout: timeoutMs });
+    if (create !== undefined) {
+      await new Kvm(client).create(bucket, {
+        history: create.history ?? 1,
+        replicas: create.replicas ?? 1,
+        maxValueSize: create.maxValueSize ?? -1,
+        max_bytes: create.maxBytes ?? -1,
+        ...(create.storage === 'memory' ? { storage: 'memory' as never } : {}),
+      });
+    }
+    let info: StreamInfo;
+    try {
+      info = await manager.streams.info(streamName(bucket));
+    } catch (error) {
+      if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound) {
+        throw kvError(KvErrorCode.OperationFailed, backend, `bucket '${bucket}' does not exist; pass create to create it`, {
+          cause: error,
+        });
+      }
+      throw error;
+    }
+    return new NatsKvStore({ connection, owned, manager, client, bucket, version, info, timeoutMs });
+  } catch (error) {
+    if (owned) await connection.close().catch(() => undefined);
+    throw toKvError(error, 'open', undefined, false);
+  }
+}
+
+function streamName(bucket: string): string {
+  return `KV_${bucket}`;
+}
+
+/** The companion stream holding weft's own bookkeeping for a bucket (the compaction horizon). */
+export function metaStreamName(bucket: string): string {
+  return `WEFT_${bucket}`;
+}
+
+interface Parts {
+  readonly connection: NatsConnection;
+  readonly owned: boolean;
+  readonly manager: JetStreamManager;
+  readonly client: JetStreamClient;
+  readonly bucket: string;
+  readonly version: ServerVersion;
+  readonly info: StreamInfo;
+  readonly timeoutMs: number;
+}
+
+type Delivery = { readonly policy: 'last-per-subject' } | { readonly policy: 'after'; readonly seq: number };
+
+interface StreamedMessage {
+  readonly seq: number;
+  readonly key: string;
+  readonly op: 'put' | 'delete' | 'purge';
+  readonly data: Uint8Array;
+  /** Messages still pending on the consumer after this one. */
+  readonly pending: number;
+  /** When the server stored it, in epoch milliseconds. */
+  readonly timeMs: number;
+}
+
+/** A handle on a NATS KV bucket. See {@link openNatsKv}. */
+export class NatsKvStore implements KvStore {
+  readonly backend = backend;
+  readonly bucket: string;
+  readonly capabilities: KvCapabilities;
+  /** The server version detected at open, e.g. `2.9.10`. */
+  readonly serverVersion: string;
+  readonly #parts: Parts;
+  readonly #stream: string;
+  readonly #subjectPrefix: string;
+  /** Identifies the stream's incarnation: a deleted and recreated bucket gets a new one, so old cursors expire. */
+  readonly #epoch: string;
+  readonly #nativeMultiFilter: boolean;
+  readonly #closing = new AbortController();
+  #closed = false;
+
+  /** @internal use {@link openNatsKv} */
+  constructor(parts: Parts) {
+    this.#parts = parts;
+    this.bucket = parts.bucket;
+    this.#stream = streamName(parts.bucket);
+    this.#subjectPrefix = `$KV.${parts.bucket}.`;
+    this.serverVersion = parts.version.text;
+    this.#epoch = Date.parse(parts.info.created).toString(36);
+    this.#nativeMultiFilter = compareVersions(parts.version, parseServerVersion('2.10.0')) >= 0;
+    const config = parts.info.config;
+    // Headers and the subject travel in the same message; keep room for them below the server's limit.
+    const serverLimit = (parts.connection.info?.max_payload ?? 1024 * 1024) - 1024;
+    const streamLimit = config.max_msg_size > 0 ? config.max_msg_size - 1024 : Number.POSITIVE_INFINITY;
+    this.capabilities = Object.freeze({
+      ttl: false,
+      purge: true,
+      multiPrefixWatch: this.#nativeMultiFilter ? 'native' : 'emulated',
+      maxValueBytes: Math.max(0, Math.min(serverLimit, streamLimit)),
+      readYourWrites: true,
+      history: config.max_msgs_per_subject > 0 ? config.max_msgs_per_subject : Number.POSITIVE_INFINITY,
+    });
+  }
+
+  async get(key: string): Promise<KvEntry | undefined> {
+    const record = await this.entry(key);
+    return record?.op === 'put' ? { key, value: record.value, version: record.version } : undefined;
+  }
+
+  async entry(key: string): Promise<KvRecord | undefined> {
+    this.#assertOpen();
+    assertValidKey(key, backend);
+    const message = await this.#lastMessage(key);
+    if (message === undefined) return undefined;
+    if (message.op === 'put') return { key, op: 'put', value: message.data, version: versionOf(message.seq, 'put') };
+    return { key, op: message.op, version: versionOf(message.seq, message.op) };
+  }
+
+  keys(prefix?: string): AsyncIterable<string> {
+    const listing = this.#listing(prefix, true);
+    return {
+      async *[Symbol.asyncIterator]() {
+        for await (const entry of listing) yield entry.key;
+      },
+    };
+  }
+
+  scan(prefix?: string): AsyncIterable<KvEntry> {
+    return this.#listing(prefix, false);
+  }
+
+  async put(key: string, value: Uint8Array): Promise<Version> {
+    this.#assertWritable(key, value);
+    return versionOf(await this.#publish(key, value, 'put'), 'put');
+  }
+
+  async create(key: string, value: Uint8Array): Promise<Version> {
+    this.#assertWritable(key, value);
+    try {
+      return versionOf(await this.#publish(key, value, 'create', { lastSubjectSequence: 0 }), 'put');
+    } catch (error) {
+      if (!KvError.is(error, KvErrorCode.RevisionMismatch)) throw error;
+    }
+    // Creating over a tombstone: CAS against the tombstone itself, as the KV clients do.
+    const current = await this.#lastMessage(key);
+    if (current === undefined || current.op === 'put') {
+      throw kvError(KvErrorCode.AlreadyExists, backend, 'a live value already exists', { key });
+    }
+    try {
+      return versionOf(await this.#publish(key, value, 'create', { lastSubjectSequence: current.seq }), 'put');
+    } catch (error) {
+      if (KvError.is(error, KvErrorCode.RevisionMismatch))
+        throw kvError(KvErrorCode.AlreadyExists, backend, 'a live value already exists', { key });
+      throw error;
+    }
+  }
+
+  async update(key: string, value: Uint8Array, expected: Version): Promise<Version> {
+    this.#assertWritable(key, value);
+    const seq = this.#expectedLiveSeq(key, expected);
+    return versionOf(await this.#publish(key, value, 'update', { lastSubjectSequence: seq }), 'put');
+  }
+
+  async delete(key: string): Promise<Version> {
+    this.#assertOpen();
+    assertValidKey(key, backend);
+    return versionOf(await this.#publish(key, new Uint8Array(0), 'delete', undefined, 'DEL'), 'delete');
+  }
+
+  async deleteWithVersion(key: string, expected: Version): Promise<Version> {
+    this.#assertOpen();
+    assertValidKey(key, backend);
+    const seq = this.#expectedLiveSeq(key, expected);
+    return versionOf(await this.#publish(key, new Uint8Array(0), 'deleteWithVersion', { lastSubjectSequence: seq }, 'DEL'), 'delete');
+  }
+
+  async putWithTtl(key: string, value: Uint8Array, ttlMs: number): Promise<Version> {
+    this.#assertWritable(key, value);
+    assertTtl(ttlMs, backend, key);
+    throw kvError(
+      KvErrorCode.Unsupported,
+      backend,
+      `per-key TTL is not supported on this bucket (server ${this.serverVersion}); see docs/semantics.md`,
+      { key },
+    );
+  }
+
+  async purge(key: string): Promise<Version> {
+    this.#assertOpen();
+    assertValidKey(key, backend);
+    return versionOf(await this.#publish(key, new Uint8Array(0), 'purge', undefined, 'PURGE'), 'purge');
+  }
+
+  compareCursors(a: WatchCursor, b: WatchCursor): number {
+    return parseCursor(a).seq - parseCursor(b).seq;
+  }
+
+  watch(options: WatchOptions = {}): AsyncIterable<WatchEvent> {
+    this.#assertOpen();
+    const prefixes = normalizePrefixes(options.prefixes, backend);
+    const from = options.from === undefined ? undefined : parseCursor(options.from);
+    assertSignal(options.signal, backend);
+    const signal = options.signal === undefined ? this.#closing.signal : AbortSignal.any([options.signal, this.#closing.signal]);
+    return { [Symbol.asyncIterator]: () => this.#watch(prefixes, from, signal) };
+  }
+
+  /** Ephemeral consumers on the bucket's stream right now (what running watches and listings hold on the server). */
+  async consumerCount(): Promise<number> {
+    const info = await this.#call(undefined, () => this.#parts.manager.streams.info(this.#stream));
+    return info.state.consumer_count;
+  }
+
+  /**
+   * The horizon recorded by {@link NatsKvStore.compact}: watches resumed from
+   * a cursor below it fail with `CursorExpired`. `0` when the bucket was never compacted.
+   */
+  async horizon(): Promise<number> {
+    const stored = await this.#call(undefined, async () => {
+      try {
+        return await this.#parts.manager.streams.getMessage(metaStreamName(this.bucket), { last_by_subj: this.#horizonSubject });
+      } catch (error) {
+        if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound) return null;
+        throw error;
+      }
+    });
+    return stored === null ? 0 : Number(new TextDecoder().decode(stored.data)) || 0;
+  }
+
+  /**
+   * Removes tombstones (delete and purge markers) older than `olderThanMs`,
+   * as `nats kv compact` does, so deleted keys stop taking space. The newest
+   * removed marker becomes the horizon, recorded durably before anything is
+   * removed, so a watch resumed from before it fails with `CursorExpired`
+   * instead of missing a delete.
+   *
+   * @returns how many tombstones were removed
+   */
+  async compact(options: { olderThanMs?: number } = {}): Promise<{ removedTombstones: number; horizon: number }> {
+    this.#assertOpen();
+    const olderThanMs = options.olderThanMs ?? 30 * 60 * 1000;
+    const cutoff = Date.now() - olderThanMs;
+    const doomed: StreamedMessage[] = [];
+    const controller = new AbortController();
+    const signal = AbortSignal.any([controller.signal, this.#closing.signal]);
+    try {
+      for await (const message of this.#consume(undefined, { policy: 'last-per-subject' }, true, signal)) {
+        if (message === 'caught-up') break;
+        if (message.op !== 'put' && message.timeMs <= cutoff) doomed.push(message);
+        if (message.pending === 0) break;
+      }
+    } finally {
+      controller.abort();
+    }
+    const previous = await this.horizon();
+    if (doomed.length === 0) return { removedTombstones: 0, horizon: previous };
+    const horizon = Math.max(previous, ...doomed.map((message) => message.seq));
+    await this.#recordHorizon(horizon);
+    for (const marker of doomed) {
+      // Removes the marker and anything older on its subject, never a newer write.
+      await this.#call(marker.key, () =>
+        this.#parts.manager.streams.purge(this.#stream, { filter: this.#subjectPrefix + marker.key, seq: marker.seq + 1 }),
+      );
+    }
+    return { removedTombstones: doomed.length, horizon };
+  }
+
+  get #horizonSubject(): string {
+    return `$WEFT.${this.bucket}.horizon`;
+  }
+
+  async #recordHorizon(horizon: number): Promise<void> {
+    const { manager, client } = this.#parts;
+    const name = metaStreamName(this.bucket);
+    await this.#call(undefined, async () => {
+      try {
+        await manager.streams.info(name);
+      } catch (error) {
+        if (!(error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound)) throw error;
+        await manager.streams.add({
+          name,
+          subjects: [`$WEFT.${this.bucket}.>`],
+          max_msgs_per_subject: 1,
+          num_replicas: this.#parts.info.config.num_replicas,
+        });
+      }
+      await client.publish(this.#horizonSubject, new TextEncoder().encode(String(horizon)), { timeout: this.#parts.timeoutMs });
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#closing.abort();
+    if (this.#parts.owned) await this.#parts.connection.close().catch(() => undefined);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  async *#watch(
+    prefixes: string[] | undefined,
+    from: { seq: number; epoch: string } | undefined,
+    signal: AbortSignal,
+  ): AsyncGenerator<WatchEvent> {
+    this.#assertOpen();
+    if (from !== undefined && from.epoch !== this.#epoch) {
+      throw kvError(KvErrorCode.CursorExpired, backend, `the cursor is from an earlier incarnation of bucket '${this.bucket}'; re-list`);
+    }
+    const head = await this.#streamInfo();
+    let synced = false;
+    let syncedAt = head.state.last_seq;
+    if (from !== undefined) {
+      this.#assertResumable(from.seq, head, await this.horizon());
+      syncedAt = Math.max(from.seq, head.state.last_seq);
+    }
+    const delivery: Delivery = from === undefined ? { policy: 'last-per-subject' } : { policy: 'after', seq: from.seq };
+    const syncedEvent = (): WatchEvent => ({ type: 'synced', cursor: cursorOf(syncedAt, this.#epoch) });
+    try {
+      for await (const message of this.#consume(prefixes, delivery, false, signal)) {
+        if (message === 'caught-up') {
+          if (!synced) {
+            synced = true;
+            yield syncedEvent();
+          }
+          continue;
+        }
+        // Everything up to the head as of the start has been delivered once a later message shows up,
+        // so `synced` cannot be held back by a steady stream of new writes.
+        if (!synced && message.seq > syncedAt) {
+          synced = true;
+          yield syncedEvent();
+        }
+        // The state-sync listing shows live values only: tombstones up to its snapshot are not changes.
+        const inListing = from === undefined && !synced;
+        if (keyMatchesAnyPrefix(message.key, prefixes) && !(inListing && message.op !== 'put')) {
+          yield eventOf(message, this.#epoch);
+        }
+        if (!synced && message.pending === 0) {
+          synced = true;
+          yield syncedEvent();
+        }
+      }
+      this.#assertOpen();
+    } catch (error) {
+      throw toKvError(error, 'watch', undefined, false);
+    }
+  }
+
+  #assertResumable(seq: number, info: StreamInfo, horizon: number): void {
+    if (seq < horizon) {
+      throw kvError(KvErrorCode.CursorExpired, backend, `tombstones after cursor ${seq} were compacted away (horizon ${horizon}); re-list`);
+    }
+    if (Date.parse(info.created).toString(36) !== this.#epoch) {
+      throw kvError(KvErrorCode.CursorExpired, backend, `bucket '${this.bucket}' was recreated; re-list`);
+    }
+    if (seq > info.state.last_seq) {
+      throw kvError(
+        KvErrorCode.CursorExpired,
+        backend,
+        `cursor ${seq} is ahead of the bucket (last sequence ${info.state.last_seq}); re-list`,
+      );
+    }
+    // KV streams lose messages only to per-key history limits and purge rollups, which always leave a newer
+    // message for the key. Stream-wide limits (age, count, bytes) remove changes outright.
+    const config = info.config;
+    const lossy = config.max_age > 0 || config.max_msgs > 0 || config.max_bytes > 0;
+    if (lossy && seq + 1 < info.state.first_seq) {
+      throw kvError(
+        KvErrorCode.CursorExpired,
+        backend,
+        `changes after cursor ${seq} may have been removed by the stream's limits (first sequence ${info.state.first_seq}); re-list`,
+      );
+    }
+  }
+
+  /**
+   * Streams messages from an ephemeral consumer this watch owns, recreating it
+   * from the last delivered sequence after any failure (a server restart, a
+   * lost consumer, a gap in delivery) and deleting it when iteration ends.
+   * Yields `'caught-up'` whenever the consumer has nothing pending.
+   */
+  async *#consume(
+    prefixes: string[] | undefined,
+    delivery: Delivery,
+    headersOnly: boolean,
+    signal: AbortSignal,
+  ): AsyncGenerator<StreamedMessage | 'caught-up'> {
+    const { manager, client } = this.#parts;
+    let position = delivery.policy === 'after' ? delivery.seq : 0;
+    let initial = delivery.policy === 'last-per-subject';
+    let consumerName: string | undefined;
+    let failures = 0;
+    try {
+      while (!signal.aborted) {
+        try {
+          if (consumerName !== undefined) {
+            const stale = consumerName;
+            consumerName = undefined;
+            void manager.consumers.delete(this.#stream, stale).catch(() => undefined);
+          }
+          const info = await this.#streamInfo();
+          if (!initial && position > 0) this.#assertResumable(position, info, await this.horizon());
+          const name = `weft_${nuid.next()}`;
+          const config: Partial<ConsumerConfig> = {
+            name,
+            ack_policy: AckPolicy.None,
+            mem_storage: true,
+            num_replicas: 1,
+            inactive_threshold: nanos(30_000),
+            headers_only: headersOnly,
+            ...this.#filter(prefixes),
+            ...(initial
+              ? { deliver_policy: DeliverPolicy.LastPerSubject }
+              : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: position + 1 }),
+          };
+          const created = await manager.consumers.add(this.#stream, config);
+          consumerName = name;
+          if (created.num_pending === 0) {
+            // Nothing matched up to the head as of creation, so the head is where this consumer stands.
+            position = Math.max(position, info.state.last_seq);
+            initial = false;
+            yield 'caught-up';
+          }
+          const consumer = await client.consumers.get(this.#stream, name);
+          let expectedDelivery = 1;
+          for (;;) {
+            if (signal.aborted) return;
+            const batch = await consumer.fetch({ max_messages: pageSize, expires: fetchExpiresMs });
+            const stop = () => batch.stop();
+            signal.addEventListener('abort', stop, { once: true });
+            let received = 0;
+            try {
+              for await (const message of batch) {
+                received++;
+                // A skipped delivery means a lost batch: start over from what was delivered.
+                if (message.info.deliverySequence !== expectedDelivery) throw new GapError();
+                expectedDelivery++;
+                failures = 0;
+                const seq = message.info.streamSequence;
+                const decoded = this.#decode(message, seq);
+                // After a restart of the listing, what was already delivered is skipped.
+                if (seq <= position) {
+                  if (message.info.pending === 0) {
+                    initial = false;
+                    yield 'caught-up';
+                  }
+                  continue;
+                }
+                position = seq;
+                if (decoded !== undefined) yield decoded;
+                if (message.info.pending === 0) {
+                  initial = false;
+                  yield 'caught-up';
+                }
+              }
+            } finally {
+              signal.removeEventListener('abort', stop);
+            }
+            if (received === 0 && !initial) yield 'caught-up';
+            // A consumer that is catching up may be behind a compaction: make sure nothing it needs was removed.
+            if (received === pageSize && !initial && position < (await this.horizon())) {
+              this.#assertResumable(position, await this.#streamInfo(), await this.horizon());
+            }
+          }
+        } catch (error) {
+          if (signal.aborted) return;
+          if (KvError.is(error, KvErrorCode.CursorExpired)) throw error;
+          if (this.#parts.connection.isClosed()) {
+            throw kvError(KvErrorCode.NotConnected, backend, 'the NATS connection was closed', { cause: error });
+          }
+          failures++;
+          await sleep(Math.min(2000, 50 * 2 ** Math.min(failures, 6)), signal);
+        }
+      }
+    } finally {
+      if (consumerName !== undefined) {
+        const name = consumerName;
+        await Promise.race([manager.consumers.delete(this.#stream, name).catch(() => undefined), sleep(2000)]);
+      }
+    }
+  }
+
+  #filter(prefixes: string[] | undefined): Partial<ConsumerConfig> {
+    if (prefixes === undefined) return { filter_subject: `${this.#subjectPrefix}>` };
+    if (this.#nativeMultiFilter) {
+      return { filter_subjects: prefixes.flatMap((prefix) => [this.#subjectPrefix + prefix, `${this.#subjectPrefix}${prefix}.>`]) };
+    }
+    // NATS 2.9 has one filter per consumer: filter on the prefixes' common parent, and the client filters the rest.
+    const parents = prefixes.map((prefix) => prefix.split('.').slice(0, -1));
+    const common: string[] = [];
+    for (let index = 0; ; index++) {
+      const token = parents[0]?.[index];
+      if (token === undefined || parents.some((parent) => parent[index] !== token)) break;
+      common.push(token);
+    }
+    return { filter_subject: `${this.#subjectPrefix}${common.map((token) => `${token}.`).join('')}>` };
+  }
+
+  #decode(message: JsMsg, seq: number): StreamedMessage | undefined {
+    if (!message.subject.startsWith(this.#subjectPrefix)) return undefined;
+    const key = message.subject.slice(this.#subjectPrefix.length);
+    return {
+      seq,
+      key,
+      op: operationOf(message.headers),
+      data: copy(message.data),
+      pending: message.info.pending,
+      timeMs: Math.floor(Number(message.info.timestampNanos) / 1_000_000),
+    };
+  }
+
+  #listing(prefix: string | undefined, headersOnly: boolean): AsyncIterable<KvEntry> {
+    this.#assertOpen();
+    if (prefix !== undefined) assertValidPrefix(prefix, backend);
+    const store = this;
+    return {
+      async *[Symbol.asyncIterator]() {
+        const controller = new AbortController();
+        const signal = AbortSignal.any([controller.signal, store.#closing.signal]);
+        try {
+          for await (const message of store.#consume(
+            prefix === undefined ? undefined : [prefix],
+            { policy: 'last-per-subject' },
+            headersOnly,
+            signal,
+          )) {
+            if (message === 'caught-up') return;
+            if (message.op === 'put' && keyMatchesPrefix(message.key, prefix)) {
+              yield { key: message.key, value: message.data, version: versionOf(message.seq, 'put') };
+            }
+            if (message.pending === 0) return;
+          }
+          store.#assertOpen();
+        } finally {
+          controller.abort();
+        }
+      },
+    };
+  }
+
+  async #lastMessage(key: string): Promise<StreamedMessage | undefined> {
+    const stored = await this.#call(key, () =>
+      this.#parts.manager.streams.getMessage(this.#stream, { last_by_subj: this.#subjectPrefix + key }),
+    );
+    if (stored === null) return undefined;
+    return { seq: stored.seq, key, op: operationOf(stored.header), data: copy(stored.data), pending: 0, timeMs: stored.time.getTime() };
+  }
+
+  async #streamInfo(): Promise<StreamInfo> {
+    return this.#call(undefined, () => this.#parts.manager.streams.info(this.#stream));
+  }
+
+  async #publish(
+    key: string,
+    value: Uint8Array,
+    operation: string,
+    expect?: { lastSubjectSequence: number },
+    marker?: 'DEL' | 'PURGE',
+  ): Promise<number> {
+    let headers: MsgHdrs | undefined;
+    if (marker !== undefined) {
+      headers = makeHeaders();
+      headers.set(keyHeader, marker);
+      if (marker === 'PURGE') headers.set(rollupHeader, 'sub');
+    }
+    try {
+      const ack = await this.#parts.client.publish(this.#subjectPrefix + key, value, {
+        ...(expect === undefined ? {} : { expect }),
+        ...(headers === undefined ? {} : { headers }),
+        timeout: this.#parts.timeoutMs,
+      });
+      return ack.seq;
+    } catch (error) {
+      if (error instanceof JetStreamApiError && (error.code === JetStreamApiCodes.StreamWrongLastSequence || error.code === 10164)) {
+        throw kvError(
+          KvErrorCode.RevisionMismatch,
+          backend,
+          `expected version ${expect?.lastSubjectSequence ?? '?'} is not the current one`,
+          {
+            key,
+            cause: error,
+          },
+        );
+      }
+      throw toKvError(error, operation, key, true);
+    }
+  }
+
+  /** A version's sequence when it names a live value; tombstone versions can never match. */
+  #expectedLiveSeq(key: string, expected: Version): number {
+    const parsed = parseVersion(expected, key);
+    if (parsed.op !== 'put') {
+      throw kvError(KvErrorCode.RevisionMismatch, backend, `expected version ${expected} is a tombstone, not a live value`, { key });
+    }
+    return parsed.seq;
+  }
+
+  async #call<T>(key: string | undefined, call: () => Promise<T>): Promise<T> {
+    this.#assertOpen();
+    try {
+      return await call();
+    } catch (error) {
+      throw toKvError(error, 'read', key, false);
+    }
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw kvError(KvErrorCode.Closed, backend, `the handle on bucket '${this.bucket}' is closed`);
+  }
+
+  #assertWritable(key: string, value: Uint8Array): void {
+    this.#assertOpen();
+    assertValidKey(key, backend);
+    assertValue(value, this.capabilities.maxValueBytes, backend, key);
+  }
+}
+
+class GapError extends Error {
+  override readonly name = 'GapError';
+  constructor() {
+    super('a delivery was skipped; the consumer is recreated from the last delivered sequence');
+  }
+}
+
+function operationOf(headers: MsgHdrs | undefined): 'put' | 'delete' | 'purge' {
+  const operation = headers?.get(keyHeader);
+  if (operation === 'DEL') return 'delete';
+  if (operation === 'PURGE') return 'purge';
+  return 'put';
+}
+
+function eventOf(message: StreamedMessage, epoch: string): WatchEvent {
+  const cursor = cursorOf(message.seq, epoch);
+  if (message.op === 'put') return { type: 'put', key: message.key, value: message.data, version: versionOf(message.seq, 'put'), cursor };
+  return { type: message.op, key: message.key, version: versionOf(message.seq, message.op), cursor };
+}
+
+/**
+ * Versions are the stream sequence (what `nats kv` shows as the revision);
+ * tombstones carry a suffix so CAS against a deleted key can never match.
+ */
+function versionOf(seq: number, op: 'put' | 'delete' | 'purge'): Version {
+  return (op === 'put' ? String(seq) : `${seq}-${op === 'delete' ? 'd' : 'p'}`) as Version;
+}
+
+function parseVersion(version: unknown, key: string): { seq: number; op: 'put' | 'delete' | 'purge' } {
+  if (typeof version === 'string') {
+    const match = /^([1-9][0-9]{0,15})(-d|-p)?$/.exec(version);
+    if (match !== null) return { seq: Number(match[1]), op: match[2] === '-d' ? 'delete' : match[2] === '-p' ? 'purge' : 'put' };
+  }
+  throw kvError(KvErrorCode.InvalidArgument, backend, `${describeArgument(version)} is not a version of the nats backend`, { key });
+}
+
+/** Cursors are `<stream sequence>@<epoch>`; the epoch ties them to one incarnation of the bucket's stream. */
+function cursorOf(seq: number, epoch: string): WatchCursor {
+  return `${seq}@${epoch}` as WatchCursor;
+}
+
+function parseCursor(cursor: unknown): { seq: number; epoch: string } {
+  if (typeof cursor === 'string') {
+    const match = /^(0|[1-9][0-9]{0,15})@([0-9a-z]{1,16})$/.exec(cursor);
+    if (match !== null) return { seq: Number(match[1]), epoch: match[2] as string };
+  }
+  throw kvError(KvErrorCode.InvalidArgument, backend, `${describeArgument(cursor)} is not a cursor of the nats backend`);
+}
+
+function copy(value: Uint8Array): Uint8Array {
+  return new Uint8Array(value);
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+/** Maps a nats.js failure to a typed error; a publish without an answer is `Indeterminate`. */
+export function toKvError(error: unknown, operation: string, key: string | undefined, isWrite: boolean): KvError {
+  if (error instanceof KvError) return error;
+  const extra = { key, cause: error };
+  const message = messageOf(error);
+  if (error instanceof TimeoutError || (error instanceof Error && /timeout/i.test(error.message))) {
+    if (isWrite)
+      return kvError(
+        KvErrorCode.Indeterminate,
+        backend,
+        `${operation}: no acknowledgement in time; the write may or may not have been applied`,
+        extra,
+      );
+    return kvError(KvErrorCode.Timeout, backend, `${operation}: NATS did not answer in time`, extra);
+  }
+  if (error instanceof NoRespondersError || (error instanceof JetStreamApiError && error.code === 503)) {
+    return kvError(KvErrorCode.NotConnected, backend, `${operation}: JetStream is not available right now (${message})`, {
+      ...extra,
+      retryable: true,
+    });
+  }
+  if (error instanceof ClosedConnectionError)
+    return kvError(KvErrorCode.NotConnected, backend, `${operation}: the NATS connection is closed`, extra);
+  if (error instanceof Error && /MAX_PAYLOAD|max payload|maximum payload/i.test(message)) {
+    return kvError(KvErrorCode.ValueTooLarge, backend, `${operation}: ${message}`, extra);
+  }
+  return kvError(KvErrorCode.OperationFailed, backend, `${operation} failed: ${message}`, extra);
+}
