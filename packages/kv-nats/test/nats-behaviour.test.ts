@@ -1,0 +1,227 @@
+import { jetstreamManager } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { KvError, type KvStore, type WatchCursor, type WatchEvent } from '@weft/kv';
+import { openNatsKv, parseServerVersion } from '@weft/kv-nats';
+import { WatchReader } from '@weft/kv-testkit';
+import { freePort, type NatsServer, startNatsCluster } from '@weft/test-servers';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { natsMissing, natsServer } from './helpers.js';
+
+const bytes = (text: string) => new TextEncoder().encode(text);
+const decode = (value: Uint8Array) => new TextDecoder().decode(value);
+
+function summary(events: readonly WatchEvent[]): string[] {
+  return events.map((event) =>
+    event.type === 'synced' ? 'synced' : `${event.type}:${event.key}${event.type === 'put' ? `=${decode(event.value)}` : ''}`,
+  );
+}
+
+/** Retries an operation through a failover or restart, as an application would (writes only ever as a put). */
+async function retrying<T>(operation: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      return await operation();
+    } catch (error) {
+      const transient = KvError.is(error) && (error.retryable || error.code === 'Indeterminate' || error.code === 'OperationFailed');
+      if (!transient || Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+}
+
+describe.skipIf(natsMissing !== undefined)('nats backend behaviour on a real server', () => {
+  let server: NatsServer;
+  let raw: NatsConnection;
+  beforeAll(async () => {
+    ({ server, raw } = await natsServer());
+  });
+  afterAll(async () => {
+    await raw.close();
+    await server.stop();
+  });
+
+  it('interoperates both ways with a plain @nats-io/kv client', async () => {
+    const store = await openNatsKv({ servers: server.url, bucket: 'interop', create: { history: 5 } });
+    const plain = await new Kvm(raw).open('interop');
+    try {
+      const version = await store.put('from.weft', bytes('written by weft'));
+      const seen = await plain.get('from.weft');
+      expect(seen && decode(seen.value)).toBe('written by weft');
+      expect(String(seen?.revision)).toBe(version);
+
+      const revision = await plain.put('from.plain', bytes('written by nats.js'));
+      const read = await store.get('from.plain');
+      expect(read && decode(read.value)).toBe('written by nats.js');
+      expect(read?.version).toBe(String(revision));
+      await store.update('from.plain', bytes('updated by weft'), read?.version as never);
+      expect(decode((await plain.get('from.plain'))?.value ?? bytes(''))).toBe('updated by weft');
+
+      await plain.delete('from.weft');
+      expect(await store.get('from.weft')).toBeUndefined();
+      expect((await store.entry('from.weft'))?.op).toBe('delete');
+      await store.purge('from.plain');
+      expect((await plain.get('from.plain'))?.operation).toBe('PURGE');
+      const keys: string[] = [];
+      for await (const key of await plain.keys()) keys.push(key);
+      expect(keys).toEqual([]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('detects the server version and reports what 2.9 cannot do', async () => {
+    const store = await openNatsKv({ servers: server.url, bucket: 'caps', create: true });
+    try {
+      const version = parseServerVersion(store.serverVersion);
+      expect(version.major).toBe(2);
+      const expected = version.minor >= 10 ? 'native' : 'emulated';
+      expect(store.capabilities.multiPrefixWatch).toBe(expected);
+      expect(store.capabilities.ttl).toBe(false);
+      const error = await store.putWithTtl('k', bytes('v'), 1000).catch((caught: unknown) => caught);
+      expect(KvError.is(error, 'Unsupported')).toBe(true);
+      expect(await store.get('k')).toBeUndefined();
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('compaction removes old tombstones, and cursors from before it expire while later ones resume', async () => {
+    const store = await openNatsKv({ servers: server.url, bucket: 'compact', create: true });
+    try {
+      await store.put('a', bytes('1'));
+      await store.put('b', bytes('2'));
+      const early = new WatchReader(store);
+      const [, , beforeDelete] = await early.untilSynced();
+      await early.stop();
+      await store.delete('a');
+      await store.put('c', bytes('3'));
+      const { removedTombstones, horizon } = await store.compact({ olderThanMs: 0 });
+      expect(removedTombstones).toBe(1);
+      expect(await store.entry('a')).toBeUndefined();
+      expect(await store.horizon()).toBe(horizon);
+      const stale = await new WatchReader(store, { from: beforeDelete?.cursor as WatchCursor })
+        .untilSynced()
+        .catch((error: unknown) => error);
+      expect(KvError.is(stale, 'CursorExpired'), String(stale)).toBe(true);
+      const fresh = new WatchReader(store);
+      const listing = await fresh.untilSynced();
+      expect(summary(listing)).toEqual(['put:b=2', 'put:c=3', 'synced']);
+      await fresh.stop();
+      const resumed = new WatchReader(store, { from: listing.at(-1)?.cursor as WatchCursor });
+      expect(summary(await resumed.untilSynced())).toEqual(['synced']);
+      await resumed.stop();
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('expires cursors of a deleted and recreated bucket, and cursors ahead of the stream', async () => {
+    const first = await openNatsKv({ servers: server.url, bucket: 'recreated', create: true });
+    await first.put('a', bytes('1'));
+    const watch = new WatchReader(first);
+    const [, synced] = await watch.untilSynced();
+    await watch.stop();
+    await first.close();
+    await (await jetstreamManager(raw)).streams.delete('KV_recreated');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const second = await openNatsKv({ servers: server.url, bucket: 'recreated', create: true });
+    try {
+      for (let index = 0; index < 3; index++) await second.put(`k${index}`, bytes('x'));
+      const error = await new WatchReader(second, { from: synced?.cursor as WatchCursor }).untilSynced().catch((caught: unknown) => caught);
+      expect(KvError.is(error, 'CursorExpired'), String(error)).toBe(true);
+      const [, , , current] = await new WatchReader(second).untilSynced();
+      const ahead = (current?.cursor as string).replace(/^\d+/, '999') as WatchCursor;
+      const aheadError = await new WatchReader(second, { from: ahead }).untilSynced().catch((caught: unknown) => caught);
+      expect(KvError.is(aheadError, 'CursorExpired'), String(aheadError)).toBe(true);
+    } finally {
+      await second.close();
+    }
+  });
+
+  it('refuses bad options with typed errors and reports an unreachable server as ConnectionFailed', async () => {
+    for (const options of [
+      { servers: server.url, bucket: 'has.dot' },
+      { servers: server.url, bucket: 'b', connection: raw },
+      { bucket: 'b' },
+      { servers: server.url, bucket: 'b', create: { history: 65 } },
+    ]) {
+      const error = await openNatsKv(options).catch((caught: unknown) => caught);
+      expect(KvError.is(error, 'InvalidArgument'), JSON.stringify(options.bucket)).toBe(true);
+    }
+    const missing = await openNatsKv({ connection: raw, bucket: 'never-created' }).catch((caught: unknown) => caught);
+    expect(KvError.is(missing, 'OperationFailed')).toBe(true);
+    expect((missing as KvError).message).toContain('does not exist');
+    const port = await freePort();
+    const unreachable = await openNatsKv({ servers: `nats://127.0.0.1:${port}`, bucket: 'b', timeoutMs: 500 }).catch(
+      (caught: unknown) => caught,
+    );
+    expect(KvError.is(unreachable, 'ConnectionFailed'), String(unreachable)).toBe(true);
+  });
+
+  it('close() leaves a caller-owned connection open', async () => {
+    const store = await openNatsKv({ connection: raw, bucket: 'owned', create: true });
+    await store.close();
+    expect(raw.isClosed()).toBe(false);
+  });
+});
+
+describe.skipIf(natsMissing !== undefined)('nats backend across server failures', () => {
+  it('a running watch continues after kill -9 and restart, with no gap and no duplicate', async () => {
+    const { server, raw } = await natsServer();
+    const store = await openNatsKv({ servers: server.url, bucket: 'restart', create: true, timeoutMs: 2000 });
+    try {
+      await store.put('a', bytes('1'));
+      const watch = new WatchReader(store);
+      await watch.untilSynced();
+      await store.put('b', bytes('2'));
+      await watch.until((event) => event.type === 'put' && event.key === 'b');
+      await raw.close();
+
+      await server.kill();
+      await server.restart();
+      await retrying(() => store.put('c', bytes('3')));
+      await store.delete('a');
+      await store.put('d', bytes('4'));
+      await watch.until((event) => event.type === 'put' && event.key === 'd', 30_000);
+      expect(summary(watch.events)).toEqual(['put:a=1', 'synced', 'put:b=2', 'put:c=3', 'delete:a', 'put:d=4']);
+      await watch.stop();
+    } finally {
+      await store.close();
+      await server.stop();
+    }
+  });
+
+  it('on a 3-node cluster with replicas 3, reads, writes and watches continue with one node killed', async () => {
+    const cluster = await startNatsCluster({ nodes: 3 });
+    const store: KvStore = await openNatsKv({ servers: [...cluster.urls], bucket: 'replicated', create: { replicas: 3 }, timeoutMs: 2000 });
+    try {
+      await store.put('before', bytes('1'));
+      const watch = new WatchReader(store);
+      await watch.untilSynced();
+      // Kill the node that leads the bucket's stream, the hardest case.
+      const connection = await connect({ servers: [...cluster.urls] });
+      const info = await (await jetstreamManager(connection)).streams.info('KV_replicated');
+      await connection.close();
+      const leader = cluster.nodes.find((node) => node.name === info.cluster?.leader) ?? cluster.nodes[0];
+      await leader?.kill();
+
+      await retrying(() => store.put('after', bytes('2')));
+      const read = await retrying(() => store.get('after'));
+      expect(read && decode(read.value)).toBe('2');
+      const current = await retrying(() => store.get('before'));
+      await retrying(() => store.update('before', bytes('updated'), current?.version as never));
+      await watch.until((event) => event.type === 'put' && event.key === 'before' && decode(event.value) === 'updated', 30_000);
+      const changes = summary(watch.events.slice(2));
+      expect(changes).toContain('put:after=2');
+      expect(changes.at(-1)).toBe('put:before=updated');
+      const changeCursors = watch.events.filter((event) => event.type !== 'synced').map((event) => event.cursor);
+      expect(new Set(changeCursors).size).toBe(changeCursors.length);
+      await watch.stop();
+    } finally {
+      await store.close();
+      await cluster.stop();
+    }
+  });
+});
