@@ -1,0 +1,312 @@
+/**
+ * The binary format of segment files (specified in docs/formats/eventlog.md).
+ * Decoders treat every byte as hostile: every length is bounds-checked and
+ * every failure is an `InvalidFrame` error, never an exception of another
+ * kind or a wrongly decoded event.
+ */
+import { EventLogError, EventLogErrorCode } from './errors.js';
+import { type EventId, formatUuid, writeUuid } from './ids.js';
+
+export const segmentMagic = new Uint8Array([0x57, 0x45, 0x46, 0x54, 0x4c, 0x4f, 0x47, 0x00]); // "WEFTLOG\0"
+export const formatVersion = 1;
+export const segmentHeaderSize = 32;
+/** Offset of the checkpoint field in the segment header (8-byte aligned, rewritten in place). */
+export const checkpointOffset = 24;
+export const framePrefixSize = 8;
+export const headerVersion = 1;
+/** Fixed part of a frame header, before the variable-length fields. */
+const fixedHeaderSize = 84;
+export const hashSize = 32;
+export const nonceSize = 24;
+/** The largest frame (header plus payload) a decoder accepts. */
+export const maxFrameSize = 64 * 1024 * 1024;
+export const maxNameBytes = 1024;
+export const maxParents = 1024;
+
+const flagEncrypted = 1;
+const flagIdempotency = 2;
+const flagCausation = 4;
+const flagCorrelation = 8;
+const knownFlags = flagEncrypted | flagIdempotency | flagCausation | flagCorrelation;
+
+/** Encryption metadata of a frame; it sits outside the hashed region. */
+export interface EncryptionMetadata {
+  readonly keyId: number;
+  readonly nonce: Uint8Array;
+}
+
+/** Everything a frame header holds. */
+export interface FrameHeader {
+  readonly kind: number;
+  readonly id: EventId;
+  readonly time: bigint;
+  readonly position: number;
+  readonly sequence: number;
+  readonly batchIndex: number;
+  readonly batchCount: number;
+  readonly hash: Uint8Array;
+  readonly entity: string;
+  readonly scope: string;
+  readonly causationId: EventId | undefined;
+  readonly correlationId: EventId | undefined;
+  readonly parents: readonly EventId[];
+  readonly idempotencyKey: string | undefined;
+  readonly encryption: EncryptionMetadata | undefined;
+}
+
+/** A decoded frame: its header, the stored payload bytes, and where it ends. */
+export interface DecodedFrame {
+  readonly header: FrameHeader;
+  readonly payload: Uint8Array;
+  /** Bytes the frame occupies, prefix included. */
+  readonly size: number;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+function invalid(message: string, offset?: number): EventLogError {
+  return new EventLogError(EventLogErrorCode.InvalidFrame, message, offset === undefined ? {} : { offset });
+}
+
+/** Encodes a segment header. */
+export function encodeSegmentHeader(firstPosition: number, checkpoint: number): Uint8Array {
+  const bytes = new Uint8Array(segmentHeaderSize);
+  bytes.set(segmentMagic, 0);
+  bytes[8] = formatVersion;
+  const view = new DataView(bytes.buffer);
+  view.setBigUint64(16, BigInt(firstPosition), true);
+  view.setBigUint64(checkpointOffset, BigInt(checkpoint), true);
+  return bytes;
+}
+
+/** Decodes and checks a segment header. */
+export function decodeSegmentHeader(bytes: Uint8Array): { firstPosition: number; checkpoint: number } {
+  if (bytes.length < segmentHeaderSize) throw invalid(`segment header is ${bytes.length} bytes, expected ${segmentHeaderSize}`, 0);
+  for (let index = 0; index < segmentMagic.length; index++) {
+    if (bytes[index] !== segmentMagic[index]) throw invalid('not a weft segment (bad magic)', 0);
+  }
+  if (bytes[8] !== formatVersion) throw invalid(`unsupported segment format version ${bytes[8]}`, 8);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const firstPosition = safeNumber(view.getBigUint64(16, true), 'first position', 16);
+  const checkpoint = safeNumber(view.getBigUint64(checkpointOffset, true), 'checkpoint', checkpointOffset);
+  return { firstPosition, checkpoint };
+}
+
+/** Encodes the 8-byte checkpoint field. */
+export function encodeCheckpoint(length: number): Uint8Array {
+  const bytes = new Uint8Array(8);
+  new DataView(bytes.buffer).setBigUint64(0, BigInt(length), true);
+  return bytes;
+}
+
+/** The byte length of the header {@link encodeFrame} would write for `header`. */
+function headerLength(entity: Uint8Array, scope: Uint8Array, header: FrameHeader, idempotency: Uint8Array | undefined): number {
+  return (
+    fixedHeaderSize +
+    2 +
+    entity.length +
+    2 +
+    scope.length +
+    (header.causationId === undefined ? 0 : 16) +
+    (header.correlationId === undefined ? 0 : 16) +
+    2 +
+    16 * header.parents.length +
+    (idempotency === undefined ? 0 : 2 + idempotency.length) +
+    (header.encryption === undefined ? 0 : 4 + nonceSize)
+  );
+}
+
+/**
+ * Encodes one frame: `[u32 length][u32 crc32c][header][payload]`, where length
+ * and CRC cover header and payload.
+ */
+export function encodeFrame(header: FrameHeader, payload: Uint8Array, crc32c: (data: Uint8Array) => number): Uint8Array {
+  const entity = encoder.encode(header.entity);
+  const scope = encoder.encode(header.scope);
+  const idempotency = header.idempotencyKey === undefined ? undefined : encoder.encode(header.idempotencyKey);
+  const length = headerLength(entity, scope, header, idempotency);
+  const frame = new Uint8Array(framePrefixSize + length + payload.length);
+  const view = new DataView(frame.buffer);
+  let at = framePrefixSize;
+  const flags =
+    (header.encryption === undefined ? 0 : flagEncrypted) |
+    (idempotency === undefined ? 0 : flagIdempotency) |
+    (header.causationId === undefined ? 0 : flagCausation) |
+    (header.correlationId === undefined ? 0 : flagCorrelation);
+  frame[at] = headerVersion;
+  frame[at + 1] = flags;
+  view.setUint16(at + 2, header.kind, true);
+  writeUuid(header.id, frame, at + 4);
+  view.setBigUint64(at + 20, header.time, true);
+  view.setBigUint64(at + 28, BigInt(header.position), true);
+  view.setBigUint64(at + 36, BigInt(header.sequence), true);
+  view.setUint16(at + 44, header.batchIndex, true);
+  view.setUint16(at + 46, header.batchCount, true);
+  view.setUint32(at + 48, payload.length, true);
+  frame.set(header.hash, at + 52);
+  at += fixedHeaderSize;
+  at = writeBytes16(frame, view, at, entity);
+  at = writeBytes16(frame, view, at, scope);
+  if (header.causationId !== undefined) {
+    writeUuid(header.causationId, frame, at);
+    at += 16;
+  }
+  if (header.correlationId !== undefined) {
+    writeUuid(header.correlationId, frame, at);
+    at += 16;
+  }
+  view.setUint16(at, header.parents.length, true);
+  at += 2;
+  for (const parent of header.parents) {
+    writeUuid(parent, frame, at);
+    at += 16;
+  }
+  if (idempotency !== undefined) at = writeBytes16(frame, view, at, idempotency);
+  if (header.encryption !== undefined) {
+    view.setUint32(at, header.encryption.keyId, true);
+    frame.set(header.encryption.nonce, at + 4);
+    at += 4 + nonceSize;
+  }
+  frame.set(payload, at);
+  view.setUint32(0, length + payload.length, true);
+  view.setUint32(4, crc32c(frame.subarray(framePrefixSize)), true);
+  return frame;
+}
+
+function writeBytes16(frame: Uint8Array, view: DataView, at: number, bytes: Uint8Array): number {
+  view.setUint16(at, bytes.length, true);
+  frame.set(bytes, at + 2);
+  return at + 2 + bytes.length;
+}
+
+/** Why a frame could not be read at an offset: the bytes end too soon (a torn tail), or they are damaged. */
+export type FrameProblem = 'truncated' | 'damaged';
+
+/**
+ * Decodes the frame at `offset` of `bytes`. Returns `{ problem }` instead of
+ * throwing for the two outcomes recovery must tell apart.
+ */
+export function readFrame(
+  bytes: Uint8Array,
+  offset: number,
+  crc32c: (data: Uint8Array) => number,
+): DecodedFrame | { problem: FrameProblem; detail: string } {
+  if (bytes.length - offset < framePrefixSize) return { problem: 'truncated', detail: 'the frame prefix is cut off' };
+  const view = new DataView(bytes.buffer, bytes.byteOffset + offset, bytes.length - offset);
+  const length = view.getUint32(0, true);
+  if (length < fixedHeaderSize || length > maxFrameSize) return { problem: 'damaged', detail: `frame length ${length} is out of range` };
+  if (bytes.length - offset - framePrefixSize < length)
+    return { problem: 'truncated', detail: `the frame needs ${length} bytes, the file ends first` };
+  const body = bytes.subarray(offset + framePrefixSize, offset + framePrefixSize + length);
+  if (crc32c(body) !== view.getUint32(4, true)) return { problem: 'damaged', detail: 'CRC mismatch' };
+  try {
+    const { header, payload } = decodeFrameBody(body);
+    return { header, payload, size: framePrefixSize + length };
+  } catch (error) {
+    return { problem: 'damaged', detail: error instanceof Error ? error.message : String(error) };
+  }
+}
+
+/**
+ * Decodes a frame body (header and payload, as covered by the CRC).
+ *
+ * @throws {EventLogError} `InvalidFrame` for any malformed field
+ */
+export function decodeFrameBody(body: Uint8Array): { header: FrameHeader; payload: Uint8Array } {
+  const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
+  const need = (at: number, count: number, what: string) => {
+    if (at + count > body.length) throw invalid(`${what} runs past the end of the frame`, at);
+  };
+  need(0, fixedHeaderSize, 'the fixed header');
+  if (body[0] !== headerVersion) throw invalid(`unsupported header version ${body[0]}`, 0);
+  const flags = body[1] as number;
+  if ((flags & ~knownFlags) !== 0) throw invalid(`unknown header flags ${flags.toString(2)}`, 1);
+  const kind = view.getUint16(2, true);
+  const id = formatUuid(body, 4);
+  const time = view.getBigUint64(20, true);
+  const position = safeNumber(view.getBigUint64(28, true), 'position', 28);
+  const sequence = safeNumber(view.getBigUint64(36, true), 'sequence', 36);
+  const batchIndex = view.getUint16(44, true);
+  const batchCount = view.getUint16(46, true);
+  const payloadSize = view.getUint32(48, true);
+  if (position < 1 || sequence < 1) throw invalid('position and sequence start at 1', 28);
+  if (batchCount < 1 || batchIndex >= batchCount) throw invalid(`batch index ${batchIndex} of ${batchCount} is impossible`, 44);
+  const hash = body.slice(52, 52 + hashSize);
+  let at = fixedHeaderSize;
+  const readBytes16 = (what: string): Uint8Array => {
+    need(at, 2, what);
+    const length = view.getUint16(at, true);
+    need(at + 2, length, what);
+    const bytes = body.subarray(at + 2, at + 2 + length);
+    at += 2 + length;
+    return bytes;
+  };
+  const entity = readName(readBytes16('the entity'), 'entity', at);
+  const scope = readName(readBytes16('the scope'), 'scope', at);
+  let causationId: EventId | undefined;
+  let correlationId: EventId | undefined;
+  if (flags & flagCausation) {
+    need(at, 16, 'the causation id');
+    causationId = formatUuid(body, at);
+    at += 16;
+  }
+  if (flags & flagCorrelation) {
+    need(at, 16, 'the correlation id');
+    correlationId = formatUuid(body, at);
+    at += 16;
+  }
+  need(at, 2, 'the parent count');
+  const parentCount = view.getUint16(at, true);
+  at += 2;
+  if (parentCount > maxParents) throw invalid(`${parentCount} causal parents exceed the limit of ${maxParents}`, at);
+  need(at, parentCount * 16, 'the causal parents');
+  const parents: EventId[] = [];
+  for (let index = 0; index < parentCount; index++) parents.push(formatUuid(body, at + index * 16));
+  at += parentCount * 16;
+  let idempotencyKey: string | undefined;
+  if (flags & flagIdempotency) idempotencyKey = readName(readBytes16('the idempotency key'), 'idempotency key', at);
+  let encryption: EncryptionMetadata | undefined;
+  if (flags & flagEncrypted) {
+    need(at, 4 + nonceSize, 'the encryption metadata');
+    encryption = { keyId: view.getUint32(at, true), nonce: body.slice(at + 4, at + 4 + nonceSize) };
+    at += 4 + nonceSize;
+  }
+  if (body.length - at !== payloadSize) {
+    throw invalid(`the header says ${payloadSize} payload bytes, the frame holds ${body.length - at}`, 48);
+  }
+  return {
+    header: {
+      kind,
+      id,
+      time,
+      position,
+      sequence,
+      batchIndex,
+      batchCount,
+      hash,
+      entity,
+      scope,
+      causationId,
+      correlationId,
+      parents,
+      idempotencyKey,
+      encryption,
+    },
+    payload: body.slice(at),
+  };
+}
+
+function readName(bytes: Uint8Array, what: string, at: number): string {
+  if (bytes.length === 0 || bytes.length > maxNameBytes) throw invalid(`the ${what} must be 1 to ${maxNameBytes} bytes`, at);
+  try {
+    return decoder.decode(bytes);
+  } catch {
+    throw invalid(`the ${what} is not valid UTF-8`, at);
+  }
+}
+
+function safeNumber(value: bigint, what: string, at: number): number {
+  if (value > BigInt(Number.MAX_SAFE_INTEGER)) throw invalid(`${what} ${value} is beyond the supported range`, at);
+  return Number(value);
+}

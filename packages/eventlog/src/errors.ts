@@ -1,0 +1,65 @@
+/**
+ * The one error type of `@weft/eventlog`. Callers branch on `code`.
+ */
+
+export const EventLogErrorCode = {
+  /** An argument is malformed (an entity name, a kind, a payload type, an option). */
+  InvalidArgument: 'InvalidArgument',
+  /** `expectedSequence` did not match the entity's current sequence; nothing was written. */
+  SequenceMismatch: 'SequenceMismatch',
+  /** A gate denied the append; nothing was written. See `reason`. */
+  GateDenied: 'GateDenied',
+  /** Another writer holds the directory's lock. */
+  Locked: 'Locked',
+  /** Stored bytes are damaged outside the last segment's tail; the log refuses to open. */
+  Corrupt: 'Corrupt',
+  /** A frame or header failed to decode: bad length, bad CRC, bad field. */
+  InvalidFrame: 'InvalidFrame',
+  /** No event with that id. */
+  NotFound: 'NotFound',
+  /** The filesystem failed (EIO, ENOSPC, ...); the append failed closed and wrote nothing visible. */
+  IoFailed: 'IoFailed',
+  /** The log is closed, or failed earlier and must be reopened. */
+  Closed: 'Closed',
+} as const;
+
+export type EventLogErrorCode = (typeof EventLogErrorCode)[keyof typeof EventLogErrorCode];
+
+const brand = Symbol.for('@weft/eventlog/EventLogError');
+
+/** Options of {@link EventLogError}. */
+export interface EventLogErrorOptions {
+  readonly cause?: unknown;
+  /** For `GateDenied`: the structured reason the gate returned. */
+  readonly reason?: unknown;
+  /** For `Corrupt` and `InvalidFrame`: where the damage is. */
+  readonly segment?: string;
+  readonly offset?: number;
+}
+
+/** The error every `@weft/eventlog` operation throws. */
+export class EventLogError extends Error {
+  override readonly name = 'EventLogError';
+  readonly code: EventLogErrorCode;
+  readonly reason: unknown;
+  readonly segment: string | undefined;
+  readonly offset: number | undefined;
+
+  constructor(code: EventLogErrorCode, message: string, options: EventLogErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.reason = options.reason;
+    this.segment = options.segment;
+    this.offset = options.offset;
+    Object.defineProperty(this, brand, { value: true });
+  }
+
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[brand] === true;
+  }
+
+  /** True when `error` is an {@link EventLogError}, optionally with the given code. */
+  static is(error: unknown, code?: EventLogErrorCode): error is EventLogError {
+    return error instanceof EventLogError && (code === undefined || error.code === code);
+  }
+}

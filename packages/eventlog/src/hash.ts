@@ -1,0 +1,31 @@
+import { createBLAKE3, createCRC32, type IHasher } from 'hash-wasm';
+
+/** The two checksums of the format: CRC-32C (Castagnoli) over frames, BLAKE3-256 over payloads. */
+export interface Hashers {
+  crc32c(data: Uint8Array): number;
+  blake3(...parts: Uint8Array[]): Uint8Array;
+}
+
+let loading: Promise<Hashers> | undefined;
+
+/** The WASM hashers, loaded once per process. */
+export function loadHashers(): Promise<Hashers> {
+  loading ??= (async () => {
+    const crc: IHasher = await createCRC32(0x82f63b78);
+    const blake: IHasher = await createBLAKE3();
+    return {
+      crc32c(data) {
+        crc.init();
+        crc.update(data);
+        const digest = crc.digest('binary');
+        return (((digest[0] as number) << 24) | ((digest[1] as number) << 16) | ((digest[2] as number) << 8) | (digest[3] as number)) >>> 0;
+      },
+      blake3(...parts) {
+        blake.init();
+        for (const part of parts) blake.update(part);
+        return blake.digest('binary');
+      },
+    };
+  })();
+  return loading;
+}

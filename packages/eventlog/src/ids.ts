@@ -1,0 +1,97 @@
+import { randomFillSync } from 'node:crypto';
+
+/** A 16-byte event id (UUIDv7) as lowercase hex with dashes. */
+export type EventId = string & { readonly __eventId: true };
+
+const hex = Array.from({ length: 256 }, (_, index) => index.toString(16).padStart(2, '0'));
+
+/** Formats 16 bytes as a UUID string. */
+export function formatUuid(bytes: Uint8Array, offset = 0): EventId {
+  let text = '';
+  for (let index = 0; index < 16; index++) {
+    if (index === 4 || index === 6 || index === 8 || index === 10) text += '-';
+    text += hex[bytes[offset + index] as number];
+  }
+  return text as EventId;
+}
+
+const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** True when `text` is a lowercase UUID string. */
+export function isUuid(text: unknown): text is EventId {
+  return typeof text === 'string' && uuidPattern.test(text);
+}
+
+/** Writes the 16 bytes of a UUID string into `target`. */
+export function writeUuid(id: string, target: Uint8Array, offset: number): void {
+  const compact = id.replaceAll('-', '');
+  for (let index = 0; index < 16; index++) target[offset + index] = Number.parseInt(compact.slice(index * 2, index * 2 + 2), 16);
+}
+
+/**
+ * Generates UUIDv7 ids: 48-bit millisecond time, then random bits, with a
+ * counter in the random part so ids from one generator strictly increase
+ * even within one millisecond.
+ */
+export class UuidV7Generator {
+  #lastMs = -1;
+  #counter = 0;
+  readonly #random = new Uint8Array(16);
+
+  next(nowMs = Date.now()): EventId {
+    const bytes = this.#random;
+    randomFillSync(bytes);
+    if (nowMs <= this.#lastMs) {
+      nowMs = this.#lastMs;
+      this.#counter++;
+      if (this.#counter > 0xfff) {
+        nowMs = ++this.#lastMs;
+        this.#counter = 0;
+      }
+    } else {
+      this.#lastMs = nowMs;
+      this.#counter = (bytes[7] as number) & 0x7f;
+    }
+    bytes[0] = Math.floor(nowMs / 2 ** 40) & 0xff;
+    bytes[1] = Math.floor(nowMs / 2 ** 32) & 0xff;
+    bytes[2] = (nowMs >>> 24) & 0xff;
+    bytes[3] = (nowMs >>> 16) & 0xff;
+    bytes[4] = (nowMs >>> 8) & 0xff;
+    bytes[5] = nowMs & 0xff;
+    bytes[6] = 0x70 | ((this.#counter >>> 8) & 0x0f);
+    bytes[7] = this.#counter & 0xff;
+    bytes[8] = 0x80 | ((bytes[8] as number) & 0x3f);
+    return formatUuid(bytes);
+  }
+}
+
+/**
+ * A hybrid logical clock: 48 bits of wall-clock milliseconds and 16 bits of
+ * logical counter in one number below 2^64, as a bigint. Timestamps it issues
+ * strictly increase, and `observe` keeps it ahead of remote timestamps.
+ */
+export class HybridLogicalClock {
+  #last = 0n;
+  readonly #now: () => number;
+
+  constructor(now: () => number = Date.now) {
+    this.#now = now;
+  }
+
+  /** The next timestamp. */
+  tick(): bigint {
+    const physical = BigInt(Math.floor(this.#now())) << 16n;
+    this.#last = physical > this.#last ? physical : this.#last + 1n;
+    return this.#last;
+  }
+
+  /** Moves the clock past a timestamp seen elsewhere (an event read from disk or from another device). */
+  observe(timestamp: bigint): void {
+    if (timestamp > this.#last) this.#last = timestamp;
+  }
+
+  /** Splits a timestamp into wall-clock milliseconds and logical counter. */
+  static parts(timestamp: bigint): { wallMs: number; logical: number } {
+    return { wallMs: Number(timestamp >> 16n), logical: Number(timestamp & 0xffffn) };
+  }
+}

@@ -1,0 +1,55 @@
+/**
+ * `@weft/eventlog`: a durable, append-only event log.
+ *
+ * ```ts
+ * import { openEventLog } from '@weft/eventlog';
+ * const log = await openEventLog({ dir: './data/log', sync: 'group' });
+ * const receipt = await log.append({ entity: 'order-42', kind: 0x1001, payload });
+ * await receipt.durable; // fsynced
+ * for await (const event of log.readEntity('order-42')) console.log(event.sequence, event.kind);
+ * await log.close();
+ * ```
+ *
+ * Events live in segment files of CRC-checked frames (docs/formats/eventlog.md),
+ * each payload hashed with BLAKE3 and chained per entity. Appends are single or
+ * atomic batches with expected sequences, idempotency keys and gates; four sync
+ * modes trade latency for durability; recovery truncates only a torn tail. All
+ * I/O goes through a filesystem seam with real, in-memory and simulated
+ * implementations.
+ *
+ * @packageDocumentation
+ */
+
+export {
+  type DecodedFrame,
+  decodeFrameBody,
+  decodeSegmentHeader,
+  type EncryptionMetadata,
+  encodeFrame,
+  encodeSegmentHeader,
+  type FrameHeader,
+  type FrameProblem,
+  readFrame,
+} from './codec.js';
+export { EventLogError, EventLogErrorCode, type EventLogErrorOptions } from './errors.js';
+export { MemoryFileSystem } from './fs/memory-fs.js';
+export { nodeFileSystem } from './fs/node-fs.js';
+export { type DurableOperation, type InjectedFault, SimulatedCrash, SimulatedFileSystem } from './fs/simulated-fs.js';
+export { FileSystemError, type LogFile, type LogFileSystem, type OpenOptions } from './fs/types.js';
+export { type Hashers, loadHashers } from './hash.js';
+export { type EventId, HybridLogicalClock, isUuid, UuidV7Generator } from './ids.js';
+export { EventLog, type EventLogOptions, isReservedKind, openEventLog } from './log.js';
+export type {
+  AppendedEvent,
+  AppendInput,
+  AppendOptions,
+  AppendReceipt,
+  CausalWalk,
+  Gate,
+  GateContext,
+  GateVerdict,
+  LogEvent,
+  SubscriptionItem,
+  SyncMode,
+  VerifyResult,
+} from './types.js';

@@ -1,0 +1,1318 @@
+import {
+  checkpointOffset,
+  type DecodedFrame,
+  decodeSegmentHeader,
+  encodeCheckpoint,
+  encodeFrame,
+  encodeSegmentHeader,
+  type FrameHeader,
+  maxNameBytes,
+  maxParents,
+  readFrame,
+  segmentHeaderSize,
+} from './codec.js';
+import { EventLogError, EventLogErrorCode } from './errors.js';
+import { nodeFileSystem } from './fs/node-fs.js';
+import { FileSystemError, joinPath, type LogFile, type LogFileSystem } from './fs/types.js';
+import { type Hashers, loadHashers } from './hash.js';
+import { type EventId, HybridLogicalClock, isUuid, UuidV7Generator } from './ids.js';
+import type {
+  AppendedEvent,
+  AppendInput,
+  AppendOptions,
+  AppendReceipt,
+  CausalWalk,
+  Gate,
+  GateContext,
+  LogEvent,
+  SubscriptionItem,
+  SyncMode,
+  VerifyResult,
+} from './types.js';
+
+/** Options of {@link openEventLog}. */
+export interface EventLogOptions {
+  /** The log's directory; created when missing. */
+  readonly dir: string;
+  /** @default 'group' */
+  readonly sync?: SyncMode;
+  /** For `sync: 'interval'`, milliseconds between fsyncs. @default 100 */
+  readonly syncIntervalMs?: number;
+  /** The filesystem seam. @default the real filesystem */
+  readonly fs?: LogFileSystem;
+  /** A segment file is closed and a new one started once it reaches this size. @default 64 MiB */
+  readonly segmentBytes?: number;
+  /** The largest payload accepted. @default 16 MiB */
+  readonly maxPayloadBytes?: number;
+  /** Gates run, in order, inside the writer's critical section for every append. */
+  readonly gates?: readonly Gate[];
+  /** Wall-clock source for event ids and timestamps. @default Date.now */
+  readonly clock?: () => number;
+}
+
+/** @internal the seam encryption plugs into: turns payloads into stored bytes and back. */
+export interface PayloadCodec {
+  /** Runs before any frame of a write is written (the encryption fence); a failure fails those appends and writes nothing. */
+  beforeWrite?(): Promise<void>;
+  seal(input: SealInput): { stored: Uint8Array; encryption: FrameHeader['encryption'] };
+  open(header: FrameHeader, stored: Uint8Array): { payload: Uint8Array; disposition: LogEvent['disposition'] };
+}
+
+/** @internal what the payload codec sees of an event. */
+export interface SealInput {
+  readonly id: EventId;
+  readonly entity: string;
+  readonly scope: string;
+  readonly kind: number;
+  readonly payload: Uint8Array;
+  readonly reserved: boolean;
+}
+
+const plainCodec: PayloadCodec = {
+  seal: (input) => ({ stored: input.payload, encryption: undefined }),
+  open: (_header, stored) => ({ payload: stored, disposition: 'plain' }),
+};
+
+const segmentPattern = /^seg-(\d{16})\.log$/;
+const lockName = 'LOCK';
+const zeroHash = new Uint8Array(32);
+const scanChunkBytes = 4 * 1024 * 1024;
+const noneFlushBytes = 256 * 1024;
+
+/** Locks held by logs open in this process, by directory. */
+const heldLocks = new Map<LogFileSystem, Set<string>>();
+
+interface Segment {
+  readonly name: string;
+  readonly firstPosition: number;
+  readonly file: LogFile;
+  /** Bytes written to the OS. */
+  size: number;
+  /** Bytes known durable. */
+  durableSize: number;
+}
+
+interface EntityState {
+  sequence: number;
+  lastHash: Uint8Array;
+  readonly positions: number[];
+}
+
+interface Deferred<T> {
+  readonly promise: Promise<T>;
+  resolve(value: T): void;
+  reject(error: unknown): void;
+}
+
+function deferred<T>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<T>((ok, fail) => {
+    resolve = ok;
+    reject = fail;
+  });
+  return { promise, resolve, reject };
+}
+
+interface PendingBatch {
+  readonly frames: Uint8Array[];
+  readonly firstPosition: number;
+  readonly lastPosition: number;
+  readonly bytes: number;
+  readonly undo: Array<() => void>;
+  readonly written: Deferred<void>;
+  readonly durable: Deferred<void>;
+}
+
+/** Growable typed arrays: where each position lives, without an object per event. */
+class LocationIndex {
+  segment = new Uint32Array(1024);
+  offset = new Float64Array(1024);
+  size = new Uint32Array(1024);
+
+  set(position: number, segment: number, offset: number, size: number): void {
+    const index = position - 1;
+    if (index >= this.segment.length) {
+      const capacity = Math.max(index + 1, this.segment.length * 2);
+      this.segment = grow(this.segment, capacity, Uint32Array);
+      this.offset = grow(this.offset, capacity, Float64Array);
+      this.size = grow(this.size, capacity, Uint32Array);
+    }
+    this.segment[index] = segment;
+    this.offset[index] = offset;
+    this.size[index] = size;
+  }
+}
+
+function grow<T extends Uint32Array | Float64Array>(array: T, capacity: number, Kind: new (length: number) => T): T {
+  const grown = new Kind(capacity);
+  grown.set(array);
+  return grown;
+}
+
+function invalidArgument(message: string): EventLogError {
+  return new EventLogError(EventLogErrorCode.InvalidArgument, message);
+}
+
+function checkName(value: unknown, what: string): string {
+  if (typeof value !== 'string') throw invalidArgument(`${what} must be a string, got ${typeof value}`);
+  const bytes = Buffer.byteLength(value);
+  if (bytes === 0 || bytes > maxNameBytes) throw invalidArgument(`${what} must be 1 to ${maxNameBytes} bytes, got ${bytes}`);
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what is refused
+  if (/[\u0000-\u001f\u007f]/.test(value)) throw invalidArgument(`${what} must not contain control characters`);
+  if ((value as { isWellFormed?: () => boolean }).isWellFormed?.() === false)
+    throw invalidArgument(`${what} must be well-formed UTF-16 (no lone surrogates)`);
+  return value;
+}
+
+/** True when a kind's category (its top 4 bits) is reserved for the log itself: 0x0 and 0xD. */
+export function isReservedKind(kind: number): boolean {
+  const category = kind >>> 12;
+  return category === 0x0 || category === 0xd;
+}
+
+function segmentName(firstPosition: number): string {
+  return `seg-${String(firstPosition).padStart(16, '0')}.log`;
+}
+
+function ioFailed(action: string, error: unknown): EventLogError {
+  return new EventLogError(EventLogErrorCode.IoFailed, `${action} failed: ${error instanceof Error ? error.message : String(error)}`, {
+    cause: error,
+  });
+}
+
+/**
+ * Opens (or creates) an event log in `options.dir`, recovering from a crash:
+ * a torn tail of the last segment is truncated; damage anywhere else refuses
+ * to open with a `Corrupt` error naming the segment and offset.
+ *
+ * @throws {EventLogError} `Locked` when another writer has the directory, `Corrupt`, `InvalidArgument`, `IoFailed`
+ */
+export async function openEventLog(options: EventLogOptions): Promise<EventLog> {
+  return EventLog.open(options, plainCodec);
+}
+
+/** An open event log. See {@link openEventLog}. */
+export class EventLog implements AsyncDisposable {
+  readonly dir: string;
+  readonly sync: SyncMode;
+  readonly #fs: LogFileSystem;
+  readonly #hashers: Hashers;
+  readonly #codec: PayloadCodec;
+  readonly #segmentBytes: number;
+  readonly #maxPayloadBytes: number;
+  readonly #syncIntervalMs: number;
+  readonly #gates: readonly Gate[];
+  readonly #ids: UuidV7Generator;
+  readonly #clockSource: () => number;
+  readonly #hlc: HybridLogicalClock;
+  readonly #segments: Segment[] = [];
+  readonly #locations = new LocationIndex();
+  readonly #byId = new Map<string, number>();
+  readonly #entities = new Map<string, EntityState>();
+  readonly #idempotency = new Map<string, { events: AppendedEvent[]; durable: Promise<void> }>();
+  readonly #children = new Map<string, EventId[]>();
+  readonly #unwritten = new Map<number, Uint8Array>();
+  readonly #projectionCache = new Map<string, { position: number; hash: Uint8Array; state: unknown }>();
+  #queue: PendingBatch[] = [];
+  #queuedBytes = 0;
+  /** Batches written to the OS but not yet durable. */
+  #written: PendingBatch[] = [];
+  /** During recovery: the idempotent batch whose later frames are being read. */
+  #recoveringReceipt: { events: AppendedEvent[]; durable: Promise<void> } | undefined;
+  #head = 0;
+  #writtenHead = 0;
+  #durableHead = 0;
+  #pumping = false;
+  #pumpScheduled = false;
+  #failure: EventLogError | undefined;
+  #closed = false;
+  #intervalTimer: NodeJS.Timeout | undefined;
+  #waiters = new Set<() => void>();
+
+  private constructor(options: EventLogOptions, fs: LogFileSystem, hashers: Hashers, codec: PayloadCodec) {
+    this.dir = options.dir;
+    this.sync = options.sync ?? 'group';
+    this.#fs = fs;
+    this.#hashers = hashers;
+    this.#codec = codec;
+    this.#segmentBytes = options.segmentBytes ?? 64 * 1024 * 1024;
+    this.#maxPayloadBytes = options.maxPayloadBytes ?? 16 * 1024 * 1024;
+    this.#syncIntervalMs = options.syncIntervalMs ?? 100;
+    this.#gates = options.gates ?? [];
+    this.#clockSource = options.clock ?? Date.now;
+    this.#ids = new UuidV7Generator();
+    this.#hlc = new HybridLogicalClock(this.#clockSource);
+  }
+
+  /** @internal */
+  static async open(options: EventLogOptions, codec: PayloadCodec): Promise<EventLog> {
+    if (typeof options?.dir !== 'string' || options.dir === '') throw invalidArgument('dir must be a non-empty path');
+    const sync = options.sync ?? 'group';
+    if (!['always', 'group', 'interval', 'none'].includes(sync))
+      throw invalidArgument(`sync must be always, group, interval or none, got ${String(sync)}`);
+    for (const [name, value] of [
+      ['segmentBytes', options.segmentBytes],
+      ['maxPayloadBytes', options.maxPayloadBytes],
+      ['syncIntervalMs', options.syncIntervalMs],
+    ] as const) {
+      if (value !== undefined && !(Number.isSafeInteger(value) && value > 0)) throw invalidArgument(`${name} must be a positive integer`);
+    }
+    const fs = options.fs ?? nodeFileSystem;
+    const log = new EventLog(options, fs, await loadHashers(), codec);
+    await log.#acquireLock();
+    try {
+      await log.#recover();
+    } catch (error) {
+      await log.#releaseLock().catch(() => undefined);
+      throw error;
+    }
+    if (sync === 'interval') {
+      log.#intervalTimer = setInterval(() => void log.flush().catch(() => undefined), log.#syncIntervalMs);
+      log.#intervalTimer.unref();
+    }
+    return log;
+  }
+
+  /** Position of the last accepted event (0 when empty). */
+  get head(): number {
+    return this.#head;
+  }
+
+  /** Position of the last durable event. */
+  get durableHead(): number {
+    return this.#durableHead;
+  }
+
+  /** The entity's current sequence (0 when it has no events). */
+  sequenceOf(entity: string): number {
+    return this.#entities.get(entity)?.sequence ?? 0;
+  }
+
+  /** Whether an event id is in the log. */
+  has(id: string): boolean {
+    return this.#byId.has(id);
+  }
+
+  /** Entities with at least one event. */
+  entities(): string[] {
+    return [...this.#entities.keys()];
+  }
+
+  // ------------------------------------------------------------------ appends
+
+  /**
+   * Appends one event.
+   *
+   * @throws {EventLogError} `InvalidArgument`, `SequenceMismatch`, `GateDenied`, `IoFailed`, `Closed`
+   */
+  append(input: AppendInput, options: AppendOptions = {}): Promise<AppendReceipt> {
+    return this.appendBatch([input], options);
+  }
+
+  /**
+   * Appends events atomically: after a crash either all of them are in the
+   * log or none is. At most 65535 events.
+   *
+   * @throws {EventLogError} `InvalidArgument`, `SequenceMismatch`, `GateDenied`, `IoFailed`, `Closed`
+   */
+  async appendBatch(inputs: readonly AppendInput[], options: AppendOptions = {}): Promise<AppendReceipt> {
+    const batch = this.#accept(inputs, options, false);
+    if (!('frames' in batch)) return batch;
+    if (this.sync !== 'none') await batch.written.promise;
+    return this.#receipt(batch);
+  }
+
+  /** @internal appends events of reserved kinds (the log's own mechanism). */
+  async appendReserved(inputs: readonly AppendInput[]): Promise<AppendReceipt> {
+    const batch = this.#accept(inputs, {}, true);
+    if (!('frames' in batch)) return batch;
+    await batch.written.promise;
+    return this.#receipt(batch);
+  }
+
+  #receipt(batch: PendingBatch & { events?: AppendedEvent[] }): AppendReceipt {
+    const events = (batch as { events: AppendedEvent[] }).events;
+    return { events, position: batch.lastPosition, duplicate: false, durable: batch.durable.promise };
+  }
+
+  /** Validates, runs gates and checks, assigns positions and queues the frames: the critical section, synchronous. */
+  #accept(
+    inputs: readonly AppendInput[],
+    options: AppendOptions,
+    reserved: boolean,
+  ): (PendingBatch & { events: AppendedEvent[] }) | AppendReceipt {
+    this.#assertWritable();
+    if (!Array.isArray(inputs) || inputs.length === 0) throw invalidArgument('an append needs at least one event');
+    if (inputs.length > 0xffff) throw invalidArgument(`a batch holds at most 65535 events, got ${inputs.length}`);
+    const idempotencyKey = options.idempotencyKey === undefined ? undefined : checkName(options.idempotencyKey, 'idempotencyKey');
+    if (idempotencyKey !== undefined) {
+      const earlier = this.#idempotency.get(idempotencyKey);
+      if (earlier !== undefined) {
+        return { events: earlier.events, position: earlier.events.at(-1)?.position ?? 0, duplicate: true, durable: earlier.durable };
+      }
+    }
+    const seen = new Set<string>();
+    const events = inputs.map((input) => {
+      if (typeof input !== 'object' || input === null) throw invalidArgument('each event must be an object');
+      const entity = checkName(input.entity, 'entity');
+      const scope = input.scope === undefined ? entity : checkName(input.scope, 'scope');
+      if (!Number.isInteger(input.kind) || input.kind < 0 || input.kind > 0xffff)
+        throw invalidArgument(`kind must be a u16, got ${String(input.kind)}`);
+      if (!reserved && isReservedKind(input.kind)) {
+        throw invalidArgument(`kind 0x${input.kind.toString(16)} is in a category reserved for the log (0x0 and 0xD)`);
+      }
+      if (!(input.payload instanceof Uint8Array)) throw invalidArgument('payload must be a Uint8Array');
+      if (input.payload.length > this.#maxPayloadBytes) {
+        throw invalidArgument(`payload of ${input.payload.length} bytes exceeds maxPayloadBytes (${this.#maxPayloadBytes})`);
+      }
+      for (const [name, id] of [
+        ['id', input.id],
+        ['causationId', input.causationId],
+        ['correlationId', input.correlationId],
+      ] as const) {
+        if (id !== undefined && !isUuid(id)) throw invalidArgument(`${name} must be a lowercase UUID string`);
+      }
+      const parents = input.parents ?? [];
+      if (!Array.isArray(parents) || parents.length > maxParents)
+        throw invalidArgument(`parents must be an array of at most ${maxParents} ids`);
+      for (const parent of parents) if (!isUuid(parent)) throw invalidArgument('every parent must be a lowercase UUID string');
+      if (input.id !== undefined) {
+        if (this.#byId.has(input.id) || seen.has(input.id)) throw invalidArgument(`event id ${input.id} is already in the log`);
+        seen.add(input.id);
+      }
+      return { input, entity, scope, parents };
+    });
+
+    // Expected sequences are checked against the state before this append.
+    const expected = options.expectedSequence;
+    if (expected !== undefined) {
+      const distinct = [...new Set(events.map((event) => event.entity))];
+      for (const entity of distinct) {
+        const wanted = typeof expected === 'number' ? expected : expected[entity];
+        if (wanted === undefined) continue;
+        const current = this.sequenceOf(entity);
+        if (current !== wanted) {
+          throw new EventLogError(EventLogErrorCode.SequenceMismatch, `entity '${entity}' is at sequence ${current}, expected ${wanted}`, {
+            reason: { entity, expected: wanted, actual: current },
+          });
+        }
+      }
+    }
+    const gates = options.gate === undefined ? this.#gates : [...this.#gates, options.gate];
+    if (gates.length > 0) {
+      const context: GateContext = {
+        events: inputs,
+        sequenceOf: (entity) => this.sequenceOf(entity),
+        has: (id) => this.#byId.has(id),
+        head: this.#head,
+      };
+      for (const gate of gates) {
+        const verdict = gate(context);
+        if (verdict !== undefined && 'deny' in verdict) {
+          throw new EventLogError(EventLogErrorCode.GateDenied, `a gate denied the append: ${describeReason(verdict.deny)}`, {
+            reason: verdict.deny,
+          });
+        }
+      }
+    }
+
+    // Everything below changes state; each change records how to undo it if the write fails.
+    const undo: Array<() => void> = [];
+    const frames: Uint8Array[] = [];
+    const appended: AppendedEvent[] = [];
+    const firstPosition = this.#head + 1;
+    let bytes = 0;
+    for (const [index, { input, entity, scope, parents }] of events.entries()) {
+      const position = ++this.#head;
+      const id = input.id ?? this.#ids.next(this.#clockSource());
+      const time = this.#hlc.tick();
+      let state = this.#entities.get(entity);
+      if (state === undefined) {
+        const created: EntityState = { sequence: 0, lastHash: zeroHash, positions: [] };
+        state = created;
+        this.#entities.set(entity, created);
+        undo.push(() => this.#entities.delete(entity));
+      }
+      const entityState = state;
+      const previousHash = entityState.lastHash;
+      const sealed = this.#codec.seal({
+        id,
+        entity,
+        scope,
+        kind: input.kind,
+        payload: input.payload,
+        reserved: isReservedKind(input.kind),
+      });
+      const hash = this.#hashers.blake3(previousHash, sealed.stored);
+      const sequence = entityState.sequence + 1;
+      const header: FrameHeader = {
+        kind: input.kind,
+        id,
+        time,
+        position,
+        sequence,
+        batchIndex: index,
+        batchCount: events.length,
+        hash,
+        entity,
+        scope,
+        causationId: input.causationId,
+        correlationId: input.correlationId,
+        parents,
+        idempotencyKey: index === 0 ? idempotencyKey : undefined,
+        encryption: sealed.encryption,
+      };
+      const frame = encodeFrame(header, sealed.stored, this.#hashers.crc32c);
+      frames.push(frame);
+      bytes += frame.length;
+      entityState.sequence = sequence;
+      entityState.lastHash = hash;
+      entityState.positions.push(position);
+      this.#byId.set(id, position);
+      this.#unwritten.set(position, frame);
+      for (const parent of parents) {
+        const children = this.#children.get(parent) ?? [];
+        children.push(id);
+        this.#children.set(parent, children);
+      }
+      undo.push(() => {
+        entityState.sequence = sequence - 1;
+        entityState.lastHash = previousHash;
+        entityState.positions.pop();
+        this.#byId.delete(id);
+        this.#unwritten.delete(position);
+        for (const parent of parents) this.#children.get(parent)?.pop();
+      });
+      appended.push({ id, entity, position, sequence });
+    }
+    const batch: PendingBatch & { events: AppendedEvent[] } = {
+      frames,
+      firstPosition,
+      lastPosition: this.#head,
+      bytes,
+      undo,
+      written: deferred<void>(),
+      durable: deferred<void>(),
+      events: appended,
+    };
+    // A rejection nobody awaits must not crash the process; callers see it through their own await.
+    batch.written.promise.catch(() => undefined);
+    batch.durable.promise.catch(() => undefined);
+    if (idempotencyKey !== undefined) {
+      this.#idempotency.set(idempotencyKey, { events: appended, durable: batch.durable.promise });
+      undo.push(() => this.#idempotency.delete(idempotencyKey));
+    }
+    undo.push(() => {
+      this.#head = firstPosition - 1;
+    });
+    this.#queue.push(batch);
+    this.#queuedBytes += bytes;
+    this.#schedulePump();
+    return batch;
+  }
+
+  #schedulePump(): void {
+    if (this.#pumpScheduled || this.#pumping) return;
+    this.#pumpScheduled = true;
+    const queued = this.#queuedBytes;
+    const run = () => {
+      this.#pumpScheduled = false;
+      void this.#pump();
+    };
+    // With `none`, let appends accumulate into one write; the others start at once.
+    if (this.sync === 'none' && queued < noneFlushBytes) setImmediate(run);
+    else queueMicrotask(run);
+  }
+
+  /** Writes queued batches in order; fsyncs as the sync mode asks. Only one pump runs at a time. */
+  async #pump(): Promise<void> {
+    if (this.#pumping) return;
+    this.#pumping = true;
+    try {
+      while (this.#queue.length > 0 && this.#failure === undefined) {
+        const group = this.sync === 'always' ? this.#queue.slice(0, 1) : this.#queue.slice();
+        try {
+          await this.#codec.beforeWrite?.();
+        } catch (error) {
+          this.#rollBack(EventLogError.is(error) ? error : ioFailed('preparing the write', error));
+          continue;
+        }
+        try {
+          await this.#writeGroup(group);
+        } catch (error) {
+          this.#rollBack(ioFailed('writing to the log', error));
+          continue;
+        }
+        this.#queue = this.#queue.slice(group.length);
+        for (const batch of group) this.#queuedBytes -= batch.bytes;
+        if (this.sync === 'always' || this.sync === 'group') {
+          try {
+            await this.#syncActiveSegment();
+          } catch (error) {
+            this.#fail(ioFailed('fsync of the log', error));
+            return;
+          }
+        }
+      }
+    } finally {
+      this.#pumping = false;
+      if (this.#queue.length > 0 && this.#failure === undefined) this.#schedulePump();
+    }
+  }
+
+  async #writeGroup(group: readonly PendingBatch[]): Promise<void> {
+    let pending: PendingBatch[] = [];
+    let pendingBytes = 0;
+    const writePending = async () => {
+      if (pending.length === 0) return;
+      const segment = this.#activeSegment();
+      const buffer =
+        pending.length === 1 && pending[0]?.frames.length === 1 ? (pending[0].frames[0] as Uint8Array) : concat(pending, pendingBytes);
+      await this.#writeAll(segment, buffer);
+      let offset = segment.size;
+      const segmentIndex = this.#segments.length - 1;
+      for (const batch of pending) {
+        for (const [index, frame] of batch.frames.entries()) {
+          const position = batch.firstPosition + index;
+          this.#locations.set(position, segmentIndex, offset, frame.length);
+          this.#unwritten.delete(position);
+          offset += frame.length;
+        }
+        this.#writtenHead = batch.lastPosition;
+        this.#written.push(batch);
+        batch.written.resolve();
+      }
+      segment.size = offset;
+      pending = [];
+      pendingBytes = 0;
+      this.#wake();
+    };
+    for (const batch of group) {
+      const segment = this.#activeSegment();
+      // Batches never straddle segments; a full segment is closed at a batch boundary.
+      if (segment.size + pendingBytes > segmentHeaderSize && segment.size + pendingBytes + batch.bytes > this.#segmentBytes) {
+        await writePending();
+        await this.#rotate(batch.firstPosition);
+      }
+      pending.push(batch);
+      pendingBytes += batch.bytes;
+    }
+    await writePending();
+  }
+
+  async #writeAll(segment: Segment, buffer: Uint8Array): Promise<void> {
+    let written = 0;
+    try {
+      while (written < buffer.length) {
+        const count = await segment.file.write(written === 0 ? buffer : buffer.subarray(written), segment.size + written);
+        if (count <= 0) throw new FileSystemError('EIO', 'the filesystem wrote nothing');
+        written += count;
+      }
+    } catch (error) {
+      // Leave no partial frame behind: the next write must follow a whole frame.
+      await segment.file.truncate(segment.size).catch((truncateError: unknown) => {
+        this.#fail(ioFailed('removing a partial write', truncateError));
+      });
+      throw error;
+    }
+  }
+
+  /** Undoes every batch not yet written, newest first, and rejects them. */
+  #rollBack(error: EventLogError): void {
+    const batches = this.#queue;
+    this.#queue = [];
+    this.#queuedBytes = 0;
+    for (const batch of [...batches].reverse()) {
+      for (const step of [...batch.undo].reverse()) step();
+      batch.written.reject(error);
+      batch.durable.reject(error);
+    }
+  }
+
+  /** After a failed fsync the page cache can no longer be trusted: refuse everything until reopened. */
+  #fail(error: EventLogError): void {
+    if (this.#failure !== undefined) return;
+    this.#failure = error;
+    this.#rollBack(error);
+    this.#rejectDurable(error);
+    this.#wake();
+  }
+
+  /** Rejects the durability of everything written but not yet durable. */
+  #rejectDurable(error: EventLogError): void {
+    for (const batch of this.#written.splice(0)) batch.durable.reject(error);
+  }
+
+  async #syncActiveSegment(): Promise<void> {
+    const segment = this.#activeSegment();
+    const writtenHead = this.#writtenHead;
+    const size = segment.size;
+    if (segment.durableSize === size && this.#durableHead >= writtenHead) return;
+    await segment.file.sync();
+    segment.durableSize = size;
+    this.#markDurable(writtenHead);
+    // The checkpoint names a length that is already durable; it reaches the disk with a later fsync.
+    await segment.file.write(encodeCheckpoint(size), checkpointOffset).catch(() => undefined);
+  }
+
+  #markDurable(position: number): void {
+    if (position <= this.#durableHead) return;
+    this.#durableHead = position;
+    this.#resolveDurable();
+  }
+
+  #resolveDurable(): void {
+    // Batches written so far are durable up to durableHead.
+    for (const batch of this.#written) {
+      if (batch.lastPosition <= this.#durableHead) batch.durable.resolve();
+    }
+    this.#written = this.#written.filter((batch) => batch.lastPosition > this.#durableHead);
+  }
+
+  #activeSegment(): Segment {
+    const segment = this.#segments.at(-1);
+    if (segment === undefined) throw new EventLogError(EventLogErrorCode.Closed, 'the log has no open segment');
+    return segment;
+  }
+
+  /** Closes the active segment durably and starts a new one whose first frame has `firstPosition`. */
+  async #rotate(firstPosition: number): Promise<void> {
+    const previous = this.#activeSegment();
+    // Only the last segment may ever have a torn tail, so a segment is made durable before the next begins.
+    await previous.file.sync();
+    previous.durableSize = previous.size;
+    this.#markDurable(this.#writtenHead);
+    await previous.file.write(encodeCheckpoint(previous.size), checkpointOffset);
+    await previous.file.sync();
+    await this.#createSegment(firstPosition);
+  }
+
+  async #createSegment(firstPosition: number): Promise<void> {
+    const name = segmentName(firstPosition);
+    const path = joinPath(this.dir, name);
+    const file = await this.#fs.open(path, { create: true, exclusive: true });
+    const header = encodeSegmentHeader(firstPosition, segmentHeaderSize);
+    const segment: Segment = { name, firstPosition, file, size: 0, durableSize: 0 };
+    try {
+      await this.#writeAll(segment, header);
+      segment.size = header.length;
+      await file.sync();
+      await this.#fs.syncDir(this.dir);
+    } catch (error) {
+      // Leave no half-made segment behind for the next attempt (recovery would also remove it).
+      await file.close().catch(() => undefined);
+      await this.#fs.unlink(path).catch(() => undefined);
+      throw error;
+    }
+    segment.durableSize = segment.size;
+    this.#segments.push(segment);
+  }
+
+  // -------------------------------------------------------------- durability
+
+  /**
+   * Writes everything accepted so far and fsyncs it; resolves once every
+   * event accepted before the call is durable.
+   *
+   * @throws {EventLogError} `IoFailed`, `Closed`
+   */
+  async flush(): Promise<void> {
+    if (this.#failure !== undefined) throw this.#failure;
+    const target = this.#head;
+    if (target === 0 || this.#durableHead >= target) return;
+    await this.#drain();
+    if (this.#failure !== undefined) throw this.#failure;
+    try {
+      await this.#syncActiveSegment();
+    } catch (error) {
+      const failure = ioFailed('fsync of the log', error);
+      this.#fail(failure);
+      throw failure;
+    }
+  }
+
+  /** Waits until everything queued is written to the OS (not necessarily durable). */
+  async #drain(): Promise<void> {
+    while ((this.#queue.length > 0 || this.#pumping) && this.#failure === undefined) {
+      const last = this.#queue.at(-1);
+      if (last !== undefined) {
+        this.#schedulePump();
+        await last.written.promise.catch(() => undefined);
+      } else {
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------- reads
+
+  /**
+   * The event with this id, or `undefined`.
+   *
+   * @throws {EventLogError} `IoFailed`, `InvalidFrame` for damaged bytes
+   */
+  async get(id: string): Promise<LogEvent | undefined> {
+    this.#assertOpen();
+    const position = this.#byId.get(id);
+    return position === undefined ? undefined : this.#readAt(position);
+  }
+
+  /** The event at a position, or `undefined` past the head. */
+  async at(position: number): Promise<LogEvent | undefined> {
+    this.#assertOpen();
+    if (!Number.isSafeInteger(position) || position < 1 || position > this.#head) return undefined;
+    return this.#readAt(position);
+  }
+
+  /** An entity's events from a sequence (default 1), in order. */
+  async *readEntity(entity: string, fromSequence = 1): AsyncGenerator<LogEvent> {
+    this.#assertOpen();
+    const state = this.#entities.get(entity);
+    if (state === undefined) return;
+    for (let index = Math.max(0, fromSequence - 1); index < state.positions.length; index++) {
+      const position = state.positions[index];
+      if (position === undefined) return;
+      yield await this.#readAt(position);
+    }
+  }
+
+  /** The whole log from a position (default 1), in order, streamed from the segment files. */
+  async *read(fromPosition = 1): AsyncGenerator<LogEvent> {
+    this.#assertOpen();
+    await this.#drain();
+    const end = this.#writtenHead;
+    for await (const frame of this.#scan(Math.max(1, fromPosition), end)) yield this.#toEvent(frame);
+  }
+
+  async *#scan(fromPosition: number, toPosition: number): AsyncGenerator<DecodedFrame> {
+    if (fromPosition > toPosition) return;
+    const first = this.#locations.segment[fromPosition - 1] as number;
+    for (let segmentIndex = first; segmentIndex < this.#segments.length; segmentIndex++) {
+      const segment = this.#segments[segmentIndex] as Segment;
+      const start = segmentIndex === first ? (this.#locations.offset[fromPosition - 1] as number) : segmentHeaderSize;
+      for await (const item of this.#frames(segment, start)) {
+        if ('problem' in item) throw this.#damaged(segment, item.offset, item.problem);
+        if (item.frame.header.position > toPosition) return;
+        if (item.frame.header.position >= fromPosition) yield item.frame;
+      }
+    }
+  }
+
+  /** The frames of a segment from an offset, read in large chunks; stops at the first problem. */
+  async *#frames(
+    segment: Segment,
+    start: number,
+  ): AsyncGenerator<{ offset: number; frame: DecodedFrame } | { offset: number; problem: string }> {
+    let offset = start;
+    while (offset < segment.size) {
+      const chunk = await segment.file.read(offset, Math.min(scanChunkBytes, segment.size - offset));
+      let at = 0;
+      while (at < chunk.length) {
+        const frame = readFrame(chunk, at, this.#hashers.crc32c);
+        if (!('problem' in frame)) {
+          yield { offset: offset + at, frame };
+          at += frame.size;
+          continue;
+        }
+        if (frame.problem === 'truncated' && at > 0) break; // read on from this frame
+        if (frame.problem === 'truncated' && chunk.length - at >= 8) {
+          // One frame larger than a chunk: read it whole.
+          const length = new DataView(chunk.buffer, chunk.byteOffset + at).getUint32(0, true);
+          if (offset + at + 8 + length <= segment.size) {
+            const whole = readFrame(await segment.file.read(offset + at, length + 8), 0, this.#hashers.crc32c);
+            if (!('problem' in whole)) {
+              yield { offset: offset + at, frame: whole };
+              at += whole.size;
+              break;
+            }
+            yield { offset: offset + at, problem: whole.detail };
+            return;
+          }
+        }
+        yield { offset: offset + at, problem: frame.detail };
+        return;
+      }
+      offset += at;
+    }
+  }
+
+  #damaged(segment: Segment, offset: number, detail: string): EventLogError {
+    return new EventLogError(EventLogErrorCode.InvalidFrame, `damaged frame in ${segment.name} at offset ${offset}: ${detail}`, {
+      segment: segment.name,
+      offset,
+    });
+  }
+
+  async #readAt(position: number): Promise<LogEvent> {
+    const unwritten = this.#unwritten.get(position);
+    if (unwritten !== undefined) {
+      const frame = readFrame(unwritten, 0, this.#hashers.crc32c);
+      if ('problem' in frame) throw new EventLogError(EventLogErrorCode.InvalidFrame, `queued frame ${position}: ${frame.detail}`);
+      return this.#toEvent(frame);
+    }
+    const segment = this.#segments[this.#locations.segment[position - 1] as number] as Segment;
+    const offset = this.#locations.offset[position - 1] as number;
+    const bytes = await segment.file.read(offset, this.#locations.size[position - 1] as number);
+    const frame = readFrame(bytes, 0, this.#hashers.crc32c);
+    if ('problem' in frame) throw this.#damaged(segment, offset, frame.detail);
+    return this.#toEvent(frame);
+  }
+
+  #toEvent(frame: DecodedFrame): LogEvent {
+    const { header, payload: stored } = frame;
+    const opened = this.#codec.open(header, stored);
+    return {
+      id: header.id,
+      entity: header.entity,
+      scope: header.scope,
+      kind: header.kind,
+      time: header.time,
+      position: header.position,
+      sequence: header.sequence,
+      causationId: header.causationId,
+      correlationId: header.correlationId,
+      parents: header.parents,
+      idempotencyKey: header.idempotencyKey,
+      hash: header.hash,
+      storedPayload: stored,
+      payload: opened.payload,
+      disposition: opened.disposition,
+    };
+  }
+
+  /**
+   * Events from a position (default 1), then `caughtUp`, then live appends as
+   * they are written, until `signal` aborts, the loop breaks, or the log closes.
+   */
+  async *subscribe(options: { from?: number; entity?: string; signal?: AbortSignal } = {}): AsyncGenerator<SubscriptionItem> {
+    this.#assertOpen();
+    const signal = options.signal;
+    let next = Math.max(1, options.from ?? 1);
+    const matches = (event: LogEvent) => options.entity === undefined || event.entity === options.entity;
+    await this.#drain();
+    let caughtUp = false;
+    while (!signal?.aborted && !this.#closed) {
+      const end = this.#writtenHead;
+      if (next <= end) {
+        for await (const frame of this.#scan(next, end)) {
+          const event = this.#toEvent(frame);
+          next = event.position + 1;
+          if (matches(event)) yield { type: 'event', event };
+          if (signal?.aborted || this.#closed) return;
+        }
+        next = end + 1;
+      }
+      if (!caughtUp) {
+        caughtUp = true;
+        yield { type: 'caughtUp', position: end };
+        continue;
+      }
+      await this.#waitForWrite(signal);
+    }
+  }
+
+  #waitForWrite(signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      if (signal?.aborted || this.#closed) return resolve();
+      const done = () => {
+        signal?.removeEventListener('abort', done);
+        this.#waiters.delete(done);
+        resolve();
+      };
+      this.#waiters.add(done);
+      signal?.addEventListener('abort', done, { once: true });
+    });
+  }
+
+  #wake(): void {
+    const waiters = [...this.#waiters];
+    this.#waiters.clear();
+    for (const wake of waiters) wake();
+  }
+
+  // ------------------------------------------------------------ causal walks
+
+  /** Every event reachable through causal parents from `id` (itself excluded), and the parents missing from the log. */
+  async ancestors(id: EventId): Promise<CausalWalk> {
+    this.#assertOpen();
+    const start = await this.get(id);
+    if (start === undefined) throw new EventLogError(EventLogErrorCode.NotFound, `no event ${id}`);
+    const seen = new Set<string>([id]);
+    const missing = new Set<EventId>();
+    const events: LogEvent[] = [];
+    let frontier: readonly EventId[] = start.parents;
+    while (frontier.length > 0) {
+      const next: EventId[] = [];
+      for (const parent of frontier) {
+        if (seen.has(parent)) continue;
+        seen.add(parent);
+        const event = await this.get(parent);
+        if (event === undefined) missing.add(parent);
+        else {
+          events.push(event);
+          next.push(...event.parents);
+        }
+      }
+      frontier = next;
+    }
+    return { events: events.sort((a, b) => a.position - b.position), missing: [...missing] };
+  }
+
+  /** Every event that has `id` among its causal ancestors. */
+  async descendants(id: EventId): Promise<CausalWalk> {
+    this.#assertOpen();
+    if (!this.#byId.has(id)) throw new EventLogError(EventLogErrorCode.NotFound, `no event ${id}`);
+    const seen = new Set<string>([id]);
+    const events: LogEvent[] = [];
+    let frontier = [id];
+    while (frontier.length > 0) {
+      const next: EventId[] = [];
+      for (const parent of frontier) {
+        for (const child of this.#children.get(parent) ?? []) {
+          if (seen.has(child)) continue;
+          seen.add(child);
+          const event = await this.get(child);
+          if (event !== undefined) {
+            events.push(event);
+            next.push(child);
+          }
+        }
+      }
+      frontier = next;
+    }
+    return { events: events.sort((a, b) => a.position - b.position), missing: [] };
+  }
+
+  /** Parent ids referenced by events in the log that are not in the log themselves. */
+  missingParents(): EventId[] {
+    return [...this.#children.keys()].filter((parent) => !this.#byId.has(parent)) as EventId[];
+  }
+
+  // -------------------------------------------------------------- projections
+
+  /**
+   * Folds events with `reducer`: one entity's (`entity`) or the whole log's,
+   * filtered by `filter`. With `cacheKey`, the folded state and the position
+   * it covers are cached and the next call folds only newer events; the cache
+   * is dropped when the event at its position no longer has the same hash
+   * (the log it was computed from is not this one). The reducer must not
+   * mutate the state it receives.
+   */
+  async project<State>(
+    options: { entity?: string; filter?: (event: LogEvent) => boolean; cacheKey?: string },
+    reducer: (state: State, event: LogEvent) => State,
+    initial: State,
+  ): Promise<{ state: State; position: number }> {
+    this.#assertOpen();
+    let state = initial;
+    let from = 1;
+    const cached = options.cacheKey === undefined ? undefined : this.#projectionCache.get(options.cacheKey);
+    if (cached !== undefined) {
+      const anchor = await this.at(cached.position);
+      if (anchor !== undefined && equalBytes(anchor.hash, cached.hash)) {
+        state = cached.state as State;
+        from = cached.position + 1;
+      } else {
+        this.#projectionCache.delete(options.cacheKey as string);
+      }
+    }
+    let last: LogEvent | undefined;
+    const source = options.entity === undefined ? this.read(from) : this.#entityFrom(options.entity, from);
+    for await (const event of source) {
+      last = event;
+      if (options.filter !== undefined && !options.filter(event)) continue;
+      state = reducer(state, event);
+    }
+    const position = last?.position ?? (from > 1 ? from - 1 : 0);
+    if (options.cacheKey !== undefined && last !== undefined) {
+      this.#projectionCache.set(options.cacheKey, { position: last.position, hash: last.hash, state });
+    }
+    return { state, position };
+  }
+
+  async *#entityFrom(entity: string, fromPosition: number): AsyncGenerator<LogEvent> {
+    for await (const event of this.readEntity(entity)) if (event.position >= fromPosition) yield event;
+  }
+
+  /** Drops cached projection states (all, or one key). */
+  invalidateProjections(cacheKey?: string): void {
+    if (cacheKey === undefined) this.#projectionCache.clear();
+    else this.#projectionCache.delete(cacheKey);
+  }
+
+  // ------------------------------------------------------------------ verify
+
+  /**
+   * Reads every frame and checks CRCs, the header fields, positions,
+   * sequences and every entity's hash chain. Reports the first bad frame.
+   */
+  async verify(options: { onProgress?: (bytesDone: number, bytesTotal: number) => void } = {}): Promise<VerifyResult> {
+    this.#assertOpen();
+    await this.#drain();
+    const total = this.#segments.reduce((sum, segment) => sum + segment.size, 0);
+    let done = 0;
+    let events = 0;
+    let expectedPosition = 1;
+    const chains = new Map<string, { hash: Uint8Array; sequence: number }>();
+    for (const segment of this.#segments) {
+      for await (const item of this.#frames(segment, segmentHeaderSize)) {
+        const where = { segment: segment.name, offset: item.offset };
+        if ('problem' in item) return { ok: false, events, ...where, position: undefined, problem: item.problem };
+        const { header, payload, size } = item.frame;
+        const fail = (problem: string): VerifyResult => ({ ok: false, events, ...where, position: header.position, problem });
+        if (header.position !== expectedPosition) return fail(`position ${header.position}, expected ${expectedPosition}`);
+        const chain = chains.get(header.entity) ?? { hash: zeroHash, sequence: 0 };
+        if (header.sequence !== chain.sequence + 1) return fail(`sequence ${header.sequence}, expected ${chain.sequence + 1}`);
+        const hash = this.#hashers.blake3(chain.hash, payload);
+        if (!equalBytes(hash, header.hash)) return fail(`hash chain broken for entity '${header.entity}'`);
+        chains.set(header.entity, { hash, sequence: header.sequence });
+        expectedPosition++;
+        events++;
+        done += size;
+        if (events % 1024 === 0) options.onProgress?.(done, total);
+      }
+    }
+    options.onProgress?.(total, total);
+    return { ok: true, events, segments: this.#segments.length };
+  }
+
+  // ---------------------------------------------------------------- recovery
+
+  async #recover(): Promise<void> {
+    const names = (await this.#fs.readdir(this.dir)).filter((name) => segmentPattern.test(name)).sort();
+    for (const [index, name] of names.entries()) {
+      const last = index === names.length - 1;
+      const file = await this.#fs.open(joinPath(this.dir, name));
+      const expectedFirst = Number(segmentPattern.exec(name)?.[1]);
+      const size = await file.size();
+      const corrupt = (offset: number, detail: string) =>
+        new EventLogError(EventLogErrorCode.Corrupt, `segment ${name} is damaged at offset ${offset}: ${detail}`, {
+          segment: name,
+          offset,
+        });
+      if (size < segmentHeaderSize) {
+        if (!last) throw corrupt(0, 'the segment header is incomplete');
+        // A segment whose creation was cut short: nothing in it was ever acknowledged.
+        await file.close();
+        await this.#fs.unlink(joinPath(this.dir, name));
+        await this.#fs.syncDir(this.dir);
+        continue;
+      }
+      const bytes = await file.read(0, size);
+      let header: { firstPosition: number; checkpoint: number };
+      try {
+        header = decodeSegmentHeader(bytes);
+      } catch (error) {
+        throw corrupt(0, error instanceof Error ? error.message : String(error));
+      }
+      if (header.firstPosition !== expectedFirst || header.firstPosition !== this.#head + 1) {
+        throw corrupt(16, `first position ${header.firstPosition} does not follow position ${this.#head}`);
+      }
+      const segmentIndex = this.#segments.length;
+      let offset = segmentHeaderSize;
+      let batchStart = offset;
+      let batchFrames: Array<{ header: FrameHeader; offset: number; size: number; payload: Uint8Array }> = [];
+      let validEnd = offset;
+      let problem: string | undefined;
+      while (offset < size) {
+        const frame = readFrame(bytes, offset, this.#hashers.crc32c);
+        if ('problem' in frame) {
+          problem = frame.detail;
+          break;
+        }
+        const frameHeader = frame.header;
+        const expectedPosition = this.#head + 1 + batchFrames.length;
+        if (frameHeader.position !== expectedPosition) {
+          problem = `position ${frameHeader.position}, expected ${expectedPosition}`;
+          break;
+        }
+        if (
+          frameHeader.batchIndex !== batchFrames.length ||
+          (batchFrames.length > 0 && batchFrames[0]?.header.batchCount !== frameHeader.batchCount)
+        ) {
+          problem = `frame ${frameHeader.batchIndex} of a batch of ${frameHeader.batchCount} is out of place`;
+          break;
+        }
+        batchFrames.push({ header: frameHeader, offset, size: frame.size, payload: frame.payload });
+        offset += frame.size;
+        if (batchFrames.length === frameHeader.batchCount) {
+          for (const item of batchFrames) this.#index(item.header, segmentIndex, item.offset, item.size);
+          batchFrames = [];
+          batchStart = offset;
+          validEnd = offset;
+        }
+      }
+      if (batchFrames.length > 0 && problem === undefined) problem = 'the last batch is incomplete';
+      if (problem !== undefined) {
+        if (!last) throw corrupt(validEnd === batchStart ? offset : validEnd, problem);
+        if (validEnd < header.checkpoint)
+          throw corrupt(validEnd, `${problem}, inside the part recorded as durable (${header.checkpoint} bytes)`);
+        // A torn tail: what was being written when the process stopped. None of it was acknowledged durable.
+        await file.truncate(validEnd);
+        await file.sync();
+      }
+      this.#segments.push({ name, firstPosition: header.firstPosition, file, size: validEnd, durableSize: validEnd });
+    }
+    if (this.#segments.length === 0) await this.#createSegment(1);
+    this.#writtenHead = this.#head;
+    this.#durableHead = this.#head;
+  }
+
+  #index(header: FrameHeader, segmentIndex: number, offset: number, size: number): void {
+    const position = header.position;
+    this.#head = position;
+    this.#locations.set(position, segmentIndex, offset, size);
+    this.#byId.set(header.id, position);
+    let state = this.#entities.get(header.entity);
+    if (state === undefined) {
+      state = { sequence: 0, lastHash: zeroHash, positions: [] };
+      this.#entities.set(header.entity, state);
+    }
+    state.sequence = header.sequence;
+    state.lastHash = header.hash;
+    state.positions.push(position);
+    this.#hlc.observe(header.time);
+    for (const parent of header.parents) {
+      const children = this.#children.get(parent) ?? [];
+      children.push(header.id);
+      this.#children.set(parent, children);
+    }
+    const appended = { id: header.id, entity: header.entity, position, sequence: header.sequence };
+    if (header.batchIndex === 0) {
+      this.#recoveringReceipt = undefined;
+      if (header.idempotencyKey !== undefined) {
+        this.#recoveringReceipt = { events: [appended], durable: Promise.resolve() };
+        this.#idempotency.set(header.idempotencyKey, this.#recoveringReceipt);
+      }
+    } else {
+      // Later frames of an idempotent batch join the receipt of its first frame.
+      this.#recoveringReceipt?.events.push(appended);
+    }
+  }
+
+  // ------------------------------------------------------------------- locks
+
+  async #acquireLock(): Promise<void> {
+    await this.#fs.mkdir(this.dir);
+    const held = heldLocks.get(this.#fs) ?? new Set<string>();
+    heldLocks.set(this.#fs, held);
+    if (held.has(this.dir)) throw new EventLogError(EventLogErrorCode.Locked, `the log in ${this.dir} is already open in this process`);
+    const path = joinPath(this.dir, lockName);
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        const file = await this.#fs.open(path, { create: true, exclusive: true });
+        await file.write(new TextEncoder().encode(String(process.pid)), 0);
+        await file.sync();
+        await file.close();
+        await this.#fs.syncDir(this.dir);
+        held.add(this.dir);
+        return;
+      } catch (error) {
+        if (!(error instanceof FileSystemError && error.code === 'EEXIST')) throw ioFailed('taking the lock', error);
+      }
+      const owner = await this.#lockOwner(path);
+      if (owner !== undefined && owner !== process.pid && isAlive(owner)) {
+        throw new EventLogError(EventLogErrorCode.Locked, `the log in ${this.dir} is open in process ${owner}`);
+      }
+      // A lock left by a process that is gone (or by this process before a crash): take it over.
+      await this.#fs.unlink(path).catch(() => undefined);
+    }
+    throw new EventLogError(EventLogErrorCode.Locked, `could not take the lock of ${this.dir}`);
+  }
+
+  async #lockOwner(path: string): Promise<number | undefined> {
+    try {
+      const file = await this.#fs.open(path);
+      const text = new TextDecoder().decode(await file.read(0, 32));
+      await file.close();
+      const pid = Number(text);
+      return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async #releaseLock(): Promise<void> {
+    heldLocks.get(this.#fs)?.delete(this.dir);
+    await this.#fs.unlink(joinPath(this.dir, lockName)).catch(() => undefined);
+  }
+
+  // ------------------------------------------------------------------- close
+
+  /**
+   * Writes and fsyncs everything accepted, then closes the files and
+   * releases the directory. Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    clearInterval(this.#intervalTimer);
+    let failure: unknown;
+    if (this.#failure === undefined) {
+      try {
+        await this.flush();
+      } catch (error) {
+        failure = error;
+      }
+    }
+    this.#closed = true;
+    this.#wake();
+    this.#rejectDurable(new EventLogError(EventLogErrorCode.Closed, 'the log was closed'));
+    for (const segment of this.#segments) await segment.file.close().catch(() => undefined);
+    await this.#releaseLock();
+    if (failure !== undefined) throw failure;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new EventLogError(EventLogErrorCode.Closed, 'the log is closed');
+  }
+
+  #assertWritable(): void {
+    this.#assertOpen();
+    if (this.#failure !== undefined) {
+      throw new EventLogError(EventLogErrorCode.Closed, `the log failed earlier and must be reopened: ${this.#failure.message}`, {
+        cause: this.#failure,
+      });
+    }
+  }
+}
+
+function concat(batches: readonly PendingBatch[], total: number): Uint8Array {
+  const buffer = new Uint8Array(total);
+  let at = 0;
+  for (const batch of batches) {
+    for (const frame of batch.frames) {
+      buffer.set(frame, at);
+      at += frame.length;
+    }
+  }
+  return buffer;
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let index = 0; index < a.length; index++) if (a[index] !== b[index]) return false;
+  return true;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as { code?: string }).code === 'EPERM';
+  }
+}
+
+function describeReason(reason: unknown): string {
+  if (typeof reason === 'string') return reason;
+  try {
+    return JSON.stringify(reason) ?? String(reason);
+  } catch {
+    return String(reason);
+  }
+}
