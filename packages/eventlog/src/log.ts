@@ -79,8 +79,8 @@ const zeroHash = new Uint8Array(32);
 const scanChunkBytes = 4 * 1024 * 1024;
 const noneFlushBytes = 256 * 1024;
 
-/** Locks held by logs open in this process, by directory. */
-const heldLocks = new Map<LogFileSystem, Set<string>>();
+/** Locks held by logs open in this process: directory -> the filesystem's boot id when taken. */
+const heldLocks = new Map<LogFileSystem, Map<string, number>>();
 
 interface Segment {
   readonly name: string;
@@ -1195,9 +1195,11 @@ export class EventLog implements AsyncDisposable {
 
   async #acquireLock(): Promise<void> {
     await this.#fs.mkdir(this.dir);
-    const held = heldLocks.get(this.#fs) ?? new Set<string>();
+    const held = heldLocks.get(this.#fs) ?? new Map<string, number>();
     heldLocks.set(this.#fs, held);
-    if (held.has(this.dir)) throw new EventLogError(EventLogErrorCode.Locked, `the log in ${this.dir} is already open in this process`);
+    const bootId = this.#fs.bootId ?? 0;
+    if (held.get(this.dir) === bootId)
+      throw new EventLogError(EventLogErrorCode.Locked, `the log in ${this.dir} is already open in this process`);
     const path = joinPath(this.dir, lockName);
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
@@ -1206,7 +1208,7 @@ export class EventLog implements AsyncDisposable {
         await file.sync();
         await file.close();
         await this.#fs.syncDir(this.dir);
-        held.add(this.dir);
+        held.set(this.dir, bootId);
         return;
       } catch (error) {
         if (!(error instanceof FileSystemError && error.code === 'EEXIST')) throw ioFailed('taking the lock', error);

@@ -45,6 +45,11 @@ export class Inode {
  * {@link SimulatedFileSystem} for those.
  */
 export class MemoryFileSystem implements LogFileSystem {
+  /**
+   * Changes whenever the simulated machine reboots: locks taken by a process
+   * before then belong to a process that no longer exists.
+   */
+  bootId = 0;
   /** @internal directory path -> entries (name -> inode) */
   protected readonly directories = new Map<string, Map<string, Inode>>([['/', new Map()]]);
 

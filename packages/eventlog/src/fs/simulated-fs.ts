@@ -107,6 +107,7 @@ export class SimulatedFileSystem extends MemoryFileSystem {
     this.#faults.clear();
     this.#crashAt = undefined;
     this.#crashed = false;
+    this.bootId++;
   }
 
   override async mkdir(path: string): Promise<void> {

@@ -40,6 +40,8 @@ export interface LogFileSystem {
   unlink(path: string): Promise<void>;
   /** Makes the directory's entries (creations, renames, removals) durable. */
   syncDir(path: string): Promise<void>;
+  /** For simulations: changes when the simulated machine reboots, which releases the locks of its dead processes. */
+  readonly bootId?: number;
 }
 
 /** An error a filesystem reports, with its POSIX code (`EIO`, `ENOSPC`, `ENOENT`, `EEXIST`). */

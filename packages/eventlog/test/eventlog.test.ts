@@ -1,0 +1,379 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  type EventId,
+  type EventLog,
+  EventLogError,
+  MemoryFileSystem,
+  openEventLog,
+  SimulatedFileSystem,
+  type SubscriptionItem,
+  type SyncMode,
+} from '@weft/eventlog';
+import { afterEach, describe, expect, it } from 'vitest';
+
+const bytes = (text: string) => new TextEncoder().encode(text);
+const text = (value: Uint8Array) => new TextDecoder().decode(value);
+const kind = 0x1001;
+
+let open: EventLog[] = [];
+async function fresh(options: Partial<Parameters<typeof openEventLog>[0]> = {}): Promise<EventLog> {
+  const log = await openEventLog({ dir: '/log', fs: new MemoryFileSystem(), ...options });
+  open.push(log);
+  return log;
+}
+
+afterEach(async () => {
+  for (const log of open) await log.close().catch(() => undefined);
+  open = [];
+});
+
+describe('appends and reads', () => {
+  it('assigns positions, per-entity sequences, UUIDv7 ids and increasing HLC times', async () => {
+    const log = await fresh();
+    const first = await log.append({ entity: 'a', kind, payload: bytes('1') });
+    const second = await log.append({ entity: 'b', kind, payload: bytes('2') });
+    const third = await log.append({ entity: 'a', kind, payload: bytes('3') });
+    expect([first.position, second.position, third.position]).toEqual([1, 2, 3]);
+    expect(third.events[0]?.sequence).toBe(2);
+    const events = [];
+    for await (const event of log.read()) events.push(event);
+    expect(events.map((event) => text(event.payload))).toEqual(['1', '2', '3']);
+    expect(events.every((event) => /^[0-9a-f]{8}-[0-9a-f]{4}-7/.test(event.id))).toBe(true);
+    expect(events[0]?.time ?? 0n).toBeLessThan(events[1]?.time ?? 0n);
+    expect(events[1]?.time ?? 0n).toBeLessThan(events[2]?.time ?? 0n);
+    expect((await log.get(second.events[0]?.id as string))?.entity).toBe('b');
+    expect(await log.get('00000000-0000-7000-8000-000000000000')).toBeUndefined();
+  });
+
+  it('reads an entity from a sequence and the log from a position', async () => {
+    const log = await fresh();
+    for (let index = 1; index <= 10; index++) await log.append({ entity: index % 2 ? 'odd' : 'even', kind, payload: bytes(String(index)) });
+    const odd = [];
+    for await (const event of log.readEntity('odd', 3)) odd.push(text(event.payload));
+    expect(odd).toEqual(['5', '7', '9']);
+    const tail = [];
+    for await (const event of log.read(8)) tail.push(event.position);
+    expect(tail).toEqual([8, 9, 10]);
+  });
+
+  it('appends a batch atomically, all or nothing', async () => {
+    const log = await fresh();
+    const receipt = await log.appendBatch([
+      { entity: 'a', kind, payload: bytes('1') },
+      { entity: 'b', kind, payload: bytes('2') },
+    ]);
+    expect(receipt.events.map((event) => event.position)).toEqual([1, 2]);
+    const error = await log
+      .appendBatch([
+        { entity: 'a', kind, payload: bytes('3') },
+        { entity: 'a', kind: 0xd001, payload: bytes('reserved') },
+      ])
+      .catch((caught: unknown) => caught);
+    expect(EventLogError.is(error, 'InvalidArgument')).toBe(true);
+    expect(log.head).toBe(2);
+  });
+
+  it('refuses bad input with InvalidArgument and writes nothing', async () => {
+    const log = await fresh();
+    const cases: unknown[] = [
+      { entity: '', kind, payload: bytes('x') },
+      { entity: 'a\n', kind, payload: bytes('x') },
+      { entity: 'a', kind: 0x0001, payload: bytes('x') },
+      { entity: 'a', kind: 0xd000, payload: bytes('x') },
+      { entity: 'a', kind: 70000, payload: bytes('x') },
+      { entity: 'a', kind, payload: 'text' },
+      { entity: 'a', kind, payload: bytes('x'), parents: ['not-a-uuid'] },
+      { entity: 'a', kind, payload: bytes('x'), id: 'NOT-A-UUID' },
+      { entity: 'x'.repeat(1025), kind, payload: bytes('x') },
+    ];
+    for (const input of cases) {
+      const error = await log.append(input as never).catch((caught: unknown) => caught);
+      expect(EventLogError.is(error, 'InvalidArgument'), JSON.stringify(input)).toBe(true);
+    }
+    expect(log.head).toBe(0);
+  });
+});
+
+describe('expected sequences, idempotency and gates', () => {
+  it('checks expectedSequence per entity and writes nothing on a mismatch', async () => {
+    const log = await fresh();
+    await log.append({ entity: 'a', kind, payload: bytes('1') }, { expectedSequence: 0 });
+    await log.append({ entity: 'a', kind, payload: bytes('2') }, { expectedSequence: 1 });
+    const error = await log.append({ entity: 'a', kind, payload: bytes('3') }, { expectedSequence: 1 }).catch((caught: unknown) => caught);
+    expect(EventLogError.is(error, 'SequenceMismatch')).toBe(true);
+    expect((error as EventLogError).reason).toEqual({ entity: 'a', expected: 1, actual: 2 });
+    await log.appendBatch(
+      [
+        { entity: 'a', kind, payload: bytes('3') },
+        { entity: 'b', kind, payload: bytes('1') },
+      ],
+      { expectedSequence: { a: 2, b: 0 } },
+    );
+    expect([log.sequenceOf('a'), log.sequenceOf('b'), log.head]).toEqual([3, 1, 4]);
+  });
+
+  it('returns the original receipt for a retried idempotency key, also after reopening', async () => {
+    const fs = new MemoryFileSystem();
+    const log = await openEventLog({ dir: '/log', fs });
+    const first = await log.appendBatch(
+      [
+        { entity: 'a', kind, payload: bytes('1') },
+        { entity: 'a', kind, payload: bytes('2') },
+      ],
+      { idempotencyKey: 'order-7' },
+    );
+    const retry = await log.append({ entity: 'a', kind, payload: bytes('different') }, { idempotencyKey: 'order-7' });
+    expect(retry.duplicate).toBe(true);
+    expect(retry.events).toEqual(first.events);
+    expect(log.head).toBe(2);
+    await log.close();
+    const reopened = await openEventLog({ dir: '/log', fs });
+    open.push(reopened);
+    const after = await reopened.append({ entity: 'a', kind, payload: bytes('x') }, { idempotencyKey: 'order-7' });
+    expect(after.duplicate).toBe(true);
+    expect(after.events).toEqual(first.events);
+    expect(reopened.head).toBe(2);
+  });
+
+  it('runs gates inside the critical section and denies with a structured reason, writing nothing', async () => {
+    const limit = 3;
+    const log = await fresh({
+      gates: [
+        (context) => {
+          const adding = context.events.filter((event) => event.entity === 'cart').length;
+          return context.sequenceOf('cart') + adding > limit ? { deny: { code: 'cart-full', limit } } : undefined;
+        },
+      ],
+    });
+    const appends = Array.from({ length: 6 }, (_, index) => log.append({ entity: 'cart', kind, payload: bytes(String(index)) }));
+    const outcomes = await Promise.allSettled(appends);
+    expect(outcomes.filter((outcome) => outcome.status === 'fulfilled').length).toBe(limit);
+    const denied = outcomes.find((outcome) => outcome.status === 'rejected') as PromiseRejectedResult;
+    expect(EventLogError.is(denied.reason, 'GateDenied')).toBe(true);
+    expect((denied.reason as EventLogError).reason).toEqual({ code: 'cart-full', limit });
+    const perAppend = await log
+      .append({ entity: 'other', kind, payload: bytes('x') }, { gate: () => ({ deny: 'closed for the day' }) })
+      .catch((caught: unknown) => caught);
+    expect((perAppend as EventLogError).reason).toBe('closed for the day');
+    expect(log.head).toBe(limit);
+  });
+});
+
+describe('durability', () => {
+  for (const sync of ['always', 'group', 'interval', 'none'] as SyncMode[]) {
+    it(`sync '${sync}': receipts resolve durable once fsynced, and durable events survive a crash`, async () => {
+      const fs = new SimulatedFileSystem();
+      const log = await openEventLog({ dir: '/log', fs, sync, syncIntervalMs: 5 });
+      const receipts = await Promise.all(
+        Array.from({ length: 20 }, (_, index) => log.append({ entity: 'e', kind, payload: bytes(String(index)) })),
+      );
+      if (sync === 'none') await log.flush();
+      await Promise.all(receipts.map((receipt) => receipt.durable));
+      expect(log.durableHead).toBe(20);
+      fs.crash(7);
+      const reopened = await openEventLog({ dir: '/log', fs, sync });
+      expect(reopened.head).toBe(20);
+      expect((await reopened.verify()).ok).toBe(true);
+      await reopened.close();
+    });
+  }
+
+  it('group commit: appends that arrive during an fsync share the next one', async () => {
+    const fs = new SimulatedFileSystem();
+    const log = await openEventLog({ dir: '/log', fs, sync: 'group' });
+    const syncsBefore = fs.durableLog.filter((operation) => operation.op === 'sync').length;
+    await Promise.all(
+      Array.from({ length: 64 }, (_, index) =>
+        log.append({ entity: `e${index}`, kind, payload: bytes('x') }).then((receipt) => receipt.durable),
+      ),
+    );
+    const syncs = fs.durableLog.filter((operation) => operation.op === 'sync').length - syncsBefore;
+    expect(syncs).toBeGreaterThan(0);
+    expect(syncs).toBeLessThan(64);
+    await log.close();
+  });
+
+  it('an injected EIO fails the append, leaves nothing visible, and later appends continue', async () => {
+    const fs = new SimulatedFileSystem();
+    const log = await openEventLog({ dir: '/log', fs, sync: 'group' });
+    await (await log.append({ entity: 'a', kind, payload: bytes('kept') })).durable;
+    fs.failAt(fs.operations, 'EIO'); // the next write
+    const error = await log.append({ entity: 'a', kind, payload: bytes('lost') }).catch((caught: unknown) => caught);
+    expect(EventLogError.is(error, 'IoFailed')).toBe(true);
+    expect(log.head).toBe(1);
+    await log.append({ entity: 'a', kind, payload: bytes('after') });
+    const payloads = [];
+    for await (const event of log.read()) payloads.push(text(event.payload));
+    expect(payloads).toEqual(['kept', 'after']);
+    expect((await log.verify()).ok).toBe(true);
+    await log.close();
+  });
+
+  it('short writes are completed, and a failed fsync fails the log closed until it is reopened', async () => {
+    const fs = new SimulatedFileSystem();
+    const log = await openEventLog({ dir: '/log', fs, sync: 'always' });
+    fs.failAt(fs.operations, 'short-write');
+    await (await log.append({ entity: 'a', kind, payload: bytes('x'.repeat(100)) })).durable;
+    fs.failAt(fs.operations + 1, 'EIO'); // the write succeeds, its fsync fails
+    const receipt = log.append({ entity: 'a', kind, payload: bytes('not durable') });
+    const outcome = await receipt
+      .then(
+        (value) => value.durable,
+        (caught: unknown) => Promise.reject(caught),
+      )
+      .catch((caught: unknown) => caught);
+    expect(EventLogError.is(outcome, 'IoFailed'), String(outcome)).toBe(true);
+    const refused = await log.append({ entity: 'a', kind, payload: bytes('refused') }).catch((caught: unknown) => caught);
+    expect(EventLogError.is(refused, 'Closed')).toBe(true);
+    await log.close().catch(() => undefined);
+    const reopened = await openEventLog({ dir: '/log', fs });
+    expect((await reopened.verify()).ok).toBe(true);
+    expect(text((await reopened.at(1))?.payload ?? bytes(''))).toBe('x'.repeat(100));
+    await reopened.close();
+  });
+
+  it('rotates segments at the configured size without splitting a batch', async () => {
+    const fs = new MemoryFileSystem();
+    const log = await openEventLog({ dir: '/log', fs, segmentBytes: 1024 });
+    for (let index = 0; index < 20; index++) {
+      await log.appendBatch(Array.from({ length: 3 }, () => ({ entity: 'e', kind, payload: bytes('y'.repeat(50)) })));
+    }
+    const segments = (await fs.readdir('/log')).filter((name) => name.startsWith('seg-'));
+    expect(segments.length).toBeGreaterThan(3);
+    await log.close();
+    const reopened = await openEventLog({ dir: '/log', fs });
+    expect(reopened.head).toBe(60);
+    expect(await reopened.verify()).toMatchObject({ ok: true, events: 60, segments: segments.length });
+    await reopened.close();
+  });
+});
+
+describe('recovery', () => {
+  it('truncates a torn tail of the last segment and keeps everything before it', async () => {
+    const fs = new MemoryFileSystem();
+    const log = await openEventLog({ dir: '/log', fs });
+    for (let index = 0; index < 5; index++) await log.append({ entity: 'e', kind, payload: bytes(`p${index}`) });
+    await log.close();
+    const [segment] = (await fs.readdir('/log')).filter((name) => name.startsWith('seg-'));
+    const path = `/log/${segment}`;
+    const size = fs.contents(path).length;
+    fs.corrupt(path, size, bytes('\u0050\u0000\u0000\u0000garbage-of-a-torn-write'));
+    const reopened = await openEventLog({ dir: '/log', fs });
+    expect(reopened.head).toBe(5);
+    expect(fs.contents(path).length).toBe(size);
+    await reopened.close();
+  });
+
+  it('refuses to open when a sealed segment is damaged, naming the segment and offset', async () => {
+    const fs = new MemoryFileSystem();
+    const log = await openEventLog({ dir: '/log', fs, segmentBytes: 512 });
+    for (let index = 0; index < 20; index++) await log.append({ entity: 'e', kind, payload: bytes('z'.repeat(40)) });
+    await log.close();
+    const [first] = (await fs.readdir('/log')).filter((name) => name.startsWith('seg-')).sort();
+    fs.corrupt(`/log/${first}`, 100, new Uint8Array([0xff, 0xff]));
+    const error = await openEventLog({ dir: '/log', fs }).catch((caught: unknown) => caught);
+    expect(EventLogError.is(error, 'Corrupt')).toBe(true);
+    expect((error as EventLogError).segment).toBe(first);
+    expect((error as EventLogError).offset).toBeGreaterThan(0);
+    expect((error as EventLogError).message).toContain(first);
+  });
+
+  it('verify() names the first bad frame', async () => {
+    const fs = new MemoryFileSystem();
+    const log = await openEventLog({ dir: '/log', fs });
+    for (let index = 0; index < 5; index++) await log.append({ entity: 'e', kind, payload: bytes(`p${index}`) });
+    const [segment] = (await fs.readdir('/log')).filter((name) => name.startsWith('seg-'));
+    const third = await log.at(3);
+    const contents = fs.contents(`/log/${segment}`);
+    const at = Buffer.from(contents).indexOf(Buffer.from('p2'));
+    fs.corrupt(`/log/${segment}`, at, bytes('XX'));
+    const result = await log.verify();
+    expect(result.ok).toBe(false);
+    if (!result.ok) {
+      expect(result.segment).toBe(segment);
+      expect(result.events).toBe(2);
+      expect(result.problem).toContain('CRC');
+    }
+    expect(third?.sequence).toBe(3);
+    await log.close();
+  });
+
+  it('holds a single-writer lock: a second writer gets Locked', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'weft-lock-'));
+    try {
+      const log = await openEventLog({ dir });
+      const error = await openEventLog({ dir }).catch((caught: unknown) => caught);
+      expect(EventLogError.is(error, 'Locked')).toBe(true);
+      await log.close();
+      const again = await openEventLog({ dir });
+      await again.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('subscriptions, causal walks and projections', () => {
+  it('a subscription catches up, says caughtUp, then tails live appends', async () => {
+    const log = await fresh();
+    await log.append({ entity: 'a', kind, payload: bytes('1') });
+    await log.append({ entity: 'b', kind, payload: bytes('2') });
+    const controller = new AbortController();
+    const seen: SubscriptionItem[] = [];
+    const done = (async () => {
+      for await (const item of log.subscribe({ signal: controller.signal })) {
+        seen.push(item);
+        if (item.type === 'caughtUp') await log.append({ entity: 'a', kind, payload: bytes('3') });
+        if (item.type === 'event' && item.event.position === 3) controller.abort();
+      }
+    })();
+    await done;
+    expect(seen.map((item) => (item.type === 'event' ? text(item.event.payload) : `caughtUp@${item.position}`))).toEqual([
+      '1',
+      '2',
+      'caughtUp@2',
+      '3',
+    ]);
+  });
+
+  it('walks ancestors and descendants and reports missing parents explicitly', async () => {
+    const log = await fresh();
+    const ghost = '0190aaaa-0000-7000-8000-000000000000' as EventId;
+    const root = (await log.append({ entity: 'doc', kind, payload: bytes('root') })).events[0]?.id as EventId;
+    const left = (await log.append({ entity: 'doc', kind, payload: bytes('left'), parents: [root] })).events[0]?.id as EventId;
+    const right = (await log.append({ entity: 'doc', kind, payload: bytes('right'), parents: [root, ghost] })).events[0]?.id as EventId;
+    const merge = (await log.append({ entity: 'doc', kind, payload: bytes('merge'), parents: [left, right] })).events[0]?.id as EventId;
+    const ancestors = await log.ancestors(merge);
+    expect(ancestors.events.map((event) => text(event.payload))).toEqual(['root', 'left', 'right']);
+    expect(ancestors.missing).toEqual([ghost]);
+    const descendants = await log.descendants(root);
+    expect(descendants.events.map((event) => text(event.payload))).toEqual(['left', 'right', 'merge']);
+    expect(log.missingParents()).toEqual([ghost]);
+  });
+
+  it('folds projections, resumes from a cached state, and drops the cache when the log no longer matches', async () => {
+    const fs = new MemoryFileSystem();
+    const log = await openEventLog({ dir: '/log', fs });
+    for (let index = 1; index <= 4; index++) await log.append({ entity: 'counter', kind, payload: bytes(String(index)) });
+    let calls = 0;
+    const sum = (state: number, event: { payload: Uint8Array }) => {
+      calls++;
+      return state + Number(text(event.payload));
+    };
+    expect((await log.project({ entity: 'counter', cacheKey: 'sum' }, sum, 0)).state).toBe(10);
+    await log.append({ entity: 'counter', kind, payload: bytes('5') });
+    calls = 0;
+    expect((await log.project({ entity: 'counter', cacheKey: 'sum' }, sum, 0)).state).toBe(15);
+    expect(calls).toBe(1);
+    await log.close();
+    // Another log at the same path whose event 5 differs: the cache must not be used for it.
+    const other = await openEventLog({ dir: '/other', fs });
+    open.push(other);
+    for (let index = 1; index <= 5; index++) await other.append({ entity: 'counter', kind, payload: bytes('1') });
+    calls = 0;
+    expect((await other.project({ entity: 'counter', cacheKey: 'sum' }, sum, 0)).state).toBe(5);
+    expect(calls).toBe(5);
+  });
+});
