@@ -132,7 +132,7 @@ describe.skipIf(natsMissing !== undefined)('nats backend behaviour on a real ser
       const error = await new WatchReader(second, { from: synced?.cursor as WatchCursor }).untilSynced().catch((caught: unknown) => caught);
       expect(KvError.is(error, 'CursorExpired'), String(error)).toBe(true);
       const [, , , current] = await new WatchReader(second).untilSynced();
-      const ahead = (current?.cursor as string).replace(/^\d+/, '999') as WatchCursor;
+      const ahead = String(current?.cursor).replace(/^\d+/, '999') as WatchCursor;
       const aheadError = await new WatchReader(second, { from: ahead }).untilSynced().catch((caught: unknown) => caught);
       expect(KvError.is(aheadError, 'CursorExpired'), String(aheadError)).toBe(true);
     } finally {
