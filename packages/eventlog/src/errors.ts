@@ -21,6 +21,12 @@ export const EventLogErrorCode = {
   IoFailed: 'IoFailed',
   /** The log is closed, or failed earlier and must be reopened. */
   Closed: 'Closed',
+  /** Encryption is on and the log has encrypted events, but its keyset file is missing. */
+  KeysetMissing: 'KeysetMissing',
+  /** The keyset is damaged, was rolled back past a stored ciphertext, or the master key does not open it. */
+  KeysetInvalid: 'KeysetInvalid',
+  /** A ciphertext failed authentication: the payload, nonce or header was tampered with. */
+  DecryptionFailed: 'DecryptionFailed',
 } as const;
 
 export type EventLogErrorCode = (typeof EventLogErrorCode)[keyof typeof EventLogErrorCode];

@@ -31,6 +31,9 @@ export {
   type FrameProblem,
   readFrame,
 } from './codec.js';
+export { type EncryptionOptions, payloadAad } from './crypto/encrypted-codec.js';
+export type { Granularity, ShredTarget } from './crypto/keyset.js';
+export { defaultXChaCha, hchacha20, nobleXChaCha, nodeXChaCha, type XChaCha } from './crypto/xchacha.js';
 export { EventLogError, EventLogErrorCode, type EventLogErrorOptions } from './errors.js';
 export { MemoryFileSystem } from './fs/memory-fs.js';
 export { nodeFileSystem } from './fs/node-fs.js';

@@ -11,6 +11,8 @@ import {
   readFrame,
   segmentHeaderSize,
 } from './codec.js';
+import { EncryptedCodec, type EncryptionOptions } from './crypto/encrypted-codec.js';
+import { keysetFileName, type ShredTarget } from './crypto/keyset.js';
 import { EventLogError, EventLogErrorCode } from './errors.js';
 import { nodeFileSystem } from './fs/node-fs.js';
 import { FileSystemError, joinPath, type LogFile, type LogFileSystem } from './fs/types.js';
@@ -48,12 +50,18 @@ export interface EventLogOptions {
   readonly gates?: readonly Gate[];
   /** Wall-clock source for event ids and timestamps. @default Date.now */
   readonly clock?: () => number;
+  /** Encrypt every non-reserved payload (see the README): `{ granularity, masterKey }`. */
+  readonly encryption?: EncryptionOptions;
 }
 
 /** @internal the seam encryption plugs into: turns payloads into stored bytes and back. */
 export interface PayloadCodec {
   /** Runs before any frame of a write is written (the encryption fence); a failure fails those appends and writes nothing. */
   beforeWrite?(): Promise<void>;
+  /** Checks a frame found during recovery (an encrypted frame must have its key). */
+  checkRecovered?(header: FrameHeader): void;
+  /** Destroys keys durably; returns how many. */
+  shred?(target: ShredTarget): Promise<number>;
   seal(input: SealInput): { stored: Uint8Array; encryption: FrameHeader['encryption'] };
   open(header: FrameHeader, stored: Uint8Array): { payload: Uint8Array; disposition: LogEvent['disposition'] };
 }
@@ -189,7 +197,10 @@ function ioFailed(action: string, error: unknown): EventLogError {
  * @throws {EventLogError} `Locked` when another writer has the directory, `Corrupt`, `InvalidArgument`, `IoFailed`
  */
 export async function openEventLog(options: EventLogOptions): Promise<EventLog> {
-  return EventLog.open(options, plainCodec);
+  if (options?.encryption === undefined) return EventLog.open(options, () => Promise.resolve(plainCodec));
+  return EventLog.open(options, async (fs, hashers, hasSegments) =>
+    EncryptedCodec.open(fs, options.dir, options.encryption as EncryptionOptions, hashers, hasSegments),
+  );
 }
 
 /** An open event log. See {@link openEventLog}. */
@@ -198,7 +209,7 @@ export class EventLog implements AsyncDisposable {
   readonly sync: SyncMode;
   readonly #fs: LogFileSystem;
   readonly #hashers: Hashers;
-  readonly #codec: PayloadCodec;
+  #codec: PayloadCodec = plainCodec;
   readonly #segmentBytes: number;
   readonly #maxPayloadBytes: number;
   readonly #syncIntervalMs: number;
@@ -230,12 +241,11 @@ export class EventLog implements AsyncDisposable {
   #intervalTimer: NodeJS.Timeout | undefined;
   #waiters = new Set<() => void>();
 
-  private constructor(options: EventLogOptions, fs: LogFileSystem, hashers: Hashers, codec: PayloadCodec) {
+  private constructor(options: EventLogOptions, fs: LogFileSystem, hashers: Hashers) {
     this.dir = options.dir;
     this.sync = options.sync ?? 'group';
     this.#fs = fs;
     this.#hashers = hashers;
-    this.#codec = codec;
     this.#segmentBytes = options.segmentBytes ?? 64 * 1024 * 1024;
     this.#maxPayloadBytes = options.maxPayloadBytes ?? 16 * 1024 * 1024;
     this.#syncIntervalMs = options.syncIntervalMs ?? 100;
@@ -246,7 +256,10 @@ export class EventLog implements AsyncDisposable {
   }
 
   /** @internal */
-  static async open(options: EventLogOptions, codec: PayloadCodec): Promise<EventLog> {
+  static async open(
+    options: EventLogOptions,
+    makeCodec: (fs: LogFileSystem, hashers: Hashers, hasSegments: boolean) => Promise<PayloadCodec>,
+  ): Promise<EventLog> {
     if (typeof options?.dir !== 'string' || options.dir === '') throw invalidArgument('dir must be a non-empty path');
     const sync = options.sync ?? 'group';
     if (!['always', 'group', 'interval', 'none'].includes(sync))
@@ -259,9 +272,12 @@ export class EventLog implements AsyncDisposable {
       if (value !== undefined && !(Number.isSafeInteger(value) && value > 0)) throw invalidArgument(`${name} must be a positive integer`);
     }
     const fs = options.fs ?? nodeFileSystem;
-    const log = new EventLog(options, fs, await loadHashers(), codec);
+    const hashers = await loadHashers();
+    const log = new EventLog(options, fs, hashers);
     await log.#acquireLock();
     try {
+      const hasSegments = (await fs.readdir(options.dir)).some((name) => segmentPattern.test(name));
+      log.#codec = await makeCodec(fs, hashers, hasSegments);
       await log.#recover();
     } catch (error) {
       await log.#releaseLock().catch(() => undefined);
@@ -1160,6 +1176,7 @@ export class EventLog implements AsyncDisposable {
   }
 
   #index(header: FrameHeader, segmentIndex: number, offset: number, size: number): void {
+    this.#codec.checkRecovered?.(header);
     const position = header.position;
     this.#head = position;
     this.#locations.set(position, segmentIndex, offset, size);
@@ -1238,6 +1255,67 @@ export class EventLog implements AsyncDisposable {
   async #releaseLock(): Promise<void> {
     heldLocks.get(this.#fs)?.delete(this.dir);
     await this.#fs.unlink(joinPath(this.dir, lockName)).catch(() => undefined);
+  }
+
+  // ------------------------------------------------------------- encryption
+
+  /**
+   * Crypto-shreds: durably destroys every key matching `target` (all fields
+   * given must match: `{ scope }`, `{ entity }`, `{ scope, kind }`,
+   * `{ eventId }`). Reads of their events return disposition `shredded`;
+   * hashes, chains and `verify()` still pass. Cached projection states are
+   * dropped, so no plaintext survives in a cache.
+   *
+   * @returns how many keys were destroyed
+   * @throws {EventLogError} `InvalidArgument` when the log is not encrypted, `IoFailed`
+   */
+  async shred(target: ShredTarget): Promise<number> {
+    this.#assertWritable();
+    if (this.#codec.shred === undefined) throw invalidArgument('shred needs an encrypted log (open it with encryption)');
+    if (typeof target !== 'object' || target === null || Object.keys(target).length === 0) {
+      throw invalidArgument('shred needs a target: { scope }, { entity }, { scope, kind } or { eventId }');
+    }
+    const count = await this.#codec.shred(target);
+    this.#projectionCache.clear();
+    return count;
+  }
+
+  /**
+   * Copies the log's segment files (and, only with `includeKeyset: true`,
+   * its keyset) to another directory. Without the keyset the copy is
+   * ciphertext only. The destination must not contain a log.
+   */
+  async exportTo(
+    destination: { dir: string; fs?: LogFileSystem },
+    options: { includeKeyset?: boolean } = {},
+  ): Promise<{ files: string[] }> {
+    this.#assertOpen();
+    await this.flush();
+    const fs = destination.fs ?? this.#fs;
+    await fs.mkdir(destination.dir);
+    if ((await fs.readdir(destination.dir)).some((name) => segmentPattern.test(name))) {
+      throw invalidArgument(`${destination.dir} already holds a log`);
+    }
+    const names = this.#segments.map((segment) => segment.name);
+    if (options.includeKeyset === true && (await this.#fs.exists(joinPath(this.dir, keysetFileName)))) names.push(keysetFileName);
+    for (const name of names) {
+      const source = await this.#fs.open(joinPath(this.dir, name));
+      const target = await fs.open(joinPath(destination.dir, name), { create: true, exclusive: true });
+      try {
+        const size = await source.size();
+        for (let offset = 0; offset < size; offset += scanChunkBytes) {
+          const chunk = await source.read(offset, Math.min(scanChunkBytes, size - offset));
+          let written = 0;
+          while (written < chunk.length) written += await target.write(chunk.subarray(written), offset + written);
+        }
+        await target.sync();
+      } finally {
+        await source.close();
+        await target.close();
+      }
+    }
+    await fs.syncDir(destination.dir);
+    return { files: names };
   }
 
   // ------------------------------------------------------------------- close

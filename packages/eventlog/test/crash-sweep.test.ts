@@ -18,6 +18,14 @@ const long = process.env.WEFT_LONG === '1';
 interface Attempt {
   readonly payloads: string[];
   readonly entity: string;
+  /** Workload step at which the append was made. */
+  readonly step: number;
+}
+
+interface Shred {
+  readonly entity: string;
+  readonly step: number;
+  returned: boolean;
 }
 
 interface Outcome {
@@ -25,18 +33,23 @@ interface Outcome {
   readonly attempts: Attempt[];
   /** Payloads whose append was acknowledged durable before the crash. */
   readonly durable: Set<string>;
+  readonly shreds: Shred[];
 }
 
-async function workload(fs: SimulatedFileSystem, sync: SyncMode, size: number): Promise<Outcome> {
+const encryption = { granularity: 'entity' as const, masterKey: new Uint8Array(32).fill(3) };
+
+async function workload(fs: SimulatedFileSystem, sync: SyncMode, size: number, encrypted = false): Promise<Outcome> {
   const attempts: Attempt[] = [];
   const durable = new Set<string>();
+  const shreds: Shred[] = [];
   let log: EventLog | undefined;
+  let step = 0;
   try {
-    log = await openEventLog({ dir: '/log', fs, sync, segmentBytes: 700, syncIntervalMs: 1 });
+    log = await openEventLog({ dir: '/log', fs, sync, segmentBytes: 700, syncIntervalMs: 1, ...(encrypted ? { encryption } : {}) });
     const opened = log;
     // Resolves when the append is accepted; its durability is recorded whenever the receipt says so.
     const append = async (entity: string, payloads: string[], idempotencyKey?: string) => {
-      attempts.push({ entity, payloads });
+      attempts.push({ entity, payloads, step });
       const receipt = await opened.appendBatch(
         payloads.map((payload) => ({ entity, kind, payload: bytes(payload) })),
         idempotencyKey === undefined ? {} : { idempotencyKey },
@@ -49,8 +62,14 @@ async function workload(fs: SimulatedFileSystem, sync: SyncMode, size: number): 
       );
       if (sync === 'always' || sync === 'group') await receipt.durable;
     };
-    for (let step = 0; step < size; step++) {
+    for (step = 0; step < size; step++) {
       const entity = `e${step % 3}`;
+      if (encrypted && step % 6 === 5) {
+        const shred: Shred = { entity, step, returned: false };
+        shreds.push(shred);
+        await opened.shred({ entity });
+        shred.returned = true;
+      }
       if (step % 5 === 0) {
         await append(entity, [`s${step}-a`, `s${step}-b`, `s${step}-c`]);
       } else if (step % 7 === 0) {
@@ -73,14 +92,29 @@ async function workload(fs: SimulatedFileSystem, sync: SyncMode, size: number): 
       if (!fs.crashed) throw error;
     }
   }
-  return { attempts, durable };
+  return { attempts, durable, shreds };
 }
 
-async function check(fs: SimulatedFileSystem, outcome: Outcome, label: string): Promise<void> {
-  const log = await openEventLog({ dir: '/log', fs, sync: 'always' });
+async function check(fs: SimulatedFileSystem, outcome: Outcome, label: string, encrypted = false): Promise<void> {
+  // With encryption, a reopen that fails with KeysetInvalid would mean a ciphertext reached the disk without its key.
+  const log = await openEventLog({ dir: '/log', fs, sync: 'always', ...(encrypted ? { encryption } : {}) });
   try {
     const present: string[] = [];
-    for await (const event of log.read()) present.push(text(event.payload));
+    const stepOf = new Map(outcome.attempts.flatMap((attempt) => attempt.payloads.map((payload) => [payload, attempt] as const)));
+    let index = 0;
+    const attemptedPayloads = outcome.attempts.flatMap((attempt) => attempt.payloads);
+    for await (const event of log.read()) {
+      const expected = attemptedPayloads[index++] ?? '';
+      if (event.disposition !== 'shredded') {
+        present.push(text(event.payload));
+        continue;
+      }
+      // Shredded only if a shred of its entity was called after it was appended...
+      const attempt = stepOf.get(expected);
+      const shredded = outcome.shreds.filter((shred) => shred.entity === attempt?.entity && shred.step >= (attempt?.step ?? 0));
+      expect(shredded.length, `${label}: ${expected} is shredded without a shred of its entity`).toBeGreaterThan(0);
+      present.push(expected);
+    }
     // The log is a prefix of the attempted appends, batch by batch: nothing torn, nothing partial.
     const attempted = outcome.attempts.flatMap((attempt) => attempt.payloads);
     expect(present, `${label}: the log is not a prefix of what was attempted`).toEqual(attempted.slice(0, present.length));
@@ -92,6 +126,15 @@ async function check(fs: SimulatedFileSystem, outcome: Outcome, label: string): 
       covered = end;
     }
     for (const payload of outcome.durable) expect(present, `${label}: durable ${payload} was lost`).toContain(payload);
+    // ...and a shred that returned is still a shred after the crash.
+    for (const shred of outcome.shreds.filter((candidate) => candidate.returned)) {
+      for await (const event of log.readEntity(shred.entity)) {
+        const attempt = stepOf.get(attemptedPayloads[event.position - 1] ?? '');
+        if (attempt !== undefined && attempt.step < shred.step && attempt.payloads[0] !== '') {
+          expect(event.disposition, `${label}: event ${event.position} survived the shred of ${shred.entity}`).toBe('shredded');
+        }
+      }
+    }
     const verified = await log.verify();
     expect(verified.ok, `${label}: ${JSON.stringify(verified)}`).toBe(true);
   } finally {
@@ -119,6 +162,24 @@ describe('crash sweep on the simulated filesystem', () => {
         await check(fs, outcome, `${sync} cut ${cut}`);
       }
       expect(crashes).toBe(total);
+    }, 300_000);
+  }
+
+  for (const sync of ['always', 'group', 'none'] as SyncMode[]) {
+    it(`sync '${sync}' with encryption and shreds: no ciphertext durable without its key, no shred undone`, async () => {
+      const size = long ? 36 : 20;
+      const dry = new SimulatedFileSystem();
+      await workload(dry, sync, size, true);
+      const total = dry.operations;
+      const seedBase = Number(process.env.WEFT_SEED ?? 1);
+      console.log(`encrypted crash sweep '${sync}': ${total} cut points, seed base ${seedBase} (replay with WEFT_SEED=${seedBase})`);
+      for (let cut = 0; cut < total; cut++) {
+        const fs = new SimulatedFileSystem();
+        fs.crashAt(cut);
+        const outcome = await workload(fs, sync, size, true);
+        fs.crash(seedBase * 100_003 + cut);
+        await check(fs, outcome, `encrypted ${sync} cut ${cut}`, true);
+      }
     }, 300_000);
   }
 

@@ -122,6 +122,14 @@ export class MemoryFileSystem implements LogFileSystem {
     inode.contents.write(bytes, position);
   }
 
+  /** Replaces a file's whole contents, bypassing everything (tests: restoring an old copy of a file). */
+  replaceContents(path: string, bytes: Uint8Array): void {
+    const inode = this.directories.get(dirname(normalize(path)))?.get(basename(path));
+    if (inode === undefined) throw new FileSystemError('ENOENT', `${path} does not exist`);
+    inode.contents.truncate(0);
+    inode.contents.write(bytes, 0);
+  }
+
   /** @internal hook: called at the start of every operation. */
   protected async operation(_name: string, _path: string): Promise<void> {}
 

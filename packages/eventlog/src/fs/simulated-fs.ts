@@ -57,6 +57,9 @@ export class SimulatedFileSystem extends MemoryFileSystem {
   readonly durableLog: DurableOperation[] = [];
   /** When true, `sync` succeeds without making anything durable. */
   dropSyncs = false;
+  /** Every operation in order (name and path), when {@link traceOperations} is on. */
+  readonly trace: Array<{ readonly op: string; readonly path: string }> = [];
+  traceOperations = false;
   readonly #faults = new Map<number, InjectedFault>();
   #crashAt: number | undefined;
   #crashed = false;
@@ -129,6 +132,7 @@ export class SimulatedFileSystem extends MemoryFileSystem {
 
   protected override async operation(name: string, path: string): Promise<void> {
     const index = this.operations++;
+    if (this.traceOperations) this.trace.push({ op: name, path: normalize(path) });
     if (this.#crashed || this.#crashAt === index) {
       this.#crashed = true;
       throw new SimulatedCrash(index);

@@ -1,0 +1,168 @@
+/**
+ * Encrypt-on-append: every non-reserved payload is sealed with
+ * XChaCha20-Poly1305 under its key before it is hashed and framed. The AAD
+ * binds format version, entity, scope, kind and event id; the nonce is 24
+ * random bytes. Reserved kinds stay plaintext and never mint a key.
+ *
+ * The durability fence: the log calls `beforeWrite` before any frame reaches
+ * the file, and a dirty keyset (a key minted, a shred, an earlier failed
+ * flush) is made durable first; if that fails, the appends fail and nothing
+ * is written.
+ */
+import { randomBytes } from 'node:crypto';
+import type { FrameHeader } from '../codec.js';
+import { EventLogError, EventLogErrorCode } from '../errors.js';
+import type { LogFileSystem } from '../fs/types.js';
+import type { Hashers } from '../hash.js';
+import { writeUuid } from '../ids.js';
+import type { PayloadCodec, SealInput } from '../log.js';
+import type { LogEvent } from '../types.js';
+import { type Granularity, Keyset, keyName, type ShredTarget } from './keyset.js';
+import { defaultXChaCha, nobleXChaCha, nodeXChaCha, nonceSize, type XChaCha } from './xchacha.js';
+
+/** Options of encryption. */
+export interface EncryptionOptions {
+  /** What one key covers. @default 'entity' */
+  readonly granularity?: Granularity;
+  /** 32 bytes; when given, the keyset file is wrapped with it. It is never stored. */
+  readonly masterKey?: Uint8Array;
+  /** Which XChaCha20-Poly1305 implementation to use. @default node:crypto when available */
+  readonly cipher?: 'node' | 'noble';
+}
+
+const aadVersion = 1;
+const encoder = new TextEncoder();
+
+/** The AAD of a payload: format version, entity, scope, kind and event id. */
+export function payloadAad(input: Pick<SealInput, 'entity' | 'scope' | 'kind' | 'id'>): Uint8Array {
+  const entity = encoder.encode(input.entity);
+  const scope = encoder.encode(input.scope);
+  const aad = new Uint8Array(1 + 2 + entity.length + 2 + scope.length + 2 + 16);
+  const view = new DataView(aad.buffer);
+  aad[0] = aadVersion;
+  view.setUint16(1, entity.length, true);
+  aad.set(entity, 3);
+  let at = 3 + entity.length;
+  view.setUint16(at, scope.length, true);
+  aad.set(scope, at + 2);
+  at += 2 + scope.length;
+  view.setUint16(at, input.kind, true);
+  writeUuid(input.id, aad, at + 2);
+  return aad;
+}
+
+/** @internal the payload codec of an encrypted log. */
+export class EncryptedCodec implements PayloadCodec {
+  readonly keyset: Keyset;
+  readonly #granularity: Granularity;
+  readonly #cipher: XChaCha;
+
+  private constructor(keyset: Keyset, granularity: Granularity, cipher: XChaCha) {
+    this.keyset = keyset;
+    this.#granularity = granularity;
+    this.#cipher = cipher;
+  }
+
+  /**
+   * Loads the keyset, or creates an empty one durably for a new log. A log
+   * that already has segments but no keyset refuses to open.
+   */
+  static async open(
+    fs: LogFileSystem,
+    dir: string,
+    options: EncryptionOptions,
+    hashers: Hashers,
+    hasSegments: boolean,
+  ): Promise<EncryptedCodec> {
+    const granularity = options.granularity ?? 'entity';
+    if (!['entity', 'scope', 'kind', 'event'].includes(granularity)) {
+      throw new EventLogError(
+        EventLogErrorCode.InvalidArgument,
+        `granularity must be entity, scope, kind or event, got ${String(granularity)}`,
+      );
+    }
+    const masterKey = options.masterKey;
+    if (masterKey !== undefined && (!(masterKey instanceof Uint8Array) || masterKey.length !== 32)) {
+      throw new EventLogError(EventLogErrorCode.InvalidArgument, 'masterKey must be 32 bytes');
+    }
+    const cipher = options.cipher === undefined ? defaultXChaCha() : options.cipher === 'noble' ? nobleXChaCha : nodeXChaCha;
+    const keyset = new Keyset(fs, dir, cipher, hashers.crc32c, masterKey === undefined ? undefined : new Uint8Array(masterKey));
+    if (!(await keyset.load())) {
+      if (hasSegments) {
+        throw new EventLogError(
+          EventLogErrorCode.KeysetMissing,
+          `encryption is on but ${dir} has no keyset file; refusing to start with an empty one (restore the keyset, or open without encryption)`,
+        );
+      }
+      await keyset.save();
+    }
+    return new EncryptedCodec(keyset, granularity, cipher);
+  }
+
+  seal(input: SealInput): { stored: Uint8Array; encryption: FrameHeader['encryption'] } {
+    if (input.reserved) return { stored: input.payload, encryption: undefined };
+    const granularity = this.#granularity;
+    const binding = {
+      granularity,
+      scope: input.scope,
+      entity: granularity === 'entity' || granularity === 'event' ? input.entity : undefined,
+      kind: granularity === 'kind' ? input.kind : undefined,
+      eventId: granularity === 'event' ? input.id : undefined,
+    };
+    const key = this.keyset.keyFor(keyName(binding), () => binding);
+    const nonce = randomBytes(nonceSize);
+    const stored = this.#cipher.seal(key.material as Uint8Array, nonce, input.payload, payloadAad(input));
+    return { stored, encryption: { keyId: key.id, nonce } };
+  }
+
+  open(header: FrameHeader, stored: Uint8Array): { payload: Uint8Array; disposition: LogEvent['disposition'] } {
+    if (header.encryption === undefined) return { payload: stored, disposition: 'plain' };
+    const key = this.keyset.entries.get(header.encryption.keyId);
+    if (key === undefined) {
+      throw new EventLogError(
+        EventLogErrorCode.KeysetInvalid,
+        `event ${header.id} needs key ${header.encryption.keyId}, which the keyset does not have`,
+      );
+    }
+    if (key.material === undefined) return { payload: new Uint8Array(0), disposition: 'shredded' };
+    const payload = this.#cipher.open(key.material, header.encryption.nonce, stored, payloadAad({ ...header, id: header.id }));
+    if (payload === undefined) {
+      throw new EventLogError(
+        EventLogErrorCode.DecryptionFailed,
+        `event ${header.id} at position ${header.position} failed authentication: it was tampered with`,
+      );
+    }
+    return { payload, disposition: 'decrypted' };
+  }
+
+  async beforeWrite(): Promise<void> {
+    if (!this.keyset.dirty) return;
+    try {
+      await this.keyset.save();
+    } catch (error) {
+      throw new EventLogError(
+        EventLogErrorCode.IoFailed,
+        `the keyset could not be made durable, so nothing was written: ${error instanceof Error ? error.message : String(error)}`,
+        {
+          cause: error,
+        },
+      );
+    }
+  }
+
+  checkRecovered(header: FrameHeader): void {
+    if (header.encryption !== undefined && !this.keyset.entries.has(header.encryption.keyId)) {
+      throw new EventLogError(
+        EventLogErrorCode.KeysetInvalid,
+        `event at position ${header.position} was encrypted with key ${header.encryption.keyId}, which the keyset does not have (was the keyset replaced by an older copy?)`,
+      );
+    }
+  }
+
+  /** Destroys matching keys durably. */
+  async shred(target: ShredTarget): Promise<number> {
+    const count = this.keyset.shred(target);
+    if (this.keyset.dirty) await this.beforeWrite();
+    return count;
+  }
+}
