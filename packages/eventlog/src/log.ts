@@ -290,6 +290,11 @@ export class EventLog implements AsyncDisposable {
     return log;
   }
 
+  /** The filesystem seam this log uses (a sync layer keeps its state next to the log with it). */
+  get fileSystem(): LogFileSystem {
+    return this.#fs;
+  }
+
   /** Position of the last accepted event (0 when empty). */
   get head(): number {
     return this.#head;
@@ -393,6 +398,9 @@ export class EventLog implements AsyncDisposable {
       if (!Array.isArray(parents) || parents.length > maxParents)
         throw invalidArgument(`parents must be an array of at most ${maxParents} ids`);
       for (const parent of parents) if (!isUuid(parent)) throw invalidArgument('every parent must be a lowercase UUID string');
+      if (input.time !== undefined && (typeof input.time !== 'bigint' || input.time < 0n || input.time >= 2n ** 64n)) {
+        throw invalidArgument('time must be a u64 bigint');
+      }
       if (input.id !== undefined) {
         if (this.#byId.has(input.id) || seen.has(input.id)) throw invalidArgument(`event id ${input.id} is already in the log`);
         seen.add(input.id);
@@ -442,7 +450,12 @@ export class EventLog implements AsyncDisposable {
     for (const [index, { input, entity, scope, parents }] of events.entries()) {
       const position = ++this.#head;
       const id = input.id ?? this.#ids.next(this.#clockSource());
-      const time = this.#hlc.tick();
+      let time: bigint;
+      if (input.time === undefined) time = this.#hlc.tick();
+      else {
+        time = input.time;
+        this.#hlc.observe(time);
+      }
       let state = this.#entities.get(entity);
       if (state === undefined) {
         const created: EntityState = { sequence: 0, lastHash: zeroHash, positions: [] };

@@ -24,6 +24,11 @@ export interface AppendInput {
   readonly correlationId?: EventId;
   /** Causal parents: events this one follows from. */
   readonly parents?: readonly EventId[];
+  /**
+   * The event's hybrid-logical-clock time, when importing an event made
+   * elsewhere (the log's clock then moves past it); otherwise the log's clock ticks.
+   */
+  readonly time?: bigint;
 }
 
 /** What a gate sees inside the writer's critical section. */

@@ -1,0 +1,52 @@
+/** The one error type of `@weft/sync`. Callers branch on `code`. */
+export const SyncErrorCode = {
+  InvalidArgument: 'InvalidArgument',
+  /** An envelope failed to decode. */
+  InvalidEnvelope: 'InvalidEnvelope',
+  /** A signature is missing or wrong, or the author is not a member. */
+  Forged: 'Forged',
+  /** A changeset does not continue its device's hash chain (dropped, reordered or replayed by the store). */
+  ChainBroken: 'ChainBroken',
+  /** A payload failed authentication: it was tampered with, or sealed for another place. */
+  DecryptionFailed: 'DecryptionFailed',
+  /** Two different changesets claim the same device and sequence. */
+  Fork: 'Fork',
+  /** A changeset needs a newer schema than this device supports. */
+  SchemaTooNew: 'SchemaTooNew',
+  /** A changeset the head announces is not in the store. */
+  MissingChangeset: 'MissingChangeset',
+  /** The sync handle is closed. */
+  Closed: 'Closed',
+  /** Persisting sync state failed. */
+  StateFailed: 'StateFailed',
+} as const;
+
+export type SyncErrorCode = (typeof SyncErrorCode)[keyof typeof SyncErrorCode];
+
+const brand = Symbol.for('@weft/sync/SyncError');
+
+/** The error `@weft/sync` throws and reports in its status. */
+export class SyncError extends Error {
+  override readonly name = 'SyncError';
+  readonly code: SyncErrorCode;
+  /** The device the problem is about, when there is one. */
+  readonly device: string | undefined;
+  /** The changeset sequence the problem is about, when there is one. */
+  readonly seq: number | undefined;
+
+  constructor(code: SyncErrorCode, message: string, options: { device?: string; seq?: number; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.device = options.device;
+    this.seq = options.seq;
+    Object.defineProperty(this, brand, { value: true });
+  }
+
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[brand] === true;
+  }
+
+  static is(error: unknown, code?: SyncErrorCode): error is SyncError {
+    return error instanceof SyncError && (code === undefined || error.code === code);
+  }
+}

@@ -1,0 +1,46 @@
+import { randomBytes } from 'node:crypto';
+import { type EventLog, MemoryFileSystem, openEventLog } from '@weft/eventlog';
+import type { KvStore } from '@weft/kv';
+import { createIdentity, type DeviceIdentity, type LibraryConfig, openSync, type Sync, type SyncOptions } from '@weft/sync';
+
+export const kind = 0x1001;
+export const bytes = (text: string) => new TextEncoder().encode(text);
+export const text = (value: Uint8Array) => new TextDecoder().decode(value);
+
+/** A library of `count` device identities sharing one key. */
+export function makeLibrary(count: number, id = 'lib'): { identities: DeviceIdentity[]; library: LibraryConfig } {
+  const identities = Array.from({ length: count }, () => createIdentity());
+  return {
+    identities,
+    library: { id, key: randomBytes(32), members: identities.map(({ deviceId, publicKey }) => ({ deviceId, publicKey })) },
+  };
+}
+
+export interface Device {
+  readonly identity: DeviceIdentity;
+  readonly fs: MemoryFileSystem;
+  log: EventLog;
+  sync: Sync;
+  kv: KvStore;
+}
+
+/** Opens a device: an encrypted log on its own in-memory filesystem and sync on `kv`. */
+export async function openDevice(
+  identity: DeviceIdentity,
+  library: LibraryConfig,
+  kv: KvStore,
+  options: Partial<SyncOptions> & { fs?: MemoryFileSystem } = {},
+): Promise<Device> {
+  const fs = options.fs ?? new MemoryFileSystem();
+  const log = await openEventLog({ dir: '/device', fs, sync: 'group', encryption: {} });
+  const sync = await openSync({ log, kv, identity, library, live: false, ...options });
+  return { identity, fs, log, sync, kv };
+}
+
+/** The events of a log as comparable strings, sorted by id (logs converge as sets). */
+export async function eventSet(log: EventLog): Promise<string[]> {
+  const events: string[] = [];
+  for await (const event of log.read())
+    events.push(`${event.id}|${event.entity}|${event.kind}|${event.time}|${text(event.payload)}|${event.parents.join(',')}`);
+  return events.sort();
+}

@@ -1,0 +1,64 @@
+import { createMemoryKvServer, openMemoryKv } from '@weft/kv';
+import { lwwDelete, lwwSet, projectLww, SyncError } from '@weft/sync';
+import { describe, expect, it } from 'vitest';
+import { bytes, eventSet, kind, makeLibrary, openDevice, text } from './helpers.js';
+
+describe('sync between devices on one in-memory KV server', () => {
+  it('two devices push, pull and converge, with causal parents kept', async () => {
+    const server = createMemoryKvServer();
+    const { identities, library } = makeLibrary(2);
+    const [a, b] = await Promise.all(
+      identities.map(async (identity) => openDevice(identity, library, await openMemoryKv({ server, bucket: 'lib' }))),
+    );
+    if (a === undefined || b === undefined) throw new Error('devices');
+    const first = await a.log.append({ entity: 'doc', kind, payload: bytes('from a') });
+    await b.log.append({ entity: 'doc', kind, payload: bytes('from b'), parents: [first.events[0]?.id as never] });
+    await a.sync.waitUntilCaughtUp();
+    await b.sync.waitUntilCaughtUp();
+    await a.sync.waitUntilCaughtUp();
+    expect(await eventSet(a.log)).toEqual(await eventSet(b.log));
+    expect((await eventSet(a.log)).length).toBe(2);
+    const onB = await b.log.get(first.events[0]?.id as string);
+    expect(text(onB?.payload ?? new Uint8Array())).toBe('from a');
+    expect(a.sync.status().pendingUploads).toBe(0);
+    expect(b.sync.status().devices[a.sync.device]).toMatchObject({ head: 1, applied: 1, lag: 0 });
+    for (const device of [a, b]) {
+      await device.sync.close();
+      await device.log.close();
+    }
+  });
+
+  it('the last-writer-wins map converges, delete wins ties, far-future writes are refused', async () => {
+    const server = createMemoryKvServer();
+    const { identities, library } = makeLibrary(2);
+    const [a, b] = await Promise.all(
+      identities.map(async (identity) => openDevice(identity, library, await openMemoryKv({ server, bucket: 'lib' }))),
+    );
+    if (a === undefined || b === undefined) throw new Error('devices');
+    await lwwSet(a.log, 'settings', 'theme', bytes('dark'));
+    await lwwSet(b.log, 'settings', 'theme', bytes('light'));
+    await lwwSet(a.log, 'settings', 'lang', bytes('en'));
+    await lwwDelete(b.log, 'settings', 'lang');
+    for (let round = 0; round < 2; round++) for (const device of [a, b]) await device.sync.waitUntilCaughtUp();
+    const onA = await projectLww(a.log, 'settings');
+    const onB = await projectLww(b.log, 'settings');
+    expect([...onA.entries].map(([key, value]) => `${key}=${text(value)}`)).toEqual(
+      [...onB.entries].map(([key, value]) => `${key}=${text(value)}`),
+    );
+    expect(onA.entries.has('lang')).toBe(false);
+    expect(text(onA.entries.get('theme') ?? new Uint8Array())).toBe('light');
+    const skewed = await projectLww(a.log, 'settings', { now: 0, maxSkewMs: 1000 });
+    expect(skewed.refused.length).toBe(4);
+    for (const device of [a, b]) {
+      await device.sync.close();
+      await device.log.close();
+    }
+  });
+
+  it('refuses to open for a device that is not a member', async () => {
+    const { library } = makeLibrary(1);
+    const stranger = makeLibrary(1).identities[0];
+    const error = await openDevice(stranger as never, library, await openMemoryKv()).catch((caught: unknown) => caught);
+    expect(SyncError.is(error, 'InvalidArgument')).toBe(true);
+  });
+});
