@@ -96,6 +96,8 @@ export interface SyncStatus {
   readonly rotationPending: boolean;
   readonly lastError: string | undefined;
   readonly alarms: readonly SyncAlarm[];
+  /** Harmless repeats seen so far: events already in the log, and retried creates that found their own bytes. */
+  readonly duplicates: { readonly events: number; readonly identicalRetries: number };
 }
 
 const maxAlarms = 100;
@@ -167,6 +169,7 @@ export class Sync implements AsyncDisposable {
   readonly #listeners = new Set<(status: SyncStatus) => void>();
   readonly #closing = new AbortController();
   #lastError: string | undefined;
+  readonly #duplicates = { events: 0, identicalRetries: 0 };
   #chain: Promise<unknown> = Promise.resolve();
   #ownSeqChecked = false;
   #closed = false;
@@ -222,6 +225,7 @@ export class Sync implements AsyncDisposable {
       rotationPending: false,
       lastError: this.#lastError,
       alarms: [...this.#alarms],
+      duplicates: { ...this.#duplicates },
     };
   }
 
@@ -246,6 +250,11 @@ export class Sync implements AsyncDisposable {
   }
 
   #alarm(error: SyncError): void {
+    const last = this.#alarms.findLast(
+      (alarm) => alarm.device === (error.device ?? '') && alarm.seq === error.seq && alarm.code === error.code,
+    );
+    this.#lastError = error.message;
+    if (last !== undefined) return;
     this.#alarms.push({ code: error.code, device: error.device ?? '', seq: error.seq, message: error.message, at: this.#clock() });
     if (this.#alarms.length > maxAlarms) this.#alarms.shift();
     this.#lastError = error.message;
@@ -494,7 +503,10 @@ export class Sync implements AsyncDisposable {
       if (!KvError.is(error, KvErrorCode.AlreadyExists)) throw error;
     }
     const existing = await this.#kv.get(keyPath);
-    if (existing !== undefined && Buffer.from(existing.value).equals(Buffer.from(envelope))) return;
+    if (existing !== undefined && Buffer.from(existing.value).equals(Buffer.from(envelope))) {
+      this.#duplicates.identicalRetries++;
+      return;
+    }
     const fork = new SyncError(SyncErrorCode.Fork, `another changeset already sits at ${keyPath}: this device's history forked`, {
       device: this.device,
       seq,
@@ -572,6 +584,8 @@ export class Sync implements AsyncDisposable {
   // -------------------------------------------------------------------- pull
 
   async #pullAll(): Promise<number> {
+    // A device held back by bad data is tried again each round: the store may have been repaired.
+    this.#stuck.clear();
     let pulled = 0;
     for (const [device, head] of [...this.#known]) {
       if (device === this.device) continue;
@@ -669,7 +683,10 @@ export class Sync implements AsyncDisposable {
       const still: typeof waiting = [];
       for (const item of waiting) {
         const { event } = item;
-        if (this.#log.has(event.id) || seen.has(event.id)) continue;
+        if (this.#log.has(event.id) || seen.has(event.id)) {
+          this.#duplicates.events++;
+          continue;
+        }
         const parentsPresent = event.parents.every((parent) => this.#log.has(parent) || seen.has(parent));
         if (parentsPresent) {
           ready.push(event);
