@@ -240,8 +240,9 @@ describe('seeded multi-device sync simulation', () => {
                   const known = [...(await eventIds(target.log)).keys()];
                   const parent = command.withParent && known.length > 0 ? known[Math.floor(random() * known.length)] : undefined;
                   const payload = `payload-${target.index}-${target.appended.size}-${runSeed}`;
+                  let id: string;
                   if (command.lww) {
-                    target.appended.add(await lwwSet(target.log, 'shared', `k${command.entity}`, bytes(payload)));
+                    id = await lwwSet(target.log, 'shared', `k${command.entity}`, bytes(payload));
                   } else {
                     const receipt = await target.log.append({
                       entity: `doc-${command.entity}`,
@@ -249,8 +250,11 @@ describe('seeded multi-device sync simulation', () => {
                       payload: bytes(payload),
                       ...(parent === undefined ? {} : { parents: [parent as EventId] }),
                     });
-                    target.appended.add(receipt.events[0]?.id as string);
+                    id = receipt.events[0]?.id as string;
                   }
+                  // Only what is durable must survive a crash of the device.
+                  await target.log.flush();
+                  target.appended.add(id);
                   break;
                 }
                 case 'sync':
