@@ -1,12 +1,13 @@
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import { contractChecks } from './checks/contract.js';
+import { leaseChecks } from './checks/lease.js';
 import { modelChecks } from './checks/model.js';
 import { watchChecks } from './checks/watch.js';
 import type { ConformanceCheck, KvConformanceHarness, KvConformanceOptions } from './harness.js';
 import { runConformanceCheck } from './runner.js';
 
 /** Every check of the conformance suite, grouped by contract clause, in the order they run. */
-export const kvConformanceChecks: readonly ConformanceCheck[] = [...contractChecks, ...watchChecks, ...modelChecks];
+export const kvConformanceChecks: readonly ConformanceCheck[] = [...contractChecks, ...watchChecks, ...leaseChecks, ...modelChecks];
 
 function numberFromEnvironment(name: string): number | undefined {
   const raw = process.env[name];

@@ -19,6 +19,7 @@
  */
 
 export { contractChecks, invalidKeys } from './checks/contract.js';
+export { leaseChecks } from './checks/lease.js';
 export { modelChecks } from './checks/model.js';
 export { watchChecks } from './checks/watch.js';
 export { describeKvConformance, kvConformanceChecks } from './describe.js';

@@ -29,6 +29,7 @@ export {
   maxKeyBytes,
   normalizePrefixes,
 } from './keys.js';
+export { acquireLease, Lease, type LeaseOptions } from './lease.js';
 export {
   createMemoryKvServer,
   type MemoryBucketOptions,
