@@ -1,3 +1,4 @@
+import { createHmac, randomBytes } from 'node:crypto';
 import {
   defaultXChaCha,
   type EventId,
@@ -10,31 +11,63 @@ import {
   nodeXChaCha,
   type XChaCha,
 } from '@weft/eventlog';
-import { KvError, KvErrorCode, type KvStore, type Version, type WatchCursor } from '@weft/kv';
+import { acquireLease, KvError, KvErrorCode, type KvStore, type Version, type WatchCursor } from '@weft/kv';
+import { LocalBlobStore } from './blob-store.js';
 import {
+  concat,
   decodeChangeset,
+  decodeChangesetBody,
   decodeEnvelope,
   type Envelope,
   encodeChangeset,
   envelopeSignatureValid,
   openEnvelope,
+  payloadAad,
   type SyncedEvent,
   sealEnvelope,
 } from './envelope.js';
 import { SyncError, SyncErrorCode } from './errors.js';
 import { type DeviceIdentity, type DevicePublic, deviceIdOf } from './identity.js';
+import { decodeKeyWrap, unwrapKey, wrapKey, x25519Of } from './keys.js';
+import {
+  decodeMembershipEntry,
+  deriveMembership,
+  encodeMembershipEntry,
+  type Member,
+  type MembershipEntry,
+  type MembershipFields,
+  type MembershipState,
+  type Role,
+} from './membership.js';
+import { decodeManifest, decodeSnapshotBody, encodeManifest, encodeSnapshotBody, type SnapshotCursors } from './snapshot.js';
 import { addRange, inRanges, StateFile, type SyncStateData, zeroHashHex } from './state.js';
 
-/** The shared secret and members of a library, provisioned out of band. */
+/**
+ * A library: a store id, and either a founder (membership, roles and keys
+ * come from the signed membership chain and key wraps in the store) or a key
+ * and member list provisioned out of band.
+ */
 export interface LibraryConfig {
   /** The store id, bound into every ciphertext's AAD: `[A-Za-z0-9_-]+`. */
   readonly id: string;
-  /** The library key, 32 bytes. */
-  readonly key: Uint8Array;
-  /** @default 0 */
+  /** The device that created the library: the trust anchor of the membership chain. */
+  readonly founder?: DevicePublic;
+  /** Out-of-band mode: the library key, 32 bytes. */
+  readonly key?: Uint8Array;
+  /** Out-of-band mode: the key's generation. @default 0 */
   readonly keyGeneration?: number;
-  /** Devices allowed to write changesets. */
-  readonly members: readonly DevicePublic[];
+  /** Out-of-band mode: the devices allowed to write. */
+  readonly members?: readonly DevicePublic[];
+}
+
+/** What a device hands an owner to be invited: its ids and public keys. */
+export interface Invitation extends DevicePublic {
+  readonly x25519PublicKey: Uint8Array;
+}
+
+/** The invitation of an identity (share it with an owner; it holds no secret). */
+export function invitationOf(identity: DeviceIdentity): Invitation {
+  return { deviceId: identity.deviceId, publicKey: identity.publicKey, x25519PublicKey: x25519Of(identity).publicKey };
 }
 
 /** The stages of a push, in order; a crash between any two is safe. */
@@ -71,6 +104,12 @@ export interface SyncOptions {
   readonly cipher?: 'node' | 'noble';
   readonly clock?: () => number;
   readonly faults?: SyncFaultHooks;
+  /**
+   * How a device with an empty log starts: from the current snapshot (then
+   * the changesets after it), or by replaying every changeset.
+   * @default 'snapshot'
+   */
+  readonly bootstrap?: 'snapshot' | 'replay';
 }
 
 /** Something that went wrong with another device's data: kept in the status for UIs and operators. */
@@ -93,7 +132,14 @@ export interface SyncStatus {
   >;
   /** Events waiting for causal parents that have not arrived. */
   readonly waitingForParents: number;
+  /** A key rotation was announced and this device does not hold the new key yet: uploads wait, pulls go on. */
   readonly rotationPending: boolean;
+  /** This device's role (`undefined` when not, or no longer, a member). */
+  readonly role: Role | undefined;
+  /** The key generation in force. */
+  readonly keyGeneration: number;
+  /** Devices whose changesets this device needs were garbage-collected: bootstrap from the snapshot again. */
+  readonly rebootstrapRequired: boolean;
   readonly lastError: string | undefined;
   readonly alarms: readonly SyncAlarm[];
   /** Harmless repeats seen so far: events already in the log, and retried creates that found their own bytes. */
@@ -107,13 +153,19 @@ const encoder = new TextEncoder();
 interface HeadValue {
   readonly seq: number;
   readonly time: number;
+  /** Per other device, the last changeset this device applied: what garbage collection may not go past. */
+  readonly applied?: Readonly<Record<string, number>>;
 }
 
 function parseHead(value: Uint8Array): HeadValue | undefined {
   try {
     const parsed = JSON.parse(new TextDecoder().decode(value)) as Partial<HeadValue>;
     if (typeof parsed.seq === 'number' && Number.isSafeInteger(parsed.seq) && parsed.seq >= 0)
-      return { seq: parsed.seq, time: Number(parsed.time) || 0 };
+      return {
+        seq: parsed.seq,
+        time: Number(parsed.time) || 0,
+        ...(typeof parsed.applied === 'object' && parsed.applied !== null ? { applied: parsed.applied } : {}),
+      };
   } catch {
     // a malformed head is ignored: heads are hints, changesets are verified
   }
@@ -131,18 +183,79 @@ export async function openSync(options: SyncOptions): Promise<Sync> {
   if (typeof library?.id !== 'string' || !/^[A-Za-z0-9_-]{1,128}$/.test(library.id)) {
     throw new SyncError(SyncErrorCode.InvalidArgument, 'library.id must match [A-Za-z0-9_-]{1,128}');
   }
-  if (!(library.key instanceof Uint8Array) || library.key.length !== 32)
-    throw new SyncError(SyncErrorCode.InvalidArgument, 'library.key must be 32 bytes');
-  if (!options.library.members.some((member) => member.deviceId === options.identity.deviceId)) {
-    throw new SyncError(SyncErrorCode.InvalidArgument, `device ${options.identity.deviceId} is not a member of library ${library.id}`);
+  if (library.founder === undefined) {
+    if (!(library.key instanceof Uint8Array) || library.key.length !== 32) {
+      throw new SyncError(
+        SyncErrorCode.InvalidArgument,
+        'give library.founder (membership chain), or library.key (32 bytes) and library.members',
+      );
+    }
+    if (!(library.members ?? []).some((member) => member.deviceId === options.identity.deviceId)) {
+      throw new SyncError(SyncErrorCode.InvalidArgument, `device ${options.identity.deviceId} is not a member of library ${library.id}`);
+    }
+  } else if (library.key !== undefined || library.members !== undefined) {
+    throw new SyncError(
+      SyncErrorCode.InvalidArgument,
+      'a library with a founder takes its members and keys from the store; do not pass key or members',
+    );
   }
   const fs = options.fs ?? options.log.fileSystem;
   const stateFile = new StateFile(fs, options.stateDir ?? options.log.dir);
   const state = await stateFile.load(options.identity.deviceId);
   const cipher = options.cipher === 'noble' ? nobleXChaCha : options.cipher === 'node' ? nodeXChaCha : defaultXChaCha();
-  const sync = new Sync(options, stateFile, state, await loadHashers(), cipher);
+  const sync = new Sync(
+    options,
+    stateFile,
+    state,
+    await loadHashers(),
+    cipher,
+    new LocalBlobStore(fs, options.stateDir ?? options.log.dir),
+  );
   sync.start();
   return sync;
+}
+
+/**
+ * Creates a library in `kv` with `identity` as its founder and first owner:
+ * writes the genesis membership entry and the first key generation, wrapped
+ * for the founder. Other devices open sync with the returned config and are
+ * added with `addMember`.
+ *
+ * @throws {SyncError} `InvalidArgument`, `Fork` when the library exists with another founder
+ */
+export async function createLibrary(options: {
+  kv: KvStore;
+  identity: DeviceIdentity;
+  id: string;
+  cipher?: 'node' | 'noble';
+}): Promise<LibraryConfig> {
+  const { kv, identity, id } = options;
+  if (typeof id !== 'string' || !/^[A-Za-z0-9_-]{1,128}$/.test(id))
+    throw new SyncError(SyncErrorCode.InvalidArgument, 'library id must match [A-Za-z0-9_-]{1,128}');
+  const cipher = options.cipher === 'noble' ? nobleXChaCha : options.cipher === 'node' ? nodeXChaCha : defaultXChaCha();
+  const self = invitationOf(identity);
+  const existing = await kv.get(`membership.${identity.deviceId}.1`);
+  if (existing === undefined) {
+    const wrap = await kv.get(`keys.${identity.deviceId}.0`);
+    if (wrap === undefined) await kv.create(`keys.${identity.deviceId}.0`, wrapKey(randomBytes(32), 0, self, identity, id, cipher));
+    const genesis = encodeMembershipEntry(
+      {
+        op: 'add',
+        author: identity.deviceId,
+        seq: 1,
+        parents: [],
+        subject: identity.deviceId,
+        subjectKey: identity.publicKey,
+        subjectX25519: self.x25519PublicKey,
+        role: 'owner',
+        keyGeneration: 0,
+        cutoff: 0,
+      },
+      identity,
+    );
+    await kv.create(`membership.${identity.deviceId}.1`, genesis);
+  }
+  return { id, founder: { deviceId: identity.deviceId, publicKey: identity.publicKey } };
 }
 
 /** A device's sync engine. See {@link openSync}. */
@@ -152,7 +265,14 @@ export class Sync implements AsyncDisposable {
   readonly #kv: KvStore;
   readonly #identity: DeviceIdentity;
   readonly #library: LibraryConfig;
-  readonly #members: Map<string, Uint8Array>;
+  /** Out-of-band mode: the static members. */
+  readonly #staticMembers: Map<string, Uint8Array>;
+  /** Library keys by generation. */
+  readonly #keys = new Map<number, Uint8Array>();
+  readonly #entries = new Map<string, MembershipEntry>();
+  #membership: MembershipState | undefined;
+  readonly #blobs: LocalBlobStore;
+  #rebootstrap = false;
   readonly #schemaVersion: number;
   readonly #maxEvents: number;
   readonly #live: boolean;
@@ -163,6 +283,7 @@ export class Sync implements AsyncDisposable {
   readonly #cipher: XChaCha;
   readonly #clock: () => number;
   readonly #faults: SyncFaultHooks;
+  readonly #bootstrapMode: 'snapshot' | 'replay';
   readonly #known = new Map<string, number>();
   readonly #stuck = new Map<string, string>();
   readonly #alarms: SyncAlarm[] = [];
@@ -179,13 +300,15 @@ export class Sync implements AsyncDisposable {
   #subscriptionTask: Promise<void> | undefined;
 
   /** @internal use {@link openSync} */
-  constructor(options: SyncOptions, stateFile: StateFile, state: SyncStateData, hashers: Hashers, cipher: XChaCha) {
+  constructor(options: SyncOptions, stateFile: StateFile, state: SyncStateData, hashers: Hashers, cipher: XChaCha, blobs: LocalBlobStore) {
     this.device = options.identity.deviceId;
     this.#log = options.log;
     this.#kv = options.kv;
     this.#identity = options.identity;
     this.#library = options.library;
-    this.#members = new Map(options.library.members.map((member) => [member.deviceId, member.publicKey]));
+    this.#staticMembers = new Map((options.library.members ?? []).map((member) => [member.deviceId, member.publicKey]));
+    if (options.library.key !== undefined) this.#keys.set(options.library.keyGeneration ?? 0, options.library.key);
+    this.#blobs = blobs;
     this.#schemaVersion = options.schemaVersion ?? 1;
     this.#maxEvents = options.maxEventsPerChangeset ?? 256;
     this.#live = options.live ?? true;
@@ -196,6 +319,7 @@ export class Sync implements AsyncDisposable {
     this.#cipher = cipher;
     this.#clock = options.clock ?? Date.now;
     this.#faults = options.faults ?? {};
+    this.#bootstrapMode = options.bootstrap ?? 'snapshot';
     for (const [device, remote] of Object.entries(state.remote)) this.#known.set(device, remote.seq);
   }
 
@@ -222,7 +346,10 @@ export class Sync implements AsyncDisposable {
       pendingUploads: this.#pendingUploads(),
       devices,
       waitingForParents: this.#state.parked.length,
-      rotationPending: false,
+      rotationPending: this.#library.founder !== undefined && !this.#keys.has(this.#generation()),
+      role: this.#member(this.device)?.removedAfter === undefined ? this.#member(this.device)?.role : undefined,
+      keyGeneration: this.#generation(),
+      rebootstrapRequired: this.#rebootstrap,
       lastError: this.#lastError,
       alarms: [...this.#alarms],
       duplicates: { ...this.#duplicates },
@@ -260,6 +387,86 @@ export class Sync implements AsyncDisposable {
     this.#lastError = error.message;
   }
 
+  // ----------------------------------------------------------------- library
+
+  /** The key generation new changesets are sealed with. */
+  #generation(): number {
+    return this.#membership?.generation ?? this.#library.keyGeneration ?? 0;
+  }
+
+  #member(device: string): Member | undefined {
+    if (this.#library.founder !== undefined) return this.#membership?.members.get(device);
+    const publicKey = this.#staticMembers.get(device);
+    return publicKey === undefined
+      ? undefined
+      : { deviceId: device, publicKey, x25519PublicKey: new Uint8Array(32), role: 'member', removedAfter: undefined };
+  }
+
+  /** Reads the minimum schema version, the membership chain and the key wraps addressed to this device. */
+  async #refreshLibrary(): Promise<void> {
+    const minimum = await this.#kv.get('meta.min_schema_version');
+    if (minimum !== undefined) {
+      const required = Number(new TextDecoder().decode(minimum.value));
+      if (Number.isSafeInteger(required) && required > this.#schemaVersion) {
+        throw new SyncError(
+          SyncErrorCode.SchemaTooOld,
+          `library ${this.#library.id} requires schema version ${required}; this device is at ${this.#schemaVersion}: upgrade it before it syncs`,
+        );
+      }
+    }
+    const founder = this.#library.founder;
+    if (founder === undefined) return;
+    for await (const entry of this.#kv.scan('membership')) {
+      if (this.#entries.has(entry.key)) continue;
+      try {
+        const decoded = decodeMembershipEntry(entry.value, this.#hashers);
+        if (entry.key !== `membership.${decoded.author}.${decoded.seq}`) {
+          throw new SyncError(SyncErrorCode.ChainBroken, `${entry.key} holds entry ${decoded.author}.${decoded.seq}`, {
+            device: decoded.author,
+          });
+        }
+        this.#entries.set(entry.key, decoded);
+      } catch (error) {
+        if (!SyncError.is(error)) throw error;
+        this.#alarm(error);
+      }
+    }
+    const membership = deriveMembership([...this.#entries.values()], founder);
+    this.#membership = membership;
+    if (!membership.members.has(this.device)) return;
+    for (let generation = 0; generation <= membership.generation; generation++) {
+      if (this.#keys.has(generation)) continue;
+      const stored = await this.#kv.get(`keys.${this.device}.${generation}`);
+      if (stored === undefined) continue;
+      try {
+        const wrap = decodeKeyWrap(stored.value);
+        const author = membership.members.get(wrap.author);
+        const trusted =
+          wrap.member === this.device &&
+          wrap.generation === generation &&
+          author !== undefined &&
+          membership.everOwners.has(wrap.author) &&
+          Buffer.from(author.publicKey).equals(Buffer.from(wrap.authorKey));
+        if (!trusted)
+          throw new SyncError(SyncErrorCode.Forged, `keys.${this.device}.${generation} is not a key wrap from an owner`, {
+            device: wrap.author,
+          });
+        const key = unwrapKey(wrap, this.#identity, this.#library.id, this.#cipher);
+        if (key === undefined)
+          throw new SyncError(SyncErrorCode.DecryptionFailed, `keys.${this.device}.${generation} does not open`, { device: wrap.author });
+        this.#keys.set(generation, key);
+      } catch (error) {
+        if (!SyncError.is(error)) throw error;
+        this.#alarm(error);
+      }
+    }
+  }
+
+  async #floorOf(device: string): Promise<number> {
+    const floor = await this.#kv.get(`meta.floor.${device}`);
+    return floor === undefined ? 0 : Number(new TextDecoder().decode(floor.value)) || 0;
+  }
+
   // ------------------------------------------------------------ orchestration
 
   /** Runs `work` after every earlier sync step, one at a time. */
@@ -280,9 +487,24 @@ export class Sync implements AsyncDisposable {
    */
   syncOnce(): Promise<{ pushed: number; pulled: number }> {
     return this.#exclusive(async () => {
+      await this.#refreshLibrary();
+      // A device that has nothing yet starts from the snapshot, if there is one it can open.
+      if (
+        this.#bootstrapMode === 'snapshot' &&
+        this.#log.head === 0 &&
+        Object.keys(this.#state.remote).length === 0 &&
+        this.#keys.size > 0
+      ) {
+        await this.#bootstrap().catch((error: unknown) => {
+          if (!SyncError.is(error)) throw error;
+          this.#alarm(error);
+          return false;
+        });
+      }
       let pushed = 0;
       while (await this.#pushOnce()) pushed++;
       const pulled = await this.#pullAll();
+      if (pulled > 0) await this.#publishHead(this.#state.lastSeq);
       this.#notify();
       return { pushed, pulled };
     });
@@ -418,8 +640,15 @@ export class Sync implements AsyncDisposable {
     await this.#checkOwnSeq();
     let pending = this.#state.pending;
     if (pending === undefined) {
+      // Uploads wait while this device may not write, or while a rotation it has not adopted is pending.
+      const self = this.#member(this.device);
+      const generation = this.#generation();
+      const key = this.#keys.get(generation);
+      if (self === undefined || self.removedAfter !== undefined || self.role === 'reader' || key === undefined) return false;
       const events = await this.#collectLocal();
-      if (events.length === 0) return false;
+      const blobs = [...this.#state.pendingBlobs];
+      if (events.length === 0 && blobs.length === 0) return false;
+      for (const blob of blobs) await this.#uploadBlob(blob, generation, key);
       const seq = this.#state.lastSeq + 1;
       const keyPath = `changes.${this.device}.${seq}`;
       const envelope = sealEnvelope(
@@ -430,10 +659,13 @@ export class Sync implements AsyncDisposable {
           timestamp: this.#clock(),
           authorKey: this.#identity.publicKey,
           previousHash: Buffer.from(this.#state.lastHash, 'hex'),
-          keyGeneration: this.#library.keyGeneration ?? 0,
+          keyGeneration: generation,
         },
-        encodeChangeset(events.map((item) => item.event)),
-        this.#library.key,
+        encodeChangeset(
+          events.map((item) => item.event),
+          blobs,
+        ),
+        key,
         this.#library.id,
         keyPath,
         this.#cipher,
@@ -444,6 +676,7 @@ export class Sync implements AsyncDisposable {
         envelope: Buffer.from(envelope).toString('base64'),
         hash: hexOf(this.#hashers.blake3(envelope)),
         lastPosition: events.at(-1)?.position ?? this.#state.pushedPosition,
+        blobs,
       };
       // The exact bytes are kept before they leave, so a retry after any failure sends the same bytes.
       this.#state.pending = pending;
@@ -459,6 +692,8 @@ export class Sync implements AsyncDisposable {
     this.#state.lastSeq = pending.seq;
     this.#state.lastHash = pending.hash;
     this.#state.pushedPosition = Math.max(this.#state.pushedPosition, pending.lastPosition);
+    const sent = new Set(pending.blobs ?? []);
+    this.#state.pendingBlobs = this.#state.pendingBlobs.filter((blob) => !sent.has(blob));
     this.#state.pending = undefined;
     await this.#stateFile.save(this.#state);
     this.#faults.onPushStage?.('done', pending.seq);
@@ -518,11 +753,24 @@ export class Sync implements AsyncDisposable {
   /** Moves `heads.<device>` forward to `seq` with compare-and-swap; never backwards. */
   async #publishHead(seq: number): Promise<void> {
     const key = `heads.${this.device}`;
-    const value = encoder.encode(JSON.stringify({ seq, time: this.#clock() } satisfies HeadValue));
+    const applied = Object.fromEntries(Object.entries(this.#state.remote).map(([device, remote]) => [device, remote.seq]));
     for (let attempt = 0; attempt < 50; attempt++) {
       const current = await this.#kv.get(key);
       const head = current === undefined ? undefined : parseHead(current.value);
-      if (head !== undefined && head.seq >= seq) return;
+      const behind = Object.entries(applied).some(([device, value]) => (head?.applied?.[device] ?? 0) < value);
+      if (head !== undefined && head.seq >= seq && !behind) return;
+      const value = encoder.encode(
+        JSON.stringify({
+          seq: Math.max(seq, head?.seq ?? 0),
+          time: this.#clock(),
+          applied: Object.fromEntries(
+            [...new Set([...Object.keys(applied), ...Object.keys(head?.applied ?? {})])].map((device) => [
+              device,
+              Math.max(applied[device] ?? 0, head?.applied?.[device] ?? 0),
+            ]),
+          ),
+        } satisfies HeadValue),
+      );
       try {
         if (current === undefined) await this.#kv.create(key, value);
         else await this.#kv.update(key, value, current.version as Version);
@@ -563,7 +811,11 @@ export class Sync implements AsyncDisposable {
         break;
       }
       const envelope = decodeEnvelope(next.value);
-      const body = openEnvelope(envelope, this.#library.key, this.#library.id, `changes.${this.device}.${seq + 1}`, this.#cipher);
+      const ownKey = this.#keys.get(envelope.keyGeneration);
+      const body =
+        ownKey === undefined
+          ? undefined
+          : openEnvelope(envelope, ownKey, this.#library.id, `changes.${this.device}.${seq + 1}`, this.#cipher);
       if (body === undefined || !envelopeSignatureValid(envelope)) {
         throw new SyncError(SyncErrorCode.Forged, `own changeset ${seq + 1} does not verify`, { device: this.device, seq: seq + 1 });
       }
@@ -604,12 +856,29 @@ export class Sync implements AsyncDisposable {
     const keyPath = `changes.${device}.${seq}`;
     const entry = await this.#kv.get(keyPath);
     if (entry === undefined) {
+      // Garbage-collected below this device's cursor: never skip forward, ask for a bootstrap.
+      const floor = await this.#floorOf(device);
+      if (seq <= floor) {
+        this.#rebootstrap = true;
+        this.#stuck.set(device, `${keyPath} was garbage-collected`);
+        this.#alarm(
+          new SyncError(
+            SyncErrorCode.RebootstrapRequired,
+            `${keyPath} was garbage-collected before this device applied it; bootstrap from the snapshot again`,
+            {
+              device,
+              seq,
+            },
+          ),
+        );
+        return false;
+      }
       this.#lastError = `${keyPath} is announced by its head but not in the store yet`;
       return false;
     }
-    let events: SyncedEvent[];
+    let verified: { events: SyncedEvent[]; blobs: string[] };
     try {
-      events = this.#verify(device, seq, keyPath, entry.value, applied.hash);
+      verified = this.#verify(device, seq, keyPath, entry.value, applied.hash);
     } catch (error) {
       if (!SyncError.is(error)) throw error;
       this.#alarm(error);
@@ -618,13 +887,26 @@ export class Sync implements AsyncDisposable {
       this.#notify();
       return false;
     }
-    await this.#apply(device, events);
+    // The cursor moves past a changeset only once its blobs are stored here.
+    for (const blob of verified.blobs) {
+      if (!(await this.#fetchBlob(blob))) {
+        this.#lastError = `blob ${blob} of ${keyPath} is not in the store yet`;
+        return false;
+      }
+    }
+    await this.#apply(device, verified.events);
     this.#state.remote[device] = { seq, hash: hexOf(this.#hashers.blake3(entry.value)) };
     await this.#stateFile.save(this.#state);
     return true;
   }
 
-  #verify(device: string, seq: number, keyPath: string, bytes: Uint8Array, previousHash: string): SyncedEvent[] {
+  #verify(
+    device: string,
+    seq: number,
+    keyPath: string,
+    bytes: Uint8Array,
+    previousHash: string,
+  ): { events: SyncedEvent[]; blobs: string[] } {
     const fail = (code: SyncErrorCode, message: string) => new SyncError(code, `${keyPath}: ${message}`, { device, seq });
     let envelope: Envelope;
     try {
@@ -638,10 +920,14 @@ export class Sync implements AsyncDisposable {
         `the envelope says device ${envelope.device} seq ${envelope.seq} (moved or replayed by the store)`,
       );
     }
-    const member = this.#members.get(device);
+    const member = this.#member(device);
     if (member === undefined) throw fail(SyncErrorCode.Forged, `device ${device} is not a member of the library`);
-    if (deviceIdOf(envelope.authorKey) !== device || !Buffer.from(member).equals(Buffer.from(envelope.authorKey))) {
+    if (deviceIdOf(envelope.authorKey) !== device || !Buffer.from(member.publicKey).equals(Buffer.from(envelope.authorKey))) {
       throw fail(SyncErrorCode.Forged, 'the author key is not the device member key');
+    }
+    if (member.role === 'reader') throw fail(SyncErrorCode.Revoked, `${device} is a reader and cannot write`);
+    if (member.removedAfter !== undefined && seq > member.removedAfter) {
+      throw fail(SyncErrorCode.Revoked, `${device} was removed after its changeset ${member.removedAfter}; later writes are rejected`);
     }
     if (!envelopeSignatureValid(envelope)) throw fail(SyncErrorCode.Forged, 'the signature does not verify');
     if (hexOf(envelope.previousHash) !== previousHash) {
@@ -656,16 +942,17 @@ export class Sync implements AsyncDisposable {
         `it needs schema ${envelope.schemaVersion}; this device understands up to ${this.#schemaVersion}`,
       );
     }
-    if (envelope.keyGeneration !== (this.#library.keyGeneration ?? 0)) {
+    const key = this.#keys.get(envelope.keyGeneration);
+    if (key === undefined) {
       throw fail(
         SyncErrorCode.DecryptionFailed,
         `it is sealed with key generation ${envelope.keyGeneration}, which this device does not hold`,
       );
     }
-    const body = openEnvelope(envelope, this.#library.key, this.#library.id, keyPath, this.#cipher);
+    const body = openEnvelope(envelope, key, this.#library.id, keyPath, this.#cipher);
     if (body === undefined) throw fail(SyncErrorCode.DecryptionFailed, 'the payload fails authentication');
     try {
-      return decodeChangeset(body);
+      return decodeChangesetBody(body);
     } catch (error) {
       throw fail(SyncErrorCode.InvalidEnvelope, error instanceof Error ? error.message : String(error));
     }
@@ -732,6 +1019,499 @@ export class Sync implements AsyncDisposable {
         throw error;
       }
     }
+  }
+
+  // ------------------------------------------------------------------- blobs
+
+  /** The key blob ids are derived with: from the oldest generation, so ids stay stable across rotations. */
+  #blobIdKey(): Uint8Array {
+    const generation = Math.min(...this.#keys.keys());
+    const key = this.#keys.get(generation);
+    if (key === undefined) throw new SyncError(SyncErrorCode.NotAllowed, 'this device holds no library key yet');
+    return new Uint8Array(createHmac('sha256', key).update('weft-blob-id-v1').digest());
+  }
+
+  #blobId(bytes: Uint8Array): string {
+    return createHmac('sha256', this.#blobIdKey()).update(bytes).digest('hex');
+  }
+
+  #blobKey(id: string): string {
+    return `blobs.${id.slice(0, 2)}.${id.slice(2, 4)}.${id}`;
+  }
+
+  /**
+   * Stores a blob on this device and queues it: it is uploaded (encrypted, in
+   * chunks) before the next changeset, which references it. Ids are
+   * content-addressed with a key of the library, so the store cannot test a
+   * guess of the content.
+   *
+   * @returns the blob id, to reference from events
+   */
+  putBlob(bytes: Uint8Array): Promise<string> {
+    return this.#exclusive(async () => {
+      if (!(bytes instanceof Uint8Array)) throw new SyncError(SyncErrorCode.InvalidArgument, 'a blob is a Uint8Array');
+      await this.#refreshLibrary();
+      const id = this.#blobId(bytes);
+      await this.#blobs.write(id, bytes);
+      if (!this.#state.pendingBlobs.includes(id)) this.#state.pendingBlobs.push(id);
+      await this.#stateFile.save(this.#state);
+      return id;
+    });
+  }
+
+  /** A blob stored on this device (added here, or fetched with the changeset that referenced it). */
+  getBlob(id: string): Promise<Uint8Array | undefined> {
+    if (!/^[0-9a-f]{64}$/.test(id)) return Promise.reject(new SyncError(SyncErrorCode.InvalidArgument, `${id} is not a blob id`));
+    return this.#blobs.read(id);
+  }
+
+  async #uploadBlob(id: string, generation: number, key: Uint8Array): Promise<void> {
+    const base = this.#blobKey(id);
+    if ((await this.#kv.get(base)) !== undefined) return;
+    const bytes = await this.#blobs.read(id);
+    if (bytes === undefined) throw new SyncError(SyncErrorCode.BlobMissing, `blob ${id} is queued but not stored on this device`);
+    const chunkSize = Math.max(1024, this.#kv.capabilities.maxValueBytes - 4096);
+    const chunks = Math.max(1, Math.ceil(bytes.length / chunkSize));
+    for (let index = 1; index <= chunks; index++) {
+      const keyPath = `${base}.${index}`;
+      const nonce = randomBytes(24);
+      const sealed = this.#cipher.seal(
+        key,
+        nonce,
+        bytes.subarray((index - 1) * chunkSize, index * chunkSize),
+        payloadAad(this.#library.id, keyPath, generation),
+      );
+      await this.#kv.put(keyPath, concat([nonce, sealed]));
+    }
+    // The header goes last: its presence means every chunk is there.
+    try {
+      await this.#kv.create(base, encoder.encode(JSON.stringify({ chunks, size: bytes.length, generation })));
+    } catch (error) {
+      if (!KvError.is(error, KvErrorCode.AlreadyExists)) throw error;
+    }
+  }
+
+  /** Fetches a referenced blob into local storage; `false` when it is not (yet) fully in the store. */
+  async #fetchBlob(id: string): Promise<boolean> {
+    if (!/^[0-9a-f]{64}$/.test(id)) return false;
+    if (await this.#blobs.has(id)) return true;
+    const base = this.#blobKey(id);
+    const header = await this.#kv.get(base);
+    if (header === undefined) return false;
+    let described: { chunks: number; size: number; generation: number };
+    try {
+      described = JSON.parse(new TextDecoder().decode(header.value)) as typeof described;
+    } catch {
+      return false;
+    }
+    const key = this.#keys.get(described.generation);
+    if (key === undefined || !(described.chunks >= 1 && described.chunks < 1_000_000)) return false;
+    const parts: Uint8Array[] = [];
+    for (let index = 1; index <= described.chunks; index++) {
+      const keyPath = `${base}.${index}`;
+      const chunk = await this.#kv.get(keyPath);
+      if (chunk === undefined || chunk.value.length < 24) return false;
+      const opened = this.#cipher.open(
+        key,
+        chunk.value.subarray(0, 24),
+        chunk.value.subarray(24),
+        payloadAad(this.#library.id, keyPath, described.generation),
+      );
+      if (opened === undefined) {
+        this.#alarm(new SyncError(SyncErrorCode.BlobMissing, `blob chunk ${keyPath} fails authentication`));
+        return false;
+      }
+      parts.push(opened);
+    }
+    const bytes = concat(parts);
+    if (this.#blobId(bytes) !== id) {
+      this.#alarm(new SyncError(SyncErrorCode.BlobMissing, `blob ${id} does not match its id`));
+      return false;
+    }
+    await this.#blobs.write(id, bytes);
+    return true;
+  }
+
+  // ------------------------------------------------------------- membership
+
+  #assertOwner(membership: MembershipState | undefined): MembershipState {
+    const self = membership?.members.get(this.device);
+    if (membership === undefined || self === undefined || self.role !== 'owner' || self.removedAfter !== undefined) {
+      throw new SyncError(SyncErrorCode.NotAllowed, 'only an owner of a library with a founder can change its membership');
+    }
+    return membership;
+  }
+
+  /** Writes a membership entry as the next of this device's, parented on every tip it knows. */
+  async #writeEntry(fields: Omit<MembershipFields, 'author' | 'seq' | 'parents'>): Promise<void> {
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const membership = this.#assertOwner(this.#membership);
+      const seq = (membership.authorSeqs.get(this.device) ?? 0) + 1;
+      const bytes = encodeMembershipEntry({ ...fields, author: this.device, seq, parents: membership.tips }, this.#identity);
+      try {
+        await this.#kv.create(`membership.${this.device}.${seq}`, bytes);
+        await this.#refreshLibrary();
+        return;
+      } catch (error) {
+        if (!KvError.is(error, KvErrorCode.AlreadyExists) && !KvError.is(error, KvErrorCode.Indeterminate)) throw error;
+        const existing = await this.#kv.get(`membership.${this.device}.${seq}`);
+        await this.#refreshLibrary();
+        if (existing !== undefined && Buffer.from(existing.value).equals(Buffer.from(bytes))) return;
+      }
+    }
+    throw new SyncError(SyncErrorCode.StateFailed, 'could not write the membership entry');
+  }
+
+  async #writeWrap(member: { deviceId: string; x25519PublicKey: Uint8Array }, generation: number, key: Uint8Array): Promise<void> {
+    const keyPath = `keys.${member.deviceId}.${generation}`;
+    try {
+      await this.#kv.create(keyPath, wrapKey(key, generation, member, this.#identity, this.#library.id, this.#cipher));
+    } catch (error) {
+      if (!KvError.is(error, KvErrorCode.AlreadyExists)) throw error;
+    }
+  }
+
+  /**
+   * Adds a device (owner only): wraps every key generation for it, then
+   * writes the membership entry. The new device bootstraps from the
+   * snapshot, or replays the changesets, with what it is given.
+   *
+   * @throws {SyncError} `NotAllowed`
+   */
+  addMember(invitation: Invitation, role: Role = 'member'): Promise<void> {
+    return this.#exclusive(async () => {
+      await this.#refreshLibrary();
+      const membership = this.#assertOwner(this.#membership);
+      if (deviceIdOf(invitation.publicKey) !== invitation.deviceId)
+        throw new SyncError(SyncErrorCode.InvalidArgument, 'the invitation keys do not match its device id');
+      for (let generation = 0; generation <= membership.generation; generation++) {
+        const key = this.#keys.get(generation);
+        if (key !== undefined) await this.#writeWrap(invitation, generation, key);
+      }
+      await this.#writeEntry({
+        op: 'add',
+        subject: invitation.deviceId,
+        subjectKey: invitation.publicKey,
+        subjectX25519: invitation.x25519PublicKey,
+        role,
+        keyGeneration: membership.generation,
+        cutoff: 0,
+      });
+      this.#notify();
+    });
+  }
+
+  /**
+   * Removes a device (owner only) and rotates the library key: first pulls
+   * everything the device wrote, wraps a new key generation for the
+   * remaining members, then writes the removal, which rejects the device's
+   * later changesets everywhere. Nothing sealed afterwards opens with the keys
+   * the removed device holds.
+   *
+   * @throws {SyncError} `NotAllowed`, `InvalidArgument`
+   */
+  removeMember(deviceId: string): Promise<{ generation: number; cutoff: number }> {
+    return this.#exclusive(async () => {
+      await this.#refreshLibrary();
+      const membership = this.#assertOwner(this.#membership);
+      const subject = membership.members.get(deviceId);
+      if (subject === undefined || subject.removedAfter !== undefined)
+        throw new SyncError(SyncErrorCode.InvalidArgument, `${deviceId} is not a member`);
+      if (deviceId !== this.device) await this.#pullAll();
+      const cutoff = deviceId === this.device ? this.#state.lastSeq : (this.#state.remote[deviceId]?.seq ?? 0);
+      const generation = membership.generation + 1;
+      const key = new Uint8Array(randomBytes(32));
+      for (const member of membership.members.values()) {
+        if (member.removedAfter === undefined && member.deviceId !== deviceId) await this.#writeWrap(member, generation, key);
+      }
+      this.#keys.set(generation, key);
+      await this.#writeEntry({
+        op: 'remove',
+        subject: deviceId,
+        subjectKey: subject.publicKey,
+        subjectX25519: subject.x25519PublicKey,
+        role: subject.role,
+        keyGeneration: generation,
+        cutoff,
+      });
+      this.#notify();
+      return { generation, cutoff };
+    });
+  }
+
+  /** Changes a member's role (owner only). */
+  setRole(deviceId: string, role: Role): Promise<void> {
+    return this.#exclusive(async () => {
+      await this.#refreshLibrary();
+      const membership = this.#assertOwner(this.#membership);
+      const subject = membership.members.get(deviceId);
+      if (subject === undefined || subject.removedAfter !== undefined)
+        throw new SyncError(SyncErrorCode.InvalidArgument, `${deviceId} is not a member`);
+      await this.#writeEntry({
+        op: 'role',
+        subject: deviceId,
+        subjectKey: subject.publicKey,
+        subjectX25519: subject.x25519PublicKey,
+        role,
+        keyGeneration: membership.generation,
+        cutoff: 0,
+      });
+    });
+  }
+
+  /** The membership this device derives from the chain (members, roles, generation, rejected entries). */
+  membership(): MembershipState | undefined {
+    return this.#membership;
+  }
+
+  /**
+   * Raises `meta.min_schema_version` (compare-and-swap, never lowers it):
+   * devices below it refuse to sync until upgraded.
+   */
+  setMinSchemaVersion(version: number): Promise<void> {
+    return this.#exclusive(async () => {
+      if (!Number.isSafeInteger(version) || version < 1)
+        throw new SyncError(SyncErrorCode.InvalidArgument, 'a schema version is a positive integer');
+      for (let attempt = 0; attempt < 20; attempt++) {
+        const current = await this.#kv.get('meta.min_schema_version');
+        const value = current === undefined ? 0 : Number(new TextDecoder().decode(current.value)) || 0;
+        if (value >= version) return;
+        try {
+          if (current === undefined) await this.#kv.create('meta.min_schema_version', encoder.encode(String(version)));
+          else await this.#kv.update('meta.min_schema_version', encoder.encode(String(version)), current.version);
+          return;
+        } catch (error) {
+          if (
+            !KvError.is(error, KvErrorCode.AlreadyExists) &&
+            !KvError.is(error, KvErrorCode.RevisionMismatch) &&
+            !KvError.is(error, KvErrorCode.Indeterminate)
+          )
+            throw error;
+        }
+      }
+    });
+  }
+
+  // -------------------------------------------------------------- snapshots
+
+  /**
+   * Publishes a snapshot (owner only, under the `leases.snapshot` lease):
+   * every event of this device's log plus the per-device cursors they cover,
+   * sealed under the current key generation in chunks, then `snapshot.current`
+   * is moved to it with compare-and-swap.
+   *
+   * @returns the snapshot id, or `undefined` when another owner holds the lease
+   */
+  publishSnapshot(options: { leaseMs?: number } = {}): Promise<string | undefined> {
+    return this.#exclusive(async () => {
+      await this.#refreshLibrary();
+      this.#assertOwner(this.#membership);
+      const lease = await acquireLease(this.#kv, {
+        key: 'leases.snapshot',
+        holder: this.device,
+        ttlMs: options.leaseMs ?? 60_000,
+        clock: this.#clock,
+      });
+      if (lease === undefined) return undefined;
+      try {
+        await this.#pullAll();
+        const generation = this.#generation();
+        const key = this.#keys.get(generation);
+        if (key === undefined) throw new SyncError(SyncErrorCode.NotAllowed, `this device does not hold key generation ${generation} yet`);
+        const cursors: SnapshotCursors = Object.fromEntries(
+          Object.entries(this.#state.remote).map(([device, remote]) => [device, { ...remote }]),
+        );
+        cursors[this.device] = { seq: this.#state.lastSeq, hash: this.#state.lastHash };
+        const events: SyncedEvent[] = [];
+        for await (const event of this.#log.read()) {
+          // Own events not pushed yet are not covered by the cursors; they travel as changesets.
+          if (event.position > this.#state.pushedPosition && !inRanges(this.#state.imported, event.position)) continue;
+          events.push({
+            id: event.id,
+            entity: event.entity,
+            scope: event.scope,
+            kind: event.kind,
+            time: event.time,
+            causationId: event.causationId,
+            correlationId: event.correlationId,
+            parents: event.parents,
+            payload: event.disposition === 'shredded' ? new Uint8Array(0) : event.payload,
+            shredded: event.disposition === 'shredded',
+          });
+        }
+        const body = encodeSnapshotBody(cursors, encodeChangeset(events));
+        const id = randomBytes(12).toString('hex');
+        const chunkSize = Math.max(1024, this.#kv.capabilities.maxValueBytes - 4096);
+        const chunks = Math.max(1, Math.ceil(body.length / chunkSize));
+        for (let index = 1; index <= chunks; index++) {
+          const keyPath = `snapshots.${id}.${index}`;
+          const nonce = randomBytes(24);
+          const sealed = this.#cipher.seal(
+            key,
+            nonce,
+            body.subarray((index - 1) * chunkSize, index * chunkSize),
+            payloadAad(this.#library.id, keyPath, generation),
+          );
+          await this.#kv.put(keyPath, concat([nonce, sealed]));
+        }
+        const createdAt = this.#clock();
+        const manifest = { id, chunks, generation, author: this.device, createdAt, bodyHash: hexOf(this.#hashers.blake3(body)), cursors };
+        await this.#kv.put(`snapshots.${id}.0`, encodeManifest(manifest, this.#identity));
+        for (let attempt = 0; attempt < 20; attempt++) {
+          const current = await this.#kv.get('snapshot.current');
+          const value = encoder.encode(JSON.stringify({ id, generation, createdAt }));
+          try {
+            if (current === undefined) await this.#kv.create('snapshot.current', value);
+            else await this.#kv.update('snapshot.current', value, current.version);
+            return id;
+          } catch (error) {
+            if (
+              !KvError.is(error, KvErrorCode.AlreadyExists) &&
+              !KvError.is(error, KvErrorCode.RevisionMismatch) &&
+              !KvError.is(error, KvErrorCode.Indeterminate)
+            )
+              throw error;
+          }
+        }
+        throw new SyncError(SyncErrorCode.StateFailed, 'could not move snapshot.current');
+      } finally {
+        await lease.release().catch(() => undefined);
+      }
+    });
+  }
+
+  /** Reads and checks the current snapshot; `undefined` when there is none. */
+  async #readSnapshot(): Promise<
+    { manifest: { id: string; createdAt: number; cursors: SnapshotCursors }; cursors: SnapshotCursors; events: SyncedEvent[] } | undefined
+  > {
+    const pointer = await this.#kv.get('snapshot.current');
+    if (pointer === undefined) return undefined;
+    const { id } = JSON.parse(new TextDecoder().decode(pointer.value)) as { id: string };
+    const manifestEntry = await this.#kv.get(`snapshots.${id}.0`);
+    if (manifestEntry === undefined) throw new SyncError(SyncErrorCode.MissingChangeset, `snapshot ${id} has no manifest`);
+    const { manifest, authorKey } = decodeManifest(manifestEntry.value);
+    const author = this.#member(manifest.author);
+    const ownerAuthored = this.#library.founder === undefined || this.#membership?.everOwners.has(manifest.author) === true;
+    if (author === undefined || !ownerAuthored || !Buffer.from(author.publicKey).equals(Buffer.from(authorKey)) || manifest.id !== id) {
+      throw new SyncError(SyncErrorCode.Forged, `snapshot ${id} was not published by an owner`);
+    }
+    const key = this.#keys.get(manifest.generation);
+    if (key === undefined)
+      throw new SyncError(
+        SyncErrorCode.DecryptionFailed,
+        `snapshot ${id} is sealed with generation ${manifest.generation}, which this device does not hold`,
+      );
+    const parts: Uint8Array[] = [];
+    for (let index = 1; index <= manifest.chunks; index++) {
+      const keyPath = `snapshots.${id}.${index}`;
+      const chunk = await this.#kv.get(keyPath);
+      const opened =
+        chunk === undefined
+          ? undefined
+          : this.#cipher.open(
+              key,
+              chunk.value.subarray(0, 24),
+              chunk.value.subarray(24),
+              payloadAad(this.#library.id, keyPath, manifest.generation),
+            );
+      if (opened === undefined)
+        throw new SyncError(SyncErrorCode.DecryptionFailed, `snapshot chunk ${keyPath} is missing or fails authentication`);
+      parts.push(opened);
+    }
+    const body = concat(parts);
+    if (hexOf(this.#hashers.blake3(body)) !== manifest.bodyHash)
+      throw new SyncError(SyncErrorCode.DecryptionFailed, `snapshot ${id} does not match its manifest`);
+    const { cursors, changeset } = decodeSnapshotBody(body);
+    return { manifest, cursors, events: decodeChangeset(changeset) };
+  }
+
+  /**
+   * Bootstraps this device from the current snapshot: imports its events
+   * (idempotently), moves the cursors of the devices it covers forward to
+   * the snapshot's, then the usual pull continues from there. Also the way
+   * back for a device told `rebootstrapRequired`.
+   *
+   * @returns whether a snapshot was applied
+   */
+  bootstrapFromSnapshot(): Promise<boolean> {
+    return this.#exclusive(async () => {
+      await this.#refreshLibrary();
+      return this.#bootstrap();
+    });
+  }
+
+  async #bootstrap(): Promise<boolean> {
+    {
+      const snapshot = await this.#readSnapshot();
+      if (snapshot === undefined) return false;
+      await this.#apply('snapshot', snapshot.events);
+      for (const [device, cursor] of Object.entries(snapshot.cursors)) {
+        if (device === this.device) continue;
+        const current = this.#state.remote[device]?.seq ?? 0;
+        if (cursor.seq > current) this.#state.remote[device] = { seq: cursor.seq, hash: cursor.hash };
+        this.#known.set(device, Math.max(this.#known.get(device) ?? 0, cursor.seq));
+      }
+      this.#rebootstrap = false;
+      await this.#stateFile.save(this.#state);
+      this.#notify();
+      return true;
+    }
+  }
+
+  /**
+   * Garbage collection (owner only, under the `leases.gc` lease): purges the
+   * changesets that every current member has applied and that the current
+   * snapshot covers, once that snapshot is older than `graceMs`. The floor is
+   * recorded in `meta.floor.<device>` before anything is purged, so a device
+   * that still needed a purged changeset is told to re-bootstrap instead of
+   * skipping it.
+   *
+   * @returns how many changesets were purged per device
+   */
+  collectGarbage(options: { graceMs?: number; leaseMs?: number } = {}): Promise<Record<string, number>> {
+    return this.#exclusive(async () => {
+      await this.#refreshLibrary();
+      const membership = this.#assertOwner(this.#membership);
+      const lease = await acquireLease(this.#kv, {
+        key: 'leases.gc',
+        holder: this.device,
+        ttlMs: options.leaseMs ?? 60_000,
+        clock: this.#clock,
+      });
+      if (lease === undefined) return {};
+      try {
+        const snapshot = await this.#readSnapshot();
+        if (snapshot === undefined || this.#clock() - snapshot.manifest.createdAt < (options.graceMs ?? 24 * 60 * 60 * 1000)) return {};
+        const heads = new Map<string, HeadValue>();
+        for await (const entry of this.#kv.scan('heads')) {
+          const head = parseHead(entry.value);
+          if (head !== undefined) heads.set(entry.key.slice('heads.'.length), head);
+        }
+        const active = [...membership.members.values()]
+          .filter((member) => member.removedAfter === undefined)
+          .map((member) => member.deviceId);
+        const purged: Record<string, number> = {};
+        for (const [device, cursor] of Object.entries(snapshot.cursors)) {
+          let floor = cursor.seq;
+          for (const reader of active) {
+            if (reader === device) continue;
+            floor = Math.min(floor, heads.get(reader)?.applied?.[device] ?? 0);
+          }
+          const previous = await this.#floorOf(device);
+          if (floor <= previous) continue;
+          await this.#kv.put(`meta.floor.${device}`, encoder.encode(String(floor)));
+          for (let seq = previous + 1; seq <= floor; seq++) {
+            const keyPath = `changes.${device}.${seq}`;
+            if (this.#kv.capabilities.purge) await this.#kv.purge(keyPath);
+            else await this.#kv.delete(keyPath);
+          }
+          purged[device] = floor - previous;
+        }
+        return purged;
+      } finally {
+        await lease.release().catch(() => undefined);
+      }
+    });
   }
 
   // ------------------------------------------------------------------- close

@@ -168,8 +168,8 @@ export function openEnvelope(
 
 // ---------------------------------------------------------------- changeset body
 
-/** Encodes the events of a changeset. */
-export function encodeChangeset(events: readonly SyncedEvent[]): Uint8Array {
+/** Encodes the events of a changeset and the blobs it references. */
+export function encodeChangeset(events: readonly SyncedEvent[], blobs: readonly string[] = []): Uint8Array {
   const parts: Uint8Array[] = [u32(events.length)];
   for (const event of events) {
     const entity = encoder.encode(event.entity);
@@ -185,15 +185,25 @@ export function encodeChangeset(events: readonly SyncedEvent[]): Uint8Array {
     if (event.correlationId !== undefined) parts.push(uuidBytes(event.correlationId));
     parts.push(u16(event.parents.length), ...event.parents.map(uuidBytes), u32(event.payload.length), event.payload);
   }
+  parts.push(u16(blobs.length));
+  for (const blob of blobs) {
+    const id = encoder.encode(blob);
+    parts.push(new Uint8Array([id.length]), id);
+  }
   return concat(parts);
 }
 
+/** Decodes a changeset body: its events (see {@link decodeChangesetBody} for the blob references too). */
+export function decodeChangeset(bytes: Uint8Array): SyncedEvent[] {
+  return decodeChangesetBody(bytes).events;
+}
+
 /**
- * Decodes the events of a changeset.
+ * Decodes a changeset body: its events and the ids of the blobs it references.
  *
  * @throws {SyncError} `InvalidEnvelope`
  */
-export function decodeChangeset(bytes: Uint8Array): SyncedEvent[] {
+export function decodeChangesetBody(bytes: Uint8Array): { events: SyncedEvent[]; blobs: string[] } {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let at = 0;
   const need = (count: number) => {
@@ -249,8 +259,21 @@ export function decodeChangeset(bytes: Uint8Array): SyncedEvent[] {
     at += length;
     events.push({ id, entity, scope, kind, time, causationId, correlationId, parents, payload, shredded: (flags & 4) !== 0 });
   }
+  need(2);
+  const blobCount = view.getUint16(at, true);
+  at += 2;
+  const blobs: string[] = [];
+  for (let index = 0; index < blobCount; index++) {
+    need(1);
+    const length = bytes[at] as number;
+    need(1 + length);
+    const blob = decoder.decode(bytes.subarray(at + 1, at + 1 + length));
+    if (!/^[0-9a-f]{32,64}$/.test(blob)) throw invalid('a blob id is malformed');
+    blobs.push(blob);
+    at += 1 + length;
+  }
   if (at !== bytes.length) throw invalid('the changeset body has trailing bytes');
-  return events;
+  return { events, blobs };
 }
 
 const hex = Array.from({ length: 256 }, (_, index) => index.toString(16).padStart(2, '0'));

@@ -19,6 +19,16 @@ export const SyncErrorCode = {
   Closed: 'Closed',
   /** Persisting sync state failed. */
   StateFailed: 'StateFailed',
+  /** A changeset written by a member after its removal (or by a reader). */
+  Revoked: 'Revoked',
+  /** This device's schema version is below the library's minimum: it must be upgraded before it syncs. */
+  SchemaTooOld: 'SchemaTooOld',
+  /** Changesets this device still needs were garbage-collected: bootstrap from the snapshot again. */
+  RebootstrapRequired: 'RebootstrapRequired',
+  /** Only an owner may do this (or the device was removed). */
+  NotAllowed: 'NotAllowed',
+  /** A blob is not (yet) in the store, or does not match its id. */
+  BlobMissing: 'BlobMissing',
 } as const;
 
 export type SyncErrorCode = (typeof SyncErrorCode)[keyof typeof SyncErrorCode];

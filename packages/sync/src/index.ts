@@ -18,6 +18,9 @@
  */
 
 export {
+  createLibrary,
+  type Invitation,
+  invitationOf,
   type LibraryConfig,
   openSync,
   type PushStage,
@@ -30,6 +33,7 @@ export {
 export {
   concat,
   decodeChangeset,
+  decodeChangesetBody,
   decodeEnvelope,
   type Envelope,
   type EnvelopeFields,
@@ -51,5 +55,17 @@ export {
   signWith,
   verifySignature,
 } from './identity.js';
+export { decodeKeyWrap, type KeyWrap, unwrapKey, wrapKey, x25519Of } from './keys.js';
 export { type LwwState, lwwDelete, lwwDeleteKind, lwwSet, lwwSetKind, projectLww } from './lww.js';
+export {
+  decodeMembershipEntry,
+  deriveMembership,
+  encodeMembershipEntry,
+  type Member,
+  type MembershipEntry,
+  type MembershipFields,
+  type MembershipOp,
+  type MembershipState,
+  type Role,
+} from './membership.js';
 export type { SyncStateData } from './state.js';

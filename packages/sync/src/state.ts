@@ -15,6 +15,8 @@ export interface PendingPush {
   readonly hash: string;
   /** The local log position of the last event it carries. */
   readonly lastPosition: number;
+  /** Blobs it references (uploaded before it). */
+  readonly blobs?: readonly string[];
 }
 
 /** An event that waits for its causal parents. */
@@ -41,6 +43,8 @@ export interface SyncStateData {
   /** Resume point of the watch on heads. */
   watchCursor: string | undefined;
   parked: ParkedEvent[];
+  /** Blobs added locally that the next changeset references (uploaded before it). */
+  pendingBlobs: string[];
 }
 
 export const zeroHashHex = '0'.repeat(64);
@@ -57,6 +61,7 @@ export function emptyState(device: string): SyncStateData {
     remote: {},
     watchCursor: undefined,
     parked: [],
+    pendingBlobs: [],
   };
 }
 
@@ -79,6 +84,7 @@ export class StateFile {
       if (data.version !== 1 || data.device !== device) {
         throw new SyncError(SyncErrorCode.StateFailed, `${path} belongs to device ${data.device}, not ${device}`);
       }
+      data.pendingBlobs ??= [];
       return data;
     } catch (error) {
       if (error instanceof SyncError) throw error;

@@ -1,0 +1,275 @@
+/**
+ * The membership chain: signed entries at `membership.<author>.<seq>`, each
+ * naming the hashes of the entries its author had seen (its causal parents).
+ * The membership of a library is derived by applying the entries in a
+ * deterministic topological order (parents first, ties broken by hash): an
+ * entry takes effect only when its author is an owner in the state its
+ * causal history produces. Wall-clock time plays no part.
+ * Format: docs/formats/sync-membership.md.
+ */
+import type { Hashers } from '@weft/eventlog';
+import { concat } from './envelope.js';
+import { SyncError, SyncErrorCode } from './errors.js';
+import { type DeviceIdentity, type DevicePublic, deviceIdOf, signWith, verifySignature } from './identity.js';
+
+export type Role = 'owner' | 'member' | 'reader';
+export type MembershipOp = 'add' | 'remove' | 'role';
+
+const magic = new Uint8Array([0x57, 0x4d, 0x45, 0x4d]); // "WMEM"
+const version = 1;
+const opCodes: Record<MembershipOp, number> = { add: 1, remove: 2, role: 3 };
+const opNames: Record<number, MembershipOp> = { 1: 'add', 2: 'remove', 3: 'role' };
+const roleCodes: Record<Role, number> = { owner: 1, member: 2, reader: 3 };
+const roleNames: Record<number, Role> = { 1: 'owner', 2: 'member', 3: 'reader' };
+const encoder = new TextEncoder();
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+/** What a membership entry says. */
+export interface MembershipFields {
+  readonly op: MembershipOp;
+  readonly author: string;
+  readonly seq: number;
+  /** hex hashes of the entries the author had seen that no other entry it had seen follows. */
+  readonly parents: readonly string[];
+  readonly subject: string;
+  readonly subjectKey: Uint8Array;
+  readonly subjectX25519: Uint8Array;
+  readonly role: Role;
+  /** For `remove`: the key generation the library rotates to; otherwise the generation in force. */
+  readonly keyGeneration: number;
+  /** For `remove`: the subject's last changeset the author accepted; later ones are rejected everywhere. */
+  readonly cutoff: number;
+}
+
+/** A decoded, signature-checked entry. */
+export interface MembershipEntry extends MembershipFields {
+  readonly authorKey: Uint8Array;
+  /** hex BLAKE3 of the whole entry. */
+  readonly hash: string;
+}
+
+/** A member as the derived state knows it. */
+export interface Member {
+  readonly deviceId: string;
+  readonly publicKey: Uint8Array;
+  readonly x25519PublicKey: Uint8Array;
+  readonly role: Role;
+  /** Set once removed: changesets after this seq are rejected. */
+  readonly removedAfter: number | undefined;
+}
+
+/** The membership a set of entries produces. */
+export interface MembershipState {
+  /** Every device ever added, removed ones included (with `removedAfter`). */
+  readonly members: ReadonlyMap<string, Member>;
+  /** The key generation in force. */
+  readonly generation: number;
+  /** Devices that have been owners at some point (their key wraps are trusted). */
+  readonly everOwners: ReadonlySet<string>;
+  /** Entries that were not applied, with why. */
+  readonly rejected: ReadonlyArray<{ readonly hash: string; readonly author: string; readonly reason: string }>;
+  /** Entries waiting for parents not yet seen. */
+  readonly waiting: number;
+  /** Entry hashes that no other entry follows: the parents of the next entry. */
+  readonly tips: readonly string[];
+  /** Per author, the highest entry seq seen. */
+  readonly authorSeqs: ReadonlyMap<string, number>;
+}
+
+function u32(value: number): Uint8Array {
+  const bytes = new Uint8Array(4);
+  new DataView(bytes.buffer).setUint32(0, value, true);
+  return bytes;
+}
+
+function u64(value: number): Uint8Array {
+  const bytes = new Uint8Array(8);
+  new DataView(bytes.buffer).setBigUint64(0, BigInt(value), true);
+  return bytes;
+}
+
+function text8(value: string): Uint8Array {
+  const bytes = encoder.encode(value);
+  if (bytes.length === 0 || bytes.length > 255) throw new SyncError(SyncErrorCode.InvalidArgument, 'a device id is 1 to 255 bytes');
+  return concat([new Uint8Array([bytes.length]), bytes]);
+}
+
+/** Encodes and signs an entry. */
+export function encodeMembershipEntry(fields: MembershipFields, author: DeviceIdentity): Uint8Array {
+  if (fields.parents.length > 255) throw new SyncError(SyncErrorCode.InvalidArgument, 'at most 255 parents');
+  const signed = concat([
+    magic,
+    new Uint8Array([version, opCodes[fields.op], roleCodes[fields.role]]),
+    text8(fields.author),
+    u64(fields.seq),
+    new Uint8Array([fields.parents.length]),
+    ...fields.parents.map((parent) => new Uint8Array(Buffer.from(parent, 'hex'))),
+    text8(fields.subject),
+    fields.subjectKey,
+    fields.subjectX25519,
+    u32(fields.keyGeneration),
+    u64(fields.cutoff),
+    author.publicKey,
+  ]);
+  return concat([signed, signWith(author, signed)]);
+}
+
+/**
+ * Decodes an entry and checks its signature and that its author key is its author's.
+ *
+ * @throws {SyncError} `InvalidEnvelope`, `Forged`
+ */
+export function decodeMembershipEntry(bytes: Uint8Array, hashers: Hashers): MembershipEntry {
+  const invalid = (why: string) => new SyncError(SyncErrorCode.InvalidEnvelope, `membership entry: ${why}`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let at = 0;
+  const need = (count: number) => {
+    if (at + count > bytes.length) throw invalid('cut short');
+  };
+  need(7);
+  for (let index = 0; index < 4; index++) if (bytes[index] !== magic[index]) throw invalid('bad magic');
+  if (bytes[4] !== version) throw invalid(`unsupported version ${bytes[4]}`);
+  const op = opNames[bytes[5] as number];
+  const role = roleNames[bytes[6] as number];
+  if (op === undefined || role === undefined) throw invalid('unknown operation or role');
+  at = 7;
+  const readText = () => {
+    need(1);
+    const length = bytes[at] as number;
+    need(1 + length);
+    try {
+      const value = decoder.decode(bytes.subarray(at + 1, at + 1 + length));
+      at += 1 + length;
+      return value;
+    } catch {
+      throw invalid('a device id is not UTF-8');
+    }
+  };
+  const author = readText();
+  need(9);
+  const seq = Number(view.getBigUint64(at, true));
+  const parentCount = bytes[at + 8] as number;
+  at += 9;
+  need(parentCount * 32);
+  const parents: string[] = [];
+  for (let index = 0; index < parentCount; index++)
+    parents.push(Buffer.from(bytes.subarray(at + index * 32, at + index * 32 + 32)).toString('hex'));
+  at += parentCount * 32;
+  const subject = readText();
+  need(32 + 32 + 4 + 8 + 32 + 64);
+  const subjectKey = bytes.slice(at, at + 32);
+  const subjectX25519 = bytes.slice(at + 32, at + 64);
+  const keyGeneration = view.getUint32(at + 64, true);
+  const cutoff = Number(view.getBigUint64(at + 68, true));
+  const authorKey = bytes.slice(at + 76, at + 108);
+  const signedEnd = at + 108;
+  if (bytes.length !== signedEnd + 64) throw invalid('trailing bytes');
+  if (!verifySignature(authorKey, bytes.subarray(0, signedEnd), bytes.subarray(signedEnd))) {
+    throw new SyncError(SyncErrorCode.Forged, `membership entry ${author}.${seq}: the signature does not verify`, { device: author, seq });
+  }
+  if (deviceIdOf(authorKey) !== author)
+    throw new SyncError(SyncErrorCode.Forged, `membership entry ${author}.${seq}: the author key is not ${author}'s`, {
+      device: author,
+      seq,
+    });
+  return {
+    op,
+    author,
+    seq,
+    parents,
+    subject,
+    subjectKey,
+    subjectX25519,
+    role,
+    keyGeneration,
+    cutoff,
+    authorKey,
+    hash: Buffer.from(hashers.blake3(bytes)).toString('hex'),
+  };
+}
+
+/** Applies entries in causal order, from the founder's genesis entry. */
+export function deriveMembership(entries: readonly MembershipEntry[], founder: DevicePublic): MembershipState {
+  const byHash = new Map(entries.map((entry) => [entry.hash, entry]));
+  const members = new Map<string, Member>();
+  const everOwners = new Set<string>();
+  const rejected: Array<{ hash: string; author: string; reason: string }> = [];
+  const authorSeqs = new Map<string, number>();
+  for (const entry of entries) authorSeqs.set(entry.author, Math.max(authorSeqs.get(entry.author) ?? 0, entry.seq));
+  let generation = 0;
+  // Entries whose parents are all known, applied parents first, ties by hash.
+  const known = new Set<string>();
+  const ready = (entry: MembershipEntry) => entry.parents.every((parent) => known.has(parent));
+  let pending = [...byHash.values()];
+  for (;;) {
+    const next = pending.filter(ready).sort((a, b) => (a.hash < b.hash ? -1 : 1))[0];
+    if (next === undefined) break;
+    pending = pending.filter((entry) => entry !== next);
+    known.add(next.hash);
+    const reason = applyEntry(next);
+    if (reason !== undefined) rejected.push({ hash: next.hash, author: next.author, reason });
+  }
+  function activeOwners(): number {
+    let count = 0;
+    for (const member of members.values()) if (member.role === 'owner' && member.removedAfter === undefined) count++;
+    return count;
+  }
+  function applyEntry(entry: MembershipEntry): string | undefined {
+    if (members.size === 0) {
+      const genesis =
+        entry.op === 'add' &&
+        entry.author === founder.deviceId &&
+        entry.subject === founder.deviceId &&
+        entry.role === 'owner' &&
+        Buffer.from(entry.authorKey).equals(Buffer.from(founder.publicKey));
+      if (!genesis) return 'before the founder created the library';
+      members.set(entry.subject, {
+        deviceId: entry.subject,
+        publicKey: entry.subjectKey,
+        x25519PublicKey: entry.subjectX25519,
+        role: 'owner',
+        removedAfter: undefined,
+      });
+      everOwners.add(entry.subject);
+      return undefined;
+    }
+    const author = members.get(entry.author);
+    if (author === undefined || author.removedAfter !== undefined || author.role !== 'owner')
+      return `${entry.author} is not an owner at this point`;
+    if (!Buffer.from(author.publicKey).equals(Buffer.from(entry.authorKey))) return 'the author key is not the member key';
+    const subject = members.get(entry.subject);
+    switch (entry.op) {
+      case 'add':
+        if (subject !== undefined)
+          return subject.removedAfter === undefined
+            ? `${entry.subject} is already a member`
+            : `${entry.subject} was removed; add a new identity instead`;
+        if (deviceIdOf(entry.subjectKey) !== entry.subject) return 'the subject key is not the subject device id';
+        members.set(entry.subject, {
+          deviceId: entry.subject,
+          publicKey: entry.subjectKey,
+          x25519PublicKey: entry.subjectX25519,
+          role: entry.role,
+          removedAfter: undefined,
+        });
+        if (entry.role === 'owner') everOwners.add(entry.subject);
+        return undefined;
+      case 'remove':
+        if (subject === undefined || subject.removedAfter !== undefined) return `${entry.subject} is not a member`;
+        if (subject.role === 'owner' && activeOwners() === 1) return 'the last owner cannot be removed';
+        if (entry.keyGeneration <= generation) return `a removal must rotate to a new key generation (in force: ${generation})`;
+        members.set(entry.subject, { ...subject, removedAfter: entry.cutoff });
+        generation = entry.keyGeneration;
+        return undefined;
+      case 'role':
+        if (subject === undefined || subject.removedAfter !== undefined) return `${entry.subject} is not a member`;
+        if (subject.role === 'owner' && entry.role !== 'owner' && activeOwners() === 1) return 'the last owner cannot step down';
+        members.set(entry.subject, { ...subject, role: entry.role });
+        if (entry.role === 'owner') everOwners.add(entry.subject);
+        return undefined;
+    }
+  }
+  const referenced = new Set(entries.flatMap((entry) => entry.parents));
+  const tips = [...known].filter((hash) => !referenced.has(hash)).sort();
+  return { members, generation, everOwners, rejected, waiting: pending.length, tips, authorSeqs };
+}
