@@ -370,9 +370,10 @@ export class NatsKvStore implements KvStore {
     const doomed: StreamedMessage[] = [];
     const controller = new AbortController();
     const signal = AbortSignal.any([controller.signal, this.#closing.signal]);
+    const head = (await this.#streamInfo()).state.last_seq;
     try {
       for await (const message of this.#consume(undefined, { policy: 'last-per-subject' }, true, signal)) {
-        if (message === 'caught-up') break;
+        if (message === 'caught-up' || message.seq > head) break;
         if (message.op !== 'put' && message.timeMs <= cutoff) doomed.push(message);
         if (message.pending === 0) break;
       }
@@ -646,6 +647,8 @@ export class NatsKvStore implements KvStore {
       async *[Symbol.asyncIterator]() {
         const controller = new AbortController();
         const signal = AbortSignal.any([controller.signal, store.#closing.signal]);
+        // The listing is of the bucket as of now: it ends at today's last sequence even while writes go on.
+        const head = (await store.#streamInfo()).state.last_seq;
         try {
           for await (const message of store.#consume(
             prefix === undefined ? undefined : [prefix],
@@ -653,7 +656,7 @@ export class NatsKvStore implements KvStore {
             headersOnly,
             signal,
           )) {
-            if (message === 'caught-up') return;
+            if (message === 'caught-up' || message.seq > head) return;
             if (message.op === 'put' && keyMatchesPrefix(message.key, prefix)) {
               yield { key: message.key, value: message.data, version: versionOf(message.seq, 'put') };
             }

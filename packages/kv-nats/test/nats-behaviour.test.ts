@@ -160,6 +160,26 @@ describe.skipIf(natsMissing !== undefined)('nats backend behaviour on a real ser
     expect(KvError.is(unreachable, 'ConnectionFailed'), String(unreachable)).toBe(true);
   });
 
+  it('a listing ends at the bucket as it was when it started, even when every step of it is followed by a write', async () => {
+    const store = await openNatsKv({ servers: server.url, bucket: 'busy', create: true });
+    const writer = await openNatsKv({ connection: raw, bucket: 'busy' });
+    try {
+      for (let index = 0; index < 600; index++) await store.put(`k.${index}`, bytes('v'));
+      const listed: string[] = [];
+      let writes = 0;
+      for await (const key of store.keys()) {
+        listed.push(key);
+        await writer.put(`k.${writes++ % 600}`, bytes('changed'));
+        if (listed.length > 5000) break;
+      }
+      expect(listed.length).toBeGreaterThanOrEqual(600);
+      expect(listed.length).toBeLessThan(5000);
+    } finally {
+      await writer.close();
+      await store.close();
+    }
+  });
+
   it('close() leaves a caller-owned connection open', async () => {
     const store = await openNatsKv({ connection: raw, bucket: 'owned', create: true });
     await store.close();

@@ -14,6 +14,12 @@ export class LocalBlobStore {
     this.#dir = `${stateDir}/blobs`;
   }
 
+  /** Ids of every blob stored here. */
+  async list(): Promise<string[]> {
+    if (!(await this.fs.exists(this.#dir))) return [];
+    return (await this.fs.readdir(this.#dir)).filter((name) => /^[0-9a-f]{64}$/.test(name)).sort();
+  }
+
   async has(id: string): Promise<boolean> {
     return this.fs.exists(`${this.#dir}/${id}`);
   }

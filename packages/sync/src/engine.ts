@@ -155,6 +155,8 @@ interface HeadValue {
   readonly time: number;
   /** Per other device, the last changeset this device applied: what garbage collection may not go past. */
   readonly applied?: Readonly<Record<string, number>>;
+  /** Set by an owner removing the device: the head never moves again, and `seq` is its last accepted changeset. */
+  readonly frozen?: boolean;
 }
 
 function parseHead(value: Uint8Array): HeadValue | undefined {
@@ -165,6 +167,7 @@ function parseHead(value: Uint8Array): HeadValue | undefined {
         seq: parsed.seq,
         time: Number(parsed.time) || 0,
         ...(typeof parsed.applied === 'object' && parsed.applied !== null ? { applied: parsed.applied } : {}),
+        ...(parsed.frozen === true ? { frozen: true } : {}),
       };
   } catch {
     // a malformed head is ignored: heads are hints, changesets are verified
@@ -527,9 +530,18 @@ export class Sync implements AsyncDisposable {
     const deadline = this.#clock() + (options.timeoutMs ?? 30_000);
     for (;;) {
       try {
-        await this.refreshHeads();
-        await this.syncOnce();
-        if (this.#caughtUp()) return;
+        // A round that hangs (a store that stops answering) must not outlive the deadline.
+        const round = (async () => {
+          await this.refreshHeads();
+          await this.syncOnce();
+        })();
+        const remaining = Math.max(0, deadline - this.#clock());
+        const outcome = await Promise.race([
+          round.then(() => 'done' as const),
+          sleep(remaining, this.#closing.signal).then(() => 'late' as const),
+        ]);
+        if (outcome === 'late') round.catch(() => undefined);
+        else if (this.#caughtUp()) return;
       } catch (error) {
         if (SyncError.is(error, SyncErrorCode.Closed)) throw error;
         this.#lastError = error instanceof Error ? error.message : String(error);
@@ -645,6 +657,8 @@ export class Sync implements AsyncDisposable {
       const generation = this.#generation();
       const key = this.#keys.get(generation);
       if (self === undefined || self.removedAfter !== undefined || self.role === 'reader' || key === undefined) return false;
+      // Only what is durable here is pushed: a crash must never leave the store holding events this log lost.
+      await this.#log.flush();
       const events = await this.#collectLocal();
       const blobs = [...this.#state.pendingBlobs];
       if (events.length === 0 && blobs.length === 0) return false;
@@ -705,7 +719,9 @@ export class Sync implements AsyncDisposable {
     const collected: Array<{ position: number; event: SyncedEvent }> = [];
     const budget = Math.max(1024, this.#kv.capabilities.maxValueBytes - 4096);
     let bytes = 0;
+    const durable = this.#log.durableHead;
     for await (const event of this.#log.read(this.#state.pushedPosition + 1)) {
+      if (event.position > durable) break;
       if (inRanges(this.#state.imported, event.position)) continue;
       const size = event.payload.length + 128 + event.entity.length + event.scope.length + 16 * event.parents.length;
       if (collected.length > 0 && (collected.length >= this.#maxEvents || bytes + size > budget)) break;
@@ -758,6 +774,13 @@ export class Sync implements AsyncDisposable {
       const current = await this.#kv.get(key);
       const head = current === undefined ? undefined : parseHead(current.value);
       const behind = Object.entries(applied).some(([device, value]) => (head?.applied?.[device] ?? 0) < value);
+      if (head?.frozen === true) {
+        if (head.seq >= seq) return;
+        throw new SyncError(
+          SyncErrorCode.NotAllowed,
+          `${this.device} was removed from the library: its head is frozen at changeset ${head.seq}`,
+        );
+      }
       if (head !== undefined && head.seq >= seq && !behind) return;
       const value = encoder.encode(
         JSON.stringify({
@@ -1164,17 +1187,24 @@ export class Sync implements AsyncDisposable {
 
   async #writeWrap(member: { deviceId: string; x25519PublicKey: Uint8Array }, generation: number, key: Uint8Array): Promise<void> {
     const keyPath = `keys.${member.deviceId}.${generation}`;
-    try {
-      await this.#kv.create(keyPath, wrapKey(key, generation, member, this.#identity, this.#library.id, this.#cipher));
-    } catch (error) {
-      if (!KvError.is(error, KvErrorCode.AlreadyExists)) throw error;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      try {
+        await this.#kv.create(keyPath, wrapKey(key, generation, member, this.#identity, this.#library.id, this.#cipher));
+        return;
+      } catch (error) {
+        if (KvError.is(error, KvErrorCode.AlreadyExists)) return;
+        // The create may have landed: a wrap that is there is as good as ours.
+        if (!KvError.is(error, KvErrorCode.Indeterminate)) throw error;
+        if ((await this.#kv.get(keyPath)) !== undefined) return;
+      }
     }
   }
 
   /**
    * Adds a device (owner only): wraps every key generation for it, then
    * writes the membership entry. The new device bootstraps from the
-   * snapshot, or replays the changesets, with what it is given.
+   * snapshot, or replays the changesets, with what it is given. Safe to
+   * retry: adding a current member only makes sure its key wraps are there.
    *
    * @throws {SyncError} `NotAllowed`
    */
@@ -1188,6 +1218,8 @@ export class Sync implements AsyncDisposable {
         const key = this.#keys.get(generation);
         if (key !== undefined) await this.#writeWrap(invitation, generation, key);
       }
+      const existing = membership.members.get(invitation.deviceId);
+      if (existing !== undefined && existing.removedAfter === undefined) return;
       await this.#writeEntry({
         op: 'add',
         subject: invitation.deviceId,
@@ -1218,7 +1250,9 @@ export class Sync implements AsyncDisposable {
       if (subject === undefined || subject.removedAfter !== undefined)
         throw new SyncError(SyncErrorCode.InvalidArgument, `${deviceId} is not a member`);
       if (deviceId !== this.device) await this.#pullAll();
-      const cutoff = deviceId === this.device ? this.#state.lastSeq : (this.#state.remote[deviceId]?.seq ?? 0);
+      // Freeze the device's head first (compare-and-swap, so it cannot race the device's own head update):
+      // every changeset it published before is accepted everywhere, nothing it publishes after is.
+      const cutoff = await this.#freezeHead(deviceId);
       const generation = membership.generation + 1;
       const key = new Uint8Array(randomBytes(32));
       for (const member of membership.members.values()) {
@@ -1237,6 +1271,30 @@ export class Sync implements AsyncDisposable {
       this.#notify();
       return { generation, cutoff };
     });
+  }
+
+  /** Marks `heads.<device>` frozen at its current seq with compare-and-swap; returns that seq. */
+  async #freezeHead(deviceId: string): Promise<number> {
+    const key = `heads.${deviceId}`;
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const current = await this.#kv.get(key);
+      const head = current === undefined ? undefined : parseHead(current.value);
+      if (head?.frozen === true) return head.seq;
+      const frozen = encoder.encode(JSON.stringify({ ...(head ?? { seq: 0 }), time: this.#clock(), frozen: true } satisfies HeadValue));
+      try {
+        if (current === undefined) await this.#kv.create(key, frozen);
+        else await this.#kv.update(key, frozen, current.version);
+        return head?.seq ?? 0;
+      } catch (error) {
+        if (
+          !KvError.is(error, KvErrorCode.AlreadyExists) &&
+          !KvError.is(error, KvErrorCode.RevisionMismatch) &&
+          !KvError.is(error, KvErrorCode.Indeterminate)
+        )
+          throw error;
+      }
+    }
+    throw new SyncError(SyncErrorCode.StateFailed, `could not freeze ${key}`);
   }
 
   /** Changes a member's role (owner only). */
@@ -1339,7 +1397,10 @@ export class Sync implements AsyncDisposable {
             shredded: event.disposition === 'shredded',
           });
         }
-        const body = encodeSnapshotBody(cursors, encodeChangeset(events));
+        // Blobs referenced so far travel with the snapshot (those still queued here travel with the next changeset).
+        const queued = new Set(this.#state.pendingBlobs);
+        const blobs = (await this.#blobs.list()).filter((blob) => !queued.has(blob));
+        const body = encodeSnapshotBody(cursors, encodeChangeset(events, blobs));
         const id = randomBytes(12).toString('hex');
         const chunkSize = Math.max(1024, this.#kv.capabilities.maxValueBytes - 4096);
         const chunks = Math.max(1, Math.ceil(body.length / chunkSize));
@@ -1382,7 +1443,13 @@ export class Sync implements AsyncDisposable {
 
   /** Reads and checks the current snapshot; `undefined` when there is none. */
   async #readSnapshot(): Promise<
-    { manifest: { id: string; createdAt: number; cursors: SnapshotCursors }; cursors: SnapshotCursors; events: SyncedEvent[] } | undefined
+    | {
+        manifest: { id: string; createdAt: number; cursors: SnapshotCursors };
+        cursors: SnapshotCursors;
+        events: SyncedEvent[];
+        blobs: string[];
+      }
+    | undefined
   > {
     const pointer = await this.#kv.get('snapshot.current');
     if (pointer === undefined) return undefined;
@@ -1422,7 +1489,8 @@ export class Sync implements AsyncDisposable {
     if (hexOf(this.#hashers.blake3(body)) !== manifest.bodyHash)
       throw new SyncError(SyncErrorCode.DecryptionFailed, `snapshot ${id} does not match its manifest`);
     const { cursors, changeset } = decodeSnapshotBody(body);
-    return { manifest, cursors, events: decodeChangeset(changeset) };
+    const { events, blobs } = decodeChangesetBody(changeset);
+    return { manifest, cursors, events, blobs };
   }
 
   /**
@@ -1444,6 +1512,11 @@ export class Sync implements AsyncDisposable {
     {
       const snapshot = await this.#readSnapshot();
       if (snapshot === undefined) return false;
+      // Like a changeset, a snapshot counts only once the blobs it references are here.
+      for (const blob of snapshot.blobs) {
+        if (!(await this.#fetchBlob(blob)))
+          throw new SyncError(SyncErrorCode.BlobMissing, `blob ${blob} of snapshot ${snapshot.manifest.id} is not in the store`);
+      }
       await this.#apply('snapshot', snapshot.events);
       for (const [device, cursor] of Object.entries(snapshot.cursors)) {
         if (device === this.device) continue;

@@ -35,9 +35,13 @@ describe('sync between devices on one in-memory KV server', () => {
       identities.map(async (identity) => openDevice(identity, library, await openMemoryKv({ server, bucket: 'lib' }))),
     );
     if (a === undefined || b === undefined) throw new Error('devices');
+    // A millisecond apart, so the later write has the later hybrid-logical-clock time.
+    const tick = () => new Promise((resolve) => setTimeout(resolve, 2));
     await lwwSet(a.log, 'settings', 'theme', bytes('dark'));
+    await tick();
     await lwwSet(b.log, 'settings', 'theme', bytes('light'));
     await lwwSet(a.log, 'settings', 'lang', bytes('en'));
+    await tick();
     await lwwDelete(b.log, 'settings', 'lang');
     for (let round = 0; round < 2; round++) for (const device of [a, b]) await device.sync.waitUntilCaughtUp();
     const onA = await projectLww(a.log, 'settings');

@@ -208,6 +208,30 @@ export const contractChecks: ConformanceCheck[] = [
     expect(Array.isArray(iterable)).toBe(false);
   }),
 
+  check('reads', 'keys and scan finish while other clients keep writing, and list every key that stayed', async (context) => {
+    const store = await context.open();
+    const writers = await Promise.all([context.open(), context.open(), context.open(), context.open()]);
+    for (let index = 0; index < 50; index++) await store.put(`stable.${index}`, bytes('s'));
+    let writing = true;
+    // Several clients keep the bucket busy, so a listing that waits for a quiet moment never ends.
+    const busy = Promise.all(
+      writers.map(async (writer, index) => {
+        for (let round = 0; writing && round < 10_000; round++) await writer.put(`churn.${index}.${round % 5}`, bytes(String(round)));
+      }),
+    );
+    try {
+      for (let pass = 0; pass < 3; pass++) {
+        const keys = await drain(store.keys('stable'));
+        expect(keys.length).toBe(50);
+        const all = await drain(store.scan());
+        expect(all.filter((entry) => entry.key.startsWith('stable.')).length).toBe(50);
+      }
+    } finally {
+      writing = false;
+      await busy;
+    }
+  }),
+
   // -------------------------------------------------------------- writes
   check('writes', 'create fails with AlreadyExists on a live value and succeeds over a tombstone', async (context) => {
     const store = await context.open();
