@@ -8,7 +8,7 @@ import { MemoryFileSystem, openEventLog } from '@weft/eventlog';
 import type { KvStore } from '@weft/kv';
 import { openNatsKv } from '@weft/kv-nats';
 import { openRedisKv } from '@weft/kv-redis';
-import { lwwSet, openSync, projectLww } from '@weft/sync';
+import { createIdentity, createLibrary, invitationOf, lwwSet, openSync, projectLww, type Sync } from '@weft/sync';
 import { natsUnavailable, redisUnavailable, startNatsServer, startRedisServer } from '@weft/test-servers';
 import { describe, expect, it } from 'vitest';
 import { bytes, type Device, eventSet, kind, makeLibrary, text } from './helpers.js';
@@ -91,6 +91,69 @@ for (const backend of backends) {
           await device.sync.close();
           await device.log.close();
           await device.kv.close();
+        }
+        await stop();
+      }
+    }, 120_000);
+  });
+}
+
+for (const backend of backends) {
+  describe.skipIf(backend.missing !== undefined)(`membership on a real ${backend.name} server`, () => {
+    it('adds a third device from a snapshot, removes a device, and rotates the key end to end', async () => {
+      const { open, stop } = await backend.start();
+      const nodes: Array<{ log: Awaited<ReturnType<typeof openEventLog>>; sync: Sync; kv: KvStore }> = [];
+      const openNode = async (identity: ReturnType<typeof createIdentity>, library: Awaited<ReturnType<typeof createLibrary>>) => {
+        const kv = await open();
+        const log = await openEventLog({ dir: '/device', fs: new MemoryFileSystem(), encryption: {} });
+        const sync = await openSync({ log, kv, identity, library, live: true, pollIntervalMs: 200 });
+        const node = { log, sync, kv };
+        nodes.push(node);
+        return node;
+      };
+      try {
+        const ownerIdentity = createIdentity();
+        const library = await createLibrary({ kv: await open(), identity: ownerIdentity, id: `lib-${backend.name}` });
+        const owner = await openNode(ownerIdentity, library);
+        const leaving = createIdentity();
+        const leaver = await openNode(leaving, library);
+        await owner.sync.addMember(invitationOf(leaving));
+        for (let n = 0; n < 5; n++) {
+          await owner.log.append({ entity: 'doc', kind, payload: bytes(`owner-${backend.name}-${n}`) });
+          await leaver.log.append({ entity: 'doc', kind, payload: bytes(`leaver-${backend.name}-${n}`) });
+        }
+        for (const node of [owner, leaver, owner]) await node.sync.waitUntilCaughtUp({ timeoutMs: 60_000 });
+        expect(await owner.sync.publishSnapshot()).toBeDefined();
+
+        // A third device joins and bootstraps from the snapshot.
+        const joining = createIdentity();
+        const third = await openNode(joining, library);
+        await owner.sync.addMember(invitationOf(joining));
+        await third.sync.waitUntilCaughtUp({ timeoutMs: 60_000 });
+        expect(await eventSet(third.log)).toEqual(await eventSet(owner.log));
+        expect((await eventSet(third.log)).length).toBe(10);
+
+        // The owner removes a device: the key rotates, the others adopt it, the removed one reads nothing new.
+        const { generation } = await owner.sync.removeMember(leaving.deviceId);
+        expect(generation).toBe(1);
+        await owner.log.append({ entity: 'doc', kind, payload: bytes(`after-rotation-${backend.name}`) });
+        for (const node of [owner, third, leaver, owner, third]) await node.sync.waitUntilCaughtUp({ timeoutMs: 60_000 });
+        expect(third.sync.status().keyGeneration).toBe(1);
+        expect(third.sync.status().rotationPending).toBe(false);
+        expect(await eventSet(third.log)).toEqual(await eventSet(owner.log));
+        expect((await eventSet(third.log)).some((line) => line.includes('after-rotation'))).toBe(true);
+        expect((await eventSet(leaver.log)).some((line) => line.includes('after-rotation'))).toBe(false);
+        expect(leaver.sync.status().role).toBeUndefined();
+        const raw = await open();
+        for await (const entry of raw.scan()) {
+          expect(Buffer.from(entry.value).toString('latin1').includes(`-${backend.name}-`), `plaintext in ${entry.key}`).toBe(false);
+        }
+        await raw.close();
+      } finally {
+        for (const node of nodes) {
+          await node.sync.close();
+          await node.log.close();
+          await node.kv.close();
         }
         await stop();
       }
