@@ -52,6 +52,14 @@ export interface EventLogOptions {
   readonly clock?: () => number;
   /** Encrypt every non-reserved payload (see the README): `{ granularity, masterKey }`. */
   readonly encryption?: EncryptionOptions;
+  /**
+   * Open for reading only, next to a writer in another process: no lock is
+   * taken and nothing is written or repaired; `refresh()` (and subscriptions,
+   * every `pollIntervalMs`) pick up what the writer appended since.
+   */
+  readonly readOnly?: boolean;
+  /** For read-only logs: how often subscriptions look for new appends. @default 250 */
+  readonly pollIntervalMs?: number;
 }
 
 /** @internal the seam encryption plugs into: turns payloads into stored bytes and back. */
@@ -62,6 +70,8 @@ export interface PayloadCodec {
   checkRecovered?(header: FrameHeader): void;
   /** Destroys keys durably; returns how many. */
   shred?(target: ShredTarget): Promise<number>;
+  /** Read-only logs: reads keys the writer added since. */
+  reload?(): Promise<void>;
   seal(input: SealInput): { stored: Uint8Array; encryption: FrameHeader['encryption'] };
   open(header: FrameHeader, stored: Uint8Array): { payload: Uint8Array; disposition: LogEvent['disposition'] };
 }
@@ -198,6 +208,11 @@ function ioFailed(action: string, error: unknown): EventLogError {
  */
 export async function openEventLog(options: EventLogOptions): Promise<EventLog> {
   if (options?.encryption === undefined) return EventLog.open(options, () => Promise.resolve(plainCodec));
+  if (options.readOnly === true) {
+    return EventLog.open(options, async (fs, hashers, hasSegments) =>
+      EncryptedCodec.open(fs, options.dir, options.encryption as EncryptionOptions, hashers, hasSegments, true),
+    );
+  }
   return EventLog.open(options, async (fs, hashers, hasSegments) =>
     EncryptedCodec.open(fs, options.dir, options.encryption as EncryptionOptions, hashers, hasSegments),
   );
@@ -240,6 +255,8 @@ export class EventLog implements AsyncDisposable {
   #closed = false;
   #intervalTimer: NodeJS.Timeout | undefined;
   #waiters = new Set<() => void>();
+  readonly readOnly: boolean;
+  readonly #pollIntervalMs: number;
 
   private constructor(options: EventLogOptions, fs: LogFileSystem, hashers: Hashers) {
     this.dir = options.dir;
@@ -252,6 +269,8 @@ export class EventLog implements AsyncDisposable {
     this.#gates = options.gates ?? [];
     this.#clockSource = options.clock ?? Date.now;
     this.#ids = new UuidV7Generator();
+    this.readOnly = options.readOnly === true;
+    this.#pollIntervalMs = options.pollIntervalMs ?? 250;
     this.#hlc = new HybridLogicalClock(this.#clockSource);
   }
 
@@ -274,16 +293,17 @@ export class EventLog implements AsyncDisposable {
     const fs = options.fs ?? nodeFileSystem;
     const hashers = await loadHashers();
     const log = new EventLog(options, fs, hashers);
-    await log.#acquireLock();
+    if (log.readOnly && !(await fs.exists(options.dir))) throw invalidArgument(`${options.dir} holds no log`);
+    if (!log.readOnly) await log.#acquireLock();
     try {
       const hasSegments = (await fs.readdir(options.dir)).some((name) => segmentPattern.test(name));
       log.#codec = await makeCodec(fs, hashers, hasSegments);
       await log.#recover();
     } catch (error) {
-      await log.#releaseLock().catch(() => undefined);
+      if (!log.readOnly) await log.#releaseLock().catch(() => undefined);
       throw error;
     }
-    if (sync === 'interval') {
+    if (sync === 'interval' && !log.readOnly) {
       log.#intervalTimer = setInterval(() => void log.flush().catch(() => undefined), log.#syncIntervalMs);
       log.#intervalTimer.unref();
     }
@@ -937,7 +957,10 @@ export class EventLog implements AsyncDisposable {
         yield { type: 'caughtUp', position: end };
         continue;
       }
-      await this.#waitForWrite(signal);
+      if (this.readOnly) {
+        await sleep(this.#pollIntervalMs, signal);
+        if (!this.#closed) await this.refresh();
+      } else await this.#waitForWrite(signal);
     }
   }
 
@@ -1112,7 +1135,7 @@ export class EventLog implements AsyncDisposable {
     const names = (await this.#fs.readdir(this.dir)).filter((name) => segmentPattern.test(name)).sort();
     for (const [index, name] of names.entries()) {
       const last = index === names.length - 1;
-      const file = await this.#fs.open(joinPath(this.dir, name));
+      const file = await this.#fs.open(joinPath(this.dir, name), { readOnly: this.readOnly });
       const expectedFirst = Number(segmentPattern.exec(name)?.[1]);
       const size = await file.size();
       const corrupt = (offset: number, detail: string) =>
@@ -1122,8 +1145,9 @@ export class EventLog implements AsyncDisposable {
         });
       if (size < segmentHeaderSize) {
         if (!last) throw corrupt(0, 'the segment header is incomplete');
-        // A segment whose creation was cut short: nothing in it was ever acknowledged.
+        // A segment whose creation was cut short (or, read-only, is being created): nothing in it was acknowledged.
         await file.close();
+        if (this.readOnly) continue;
         await this.#fs.unlink(joinPath(this.dir, name));
         await this.#fs.syncDir(this.dir);
         continue;
@@ -1139,53 +1163,108 @@ export class EventLog implements AsyncDisposable {
         throw corrupt(16, `first position ${header.firstPosition} does not follow position ${this.#head}`);
       }
       const segmentIndex = this.#segments.length;
-      let offset = segmentHeaderSize;
-      let batchStart = offset;
-      let batchFrames: Array<{ header: FrameHeader; offset: number; size: number; payload: Uint8Array }> = [];
-      let validEnd = offset;
-      let problem: string | undefined;
-      while (offset < size) {
-        const frame = readFrame(bytes, offset, this.#hashers.crc32c);
-        if ('problem' in frame) {
-          problem = frame.detail;
-          break;
-        }
-        const frameHeader = frame.header;
-        const expectedPosition = this.#head + 1 + batchFrames.length;
-        if (frameHeader.position !== expectedPosition) {
-          problem = `position ${frameHeader.position}, expected ${expectedPosition}`;
-          break;
-        }
-        if (
-          frameHeader.batchIndex !== batchFrames.length ||
-          (batchFrames.length > 0 && batchFrames[0]?.header.batchCount !== frameHeader.batchCount)
-        ) {
-          problem = `frame ${frameHeader.batchIndex} of a batch of ${frameHeader.batchCount} is out of place`;
-          break;
-        }
-        batchFrames.push({ header: frameHeader, offset, size: frame.size, payload: frame.payload });
-        offset += frame.size;
-        if (batchFrames.length === frameHeader.batchCount) {
-          for (const item of batchFrames) this.#index(item.header, segmentIndex, item.offset, item.size);
-          batchFrames = [];
-          batchStart = offset;
-          validEnd = offset;
-        }
-      }
-      if (batchFrames.length > 0 && problem === undefined) problem = 'the last batch is incomplete';
+      const { validEnd, problem, problemOffset } = this.#indexFrames(bytes, segmentHeaderSize, segmentIndex);
       if (problem !== undefined) {
-        if (!last) throw corrupt(validEnd === batchStart ? offset : validEnd, problem);
+        if (!last) throw corrupt(problemOffset, problem);
         if (validEnd < header.checkpoint)
           throw corrupt(validEnd, `${problem}, inside the part recorded as durable (${header.checkpoint} bytes)`);
         // A torn tail: what was being written when the process stopped. None of it was acknowledged durable.
-        await file.truncate(validEnd);
-        await file.sync();
+        // (Read-only, it may be what the writer is writing right now: left alone.)
+        if (!this.readOnly) {
+          await file.truncate(validEnd);
+          await file.sync();
+        }
       }
       this.#segments.push({ name, firstPosition: header.firstPosition, file, size: validEnd, durableSize: validEnd });
     }
-    if (this.#segments.length === 0) await this.#createSegment(1);
+    if (this.#segments.length === 0 && !this.readOnly) await this.#createSegment(1);
     this.#writtenHead = this.#head;
     this.#durableHead = this.#head;
+  }
+
+  /**
+   * Indexes the complete batches of frames in `bytes` from `offset`; stops at
+   * the first frame that is bad, out of order, or part of an incomplete batch.
+   */
+  #indexFrames(
+    bytes: Uint8Array,
+    offset: number,
+    segmentIndex: number,
+  ): { validEnd: number; problem: string | undefined; problemOffset: number } {
+    let batchFrames: Array<{ header: FrameHeader; offset: number; size: number }> = [];
+    let validEnd = offset;
+    let problem: string | undefined;
+    while (offset < bytes.length) {
+      const frame = readFrame(bytes, offset, this.#hashers.crc32c);
+      if ('problem' in frame) {
+        problem = frame.detail;
+        break;
+      }
+      const frameHeader = frame.header;
+      const expectedPosition = this.#head + 1 + batchFrames.length;
+      if (frameHeader.position !== expectedPosition) {
+        problem = `position ${frameHeader.position}, expected ${expectedPosition}`;
+        break;
+      }
+      if (
+        frameHeader.batchIndex !== batchFrames.length ||
+        (batchFrames.length > 0 && batchFrames[0]?.header.batchCount !== frameHeader.batchCount)
+      ) {
+        problem = `frame ${frameHeader.batchIndex} of a batch of ${frameHeader.batchCount} is out of place`;
+        break;
+      }
+      batchFrames.push({ header: frameHeader, offset, size: frame.size });
+      offset += frame.size;
+      if (batchFrames.length === frameHeader.batchCount) {
+        for (const item of batchFrames) this.#index(item.header, segmentIndex, item.offset, item.size);
+        batchFrames = [];
+        validEnd = offset;
+      }
+    }
+    if (batchFrames.length > 0 && problem === undefined) problem = 'the last batch is incomplete';
+    return { validEnd, problem, problemOffset: problem === undefined ? validEnd : offset };
+  }
+
+  /**
+   * Read-only logs: picks up what the writer appended since the last look
+   * (new frames, new segments, new keys). Returns how many events arrived.
+   * A writable log already knows everything; for it this returns 0.
+   */
+  async refresh(): Promise<number> {
+    this.#assertOpen();
+    if (!this.readOnly) return 0;
+    const before = this.#head;
+    await this.#codec.reload?.();
+    const last = this.#segments.at(-1);
+    if (last !== undefined) {
+      const size = await last.file.size();
+      if (size > last.size) {
+        const bytes = await last.file.read(last.size, size - last.size);
+        const padded = new Uint8Array(last.size + bytes.length);
+        padded.set(bytes, last.size);
+        const { validEnd } = this.#indexFrames(padded, last.size, this.#segments.length - 1);
+        last.size = validEnd;
+        last.durableSize = validEnd;
+      }
+    }
+    const known = new Set(this.#segments.map((segment) => segment.name));
+    const fresh = (await this.#fs.readdir(this.dir)).filter((name) => segmentPattern.test(name) && !known.has(name)).sort();
+    for (const name of fresh) {
+      if (Number(segmentPattern.exec(name)?.[1]) !== this.#head + 1) break;
+      const file = await this.#fs.open(joinPath(this.dir, name), { readOnly: true });
+      const bytes = await file.read(0, await file.size());
+      if (bytes.length < segmentHeaderSize) {
+        await file.close();
+        break;
+      }
+      const header = decodeSegmentHeader(bytes);
+      const { validEnd } = this.#indexFrames(bytes, segmentHeaderSize, this.#segments.length);
+      this.#segments.push({ name, firstPosition: header.firstPosition, file, size: validEnd, durableSize: validEnd });
+    }
+    this.#writtenHead = this.#head;
+    this.#durableHead = this.#head;
+    if (this.#head > before) this.#wake();
+    return this.#head - before;
   }
 
   #index(header: FrameHeader, segmentIndex: number, offset: number, size: number): void {
@@ -1341,7 +1420,7 @@ export class EventLog implements AsyncDisposable {
     if (this.#closed) return;
     clearInterval(this.#intervalTimer);
     let failure: unknown;
-    if (this.#failure === undefined) {
+    if (this.#failure === undefined && !this.readOnly) {
       try {
         await this.flush();
       } catch (error) {
@@ -1352,7 +1431,7 @@ export class EventLog implements AsyncDisposable {
     this.#wake();
     this.#rejectDurable(new EventLogError(EventLogErrorCode.Closed, 'the log was closed'));
     for (const segment of this.#segments) await segment.file.close().catch(() => undefined);
-    await this.#releaseLock();
+    if (!this.readOnly) await this.#releaseLock();
     if (failure !== undefined) throw failure;
   }
 
@@ -1366,6 +1445,7 @@ export class EventLog implements AsyncDisposable {
 
   #assertWritable(): void {
     this.#assertOpen();
+    if (this.readOnly) throw new EventLogError(EventLogErrorCode.InvalidArgument, 'the log was opened read-only');
     if (this.#failure !== undefined) {
       throw new EventLogError(EventLogErrorCode.Closed, `the log failed earlier and must be reopened: ${this.#failure.message}`, {
         cause: this.#failure,
@@ -1390,6 +1470,19 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let index = 0; index < a.length; index++) if (a[index] !== b[index]) return false;
   return true;
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    if (signal?.aborted) return done();
+    signal?.addEventListener('abort', done, { once: true });
+  });
 }
 
 function isAlive(pid: number): boolean {

@@ -73,6 +73,7 @@ export class EncryptedCodec implements PayloadCodec {
     options: EncryptionOptions,
     hashers: Hashers,
     hasSegments: boolean,
+    readOnly = false,
   ): Promise<EncryptedCodec> {
     const granularity = options.granularity ?? 'entity';
     if (!['entity', 'scope', 'kind', 'event'].includes(granularity)) {
@@ -88,7 +89,7 @@ export class EncryptedCodec implements PayloadCodec {
     const cipher = options.cipher === undefined ? defaultXChaCha() : options.cipher === 'noble' ? nobleXChaCha : nodeXChaCha;
     const keyset = new Keyset(fs, dir, cipher, hashers.crc32c, masterKey === undefined ? undefined : new Uint8Array(masterKey));
     if (!(await keyset.load())) {
-      if (hasSegments) {
+      if (hasSegments || readOnly) {
         throw new EventLogError(
           EventLogErrorCode.KeysetMissing,
           `encryption is on but ${dir} has no keyset file; refusing to start with an empty one (restore the keyset, or open without encryption)`,
@@ -148,6 +149,10 @@ export class EncryptedCodec implements PayloadCodec {
         },
       );
     }
+  }
+
+  async reload(): Promise<void> {
+    await this.keyset.load();
   }
 
   checkRecovered(header: FrameHeader): void {

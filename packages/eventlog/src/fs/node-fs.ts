@@ -58,7 +58,7 @@ export const nodeFileSystem: LogFileSystem = {
     );
   },
   async open(path, options: OpenOptions = {}) {
-    let flags = constants.O_RDWR;
+    let flags = options.readOnly ? constants.O_RDONLY : constants.O_RDWR;
     if (options.create) flags |= constants.O_CREAT;
     if (options.exclusive) flags |= constants.O_EXCL;
     return new NodeLogFile(await fs.open(path, flags, 0o644).catch(wrap));

@@ -10,6 +10,8 @@ export interface OpenOptions {
   readonly create?: boolean;
   /** With `create`: fail with code `EEXIST` when the file exists. */
   readonly exclusive?: boolean;
+  /** Open for reading only. */
+  readonly readOnly?: boolean;
 }
 
 /** An open file. Positions are byte offsets. */
