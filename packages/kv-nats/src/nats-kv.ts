@@ -605,7 +605,9 @@ export class NatsKvStore implements KvStore {
     } finally {
       if (consumerName !== undefined) {
         const name = consumerName;
-        await Promise.race([manager.consumers.delete(this.#stream, name).catch(() => undefined), sleep(2000)]);
+        const giveUp = new AbortController();
+        await Promise.race([manager.consumers.delete(this.#stream, name).catch(() => undefined), sleep(2000, giveUp.signal)]);
+        giveUp.abort();
       }
     }
   }

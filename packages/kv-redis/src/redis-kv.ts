@@ -562,10 +562,12 @@ export class RedisKvStore implements KvStore {
 
   #duplicate(): Client {
     const connectionName = `weft-watch:${this.bucket}`;
+    // The connection sits in XREAD BLOCK, so the server does not see a polite close until the block ends:
+    // tear it down at once when the watch ends (disconnectTimeout) instead of after ioredis' default 2 s.
     if (this.#client instanceof Cluster) {
-      return this.#client.duplicate(undefined, { redisOptions: { connectionName }, lazyConnect: false });
+      return this.#client.duplicate(undefined, { redisOptions: { connectionName, disconnectTimeout: 1 }, lazyConnect: false });
     }
-    return this.#client.duplicate({ connectionName, lazyConnect: false, maxRetriesPerRequest: null });
+    return this.#client.duplicate({ connectionName, lazyConnect: false, maxRetriesPerRequest: null, disconnectTimeout: 1 });
   }
 
   #command(name: string): ScriptCommand {

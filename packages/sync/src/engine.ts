@@ -1598,7 +1598,9 @@ export class Sync implements AsyncDisposable {
     this.#closed = true;
     clearTimeout(this.#timer);
     this.#closing.abort();
-    await Promise.race([this.#chain, sleep(options.timeoutMs ?? 5000)]);
+    const stop = new AbortController();
+    await Promise.race([this.#chain, sleep(options.timeoutMs ?? 5000, stop.signal)]);
+    stop.abort();
     await Promise.allSettled([this.#watchTask, this.#subscriptionTask]);
     await this.#stateFile.save(this.#state).catch(() => undefined);
   }
