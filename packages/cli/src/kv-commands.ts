@@ -93,20 +93,20 @@ export function registerKvCommands(program: Command): void {
       });
   }
 
-  common(kv.command('update <key> [value]').description('write a value only if the current version is --version; prints the new version'))
-    .requiredOption('--version <version>', 'the version the key must be at')
+  common(kv.command('update <key> [value]').description('write a value only if the current version is --expect; prints the new version'))
+    .requiredOption('--expect <version>', 'the version the key must be at')
     .option('--file <path>', 'read the value from a file')
-    .action(async (key: string, value: string | undefined, options: StoreOptions & { file?: string; version: string }) => {
+    .action(async (key: string, value: string | undefined, options: StoreOptions & { file?: string; expect: string }) => {
       const bytes = await valueFrom(value, options);
-      await withStore(options, async (store) => process.stdout.write(`${await store.update(key, bytes, options.version as Version)}\n`));
+      await withStore(options, async (store) => process.stdout.write(`${await store.update(key, bytes, options.expect as Version)}\n`));
     });
 
   common(kv.command('del <key>').description('delete a key (a tombstone); prints its version'))
-    .option('--version <version>', 'delete only if the key is at this version')
-    .action(async (key: string, options: StoreOptions & { version?: string }) => {
+    .option('--expect <version>', 'delete only if the key is at this version')
+    .action(async (key: string, options: StoreOptions & { expect?: string }) => {
       await withStore(options, async (store) => {
         const version =
-          options.version === undefined ? await store.delete(key) : await store.deleteWithVersion(key, options.version as Version);
+          options.expect === undefined ? await store.delete(key) : await store.deleteWithVersion(key, options.expect as Version);
         process.stdout.write(`${version}\n`);
       });
     });

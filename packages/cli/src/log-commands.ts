@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { type EventLog, type LogEvent, openEventLog, type SyncMode } from '@weft/eventlog';
+import { type EventLog, EventLogError, type LogEvent, openEventLog, type SyncMode } from '@weft/eventlog';
 import type { Command } from 'commander';
 import { CliError, exitUsage, formatBytes, Progress } from './output.js';
 
@@ -152,7 +152,8 @@ export function registerLogCommands(program: Command): void {
 
   common(log.command('verify').description('check every CRC, position, sequence and hash chain; exit 1 naming the first bad frame')).action(
     async (options: LogOptions) => {
-      await withLog(options, true, async (opened) => {
+      // Damage found while opening is reported like damage found by verify: segment, offset, what.
+      const verifying = withLog(options, true, async (opened) => {
         const progress = new Progress('verify');
         const result = await opened.verify({ onProgress: (done, total) => progress.update(done, total, ' bytes') });
         progress.done();
@@ -162,6 +163,11 @@ export function registerLogCommands(program: Command): void {
           );
         }
         process.stdout.write(`ok: ${result.events} events in ${result.segments} segments verified\n`);
+      });
+      await verifying.catch((error: unknown) => {
+        if (EventLogError.is(error, 'Corrupt'))
+          throw new CliError(`bad frame in ${error.segment} at offset ${error.offset}: ${error.message}`);
+        throw error;
       });
     },
   );
