@@ -81,6 +81,9 @@ const keyHeader = 'KV-Operation';
 const rollupHeader = 'Nats-Rollup';
 const pageSize = 256;
 const fetchExpiresMs = 5000;
+const fetchHeartbeatMs = 1000;
+/** How long a fetch may go without a message or its end before the consumer is presumed lost. */
+const fetchStallMs = fetchExpiresMs * 2;
 
 /**
  * Opens a handle on a NATS JetStream KV bucket. Values are plain KV values:
@@ -555,37 +558,58 @@ export class NatsKvStore implements KvStore {
           let expectedDelivery = 1;
           for (;;) {
             if (signal.aborted) return;
-            const batch = await consumer.fetch({ max_messages: pageSize, expires: fetchExpiresMs });
+            const batch = await consumer.fetch({
+              max_messages: pageSize,
+              expires: fetchExpiresMs,
+              idle_heartbeat: fetchHeartbeatMs,
+            });
             const stop = () => batch.stop();
             signal.addEventListener('abort', stop, { once: true });
+            // A fetch whose server went away can wait forever across a reconnect; a stalled fetch recreates the consumer.
+            let stalled = false;
+            let watchdog: ReturnType<typeof setTimeout> | undefined;
+            const arm = () => {
+              watchdog = setTimeout(() => {
+                stalled = true;
+                batch.stop();
+              }, fetchStallMs);
+            };
+            arm();
             let received = 0;
             try {
               for await (const message of batch) {
-                received++;
-                // A skipped delivery means a lost batch: start over from what was delivered.
-                if (message.info.deliverySequence !== expectedDelivery) throw new GapError();
-                expectedDelivery++;
-                failures = 0;
-                const seq = message.info.streamSequence;
-                const decoded = this.#decode(message, seq);
-                // After a restart of the listing, what was already delivered is skipped.
-                if (seq <= position) {
+                clearTimeout(watchdog);
+                try {
+                  received++;
+                  // A skipped delivery means a lost batch: start over from what was delivered.
+                  if (message.info.deliverySequence !== expectedDelivery) throw new GapError();
+                  expectedDelivery++;
+                  failures = 0;
+                  const seq = message.info.streamSequence;
+                  const decoded = this.#decode(message, seq);
+                  // After a restart of the listing, what was already delivered is skipped.
+                  if (seq <= position) {
+                    if (message.info.pending === 0) {
+                      initial = false;
+                      yield 'caught-up';
+                    }
+                    continue;
+                  }
+                  position = seq;
+                  if (decoded !== undefined) yield decoded;
                   if (message.info.pending === 0) {
                     initial = false;
                     yield 'caught-up';
                   }
-                  continue;
-                }
-                position = seq;
-                if (decoded !== undefined) yield decoded;
-                if (message.info.pending === 0) {
-                  initial = false;
-                  yield 'caught-up';
+                } finally {
+                  arm();
                 }
               }
             } finally {
+              clearTimeout(watchdog);
               signal.removeEventListener('abort', stop);
             }
+            if (stalled) throw new StalledFetchError();
             if (received === 0 && !initial) yield 'caught-up';
             // A consumer that is catching up may be behind a compaction: make sure nothing it needs was removed.
             if (received === pageSize && !initial && position < (await this.horizon())) {
@@ -845,4 +869,11 @@ export function toKvError(error: unknown, operation: string, key: string | undef
     return kvError(KvErrorCode.ValueTooLarge, backend, `${operation}: ${message}`, extra);
   }
   return kvError(KvErrorCode.OperationFailed, backend, `${operation} failed: ${message}`, extra);
+}
+
+class StalledFetchError extends Error {
+  override readonly name = 'StalledFetchError';
+  constructor() {
+    super('a fetch neither delivered nor ended in time; the consumer is recreated from the last delivered sequence');
+  }
 }
