@@ -35,6 +35,7 @@ async function withLog<T>(
 
 function payloadText(event: LogEvent): string {
   if (event.disposition === 'shredded') return '<shredded>';
+  if (event.disposition === 'sealed') return '<encrypted: open with --encrypted>';
   try {
     return new TextDecoder('utf-8', { fatal: true }).decode(event.payload);
   } catch {
@@ -162,7 +163,7 @@ export function registerLogCommands(program: Command): void {
             `bad frame in ${result.segment} at offset ${result.offset}${result.position === undefined ? '' : ` (position ${result.position})`}: ${result.problem}; ${result.events} events before it are good`,
           );
         }
-        process.stdout.write(`ok: ${result.events} events in ${result.segments} segments verified\n`);
+        process.stdout.write(`ok: ${result.events} events in ${result.segments} segment${result.segments === 1 ? '' : 's'} verified\n`);
       });
       await verifying.catch((error: unknown) => {
         if (EventLogError.is(error, 'Corrupt'))
@@ -190,7 +191,7 @@ export function registerLogCommands(program: Command): void {
           bytes += event.storedPayload.length;
           entities.add(event.entity);
           kinds.set(event.kind, (kinds.get(event.kind) ?? 0) + 1);
-          if (event.disposition === 'decrypted') encrypted++;
+          if (event.disposition !== 'plain') encrypted++;
           if (event.disposition === 'shredded') shredded++;
           first ??= event.time;
           last = event.time;

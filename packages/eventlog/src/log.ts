@@ -88,7 +88,9 @@ export interface SealInput {
 
 const plainCodec: PayloadCodec = {
   seal: (input) => ({ stored: input.payload, encryption: undefined }),
-  open: (_header, stored) => ({ payload: stored, disposition: 'plain' }),
+  // Opened without its keyset, an encrypted payload is never handed out as if it were the plaintext.
+  open: (header, stored) =>
+    header.encryption === undefined ? { payload: stored, disposition: 'plain' } : { payload: new Uint8Array(0), disposition: 'sealed' },
 };
 
 const segmentPattern = /^seg-(\d{16})\.log$/;

@@ -101,10 +101,13 @@ export interface LogEvent {
   readonly hash: Uint8Array;
   /** The payload as stored (ciphertext when encrypted). */
   readonly storedPayload: Uint8Array;
-  /** The payload for the reader: plaintext, or empty when `disposition` is `shredded`. */
+  /** The payload for the reader: plaintext, or empty when `disposition` is `shredded` or `sealed`. */
   readonly payload: Uint8Array;
-  /** `plain`: stored as is; `decrypted`: opened with its key; `shredded`: its key was destroyed. */
-  readonly disposition: 'plain' | 'decrypted' | 'shredded';
+  /**
+   * `plain`: stored as is; `decrypted`: opened with its key; `shredded`: its key was destroyed;
+   * `sealed`: encrypted, and the log was opened without its keyset (the ciphertext is in `storedPayload`).
+   */
+  readonly disposition: 'plain' | 'decrypted' | 'shredded' | 'sealed';
 }
 
 /** An item of a subscription. */

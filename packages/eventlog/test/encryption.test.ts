@@ -136,6 +136,20 @@ describe('encrypt-on-append', () => {
     await log.close();
   });
 
+  it('opened without its keyset, an encrypted log reads as sealed: no ciphertext posing as the payload', async () => {
+    const fs = new MemoryFileSystem();
+    const log = await openEventLog({ dir: '/log', fs, encryption: {} });
+    await log.append({ entity: 'notes', kind, payload: bytes('a private note') });
+    await log.close();
+    const withoutKeys = await openEventLog({ dir: '/log', fs, readOnly: true });
+    const event = await withoutKeys.at(1);
+    expect(event?.disposition).toBe('sealed');
+    expect(event?.payload.length).toBe(0);
+    expect(event?.storedPayload.length).toBeGreaterThan(0);
+    expect((await withoutKeys.verify()).ok).toBe(true);
+    await withoutKeys.close();
+  });
+
   it('reserved kinds stay plaintext and never mint a key', async () => {
     const fs = new MemoryFileSystem();
     const log = await openEventLog({ dir: '/log', fs, encryption: {} });
