@@ -1032,6 +1032,8 @@ export class Sync implements AsyncDisposable {
         );
         const first = receipt.events[0]?.position ?? 0;
         addRange(this.#state.imported, first, receipt.position);
+        // The cursor moves only past durable events; a log that syncs lazily ('none', 'interval') is flushed now.
+        if (this.#log.durableHead < receipt.position) await this.#log.flush();
         await receipt.durable;
       } catch (error) {
         if (error instanceof EventLogError) {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { type EventLog, MemoryFileSystem, openEventLog } from '@weft/eventlog';
+import { type EventLog, MemoryFileSystem, openEventLog, type SyncMode } from '@weft/eventlog';
 import type { KvStore } from '@weft/kv';
 import { createIdentity, type DeviceIdentity, type LibraryConfig, openSync, type Sync, type SyncOptions } from '@weft/sync';
 
@@ -29,11 +29,12 @@ export async function openDevice(
   identity: DeviceIdentity,
   library: LibraryConfig,
   kv: KvStore,
-  options: Partial<SyncOptions> & { fs?: MemoryFileSystem } = {},
+  options: Partial<SyncOptions> & { fs?: MemoryFileSystem; logSync?: SyncMode } = {},
 ): Promise<Device> {
+  const { logSync, ...syncOptions } = options;
   const fs = options.fs ?? new MemoryFileSystem();
-  const log = await openEventLog({ dir: '/device', fs, sync: 'group', encryption: {} });
-  const sync = await openSync({ log, kv, identity, library, live: false, ...options });
+  const log = await openEventLog({ dir: '/device', fs, sync: logSync ?? 'group', encryption: {} });
+  const sync = await openSync({ log, kv, identity, library, live: false, ...syncOptions });
   return { identity, fs, log, sync, kv };
 }
 

@@ -28,6 +28,26 @@ describe('sync between devices on one in-memory KV server', () => {
     }
   });
 
+  for (const logSync of ['none', 'interval'] as const) {
+    it(`devices whose logs sync lazily ('${logSync}') still push and pull: applied events are flushed before the cursor moves`, async () => {
+      const server = createMemoryKvServer();
+      const { identities, library } = makeLibrary(2);
+      const [a, b] = await Promise.all(
+        identities.map(async (identity) => openDevice(identity, library, await openMemoryKv({ server, bucket: 'lib' }), { logSync })),
+      );
+      if (a === undefined || b === undefined) throw new Error('devices');
+      for (let index = 0; index < 5; index++) await a.log.append({ entity: `doc${index}`, kind, payload: bytes(`a${index}`) });
+      await a.sync.syncOnce();
+      expect(await b.sync.syncOnce()).toEqual({ pushed: 0, pulled: 1 });
+      expect(b.log.durableHead).toBe(b.log.head);
+      expect(await eventSet(b.log)).toEqual(await eventSet(a.log));
+      for (const device of [a, b]) {
+        await device.sync.close();
+        await device.log.close();
+      }
+    });
+  }
+
   it('the last-writer-wins map converges, delete wins ties, far-future writes are refused', async () => {
     const server = createMemoryKvServer();
     const { identities, library } = makeLibrary(2);
