@@ -1,0 +1,24 @@
+import type { Bench } from '../harness.js';
+import { eventlogSuite } from './eventlog.js';
+import { memorySuite } from './memory.js';
+import { natsMissing, natsSuite } from './nats.js';
+import { redisMissing, redisSuite } from './redis.js';
+import { scalingSuite } from './scaling.js';
+import { syncSuite } from './sync.js';
+
+export interface Suite {
+  readonly name: string;
+  readonly title: string;
+  /** Why it cannot run here, if it cannot. */
+  readonly missing?: () => string | undefined;
+  readonly run: (bench: Bench) => Promise<void>;
+}
+
+export const suites: readonly Suite[] = [
+  { name: 'memory', title: 'Memory backend', run: memorySuite },
+  { name: 'redis', title: 'Redis: weft against raw ioredis', missing: redisMissing, run: redisSuite },
+  { name: 'nats', title: 'NATS: weft against raw @nats-io/kv', missing: natsMissing, run: natsSuite },
+  { name: 'eventlog', title: 'Event log against the disk and the crypto libraries', run: eventlogSuite },
+  { name: 'sync', title: 'Sync through Redis and NATS', run: syncSuite },
+  { name: 'scaling', title: 'Scaling curves', run: scalingSuite },
+];

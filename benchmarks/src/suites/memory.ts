@@ -1,0 +1,73 @@
+/** The memory backend: ops/s per operation, and watch fan-out to 100 watchers. */
+import { createMemoryKvServer, type KvStore, openMemoryKv, type Version } from '@weft/kv';
+import type { Bench } from '../harness.js';
+import { stat } from '../harness.js';
+
+export async function memorySuite(bench: Bench): Promise<void> {
+  const server = createMemoryKvServer();
+  const kv = await openMemoryKv({ server, bucket: 'bench', history: 1 });
+  const value = new Uint8Array(256).fill(7);
+  const keys = 1000;
+  const ops = bench.size(100_000, 2000);
+  const versions: Version[] = [];
+  for (let index = 0; index < keys; index++) versions.push(await kv.put(`k.${index}`, value));
+
+  await bench.throughput({ id: 'memory.get', label: 'memory get', op: (i) => kv.get(`k.${i % keys}`), ops, concurrency: 1 });
+  await bench.throughput({ id: 'memory.put', label: 'memory put', op: (i) => kv.put(`k.${i % keys}`, value), ops, concurrency: 1 });
+  await bench.throughput({
+    id: 'memory.create',
+    label: 'memory create',
+    op: (i) => kv.create(`c.${i}`, value),
+    ops,
+    concurrency: 1,
+  });
+  const current = new Map<string, Version>();
+  await bench.throughput({
+    id: 'memory.update',
+    label: 'memory update',
+    op: async (i) => {
+      const key = `u.${i % keys}`;
+      const previous = current.get(key) ?? (await kv.put(key, value));
+      current.set(key, await kv.update(key, value, previous));
+    },
+    ops,
+    concurrency: 1,
+  });
+  await bench.throughput({ id: 'memory.delete', label: 'memory delete', op: (i) => kv.delete(`c.${i}`), ops, concurrency: 1 });
+
+  await fanOut(bench, kv, server);
+  await kv.close();
+}
+
+/** 100 watchers on one bucket: how many events per second reach all of them, and how long a put takes to reach the last one. */
+async function fanOut(bench: Bench, writer: KvStore, server: ReturnType<typeof createMemoryKvServer>): Promise<void> {
+  const watchers = 100;
+  const puts = bench.size(2000, 100);
+  const handles = await Promise.all(Array.from({ length: watchers }, () => openMemoryKv({ server, bucket: 'bench' })));
+  const seen = new Array<number>(watchers).fill(0);
+  const controller = new AbortController();
+  const runs = handles.map(async (handle, index) => {
+    for await (const event of handle.watch({ prefixes: ['fan'], signal: controller.signal })) {
+      if (event.type === 'put') seen[index] = (seen[index] ?? 0) + 1;
+    }
+  });
+  const value = new Uint8Array(64);
+  const rates: number[] = [];
+  for (let round = 0; round < bench.rounds; round++) {
+    const before = seen.map((count) => count);
+    const started = performance.now();
+    for (let index = 0; index < puts; index++) await writer.put(`fan.${index % 100}`, value);
+    while (seen.some((count, watcher) => count - (before[watcher] ?? 0) < puts)) await new Promise((resolve) => setImmediate(resolve));
+    rates.push((puts * watchers) / ((performance.now() - started) / 1000));
+  }
+  controller.abort();
+  await Promise.allSettled(runs);
+  await Promise.all(handles.map((handle) => handle.close()));
+  bench.record({
+    id: 'memory.fanout',
+    label: `memory watch fan-out to ${watchers} watchers`,
+    unit: 'events/s delivered',
+    higherIsBetter: true,
+    weft: stat(rates),
+  });
+}

@@ -1,0 +1,108 @@
+/**
+ * NATS: weft against raw `@nats-io/kv` on the same bucket of a spawned
+ * server: get, put, create and update, sequential and with 100 in flight;
+ * put-to-watch-event latency against a raw `@nats-io/kv` watch.
+ */
+
+import { Kvm, KvWatchInclude } from '@nats-io/kv';
+import { connect } from '@nats-io/transport-node';
+import type { Version } from '@weft/kv';
+import { openNatsKv } from '@weft/kv-nats';
+import { natsUnavailable, startNatsServer } from '@weft/test-servers';
+import type { Bench } from '../harness.js';
+import { serialized } from './redis.js';
+import { watchLatency } from './watch-latency.js';
+
+export const natsMissing = natsUnavailable;
+
+export async function natsSuite(bench: Bench): Promise<void> {
+  const server = await startNatsServer();
+  const kv = await openNatsKv({ servers: server.url, bucket: 'bench', create: { history: 1 } });
+  const connection = await connect({ servers: server.url });
+  const raw = await new Kvm(connection).open('bench');
+  try {
+    bench.notes.push(`nats-server ${server.version} on loopback, file storage`);
+    const value = new Uint8Array(256).fill(7);
+    const keys = 1000;
+    for (let index = 0; index < keys; index++) await kv.put(`k.${index}`, value);
+
+    const weftVersions = new Map<string, Version>();
+    const weftUpdate = async (key: string) => {
+      const expected = weftVersions.get(key) ?? (await kv.put(key, value));
+      weftVersions.set(key, await kv.update(key, value, expected));
+    };
+    const rawRevisions = new Map<string, number>();
+    const rawUpdate = async (key: string) => {
+      const expected = rawRevisions.get(key) ?? (await raw.put(key, value));
+      rawRevisions.set(key, await raw.update(key, value, expected));
+    };
+    let created = 0;
+
+    const ops = bench.size(3000, 200);
+    for (const [concurrency, mode] of [
+      [1, 'sequential'],
+      [100, '100 in flight'],
+    ] as const) {
+      const scaled = concurrency === 1 ? ops : ops * 4;
+      await bench.compare({
+        id: `nats.get.${concurrency}`,
+        label: `nats get, ${mode}`,
+        weft: (i) => kv.get(`k.${i % keys}`),
+        baseline: { name: 'raw @nats-io/kv', op: (i) => raw.get(`k.${i % keys}`) },
+        ops: scaled,
+        concurrency,
+        target: { kind: 'ratio-at-least', value: 0.9 },
+      });
+      await bench.compare({
+        id: `nats.put.${concurrency}`,
+        label: `nats put, ${mode}`,
+        weft: (i) => kv.put(`k.${i % keys}`, value),
+        baseline: { name: 'raw @nats-io/kv', op: (i) => raw.put(`k.${i % keys}`, value) },
+        ops: scaled,
+        concurrency,
+        target: { kind: 'ratio-at-least', value: 0.9 },
+      });
+      await bench.compare({
+        id: `nats.create.${concurrency}`,
+        label: `nats create, ${mode}`,
+        weft: () => kv.create(`c.weft.${created++}`, value),
+        baseline: { name: 'raw @nats-io/kv', op: () => raw.create(`c.raw.${created++}`, value) },
+        ops: scaled,
+        concurrency,
+      });
+      await bench.compare({
+        id: `nats.update.${concurrency}`,
+        label: `nats update, ${mode}`,
+        weft: (i) => serialized(`u.weft.${i % concurrency}`, weftUpdate),
+        baseline: { name: 'raw @nats-io/kv', op: (i) => serialized(`u.raw.${i % concurrency}`, rawUpdate) },
+        ops: scaled,
+        concurrency,
+      });
+    }
+
+    const rawWatch = (await raw.watch({ key: 'rawlatency.>', include: KvWatchInclude.UpdatesOnly }))[Symbol.asyncIterator]();
+    let counter = 0;
+    await watchLatency(bench, {
+      id: 'nats.watch-latency',
+      label: 'nats put-to-watch-event latency',
+      kv,
+      samples: bench.size(1000, 60),
+      baseline: {
+        name: 'raw @nats-io/kv watch',
+        sample: async () => {
+          const key = `rawlatency.${counter++ % 16}`;
+          const started = performance.now();
+          const arrival = rawWatch.next();
+          await raw.put(key, value);
+          await arrival;
+          return performance.now() - started;
+        },
+      },
+    });
+    await rawWatch.return?.(undefined);
+  } finally {
+    await kv.close();
+    await connection.close();
+    await server.stop();
+  }
+}
