@@ -186,19 +186,23 @@ export class Bench {
     const base: number[] = [];
     const ratios: number[] = [];
     let offset = 0;
+    const nextOffset = () => {
+      offset += options.ops;
+      return offset;
+    };
     // One untimed warm-up of each.
-    await timeOps(options.weft, Math.min(options.ops, 200), options.concurrency, (offset += options.ops));
-    await timeOps(options.baseline.op, Math.min(options.ops, 200), options.concurrency, (offset += options.ops));
+    await timeOps(options.weft, Math.min(options.ops, 200), options.concurrency, nextOffset());
+    await timeOps(options.baseline.op, Math.min(options.ops, 200), options.concurrency, nextOffset());
     for (let round = 0; round < this.rounds; round++) {
       this.progress.update(`${options.label}: round ${round + 1}/${this.rounds}`);
       let a: number;
       let b: number;
       if (round % 2 === 0) {
-        a = await timeOps(options.weft, options.ops, options.concurrency, (offset += options.ops));
-        b = await timeOps(options.baseline.op, options.ops, options.concurrency, (offset += options.ops));
+        a = await timeOps(options.weft, options.ops, options.concurrency, nextOffset());
+        b = await timeOps(options.baseline.op, options.ops, options.concurrency, nextOffset());
       } else {
-        b = await timeOps(options.baseline.op, options.ops, options.concurrency, (offset += options.ops));
-        a = await timeOps(options.weft, options.ops, options.concurrency, (offset += options.ops));
+        b = await timeOps(options.baseline.op, options.ops, options.concurrency, nextOffset());
+        a = await timeOps(options.weft, options.ops, options.concurrency, nextOffset());
       }
       weft.push(a);
       base.push(b);
@@ -230,10 +234,14 @@ export class Bench {
   }): Promise<Figure> {
     const values: number[] = [];
     let offset = 0;
-    await timeOps(options.op, Math.min(options.ops, 200), options.concurrency, (offset += options.ops));
+    const nextOffset = () => {
+      offset += options.ops;
+      return offset;
+    };
+    await timeOps(options.op, Math.min(options.ops, 200), options.concurrency, nextOffset());
     for (let round = 0; round < this.rounds; round++) {
       this.progress.update(`${options.label}: round ${round + 1}/${this.rounds}`);
-      values.push((await timeOps(options.op, options.ops, options.concurrency, (offset += options.ops))) * (options.scale ?? 1));
+      values.push((await timeOps(options.op, options.ops, options.concurrency, nextOffset())) * (options.scale ?? 1));
     }
     return this.record({
       id: options.id,

@@ -47,7 +47,7 @@ function figureRow(figure: Figure): string {
   return `| ${figure.label}${extra} | ${weft} | ${baseline} | ${ratio} | ${spread} | ${targetText(figure.target, figure.unit)} | ${verdict(figure)} |`;
 }
 
-const escape = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+const escapeXml = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
 /** Horizontal bars: ratios against the baseline when the suite has them, otherwise the values. */
 function barChart(result: SuiteResult): string | undefined {
@@ -64,15 +64,15 @@ function barChart(result: SuiteResult): string | undefined {
   const x = (v: number) => labelWidth + (v / max) * barWidth;
   const parts = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${labelWidth + barWidth + 80}" height="${height}" font-family="sans-serif" font-size="11">`,
-    `<text x="8" y="18" font-size="13" font-weight="bold">${escape(result.suite)}: ${ratios ? 'weft / baseline (higher is better for throughput, lower for latency)' : 'weft'}</text>`,
+    `<text x="8" y="18" font-size="13" font-weight="bold">${escapeXml(result.suite)}: ${ratios ? 'weft / baseline (higher is better for throughput, lower for latency)' : 'weft'}</text>`,
   ];
   figures.forEach((figure, index) => {
     const y = 32 + index * row;
     const v = value(figure);
     const colour = figure.met === false ? '#d9534f' : figure.met === true ? '#5cb85c' : '#5b8bd9';
-    parts.push(`<text x="8" y="${y + 14}">${escape(figure.label.slice(0, 68))}</text>`);
+    parts.push(`<text x="8" y="${y + 14}">${escapeXml(figure.label.slice(0, 68))}</text>`);
     parts.push(`<rect x="${labelWidth}" y="${y + 3}" width="${Math.max(1, x(v) - labelWidth)}" height="${row - 8}" fill="${colour}"/>`);
-    parts.push(`<text x="${x(v) + 4}" y="${y + 14}">${ratios ? `${v.toFixed(2)}x` : `${number(v)} ${escape(figure.unit)}`}</text>`);
+    parts.push(`<text x="${x(v) + 4}" y="${y + 14}">${ratios ? `${v.toFixed(2)}x` : `${number(v)} ${escapeXml(figure.unit)}`}</text>`);
   });
   if (ratios) {
     const one = x(1);
@@ -101,10 +101,10 @@ function curveChart(curve: Curve): string {
   const colours = ['#5b8bd9', '#d9534f', '#5cb85c', '#f0ad4e'];
   const parts = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="11">`,
-    `<text x="8" y="18" font-size="13" font-weight="bold">${escape(curve.label)} (${escape(curve.unit)}, log-log)</text>`,
+    `<text x="8" y="18" font-size="13" font-weight="bold">${escapeXml(curve.label)} (${escapeXml(curve.unit)}, log-log)</text>`,
     `<line x1="${left}" y1="${height - bottom}" x2="${width - right}" y2="${height - bottom}" stroke="#333"/>`,
     `<line x1="${left}" y1="${top}" x2="${left}" y2="${height - bottom}" stroke="#333"/>`,
-    `<text x="${(width - right) / 2}" y="${height - 8}">${escape(curve.x)}</text>`,
+    `<text x="${(width - right) / 2}" y="${height - 8}">${escapeXml(curve.x)}</text>`,
   ];
   for (let decade = y0; decade <= y1; decade++) {
     parts.push(`<text x="${left - 6}" y="${py(10 ** decade) + 4}" text-anchor="end">${number(10 ** decade)}</text>`);
@@ -121,7 +121,7 @@ function curveChart(curve: Curve): string {
       `<polyline fill="none" stroke="${colour}" stroke-width="2" points="${valid.map((point) => `${px(point.x).toFixed(1)},${py(point.y).toFixed(1)}`).join(' ')}"/>`,
     );
     for (const point of valid) parts.push(`<circle cx="${px(point.x)}" cy="${py(point.y)}" r="3" fill="${colour}"/>`);
-    parts.push(`<text x="${width - right + 10}" y="${top + 14 + index * 16}" fill="${colour}">${escape(series.name)}</text>`);
+    parts.push(`<text x="${width - right + 10}" y="${top + 14 + index * 16}" fill="${colour}">${escapeXml(series.name)}</text>`);
   });
   parts.push('</svg>');
   return `${parts.join('\n')}\n`;

@@ -240,7 +240,7 @@ describe('weft log', () => {
         read.stdout
           .split('\n')
           .filter(Boolean)
-          .map((line) => line.split(' ').slice(0, 2).join(' ') + ' ' + line.split(' ').slice(4).join(' ')),
+          .map((line) => `${line.split(' ').slice(0, 2).join(' ')} ${line.split(' ').slice(4).join(' ')}`),
       ).toEqual(['1 doc#1 hello', '2 doc#2 from stdin', '3 secret#1 private']);
       const json = (await weft(['log', 'read', '--json', '--from', '2', ...log])).stdout
         .trim()
