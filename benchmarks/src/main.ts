@@ -16,19 +16,20 @@ import { suites } from './suites/index.js';
 const args = process.argv.slice(2);
 if (args.includes('--help') || args.includes('-h')) {
   process.stdout.write(
-    `usage: npm run bench [-- --quick] [SUITE...]\n  suites: ${suites.map((suite) => suite.name).join(', ')}\n  --quick  a seconds-long smoke run (results/quick/)\n  WEFT_BENCH_DIR: where logs are written (default: the system temp dir)\n  WEFT_BENCH_MAX_KEYS: the largest bucket of the scaling suite (default 1000000)\n`,
+    `usage: npm run bench [-- --quick] [SUITE...]\n  suites: ${suites.map((suite) => suite.name).join(', ')}\n  --quick  a seconds-long smoke run (results/quick/)\n  --report only rewrite REPORT.md and the charts from the last results\n  WEFT_BENCH_DIR: where logs are written (default: the system temp dir)\n  WEFT_BENCH_MAX_KEYS: the largest bucket of the scaling suite (default 1000000)\n`,
   );
   process.exit(0);
 }
 const quick = args.includes('--quick');
-const unknown = args.filter((arg) => arg.startsWith('-') && arg !== '--quick');
+const reportOnly = args.includes('--report');
+const unknown = args.filter((arg) => arg.startsWith('-') && arg !== '--quick' && arg !== '--report');
 const names = args.filter((arg) => !arg.startsWith('-'));
 const invalid = names.filter((name) => !suites.some((suite) => suite.name === name));
 if (unknown.length > 0 || invalid.length > 0) {
   process.stderr.write(`bench: unknown ${[...unknown, ...invalid].join(', ')}; suites: ${suites.map((suite) => suite.name).join(', ')}\n`);
   process.exit(2);
 }
-const selected = names.length === 0 ? suites : suites.filter((suite) => names.includes(suite.name));
+const selected = reportOnly ? [] : names.length === 0 ? suites : suites.filter((suite) => names.includes(suite.name));
 const resultsDir = fileURLToPath(new URL(quick ? '../results/quick/' : '../results/', import.meta.url));
 mkdirSync(resultsDir, { recursive: true });
 const runner = fileURLToPath(new URL('./run-suite.js', import.meta.url));

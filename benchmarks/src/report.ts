@@ -166,7 +166,7 @@ export function writeReport(dir: string, results: readonly SuiteResult[], titles
     for (const figure of missed) {
       const explanation = explanations[figure.id] ?? explanations[figure.id.replace(/\.\d+$/, '')];
       lines.push(
-        `- **${figure.label}** (${figure.ratio === undefined ? number(figure.weft.median) : `${figure.ratio.median.toFixed(2)}x`}, target ${targetText(figure.target, figure.unit)}): ${explanation ?? 'not yet explained.'}`,
+        `- **${figure.label}** (${figure.ratio === undefined || figure.target?.kind.startsWith('value') ? `${number(figure.weft.median)} ${figure.unit}` : `${figure.ratio.median.toFixed(2)}x`}, target ${targetText(figure.target, figure.unit)}): ${explanation ?? 'not yet explained.'}`,
       );
     }
     lines.push('');
