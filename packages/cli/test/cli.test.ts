@@ -262,7 +262,7 @@ describe('weft log', () => {
 
       const verify = await weft(['log', 'verify', ...log]);
       expect(verify.code).toBe(0);
-      expect(verify.stdout).toBe('ok: 5 events in 1 segments verified\n');
+      expect(verify.stdout).toBe('ok: 5 events in 1 segment verified\n');
       const stats = JSON.parse((await weft(['log', 'stats', '--json', ...log])).stdout) as {
         events: number;
         entities: number;
