@@ -1236,27 +1236,37 @@ export class EventLog implements AsyncDisposable {
     this.#assertOpen();
     if (!this.readOnly) return 0;
     const before = this.#head;
-    await this.#codec.reload?.();
+    // Frames are read before the keyset: the writer makes a key durable before any frame under it,
+    // so a keyset read afterwards holds every key the frames read here need.
     const last = this.#segments.at(-1);
+    let tail: Uint8Array | undefined;
     if (last !== undefined) {
       const size = await last.file.size();
-      if (size > last.size) {
-        const bytes = await last.file.read(last.size, size - last.size);
-        const padded = new Uint8Array(last.size + bytes.length);
-        padded.set(bytes, last.size);
-        const { validEnd } = this.#indexFrames(padded, last.size, this.#segments.length - 1);
-        last.size = validEnd;
-        last.durableSize = validEnd;
-      }
+      if (size > last.size) tail = await last.file.read(last.size, size - last.size);
     }
     const known = new Set(this.#segments.map((segment) => segment.name));
     const fresh = (await this.#fs.readdir(this.dir)).filter((name) => segmentPattern.test(name) && !known.has(name)).sort();
+    const opened: { name: string; file: LogFile; bytes: Uint8Array }[] = [];
     for (const name of fresh) {
-      if (Number(segmentPattern.exec(name)?.[1]) !== this.#head + 1) break;
       const file = await this.#fs.open(joinPath(this.dir, name), { readOnly: true });
       const bytes = await file.read(0, await file.size());
       if (bytes.length < segmentHeaderSize) {
         await file.close();
+        break;
+      }
+      opened.push({ name, file, bytes });
+    }
+    await this.#codec.reload?.();
+    if (last !== undefined && tail !== undefined) {
+      const padded = new Uint8Array(last.size + tail.length);
+      padded.set(tail, last.size);
+      const { validEnd } = this.#indexFrames(padded, last.size, this.#segments.length - 1);
+      last.size = validEnd;
+      last.durableSize = validEnd;
+    }
+    for (const [index, { name, file, bytes }] of opened.entries()) {
+      if (Number(segmentPattern.exec(name)?.[1]) !== this.#head + 1) {
+        for (const unused of opened.slice(index)) await unused.file.close();
         break;
       }
       const header = decodeSegmentHeader(bytes);
