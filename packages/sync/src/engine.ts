@@ -5,6 +5,7 @@ import {
   type EventLog,
   EventLogError,
   type Hashers,
+  type LogEvent,
   type LogFileSystem,
   loadHashers,
   nobleXChaCha,
@@ -728,18 +729,7 @@ export class Sync implements AsyncDisposable {
       bytes += size;
       collected.push({
         position: event.position,
-        event: {
-          id: event.id,
-          entity: event.entity,
-          scope: event.scope,
-          kind: event.kind,
-          time: event.time,
-          causationId: event.causationId,
-          correlationId: event.correlationId,
-          parents: event.parents,
-          payload: event.disposition === 'shredded' ? new Uint8Array(0) : event.payload,
-          shredded: event.disposition === 'shredded',
-        },
+        event: syncedOf(event),
       });
     }
     return collected;
@@ -1033,7 +1023,7 @@ export class Sync implements AsyncDisposable {
         const first = receipt.events[0]?.position ?? 0;
         addRange(this.#state.imported, first, receipt.position);
         // The cursor moves only past durable events; a log that syncs lazily ('none', 'interval') is flushed now.
-        if (this.#log.durableHead < receipt.position) await this.#log.flush();
+        await this.#log.flush();
         await receipt.durable;
       } catch (error) {
         if (error instanceof EventLogError) {
@@ -1386,18 +1376,7 @@ export class Sync implements AsyncDisposable {
         for await (const event of this.#log.read()) {
           // Own events not pushed yet are not covered by the cursors; they travel as changesets.
           if (event.position > this.#state.pushedPosition && !inRanges(this.#state.imported, event.position)) continue;
-          events.push({
-            id: event.id,
-            entity: event.entity,
-            scope: event.scope,
-            kind: event.kind,
-            time: event.time,
-            causationId: event.causationId,
-            correlationId: event.correlationId,
-            parents: event.parents,
-            payload: event.disposition === 'shredded' ? new Uint8Array(0) : event.payload,
-            shredded: event.disposition === 'shredded',
-          });
+          events.push(syncedOf(event));
         }
         // Blobs referenced so far travel with the snapshot (those still queued here travel with the next changeset).
         const queued = new Set(this.#state.pendingBlobs);
@@ -1621,6 +1600,23 @@ export class Sync implements AsyncDisposable {
       decodeChangeset(new Uint8Array(Buffer.from(item.event, 'base64'))).map((event) => event.id),
     );
   }
+}
+
+/** What a changeset or a snapshot carries of a local event: a shredded payload travels as shredded, never as bytes. */
+function syncedOf(event: LogEvent): SyncedEvent {
+  const shredded = event.disposition === 'shredded';
+  return {
+    id: event.id,
+    entity: event.entity,
+    scope: event.scope,
+    kind: event.kind,
+    time: event.time,
+    causationId: event.causationId,
+    correlationId: event.correlationId,
+    parents: event.parents,
+    payload: shredded ? new Uint8Array(0) : event.payload,
+    shredded,
+  };
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
