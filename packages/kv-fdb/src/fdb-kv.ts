@@ -97,6 +97,11 @@ export interface FdbKvOptions {
    * @default 10000
    */
   readonly transactionTimeoutMs?: number;
+  /**
+   * Retries of one operation's transaction (conflicts, `commit_unknown_result`
+   * and other retryable errors) before it fails. @default 100
+   */
+  readonly maxRetries?: number;
   /** The clock TTLs run on (tests pass a `ManualClock`). @default the system clock */
   readonly clock?: Clock;
 }
@@ -107,6 +112,7 @@ interface Settings {
   readonly historyRetentionMs: number;
   readonly maintenanceIntervalMs: number;
   readonly transactionTimeoutMs: number;
+  readonly maxRetries: number;
 }
 
 /** How long a write id is kept for recognising a retried write (far longer than any retry loop). */
@@ -149,6 +155,7 @@ export async function openFdbKv(options: FdbKvOptions): Promise<FdbKvStore> {
     historyRetentionMs: options.historyRetentionMs ?? 24 * 60 * 60 * 1000,
     maintenanceIntervalMs: options.maintenanceIntervalMs ?? 60_000,
     transactionTimeoutMs: options.transactionTimeoutMs ?? 10_000,
+    maxRetries: options.maxRetries ?? 100,
   };
   for (const [name, value, minimum] of [
     ['maxValueBytes', settings.maxValueBytes, 0],
@@ -156,6 +163,7 @@ export async function openFdbKv(options: FdbKvOptions): Promise<FdbKvStore> {
     ['historyRetentionMs', settings.historyRetentionMs, 0],
     ['maintenanceIntervalMs', settings.maintenanceIntervalMs, 0],
     ['transactionTimeoutMs', settings.transactionTimeoutMs, 1],
+    ['maxRetries', settings.maxRetries, 0],
   ] as const) {
     if (!Number.isSafeInteger(value) || value < minimum) {
       throw kvError(
@@ -483,10 +491,11 @@ export class FdbKvStore implements KvStore {
         position = from;
         syncedAt = (await this.#bounds(signal, from)).head;
       }
-      // The first batch is read before `synced` is delivered, so a caught-up watch holds its FDB watch from then on.
+      // A caught-up batch arms its FDB watch before `synced` is delivered, so the watch holds it from then on.
       let batch = await this.#readLog(position, prefixes);
       wait = batch.wait;
       if (from === undefined) {
+        // Keys that changed after the listing's end were left out of it: the log delivers them right after `synced`.
         if (signal.aborted) return this.#assertOpen();
         yield { type: 'synced', cursor: toHex(position) };
       }
@@ -500,8 +509,8 @@ export class FdbKvStore implements KvStore {
         }
         if (syncedAt !== undefined && (batch.events.length === 0 || Buffer.compare(position, syncedAt) >= 0)) {
           if (Buffer.compare(position, syncedAt) < 0) position = syncedAt;
-          yield { type: 'synced', cursor: toHex(syncedAt) };
           syncedAt = undefined;
+          yield { type: 'synced', cursor: toHex(position) };
         }
         if (wait !== undefined) {
           await this.#waitForChange(wait, signal);
@@ -756,7 +765,7 @@ export class FdbKvStore implements KvStore {
   }
 
   async #valueOf(tn: FdbTransaction, key: string, record: StoredRecord): Promise<Uint8Array> {
-    if (record.chunks === 0) return Uint8Array.prototype.slice.call(record.inline);
+    if (record.chunks === 0) return new Uint8Array(record.inline);
     const rows = await tn.getRange(...this.#layout.chunkRange(key), { limit: record.chunks + 1 });
     return joinChunks(record, rows, key);
   }
@@ -821,11 +830,11 @@ export class FdbKvStore implements KvStore {
       throw this.#toKvError(error, operation, key, false, false);
     }
     try {
-      for (;;) {
+      for (let attempt = 0; ; attempt++) {
         try {
           return await body(tn);
         } catch (error) {
-          if (KvError.is(error) || !isRetryable(error)) throw error;
+          if (KvError.is(error) || !isRetryable(error) || attempt >= this.#settings.maxRetries) throw error;
           await tn.onError(error);
         }
       }
@@ -853,7 +862,7 @@ export class FdbKvStore implements KvStore {
       throw this.#toKvError(error, operation, key, false, false);
     }
     let unknown = false;
-    for (;;) {
+    for (let attempt = 0; ; attempt++) {
       let committing = false;
       try {
         const step = await body(tn, unknown);
@@ -871,7 +880,7 @@ export class FdbKvStore implements KvStore {
         }
         if (isMaybeCommitted(error) || (committing && fdbErrorCode(error) === FdbErrorCode.transactionTimedOut)) unknown = true;
         try {
-          if (!isRetryable(error)) throw error;
+          if (!isRetryable(error) || attempt >= this.#settings.maxRetries) throw error;
           await tn.onError(error);
         } catch (final) {
           tn.cancel();
@@ -884,17 +893,20 @@ export class FdbKvStore implements KvStore {
   #scheduleSweep(): void {
     if (this.#closed) return;
     this.#cancelSweep = this.#clock.setTimer(this.#settings.sweepIntervalMs, () => {
-      this.sweepExpired().then(
-        () => {
-          this.lastMaintenanceError = undefined;
-          this.#scheduleSweep();
-        },
-        (error: unknown) => {
-          if (this.#closed) return;
-          this.lastMaintenanceError = this.#toKvError(error, 'sweepExpired', undefined, true, false);
-          this.#scheduleSweep();
-        },
-      );
+      // Sweep on the next turn: a manual clock fires timers while it advances, and the sweep must see where it ends.
+      new Promise(setImmediate)
+        .then(() => this.sweepExpired())
+        .then(
+          () => {
+            this.lastMaintenanceError = undefined;
+            this.#scheduleSweep();
+          },
+          (error: unknown) => {
+            if (this.#closed) return;
+            this.lastMaintenanceError = this.#toKvError(error, 'sweepExpired', undefined, true, false);
+            this.#scheduleSweep();
+          },
+        );
     });
   }
 

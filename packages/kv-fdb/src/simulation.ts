@@ -486,8 +486,8 @@ class SimulatedTransaction implements FdbTransaction {
 
   async onError(error: unknown): Promise<void> {
     if (!isRetryable(error) || this.#state === 'cancelled') throw error;
-    this.#assertAlive();
     this.#reset();
+    this.#assertAlive();
     // FoundationDB backs off before a retry; a short random pause lets the conflicting writer finish.
     await new Promise((resolve) => setTimeout(resolve, Math.random() * 3));
   }
