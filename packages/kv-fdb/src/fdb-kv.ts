@@ -804,17 +804,21 @@ export class FdbKvStore implements KvStore {
         if (record.chunks > 0) tn.clearRange(...layout.chunkRange(key));
         if (record.expiresAt > 0) tn.clear(layout.expiry(record.expiresAt, key));
       }
+      // A passed TTL not swept yet: its `expire` goes first, in the same transaction, so watchers see the removal in order.
+      const lapsed = record !== undefined && record.op === 'put' && !live;
+      const at = lapsed ? 1 : 0;
+      if (lapsed) tn.setVersionstampedKey(layout.log, order(0), encodeLogEntry('expire', key));
       const op: Op = mutation === 'delete' || mutation === 'deleteWithVersion' ? 'delete' : mutation === 'purge' ? 'purge' : 'put';
       const expiresAt = ttlMs === undefined ? 0 : this.#clock.now() + ttlMs;
-      tn.setVersionstampedValue(layout.record(key), encodeRecordSuffix(0, op as 'put' | 'delete' | 'purge', expiresAt, value));
+      tn.setVersionstampedValue(layout.record(key), encodeRecordSuffix(at, op as 'put' | 'delete' | 'purge', expiresAt, value));
       if (value !== undefined && value.byteLength > inlineLimit) {
         for (const [index, chunk] of splitChunks(value).entries()) tn.set(layout.chunk(key, index), chunk);
       }
       if (expiresAt > 0) tn.set(layout.expiry(expiresAt, key), Buffer.alloc(0));
-      tn.setVersionstampedKey(layout.log, order(0), encodeLogEntry(op, key));
-      tn.setVersionstampedValue(layout.head, order(0));
-      tn.setVersionstampedValue(marker, order(0));
-      return { commit: true, stamp: tn.getVersionstamp(), finish: (stamp) => toHex(versionOf(stamp as Buffer, 0)) };
+      tn.setVersionstampedKey(layout.log, order(at), encodeLogEntry(op, key));
+      tn.setVersionstampedValue(layout.head, order(at));
+      tn.setVersionstampedValue(marker, order(at));
+      return { commit: true, stamp: tn.getVersionstamp(), finish: (stamp) => toHex(versionOf(stamp as Buffer, at)) };
     });
   }
 

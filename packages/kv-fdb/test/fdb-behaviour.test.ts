@@ -259,6 +259,22 @@ describe('fdb: TTL', () => {
     expect(text((await store.get('long'))?.value ?? bytes(''))).toBe('x');
     await reader.stop();
   });
+
+  it('a write over a passed TTL the sweeper has not reached delivers the expire first, in the same commit', async () => {
+    const db = simulation();
+    const clock = new ManualClock(Date.now());
+    const store = await open(db, { clock });
+    const reader = new WatchReader(store);
+    await reader.untilSynced();
+    await store.putWithTtl('session', bytes('old'), 500);
+    clock.advance(600);
+    const version = await store.create('session', bytes('new'));
+    const events = await reader.until((event) => event.type === 'put' && event.version === version);
+    expect(events.slice(-2).map((event) => event.type)).toEqual(['expire', 'put']);
+    expect(events.at(-2)?.cursor.slice(0, 20)).toBe(events.at(-1)?.cursor.slice(0, 20));
+    expect((await rowsByTag(db, store.bucket)).get('e/')).toBeUndefined();
+    await reader.stop();
+  });
 });
 
 describe('fdb: hostile bytes and bad input', () => {
