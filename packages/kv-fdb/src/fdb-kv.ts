@@ -843,6 +843,7 @@ export class FdbKvStore implements KvStore {
         }
       }
     } catch (error) {
+      if (commits) tn.cancel();
       throw this.#toKvError(error, operation, key, false, false);
     } finally {
       if (!commits) tn.cancel();
