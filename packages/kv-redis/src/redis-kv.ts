@@ -400,9 +400,10 @@ export class RedisKvStore implements KvStore {
           yield eventOf(change, epoch);
         }
         if (syncedAt !== undefined && (batch.changes.length === 0 || compareStreamIds(position, syncedAt) >= 0)) {
+          // A batch may run past the head read at the start: `synced` then marks where delivery stands, keeping cursor order.
           if (compareStreamIds(position, syncedAt) < 0) position = syncedAt;
-          yield { type: 'synced', cursor: cursorOf(syncedAt, epoch) };
           syncedAt = undefined;
+          yield { type: 'synced', cursor: cursorOf(position, epoch) };
         }
         if (batch.changes.length === 0) await this.#waitForChange(waker, position, signal);
       }

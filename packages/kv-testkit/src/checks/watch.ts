@@ -168,6 +168,31 @@ export const watchChecks: ConformanceCheck[] = [
     expect(next?.type === 'put' ? next.key : undefined).toBe('b');
     await resumed.stop();
   }),
+  check('watch', 'watches resumed while another client writes keep cursor order through synced', async (context) => {
+    const store = await context.open();
+    const writer = await context.open();
+    await store.put('w.0', bytes('0'));
+    const first = new WatchReader(store, { prefixes: ['w'] });
+    const [, synced] = await first.untilSynced();
+    await first.stop();
+    let stop = false;
+    const writing = (async () => {
+      for (let index = 1; !stop; index++) await writer.put(`w.${index % 20}`, bytes(String(index)));
+    })();
+    try {
+      // Each watch starts while writes land, so its first read can run past the head it saw at the start.
+      for (let round = 0; round < 5; round++) {
+        const resumed = new WatchReader(store, { from: synced?.cursor as WatchCursor });
+        await resumed.untilSynced();
+        await resumed.until(() => true);
+        expectCursorOrder(store, resumed.events);
+        await resumed.stop();
+      }
+    } finally {
+      stop = true;
+      await writing;
+    }
+  }),
   check(
     'watch',
     'a cursor whose history is gone fails with CursorExpired, never a silent gap',
