@@ -63,6 +63,20 @@ export interface DecodedFrame {
 }
 
 const encoder = new TextEncoder();
+
+/** Entity and scope names repeat from frame to frame: their UTF-8 bytes are kept (up to a bound) instead of re-encoded. */
+const nameBytes = new Map<string, Uint8Array>();
+const maxCachedNames = 4096;
+
+function encodeName(name: string): Uint8Array {
+  let bytes = nameBytes.get(name);
+  if (bytes === undefined) {
+    bytes = encoder.encode(name);
+    if (nameBytes.size >= maxCachedNames) nameBytes.clear();
+    nameBytes.set(name, bytes);
+  }
+  return bytes;
+}
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
 function invalid(message: string, offset?: number): EventLogError {
@@ -122,8 +136,8 @@ function headerLength(entity: Uint8Array, scope: Uint8Array, header: FrameHeader
  * and CRC cover header and payload.
  */
 export function encodeFrame(header: FrameHeader, payload: Uint8Array, crc32c: (data: Uint8Array) => number): Uint8Array {
-  const entity = encoder.encode(header.entity);
-  const scope = encoder.encode(header.scope);
+  const entity = encodeName(header.entity);
+  const scope = encodeName(header.scope);
   const idempotency = header.idempotencyKey === undefined ? undefined : encoder.encode(header.idempotencyKey);
   const length = headerLength(entity, scope, header, idempotency);
   const frame = new Uint8Array(framePrefixSize + length + payload.length);

@@ -395,7 +395,7 @@ export class EventLog implements AsyncDisposable {
         return { events: earlier.events, position: earlier.events.at(-1)?.position ?? 0, duplicate: true, durable: earlier.durable };
       }
     }
-    const seen = new Set<string>();
+    let seen: Set<string> | undefined;
     const events = inputs.map((input) => {
       if (typeof input !== 'object' || input === null) throw invalidArgument('each event must be an object');
       const entity = checkName(input.entity, 'entity');
@@ -409,12 +409,11 @@ export class EventLog implements AsyncDisposable {
       if (input.payload.length > this.#maxPayloadBytes) {
         throw invalidArgument(`payload of ${input.payload.length} bytes exceeds maxPayloadBytes (${this.#maxPayloadBytes})`);
       }
-      for (const [name, id] of [
-        ['id', input.id],
-        ['causationId', input.causationId],
-        ['correlationId', input.correlationId],
-      ] as const) {
-        if (id !== undefined && !isUuid(id)) throw invalidArgument(`${name} must be a lowercase UUID string`);
+      if (input.id !== undefined && !isUuid(input.id)) throw invalidArgument('id must be a lowercase UUID string');
+      if (input.causationId !== undefined && !isUuid(input.causationId))
+        throw invalidArgument('causationId must be a lowercase UUID string');
+      if (input.correlationId !== undefined && !isUuid(input.correlationId)) {
+        throw invalidArgument('correlationId must be a lowercase UUID string');
       }
       const parents = input.parents ?? [];
       if (!Array.isArray(parents) || parents.length > maxParents)
@@ -424,6 +423,7 @@ export class EventLog implements AsyncDisposable {
         throw invalidArgument('time must be a u64 bigint');
       }
       if (input.id !== undefined) {
+        seen ??= new Set<string>();
         if (this.#byId.has(input.id) || seen.has(input.id)) throw invalidArgument(`event id ${input.id} is already in the log`);
         seen.add(input.id);
       }
@@ -469,7 +469,8 @@ export class EventLog implements AsyncDisposable {
     const appended: AppendedEvent[] = [];
     const firstPosition = this.#head + 1;
     let bytes = 0;
-    for (const [index, { input, entity, scope, parents }] of events.entries()) {
+    for (let index = 0; index < events.length; index++) {
+      const { input, entity, scope, parents } = events[index] as (typeof events)[number];
       const position = ++this.#head;
       const id = input.id ?? this.#ids.next(this.#clockSource());
       let time: bigint;
