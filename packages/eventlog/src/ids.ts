@@ -1,4 +1,4 @@
-import { randomFillSync } from 'node:crypto';
+import { RandomPool } from './random.js';
 
 /** A 16-byte event id (UUIDv7) as lowercase hex with dashes. */
 export type EventId = string & { readonly __eventId: true };
@@ -40,18 +40,11 @@ export class UuidV7Generator {
   #lastMs = -1;
   #counter = 0;
   readonly #random = new Uint8Array(16);
-  /** Random bytes fetched 4 KiB at a time: one `randomFillSync` per id cost a third of an append. */
-  readonly #pool = new Uint8Array(4096);
-  #poolOffset = 4096;
+  readonly #pool = new RandomPool();
 
   next(nowMs = Date.now()): EventId {
     const bytes = this.#random;
-    if (this.#poolOffset + 16 > this.#pool.length) {
-      randomFillSync(this.#pool);
-      this.#poolOffset = 0;
-    }
-    bytes.set(this.#pool.subarray(this.#poolOffset, this.#poolOffset + 16));
-    this.#poolOffset += 16;
+    this.#pool.fill(bytes);
     if (nowMs <= this.#lastMs) {
       nowMs = this.#lastMs;
       this.#counter++;

@@ -9,16 +9,19 @@
  * flush) is made durable first; if that fails, the appends fail and nothing
  * is written.
  */
-import { randomBytes } from 'node:crypto';
 import type { FrameHeader } from '../codec.js';
 import { EventLogError, EventLogErrorCode } from '../errors.js';
 import type { LogFileSystem } from '../fs/types.js';
 import type { Hashers } from '../hash.js';
 import { writeUuid } from '../ids.js';
 import type { PayloadCodec, SealInput } from '../log.js';
+import { RandomPool } from '../random.js';
 import type { LogEvent } from '../types.js';
 import { type Granularity, Keyset, keyName, type ShredTarget } from './keyset.js';
 import { defaultXChaCha, nobleXChaCha, nodeXChaCha, nonceSize, type XChaCha } from './xchacha.js';
+
+/** Nonces come from a pooled CSPRNG buffer: 24 random bytes per seal, each used once. */
+const noncePool = new RandomPool();
 
 /** Options of encryption. */
 export interface EncryptionOptions {
@@ -111,7 +114,7 @@ export class EncryptedCodec implements PayloadCodec {
       eventId: granularity === 'event' ? input.id : undefined,
     };
     const key = this.keyset.keyFor(keyName(binding), () => binding);
-    const nonce = randomBytes(nonceSize);
+    const nonce = noncePool.take(nonceSize);
     const stored = this.#cipher.seal(key.material as Uint8Array, nonce, input.payload, payloadAad(input));
     return { stored, encryption: { keyId: key.id, nonce } };
   }
