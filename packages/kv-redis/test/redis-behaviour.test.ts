@@ -229,6 +229,23 @@ describe.skipIf(redisMissing !== undefined)('redis backend behaviour on a real s
       }
     });
 
+    it('writes go on after the server forgets its scripts (SCRIPT FLUSH, as after a restart or failover)', async () => {
+      const { server, raw } = await standalone();
+      const store = await openRedisKv({ url: server.url, bucket: 'flushed', sweepIntervalMs: 0 });
+      try {
+        const first = await store.put('k', bytes('1'));
+        await store.update('k', bytes('2'), first);
+        await raw.script('FLUSH');
+        const version = await store.put('k', bytes('3'));
+        expect((await store.get('k'))?.version).toBe(version);
+        await store.update('k', bytes('4'), version);
+      } finally {
+        await store.close();
+        raw.disconnect();
+        await server.stop();
+      }
+    });
+
     it('close() leaves a caller-owned client open', async () => {
       const { server, raw } = await standalone();
       const client = new Redis(server.url);
