@@ -103,14 +103,19 @@ export async function redisSuite(bench: Bench): Promise<void> {
     });
 
     // What a weft get costs over the command it sends: the record is a hash, read with one HMGET.
-    await bench.compare({
-      id: 'redis.get-vs-hmget.1',
-      label: 'redis get vs the same HMGET, sequential',
-      weft: (i) => kv.get(`k.${i % keys}`),
-      baseline: { name: 'raw HMGET o v n', op: (i) => raw.hmgetBuffer(`weft:{bench}:r:k.${i % keys}`, 'o', 'v', 'n') },
-      ops,
-      concurrency: 1,
-    });
+    for (const [concurrency, mode] of [
+      [1, 'sequential'],
+      [100, '100 in flight'],
+    ] as const) {
+      await bench.compare({
+        id: `redis.get-vs-hmget.${concurrency}`,
+        label: `redis get vs the same HMGET, ${mode}`,
+        weft: (i) => kv.get(`k.${i % keys}`),
+        baseline: { name: 'raw HMGET o v n', op: (i) => raw.hmgetBuffer(`weft:{bench}:r:k.${i % keys}`, 'o', 'v', 'n') },
+        ops: concurrency === 1 ? ops : ops * 4,
+        concurrency,
+      });
+    }
 
     await redisWatchLatency(bench, kv, server);
   } finally {
