@@ -75,10 +75,20 @@ export interface NatsKvOptions {
   readonly create?: NatsBucketOptions | true;
   /** How long a request may wait for the server, in milliseconds. @default 5000 */
   readonly timeoutMs?: number;
+  /**
+   * How often this handle turns passed TTLs into `expire` events; `0`
+   * disables its sweeper (another handle's, or `sweepExpired()`, must run).
+   * @default 1000
+   */
+  readonly sweepIntervalMs?: number;
 }
 
 const keyHeader = 'KV-Operation';
 const rollupHeader = 'Nats-Rollup';
+/** On a put with a TTL: when it expires, in epoch milliseconds. */
+const expiresHeader = 'Weft-Expires';
+/** On the delete marker the sweeper writes for a passed TTL: `expire`. */
+const weftOpHeader = 'Weft-Op';
 const pageSize = 256;
 const fetchExpiresMs = 5000;
 const fetchHeartbeatMs = 1000;
@@ -104,6 +114,14 @@ export async function openNatsKv(options: NatsKvOptions): Promise<NatsKvStore> {
   const timeoutMs = options.timeoutMs ?? 5000;
   if (!Number.isFinite(timeoutMs) || timeoutMs < 100) {
     throw kvError(KvErrorCode.InvalidArgument, backend, `timeoutMs must be at least 100, got ${describeArgument(timeoutMs)}`);
+  }
+  const sweepIntervalMs = options.sweepIntervalMs ?? 1000;
+  if (!Number.isSafeInteger(sweepIntervalMs) || sweepIntervalMs < 0) {
+    throw kvError(
+      KvErrorCode.InvalidArgument,
+      backend,
+      `sweepIntervalMs must be an integer of at least 0, got ${describeArgument(sweepIntervalMs)}`,
+    );
   }
   const create = options.create === true ? {} : options.create;
   if (create?.history !== undefined && !(Number.isInteger(create.history) && create.history >= 1 && create.history <= 64)) {
@@ -154,7 +172,7 @@ export async function openNatsKv(options: NatsKvOptions): Promise<NatsKvStore> {
       }
       throw error;
     }
-    return new NatsKvStore({ connection, owned, manager, client, bucket, version, info, timeoutMs });
+    return new NatsKvStore({ connection, owned, manager, client, bucket, version, info, timeoutMs, sweepIntervalMs });
   } catch (error) {
     if (owned) await connection.close().catch(() => undefined);
     throw toKvError(error, 'open', undefined, false);
@@ -179,6 +197,7 @@ interface Parts {
   readonly version: ServerVersion;
   readonly info: StreamInfo;
   readonly timeoutMs: number;
+  readonly sweepIntervalMs: number;
 }
 
 type Delivery = { readonly policy: 'last-per-subject' } | { readonly policy: 'after'; readonly seq: number };
@@ -186,7 +205,10 @@ type Delivery = { readonly policy: 'last-per-subject' } | { readonly policy: 'af
 interface StreamedMessage {
   readonly seq: number;
   readonly key: string;
-  readonly op: 'put' | 'delete' | 'purge';
+  /** `expire` is a delete marker the sweeper wrote for a passed TTL. */
+  readonly op: 'put' | 'delete' | 'purge' | 'expire';
+  /** A put's TTL, in epoch milliseconds (0 for none). */
+  readonly expiresAt: number;
   readonly data: Uint8Array;
   /** Messages still pending on the consumer after this one. */
   readonly pending: number;
@@ -209,6 +231,11 @@ export class NatsKvStore implements KvStore {
   readonly #nativeMultiFilter: boolean;
   readonly #closing = new AbortController();
   #closed = false;
+  #sweeper: NodeJS.Timeout | undefined;
+  #sweeping: Promise<number> | undefined;
+  #metaStreamReady = false;
+  /** The last error of the background sweeper, if its latest run failed. */
+  lastSweepError: KvError | undefined;
 
   /** @internal use {@link openNatsKv} */
   constructor(parts: Parts) {
@@ -224,13 +251,30 @@ export class NatsKvStore implements KvStore {
     const serverLimit = (parts.connection.info?.max_payload ?? 1024 * 1024) - 1024;
     const streamLimit = config.max_msg_size > 0 ? config.max_msg_size - 1024 : Number.POSITIVE_INFINITY;
     this.capabilities = Object.freeze({
-      ttl: false,
+      ttl: true,
       purge: true,
       multiPrefixWatch: this.#nativeMultiFilter ? 'native' : 'emulated',
       maxValueBytes: Math.max(0, Math.min(serverLimit, streamLimit)),
       readYourWrites: true,
       history: config.max_msgs_per_subject > 0 ? config.max_msgs_per_subject : Number.POSITIVE_INFINITY,
     });
+    if (parts.sweepIntervalMs > 0) {
+      this.#sweeper = setInterval(() => {
+        if (this.#sweeping !== undefined) return;
+        this.#sweeping = this.sweepExpired().finally(() => {
+          this.#sweeping = undefined;
+        });
+        this.#sweeping.then(
+          () => {
+            this.lastSweepError = undefined;
+          },
+          (error: unknown) => {
+            if (!this.#closed) this.lastSweepError = toKvError(error, 'sweepExpired', undefined, false);
+          },
+        );
+      }, parts.sweepIntervalMs);
+      this.#sweeper.unref();
+    }
   }
 
   async get(key: string): Promise<KvEntry | undefined> {
@@ -242,8 +286,9 @@ export class NatsKvStore implements KvStore {
     this.#assertOpen();
     assertValidKey(key, backend);
     const message = await this.#lastMessage(key);
-    if (message === undefined) return undefined;
-    if (message.op === 'put') return { key, op: 'put', value: message.data, version: versionOf(message.seq, 'put') };
+    // A passed TTL reads as never written, before and after the sweeper has marked it.
+    if (message === undefined || message.op === 'expire' || expired(message)) return undefined;
+    if (message.op === 'put') return { key, op: 'put', value: message.data, version: versionOf(message.seq, 'put', message.expiresAt) };
     return { key, op: message.op, version: versionOf(message.seq, message.op) };
   }
 
@@ -274,7 +319,7 @@ export class NatsKvStore implements KvStore {
     }
     // Creating over a tombstone: CAS against the tombstone itself, as the KV clients do.
     const current = await this.#lastMessage(key);
-    if (current === undefined || current.op === 'put') {
+    if (current === undefined || (current.op === 'put' && !expired(current))) {
       throw kvError(KvErrorCode.AlreadyExists, backend, 'a live value already exists', { key });
     }
     try {
@@ -305,15 +350,59 @@ export class NatsKvStore implements KvStore {
     return versionOf(await this.#publish(key, new Uint8Array(0), 'deleteWithVersion', { lastSubjectSequence: seq }, 'DEL'), 'delete');
   }
 
+  /**
+   * Writes `value` with a TTL. The put carries its expiry in a header, and an
+   * entry in the bucket's companion stream indexes it for the sweepers, which
+   * replace a passed TTL with a delete marker (an `expire` event). Reads hide
+   * a passed TTL at once, by this client's clock.
+   */
   async putWithTtl(key: string, value: Uint8Array, ttlMs: number): Promise<Version> {
     this.#assertWritable(key, value);
     assertTtl(ttlMs, backend, key);
-    throw kvError(
-      KvErrorCode.Unsupported,
-      backend,
-      `per-key TTL is not supported on this bucket (server ${this.serverVersion}); see docs/semantics.md`,
-      { key },
+    const expiresAt = Date.now() + Math.max(1, Math.ceil(ttlMs));
+    // The index entry first: a put with a TTL is never left without one for the sweepers to find.
+    await this.#ensureMetaStream();
+    await this.#call(key, () =>
+      this.#parts.client.publish(this.#ttlSubject(key), new TextEncoder().encode(String(expiresAt)), { timeout: this.#parts.timeoutMs }),
     );
+    const headers = makeHeaders();
+    headers.set(expiresHeader, String(expiresAt));
+    return versionOf(await this.#publish(key, value, 'putWithTtl', undefined, undefined, headers), 'put', expiresAt);
+  }
+
+  /**
+   * Turns every entry whose TTL has passed into an `expire` event now (the
+   * background sweeper calls this every `sweepIntervalMs`): a delete marker
+   * written only if the entry is still the key's latest message.
+   *
+   * @returns how many entries expired
+   */
+  async sweepExpired(): Promise<number> {
+    this.#assertOpen();
+    const due: Array<{ key: string; expiresAt: number; seq: number }> = [];
+    const now = Date.now();
+    for (const entry of await this.#ttlIndex()) if (entry.expiresAt <= now) due.push(entry);
+    let expiredCount = 0;
+    for (const entry of due) {
+      const current = await this.#lastMessage(entry.key);
+      if (current !== undefined && current.op === 'put' && current.expiresAt === entry.expiresAt) {
+        const headers = makeHeaders();
+        headers.set(keyHeader, 'DEL');
+        headers.set(weftOpHeader, 'expire');
+        try {
+          await this.#publish(entry.key, new Uint8Array(0), 'sweepExpired', { lastSubjectSequence: current.seq }, undefined, headers);
+          expiredCount++;
+        } catch (error) {
+          // Written meanwhile: the newer write replaced the value, nothing to expire.
+          if (!KvError.is(error, KvErrorCode.RevisionMismatch)) throw error;
+        }
+      }
+      // Removes this index entry only, never a newer one written for the key since.
+      await this.#call(entry.key, () =>
+        this.#parts.manager.streams.purge(metaStreamName(this.bucket), { filter: this.#ttlSubject(entry.key), seq: entry.seq + 1 }),
+      );
+    }
+    return expiredCount;
   }
 
   async purge(key: string): Promise<Version> {
@@ -401,28 +490,94 @@ export class NatsKvStore implements KvStore {
   }
 
   async #recordHorizon(horizon: number): Promise<void> {
-    const { manager, client } = this.#parts;
+    await this.#ensureMetaStream();
+    await this.#call(undefined, () =>
+      this.#parts.client.publish(this.#horizonSubject, new TextEncoder().encode(String(horizon)), { timeout: this.#parts.timeoutMs }),
+    );
+  }
+
+  /** The companion stream `WEFT_<bucket>`: the compaction horizon and the TTL index, one message per subject. */
+  async #ensureMetaStream(): Promise<void> {
+    if (this.#metaStreamReady) return;
+    const { manager } = this.#parts;
     const name = metaStreamName(this.bucket);
     await this.#call(undefined, async () => {
       try {
         await manager.streams.info(name);
       } catch (error) {
         if (!(error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound)) throw error;
-        await manager.streams.add({
-          name,
-          subjects: [`$WEFT.${this.bucket}.>`],
-          max_msgs_per_subject: 1,
-          num_replicas: this.#parts.info.config.num_replicas,
-        });
+        try {
+          await manager.streams.add({
+            name,
+            subjects: [`$WEFT.${this.bucket}.>`],
+            max_msgs_per_subject: 1,
+            num_replicas: this.#parts.info.config.num_replicas,
+          });
+        } catch (addError) {
+          // Another handle created it first.
+          if (!(addError instanceof JetStreamApiError && addError.code === 10058)) throw addError;
+        }
       }
-      await client.publish(this.#horizonSubject, new TextEncoder().encode(String(horizon)), { timeout: this.#parts.timeoutMs });
     });
+    this.#metaStreamReady = true;
+  }
+
+  #ttlSubject(key: string): string {
+    return `$WEFT.${this.bucket}.ttl.${key}`;
+  }
+
+  /** Every TTL index entry of the bucket, read with a short-lived consumer on the companion stream. */
+  async #ttlIndex(): Promise<Array<{ key: string; expiresAt: number; seq: number }>> {
+    const { manager, client } = this.#parts;
+    const stream = metaStreamName(this.bucket);
+    const prefix = `$WEFT.${this.bucket}.ttl.`;
+    const name = `weft_ttl_${nuid.next()}`;
+    let created;
+    try {
+      created = await manager.consumers.add(stream, {
+        name,
+        ack_policy: AckPolicy.None,
+        mem_storage: true,
+        num_replicas: 1,
+        inactive_threshold: nanos(30_000),
+        filter_subject: `${prefix}>`,
+        deliver_policy: DeliverPolicy.LastPerSubject,
+      });
+    } catch (error) {
+      if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound) return [];
+      throw toKvError(error, 'sweepExpired', undefined, false);
+    }
+    const entries: Array<{ key: string; expiresAt: number; seq: number }> = [];
+    try {
+      let pending = created.num_pending;
+      const consumer = await client.consumers.get(stream, name);
+      while (pending > 0) {
+        const batch = await consumer.fetch({ max_messages: Math.min(pending, 1000), expires: fetchExpiresMs });
+        let received = 0;
+        for await (const message of batch) {
+          received++;
+          pending = message.info.pending;
+          const expiresAt = Number(new TextDecoder().decode(message.data));
+          if (Number.isSafeInteger(expiresAt) && message.subject.startsWith(prefix)) {
+            entries.push({ key: message.subject.slice(prefix.length), expiresAt, seq: message.info.streamSequence });
+          }
+        }
+        if (received === 0) break;
+      }
+    } catch (error) {
+      throw toKvError(error, 'sweepExpired', undefined, false);
+    } finally {
+      await manager.consumers.delete(stream, name).catch(() => undefined);
+    }
+    return entries;
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    clearInterval(this.#sweeper);
     this.#closing.abort();
+    await this.#sweeping?.catch(() => undefined);
     if (this.#parts.owned) await this.#parts.connection.close().catch(() => undefined);
   }
 
@@ -465,7 +620,7 @@ export class NatsKvStore implements KvStore {
         }
         // The state-sync listing shows live values only: tombstones up to its snapshot are not changes.
         const inListing = from === undefined && !synced;
-        if (keyMatchesAnyPrefix(message.key, prefixes) && !(inListing && message.op !== 'put')) {
+        if (keyMatchesAnyPrefix(message.key, prefixes) && !(inListing && (message.op !== 'put' || expired(message)))) {
           yield eventOf(message, this.#epoch);
         }
         if (!synced && message.pending === 0) {
@@ -659,6 +814,7 @@ export class NatsKvStore implements KvStore {
       seq,
       key,
       op: operationOf(message.headers),
+      expiresAt: expiryOf(message.headers),
       data: copy(message.data),
       pending: message.info.pending,
       timeMs: Math.floor(Number(message.info.timestampNanos) / 1_000_000),
@@ -683,8 +839,8 @@ export class NatsKvStore implements KvStore {
             signal,
           )) {
             if (message === 'caught-up' || message.seq > head) return;
-            if (message.op === 'put' && keyMatchesPrefix(message.key, prefix)) {
-              yield { key: message.key, value: message.data, version: versionOf(message.seq, 'put') };
+            if (message.op === 'put' && !expired(message) && keyMatchesPrefix(message.key, prefix)) {
+              yield { key: message.key, value: message.data, version: versionOf(message.seq, 'put', message.expiresAt) };
             }
             if (message.pending === 0) return;
           }
@@ -701,7 +857,15 @@ export class NatsKvStore implements KvStore {
       this.#parts.manager.streams.getMessage(this.#stream, { last_by_subj: this.#subjectPrefix + key }),
     );
     if (stored === null) return undefined;
-    return { seq: stored.seq, key, op: operationOf(stored.header), data: copy(stored.data), pending: 0, timeMs: stored.time.getTime() };
+    return {
+      seq: stored.seq,
+      key,
+      op: operationOf(stored.header),
+      expiresAt: expiryOf(stored.header),
+      data: copy(stored.data),
+      pending: 0,
+      timeMs: stored.time.getTime(),
+    };
   }
 
   async #streamInfo(): Promise<StreamInfo> {
@@ -714,10 +878,11 @@ export class NatsKvStore implements KvStore {
     operation: string,
     expect?: { lastSubjectSequence: number },
     marker?: 'DEL' | 'PURGE',
+    given?: MsgHdrs,
   ): Promise<number> {
-    let headers: MsgHdrs | undefined;
+    let headers: MsgHdrs | undefined = given;
     if (marker !== undefined) {
-      headers = makeHeaders();
+      headers ??= makeHeaders();
       headers.set(keyHeader, marker);
       if (marker === 'PURGE') headers.set(rollupHeader, 'sub');
     }
@@ -750,6 +915,9 @@ export class NatsKvStore implements KvStore {
     if (parsed.op !== 'put') {
       throw kvError(KvErrorCode.RevisionMismatch, backend, `expected version ${expected} is a tombstone, not a live value`, { key });
     }
+    if (parsed.expiresAt > 0 && parsed.expiresAt <= Date.now()) {
+      throw kvError(KvErrorCode.RevisionMismatch, backend, `expected version ${expected} has expired`, { key });
+    }
     return parsed.seq;
   }
 
@@ -780,31 +948,51 @@ class GapError extends Error {
   }
 }
 
-function operationOf(headers: MsgHdrs | undefined): 'put' | 'delete' | 'purge' {
+function operationOf(headers: MsgHdrs | undefined): 'put' | 'delete' | 'purge' | 'expire' {
   const operation = headers?.get(keyHeader);
-  if (operation === 'DEL') return 'delete';
+  if (operation === 'DEL') return headers?.get(weftOpHeader) === 'expire' ? 'expire' : 'delete';
   if (operation === 'PURGE') return 'purge';
   return 'put';
 }
 
+/** A put's TTL from its header: 0 for none (or a header that is not a time). */
+function expiryOf(headers: MsgHdrs | undefined): number {
+  const text = headers?.get(expiresHeader);
+  if (text === undefined || text === '') return 0;
+  const value = Number(text);
+  return Number.isSafeInteger(value) && value > 0 ? value : 0;
+}
+
+function expired(message: StreamedMessage): boolean {
+  return message.op === 'put' && message.expiresAt > 0 && message.expiresAt <= Date.now();
+}
+
 function eventOf(message: StreamedMessage, epoch: string): WatchEvent {
   const cursor = cursorOf(message.seq, epoch);
-  if (message.op === 'put') return { type: 'put', key: message.key, value: message.data, version: versionOf(message.seq, 'put'), cursor };
+  if (message.op === 'put') {
+    return { type: 'put', key: message.key, value: message.data, version: versionOf(message.seq, 'put', message.expiresAt), cursor };
+  }
+  if (message.op === 'expire') return { type: 'expire', key: message.key, cursor };
   return { type: message.op, key: message.key, version: versionOf(message.seq, message.op), cursor };
 }
 
 /**
  * Versions are the stream sequence (what `nats kv` shows as the revision);
- * tombstones carry a suffix so CAS against a deleted key can never match.
+ * tombstones carry a suffix so CAS against a deleted key can never match, and
+ * a put with a TTL carries its expiry, so CAS against it fails once it passed.
  */
-function versionOf(seq: number, op: 'put' | 'delete' | 'purge'): Version {
-  return (op === 'put' ? String(seq) : `${seq}-${op === 'delete' ? 'd' : 'p'}`) as Version;
+function versionOf(seq: number, op: 'put' | 'delete' | 'purge', expiresAt = 0): Version {
+  if (op === 'put') return (expiresAt > 0 ? `${seq}-t${expiresAt.toString(36)}` : String(seq)) as Version;
+  return `${seq}-${op === 'delete' ? 'd' : 'p'}` as Version;
 }
 
-function parseVersion(version: unknown, key: string): { seq: number; op: 'put' | 'delete' | 'purge' } {
+function parseVersion(version: unknown, key: string): { seq: number; op: 'put' | 'delete' | 'purge'; expiresAt: number } {
   if (typeof version === 'string') {
-    const match = /^([1-9][0-9]{0,15})(-d|-p)?$/.exec(version);
-    if (match !== null) return { seq: Number(match[1]), op: match[2] === '-d' ? 'delete' : match[2] === '-p' ? 'purge' : 'put' };
+    const match = /^([1-9][0-9]{0,15})(?:(-d|-p)|-t([0-9a-z]{1,11}))?$/.exec(version);
+    if (match !== null) {
+      const op = match[2] === '-d' ? 'delete' : match[2] === '-p' ? 'purge' : 'put';
+      return { seq: Number(match[1]), op, expiresAt: match[3] === undefined ? 0 : Number.parseInt(match[3], 36) };
+    }
   }
   throw kvError(KvErrorCode.InvalidArgument, backend, `${describeArgument(version)} is not a version of the nats backend`, { key });
 }

@@ -18,9 +18,10 @@ else
       await raw.close();
       await server.stop();
     },
-    open: (bucket) => openNatsKv({ servers: server.url, bucket, create: { history: 10 } }),
+    open: (bucket) => openNatsKv({ servers: server.url, bucket, create: { history: 10 }, sweepIntervalMs: 100 }),
     dropBucket: (bucket) => dropBucket(raw, bucket),
     // weft's own tombstone compaction, the way history becomes unprovable on NATS.
     forgetHistory: async (_bucket, store) => void (await (store as NatsKvStore).compact({ olderThanMs: 0 })),
     watchResources: (bucket) => consumerCount(raw, bucket),
+    expireDelayMs: 1500,
   });

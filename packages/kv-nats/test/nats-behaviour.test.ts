@@ -71,17 +71,54 @@ describe.skipIf(natsMissing !== undefined)('nats backend behaviour on a real ser
     }
   });
 
-  it('detects the server version and reports what 2.9 cannot do', async () => {
+  it('detects the server version and reports what it filters natively', async () => {
     const store = await openNatsKv({ servers: server.url, bucket: 'caps', create: true });
     try {
       const version = parseServerVersion(store.serverVersion);
       expect(version.major).toBe(2);
       const expected = version.minor >= 10 ? 'native' : 'emulated';
       expect(store.capabilities.multiPrefixWatch).toBe(expected);
-      expect(store.capabilities.ttl).toBe(false);
-      const error = await store.putWithTtl('k', bytes('v'), 1000).catch((caught: unknown) => caught);
-      expect(KvError.is(error, 'Unsupported')).toBe(true);
-      expect(await store.get('k')).toBeUndefined();
+      expect(store.capabilities.ttl).toBe(true);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('TTLs are ordinary KV messages: plain clients see the value, then the expire as a delete', async () => {
+    const store = await openNatsKv({ servers: server.url, bucket: 'ttl-interop', create: true, sweepIntervalMs: 50 });
+    try {
+      const plain = await new Kvm(raw).open('ttl-interop');
+      const version = await store.putWithTtl('session.1', bytes('token'), 300);
+      const seen = await plain.get('session.1');
+      expect(seen?.string()).toBe('token');
+      expect(String(seen?.revision)).toBe(version.split('-')[0]);
+      const watch = new WatchReader(store);
+      await watch.untilSynced();
+      const [expiredEvent] = await watch.until((event) => event.type === 'expire');
+      expect(expiredEvent).toMatchObject({ type: 'expire', key: 'session.1' });
+      await watch.stop();
+      expect((await plain.get('session.1'))?.operation).toBe('DEL');
+      expect(await store.entry('session.1')).toBeUndefined();
+      await expect(store.update('session.1', bytes('x'), version)).rejects.toMatchObject({ code: 'RevisionMismatch' });
+      await store.create('session.1', bytes('again'));
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('a plain put clears the TTL: the sweeper drops the stale index entry and leaves the value', async () => {
+    const store = await openNatsKv({ servers: server.url, bucket: 'ttl-cleared', create: true, sweepIntervalMs: 0 });
+    try {
+      await store.putWithTtl('k', bytes('short'), 100);
+      await store.put('k', bytes('kept'));
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      expect(await store.sweepExpired()).toBe(0);
+      expect(new TextDecoder().decode((await store.get('k'))?.value)).toBe('kept');
+      await store.putWithTtl('j', bytes('gone'), 50);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(await store.get('j')).toBeUndefined();
+      expect(await store.sweepExpired()).toBe(1);
+      expect(await store.sweepExpired()).toBe(0);
     } finally {
       await store.close();
     }
