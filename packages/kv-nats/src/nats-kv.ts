@@ -534,6 +534,9 @@ export class NatsKvStore implements KvStore {
     const name = `weft_ttl_${nuid.next()}`;
     let created;
     try {
+      // One cheap request when no key has a TTL: the consumer below is created only when there are entries.
+      const info = await manager.streams.info(stream, { subjects_filter: `${prefix}>` });
+      if (Object.keys(info.state.subjects ?? {}).length === 0) return [];
       created = await manager.consumers.add(stream, {
         name,
         ack_policy: AckPolicy.None,
