@@ -1,6 +1,7 @@
 import {
   AckPolicy,
   type ConsumerConfig,
+  type ConsumerInfo,
   DeliverPolicy,
   JetStreamApiCodes,
   JetStreamApiError,
@@ -532,7 +533,7 @@ export class NatsKvStore implements KvStore {
     const stream = metaStreamName(this.bucket);
     const prefix = `$WEFT.${this.bucket}.ttl.`;
     const name = `weft_ttl_${nuid.next()}`;
-    let created;
+    let created: ConsumerInfo;
     try {
       // One cheap request when no key has a TTL: the consumer below is created only when there are entries.
       const info = await manager.streams.info(stream, { subjects_filter: `${prefix}>` });
