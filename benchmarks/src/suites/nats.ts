@@ -10,7 +10,7 @@ import type { Version } from '@weft/kv';
 import { openNatsKv } from '@weft/kv-nats';
 import { natsUnavailable, startNatsServer } from '@weft/test-servers';
 import type { Bench } from '../harness.js';
-import { serialized } from './redis.js';
+import { keyPool } from './redis.js';
 import { watchLatency } from './watch-latency.js';
 
 export const natsMissing = natsUnavailable;
@@ -70,11 +70,13 @@ export async function natsSuite(bench: Bench): Promise<void> {
         ops: scaled,
         concurrency,
       });
+      const weftKeys = keyPool(`u${concurrency}.weft.`, concurrency);
+      const rawKeys = keyPool(`u${concurrency}.raw.`, concurrency);
       await bench.compare({
         id: `nats.update.${concurrency}`,
         label: `nats update, ${mode}`,
-        weft: (i) => serialized(`u.weft.${i % concurrency}`, weftUpdate),
-        baseline: { name: 'raw @nats-io/kv', op: (i) => serialized(`u.raw.${i % concurrency}`, rawUpdate) },
+        weft: () => weftKeys(weftUpdate),
+        baseline: { name: 'raw @nats-io/kv', op: () => rawKeys(rawUpdate) },
         ops: scaled,
         concurrency,
       });

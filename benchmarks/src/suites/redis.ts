@@ -82,12 +82,14 @@ export async function redisSuite(bench: Bench): Promise<void> {
         ops: scaled,
         concurrency,
       });
-      // Updates use a key per in-flight slot, so each compare-and-swap expects the version it just wrote.
+      // Updates use a key per operation in flight, so each compare-and-swap expects the version it last wrote.
+      const weftKeys = keyPool(`u${concurrency}.`, concurrency);
+      const rawKeys = keyPool(`raw.u${concurrency}.`, concurrency);
       await bench.compare({
         id: `redis.update.${concurrency}`,
         label: `redis update, ${mode}`,
-        weft: (i) => serialized(`u.${i % concurrency}`, weftUpdate),
-        baseline: { name: 'raw EVALSHA', op: (i) => serialized(`raw.u.${i % concurrency}`, evalUpdate) },
+        weft: () => weftKeys(weftUpdate),
+        baseline: { name: 'raw EVALSHA', op: () => rawKeys(evalUpdate) },
         ops: scaled,
         concurrency,
         target: { kind: 'ratio-at-least', value: 0.9 },
@@ -125,13 +127,23 @@ export async function redisSuite(bench: Bench): Promise<void> {
   }
 }
 
-const chains = new Map<string, Promise<unknown>>();
-
-/** Runs `op` on `key` after the previous op on the same key, so a compare-and-swap always expects the version just written. */
-export function serialized(key: string, op: (key: string) => Promise<unknown>): Promise<unknown> {
-  const next = (chains.get(key) ?? Promise.resolve()).then(() => op(key));
-  chains.set(key, next);
-  return next;
+/**
+ * Keys for compare-and-swap loops, one per operation in flight: an operation
+ * takes a key no other running operation holds and gives it back when done,
+ * so each update expects the version its key's previous update wrote, and no
+ * operation ever waits for another (waiting would add queueing to the figure).
+ */
+export function keyPool(prefix: string, size: number): (op: (key: string) => Promise<unknown>) => Promise<unknown> {
+  const free = Array.from({ length: size }, (_, index) => `${prefix}${index}`);
+  return async (op) => {
+    const key = free.pop();
+    if (key === undefined) throw new Error(`more than ${size} operations in flight on the key pool ${prefix}`);
+    try {
+      return await op(key);
+    } finally {
+      free.push(key);
+    }
+  };
 }
 
 async function scriptSha(client: Redis, lua: string): Promise<string> {
