@@ -175,6 +175,44 @@ async function redisWatchLatency(bench: Bench, kv: KvStore, server: RedisServer)
       },
     },
   });
+  // The same raw clients making the round trips a weft watch makes by design: the put is the mutation script,
+  // XREAD BLOCK only wakes the reader, and the change is then read with the value in a second round trip.
+  const putSha = await scriptSha(producer, mutationScripts.weftPut);
+  const base = 'weft:{rawwatch}:';
+  let lastChange = '0-0';
+  let counter = 0;
+  await watchLatency(bench, {
+    id: 'redis.watch-latency-same-trips',
+    label: "redis put-to-watch-event latency vs raw clients making weft's round trips",
+    kv,
+    samples: bench.size(1000, 60),
+    target: null,
+    baseline: {
+      name: 'raw EVALSHA put + XREAD BLOCK + HMGET',
+      sample: async () => {
+        const key = `latency.${counter++ % 16}`;
+        const started = performance.now();
+        const read = consumer.xread('BLOCK', 5000, 'STREAMS', `${base}log`, lastChange);
+        await producer.evalsha(
+          putSha,
+          5,
+          `${base}r:${key}`,
+          `${base}log`,
+          `${base}exp`,
+          `${base}idx`,
+          `${base}meta`,
+          key,
+          'epoch',
+          1_000_000,
+          payload,
+        );
+        const reply = await read;
+        lastChange = reply?.[0]?.[1]?.at(-1)?.[0] ?? lastChange;
+        await consumer.hmgetBuffer(`${base}r:${key}`, 'o', 'v', 'n');
+        return performance.now() - started;
+      },
+    },
+  });
   producer.disconnect();
   consumer.disconnect();
 }

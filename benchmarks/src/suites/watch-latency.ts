@@ -1,6 +1,6 @@
 /** Put-to-watch-event latency of a weft watch, against a baseline sampled alternately. */
 import type { KvStore, WatchEvent } from '@weft/kv';
-import type { Bench, Figure } from '../harness.js';
+import type { Bench, Figure, Target } from '../harness.js';
 
 export async function watchLatency(
   bench: Bench,
@@ -10,6 +10,8 @@ export async function watchLatency(
     kv: KvStore;
     samples: number;
     baseline: { name: string; sample: () => Promise<number> };
+    /** The target ratio; `null` for a figure without one. @default at most 1.2x */
+    target?: Target | null;
   },
 ): Promise<Figure> {
   const controller = new AbortController();
@@ -25,7 +27,7 @@ export async function watchLatency(
     id: options.id,
     label: options.label,
     samples: options.samples,
-    target: { kind: 'ratio-at-most', value: 1.2 },
+    ...(options.target === null ? {} : { target: options.target ?? { kind: 'ratio-at-most', value: 1.2 } }),
     weft: async () => {
       const key = `latency.${counter++ % 16}`;
       const started = performance.now();

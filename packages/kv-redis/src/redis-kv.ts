@@ -431,7 +431,9 @@ export class RedisKvStore implements KvStore {
           syncedAt = undefined;
           yield { type: 'synced', cursor: cursorOf(position, epoch) };
         }
-        if (batch.changes.length === 0) await this.#waitForChange(waker, position, signal);
+        // A short batch means the stream had nothing more: wait at once (XREAD returns at once if something came
+        // meanwhile) instead of spending a round trip on a read that would come back empty.
+        if (batch.changes.length < readBatch) await this.#waitForChange(waker, position, signal);
       }
     } catch (error) {
       if (signal.aborted && !KvError.is(error)) return this.#assertOpen();
