@@ -6,7 +6,7 @@
  */
 export const explanations: Readonly<Record<string, string>> = {
   'redis.get':
-    "measured: a weft get is one `HMGET` of the record hash (fields o, v, n), and against that very command (sequential and 100 in flight) it runs at the ratios shown by 'redis get vs the same HMGET' in the Redis section. The rest of the gap to `GET` is the hash layout that versions and tombstones need (Redis answers `HMGET` of three fields more slowly than `GET` of one string), not the layer. A packed string record (version and op in a header before the value) would read with `GET`; not done yet.",
+    "measured: a weft get is one `HMGET` of the record hash (fields o, v, n), and against that very command (sequential and 100 in flight) it runs at the ratios shown by 'redis get vs the same HMGET' in the Redis section. The rest of the gap to `GET` is the hash layout that versions and tombstones need (Redis answers `HMGET` of three fields more slowly than `GET` of one string), not the layer. With 100 in flight, the last tenth against the same `HMGET` is weft's per-call work while the client's CPU is the limit, as profiled for 'redis update'. A packed string record (version and op in a header before the value) would read with `GET`; not done yet.",
   'redis.put':
     "profiled (benchmarks/profiles/redis-update.mjs): with 100 writes in flight the client's CPU is the limit, and 56% of it is the socket write of each command, the same for the raw client. weft's own work per call (key and value checks, argument building, one promise step for the reply) is what remains; mutations call `EVALSHA` directly and avoid extra async hops, which brought this figure from 0.89x to the ratio shown.",
   'redis.update':
