@@ -2,7 +2,7 @@
 // `foundationdb` binding. It runs only when FDB_CLUSTER_FILE names a cluster
 // file (and the binding plus libfdb_c are installed); see
 // docs/guides/foundationdb.md.
-import { type FdbKvStore, openFdbKv } from '@weft/kv-fdb';
+import { openFdbKv } from '@weft/kv-fdb';
 import { describeKvConformance } from '@weft/kv-testkit';
 import { describe } from 'vitest';
 import { forgetHistory } from './helpers.js';
@@ -16,13 +16,8 @@ if (clusterFile === undefined || clusterFile === '') {
   console.warn(`SKIPPING kv conformance: fdb (${reason})`);
   describe.skip(`kv conformance: fdb (${reason})`, () => undefined);
 } else {
-  const handles = new Set<FdbKvStore>();
   describeKvConformance('fdb', {
-    open: async (bucket) => {
-      const store = await openFdbKv({ bucket, clusterFile, namespace, sweepIntervalMs: 100 });
-      handles.add(store);
-      return store;
-    },
+    open: (bucket) => openFdbKv({ bucket, clusterFile, namespace, sweepIntervalMs: 100 }),
     dropBucket: async (bucket) => {
       // Clear the bucket through a fresh handle's own database.
       const store = await openFdbKv({ bucket, clusterFile, namespace, sweepIntervalMs: 0, maintenanceIntervalMs: 0 });
