@@ -19,7 +19,9 @@ const open = async (identity, dir) => {
 const writer = await open(founder, 'writer');
 await writer.sync.addMember(invitationOf(reader));
 const count = 2000;
-await writer.log.appendBatch(Array.from({ length: count }, (_, index) => ({ entity: `notes.${index % 50}`, kind: 0x1001, payload: new Uint8Array(200).fill(3) })));
+await writer.log.appendBatch(
+  Array.from({ length: count }, (_, index) => ({ entity: `notes.${index % 50}`, kind: 0x1001, payload: new Uint8Array(200).fill(3) })),
+);
 await writer.log.flush();
 let started = performance.now();
 await writer.sync.syncOnce();
