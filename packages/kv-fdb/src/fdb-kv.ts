@@ -652,20 +652,11 @@ export class FdbKvStore implements KvStore {
     for (let attempt = 0; ; attempt++) {
       const start = (await this.#bounds(signal)).head;
       const versions = new Map<string, Buffer>();
+      // The same pages keys() reads, one short transaction each.
       for (const prefix of prefixes ?? [undefined]) {
-        let [low] = layout.recordRange(prefix);
-        const [, high] = layout.recordRange(prefix);
-        for (;;) {
+        for await (const entry of this.#list(prefix, false)) {
           if (signal.aborted) return start;
-          const rows = await this.#read('watch', undefined, (tn) => tn.getRange(low, high, { limit: listPage }));
-          for (const [recordKey, raw] of rows) {
-            const key = layout.recordKey(recordKey);
-            if (!keyMatchesPrefix(key, prefix)) continue;
-            const record = decodeRecord(raw, key);
-            if (record.op === 'put' && !this.#expired(record)) versions.set(key, Buffer.from(record.version));
-          }
-          if (rows.length < listPage) break;
-          low = Buffer.concat([(rows[rows.length - 1] as [Buffer, Buffer])[0], Buffer.from([0])]);
+          versions.set(entry.key, fromHex(entry.version, 'version'));
         }
       }
       // Patch with what changed while listing: the log from the listing's start to the head now.
@@ -727,8 +718,7 @@ export class FdbKvStore implements KvStore {
     const layout = this.#layout;
     return {
       async *[Symbol.asyncIterator]() {
-        let [low] = layout.recordRange(prefix);
-        const [, high] = layout.recordRange(prefix);
+        let [low, high] = layout.recordRange(prefix);
         for (;;) {
           store.#assertOpen();
           const page = await store.#read('scan', undefined, async (tn) => {
