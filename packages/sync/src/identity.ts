@@ -2,6 +2,12 @@
  * Device identities: Ed25519 key pairs (node:crypto). A device id is the
  * first 16 bytes of SHA-256 of the public key, in hex: it is a valid KV key
  * token and is bound to the key, so a changeset's author key proves its device.
+ *
+ * Raw key bytes come out of node:crypto as DER with its fixed prefix cut off,
+ * never as JWK: on Node 20 a JWK export holds the key's mutex while it
+ * allocates, and a garbage collection inside it that finalises the
+ * `generateKeyPairSync` job of the same key takes that mutex again and hangs
+ * the process forever (docs/security.md). The DER writers take no lock.
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, sign, verify } from 'node:crypto';
 import { SyncError, SyncErrorCode } from './errors.js';
@@ -37,12 +43,28 @@ export function deviceIdOf(publicKey: Uint8Array): string {
   return createHash('sha256').update(publicKey).digest('hex').slice(0, 32);
 }
 
+/** The raw 32 bytes of an Ed25519 or X25519 private key object (the tail of its PKCS#8 DER). */
+export function rawPrivateKey(key: KeyObject): Uint8Array {
+  return new Uint8Array(key.export({ format: 'der', type: 'pkcs8' }).subarray(-32));
+}
+
+/** The raw 32 bytes of an Ed25519 or X25519 public key object (the tail of its SPKI DER). */
+export function rawPublicKey(key: KeyObject): Uint8Array {
+  return new Uint8Array(key.export({ format: 'der', type: 'spki' }).subarray(-32));
+}
+
+const privateKeys = new WeakMap<Uint8Array, KeyObject>();
+
+function identityOf(privateKey: Uint8Array, publicKey: Uint8Array, keyObject: KeyObject): DeviceIdentity {
+  // The key object is kept for signing, so a new identity never imports its key again.
+  privateKeys.set(privateKey, keyObject);
+  return { deviceId: deviceIdOf(publicKey), publicKey, privateKey };
+}
+
 /** Creates a new random device identity. */
 export function createIdentity(): DeviceIdentity {
-  const { privateKey } = generateKeyPairSync('ed25519');
-  const jwk = privateKey.export({ format: 'jwk' }) as { d: string; x: string };
-  const publicKey = new Uint8Array(Buffer.from(jwk.x, 'base64url'));
-  return { deviceId: deviceIdOf(publicKey), publicKey, privateKey: new Uint8Array(Buffer.from(jwk.d, 'base64url')) };
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  return identityOf(rawPrivateKey(privateKey), rawPublicKey(publicKey), privateKey);
 }
 
 /** Rebuilds an identity from its 32-byte private key. */
@@ -50,12 +72,10 @@ export function identityFromPrivateKey(privateKey: Uint8Array): DeviceIdentity {
   if (!(privateKey instanceof Uint8Array) || privateKey.length !== 32) {
     throw new SyncError(SyncErrorCode.InvalidArgument, 'an Ed25519 private key is 32 bytes');
   }
-  const jwk = createPublicKey(privateKeyObject(privateKey)).export({ format: 'jwk' }) as { x: string };
-  const publicKey = new Uint8Array(Buffer.from(jwk.x, 'base64url'));
-  return { deviceId: deviceIdOf(publicKey), publicKey, privateKey: new Uint8Array(privateKey) };
+  const keyObject = privateKeyObject(privateKey);
+  return identityOf(new Uint8Array(privateKey), rawPublicKey(createPublicKey(keyObject)), keyObject);
 }
 
-const privateKeys = new WeakMap<Uint8Array, KeyObject>();
 const publicKeys = new Map<string, KeyObject>();
 
 /** Signs `message` with the identity's private key (Ed25519, 64 bytes). */

@@ -5,11 +5,20 @@
  * with an ephemeral X25519 key, HKDF-SHA256 and XChaCha20-Poly1305, and the
  * wrap is signed by the owner who made it (docs/formats/sync-keys.md).
  */
-import { createHash, createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, hkdfSync, randomBytes } from 'node:crypto';
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  diffieHellman,
+  generateKeyPairSync,
+  hkdfSync,
+  type KeyObject,
+  randomBytes,
+} from 'node:crypto';
 import type { XChaCha } from '@weft/eventlog';
 import { concat } from './envelope.js';
 import { SyncError, SyncErrorCode } from './errors.js';
-import { type DeviceIdentity, signWith, verifySignature } from './identity.js';
+import { type DeviceIdentity, rawPublicKey, signWith, verifySignature } from './identity.js';
 
 const pkcs8Prefix = Buffer.from('302e020100300506032b656e04220420', 'hex');
 const spkiPrefix = Buffer.from('302a300506032b656e032100', 'hex');
@@ -18,23 +27,38 @@ const version = 1;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-/** The X25519 key pair a device derives from its identity. */
-export function x25519Of(identity: DeviceIdentity): { privateKey: Uint8Array; publicKey: Uint8Array } {
-  const digest = createHash('sha512').update(identity.privateKey).digest();
-  const privateKey = new Uint8Array(digest.subarray(0, 32));
-  privateKey[0] = (privateKey[0] as number) & 248;
-  privateKey[31] = ((privateKey[31] as number) & 127) | 64;
-  const key = createPrivateKey({ key: Buffer.concat([pkcs8Prefix, privateKey]), format: 'der', type: 'pkcs8' });
-  const jwk = createPublicKey(key).export({ format: 'jwk' }) as { x: string };
-  return { privateKey, publicKey: new Uint8Array(Buffer.from(jwk.x, 'base64url')) };
+interface X25519Pair {
+  readonly privateKey: Uint8Array;
+  readonly publicKey: Uint8Array;
+  readonly keyObject: KeyObject;
 }
 
-function sharedSecret(privateKey: Uint8Array, publicKey: Uint8Array): Uint8Array {
+// A device's X25519 key is derived once per identity: importing a private key is the costly step.
+const derived = new WeakMap<Uint8Array, X25519Pair>();
+
+function x25519PairOf(identity: DeviceIdentity): X25519Pair {
+  let pair = derived.get(identity.privateKey);
+  if (pair === undefined) {
+    const digest = createHash('sha512').update(identity.privateKey).digest();
+    const privateKey = new Uint8Array(digest.subarray(0, 32));
+    privateKey[0] = (privateKey[0] as number) & 248;
+    privateKey[31] = ((privateKey[31] as number) & 127) | 64;
+    const keyObject = createPrivateKey({ key: Buffer.concat([pkcs8Prefix, privateKey]), format: 'der', type: 'pkcs8' });
+    pair = { privateKey, publicKey: rawPublicKey(createPublicKey(keyObject)), keyObject };
+    derived.set(identity.privateKey, pair);
+  }
+  return pair;
+}
+
+/** The X25519 key pair a device derives from its identity. */
+export function x25519Of(identity: DeviceIdentity): { privateKey: Uint8Array; publicKey: Uint8Array } {
+  const { privateKey, publicKey } = x25519PairOf(identity);
+  return { privateKey: new Uint8Array(privateKey), publicKey: new Uint8Array(publicKey) };
+}
+
+function sharedSecret(privateKey: KeyObject, publicKey: Uint8Array): Uint8Array {
   return new Uint8Array(
-    diffieHellman({
-      privateKey: createPrivateKey({ key: Buffer.concat([pkcs8Prefix, privateKey]), format: 'der', type: 'pkcs8' }),
-      publicKey: createPublicKey({ key: Buffer.concat([spkiPrefix, publicKey]), format: 'der', type: 'spki' }),
-    }),
+    diffieHellman({ privateKey, publicKey: createPublicKey({ key: Buffer.concat([spkiPrefix, publicKey]), format: 'der', type: 'spki' }) }),
   );
 }
 
@@ -72,15 +96,8 @@ export function wrapKey(
   cipher: XChaCha,
 ): Uint8Array {
   const { privateKey: ephemeralKey, publicKey: ephemeralPublicKey } = generateKeyPairSync('x25519');
-  const ephemeral = new Uint8Array(Buffer.from((ephemeralPublicKey.export({ format: 'jwk' }) as { x: string }).x, 'base64url'));
-  const ephemeralPrivate = new Uint8Array(Buffer.from((ephemeralKey.export({ format: 'jwk' }) as { d: string }).d, 'base64url'));
-  const kek = keyEncryptionKey(
-    sharedSecret(ephemeralPrivate, member.x25519PublicKey),
-    ephemeral,
-    member.x25519PublicKey,
-    storeId,
-    generation,
-  );
+  const ephemeral = rawPublicKey(ephemeralPublicKey);
+  const kek = keyEncryptionKey(sharedSecret(ephemeralKey, member.x25519PublicKey), ephemeral, member.x25519PublicKey, storeId, generation);
   const nonce = randomBytes(24);
   const header = concat([
     magic,
@@ -139,8 +156,8 @@ export function decodeKeyWrap(bytes: Uint8Array): KeyWrap {
 /** Opens a wrap addressed to `identity`; `undefined` when the signature or the seal fails. */
 export function unwrapKey(wrap: KeyWrap, identity: DeviceIdentity, storeId: string, cipher: XChaCha): Uint8Array | undefined {
   if (!verifySignature(wrap.authorKey, wrap.signed, wrap.signature)) return undefined;
-  const own = x25519Of(identity);
-  const kek = keyEncryptionKey(sharedSecret(own.privateKey, wrap.ephemeral), wrap.ephemeral, own.publicKey, storeId, wrap.generation);
+  const own = x25519PairOf(identity);
+  const kek = keyEncryptionKey(sharedSecret(own.keyObject, wrap.ephemeral), wrap.ephemeral, own.publicKey, storeId, wrap.generation);
   const header = wrap.signed.subarray(0, wrap.signed.length - wrap.sealed.length);
   const key = cipher.open(kek, wrap.nonce, wrap.sealed, header);
   return key?.length === 32 ? key : undefined;
