@@ -11,6 +11,8 @@ const alias = readdirSync(packagesDir).flatMap((dir) => {
 });
 
 const long = process.env.WEFT_LONG === '1';
+// `.ci/run` names a file that lists the tests running at each moment, to say which one hung.
+const reporters = process.env.WEFT_RUNNING_TESTS_FILE === undefined ? ['default'] : ['default', './test/running-tests-reporter.ts'];
 
 export default defineConfig({
   resolve: { alias },
@@ -20,5 +22,6 @@ export default defineConfig({
     hookTimeout: 120_000,
     teardownTimeout: 30_000,
     pool: 'forks',
+    reporters,
   },
 });

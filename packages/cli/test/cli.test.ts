@@ -3,11 +3,10 @@
  * backend, every kv and log subcommand with good and bad input (clear
  * message, exit code, nothing corrupted), and help everywhere.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { natsUnavailable, type RedisServer, redisUnavailable, startNatsServer, startRedisServer } from '@weft/test-servers';
+import { natsUnavailable, type RedisServer, redisUnavailable, runChild, startNatsServer, startRedisServer } from '@weft/test-servers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const bin = new URL('../bin/weft.js', import.meta.url).pathname;
@@ -18,22 +17,10 @@ interface Run {
   readonly stderr: string;
 }
 
-function weft(args: readonly string[], input?: string | Uint8Array): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-      stdout += chunk;
-    });
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-      stderr += chunk;
-    });
-    child.on('error', reject);
-    child.on('exit', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    if (input !== undefined) child.stdin.end(input);
-    else child.stdin.end();
-  });
+async function weft(args: readonly string[], input?: string | Uint8Array): Promise<Run> {
+  const run = await runChild(process.execPath, [bin, ...args], { limitMs: 120_000, ...(input === undefined ? {} : { input }) });
+  if (run.timedOut) throw new Error(`weft ${args.join(' ')} ran past 120 s and was killed:\n${run.stdout}${run.stderr}`);
+  return { code: run.code ?? -1, stdout: run.stdout, stderr: run.stderr };
 }
 
 const natsMissing = natsUnavailable();

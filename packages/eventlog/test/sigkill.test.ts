@@ -3,25 +3,23 @@
  * at a random moment, three times over; after each kill the log reopens and
  * every append the child acknowledged is there.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openEventLog } from '@weft/eventlog';
+import { runChild } from '@weft/test-servers';
 import { describe, expect, it } from 'vitest';
 
 const child = new URL('./fixtures/append-child.mjs', import.meta.url).pathname;
 
 /** Runs the child until it acknowledged at least `atLeast` appends (plus a random extra moment), then SIGKILLs it. */
-function runAndKill(dir: string, start: number, atLeast: number): Promise<number[]> {
-  return new Promise((resolve, reject) => {
-    const process = spawn('node', [child, dir, String(start)], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const acknowledged: number[] = [];
-    let buffered = '';
-    let stderr = '';
-    let killing = false;
-    process.stdout.setEncoding('utf8');
-    process.stdout.on('data', (chunk: string) => {
+async function runAndKill(dir: string, start: number, atLeast: number): Promise<number[]> {
+  const acknowledged: number[] = [];
+  let buffered = '';
+  let killing = false;
+  const run = await runChild('node', [child, dir, String(start)], {
+    limitMs: 60_000,
+    onStdout: (chunk, process) => {
       buffered += chunk;
       const lines = buffered.split('\n');
       buffered = lines.pop() ?? '';
@@ -30,15 +28,11 @@ function runAndKill(dir: string, start: number, atLeast: number): Promise<number
         killing = true;
         setTimeout(() => process.kill('SIGKILL'), Math.floor(Math.random() * 20));
       }
-    });
-    process.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
-    process.on('exit', (code, signal) => {
-      if (signal === 'SIGKILL') resolve(acknowledged);
-      else reject(new Error(`child exited with ${code}: ${stderr}`));
-    });
+    },
   });
+  if (run.timedOut) throw new Error(`the child acknowledged ${acknowledged.length} appends in 60 s and was killed: ${run.stderr}`);
+  if (run.signal !== 'SIGKILL') throw new Error(`child exited with ${run.code}: ${run.stderr}`);
+  return acknowledged;
 }
 
 describe('SIGKILL of a real appending process', () => {

@@ -4,10 +4,10 @@
  * child process that runs the identity and wrap paths under constant garbage
  * collection, where a JWK export of a freshly generated key deadlocks Node 20.
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { defaultXChaCha } from '@weft/eventlog';
 import { createIdentity, decodeKeyWrap, identityFromPrivateKey, signWith, unwrapKey, verifySignature, wrapKey, x25519Of } from '@weft/sync';
+import { runChild } from '@weft/test-servers';
 import { describe, expect, it } from 'vitest';
 
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
@@ -82,29 +82,10 @@ describe('node:crypto deadlock under garbage collection', () => {
   it(
     'creates identities and wraps keys 10,000 times under constant collection without hanging',
     async () => {
-      const outcome = await new Promise<{ code: number | null; hung: boolean; stdout: string; stderr: string }>((resolve) => {
-        const process = spawn('node', ['--max-semi-space-size=1', child, '10000'], { stdio: ['ignore', 'pipe', 'pipe'] });
-        let stdout = '';
-        let stderr = '';
-        let hung = false;
-        process.stdout.on('data', (chunk: Buffer) => {
-          stdout += chunk.toString();
-        });
-        process.stderr.on('data', (chunk: Buffer) => {
-          stderr += chunk.toString();
-        });
-        // Bounded: a deadlocked child sits at 0% CPU forever, so it is killed and the test fails.
-        const timer = setTimeout(() => {
-          hung = true;
-          process.kill('SIGKILL');
-        }, childLimitMs);
-        process.on('exit', (code) => {
-          clearTimeout(timer);
-          resolve({ code, hung, stdout, stderr });
-        });
-      });
+      // Bounded: a deadlocked child sits at 0% CPU forever, so it is killed and the test fails.
+      const outcome = await runChild('node', ['--max-semi-space-size=1', child, '10000'], { limitMs: childLimitMs });
       const last = outcome.stdout.trim().split('\n').at(-1);
-      expect(outcome.hung, `the child hung after "${last}" and was killed after ${childLimitMs / 1000} s`).toBe(false);
+      expect(outcome.timedOut, `the child hung after "${last}" and was killed after ${childLimitMs / 1000} s`).toBe(false);
       expect(outcome.stderr).toBe('');
       expect(outcome.code).toBe(0);
       expect(last).toBe('done 10000');

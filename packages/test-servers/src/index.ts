@@ -4,12 +4,14 @@
  * stop, kill -9 and restart; plus a 3-node JetStream cluster and a 3-master
  * Redis Cluster. Missing binaries are reported in one line naming what to
  * install (`natsUnavailable()`, `redisUnavailable()`), so tests skip loudly.
+ * `runChild` runs any other child process with a time limit.
  *
  * Private to the weft monorepo.
  *
  * @packageDocumentation
  */
 
+export { type ChildRun, type RunChildOptions, runChild } from './child.js';
 export {
   type NatsCluster,
   type NatsServer,
