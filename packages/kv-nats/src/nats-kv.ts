@@ -313,22 +313,21 @@ export class NatsKvStore implements KvStore {
 
   async create(key: string, value: Uint8Array): Promise<Version> {
     this.#assertWritable(key, value);
-    try {
-      return versionOf(await this.#publish(key, value, 'create', { lastSubjectSequence: 0 }), 'put');
-    } catch (error) {
-      if (!KvError.is(error, KvErrorCode.RevisionMismatch)) throw error;
-    }
-    // Creating over a tombstone: CAS against the tombstone itself, as the KV clients do.
-    const current = await this.#lastMessage(key);
-    if (current === undefined || (current.op === 'put' && !expired(current))) {
-      throw kvError(KvErrorCode.AlreadyExists, backend, 'a live value already exists', { key });
-    }
-    try {
-      return versionOf(await this.#publish(key, value, 'create', { lastSubjectSequence: current.seq }), 'put');
-    } catch (error) {
-      if (KvError.is(error, KvErrorCode.RevisionMismatch))
+    // Compare-and-swap against the key's latest message (none: sequence 0). A mismatch only says that
+    // something was written meanwhile, perhaps another tombstone: read again and decide, and answer
+    // AlreadyExists only when the latest record is a live, unexpired value.
+    let expectedSeq = 0;
+    for (;;) {
+      try {
+        return versionOf(await this.#publish(key, value, 'create', { lastSubjectSequence: expectedSeq }), 'put');
+      } catch (error) {
+        if (!KvError.is(error, KvErrorCode.RevisionMismatch)) throw error;
+      }
+      const current = await this.#lastMessage(key);
+      if (current !== undefined && current.op === 'put' && !expired(current)) {
         throw kvError(KvErrorCode.AlreadyExists, backend, 'a live value already exists', { key });
-      throw error;
+      }
+      expectedSeq = current?.seq ?? 0;
     }
   }
 
