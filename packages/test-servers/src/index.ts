@@ -13,7 +13,10 @@
 
 export { type ChildRun, type RunChildOptions, runChild } from './child.js';
 export {
+  currentNatsBinary,
+  currentNatsVersion,
   type NatsCluster,
+  type NatsLine,
   type NatsServer,
   type NatsServerOptions,
   natsUnavailable,

@@ -1,9 +1,42 @@
+import { accessSync, constants } from 'node:fs';
 import { get } from 'node:http';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { findBinary, freePort, makeDataDir, missingBinary, removeDir, ServerProcess } from './process.js';
+
+/**
+ * Which nats-server to run: `system` is the one on PATH (Debian's 2.9 line
+ * here), `current` the pinned current line that `scripts/install-nats-server.sh`
+ * builds with `go install` into the git-ignored `.cache/`.
+ */
+export type NatsLine = 'system' | 'current';
+
+/** The pinned patch of the current nats-server line. */
+export const currentNatsVersion = '2.12.15';
+
+/** Where the current line's binary lives: `WEFT_NATS_SERVER_CURRENT`, else the repository's cache. */
+export function currentNatsBinary(): string {
+  return (
+    process.env.WEFT_NATS_SERVER_CURRENT ??
+    fileURLToPath(new URL(`../../../.cache/nats-server-v${currentNatsVersion}/nats-server`, import.meta.url))
+  );
+}
+
+function natsBinary(line: NatsLine): string | undefined {
+  if (line === 'system') return findBinary('nats-server');
+  const binary = currentNatsBinary();
+  try {
+    accessSync(binary, constants.X_OK);
+    return binary;
+  } catch {
+    return undefined;
+  }
+}
 
 /** Options of {@link startNatsServer}. */
 export interface NatsServerOptions {
+  /** Which server line to run. @default 'system' */
+  readonly line?: NatsLine;
   /** Client port. @default a free port */
   readonly port?: number;
   /** JetStream store directory. @default a new temporary directory, removed by `stop()` */
@@ -32,9 +65,11 @@ export interface NatsServer {
   restart(): Promise<void>;
 }
 
-/** Why NATS tests cannot run here (one line naming what to install), or `undefined`. */
-export function natsUnavailable(): string | undefined {
-  return missingBinary('nats-server');
+/** Why NATS tests of `line` cannot run here (one line naming what to install), or `undefined`. */
+export function natsUnavailable(line: NatsLine = 'system'): string | undefined {
+  if (line === 'system') return missingBinary('nats-server');
+  if (natsBinary(line) !== undefined) return undefined;
+  return `nats-server ${currentNatsVersion} not found at ${currentNatsBinary()}: build it with \`bash scripts/install-nats-server.sh\` (needs Go) to run these tests`;
 }
 
 function httpJson(port: number, path: string): Promise<{ status: number; body: unknown }> {
@@ -65,8 +100,9 @@ interface ClusterSpec {
 }
 
 async function launchNats(options: NatsServerOptions, cluster?: ClusterSpec): Promise<NatsServer> {
-  const binary = findBinary('nats-server');
-  if (binary === undefined) throw new Error(natsUnavailable());
+  const line = options.line ?? 'system';
+  const binary = natsBinary(line);
+  if (binary === undefined) throw new Error(natsUnavailable(line));
   const port = options.port ?? (await freePort());
   const monitorPort = await freePort();
   const ownsStore = options.storeDir === undefined;
@@ -139,14 +175,14 @@ export interface NatsCluster {
  * Starts a JetStream cluster of `nodes` servers (default 3) on loopback and
  * waits until every node is healthy (a meta leader is elected).
  */
-export async function startNatsCluster(options: { nodes?: number; name?: string } = {}): Promise<NatsCluster> {
+export async function startNatsCluster(options: { nodes?: number; name?: string; line?: NatsLine } = {}): Promise<NatsCluster> {
   const count = options.nodes ?? 3;
   const clusterName = options.name ?? `weft-${process.pid}`;
   const clusterPorts = await Promise.all(Array.from({ length: count }, () => freePort()));
   const nodes = await Promise.all(
     clusterPorts.map((clusterPort, index) =>
       launchNats(
-        { name: `${clusterName}-n${index + 1}` },
+        { name: `${clusterName}-n${index + 1}`, ...(options.line === undefined ? {} : { line: options.line }) },
         { clusterName, clusterPort, routes: clusterPorts.filter((other) => other !== clusterPort) },
       ),
     ),
