@@ -1,13 +1,20 @@
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import { contractChecks } from './checks/contract.js';
 import { leaseChecks } from './checks/lease.js';
+import { linearizabilityChecks } from './checks/linearizability.js';
 import { modelChecks } from './checks/model.js';
 import { watchChecks } from './checks/watch.js';
 import type { ConformanceCheck, KvConformanceHarness, KvConformanceOptions } from './harness.js';
 import { runConformanceCheck } from './runner.js';
 
 /** Every check of the conformance suite, grouped by contract clause, in the order they run. */
-export const kvConformanceChecks: readonly ConformanceCheck[] = [...contractChecks, ...watchChecks, ...leaseChecks, ...modelChecks];
+export const kvConformanceChecks: readonly ConformanceCheck[] = [
+  ...contractChecks,
+  ...watchChecks,
+  ...leaseChecks,
+  ...linearizabilityChecks,
+  ...modelChecks,
+];
 
 function numberFromEnvironment(name: string): number | undefined {
   const raw = process.env[name];
@@ -41,6 +48,10 @@ export function describeKvConformance(
   const resolved: KvConformanceHarness = typeof harness === 'function' ? { open: harness } : harness;
   const propertyRuns = options.propertyRuns ?? numberFromEnvironment('WEFT_PROPERTY_RUNS') ?? 200;
   const seed = options.seed ?? numberFromEnvironment('WEFT_SEED');
+  const linearizabilityHistories =
+    options.linearizabilityHistories ??
+    numberFromEnvironment('WEFT_LINEARIZABILITY_HISTORIES') ??
+    (process.env.WEFT_LONG === '1' ? 2000 : 60);
   const timeout = options.timeoutMs ?? 60_000;
   const log = (message: string) => console.log(`[kv conformance: ${name}] ${message}`);
 
@@ -54,13 +65,13 @@ export function describeKvConformance(
           it(
             check.name,
             async (context) => {
-              const outcome = await runConformanceCheck(check, resolved, { propertyRuns, seed, log });
+              const outcome = await runConformanceCheck(check, resolved, { propertyRuns, seed, linearizabilityHistories, log });
               if (outcome.status === 'skipped') {
                 log(`skipped "${group}: ${check.name}": ${outcome.reason}`);
                 context.skip(outcome.reason);
               }
             },
-            group === 'model' ? Math.max(timeout, 300_000) : timeout,
+            group === 'model' || group === 'linearizability' ? Math.max(timeout, 300_000) : timeout,
           );
         }
       });

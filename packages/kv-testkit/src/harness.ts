@@ -59,6 +59,11 @@ export interface KvConformanceOptions {
    * @default the `WEFT_SEED` environment variable, else random
    */
   seed?: number;
+  /**
+   * Concurrent histories recorded and checked by the linearizability check.
+   * @default the `WEFT_LINEARIZABILITY_HISTORIES` environment variable, else 2000 with `WEFT_LONG=1`, else 60
+   */
+  linearizabilityHistories?: number;
   /** Per-check timeout in milliseconds. @default 60000 */
   timeoutMs?: number;
 }
@@ -70,6 +75,8 @@ export interface CheckContext {
   readonly bucket: string;
   readonly propertyRuns: number;
   readonly seed: number | undefined;
+  /** How many concurrent histories the linearizability check records. */
+  readonly linearizabilityHistories: number;
   /** Opens another client handle on the check's bucket; handles are closed after the check. */
   open(): Promise<KvStore>;
   /** Prints one line, prefixed with the suite name. */
@@ -81,7 +88,7 @@ export type Requirement = keyof Pick<KvCapabilities, 'ttl' | 'purge'> | 'forgetH
 
 /** One clause of the contract, checked. */
 export interface ConformanceCheck {
-  /** The contract clause it belongs to: `keys`, `values`, `reads`, `writes`, `ttl`, `purge`, `cas`, `watch`, `model`, `bad input`. */
+  /** The contract clause it belongs to: `keys`, `values`, `reads`, `writes`, `ttl`, `purge`, `cas`, `watch`, `linearizability`, `model`, `bad input`. */
   readonly group: string;
   /** What a user relies on, in one sentence. */
   readonly name: string;

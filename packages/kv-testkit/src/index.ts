@@ -11,7 +11,8 @@
  * The suite has example checks for every clause of the contract, a
  * fast-check model-based run against a reference model, concurrent CAS races,
  * watch checks (state-sync completeness, cursor order, resume, expiry,
- * multi-prefix, release) and bad-input checks. Checks are plain data
+ * multi-prefix, release), a linearizability check of concurrent histories
+ * from separate handles, and bad-input checks. Checks are plain data
  * ({@link kvConformanceChecks}) so they can also run outside vitest's
  * registration, e.g. to prove the suite catches a broken backend.
  *
@@ -20,9 +21,13 @@
 
 export { contractChecks, invalidKeys } from './checks/contract.js';
 export { leaseChecks } from './checks/lease.js';
+export { checkLinearizability, type LinearizabilityRun, linearizabilityChecks } from './checks/linearizability.js';
 export { modelChecks } from './checks/model.js';
 export { watchChecks } from './checks/watch.js';
 export { describeKvConformance, kvConformanceChecks } from './describe.js';
 export type { CheckContext, ConformanceCheck, KvConformanceHarness, KvConformanceOptions, Requirement } from './harness.js';
 export { applyEvents, bytes, drain, expectKvError, readState, sleep, text, WatchReader } from './helpers.js';
+export { byKey, type Call, checkKeyHistory, type Operation, type Outcome, type Verdict } from './linearizability/checker.js';
+export { formatHistory, shrinkKeyHistory } from './linearizability/report.js';
+export { recordHistory, seededRandom, type WorkloadOptions } from './linearizability/workload.js';
 export { type CheckOutcome, type CheckSettings, freshBucketName, runConformanceCheck } from './runner.js';

@@ -18,6 +18,8 @@ export type CheckOutcome = { readonly status: 'passed' } | { readonly status: 's
 export interface CheckSettings {
   readonly propertyRuns: number;
   readonly seed: number | undefined;
+  /** @default 60 */
+  readonly linearizabilityHistories?: number;
   readonly log: (message: string) => void;
 }
 
@@ -49,6 +51,7 @@ export async function runConformanceCheck(
       bucket,
       propertyRuns: settings.propertyRuns,
       seed: settings.seed,
+      linearizabilityHistories: settings.linearizabilityHistories ?? 60,
       // The first call hands out the handle opened above, so a check that needs one handle opens one.
       open: async () => {
         if (!opened) {

@@ -112,6 +112,50 @@ const variants: Variant[] = [
       })(inner),
   },
   {
+    defect: 'create reads, then writes in a second step (check-then-act, not one atomic step)',
+    caughtBy: ['are linearizable'],
+    wrap: (inner) =>
+      new (class extends ForwardingStore {
+        override async create(key: string, value: Uint8Array) {
+          if ((await this.inner.get(key)) !== undefined)
+            throw new KvError(KvErrorCode.AlreadyExists, 'a live value exists', { backend: 'memory', key });
+          await new Promise((resolve) => setImmediate(resolve));
+          return this.inner.put(key, value);
+        }
+      })(inner),
+  },
+  {
+    defect: 'update compares the version, then writes in a second step',
+    caughtBy: ['are linearizable'],
+    wrap: (inner) =>
+      new (class extends ForwardingStore {
+        override async update(key: string, value: Uint8Array, expected: Version) {
+          if ((await this.inner.get(key))?.version !== expected) {
+            throw new KvError(KvErrorCode.RevisionMismatch, 'not the current version', { backend: 'memory', key });
+          }
+          await new Promise((resolve) => setImmediate(resolve));
+          return this.inner.put(key, value);
+        }
+      })(inner),
+  },
+  {
+    defect: 'create over a tombstone answers AlreadyExists when a concurrent delete moved the tombstone (the NATS create race)',
+    caughtBy: ['are linearizable'],
+    wrap: (inner) =>
+      new (class extends ForwardingStore {
+        override async create(key: string, value: Uint8Array) {
+          const before = await this.inner.entry(key);
+          if (before?.op === 'put') throw new KvError(KvErrorCode.AlreadyExists, 'a live value exists', { backend: 'memory', key });
+          await new Promise((resolve) => setImmediate(resolve));
+          // Compare-and-swap against the tombstone read above; any mismatch is taken for a live value.
+          if ((await this.inner.entry(key))?.version !== before?.version) {
+            throw new KvError(KvErrorCode.AlreadyExists, 'a live value exists', { backend: 'memory', key });
+          }
+          return this.inner.put(key, value);
+        }
+      })(inner),
+  },
+  {
     defect: 'deleteWithVersion ignores the version',
     caughtBy: ['deleteWithVersion deletes only on a matching version'],
     wrap: (inner) =>
