@@ -15,4 +15,4 @@
  */
 
 export { metaStreamName, type NatsBucketOptions, type NatsKvOptions, NatsKvStore, openNatsKv, toKvError } from './nats-kv.js';
-export { compareVersions, parseServerVersion, type ServerVersion } from './server-version.js';
+export { compareVersions, conditionalWritesUnsupported, parseServerVersion, type ServerVersion } from './server-version.js';

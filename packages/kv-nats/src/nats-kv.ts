@@ -46,7 +46,7 @@ import {
   type WatchEvent,
   type WatchOptions,
 } from '@weft/kv';
-import { compareVersions, parseServerVersion, type ServerVersion } from './server-version.js';
+import { compareVersions, conditionalWritesUnsupported, parseServerVersion, type ServerVersion } from './server-version.js';
 
 const backend = 'nats';
 
@@ -230,6 +230,8 @@ export class NatsKvStore implements KvStore {
   /** Identifies the stream's incarnation: a deleted and recreated bucket gets a new one, so old cursors expire. */
   readonly #epoch: string;
   readonly #nativeMultiFilter: boolean;
+  /** Whether the server serialises conditional publishes on this stream (see {@link conditionalWritesUnsupported}). */
+  readonly #conditionalWrites: boolean;
   readonly #closing = new AbortController();
   #closed = false;
   #sweeper: NodeJS.Timeout | undefined;
@@ -248,18 +250,20 @@ export class NatsKvStore implements KvStore {
     this.#epoch = Date.parse(parts.info.created).toString(36);
     this.#nativeMultiFilter = compareVersions(parts.version, parseServerVersion('2.10.0')) >= 0;
     const config = parts.info.config;
+    this.#conditionalWrites = conditionalWritesUnsupported(parts.version, config.num_replicas) === undefined;
     // Headers and the subject travel in the same message; keep room for them below the server's limit.
     const serverLimit = (parts.connection.info?.max_payload ?? 1024 * 1024) - 1024;
     const streamLimit = config.max_msg_size > 0 ? config.max_msg_size - 1024 : Number.POSITIVE_INFINITY;
     this.capabilities = Object.freeze({
-      ttl: true,
+      // The TTL sweeper writes its expire markers with compare-and-swap.
+      ttl: this.#conditionalWrites,
       purge: true,
       multiPrefixWatch: this.#nativeMultiFilter ? 'native' : 'emulated',
       maxValueBytes: Math.max(0, Math.min(serverLimit, streamLimit)),
       readYourWrites: true,
       history: config.max_msgs_per_subject > 0 ? config.max_msgs_per_subject : Number.POSITIVE_INFINITY,
     });
-    if (parts.sweepIntervalMs > 0) {
+    if (parts.sweepIntervalMs > 0 && this.#conditionalWrites) {
       this.#sweeper = setInterval(() => {
         if (this.#sweeping !== undefined) return;
         this.#sweeping = this.sweepExpired().finally(() => {
@@ -313,6 +317,7 @@ export class NatsKvStore implements KvStore {
 
   async create(key: string, value: Uint8Array): Promise<Version> {
     this.#assertWritable(key, value);
+    this.#assertConditionalWrites(key);
     // Compare-and-swap against the key's latest message (none: sequence 0). A mismatch only says that
     // something was written meanwhile, perhaps another tombstone: read again and decide, and answer
     // AlreadyExists only when the latest record is a live, unexpired value.
@@ -333,6 +338,7 @@ export class NatsKvStore implements KvStore {
 
   async update(key: string, value: Uint8Array, expected: Version): Promise<Version> {
     this.#assertWritable(key, value);
+    this.#assertConditionalWrites(key);
     const seq = this.#expectedLiveSeq(key, expected);
     return versionOf(await this.#publish(key, value, 'update', { lastSubjectSequence: seq }), 'put');
   }
@@ -346,6 +352,7 @@ export class NatsKvStore implements KvStore {
   async deleteWithVersion(key: string, expected: Version): Promise<Version> {
     this.#assertOpen();
     assertValidKey(key, backend);
+    this.#assertConditionalWrites(key);
     const seq = this.#expectedLiveSeq(key, expected);
     return versionOf(await this.#publish(key, new Uint8Array(0), 'deleteWithVersion', { lastSubjectSequence: seq }, 'DEL'), 'delete');
   }
@@ -358,6 +365,7 @@ export class NatsKvStore implements KvStore {
    */
   async putWithTtl(key: string, value: Uint8Array, ttlMs: number): Promise<Version> {
     this.#assertWritable(key, value);
+    this.#assertConditionalWrites(key);
     assertTtl(ttlMs, backend, key);
     const expiresAt = Date.now() + Math.max(1, Math.ceil(ttlMs));
     // The index entry first: a put with a TTL is never left without one for the sweepers to find.
@@ -941,6 +949,12 @@ export class NatsKvStore implements KvStore {
     this.#assertOpen();
     assertValidKey(key, backend);
     assertValue(value, this.capabilities.maxValueBytes, backend, key);
+  }
+
+  #assertConditionalWrites(key: string): void {
+    if (this.#conditionalWrites) return;
+    const reason = conditionalWritesUnsupported(this.#parts.version, this.#parts.info.config.num_replicas) as string;
+    throw kvError(KvErrorCode.Unsupported, backend, reason, { key });
   }
 }
 

@@ -17,3 +17,22 @@ export function parseServerVersion(text: string): ServerVersion {
 export function compareVersions(a: ServerVersion, b: ServerVersion): number {
   return a.major - b.major || a.minor - b.minor || a.patch - b.patch;
 }
+
+/** The first server version whose replicated streams serialise conditional publishes (nats-server#4319). */
+const serialisedConditionalPublish = parseServerVersion('2.9.21');
+
+/**
+ * Why compare-and-swap cannot be honoured on a stream, or `undefined` when
+ * it can. Before 2.9.21 the leader of a replicated stream checked
+ * `Nats-Expected-Last-Subject-Sequence` against its applied state only, so
+ * two publishes expecting one sequence could both be accepted (two winners of
+ * one `create`, a TTL marker over a newer write). Single-replica streams were
+ * never affected.
+ */
+export function conditionalWritesUnsupported(version: ServerVersion, replicas: number): string | undefined {
+  if (replicas <= 1 || compareVersions(version, serialisedConditionalPublish) >= 0) return undefined;
+  return (
+    `compare-and-swap (create, update, deleteWithVersion) and TTLs on a bucket with ${replicas} replicas need nats-server 2.9.21 or newer, ` +
+    `connected to ${version.text}: older servers can accept two writes that expect the same version (nats-server#4319)`
+  );
+}

@@ -2,9 +2,9 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { KvError, type KvStore, type WatchCursor, type WatchEvent } from '@weft/kv';
-import { openNatsKv, parseServerVersion } from '@weft/kv-nats';
+import { conditionalWritesUnsupported, openNatsKv, parseServerVersion } from '@weft/kv-nats';
 import { WatchReader } from '@weft/kv-testkit';
-import { freePort, type NatsServer, startNatsCluster } from '@weft/test-servers';
+import { freePort, type NatsLine, type NatsServer, natsUnavailable, startNatsCluster } from '@weft/test-servers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { natsMissing, natsServer } from './helpers.js';
 
@@ -250,35 +250,49 @@ describe.skipIf(natsMissing !== undefined)('nats backend across server failures'
     }
   });
 
-  it('on a 3-node cluster with replicas 3, reads, writes and watches continue with one node killed', async () => {
-    const cluster = await startNatsCluster({ nodes: 3 });
-    const store: KvStore = await openNatsKv({ servers: [...cluster.urls], bucket: 'replicated', create: { replicas: 3 }, timeoutMs: 2000 });
-    try {
-      await store.put('before', bytes('1'));
-      const watch = new WatchReader(store);
-      await watch.untilSynced();
-      // Kill the node that leads the bucket's stream, the hardest case.
-      const connection = await connect({ servers: [...cluster.urls] });
-      const info = await (await jetstreamManager(connection)).streams.info('KV_replicated');
-      await connection.close();
-      const leader = cluster.nodes.find((node) => node.name === info.cluster?.leader) ?? cluster.nodes[0];
-      await leader?.kill();
+  it.for(['system', 'current'] satisfies NatsLine[])(
+    'on a 3-node %s-line cluster with replicas 3, reads, writes and watches continue with one node killed',
+    async (line, context) => {
+      const missing = natsUnavailable(line);
+      if (missing !== undefined) context.skip(missing);
+      const cluster = await startNatsCluster({ nodes: 3, line });
+      const store: KvStore = await openNatsKv({
+        servers: [...cluster.urls],
+        bucket: 'replicated',
+        create: { replicas: 3 },
+        timeoutMs: 2000,
+      });
+      try {
+        await store.put('before', bytes('1'));
+        const watch = new WatchReader(store);
+        await watch.untilSynced();
+        // Kill the node that leads the bucket's stream, the hardest case.
+        const connection = await connect({ servers: [...cluster.urls] });
+        const info = await (await jetstreamManager(connection)).streams.info('KV_replicated');
+        await connection.close();
+        const leader = cluster.nodes.find((node) => node.name === info.cluster?.leader) ?? cluster.nodes[0];
+        await leader?.kill();
 
-      await retrying(() => store.put('after', bytes('2')));
-      const read = await retrying(() => store.get('after'));
-      expect(read && decode(read.value)).toBe('2');
-      const current = await retrying(() => store.get('before'));
-      await retrying(() => store.update('before', bytes('updated'), current?.version as never));
-      await watch.until((event) => event.type === 'put' && event.key === 'before' && decode(event.value) === 'updated', 30_000);
-      const changes = summary(watch.events.slice(2));
-      expect(changes).toContain('put:after=2');
-      expect(changes.at(-1)).toBe('put:before=updated');
-      const changeCursors = watch.events.filter((event) => event.type !== 'synced').map((event) => event.cursor);
-      expect(new Set(changeCursors).size).toBe(changeCursors.length);
-      await watch.stop();
-    } finally {
-      await store.close();
-      await cluster.stop();
-    }
-  });
+        await retrying(() => store.put('after', bytes('2')));
+        const read = await retrying(() => store.get('after'));
+        expect(read && decode(read.value)).toBe('2');
+        const current = await retrying(() => store.get('before'));
+        // Compare-and-swap where the server serialises it (see cluster-cas.test.ts), a plain put where it is refused.
+        const cas = conditionalWritesUnsupported(parseServerVersion(cluster.nodes[0]?.version ?? '0.0.0'), 3) === undefined;
+        await retrying(() =>
+          cas ? store.update('before', bytes('updated'), current?.version as never) : store.put('before', bytes('updated')),
+        );
+        await watch.until((event) => event.type === 'put' && event.key === 'before' && decode(event.value) === 'updated', 30_000);
+        const changes = summary(watch.events.slice(2));
+        expect(changes).toContain('put:after=2');
+        expect(changes.at(-1)).toBe('put:before=updated');
+        const changeCursors = watch.events.filter((event) => event.type !== 'synced').map((event) => event.cursor);
+        expect(new Set(changeCursors).size).toBe(changeCursors.length);
+        await watch.stop();
+      } finally {
+        await store.close();
+        await cluster.stop();
+      }
+    },
+  );
 });
