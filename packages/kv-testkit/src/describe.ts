@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, it } from 'vitest';
 import { contractChecks } from './checks/contract.js';
 import { leaseChecks } from './checks/lease.js';
 import { linearizabilityChecks } from './checks/linearizability.js';
+import { listingChecks } from './checks/listing.js';
 import { modelChecks } from './checks/model.js';
 import { watchChecks } from './checks/watch.js';
 import type { ConformanceCheck, KvConformanceHarness, KvConformanceOptions } from './harness.js';
@@ -11,6 +12,7 @@ import { runConformanceCheck } from './runner.js';
 export const kvConformanceChecks: readonly ConformanceCheck[] = [
   ...contractChecks,
   ...watchChecks,
+  ...listingChecks,
   ...leaseChecks,
   ...linearizabilityChecks,
   ...modelChecks,

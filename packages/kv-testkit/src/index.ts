@@ -22,6 +22,7 @@
 export { contractChecks, invalidKeys } from './checks/contract.js';
 export { leaseChecks } from './checks/lease.js';
 export { checkLinearizability, type LinearizabilityRun, linearizabilityChecks } from './checks/linearizability.js';
+export { listingChecks } from './checks/listing.js';
 export { modelChecks } from './checks/model.js';
 export { watchChecks } from './checks/watch.js';
 export { describeKvConformance, kvConformanceChecks } from './describe.js';
