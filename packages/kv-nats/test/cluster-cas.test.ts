@@ -29,7 +29,7 @@ for (const line of ['system', 'current'] satisfies NatsLine[]) {
       afterAll(async () => cluster?.stop(), 60_000);
 
       it('refuses compare-and-swap and TTLs up front where the server cannot serialise them, and only there', async () => {
-        const store = await openNatsKv({ servers: [...cluster.urls], bucket: `gate-${line}`, create: { replicas: 3 } });
+        const store = await openNatsKv({ servers: [...cluster.urls], bucket: `gate-${line}`, create: { replicas: 3 }, timeoutMs: 20_000 });
         try {
           expect(store.capabilities.ttl).toBe(refusal === undefined);
           const version = await store.put('k', bytes('1'));

@@ -256,12 +256,9 @@ describe.skipIf(natsMissing !== undefined)('nats backend across server failures'
       const missing = natsUnavailable(line);
       if (missing !== undefined) context.skip(missing);
       const cluster = await startNatsCluster({ nodes: 3, line });
-      const store: KvStore = await openNatsKv({
-        servers: [...cluster.urls],
-        bucket: 'replicated',
-        create: { replicas: 3 },
-        timeoutMs: 2000,
-      });
+      // Creating a replicated stream on a cluster that just formed can take longer than the 2 s the failover steps allow.
+      await (await openNatsKv({ servers: [...cluster.urls], bucket: 'replicated', create: { replicas: 3 }, timeoutMs: 20_000 })).close();
+      const store: KvStore = await openNatsKv({ servers: [...cluster.urls], bucket: 'replicated', timeoutMs: 2000 });
       try {
         await store.put('before', bytes('1'));
         const watch = new WatchReader(store);

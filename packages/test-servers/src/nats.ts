@@ -171,27 +171,38 @@ export interface NatsCluster {
   stop(): Promise<void>;
 }
 
+let clusterCounter = 0;
+
 /**
  * Starts a JetStream cluster of `nodes` servers (default 3) on loopback and
  * waits until every node is healthy (a meta leader is elected).
  */
 export async function startNatsCluster(options: { nodes?: number; name?: string; line?: NatsLine } = {}): Promise<NatsCluster> {
   const count = options.nodes ?? 3;
-  const clusterName = options.name ?? `weft-${process.pid}`;
-  const clusterPorts = await Promise.all(Array.from({ length: count }, () => freePort()));
-  const nodes = await Promise.all(
-    clusterPorts.map((clusterPort, index) =>
-      launchNats(
-        { name: `${clusterName}-n${index + 1}`, ...(options.line === undefined ? {} : { line: options.line }) },
-        { clusterName, clusterPort, routes: clusterPorts.filter((other) => other !== clusterPort) },
+  const clusterName = options.name ?? `weft-${process.pid}-${++clusterCounter}`;
+  for (let attempt = 1; ; attempt++) {
+    // Ports are free when picked, but another process may take one before a node binds it: then try new ones.
+    const clusterPorts = await Promise.all(Array.from({ length: count }, () => freePort()));
+    const launched = await Promise.allSettled(
+      clusterPorts.map((clusterPort, index) =>
+        launchNats(
+          { name: `${clusterName}-n${index + 1}`, ...(options.line === undefined ? {} : { line: options.line }) },
+          { clusterName, clusterPort, routes: clusterPorts.filter((other) => other !== clusterPort) },
+        ),
       ),
-    ),
-  );
-  return {
-    nodes,
-    urls: nodes.map((node) => node.url),
-    stop: async () => {
-      await Promise.all(nodes.map((node) => node.stop()));
-    },
-  };
+    );
+    const nodes = launched.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));
+    const failure = launched.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+    if (failure === undefined) {
+      return {
+        nodes,
+        urls: nodes.map((node) => node.url),
+        stop: async () => {
+          await Promise.all(nodes.map((node) => node.stop()));
+        },
+      };
+    }
+    await Promise.all(nodes.map((node) => node.stop()));
+    if (attempt >= 3 || !String(failure.reason).includes('address already in use')) throw failure.reason;
+  }
 }
