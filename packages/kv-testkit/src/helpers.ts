@@ -168,3 +168,16 @@ export async function readState(store: KvStore, prefix?: string): Promise<Map<st
 export function sortedEntries(map: ReadonlyMap<string, string>): Array<[string, string]> {
   return [...map.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
 }
+
+/** Asserts cursors never go backwards, and change events never share or repeat a cursor. */
+export function expectCursorOrder(store: KvStore, events: readonly WatchEvent[]): void {
+  for (let index = 1; index < events.length; index++) {
+    const previous = events[index - 1] as WatchEvent;
+    const current = events[index] as WatchEvent;
+    const order = store.compareCursors(previous.cursor, current.cursor);
+    const strict = current.type !== 'synced';
+    if (strict ? order >= 0 : order > 0) {
+      expect.fail(`cursor order broken at event ${index}: ${describeEvents(events.slice(Math.max(0, index - 3), index + 1))}`);
+    }
+  }
+}

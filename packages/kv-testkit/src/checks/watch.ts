@@ -1,26 +1,13 @@
-import { KvError, KvErrorCode, type KvStore, type Version, type WatchCursor, type WatchEvent } from '@weft/kv';
+import { KvError, KvErrorCode, type Version, type WatchCursor, type WatchEvent } from '@weft/kv';
 import { expect } from 'vitest';
 import type { ConformanceCheck } from '../harness.js';
-import { applyEvents, bytes, describeEvents, eventually, expectKvError, readState, sortedEntries, WatchReader } from '../helpers.js';
+import { applyEvents, bytes, eventually, expectCursorOrder, expectKvError, readState, sortedEntries, WatchReader } from '../helpers.js';
 import { check } from './contract.js';
 
 type ChangeEvent = Exclude<WatchEvent, { type: 'synced' }>;
 
 function changes(events: readonly WatchEvent[]): ChangeEvent[] {
   return events.filter((event): event is ChangeEvent => event.type !== 'synced');
-}
-
-/** Asserts cursors never go backwards, and change events never share or repeat a cursor. */
-function expectCursorOrder(store: KvStore, events: readonly WatchEvent[]): void {
-  for (let index = 1; index < events.length; index++) {
-    const previous = events[index - 1] as WatchEvent;
-    const current = events[index] as WatchEvent;
-    const order = store.compareCursors(previous.cursor, current.cursor);
-    const strict = current.type !== 'synced';
-    if (strict ? order >= 0 : order > 0) {
-      expect.fail(`cursor order broken at event ${index}: ${describeEvents(events.slice(Math.max(0, index - 3), index + 1))}`);
-    }
-  }
 }
 
 function isPutOf(key: string) {
