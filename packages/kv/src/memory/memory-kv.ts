@@ -227,12 +227,21 @@ class MemoryBucket {
  */
 export class MemoryKvServer {
   readonly #buckets = new Map<string, MemoryBucket>();
+  /** The last sequence of each deleted bucket, so that a bucket made again under its name never reuses one. */
+  readonly #retired = new Map<string, number>();
 
   /** @internal */
   bucket(name: string, options: MemoryBucketOptions): MemoryBucket {
     let bucket = this.#buckets.get(name);
     if (bucket === undefined) {
       bucket = new MemoryBucket(options);
+      const retired = this.#retired.get(name);
+      if (retired !== undefined) {
+        // A new incarnation: its sequences continue past the old one's, so old versions never match, and
+        // its horizon sits above every old cursor, so resuming from one fails with CursorExpired.
+        bucket.seq = retired + 1;
+        bucket.horizon = retired + 1;
+      }
       this.#buckets.set(name, bucket);
     }
     return bucket;
@@ -259,8 +268,14 @@ export class MemoryKvServer {
     state.forgetHistory(through === undefined ? state.seq : parseSequence(through, 'cursor'));
   }
 
-  /** Deletes a bucket and all its data; open handles on it keep the old state. */
+  /**
+   * Deletes a bucket and all its data; open handles on it keep the old state.
+   * A bucket opened again under the name is a new incarnation: versions and
+   * cursors of the old one never match it (resuming fails with `CursorExpired`).
+   */
   deleteBucket(bucket: string): void {
+    const state = this.#buckets.get(bucket);
+    if (state !== undefined) this.#retired.set(bucket, state.seq);
     this.#buckets.delete(bucket);
   }
 }
