@@ -18,6 +18,12 @@ if (clusterFile === undefined || clusterFile === '') {
 } else {
   describeKvConformance('fdb', {
     open: (bucket) => openFdbKv({ bucket, clusterFile, namespace, sweepIntervalMs: 100 }),
+    openUnswept: (bucket) => openFdbKv({ bucket, clusterFile, namespace, sweepIntervalMs: 0 }),
+    recreateBucket: async (bucket) => {
+      const store = await openFdbKv({ bucket, clusterFile, namespace, sweepIntervalMs: 0, maintenanceIntervalMs: 0 });
+      await store.destroyBucket();
+      await store.close();
+    },
     dropBucket: async (bucket) => {
       // Clear the bucket through a fresh handle's own database.
       const store = await openFdbKv({ bucket, clusterFile, namespace, sweepIntervalMs: 0, maintenanceIntervalMs: 0 });

@@ -9,7 +9,9 @@ const simulation = new FdbSimulation();
 
 describeKvConformance('fdb-simulated', {
   open: (bucket) => openFdbKv({ database: simulation, bucket, sweepIntervalMs: 50 }),
+  openUnswept: (bucket) => openFdbKv({ database: simulation, bucket, sweepIntervalMs: 0 }),
   dropBucket: (bucket) => dropBucket(simulation, bucket),
+  recreateBucket: (bucket) => dropBucket(simulation, bucket),
   forgetHistory,
   watchResources: async (bucket) => simulation.activeWatches(bucketPrefix(bucket)),
   expireDelayMs: 1000,

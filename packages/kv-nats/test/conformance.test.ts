@@ -19,7 +19,10 @@ else
       await server.stop();
     },
     open: (bucket) => openNatsKv({ servers: server.url, bucket, create: { history: 10 }, sweepIntervalMs: 100 }),
+    openUnswept: (bucket) => openNatsKv({ servers: server.url, bucket, create: { history: 10 }, sweepIntervalMs: 0 }),
     dropBucket: (bucket) => dropBucket(raw, bucket),
+    // The next open creates it again (with create).
+    recreateBucket: (bucket) => dropBucket(raw, bucket),
     // weft's own tombstone compaction, the way history becomes unprovable on NATS.
     forgetHistory: async (_bucket, store) => void (await (store as NatsKvStore).compact({ olderThanMs: 0 })),
     watchResources: (bucket) => consumerCount(raw, bucket),

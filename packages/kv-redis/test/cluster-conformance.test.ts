@@ -19,7 +19,9 @@ else
       await servers.stop();
     },
     open: (bucket) => openRedisKv({ cluster: servers.startupNodes, bucket, sweepIntervalMs: 100 }),
+    openUnswept: (bucket) => openRedisKv({ cluster: servers.startupNodes, bucket, sweepIntervalMs: 0 }),
     dropBucket: (bucket) => dropBucket(raw, bucket),
+    recreateBucket: (bucket) => dropBucket(raw, bucket),
     forgetHistory: async (bucket) => void (await raw.xtrim(`weft:{${bucket}}:log`, 'MAXLEN', 0)),
     watchResources: (bucket) => watchConnections(raw, bucket),
     expireDelayMs: 1000,

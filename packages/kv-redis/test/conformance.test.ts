@@ -19,7 +19,9 @@ else
       await server.stop();
     },
     open: (bucket) => openRedisKv({ url: server.url, bucket, sweepIntervalMs: 100 }),
+    openUnswept: (bucket) => openRedisKv({ url: server.url, bucket, sweepIntervalMs: 0 }),
     dropBucket: (bucket) => dropBucket(raw, bucket),
+    recreateBucket: (bucket) => dropBucket(raw, bucket),
     // What retention does when it trims the change stream, all at once.
     forgetHistory: async (bucket) => void (await raw.xtrim(`weft:{${bucket}}:log`, 'MAXLEN', 0)),
     watchResources: (bucket) => watchConnections(raw, bucket),

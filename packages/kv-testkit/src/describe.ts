@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import { contractChecks } from './checks/contract.js';
 import { leaseChecks } from './checks/lease.js';
+import { lifecycleChecks } from './checks/lifecycle.js';
 import { linearizabilityChecks } from './checks/linearizability.js';
 import { listingChecks } from './checks/listing.js';
 import { modelChecks } from './checks/model.js';
@@ -13,6 +14,7 @@ export const kvConformanceChecks: readonly ConformanceCheck[] = [
   ...contractChecks,
   ...watchChecks,
   ...listingChecks,
+  ...lifecycleChecks,
   ...leaseChecks,
   ...linearizabilityChecks,
   ...modelChecks,

@@ -12,6 +12,18 @@ export interface KvConformanceHarness {
    * connections where the backend has them).
    */
   open(bucket: string): Promise<KvStore>;
+  /**
+   * Opens a handle that runs no TTL sweeper, so that a passed TTL stays
+   * unswept while a check looks at it. Every handle of such a check is opened
+   * this way: one handle's sweeper would hide another's bug.
+   */
+  openUnswept?(bucket: string): Promise<KvStore>;
+  /**
+   * Destroys the bucket with its data and history and creates it again empty,
+   * as a reset server or a lost volume would; handles opened before it are
+   * only closed afterwards.
+   */
+  recreateBucket?(bucket: string): Promise<void>;
   /** Runs once before the suite (e.g. start a server). */
   setup?(): Promise<void>;
   /** Runs once after the suite. */
@@ -79,12 +91,19 @@ export interface CheckContext {
   readonly linearizabilityHistories: number;
   /** Opens another client handle on the check's bucket; handles are closed after the check. */
   open(): Promise<KvStore>;
+  /** Opens a handle through the harness's `openUnswept`; closed after the check. */
+  openUnswept(): Promise<KvStore>;
   /** Prints one line, prefixed with the suite name. */
   log(message: string): void;
 }
 
 /** A precondition a check needs; a check whose precondition fails is skipped with the reason. */
-export type Requirement = keyof Pick<KvCapabilities, 'ttl' | 'purge'> | 'forgetHistory' | 'watchResources';
+export type Requirement =
+  | keyof Pick<KvCapabilities, 'ttl' | 'purge'>
+  | 'forgetHistory'
+  | 'watchResources'
+  | 'openUnswept'
+  | 'recreateBucket';
 
 /** One clause of the contract, checked. */
 export interface ConformanceCheck {

@@ -21,6 +21,7 @@
 
 export { contractChecks, invalidKeys } from './checks/contract.js';
 export { leaseChecks } from './checks/lease.js';
+export { lifecycleChecks } from './checks/lifecycle.js';
 export { checkLinearizability, type LinearizabilityRun, linearizabilityChecks } from './checks/linearizability.js';
 export { listingChecks } from './checks/listing.js';
 export { modelChecks } from './checks/model.js';
@@ -31,4 +32,4 @@ export { applyEvents, bytes, drain, expectKvError, readState, sleep, text, Watch
 export { byKey, type Call, checkKeyHistory, type Operation, type Outcome, type Verdict } from './linearizability/checker.js';
 export { formatHistory, shrinkKeyHistory } from './linearizability/report.js';
 export { recordHistory, seededRandom, type WorkloadOptions } from './linearizability/workload.js';
-export { type CheckOutcome, type CheckSettings, freshBucketName, runConformanceCheck } from './runner.js';
+export { type CheckOutcome, type CheckSettings, findFailingCheck, freshBucketName, runConformanceCheck } from './runner.js';

@@ -42,7 +42,15 @@ export async function runConformanceCheck(
     return store;
   };
   try {
-    const first = await open();
+    // A check of unswept TTLs opens every handle without a sweeper, this first one too: its sweeper would hide the bug.
+    const unswept = harness.openUnswept;
+    const first =
+      check.requires?.includes('openUnswept') && unswept !== undefined
+        ? await unswept(bucket).then((store) => {
+            handles.push(store);
+            return store;
+          })
+        : await open();
     const missing = missingRequirement(check.requires ?? [], first, harness);
     if (missing !== undefined) return { status: 'skipped', reason: missing };
     let opened = false;
@@ -59,6 +67,12 @@ export async function runConformanceCheck(
           return first;
         }
         return open();
+      },
+      openUnswept: async () => {
+        if (unswept === undefined) throw new Error('the harness has no openUnswept hook');
+        const store = await unswept(bucket);
+        handles.push(store);
+        return store;
       },
       log: settings.log,
     };
@@ -85,6 +99,32 @@ function missingRequirement(requires: readonly Requirement[], store: KvStore, ha
       case 'watchResources':
         if (harness.watchResources === undefined) return 'the harness has no watchResources hook to count server-side watch resources';
         break;
+      case 'openUnswept':
+        if (harness.openUnswept === undefined) return 'the harness has no openUnswept hook to open a handle without a TTL sweeper';
+        break;
+      case 'recreateBucket':
+        if (harness.recreateBucket === undefined) return 'the harness has no recreateBucket hook to destroy and re-create a bucket';
+        break;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Runs the given checks in order and returns the first that fails (its name
+ * and error), or `undefined` when all pass or are skipped: the quick way to
+ * prove a deliberately broken backend is caught.
+ */
+export async function findFailingCheck(
+  checks: readonly ConformanceCheck[],
+  harness: KvConformanceHarness,
+  settings: CheckSettings,
+): Promise<{ readonly check: ConformanceCheck; readonly error: unknown } | undefined> {
+  for (const check of checks) {
+    try {
+      await runConformanceCheck(check, harness, settings);
+    } catch (error) {
+      return { check, error };
     }
   }
   return undefined;

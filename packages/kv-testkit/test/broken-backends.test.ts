@@ -355,7 +355,12 @@ function harnessFor(variant: Variant | undefined): KvConformanceHarness {
       const store = await openMemoryKv({ server, bucket, clock });
       return variant === undefined ? new ForwardingStore(store) : variant.wrap(store, clock);
     },
+    openUnswept: async (bucket) => {
+      const store = await openMemoryKv({ server, bucket, clock });
+      return variant === undefined ? new ForwardingStore(store) : variant.wrap(store, clock);
+    },
     dropBucket: async (bucket) => server.deleteBucket(bucket),
+    recreateBucket: async (bucket) => server.deleteBucket(bucket),
     forgetHistory: async (bucket) => server.forgetHistory(bucket),
     watchResources: async (bucket) => server.activeWatches(bucket),
     clock,

@@ -57,7 +57,7 @@ function keyedOperations(store: KvStore, key: string, version: Version): Array<[
   ];
 }
 
-async function waitForExpiry(context: CheckContext, ttlMs: number): Promise<void> {
+export async function waitForExpiry(context: CheckContext, ttlMs: number): Promise<void> {
   const clock = context.harness.clock;
   if (clock !== undefined) clock.advance(ttlMs);
   else await sleep(ttlMs + 5);

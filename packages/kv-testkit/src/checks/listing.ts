@@ -1,7 +1,7 @@
 import type { KvStore } from '@weft/kv';
 import { expect } from 'vitest';
 import type { ConformanceCheck } from '../harness.js';
-import { applyEvents, bytes, readState, sortedEntries, text, WatchReader } from '../helpers.js';
+import { applyEvents, bytes, expectCursorOrder, readState, sortedEntries, text, WatchReader } from '../helpers.js';
 import { check } from './contract.js';
 
 /**
@@ -122,6 +122,7 @@ export const listingChecks: readonly ConformanceCheck[] = [
     }
     await store.put('sentinel', bytes('end'));
     await watch.until((event) => event.type === 'put' && event.key === 'sentinel');
+    expectCursorOrder(store, watch.events);
     const view = applyEvents(watch.events);
     view.delete('sentinel');
     const state = await readState(store);
