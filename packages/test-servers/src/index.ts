@@ -12,6 +12,7 @@
  */
 
 export { type ChildRun, type RunChildOptions, runChild } from './child.js';
+export { type SourceMutant, writeMutant } from './mutants.js';
 export {
   currentNatsBinary,
   currentNatsVersion,
