@@ -262,6 +262,8 @@ export class NatsKvStore implements KvStore {
       maxValueBytes: Math.max(0, Math.min(serverLimit, streamLimit)),
       readYourWrites: true,
       history: config.max_msgs_per_subject > 0 ? config.max_msgs_per_subject : Number.POSITIVE_INFINITY,
+      // Unconditional writes do not read the key first: one over a passed, unswept TTL replaces it without an expire.
+      expireBeforeNextWrite: false,
     });
     if (parts.sweepIntervalMs > 0 && this.#conditionalWrites) {
       this.#sweeper = setInterval(() => {
@@ -897,26 +899,44 @@ export class NatsKvStore implements KvStore {
       headers.set(keyHeader, marker);
       if (marker === 'PURGE') headers.set(rollupHeader, 'sub');
     }
-    try {
-      const ack = await this.#parts.client.publish(this.#subjectPrefix + key, value, {
-        ...(expect === undefined ? {} : { expect }),
-        ...(headers === undefined ? {} : { headers }),
-        timeout: this.#parts.timeoutMs,
-      });
-      return ack.seq;
-    } catch (error) {
-      if (error instanceof JetStreamApiError && (error.code === JetStreamApiCodes.StreamWrongLastSequence || error.code === 10164)) {
-        throw kvError(
-          KvErrorCode.RevisionMismatch,
-          backend,
-          `expected version ${expect?.lastSubjectSequence ?? '?'} is not the current one`,
-          {
-            key,
-            cause: error,
-          },
-        );
+    // A replicated stream's leader answers 10164 ("wrong last sequence", no number) when another write to the
+    // subject is still in flight: it cannot tell yet whether the expectation holds, and nothing was written.
+    // Taking that for a mismatch breaks linearizability (a later read may not see the in-flight write yet), so
+    // the same conditional publish is tried again until the leader can decide.
+    for (let undecided = 0; ; undecided++) {
+      try {
+        const ack = await this.#parts.client.publish(this.#subjectPrefix + key, value, {
+          ...(expect === undefined ? {} : { expect }),
+          ...(headers === undefined ? {} : { headers }),
+          timeout: this.#parts.timeoutMs,
+        });
+        return ack.seq;
+      } catch (error) {
+        if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown) {
+          if (undecided < maxUndecidedRetries) {
+            await sleep(Math.min(50, 1 + undecided * 2));
+            continue;
+          }
+          throw kvError(
+            KvErrorCode.Timeout,
+            backend,
+            `the server could not decide the expected version ${expect?.lastSubjectSequence ?? '?'} while other writes to the key were in flight; nothing was written`,
+            { key, cause: error, retryable: true },
+          );
+        }
+        if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamWrongLastSequence) {
+          throw kvError(
+            KvErrorCode.RevisionMismatch,
+            backend,
+            `expected version ${expect?.lastSubjectSequence ?? '?'} is not the current one`,
+            {
+              key,
+              cause: error,
+            },
+          );
+        }
+        throw toKvError(error, operation, key, true);
       }
-      throw toKvError(error, operation, key, true);
     }
   }
 
@@ -1034,6 +1054,9 @@ function copy(value: Uint8Array): Uint8Array {
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
+
+/** How often a conditional publish is tried again while the leader cannot decide it (about 2 s in all). */
+const maxUndecidedRetries = 60;
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
