@@ -266,6 +266,8 @@ export class FdbKvStore implements KvStore {
       maxValueBytes: settings.maxValueBytes,
       readYourWrites: true,
       history: 1,
+      // A mutation over a passed, unswept TTL writes its expire first, in the same transaction.
+      expireBeforeNextWrite: true,
     });
   }
 

@@ -196,6 +196,8 @@ export class RedisKvStore implements KvStore {
       maxValueBytes: settings.maxValueBytes,
       readYourWrites: true,
       history: 1,
+      // Each mutation script settles a passed TTL of its key first.
+      expireBeforeNextWrite: true,
     });
     if (settings.sweepIntervalMs > 0) {
       this.#sweeper = setInterval(() => {

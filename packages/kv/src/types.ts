@@ -88,6 +88,14 @@ export interface KvCapabilities {
   readonly readYourWrites: boolean;
   /** How many versions per key the change history retains (`Infinity` for all of them). */
   readonly history: number;
+  /**
+   * A write to a key whose TTL has passed but was not swept yet is preceded
+   * in watches by that key's `expire` event, so watchers see the removal
+   * before whatever comes next. When false, such a write replaces the entry
+   * without an `expire` event (the entry still reads as absent from the
+   * moment its TTL passes).
+   */
+  readonly expireBeforeNextWrite: boolean;
 }
 
 /** Reads. Expired entries and tombstones are never returned as live values. */

@@ -94,6 +94,7 @@ class MemoryBucket {
       maxValueBytes,
       readYourWrites: true,
       history,
+      expireBeforeNextWrite: true,
     });
   }
 
@@ -113,6 +114,11 @@ class MemoryBucket {
   }
 
   write(key: string, op: 'put' | 'delete' | 'purge', value: Uint8Array | undefined, ttlMs?: number): number {
+    const previous = this.records.get(key);
+    if (previous?.op === 'put' && previous.expiresAt !== undefined && this.clock.now() >= previous.expiresAt) {
+      // A passed TTL whose timer has not fired yet: its expire goes first, so watchers see the removal in order.
+      this.#append({ seq: ++this.seq, key, type: 'expire', value: undefined, removed: false });
+    }
     const seq = ++this.seq;
     const expiresAt = ttlMs === undefined ? undefined : this.clock.now() + ttlMs;
     this.records.set(key, { op, value, seq, expiresAt });
