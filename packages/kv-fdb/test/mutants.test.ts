@@ -48,6 +48,12 @@ const mutants: SourceMutant[] = [
     replace: '    if (false) {',
   },
   {
+    name: 'a write over a passed, unswept TTL logs no expire before itself',
+    file: 'fdb-kv.ts',
+    find: "      if (lapsed) tn.setVersionstampedKey(layout.log, order(0), encodeLogEntry('expire', key));\n",
+    replace: '',
+  },
+  {
     name: 'a TTL put lives a second longer than asked',
     file: 'fdb-kv.ts',
     find: 'const expiresAt = ttlMs === undefined ? 0 : this.#clock.now() + ttlMs;',

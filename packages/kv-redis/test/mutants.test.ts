@@ -77,6 +77,12 @@ const mutants: SourceMutant[] = [
     replace: 'weftPurge: `$' + "{prelude}\nreturn write_tombstone('d')`",
   },
   {
+    name: 'a write does not settle a passed TTL of its key first (no expire before the next write)',
+    file: 'scripts.ts',
+    find: '\nsettle_expiry(key, record)\n`;',
+    replace: '\n`;',
+  },
+  {
     name: 'a resumed watch does not compare the epoch of its cursor',
     file: 'redis-kv.ts',
     find: '        if (from.epoch !== epoch) {',

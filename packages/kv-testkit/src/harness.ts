@@ -99,7 +99,7 @@ export interface CheckContext {
 
 /** A precondition a check needs; a check whose precondition fails is skipped with the reason. */
 export type Requirement =
-  | keyof Pick<KvCapabilities, 'ttl' | 'purge'>
+  | keyof Pick<KvCapabilities, 'ttl' | 'purge' | 'expireBeforeNextWrite'>
   | 'forgetHistory'
   | 'watchResources'
   | 'openUnswept'

@@ -90,6 +90,11 @@ function missingRequirement(requires: readonly Requirement[], store: KvStore, ha
       case 'ttl':
         if (!store.capabilities.ttl) return `the ${store.backend} backend reports ttl: false (putWithTtl throws Unsupported)`;
         break;
+      case 'expireBeforeNextWrite':
+        if (!store.capabilities.expireBeforeNextWrite) {
+          return `the ${store.backend} backend reports expireBeforeNextWrite: false (a write over a passed, unswept TTL comes without an expire event)`;
+        }
+        break;
       case 'purge':
         if (!store.capabilities.purge) return `the ${store.backend} backend reports purge: false (purge throws Unsupported)`;
         break;

@@ -57,6 +57,36 @@ export const lifecycleChecks: readonly ConformanceCheck[] = [
     ['ttl', 'openUnswept'],
   ),
   check(
+    'ttl',
+    "a write over a passed TTL that no sweeper has removed yet comes after that key's expire event, live and on resume",
+    async (context) => {
+      const store = await context.openUnswept();
+      const writer = await context.openUnswept();
+      const live = new WatchReader(store, { prefixes: ['o'] });
+      const start = (await live.untilSynced()).at(-1)?.cursor as WatchCursor;
+      const ttl = 300;
+      for (const key of ['o.put', 'o.delete', 'o.create', 'o.ttl']) await writer.putWithTtl(key, bytes('short'), ttl);
+      await waitForExpiry(context, ttl + 50);
+      await writer.put('o.put', bytes('next'));
+      await writer.delete('o.delete');
+      await writer.create('o.create', bytes('next'));
+      await writer.putWithTtl('o.ttl', bytes('next'), 60_000);
+      await writer.put('o.sentinel', bytes('end'));
+      const resumed = new WatchReader(store, { prefixes: ['o'], from: start });
+      for (const watch of [live, resumed]) {
+        await watch.until((event) => event.type === 'put' && event.key === 'o.sentinel');
+        for (const key of ['o.put', 'o.delete', 'o.create', 'o.ttl']) {
+          const types = watch.events.filter((event) => event.type !== 'synced' && event.key === key).map((event) => event.type);
+          // The TTL put itself may be coalesced away (it was superseded); the expire may not, and it comes first.
+          const expected = ['expire', key === 'o.delete' ? 'delete' : 'put'];
+          expect(types[0] === 'put' ? types.slice(1) : types, `events of ${key}: ${types.join(', ')}`).toEqual(expected);
+        }
+        await watch.stop();
+      }
+    },
+    ['ttl', 'openUnswept', 'expireBeforeNextWrite'],
+  ),
+  check(
     'watch',
     'a cursor from an earlier incarnation of the bucket (destroyed and created again) fails with CursorExpired, even once the new one has more history',
     async (context) => {
