@@ -1,14 +1,14 @@
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { metaStreamName } from '@weft/kv-nats';
-import { type NatsServer, natsUnavailable, startNatsServer } from '@weft/test-servers';
+import { type NatsLine, type NatsServer, natsUnavailable, startNatsServer } from '@weft/test-servers';
 
 export const natsMissing = natsUnavailable();
 if (natsMissing !== undefined) console.warn(`SKIPPING NATS backend tests: ${natsMissing}`);
 
 /** A spawned server plus a raw connection for inspecting what the backend stored. */
-export async function natsServer(): Promise<{ server: NatsServer; raw: NatsConnection }> {
-  const server = await startNatsServer();
+export async function natsServer(line: NatsLine = 'system'): Promise<{ server: NatsServer; raw: NatsConnection }> {
+  const server = await startNatsServer({ line });
   return { server, raw: await connect({ servers: server.url }) };
 }
 
