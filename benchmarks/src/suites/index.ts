@@ -17,7 +17,18 @@ export interface Suite {
 export const suites: readonly Suite[] = [
   { name: 'memory', title: 'Memory backend', run: memorySuite },
   { name: 'redis', title: 'Redis: weft against raw ioredis', missing: redisMissing, run: redisSuite },
-  { name: 'nats', title: 'NATS: weft against raw @nats-io/kv', missing: natsMissing, run: natsSuite },
+  {
+    name: 'nats',
+    title: 'NATS (system line, 2.9): weft against raw @nats-io/kv',
+    missing: natsMissing('system'),
+    run: natsSuite('system'),
+  },
+  {
+    name: 'nats-current',
+    title: 'NATS (current line, 2.12): weft against raw @nats-io/kv',
+    missing: natsMissing('current'),
+    run: natsSuite('current'),
+  },
   { name: 'eventlog', title: 'Event log against the disk and the crypto libraries', run: eventlogSuite },
   { name: 'sync', title: 'Sync through Redis and NATS', run: syncSuite },
   { name: 'scaling', title: 'Scaling curves', run: scalingSuite },

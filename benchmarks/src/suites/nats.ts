@@ -8,15 +8,18 @@ import { Kvm, KvWatchInclude } from '@nats-io/kv';
 import { connect } from '@nats-io/transport-node';
 import type { Version } from '@weft/kv';
 import { openNatsKv } from '@weft/kv-nats';
-import { natsUnavailable, startNatsServer } from '@weft/test-servers';
+import { type NatsLine, natsUnavailable, startNatsServer } from '@weft/test-servers';
 import type { Bench } from '../harness.js';
 import { keyPool } from './redis.js';
 import { watchLatency } from './watch-latency.js';
 
-export const natsMissing = natsUnavailable;
+export const natsMissing = (line: NatsLine) => () => natsUnavailable(line);
 
-export async function natsSuite(bench: Bench): Promise<void> {
-  const server = await startNatsServer();
+/** The suite on one server line: the system one (Debian's 2.9) or the pinned current one (2.12). */
+export const natsSuite = (line: NatsLine) => async (bench: Bench) => natsSuiteOn(line, bench);
+
+async function natsSuiteOn(line: NatsLine, bench: Bench): Promise<void> {
+  const server = await startNatsServer({ line });
   const kv = await openNatsKv({ servers: server.url, bucket: 'bench', create: { history: 1 } });
   const connection = await connect({ servers: server.url });
   const raw = await new Kvm(connection).open('bench');
