@@ -396,16 +396,7 @@ export class NatsKvStore implements KvStore {
     for (const entry of due) {
       const current = await this.#lastMessage(entry.key);
       if (current !== undefined && current.op === 'put' && current.expiresAt === entry.expiresAt) {
-        const headers = makeHeaders();
-        headers.set(keyHeader, 'DEL');
-        headers.set(weftOpHeader, 'expire');
-        try {
-          await this.#publish(entry.key, new Uint8Array(0), 'sweepExpired', { lastSubjectSequence: current.seq }, undefined, headers);
-          expiredCount++;
-        } catch (error) {
-          // Written meanwhile: the newer write replaced the value, nothing to expire.
-          if (!KvError.is(error, KvErrorCode.RevisionMismatch)) throw error;
-        }
+        if (await this.#writeExpireMarker(entry.key, current.seq, 'sweepExpired')) expiredCount++;
       }
       // Removes this index entry only, never a newer one written for the key since.
       await this.#call(entry.key, () =>
@@ -413,6 +404,24 @@ export class NatsKvStore implements KvStore {
       );
     }
     return expiredCount;
+  }
+
+  /**
+   * Replaces the key's latest message, `seq` (a put whose TTL passed), with an
+   * expire marker, by compare-and-swap on it. False when something was
+   * written meanwhile: the newer write replaced the value, nothing to expire.
+   */
+  async #writeExpireMarker(key: string, seq: number, operation: string): Promise<boolean> {
+    const headers = makeHeaders();
+    headers.set(keyHeader, 'DEL');
+    headers.set(weftOpHeader, 'expire');
+    try {
+      await this.#publish(key, new Uint8Array(0), operation, { lastSubjectSequence: seq }, undefined, headers);
+      return true;
+    } catch (error) {
+      if (!KvError.is(error, KvErrorCode.RevisionMismatch)) throw error;
+      return false;
+    }
   }
 
   async purge(key: string): Promise<Version> {
