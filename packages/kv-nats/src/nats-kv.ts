@@ -82,6 +82,16 @@ export interface NatsKvOptions {
    * @default 1000
    */
   readonly sweepIntervalMs?: number;
+  /**
+   * Writes the `expire` marker of a passed TTL that no sweeper has removed
+   * yet before any put, delete, purge or putWithTtl of its key, so watchers
+   * see `expire` before the write (`capabilities.expireBeforeNextWrite`). It
+   * costs a read before each of those writes; set it on every handle that
+   * writes the bucket. Without it such a write replaces the entry with no
+   * `expire` event (the entry still reads as absent once its TTL passed).
+   * @default false
+   */
+  readonly expireBeforeNextWrite?: boolean;
 }
 
 const keyHeader = 'KV-Operation';
@@ -173,7 +183,19 @@ export async function openNatsKv(options: NatsKvOptions): Promise<NatsKvStore> {
       }
       throw error;
     }
-    return new NatsKvStore({ connection, owned, manager, client, bucket, version, info, timeoutMs, sweepIntervalMs });
+    const expireBeforeNextWrite = options.expireBeforeNextWrite === true;
+    return new NatsKvStore({
+      connection,
+      owned,
+      manager,
+      client,
+      bucket,
+      version,
+      info,
+      timeoutMs,
+      sweepIntervalMs,
+      expireBeforeNextWrite,
+    });
   } catch (error) {
     if (owned) await connection.close().catch(() => undefined);
     throw toKvError(error, 'open', undefined, false);
@@ -199,6 +221,7 @@ interface Parts {
   readonly info: StreamInfo;
   readonly timeoutMs: number;
   readonly sweepIntervalMs: number;
+  readonly expireBeforeNextWrite: boolean;
 }
 
 type Delivery = { readonly policy: 'last-per-subject' } | { readonly policy: 'after'; readonly seq: number };
@@ -262,8 +285,9 @@ export class NatsKvStore implements KvStore {
       maxValueBytes: Math.max(0, Math.min(serverLimit, streamLimit)),
       readYourWrites: true,
       history: config.max_msgs_per_subject > 0 ? config.max_msgs_per_subject : Number.POSITIVE_INFINITY,
-      // Unconditional writes do not read the key first: one over a passed, unswept TTL replaces it without an expire.
-      expireBeforeNextWrite: false,
+      // Without the option, unconditional writes do not read the key first: one over a passed, unswept TTL replaces
+      // it without an expire. The marker is written with compare-and-swap.
+      expireBeforeNextWrite: parts.expireBeforeNextWrite && this.#conditionalWrites,
     });
     if (parts.sweepIntervalMs > 0 && this.#conditionalWrites) {
       this.#sweeper = setInterval(() => {
@@ -314,6 +338,7 @@ export class NatsKvStore implements KvStore {
 
   async put(key: string, value: Uint8Array): Promise<Version> {
     this.#assertWritable(key, value);
+    await this.#settleLapsed(key);
     return versionOf(await this.#publish(key, value, 'put'), 'put');
   }
 
@@ -334,6 +359,8 @@ export class NatsKvStore implements KvStore {
       if (current !== undefined && current.op === 'put' && !expired(current)) {
         throw kvError(KvErrorCode.AlreadyExists, backend, 'a live value already exists', { key });
       }
+      // A passed TTL not swept yet: its expire marker goes first (the next round trip creates over the marker).
+      if (current !== undefined && expired(current) && this.#conditionalWrites) await this.#writeExpireMarker(key, current.seq, 'create');
       expectedSeq = current?.seq ?? 0;
     }
   }
@@ -348,6 +375,7 @@ export class NatsKvStore implements KvStore {
   async delete(key: string): Promise<Version> {
     this.#assertOpen();
     assertValidKey(key, backend);
+    await this.#settleLapsed(key);
     return versionOf(await this.#publish(key, new Uint8Array(0), 'delete', undefined, 'DEL'), 'delete');
   }
 
@@ -375,6 +403,7 @@ export class NatsKvStore implements KvStore {
     await this.#call(key, () =>
       this.#parts.client.publish(this.#ttlSubject(key), new TextEncoder().encode(String(expiresAt)), { timeout: this.#parts.timeoutMs }),
     );
+    await this.#settleLapsed(key);
     const headers = makeHeaders();
     headers.set(expiresHeader, String(expiresAt));
     return versionOf(await this.#publish(key, value, 'putWithTtl', undefined, undefined, headers), 'put', expiresAt);
@@ -406,6 +435,13 @@ export class NatsKvStore implements KvStore {
     return expiredCount;
   }
 
+  /** With `expireBeforeNextWrite`: writes the expire marker of the key's passed, unswept TTL, if it has one. */
+  async #settleLapsed(key: string): Promise<void> {
+    if (!this.capabilities.expireBeforeNextWrite) return;
+    const current = await this.#lastMessage(key);
+    if (current !== undefined && expired(current)) await this.#writeExpireMarker(key, current.seq, 'settleExpired');
+  }
+
   /**
    * Replaces the key's latest message, `seq` (a put whose TTL passed), with an
    * expire marker, by compare-and-swap on it. False when something was
@@ -427,6 +463,7 @@ export class NatsKvStore implements KvStore {
   async purge(key: string): Promise<Version> {
     this.#assertOpen();
     assertValidKey(key, backend);
+    await this.#settleLapsed(key);
     return versionOf(await this.#publish(key, new Uint8Array(0), 'purge', undefined, 'PURGE'), 'purge');
   }
 

@@ -25,7 +25,9 @@ if (missing !== undefined) {
       await server.stop();
     },
     open: (bucket) => openNatsKv({ servers: server.url, bucket, create: { history: 10 }, sweepIntervalMs: 100 }),
-    openUnswept: (bucket) => openNatsKv({ servers: server.url, bucket, create: { history: 10 }, sweepIntervalMs: 0 }),
+    // Unswept handles also settle a passed TTL before writing over it, so the ordering check runs too.
+    openUnswept: (bucket) =>
+      openNatsKv({ servers: server.url, bucket, create: { history: 10 }, sweepIntervalMs: 0, expireBeforeNextWrite: true }),
     dropBucket: (bucket) => dropBucket(raw, bucket),
     recreateBucket: (bucket) => dropBucket(raw, bucket),
     forgetHistory: async (_bucket, store) => void (await (store as NatsKvStore).compact({ olderThanMs: 0 })),

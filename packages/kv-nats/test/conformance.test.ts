@@ -19,7 +19,9 @@ else
       await server.stop();
     },
     open: (bucket) => openNatsKv({ servers: server.url, bucket, create: { history: 10 }, sweepIntervalMs: 100 }),
-    openUnswept: (bucket) => openNatsKv({ servers: server.url, bucket, create: { history: 10 }, sweepIntervalMs: 0 }),
+    // Unswept handles also settle a passed TTL before writing over it, so the ordering check runs too.
+    openUnswept: (bucket) =>
+      openNatsKv({ servers: server.url, bucket, create: { history: 10 }, sweepIntervalMs: 0, expireBeforeNextWrite: true }),
     dropBucket: (bucket) => dropBucket(raw, bucket),
     // The next open creates it again (with create).
     recreateBucket: (bucket) => dropBucket(raw, bucket),

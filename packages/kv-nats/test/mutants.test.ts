@@ -65,6 +65,12 @@ const mutants: SourceMutant[] = [
     replace: '',
   },
   {
+    name: 'a write over a passed, unswept TTL does not settle it first (the option is ignored)',
+    file: 'nats-kv.ts',
+    find: '    if (!this.capabilities.expireBeforeNextWrite) return;',
+    replace: '    return;',
+  },
+  {
     name: 'every incarnation of a bucket gets the same epoch (cursors of a destroyed bucket resume on its successor)',
     file: 'nats-kv.ts',
     find: '    this.#epoch = Date.parse(parts.info.created).toString(36);',
@@ -77,9 +83,9 @@ const mutants: SourceMutant[] = [
     replace: '    if (false) {',
   },
   {
-    name: 'the sweeper writes a plain delete marker instead of an expire marker',
+    name: 'expire markers are written as plain delete markers',
     file: 'nats-kv.ts',
-    find: "        headers.set(weftOpHeader, 'expire');\n",
+    find: "    headers.set(weftOpHeader, 'expire');\n",
     replace: '',
   },
   {
@@ -109,7 +115,13 @@ describe.skipIf(natsMissing !== undefined)(`NATS backend mutants${natsMissing ==
       try {
         const { openNatsKv } = (await import(copy.entry)) as typeof import('@weft/kv-nats');
         const open = (bucket: string, sweepIntervalMs: number) =>
-          openNatsKv({ servers: server.url, bucket, create: { history: 10 }, sweepIntervalMs });
+          openNatsKv({
+            servers: server.url,
+            bucket,
+            create: { history: 10 },
+            sweepIntervalMs,
+            expireBeforeNextWrite: sweepIntervalMs === 0,
+          });
         const harness: KvConformanceHarness = {
           open: (bucket) => open(bucket, 100),
           openUnswept: (bucket) => open(bucket, 0),
