@@ -9,9 +9,7 @@
 import { fileURLToPath } from 'node:url';
 import type { WatchCursor } from '@weft/kv';
 import { FdbSimulation } from '@weft/kv-fdb';
-import { findFailingCheck, type KvConformanceHarness, kvConformanceChecks } from '@weft/kv-testkit';
-import { type SourceMutant, writeMutant } from '@weft/test-servers';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describeKvMutants, type SourceMutant } from '@weft/kv-testkit';
 import { bucketPrefix, dropBucket } from './helpers.js';
 
 const srcDir = fileURLToPath(new URL('../src', import.meta.url));
@@ -61,43 +59,22 @@ const mutants: SourceMutant[] = [
   },
 ];
 
-describe('FoundationDB backend mutants, on the in-process simulation', () => {
-  const caught: string[] = [];
-  afterAll(() => {
-    console.log(`[fdb-simulated mutants] caught ${caught.length} of ${mutants.length}:\n${caught.join('\n')}`);
-  });
-
-  for (const mutant of mutants) {
-    it(`catches: ${mutant.name}`, async () => {
-      const copy = writeMutant(srcDir, mutant);
-      try {
-        const { openFdbKv } = (await import(copy.entry)) as typeof import('@weft/kv-fdb');
-        const simulation = new FdbSimulation();
-        const harness: KvConformanceHarness = {
-          open: (bucket) => openFdbKv({ database: simulation, bucket, sweepIntervalMs: 50 }),
-          openUnswept: (bucket) => openFdbKv({ database: simulation, bucket, sweepIntervalMs: 0 }),
-          dropBucket: (bucket) => dropBucket(simulation, bucket),
-          recreateBucket: (bucket) => dropBucket(simulation, bucket),
-          // The mutant's own class: trim through the store it opened.
-          forgetHistory: async (_bucket, store) =>
-            void (await (store as unknown as { trimHistory(options: { through: WatchCursor }): Promise<unknown> }).trimHistory({
-              through: 'f'.repeat(24) as WatchCursor,
-            })),
-          watchResources: async (bucket) => simulation.activeWatches(bucketPrefix(bucket)),
-          expireDelayMs: 1000,
-          watchDeadlineMs: 3000,
-        };
-        const failing = await findFailingCheck(kvConformanceChecks, harness, {
-          propertyRuns: 50,
-          seed: 42,
-          linearizabilityHistories: 20,
-          log: () => undefined,
-        });
-        expect(failing, `no conformance check failed on the mutant "${mutant.name}"`).toBeDefined();
-        caught.push(`  ${mutant.name}: caught by "${failing?.check.group}: ${failing?.check.name}"`);
-      } finally {
-        copy.remove();
-      }
-    }, 300_000);
-  }
+describeKvMutants<typeof import('@weft/kv-fdb')>('fdb-simulated', mutants, {
+  srcDir,
+  harness: ({ openFdbKv }) => {
+    const simulation = new FdbSimulation();
+    return {
+      open: (bucket) => openFdbKv({ database: simulation, bucket, sweepIntervalMs: 50 }),
+      openUnswept: (bucket) => openFdbKv({ database: simulation, bucket, sweepIntervalMs: 0 }),
+      dropBucket: (bucket) => dropBucket(simulation, bucket),
+      recreateBucket: (bucket) => dropBucket(simulation, bucket),
+      // The mutant's own class: trim through the store it opened.
+      forgetHistory: async (_bucket, store) =>
+        void (await (store as unknown as { trimHistory(options: { through: WatchCursor }): Promise<unknown> }).trimHistory({
+          through: 'f'.repeat(24) as WatchCursor,
+        })),
+      watchResources: async (bucket) => simulation.activeWatches(bucketPrefix(bucket)),
+      expireDelayMs: 1000,
+    };
+  },
 });

@@ -1,6 +1,7 @@
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { metaStreamName } from '@weft/kv-nats';
+import { metaStreamName, type NatsKvStore, type openNatsKv } from '@weft/kv-nats';
+import type { KvConformanceHarness } from '@weft/kv-testkit';
 import { type NatsLine, type NatsServer, natsUnavailable, startNatsServer } from '@weft/test-servers';
 
 export const natsMissing = natsUnavailable();
@@ -22,4 +23,31 @@ export async function dropBucket(raw: NatsConnection, bucket: string): Promise<v
 export async function consumerCount(raw: NatsConnection, bucket: string): Promise<number> {
   const manager = await jetstreamManager(raw);
   return (await manager.streams.info(`KV_${bucket}`)).state.consumer_count;
+}
+
+/** A server and a raw connection started by a suite's setup, for harness hooks that run later. */
+export interface NatsFixture {
+  server: NatsServer;
+  raw: NatsConnection;
+}
+
+/**
+ * The conformance harness on a spawned server, for `open` (this package's
+ * `openNatsKv`, or a mutated copy's): regular handles sweep every 100 ms,
+ * unswept ones sweep nothing and settle a passed TTL before writing over it.
+ */
+export function natsHarness(open: typeof openNatsKv, fixture: NatsFixture): KvConformanceHarness {
+  const handle = (bucket: string, sweepIntervalMs: number) =>
+    open({ servers: fixture.server.url, bucket, create: { history: 10 }, sweepIntervalMs, expireBeforeNextWrite: sweepIntervalMs === 0 });
+  return {
+    open: (bucket) => handle(bucket, 100),
+    openUnswept: (bucket) => handle(bucket, 0),
+    dropBucket: (bucket) => dropBucket(fixture.raw, bucket),
+    // The next open creates it again (with create).
+    recreateBucket: (bucket) => dropBucket(fixture.raw, bucket),
+    // weft's own tombstone compaction, the way history becomes unprovable on NATS.
+    forgetHistory: async (_bucket, store) => void (await (store as NatsKvStore).compact({ olderThanMs: 0 })),
+    watchResources: (bucket) => consumerCount(fixture.raw, bucket),
+    expireDelayMs: 1500,
+  };
 }

@@ -6,12 +6,8 @@
  * caught; the catch rate and the check that caught each one are printed.
  */
 import { fileURLToPath } from 'node:url';
-import type { NatsConnection } from '@nats-io/transport-node';
-import type { NatsKvStore } from '@weft/kv-nats';
-import { findFailingCheck, type KvConformanceHarness, kvConformanceChecks } from '@weft/kv-testkit';
-import { type NatsServer, type SourceMutant, writeMutant } from '@weft/test-servers';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { consumerCount, dropBucket, natsMissing, natsServer } from './helpers.js';
+import { describeKvMutants, type SourceMutant } from '@weft/kv-testkit';
+import { type NatsFixture, natsHarness, natsMissing, natsServer } from './helpers.js';
 
 const srcDir = fileURLToPath(new URL('../src', import.meta.url));
 
@@ -96,53 +92,17 @@ const mutants: SourceMutant[] = [
   },
 ];
 
-describe.skipIf(natsMissing !== undefined)(`NATS backend mutants${natsMissing === undefined ? '' : ` (${natsMissing})`}`, () => {
-  let server: NatsServer;
-  let raw: NatsConnection;
-  const caught: string[] = [];
-  beforeAll(async () => {
-    ({ server, raw } = await natsServer());
-  });
-  afterAll(async () => {
-    console.log(`[nats mutants] caught ${caught.length} of ${mutants.length}:\n${caught.join('\n')}`);
-    await raw?.close();
-    await server?.stop();
-  });
+const fixture = {} as NatsFixture;
 
-  for (const mutant of mutants) {
-    it(`catches: ${mutant.name}`, async () => {
-      const copy = writeMutant(srcDir, mutant);
-      try {
-        const { openNatsKv } = (await import(copy.entry)) as typeof import('@weft/kv-nats');
-        const open = (bucket: string, sweepIntervalMs: number) =>
-          openNatsKv({
-            servers: server.url,
-            bucket,
-            create: { history: 10 },
-            sweepIntervalMs,
-            expireBeforeNextWrite: sweepIntervalMs === 0,
-          });
-        const harness: KvConformanceHarness = {
-          open: (bucket) => open(bucket, 100),
-          openUnswept: (bucket) => open(bucket, 0),
-          dropBucket: (bucket) => dropBucket(raw, bucket),
-          recreateBucket: (bucket) => dropBucket(raw, bucket),
-          forgetHistory: async (_bucket, store) => void (await (store as NatsKvStore).compact({ olderThanMs: 0 })),
-          watchResources: (bucket) => consumerCount(raw, bucket),
-          expireDelayMs: 1500,
-          watchDeadlineMs: 3000,
-        };
-        const failing = await findFailingCheck(kvConformanceChecks, harness, {
-          propertyRuns: 50,
-          seed: 42,
-          linearizabilityHistories: 20,
-          log: () => undefined,
-        });
-        expect(failing, `no conformance check failed on the mutant "${mutant.name}"`).toBeDefined();
-        caught.push(`  ${mutant.name}: caught by "${failing?.check.group}: ${failing?.check.name}"`);
-      } finally {
-        copy.remove();
-      }
-    }, 300_000);
-  }
+describeKvMutants<typeof import('@weft/kv-nats')>('nats', mutants, {
+  srcDir,
+  skip: natsMissing,
+  setup: async () => {
+    Object.assign(fixture, await natsServer());
+  },
+  teardown: async () => {
+    await fixture.raw?.close();
+    await fixture.server?.stop();
+  },
+  harness: ({ openNatsKv }) => natsHarness(openNatsKv, fixture),
 });

@@ -7,10 +7,9 @@
  * rate and the check that caught each one are printed.
  */
 import { fileURLToPath } from 'node:url';
-import { findFailingCheck, type KvConformanceHarness, kvConformanceChecks } from '@weft/kv-testkit';
-import { type RedisServer, type SourceMutant, writeMutant } from '@weft/test-servers';
+import { describeKvMutants, type SourceMutant } from '@weft/kv-testkit';
+import type { RedisServer } from '@weft/test-servers';
 import type { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dropBucket, redisMissing, standalone, watchConnections } from './helpers.js';
 
 const srcDir = fileURLToPath(new URL('../src', import.meta.url));
@@ -102,45 +101,26 @@ const mutants: SourceMutant[] = [
   },
 ];
 
-describe.skipIf(redisMissing !== undefined)(`Redis backend mutants${redisMissing === undefined ? '' : ` (${redisMissing})`}`, () => {
-  let server: RedisServer;
-  let raw: Redis;
-  const caught: string[] = [];
-  beforeAll(async () => {
+let server: RedisServer;
+let raw: Redis;
+
+describeKvMutants<typeof import('@weft/kv-redis')>('redis', mutants, {
+  srcDir,
+  skip: redisMissing,
+  setup: async () => {
     ({ server, raw } = await standalone());
-  });
-  afterAll(async () => {
-    console.log(`[redis mutants] caught ${caught.length} of ${mutants.length}:\n${caught.join('\n')}`);
+  },
+  teardown: async () => {
     raw?.disconnect();
     await server?.stop();
-  });
-
-  for (const mutant of mutants) {
-    it(`catches: ${mutant.name}`, async () => {
-      const copy = writeMutant(srcDir, mutant);
-      try {
-        const { openRedisKv } = (await import(copy.entry)) as typeof import('@weft/kv-redis');
-        const harness: KvConformanceHarness = {
-          open: (bucket) => openRedisKv({ url: server.url, bucket, sweepIntervalMs: 100 }),
-          openUnswept: (bucket) => openRedisKv({ url: server.url, bucket, sweepIntervalMs: 0 }),
-          dropBucket: (bucket) => dropBucket(raw, bucket),
-          recreateBucket: (bucket) => dropBucket(raw, bucket),
-          forgetHistory: async (bucket) => void (await raw.xtrim(`weft:{${bucket}}:log`, 'MAXLEN', 0)),
-          watchResources: (bucket) => watchConnections(raw, bucket),
-          expireDelayMs: 1000,
-          watchDeadlineMs: 3000,
-        };
-        const failing = await findFailingCheck(kvConformanceChecks, harness, {
-          propertyRuns: 50,
-          seed: 42,
-          linearizabilityHistories: 20,
-          log: () => undefined,
-        });
-        expect(failing, `no conformance check failed on the mutant "${mutant.name}"`).toBeDefined();
-        caught.push(`  ${mutant.name}: caught by "${failing?.check.group}: ${failing?.check.name}"`);
-      } finally {
-        copy.remove();
-      }
-    }, 300_000);
-  }
+  },
+  harness: ({ openRedisKv }) => ({
+    open: (bucket) => openRedisKv({ url: server.url, bucket, sweepIntervalMs: 100 }),
+    openUnswept: (bucket) => openRedisKv({ url: server.url, bucket, sweepIntervalMs: 0 }),
+    dropBucket: (bucket) => dropBucket(raw, bucket),
+    recreateBucket: (bucket) => dropBucket(raw, bucket),
+    forgetHistory: async (bucket) => void (await raw.xtrim(`weft:{${bucket}}:log`, 'MAXLEN', 0)),
+    watchResources: (bucket) => watchConnections(raw, bucket),
+    expireDelayMs: 1000,
+  }),
 });

@@ -12,7 +12,6 @@
  */
 
 export { type ChildRun, type RunChildOptions, runChild } from './child.js';
-export { type SourceMutant, writeMutant } from './mutants.js';
 export {
   currentNatsBinary,
   currentNatsVersion,
