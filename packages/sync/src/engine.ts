@@ -42,6 +42,20 @@ import {
 } from './membership.js';
 import { decodeManifest, decodeSnapshotBody, encodeManifest, encodeSnapshotBody, type SnapshotCursors } from './snapshot.js';
 import { addRange, inRanges, StateFile, type SyncStateData, zeroHashHex } from './state.js';
+import {
+  blobChunkKey,
+  blobKey,
+  changesetKey,
+  currentSnapshotKey,
+  deviceOfHeadKey,
+  headKey,
+  headsPrefix,
+  keyWrapKey,
+  membershipKey,
+  membershipPrefix,
+  minSchemaVersionKey,
+  snapshotChunkKey,
+} from './store-layout.js';
 
 /**
  * A library: a store id, and either a founder (membership, roles and keys
@@ -238,10 +252,10 @@ export async function createLibrary(options: {
     throw new SyncError(SyncErrorCode.InvalidArgument, 'library id must match [A-Za-z0-9_-]{1,128}');
   const cipher = options.cipher === 'noble' ? nobleXChaCha : options.cipher === 'node' ? nodeXChaCha : defaultXChaCha();
   const self = invitationOf(identity);
-  const existing = await kv.get(`membership.${identity.deviceId}.1`);
+  const existing = await kv.get(membershipKey(identity.deviceId, 1));
   if (existing === undefined) {
-    const wrap = await kv.get(`keys.${identity.deviceId}.0`);
-    if (wrap === undefined) await kv.create(`keys.${identity.deviceId}.0`, wrapKey(randomBytes(32), 0, self, identity, id, cipher));
+    const wrap = await kv.get(keyWrapKey(identity.deviceId, 0));
+    if (wrap === undefined) await kv.create(keyWrapKey(identity.deviceId, 0), wrapKey(randomBytes(32), 0, self, identity, id, cipher));
     const genesis = encodeMembershipEntry(
       {
         op: 'add',
@@ -257,7 +271,7 @@ export async function createLibrary(options: {
       },
       identity,
     );
-    await kv.create(`membership.${identity.deviceId}.1`, genesis);
+    await kv.create(membershipKey(identity.deviceId, 1), genesis);
   }
   return { id, founder: { deviceId: identity.deviceId, publicKey: identity.publicKey } };
 }
@@ -408,7 +422,7 @@ export class Sync implements AsyncDisposable {
 
   /** Reads the minimum schema version, the membership chain and the key wraps addressed to this device. */
   async #refreshLibrary(): Promise<void> {
-    const minimum = await this.#kv.get('meta.min_schema_version');
+    const minimum = await this.#kv.get(minSchemaVersionKey);
     if (minimum !== undefined) {
       const required = Number(new TextDecoder().decode(minimum.value));
       if (Number.isSafeInteger(required) && required > this.#schemaVersion) {
@@ -420,11 +434,11 @@ export class Sync implements AsyncDisposable {
     }
     const founder = this.#library.founder;
     if (founder === undefined) return;
-    for await (const entry of this.#kv.scan('membership')) {
+    for await (const entry of this.#kv.scan(membershipPrefix)) {
       if (this.#entries.has(entry.key)) continue;
       try {
         const decoded = decodeMembershipEntry(entry.value, this.#hashers);
-        if (entry.key !== `membership.${decoded.author}.${decoded.seq}`) {
+        if (entry.key !== membershipKey(decoded.author, decoded.seq)) {
           throw new SyncError(SyncErrorCode.ChainBroken, `${entry.key} holds entry ${decoded.author}.${decoded.seq}`, {
             device: decoded.author,
           });
@@ -440,7 +454,7 @@ export class Sync implements AsyncDisposable {
     if (!membership.members.has(this.device)) return;
     for (let generation = 0; generation <= membership.generation; generation++) {
       if (this.#keys.has(generation)) continue;
-      const stored = await this.#kv.get(`keys.${this.device}.${generation}`);
+      const stored = await this.#kv.get(keyWrapKey(this.device, generation));
       if (stored === undefined) continue;
       try {
         const wrap = decodeKeyWrap(stored.value);
@@ -452,12 +466,14 @@ export class Sync implements AsyncDisposable {
           membership.everOwners.has(wrap.author) &&
           Buffer.from(author.publicKey).equals(Buffer.from(wrap.authorKey));
         if (!trusted)
-          throw new SyncError(SyncErrorCode.Forged, `keys.${this.device}.${generation} is not a key wrap from an owner`, {
+          throw new SyncError(SyncErrorCode.Forged, `${keyWrapKey(this.device, generation)} is not a key wrap from an owner`, {
             device: wrap.author,
           });
         const key = unwrapKey(wrap, this.#identity, this.#library.id, this.#cipher);
         if (key === undefined)
-          throw new SyncError(SyncErrorCode.DecryptionFailed, `keys.${this.device}.${generation} does not open`, { device: wrap.author });
+          throw new SyncError(SyncErrorCode.DecryptionFailed, `${keyWrapKey(this.device, generation)} does not open`, {
+            device: wrap.author,
+          });
         this.#keys.set(generation, key);
       } catch (error) {
         if (!SyncError.is(error)) throw error;
@@ -517,7 +533,7 @@ export class Sync implements AsyncDisposable {
   /** Re-reads every head from the store (anti-entropy: heals missed watch events). */
   refreshHeads(): Promise<void> {
     return this.#exclusive(async () => {
-      for await (const entry of this.#kv.scan('heads')) this.#learnHead(entry.key, entry.value);
+      for await (const entry of this.#kv.scan(headsPrefix)) this.#learnHead(entry.key, entry.value);
     });
   }
 
@@ -608,7 +624,7 @@ export class Sync implements AsyncDisposable {
     while (!this.#closed) {
       try {
         const from = this.#state.watchCursor as WatchCursor | undefined;
-        const watch = this.#kv.watch({ prefixes: ['heads'], signal: this.#closing.signal, ...(from === undefined ? {} : { from }) });
+        const watch = this.#kv.watch({ prefixes: [headsPrefix], signal: this.#closing.signal, ...(from === undefined ? {} : { from }) });
         for await (const event of watch) {
           failures = 0;
           if (event.type === 'put') this.#learnHead(event.key, event.value);
@@ -640,7 +656,7 @@ export class Sync implements AsyncDisposable {
   }
 
   #learnHead(key: string, value: Uint8Array): void {
-    const device = key.slice('heads.'.length);
+    const device = deviceOfHeadKey(key);
     const head = parseHead(value);
     if (head === undefined || device.includes('.')) return;
     this.#known.set(device, Math.max(this.#known.get(device) ?? 0, head.seq));
@@ -665,7 +681,7 @@ export class Sync implements AsyncDisposable {
       if (events.length === 0 && blobs.length === 0) return false;
       for (const blob of blobs) await this.#uploadBlob(blob, generation, key);
       const seq = this.#state.lastSeq + 1;
-      const keyPath = `changes.${this.device}.${seq}`;
+      const keyPath = changesetKey(this.device, seq);
       const envelope = sealEnvelope(
         {
           device: this.device,
@@ -698,7 +714,7 @@ export class Sync implements AsyncDisposable {
       await this.#stateFile.save(this.#state);
     }
     this.#faults.onPushStage?.('prepared', pending.seq);
-    const keyPath = `changes.${this.device}.${pending.seq}`;
+    const keyPath = changesetKey(this.device, pending.seq);
     const envelope = new Uint8Array(Buffer.from(pending.envelope, 'base64'));
     await this.#createChangeset(keyPath, envelope, pending.seq);
     this.#faults.onPushStage?.('created', pending.seq);
@@ -758,7 +774,7 @@ export class Sync implements AsyncDisposable {
 
   /** Moves `heads.<device>` forward to `seq` with compare-and-swap; never backwards. */
   async #publishHead(seq: number): Promise<void> {
-    const key = `heads.${this.device}`;
+    const key = headKey(this.device);
     const applied = Object.fromEntries(Object.entries(this.#state.remote).map(([device, remote]) => [device, remote.seq]));
     for (let attempt = 0; attempt < 50; attempt++) {
       const current = await this.#kv.get(key);
@@ -809,12 +825,12 @@ export class Sync implements AsyncDisposable {
    */
   async #checkOwnSeq(): Promise<void> {
     if (this.#ownSeqChecked) return;
-    const head = await this.#kv.get(`heads.${this.device}`);
+    const head = await this.#kv.get(headKey(this.device));
     const headSeq = head === undefined ? 0 : (parseHead(head.value)?.seq ?? 0);
     let seq = this.#state.lastSeq;
     for (;;) {
       if (this.#state.pending !== undefined && this.#state.pending.seq === seq + 1) break;
-      const next = await this.#kv.get(`changes.${this.device}.${seq + 1}`);
+      const next = await this.#kv.get(changesetKey(this.device, seq + 1));
       if (next === undefined) {
         if (seq + 1 <= headSeq)
           throw new SyncError(SyncErrorCode.MissingChangeset, `own changeset ${seq + 1} is missing from the store`, {
@@ -828,7 +844,7 @@ export class Sync implements AsyncDisposable {
       const body =
         ownKey === undefined
           ? undefined
-          : openEnvelope(envelope, ownKey, this.#library.id, `changes.${this.device}.${seq + 1}`, this.#cipher);
+          : openEnvelope(envelope, ownKey, this.#library.id, changesetKey(this.device, seq + 1), this.#cipher);
       if (body === undefined || !envelopeSignatureValid(envelope)) {
         throw new SyncError(SyncErrorCode.Forged, `own changeset ${seq + 1} does not verify`, { device: this.device, seq: seq + 1 });
       }
@@ -866,7 +882,7 @@ export class Sync implements AsyncDisposable {
   async #pullNext(device: string): Promise<boolean> {
     const applied = this.#state.remote[device] ?? { seq: 0, hash: zeroHashHex };
     const seq = applied.seq + 1;
-    const keyPath = `changes.${device}.${seq}`;
+    const keyPath = changesetKey(device, seq);
     const entry = await this.#kv.get(keyPath);
     if (entry === undefined) {
       // Garbage-collected below this device's cursor: never skip forward, ask for a bootstrap.
@@ -1050,10 +1066,6 @@ export class Sync implements AsyncDisposable {
     return createHmac('sha256', this.#blobIdKey()).update(bytes).digest('hex');
   }
 
-  #blobKey(id: string): string {
-    return `blobs.${id.slice(0, 2)}.${id.slice(2, 4)}.${id}`;
-  }
-
   /**
    * Stores a blob on this device and queues it: it is uploaded (encrypted, in
    * chunks) before the next changeset, which references it. Ids are
@@ -1081,14 +1093,14 @@ export class Sync implements AsyncDisposable {
   }
 
   async #uploadBlob(id: string, generation: number, key: Uint8Array): Promise<void> {
-    const base = this.#blobKey(id);
+    const base = blobKey(id);
     if ((await this.#kv.get(base)) !== undefined) return;
     const bytes = await this.#blobs.read(id);
     if (bytes === undefined) throw new SyncError(SyncErrorCode.BlobMissing, `blob ${id} is queued but not stored on this device`);
     const chunkSize = Math.max(1024, this.#kv.capabilities.maxValueBytes - 4096);
     const chunks = Math.max(1, Math.ceil(bytes.length / chunkSize));
     for (let index = 1; index <= chunks; index++) {
-      const keyPath = `${base}.${index}`;
+      const keyPath = blobChunkKey(id, index);
       const nonce = randomBytes(24);
       const sealed = this.#cipher.seal(
         key,
@@ -1110,7 +1122,7 @@ export class Sync implements AsyncDisposable {
   async #fetchBlob(id: string): Promise<boolean> {
     if (!/^[0-9a-f]{64}$/.test(id)) return false;
     if (await this.#blobs.has(id)) return true;
-    const base = this.#blobKey(id);
+    const base = blobKey(id);
     const header = await this.#kv.get(base);
     if (header === undefined) return false;
     let described: { chunks: number; size: number; generation: number };
@@ -1123,7 +1135,7 @@ export class Sync implements AsyncDisposable {
     if (key === undefined || !(described.chunks >= 1 && described.chunks < 1_000_000)) return false;
     const parts: Uint8Array[] = [];
     for (let index = 1; index <= described.chunks; index++) {
-      const keyPath = `${base}.${index}`;
+      const keyPath = blobChunkKey(id, index);
       const chunk = await this.#kv.get(keyPath);
       if (chunk === undefined || chunk.value.length < 24) return false;
       const opened = this.#cipher.open(
@@ -1164,12 +1176,12 @@ export class Sync implements AsyncDisposable {
       const seq = (membership.authorSeqs.get(this.device) ?? 0) + 1;
       const bytes = encodeMembershipEntry({ ...fields, author: this.device, seq, parents: membership.tips }, this.#identity);
       try {
-        await this.#kv.create(`membership.${this.device}.${seq}`, bytes);
+        await this.#kv.create(membershipKey(this.device, seq), bytes);
         await this.#refreshLibrary();
         return;
       } catch (error) {
         if (!KvError.is(error, KvErrorCode.AlreadyExists) && !KvError.is(error, KvErrorCode.Indeterminate)) throw error;
-        const existing = await this.#kv.get(`membership.${this.device}.${seq}`);
+        const existing = await this.#kv.get(membershipKey(this.device, seq));
         await this.#refreshLibrary();
         if (existing !== undefined && Buffer.from(existing.value).equals(Buffer.from(bytes))) return;
       }
@@ -1178,7 +1190,7 @@ export class Sync implements AsyncDisposable {
   }
 
   async #writeWrap(member: { deviceId: string; x25519PublicKey: Uint8Array }, generation: number, key: Uint8Array): Promise<void> {
-    const keyPath = `keys.${member.deviceId}.${generation}`;
+    const keyPath = keyWrapKey(member.deviceId, generation);
     for (let attempt = 0; attempt < 5; attempt++) {
       try {
         await this.#kv.create(keyPath, wrapKey(key, generation, member, this.#identity, this.#library.id, this.#cipher));
@@ -1267,7 +1279,7 @@ export class Sync implements AsyncDisposable {
 
   /** Marks `heads.<device>` frozen at its current seq with compare-and-swap; returns that seq. */
   async #freezeHead(deviceId: string): Promise<number> {
-    const key = `heads.${deviceId}`;
+    const key = headKey(deviceId);
     for (let attempt = 0; attempt < 50; attempt++) {
       const current = await this.#kv.get(key);
       const head = current === undefined ? undefined : parseHead(current.value);
@@ -1323,12 +1335,12 @@ export class Sync implements AsyncDisposable {
       if (!Number.isSafeInteger(version) || version < 1)
         throw new SyncError(SyncErrorCode.InvalidArgument, 'a schema version is a positive integer');
       for (let attempt = 0; attempt < 20; attempt++) {
-        const current = await this.#kv.get('meta.min_schema_version');
+        const current = await this.#kv.get(minSchemaVersionKey);
         const value = current === undefined ? 0 : Number(new TextDecoder().decode(current.value)) || 0;
         if (value >= version) return;
         try {
-          if (current === undefined) await this.#kv.create('meta.min_schema_version', encoder.encode(String(version)));
-          else await this.#kv.update('meta.min_schema_version', encoder.encode(String(version)), current.version);
+          if (current === undefined) await this.#kv.create(minSchemaVersionKey, encoder.encode(String(version)));
+          else await this.#kv.update(minSchemaVersionKey, encoder.encode(String(version)), current.version);
           return;
         } catch (error) {
           if (
@@ -1386,7 +1398,7 @@ export class Sync implements AsyncDisposable {
         const chunkSize = Math.max(1024, this.#kv.capabilities.maxValueBytes - 4096);
         const chunks = Math.max(1, Math.ceil(body.length / chunkSize));
         for (let index = 1; index <= chunks; index++) {
-          const keyPath = `snapshots.${id}.${index}`;
+          const keyPath = snapshotChunkKey(id, index);
           const nonce = randomBytes(24);
           const sealed = this.#cipher.seal(
             key,
@@ -1398,13 +1410,13 @@ export class Sync implements AsyncDisposable {
         }
         const createdAt = this.#clock();
         const manifest = { id, chunks, generation, author: this.device, createdAt, bodyHash: hexOf(this.#hashers.blake3(body)), cursors };
-        await this.#kv.put(`snapshots.${id}.0`, encodeManifest(manifest, this.#identity));
+        await this.#kv.put(snapshotChunkKey(id, 0), encodeManifest(manifest, this.#identity));
         for (let attempt = 0; attempt < 20; attempt++) {
-          const current = await this.#kv.get('snapshot.current');
+          const current = await this.#kv.get(currentSnapshotKey);
           const value = encoder.encode(JSON.stringify({ id, generation, createdAt }));
           try {
-            if (current === undefined) await this.#kv.create('snapshot.current', value);
-            else await this.#kv.update('snapshot.current', value, current.version);
+            if (current === undefined) await this.#kv.create(currentSnapshotKey, value);
+            else await this.#kv.update(currentSnapshotKey, value, current.version);
             return id;
           } catch (error) {
             if (
@@ -1432,10 +1444,10 @@ export class Sync implements AsyncDisposable {
       }
     | undefined
   > {
-    const pointer = await this.#kv.get('snapshot.current');
+    const pointer = await this.#kv.get(currentSnapshotKey);
     if (pointer === undefined) return undefined;
     const { id } = JSON.parse(new TextDecoder().decode(pointer.value)) as { id: string };
-    const manifestEntry = await this.#kv.get(`snapshots.${id}.0`);
+    const manifestEntry = await this.#kv.get(snapshotChunkKey(id, 0));
     if (manifestEntry === undefined) throw new SyncError(SyncErrorCode.MissingChangeset, `snapshot ${id} has no manifest`);
     const { manifest, authorKey } = decodeManifest(manifestEntry.value);
     const author = this.#member(manifest.author);
@@ -1451,7 +1463,7 @@ export class Sync implements AsyncDisposable {
       );
     const parts: Uint8Array[] = [];
     for (let index = 1; index <= manifest.chunks; index++) {
-      const keyPath = `snapshots.${id}.${index}`;
+      const keyPath = snapshotChunkKey(id, index);
       const chunk = await this.#kv.get(keyPath);
       const opened =
         chunk === undefined
@@ -1537,9 +1549,9 @@ export class Sync implements AsyncDisposable {
         const snapshot = await this.#readSnapshot();
         if (snapshot === undefined || this.#clock() - snapshot.manifest.createdAt < (options.graceMs ?? 24 * 60 * 60 * 1000)) return {};
         const heads = new Map<string, HeadValue>();
-        for await (const entry of this.#kv.scan('heads')) {
+        for await (const entry of this.#kv.scan(headsPrefix)) {
           const head = parseHead(entry.value);
-          if (head !== undefined) heads.set(entry.key.slice('heads.'.length), head);
+          if (head !== undefined) heads.set(deviceOfHeadKey(entry.key), head);
         }
         const active = [...membership.members.values()]
           .filter((member) => member.removedAfter === undefined)
@@ -1555,7 +1567,7 @@ export class Sync implements AsyncDisposable {
           if (floor <= previous) continue;
           await this.#kv.put(`meta.floor.${device}`, encoder.encode(String(floor)));
           for (let seq = previous + 1; seq <= floor; seq++) {
-            const keyPath = `changes.${device}.${seq}`;
+            const keyPath = changesetKey(device, seq);
             if (this.#kv.capabilities.purge) await this.#kv.purge(keyPath);
             else await this.#kv.delete(keyPath);
           }
