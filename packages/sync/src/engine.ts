@@ -15,7 +15,6 @@ import {
 import { acquireLease, KvError, KvErrorCode, type KvStore, type Version, type WatchCursor } from '@weft/kv';
 import { LocalBlobStore } from './blob-store.js';
 import {
-  concat,
   decodeChangeset,
   decodeChangesetBody,
   decodeEnvelope,
@@ -23,7 +22,6 @@ import {
   encodeChangeset,
   envelopeSignatureValid,
   openEnvelope,
-  payloadAad,
   type SyncedEvent,
   sealEnvelope,
 } from './envelope.js';
@@ -40,6 +38,7 @@ import {
   type MembershipState,
   type Role,
 } from './membership.js';
+import { type ChunkStore, getSealedChunks, putSealedChunks } from './sealed-chunks.js';
 import { decodeManifest, decodeSnapshotBody, encodeManifest, encodeSnapshotBody, type SnapshotCursors } from './snapshot.js';
 import { addRange, inRanges, StateFile, type SyncStateData, zeroHashHex } from './state.js';
 import {
@@ -299,6 +298,8 @@ export class Sync implements AsyncDisposable {
   readonly #state: SyncStateData;
   readonly #hashers: Hashers;
   readonly #cipher: XChaCha;
+  /** Where blobs and snapshot bodies are sealed in chunks. */
+  readonly #chunkStore: ChunkStore;
   readonly #clock: () => number;
   readonly #faults: SyncFaultHooks;
   readonly #bootstrapMode: 'snapshot' | 'replay';
@@ -335,6 +336,7 @@ export class Sync implements AsyncDisposable {
     this.#state = state;
     this.#hashers = hashers;
     this.#cipher = cipher;
+    this.#chunkStore = { kv: this.#kv, cipher, libraryId: options.library.id };
     this.#clock = options.clock ?? Date.now;
     this.#faults = options.faults ?? {};
     this.#bootstrapMode = options.bootstrap ?? 'snapshot';
@@ -1097,19 +1099,7 @@ export class Sync implements AsyncDisposable {
     if ((await this.#kv.get(base)) !== undefined) return;
     const bytes = await this.#blobs.read(id);
     if (bytes === undefined) throw new SyncError(SyncErrorCode.BlobMissing, `blob ${id} is queued but not stored on this device`);
-    const chunkSize = Math.max(1024, this.#kv.capabilities.maxValueBytes - 4096);
-    const chunks = Math.max(1, Math.ceil(bytes.length / chunkSize));
-    for (let index = 1; index <= chunks; index++) {
-      const keyPath = blobChunkKey(id, index);
-      const nonce = randomBytes(24);
-      const sealed = this.#cipher.seal(
-        key,
-        nonce,
-        bytes.subarray((index - 1) * chunkSize, index * chunkSize),
-        payloadAad(this.#library.id, keyPath, generation),
-      );
-      await this.#kv.put(keyPath, concat([nonce, sealed]));
-    }
+    const chunks = await putSealedChunks(this.#chunkStore, key, generation, bytes, (index) => blobChunkKey(id, index));
     // The header goes last: its presence means every chunk is there.
     try {
       await this.#kv.create(base, encoder.encode(JSON.stringify({ chunks, size: bytes.length, generation })));
@@ -1133,24 +1123,13 @@ export class Sync implements AsyncDisposable {
     }
     const key = this.#keys.get(described.generation);
     if (key === undefined || !(described.chunks >= 1 && described.chunks < 1_000_000)) return false;
-    const parts: Uint8Array[] = [];
-    for (let index = 1; index <= described.chunks; index++) {
-      const keyPath = blobChunkKey(id, index);
-      const chunk = await this.#kv.get(keyPath);
-      if (chunk === undefined || chunk.value.length < 24) return false;
-      const opened = this.#cipher.open(
-        key,
-        chunk.value.subarray(0, 24),
-        chunk.value.subarray(24),
-        payloadAad(this.#library.id, keyPath, described.generation),
-      );
-      if (opened === undefined) {
-        this.#alarm(new SyncError(SyncErrorCode.BlobMissing, `blob chunk ${keyPath} fails authentication`));
-        return false;
-      }
-      parts.push(opened);
+    const opened = await getSealedChunks(this.#chunkStore, key, described.generation, described.chunks, (index) => blobChunkKey(id, index));
+    if ('failed' in opened) {
+      if (opened.reason === 'unauthenticated')
+        this.#alarm(new SyncError(SyncErrorCode.BlobMissing, `blob chunk ${opened.failed} fails authentication`));
+      return false;
     }
-    const bytes = concat(parts);
+    const bytes = opened.bytes;
     if (this.#blobId(bytes) !== id) {
       this.#alarm(new SyncError(SyncErrorCode.BlobMissing, `blob ${id} does not match its id`));
       return false;
@@ -1395,19 +1374,7 @@ export class Sync implements AsyncDisposable {
         const blobs = (await this.#blobs.list()).filter((blob) => !queued.has(blob));
         const body = encodeSnapshotBody(cursors, encodeChangeset(events, blobs));
         const id = randomBytes(12).toString('hex');
-        const chunkSize = Math.max(1024, this.#kv.capabilities.maxValueBytes - 4096);
-        const chunks = Math.max(1, Math.ceil(body.length / chunkSize));
-        for (let index = 1; index <= chunks; index++) {
-          const keyPath = snapshotChunkKey(id, index);
-          const nonce = randomBytes(24);
-          const sealed = this.#cipher.seal(
-            key,
-            nonce,
-            body.subarray((index - 1) * chunkSize, index * chunkSize),
-            payloadAad(this.#library.id, keyPath, generation),
-          );
-          await this.#kv.put(keyPath, concat([nonce, sealed]));
-        }
+        const chunks = await putSealedChunks(this.#chunkStore, key, generation, body, (index) => snapshotChunkKey(id, index));
         const createdAt = this.#clock();
         const manifest = { id, chunks, generation, author: this.device, createdAt, bodyHash: hexOf(this.#hashers.blake3(body)), cursors };
         await this.#kv.put(snapshotChunkKey(id, 0), encodeManifest(manifest, this.#identity));
@@ -1461,24 +1428,12 @@ export class Sync implements AsyncDisposable {
         SyncErrorCode.DecryptionFailed,
         `snapshot ${id} is sealed with generation ${manifest.generation}, which this device does not hold`,
       );
-    const parts: Uint8Array[] = [];
-    for (let index = 1; index <= manifest.chunks; index++) {
-      const keyPath = snapshotChunkKey(id, index);
-      const chunk = await this.#kv.get(keyPath);
-      const opened =
-        chunk === undefined
-          ? undefined
-          : this.#cipher.open(
-              key,
-              chunk.value.subarray(0, 24),
-              chunk.value.subarray(24),
-              payloadAad(this.#library.id, keyPath, manifest.generation),
-            );
-      if (opened === undefined)
-        throw new SyncError(SyncErrorCode.DecryptionFailed, `snapshot chunk ${keyPath} is missing or fails authentication`);
-      parts.push(opened);
-    }
-    const body = concat(parts);
+    const opened = await getSealedChunks(this.#chunkStore, key, manifest.generation, manifest.chunks, (index) =>
+      snapshotChunkKey(id, index),
+    );
+    if ('failed' in opened)
+      throw new SyncError(SyncErrorCode.DecryptionFailed, `snapshot chunk ${opened.failed} is missing or fails authentication`);
+    const body = opened.bytes;
     if (hexOf(this.#hashers.blake3(body)) !== manifest.bodyHash)
       throw new SyncError(SyncErrorCode.DecryptionFailed, `snapshot ${id} does not match its manifest`);
     const { cursors, changeset } = decodeSnapshotBody(body);
