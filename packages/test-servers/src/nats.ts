@@ -2,7 +2,7 @@ import { accessSync, constants } from 'node:fs';
 import { get } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { findBinary, freePort, makeDataDir, missingBinary, removeDir, ServerProcess } from './process.js';
+import { findBinary, freePort, makeDataDir, missingBinary, removeDir, retryingPortClash, ServerProcess } from './process.js';
 
 /**
  * Which nats-server to run: `system` is the one on PATH (Debian's 2.9 line
@@ -159,7 +159,8 @@ async function launchNats(options: NatsServerOptions, cluster?: ClusterSpec): Pr
  * @throws when `nats-server` is not on PATH (see {@link natsUnavailable}) or does not start
  */
 export function startNatsServer(options: NatsServerOptions = {}): Promise<NatsServer> {
-  return launchNats(options);
+  // A fixed port is the caller's: only picked ports are tried again.
+  return options.port === undefined ? retryingPortClash(() => launchNats(options)) : launchNats(options);
 }
 
 /** A JetStream cluster of nodes on loopback. */
@@ -180,8 +181,8 @@ let clusterCounter = 0;
 export async function startNatsCluster(options: { nodes?: number; name?: string; line?: NatsLine } = {}): Promise<NatsCluster> {
   const count = options.nodes ?? 3;
   const clusterName = options.name ?? `weft-${process.pid}-${++clusterCounter}`;
-  for (let attempt = 1; ; attempt++) {
-    // Ports are free when picked, but another process may take one before a node binds it: then try new ones.
+  // Ports are free when picked, but another process may take one before a node binds it: then try new ones.
+  return retryingPortClash(async () => {
     const clusterPorts = await Promise.all(Array.from({ length: count }, () => freePort()));
     const launched = await Promise.allSettled(
       clusterPorts.map((clusterPort, index) =>
@@ -193,16 +194,16 @@ export async function startNatsCluster(options: { nodes?: number; name?: string;
     );
     const nodes = launched.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));
     const failure = launched.find((result): result is PromiseRejectedResult => result.status === 'rejected');
-    if (failure === undefined) {
-      return {
-        nodes,
-        urls: nodes.map((node) => node.url),
-        stop: async () => {
-          await Promise.all(nodes.map((node) => node.stop()));
-        },
-      };
+    if (failure !== undefined) {
+      await Promise.all(nodes.map((node) => node.stop()));
+      throw failure.reason;
     }
-    await Promise.all(nodes.map((node) => node.stop()));
-    if (attempt >= 3 || !String(failure.reason).includes('address already in use')) throw failure.reason;
-  }
+    return {
+      nodes,
+      urls: nodes.map((node) => node.url),
+      stop: async () => {
+        await Promise.all(nodes.map((node) => node.stop()));
+      },
+    };
+  });
 }

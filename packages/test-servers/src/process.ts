@@ -44,6 +44,21 @@ export function freePort(): Promise<number> {
   });
 }
 
+/**
+ * Runs `start` again, up to three times in all, when it failed because a port
+ * that was free when picked was taken by another process before the server
+ * bound it. `start` must stop whatever it started before it throws.
+ */
+export async function retryingPortClash<T>(start: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await start();
+    } catch (error) {
+      if (attempt >= 3 || !/address already in use/i.test(String(error))) throw error;
+    }
+  }
+}
+
 /** A fresh temporary directory for a server's data. */
 export function makeDataDir(kind: string): string {
   return mkdtempSync(join(tmpdir(), `weft-${kind}-`));

@@ -1,6 +1,6 @@
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { findBinary, freePort, makeDataDir, missingBinary, removeDir, ServerProcess } from './process.js';
+import { findBinary, freePort, makeDataDir, missingBinary, removeDir, retryingPortClash, ServerProcess } from './process.js';
 
 /** Options of {@link startRedisServer}. */
 export interface RedisServerOptions {
@@ -21,6 +21,8 @@ export interface RedisServerOptions {
 /** A running `redis-server` on 127.0.0.1. */
 export interface RedisServer {
   readonly port: number;
+  /** The cluster bus port of a cluster node (0 for a standalone server). */
+  readonly clusterBusPort: number;
   readonly url: string;
   readonly dataDir: string;
   readonly process: ServerProcess;
@@ -84,13 +86,26 @@ async function launchRedis(options: RedisServerOptions, clusterEnabled: boolean)
   const binary = findBinary('redis-server');
   if (binary === undefined) throw new Error(redisUnavailable());
   const port = options.port ?? (await freePort());
+  const busPort = clusterEnabled ? await freePort() : 0;
   const ownsDir = options.dataDir === undefined;
   const dataDir = options.dataDir ?? makeDataDir('redis');
   const aof = options.persistence === 'aof';
   const args = () => [
     ...['--port', String(port), '--bind', '127.0.0.1', '--dir', dataDir, '--daemonize', 'no', '--save', ''],
     ...['--appendonly', aof ? 'yes' : 'no', '--appendfsync', 'always'],
-    ...(clusterEnabled ? ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000'] : []),
+    // The cluster bus port is picked free too (by default it is the client port + 10000, which may be taken).
+    ...(clusterEnabled
+      ? [
+          '--cluster-enabled',
+          'yes',
+          '--cluster-config-file',
+          'nodes.conf',
+          '--cluster-node-timeout',
+          '2000',
+          '--cluster-port',
+          String(busPort),
+        ]
+      : []),
     ...(options.args ?? []),
   ];
   const serverProcess = new ServerProcess({
@@ -102,6 +117,7 @@ async function launchRedis(options: RedisServerOptions, clusterEnabled: boolean)
   await serverProcess.start();
   return {
     port,
+    clusterBusPort: busPort,
     url: `redis://127.0.0.1:${port}`,
     dataDir,
     process: serverProcess,
@@ -124,7 +140,8 @@ async function launchRedis(options: RedisServerOptions, clusterEnabled: boolean)
  * @throws when `redis-server` is not on PATH (see {@link redisUnavailable}) or does not start
  */
 export function startRedisServer(options: RedisServerOptions = {}): Promise<RedisServer> {
-  return launchRedis(options, false);
+  // A fixed port is the caller's: only picked ports are tried again.
+  return options.port === undefined ? retryingPortClash(() => launchRedis(options, false)) : launchRedis(options, false);
 }
 
 /** A Redis Cluster of masters on loopback, every slot assigned. */
@@ -143,7 +160,14 @@ export interface RedisCluster {
  */
 export async function startRedisCluster(options: { masters?: number } = {}): Promise<RedisCluster> {
   const count = options.masters ?? 3;
-  const nodes = await Promise.all(Array.from({ length: count }, () => launchRedis({}, true)));
+  const nodes = await retryingPortClash(async () => {
+    const launched = await Promise.allSettled(Array.from({ length: count }, () => launchRedis({}, true)));
+    const started = launched.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));
+    const failure = launched.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+    if (failure === undefined) return started;
+    await Promise.all(started.map((node) => node.stop()));
+    throw failure.reason;
+  });
   const stop = async () => {
     await Promise.all(nodes.map((node) => node.stop()));
   };
@@ -155,7 +179,9 @@ export async function startRedisCluster(options: { masters?: number } = {}): Pro
       await expectOk(node.port, ['CLUSTER', 'ADDSLOTSRANGE', String(first), String(last)]);
     }
     const [seed] = nodes as [RedisServer];
-    for (const node of nodes.slice(1)) await expectOk(node.port, ['CLUSTER', 'MEET', '127.0.0.1', String(seed.port)]);
+    for (const node of nodes.slice(1)) {
+      await expectOk(node.port, ['CLUSTER', 'MEET', '127.0.0.1', String(seed.port), String(seed.clusterBusPort)]);
+    }
     const deadline = Date.now() + 30_000;
     for (;;) {
       const infos = await Promise.all(nodes.map((node) => redisCommand(node.port, ['CLUSTER', 'INFO'])));
