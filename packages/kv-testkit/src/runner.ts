@@ -36,21 +36,15 @@ export async function runConformanceCheck(
   setWatchDeadline(harness.watchDeadlineMs ?? 20_000);
   const bucket = freshBucketName();
   const handles: KvStore[] = [];
-  const open = async () => {
-    const store = await harness.open(bucket);
+  const open = async (unswept = false) => {
+    if (unswept && harness.openUnswept === undefined) throw new Error('the harness has no openUnswept hook');
+    const store = await (unswept && harness.openUnswept !== undefined ? harness.openUnswept(bucket) : harness.open(bucket));
     handles.push(store);
     return store;
   };
   try {
     // A check of unswept TTLs opens every handle without a sweeper, this first one too: its sweeper would hide the bug.
-    const unswept = harness.openUnswept;
-    const first =
-      check.requires?.includes('openUnswept') && unswept !== undefined
-        ? await unswept(bucket).then((store) => {
-            handles.push(store);
-            return store;
-          })
-        : await open();
+    const first = await open(check.requires?.includes('openUnswept') === true && harness.openUnswept !== undefined);
     const missing = missingRequirement(check.requires ?? [], first, harness);
     if (missing !== undefined) return { status: 'skipped', reason: missing };
     let opened = false;
@@ -68,12 +62,7 @@ export async function runConformanceCheck(
         }
         return open();
       },
-      openUnswept: async () => {
-        if (unswept === undefined) throw new Error('the harness has no openUnswept hook');
-        const store = await unswept(bucket);
-        handles.push(store);
-        return store;
-      },
+      openUnswept: () => open(true),
       log: settings.log,
     };
     await check.run(context);
