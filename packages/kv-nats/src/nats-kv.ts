@@ -360,7 +360,7 @@ export class NatsKvStore implements KvStore {
         throw kvError(KvErrorCode.AlreadyExists, backend, 'a live value already exists', { key });
       }
       // A passed TTL not swept yet: its expire marker goes first (the next round trip creates over the marker).
-      if (current !== undefined && expired(current) && this.#conditionalWrites) await this.#writeExpireMarker(key, current.seq, 'create');
+      if (current !== undefined && expired(current)) await this.#writeExpireMarker(key, current.seq, 'create');
       expectedSeq = current?.seq ?? 0;
     }
   }
