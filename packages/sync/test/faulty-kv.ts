@@ -161,14 +161,5 @@ export class FaultyKv implements KvStore {
   }
 }
 
-/** mulberry32: a seeded random source, so fault decisions replay from the run's seed. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let value = state;
-    value = Math.imul(value ^ (value >>> 15), value | 1);
-    value ^= value + Math.imul(value ^ (value >>> 7), value | 61);
-    return ((value ^ (value >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// The seeded random source (mulberry32) of the conformance suite's workloads: fault decisions replay from the run's seed.
+export { seededRandom } from '@weft/kv-testkit';
