@@ -1,3 +1,5 @@
+import type { openRedisKv } from '@weft/kv-redis';
+import type { KvConformanceHarness } from '@weft/kv-testkit';
 import { type RedisCluster, type RedisServer, redisUnavailable, startRedisCluster, startRedisServer } from '@weft/test-servers';
 import { Cluster, Redis } from 'ioredis';
 
@@ -45,4 +47,29 @@ export async function watchConnections(raw: Redis | Cluster, bucket: string): Pr
     count += list.split('\n').filter((line) => line.includes(` name=weft-watch:${bucket} `)).length;
   }
   return count;
+}
+
+/** Where a harness connects: a standalone server's URL or a cluster's nodes, and the raw client that inspects it. */
+export interface RedisFixture {
+  target: { readonly url: string } | { readonly cluster: ReadonlyArray<{ host: string; port: number }> };
+  raw: Redis | Cluster;
+}
+
+/**
+ * The conformance harness for `open` (this package's `openRedisKv`, or a
+ * mutated copy's) on a fixture a suite's setup fills in: regular handles
+ * sweep every 100 ms, unswept ones not at all.
+ */
+export function redisHarness(open: typeof openRedisKv, fixture: RedisFixture): KvConformanceHarness {
+  const handle = (bucket: string, sweepIntervalMs: number) => open({ ...fixture.target, bucket, sweepIntervalMs });
+  return {
+    open: (bucket) => handle(bucket, 100),
+    openUnswept: (bucket) => handle(bucket, 0),
+    dropBucket: (bucket) => dropBucket(fixture.raw, bucket),
+    recreateBucket: (bucket) => dropBucket(fixture.raw, bucket),
+    // What retention does when it trims the change stream, all at once.
+    forgetHistory: async (bucket) => void (await fixture.raw.xtrim(`weft:{${bucket}}:log`, 'MAXLEN', 0)),
+    watchResources: (bucket) => watchConnections(fixture.raw, bucket),
+    expireDelayMs: 1000,
+  };
 }

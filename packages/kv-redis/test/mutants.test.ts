@@ -9,8 +9,7 @@
 import { fileURLToPath } from 'node:url';
 import { describeKvMutants, type SourceMutant } from '@weft/kv-testkit';
 import type { RedisServer } from '@weft/test-servers';
-import type { Redis } from 'ioredis';
-import { dropBucket, redisMissing, standalone, watchConnections } from './helpers.js';
+import { type RedisFixture, redisHarness, redisMissing, standalone } from './helpers.js';
 
 const srcDir = fileURLToPath(new URL('../src', import.meta.url));
 
@@ -102,25 +101,19 @@ const mutants: SourceMutant[] = [
 ];
 
 let server: RedisServer;
-let raw: Redis;
+const fixture = {} as RedisFixture;
 
 describeKvMutants<typeof import('@weft/kv-redis')>('redis', mutants, {
   srcDir,
   skip: redisMissing,
   setup: async () => {
+    let raw: RedisFixture['raw'];
     ({ server, raw } = await standalone());
+    Object.assign(fixture, { target: { url: server.url }, raw });
   },
   teardown: async () => {
-    raw?.disconnect();
+    fixture.raw?.disconnect();
     await server?.stop();
   },
-  harness: ({ openRedisKv }) => ({
-    open: (bucket) => openRedisKv({ url: server.url, bucket, sweepIntervalMs: 100 }),
-    openUnswept: (bucket) => openRedisKv({ url: server.url, bucket, sweepIntervalMs: 0 }),
-    dropBucket: (bucket) => dropBucket(raw, bucket),
-    recreateBucket: (bucket) => dropBucket(raw, bucket),
-    forgetHistory: async (bucket) => void (await raw.xtrim(`weft:{${bucket}}:log`, 'MAXLEN', 0)),
-    watchResources: (bucket) => watchConnections(raw, bucket),
-    expireDelayMs: 1000,
-  }),
+  harness: ({ openRedisKv }) => redisHarness(openRedisKv, fixture),
 });
