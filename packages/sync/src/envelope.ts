@@ -3,7 +3,7 @@
  * the changeset body they carry. Decoders treat bytes as hostile.
  */
 import { randomBytes } from 'node:crypto';
-import type { EventId, XChaCha } from '@weft/eventlog';
+import type { EventId, LogEvent, XChaCha } from '@weft/eventlog';
 import { SyncError, SyncErrorCode } from './errors.js';
 import { type DeviceIdentity, signWith, verifySignature } from './identity.js';
 
@@ -27,6 +27,23 @@ export interface SyncedEvent {
   readonly payload: Uint8Array;
   /** The author had shredded this event's key before pushing it. */
   readonly shredded: boolean;
+}
+
+/** What a changeset or a snapshot carries of a local event: a shredded payload travels as shredded, never as bytes. */
+export function syncedOf(event: LogEvent): SyncedEvent {
+  const shredded = event.disposition === 'shredded';
+  return {
+    id: event.id,
+    entity: event.entity,
+    scope: event.scope,
+    kind: event.kind,
+    time: event.time,
+    causationId: event.causationId,
+    correlationId: event.correlationId,
+    parents: event.parents,
+    payload: shredded ? new Uint8Array(0) : event.payload,
+    shredded,
+  };
 }
 
 /** The signed fields of an envelope. */

@@ -18,18 +18,13 @@
  */
 
 export {
-  createLibrary,
   type Invitation,
   invitationOf,
   type LibraryConfig,
-  openSync,
   type PushStage,
-  Sync,
-  type SyncAlarm,
   type SyncFaultHooks,
   type SyncOptions,
-  type SyncStatus,
-} from './engine.js';
+} from './config.js';
 export {
   concat,
   decodeChangeset,
@@ -56,6 +51,7 @@ export {
   verifySignature,
 } from './identity.js';
 export { decodeKeyWrap, type KeyWrap, unwrapKey, wrapKey, x25519Of } from './keys.js';
+export { createLibrary } from './library.js';
 export { type LwwState, lwwDelete, lwwDeleteKind, lwwSet, lwwSetKind, projectLww } from './lww.js';
 export {
   decodeMembershipEntry,
@@ -69,3 +65,5 @@ export {
   type Role,
 } from './membership.js';
 export type { SyncStateData } from './state.js';
+export type { SyncAlarm, SyncStatus } from './status.js';
+export { openSync, Sync } from './sync.js';

@@ -55,3 +55,8 @@ export function keyWrapKey(member: string, generation: number): string {
 
 /** The lowest schema version devices must write. */
 export const minSchemaVersionKey = 'meta.min_schema_version';
+
+/** `meta.floor.<device>`: the garbage-collection floor of a device's changesets. */
+export function floorKey(device: string): string {
+  return `meta.floor.${device}`;
+}

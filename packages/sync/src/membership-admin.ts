@@ -1,0 +1,114 @@
+/**
+ * What an owner does to the membership: add a device (wrapping every key
+ * generation for it), remove one (freezing its head, rotating the library
+ * key for the rest), change a role, raise the minimum schema version.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Invitation } from './config.js';
+import type { SyncContext } from './context.js';
+import { SyncError, SyncErrorCode } from './errors.js';
+import { freezeHead, isCasRetry } from './heads.js';
+import { deviceIdOf } from './identity.js';
+import type { Role } from './membership.js';
+import { minSchemaVersionKey } from './store-layout.js';
+
+const encoder = new TextEncoder();
+
+/** Adds a device (owner only); adding a current member only makes sure its key wraps are there. */
+export async function addMember(context: SyncContext, invitation: Invitation, role: Role): Promise<void> {
+  const { library } = context;
+  const membership = library.assertOwner();
+  if (deviceIdOf(invitation.publicKey) !== invitation.deviceId)
+    throw new SyncError(SyncErrorCode.InvalidArgument, 'the invitation keys do not match its device id');
+  for (let generation = 0; generation <= membership.generation; generation++) {
+    const key = library.keys.get(generation);
+    if (key !== undefined) await library.writeWrap(invitation, generation, key);
+  }
+  const existing = membership.members.get(invitation.deviceId);
+  if (existing !== undefined && existing.removedAfter === undefined) return;
+  await library.writeEntry({
+    op: 'add',
+    subject: invitation.deviceId,
+    subjectKey: invitation.publicKey,
+    subjectX25519: invitation.x25519PublicKey,
+    role,
+    keyGeneration: membership.generation,
+    cutoff: 0,
+  });
+  context.notify();
+}
+
+/**
+ * Removes a device (owner only) and rotates the library key: first pulls
+ * everything the device wrote (`pullAll`), freezes its head, wraps a new key
+ * generation for the remaining members, then writes the removal.
+ */
+export async function removeMember(
+  context: SyncContext,
+  deviceId: string,
+  pullAll: () => Promise<unknown>,
+): Promise<{ generation: number; cutoff: number }> {
+  const { library } = context;
+  const membership = library.assertOwner();
+  const subject = membership.members.get(deviceId);
+  if (subject === undefined || subject.removedAfter !== undefined)
+    throw new SyncError(SyncErrorCode.InvalidArgument, `${deviceId} is not a member`);
+  if (deviceId !== context.device) await pullAll();
+  // Freeze the device's head first (compare-and-swap, so it cannot race the device's own head update):
+  // every changeset it published before is accepted everywhere, nothing it publishes after is.
+  const cutoff = await freezeHead(context.kv, deviceId, context.clock);
+  const generation = membership.generation + 1;
+  const key = new Uint8Array(randomBytes(32));
+  for (const member of membership.members.values()) {
+    if (member.removedAfter === undefined && member.deviceId !== deviceId) await library.writeWrap(member, generation, key);
+  }
+  library.keys.set(generation, key);
+  await library.writeEntry({
+    op: 'remove',
+    subject: deviceId,
+    subjectKey: subject.publicKey,
+    subjectX25519: subject.x25519PublicKey,
+    role: subject.role,
+    keyGeneration: generation,
+    cutoff,
+  });
+  context.notify();
+  return { generation, cutoff };
+}
+
+/** Changes a member's role (owner only). */
+export async function setRole(context: SyncContext, deviceId: string, role: Role): Promise<void> {
+  const { library } = context;
+  const membership = library.assertOwner();
+  const subject = membership.members.get(deviceId);
+  if (subject === undefined || subject.removedAfter !== undefined)
+    throw new SyncError(SyncErrorCode.InvalidArgument, `${deviceId} is not a member`);
+  await library.writeEntry({
+    op: 'role',
+    subject: deviceId,
+    subjectKey: subject.publicKey,
+    subjectX25519: subject.x25519PublicKey,
+    role,
+    keyGeneration: membership.generation,
+    cutoff: 0,
+  });
+}
+
+/** Raises `meta.min_schema_version` with compare-and-swap; never lowers it. */
+export async function setMinSchemaVersion(context: SyncContext, version: number): Promise<void> {
+  const { kv } = context;
+  if (!Number.isSafeInteger(version) || version < 1)
+    throw new SyncError(SyncErrorCode.InvalidArgument, 'a schema version is a positive integer');
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const current = await kv.get(minSchemaVersionKey);
+    const value = current === undefined ? 0 : Number(new TextDecoder().decode(current.value)) || 0;
+    if (value >= version) return;
+    try {
+      if (current === undefined) await kv.create(minSchemaVersionKey, encoder.encode(String(version)));
+      else await kv.update(minSchemaVersionKey, encoder.encode(String(version)), current.version);
+      return;
+    } catch (error) {
+      if (!isCasRetry(error)) throw error;
+    }
+  }
+}

@@ -1,0 +1,207 @@
+/**
+ * Push: this device's new local events become a signed, sealed changeset,
+ * `create`d at `changes.<device>.<seq>` (a retry with the same bytes is a
+ * no-op, different bytes are a fork), then the head moves forward with
+ * compare-and-swap. The exact bytes are saved before they leave, so every
+ * step is safe to crash and retry.
+ */
+import { KvError, KvErrorCode } from '@weft/kv';
+import type { Blobs } from './blobs.js';
+import type { SyncFaultHooks } from './config.js';
+import type { SyncContext } from './context.js';
+import {
+  decodeChangeset,
+  decodeEnvelope,
+  encodeChangeset,
+  envelopeSignatureValid,
+  openEnvelope,
+  type SyncedEvent,
+  sealEnvelope,
+  syncedOf,
+} from './envelope.js';
+import { SyncError, SyncErrorCode } from './errors.js';
+import { parseHead, publishHead } from './heads.js';
+import { hexOf } from './sleep.js';
+import { inRanges } from './state.js';
+import { changesetKey, headKey } from './store-layout.js';
+
+export class Pusher {
+  readonly #context: SyncContext;
+  readonly #blobs: Blobs;
+  readonly #faults: SyncFaultHooks;
+  readonly #maxEvents: number;
+  #ownSeqChecked = false;
+
+  constructor(context: SyncContext, blobs: Blobs, options: { faults: SyncFaultHooks; maxEvents: number }) {
+    this.#context = context;
+    this.#blobs = blobs;
+    this.#faults = options.faults;
+    this.#maxEvents = options.maxEvents;
+  }
+
+  /** Own local events not yet pushed. */
+  pendingUploads(): number {
+    const { state, log } = this.#context;
+    let pending = 0;
+    for (let position = state.pushedPosition + 1; position <= log.head; position++) {
+      if (!inRanges(state.imported, position)) pending++;
+    }
+    return pending;
+  }
+
+  /** Moves this device's head to `seq`, with what it applied of the others. */
+  publishHead(seq: number): Promise<void> {
+    const { kv, device, state, clock } = this.#context;
+    const applied = Object.fromEntries(Object.entries(state.remote).map(([other, remote]) => [other, remote.seq]));
+    return publishHead(kv, device, seq, applied, clock);
+  }
+
+  /** Pushes one changeset of pending local events; `false` when there was nothing to push. */
+  async pushOnce(): Promise<boolean> {
+    const context = this.#context;
+    const { state, stateFile, library, device } = context;
+    await this.#checkOwnSeq();
+    let pending = state.pending;
+    if (pending === undefined) {
+      // Uploads wait while this device may not write, or while a rotation it has not adopted is pending.
+      const self = library.member(device);
+      const generation = library.generation();
+      const key = library.keys.get(generation);
+      if (self === undefined || self.removedAfter !== undefined || self.role === 'reader' || key === undefined) return false;
+      // Only what is durable here is pushed: a crash must never leave the store holding events this log lost.
+      await context.log.flush();
+      const events = await this.#collectLocal();
+      const blobs = [...state.pendingBlobs];
+      if (events.length === 0 && blobs.length === 0) return false;
+      for (const blob of blobs) await this.#blobs.upload(blob, generation, key);
+      const seq = state.lastSeq + 1;
+      const envelope = sealEnvelope(
+        {
+          device,
+          seq,
+          schemaVersion: context.schemaVersion,
+          timestamp: context.clock(),
+          authorKey: context.identity.publicKey,
+          previousHash: Buffer.from(state.lastHash, 'hex'),
+          keyGeneration: generation,
+        },
+        encodeChangeset(
+          events.map((item) => item.event),
+          blobs,
+        ),
+        key,
+        library.id,
+        changesetKey(device, seq),
+        context.cipher,
+        context.identity,
+      );
+      pending = {
+        seq,
+        envelope: Buffer.from(envelope).toString('base64'),
+        hash: hexOf(context.hashers.blake3(envelope)),
+        lastPosition: events.at(-1)?.position ?? state.pushedPosition,
+        blobs,
+      };
+      // The exact bytes are kept before they leave, so a retry after any failure sends the same bytes.
+      state.pending = pending;
+      await stateFile.save(state);
+    }
+    this.#faults.onPushStage?.('prepared', pending.seq);
+    const envelope = new Uint8Array(Buffer.from(pending.envelope, 'base64'));
+    await this.#createChangeset(changesetKey(device, pending.seq), envelope, pending.seq);
+    this.#faults.onPushStage?.('created', pending.seq);
+    await this.publishHead(pending.seq);
+    this.#faults.onPushStage?.('head-published', pending.seq);
+    state.lastSeq = pending.seq;
+    state.lastHash = pending.hash;
+    state.pushedPosition = Math.max(state.pushedPosition, pending.lastPosition);
+    const sent = new Set(pending.blobs ?? []);
+    state.pendingBlobs = state.pendingBlobs.filter((blob) => !sent.has(blob));
+    state.pending = undefined;
+    await stateFile.save(state);
+    this.#faults.onPushStage?.('done', pending.seq);
+    context.board.known.set(device, pending.seq);
+    return true;
+  }
+
+  async #collectLocal(): Promise<Array<{ position: number; event: SyncedEvent }>> {
+    const { kv, log, state } = this.#context;
+    const collected: Array<{ position: number; event: SyncedEvent }> = [];
+    const budget = Math.max(1024, kv.capabilities.maxValueBytes - 4096);
+    let bytes = 0;
+    const durable = log.durableHead;
+    for await (const event of log.read(state.pushedPosition + 1)) {
+      if (event.position > durable) break;
+      if (inRanges(state.imported, event.position)) continue;
+      const size = event.payload.length + 128 + event.entity.length + event.scope.length + 16 * event.parents.length;
+      if (collected.length > 0 && (collected.length >= this.#maxEvents || bytes + size > budget)) break;
+      bytes += size;
+      collected.push({ position: event.position, event: syncedOf(event) });
+    }
+    return collected;
+  }
+
+  /** `create` the changeset; a retry that finds identical bytes is a no-op, different bytes are a fork. */
+  async #createChangeset(keyPath: string, envelope: Uint8Array, seq: number): Promise<void> {
+    const { kv, board, device } = this.#context;
+    try {
+      await kv.create(keyPath, envelope);
+      return;
+    } catch (error) {
+      if (!KvError.is(error, KvErrorCode.AlreadyExists)) throw error;
+    }
+    const existing = await kv.get(keyPath);
+    if (existing !== undefined && Buffer.from(existing.value).equals(Buffer.from(envelope))) {
+      board.duplicates.identicalRetries++;
+      return;
+    }
+    const fork = new SyncError(SyncErrorCode.Fork, `another changeset already sits at ${keyPath}: this device's history forked`, {
+      device,
+      seq,
+    });
+    board.alarm(fork);
+    throw fork;
+  }
+
+  /**
+   * Before the first push: find this device's real highest changeset, in case
+   * the state file is older than the store (a lost or restored state file).
+   */
+  async #checkOwnSeq(): Promise<void> {
+    if (this.#ownSeqChecked) return;
+    const { kv, device, state, library, log, stateFile } = this.#context;
+    const head = await kv.get(headKey(device));
+    const headSeq = head === undefined ? 0 : (parseHead(head.value)?.seq ?? 0);
+    let seq = state.lastSeq;
+    for (;;) {
+      if (state.pending !== undefined && state.pending.seq === seq + 1) break;
+      const next = await kv.get(changesetKey(device, seq + 1));
+      if (next === undefined) {
+        if (seq + 1 <= headSeq)
+          throw new SyncError(SyncErrorCode.MissingChangeset, `own changeset ${seq + 1} is missing from the store`, {
+            device,
+            seq: seq + 1,
+          });
+        break;
+      }
+      const envelope = decodeEnvelope(next.value);
+      const ownKey = library.keys.get(envelope.keyGeneration);
+      const body =
+        ownKey === undefined ? undefined : openEnvelope(envelope, ownKey, library.id, changesetKey(device, seq + 1), this.#context.cipher);
+      if (body === undefined || !envelopeSignatureValid(envelope)) {
+        throw new SyncError(SyncErrorCode.Forged, `own changeset ${seq + 1} does not verify`, { device, seq: seq + 1 });
+      }
+      // Its events are already out: mark them pushed.
+      for (const event of decodeChangeset(body)) {
+        const local = await log.get(event.id);
+        if (local !== undefined) state.pushedPosition = Math.max(state.pushedPosition, local.position);
+      }
+      seq++;
+      state.lastSeq = seq;
+      state.lastHash = hexOf(this.#context.hashers.blake3(next.value));
+    }
+    if (seq > 0 && headSeq < seq) await this.publishHead(seq);
+    await stateFile.save(state);
+    this.#ownSeqChecked = true;
+  }
+}

@@ -1,0 +1,83 @@
+/**
+ * What a device knows about sync right now, for UIs and operators: the heads
+ * it has seen, devices held back, alarms about other devices' data, the last
+ * error and harmless repeats.
+ */
+
+import { SyncError, type SyncErrorCode } from './errors.js';
+import type { Role } from './membership.js';
+
+/** Something that went wrong with another device's data: kept in the status for UIs and operators. */
+export interface SyncAlarm {
+  readonly code: SyncErrorCode;
+  readonly device: string;
+  readonly seq: number | undefined;
+  readonly message: string;
+  readonly at: number;
+}
+
+/** What a device knows about sync right now. */
+export interface SyncStatus {
+  readonly device: string;
+  readonly lastPushedSeq: number;
+  /** Own local events not yet pushed. */
+  readonly pendingUploads: number;
+  readonly devices: Readonly<
+    Record<string, { readonly head: number; readonly applied: number; readonly lag: number; readonly stuck: string | undefined }>
+  >;
+  /** Events waiting for causal parents that have not arrived. */
+  readonly waitingForParents: number;
+  /** A key rotation was announced and this device does not hold the new key yet: uploads wait, pulls go on. */
+  readonly rotationPending: boolean;
+  /** This device's role (`undefined` when not, or no longer, a member). */
+  readonly role: Role | undefined;
+  /** The key generation in force. */
+  readonly keyGeneration: number;
+  /** Devices whose changesets this device needs were garbage-collected: bootstrap from the snapshot again. */
+  readonly rebootstrapRequired: boolean;
+  readonly lastError: string | undefined;
+  readonly alarms: readonly SyncAlarm[];
+  /** Harmless repeats seen so far: events already in the log, and retried creates that found their own bytes. */
+  readonly duplicates: { readonly events: number; readonly identicalRetries: number };
+}
+
+const maxAlarms = 100;
+
+/** The mutable parts of the status that the sync parts report into. */
+export class StatusBoard {
+  /** The highest head seen per device. */
+  readonly known = new Map<string, number>();
+  /** Devices held back by bad data this round, with why. */
+  readonly stuck = new Map<string, string>();
+  readonly alarms: SyncAlarm[] = [];
+  readonly duplicates = { events: 0, identicalRetries: 0 };
+  lastError: string | undefined;
+  rebootstrap = false;
+  readonly #clock: () => number;
+
+  constructor(clock: () => number) {
+    this.#clock = clock;
+  }
+
+  /** Records an alarm once per (device, seq, code); the message becomes the last error. */
+  alarm(error: SyncError): void {
+    const last = this.alarms.findLast(
+      (alarm) => alarm.device === (error.device ?? '') && alarm.seq === error.seq && alarm.code === error.code,
+    );
+    this.lastError = error.message;
+    if (last !== undefined) return;
+    this.alarms.push({ code: error.code, device: error.device ?? '', seq: error.seq, message: error.message, at: this.#clock() });
+    if (this.alarms.length > maxAlarms) this.alarms.shift();
+  }
+
+  /** Runs `work`; a `SyncError` it throws becomes an alarm and `fallback` is returned. */
+  async alarmOn<T>(work: Promise<T>, fallback: T): Promise<T> {
+    try {
+      return await work;
+    } catch (error) {
+      if (!SyncError.is(error)) throw error;
+      this.alarm(error);
+      return fallback;
+    }
+  }
+}

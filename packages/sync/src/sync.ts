@@ -1,0 +1,488 @@
+/**
+ * The `Sync` handle of one device: opens its parts (library view, push,
+ * pull, blobs, snapshots), runs them one step at a time, keeps the heads
+ * watch and, in live mode, the local trigger and the retry timer.
+ */
+import type { EventId } from '@weft/eventlog';
+import { loadHashers } from '@weft/eventlog';
+import { KvError, KvErrorCode, type WatchCursor } from '@weft/kv';
+import { LocalBlobStore } from './blob-store.js';
+import { Blobs } from './blobs.js';
+import { assertLibraryConfig, type Invitation, type SyncOptions } from './config.js';
+import type { SyncContext } from './context.js';
+import { SyncError, SyncErrorCode } from './errors.js';
+import { collectGarbage } from './gc.js';
+import { parseHead } from './heads.js';
+import { cipherOf, Library } from './library.js';
+import type { MembershipState, Role } from './membership.js';
+import { addMember, removeMember, setMinSchemaVersion, setRole } from './membership-admin.js';
+import { Puller } from './pull.js';
+import { Pusher } from './push.js';
+import { sleep } from './sleep.js';
+import { Snapshots } from './snapshots.js';
+import { StateFile } from './state.js';
+import { StatusBoard, type SyncStatus } from './status.js';
+import { deviceOfHeadKey, headsPrefix } from './store-layout.js';
+
+/**
+ * Opens sync for one device: its local log replicated with the other
+ * devices of a library through one KV bucket.
+ *
+ * @throws {SyncError} `InvalidArgument`, `StateFailed`
+ */
+export async function openSync(options: SyncOptions): Promise<Sync> {
+  assertLibraryConfig(options.library, options.identity);
+  const fs = options.fs ?? options.log.fileSystem;
+  const dir = options.stateDir ?? options.log.dir;
+  const stateFile = new StateFile(fs, dir);
+  const state = await stateFile.load(options.identity.deviceId);
+  const hashers = await loadHashers();
+  const cipher = cipherOf(options.cipher);
+  const clock = options.clock ?? Date.now;
+  const board = new StatusBoard(clock);
+  const schemaVersion = options.schemaVersion ?? 1;
+  const library = new Library({
+    config: options.library,
+    kv: options.kv,
+    identity: options.identity,
+    hashers,
+    cipher,
+    board,
+    schemaVersion,
+  });
+  let sync: Sync | undefined;
+  const context: SyncContext = {
+    device: options.identity.deviceId,
+    log: options.log,
+    kv: options.kv,
+    identity: options.identity,
+    library,
+    state,
+    stateFile,
+    hashers,
+    cipher,
+    chunkStore: { kv: options.kv, cipher, libraryId: options.library.id },
+    clock,
+    schemaVersion,
+    board,
+    notify: () => sync?.notify(),
+  };
+  sync = new Sync(context, options, new LocalBlobStore(fs, dir));
+  sync.start();
+  return sync;
+}
+
+/** A device's sync. See {@link openSync}. */
+export class Sync implements AsyncDisposable {
+  readonly device: string;
+  readonly #context: SyncContext;
+  readonly #blobs: Blobs;
+  readonly #pusher: Pusher;
+  readonly #puller: Puller;
+  readonly #snapshots: Snapshots;
+  readonly #live: boolean;
+  readonly #pollIntervalMs: number;
+  readonly #bootstrapMode: 'snapshot' | 'replay';
+  readonly #listeners = new Set<(status: SyncStatus) => void>();
+  readonly #closing = new AbortController();
+  #chain: Promise<unknown> = Promise.resolve();
+  #closed = false;
+  #timer: NodeJS.Timeout | undefined;
+  #failures = 0;
+  #watchTask: Promise<void> | undefined;
+  #subscriptionTask: Promise<void> | undefined;
+
+  /** @internal use {@link openSync} */
+  constructor(context: SyncContext, options: SyncOptions, localBlobs: LocalBlobStore) {
+    this.device = context.device;
+    this.#context = context;
+    this.#blobs = new Blobs(context, localBlobs);
+    this.#pusher = new Pusher(context, this.#blobs, { faults: options.faults ?? {}, maxEvents: options.maxEventsPerChangeset ?? 256 });
+    this.#puller = new Puller(context, this.#blobs);
+    this.#snapshots = new Snapshots(context, this.#puller, this.#blobs);
+    this.#live = options.live ?? true;
+    this.#pollIntervalMs = options.pollIntervalMs ?? 5000;
+    this.#bootstrapMode = options.bootstrap ?? 'snapshot';
+    for (const [device, remote] of Object.entries(context.state.remote)) context.board.known.set(device, remote.seq);
+  }
+
+  /** @internal starts the heads watch, and in live mode the local trigger and the retry timer. */
+  start(): void {
+    this.#watchTask = this.#watchHeads();
+    if (!this.#live) return;
+    this.#subscriptionTask = this.#followLocalAppends();
+    this.#schedule(0);
+  }
+
+  // ------------------------------------------------------------------ status
+
+  status(): SyncStatus {
+    const { board, state, library } = this.#context;
+    const devices: Record<string, { head: number; applied: number; lag: number; stuck: string | undefined }> = {};
+    for (const [device, head] of board.known) {
+      if (device === this.device) continue;
+      const applied = state.remote[device]?.seq ?? 0;
+      devices[device] = { head, applied, lag: Math.max(0, head - applied), stuck: board.stuck.get(device) };
+    }
+    const self = library.member(this.device);
+    return {
+      device: this.device,
+      lastPushedSeq: state.lastSeq,
+      pendingUploads: this.#pusher.pendingUploads(),
+      devices,
+      waitingForParents: state.parked.length,
+      rotationPending: library.rotationPending(),
+      role: self?.removedAfter === undefined ? self?.role : undefined,
+      keyGeneration: library.generation(),
+      rebootstrapRequired: board.rebootstrap,
+      lastError: board.lastError,
+      alarms: [...board.alarms],
+      duplicates: { ...board.duplicates },
+    };
+  }
+
+  /** Calls `listener` with the status after every change; returns a function that unsubscribes. */
+  onStatus(listener: (status: SyncStatus) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** @internal tells the status listeners. */
+  notify(): void {
+    if (this.#listeners.size === 0) return;
+    const status = this.status();
+    for (const listener of this.#listeners) listener(status);
+  }
+
+  // ------------------------------------------------------------ orchestration
+
+  /** Runs `work` after every earlier sync step, one at a time. */
+  #exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.#chain.then(() => {
+      this.#assertOpen();
+      return work();
+    });
+    this.#chain = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * One full round: push every pending local event, then pull every
+   * changeset the known heads announce.
+   *
+   * @returns how many changesets were pushed and pulled
+   */
+  syncOnce(): Promise<{ pushed: number; pulled: number }> {
+    return this.#exclusive(async () => {
+      const { library, log, state, board } = this.#context;
+      await library.refresh();
+      // A device that has nothing yet starts from the snapshot, if there is one it can open.
+      if (this.#bootstrapMode === 'snapshot' && log.head === 0 && Object.keys(state.remote).length === 0 && library.keys.size > 0) {
+        await board.alarmOn(this.#snapshots.bootstrap(), false);
+      }
+      let pushed = 0;
+      while (await this.#pusher.pushOnce()) pushed++;
+      const pulled = await this.#puller.pullAll();
+      if (pulled > 0) await this.#pusher.publishHead(state.lastSeq);
+      this.notify();
+      return { pushed, pulled };
+    });
+  }
+
+  /** Re-reads every head from the store (anti-entropy: heals missed watch events). */
+  refreshHeads(): Promise<void> {
+    return this.#exclusive(async () => {
+      for await (const entry of this.#context.kv.scan(headsPrefix)) this.#learnHead(entry.key, entry.value);
+    });
+  }
+
+  /**
+   * Syncs until this device has pushed everything and applied every
+   * changeset the store announces (or a device is stuck), or the timeout passes.
+   *
+   * @throws {SyncError} `Closed`; the last error when the timeout passes
+   */
+  async waitUntilCaughtUp(options: { timeoutMs?: number } = {}): Promise<void> {
+    const { clock, board } = this.#context;
+    const deadline = clock() + (options.timeoutMs ?? 30_000);
+    for (;;) {
+      try {
+        // A round that hangs (a store that stops answering) must not outlive the deadline.
+        const round = (async () => {
+          await this.refreshHeads();
+          await this.syncOnce();
+        })();
+        const remaining = Math.max(0, deadline - clock());
+        const outcome = await Promise.race([
+          round.then(() => 'done' as const),
+          sleep(remaining, this.#closing.signal).then(() => 'late' as const),
+        ]);
+        if (outcome === 'late') round.catch(() => undefined);
+        else if (this.#caughtUp()) return;
+      } catch (error) {
+        if (SyncError.is(error, SyncErrorCode.Closed)) throw error;
+        board.lastError = error instanceof Error ? error.message : String(error);
+      }
+      if (clock() > deadline) {
+        throw new SyncError(
+          SyncErrorCode.MissingChangeset,
+          `not caught up in time: ${board.lastError ?? JSON.stringify(this.status().devices)}`,
+        );
+      }
+      await sleep(50, this.#closing.signal);
+    }
+  }
+
+  #caughtUp(): boolean {
+    const { state, board } = this.#context;
+    if (this.#pusher.pendingUploads() > 0 || state.pending !== undefined) return false;
+    for (const [device, head] of board.known) {
+      if (device === this.device || board.stuck.has(device)) continue;
+      if ((state.remote[device]?.seq ?? 0) < head) return false;
+    }
+    return true;
+  }
+
+  #schedule(delayMs: number): void {
+    if (this.#closed || !this.#live) return;
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => void this.#tick(), delayMs);
+    this.#timer.unref();
+  }
+
+  async #tick(): Promise<void> {
+    const { board } = this.#context;
+    try {
+      await this.refreshHeads();
+      await this.syncOnce();
+      this.#failures = 0;
+      board.lastError = undefined;
+      this.#schedule(this.#pollIntervalMs);
+    } catch (error) {
+      if (this.#closed) return;
+      board.lastError = error instanceof Error ? error.message : String(error);
+      this.#failures++;
+      // Exponential backoff with jitter, independent of new writes.
+      const base = Math.min(30_000, 100 * 2 ** Math.min(this.#failures, 8));
+      this.#schedule(Math.floor(base * (0.5 + Math.random())));
+      this.notify();
+    }
+  }
+
+  /** Live mode: local appends trigger a push soon. */
+  async #followLocalAppends(): Promise<void> {
+    const { log } = this.#context;
+    try {
+      for await (const item of log.subscribe({ from: log.head + 1, signal: this.#closing.signal })) {
+        if (item.type === 'event' && !this.#closed) this.#schedule(10);
+      }
+    } catch {
+      // the log closed: nothing more to follow
+    }
+  }
+
+  /** Watches `heads`, resuming from the persisted cursor; re-lists when the cursor expired. */
+  async #watchHeads(): Promise<void> {
+    const { kv, state, board } = this.#context;
+    let failures = 0;
+    while (!this.#closed) {
+      try {
+        const from = state.watchCursor as WatchCursor | undefined;
+        const watch = kv.watch({ prefixes: [headsPrefix], signal: this.#closing.signal, ...(from === undefined ? {} : { from }) });
+        for await (const event of watch) {
+          failures = 0;
+          if (event.type === 'put') this.#learnHead(event.key, event.value);
+          this.#advanceCursor(event.cursor);
+          if (event.type === 'put' && this.#live) this.#schedule(0);
+        }
+        return;
+      } catch (error) {
+        if (this.#closed) return;
+        if (KvError.is(error, KvErrorCode.CursorExpired)) {
+          state.watchCursor = undefined;
+          continue;
+        }
+        failures++;
+        board.lastError = error instanceof Error ? error.message : String(error);
+        await sleep(Math.min(5000, 50 * 2 ** Math.min(failures, 7)) * (0.5 + Math.random()), this.#closing.signal);
+      }
+    }
+  }
+
+  /** Cursors only move forward. */
+  #advanceCursor(cursor: WatchCursor): void {
+    const { kv, state } = this.#context;
+    const current = state.watchCursor as WatchCursor | undefined;
+    try {
+      if (current === undefined || kv.compareCursors(cursor, current) > 0) state.watchCursor = cursor;
+    } catch {
+      state.watchCursor = cursor;
+    }
+  }
+
+  #learnHead(key: string, value: Uint8Array): void {
+    const { known } = this.#context.board;
+    const device = deviceOfHeadKey(key);
+    const head = parseHead(value);
+    if (head === undefined || device.includes('.')) return;
+    known.set(device, Math.max(known.get(device) ?? 0, head.seq));
+  }
+
+  // ------------------------------------------------------------------- blobs
+
+  /**
+   * Stores a blob on this device and queues it: it is uploaded (encrypted, in
+   * chunks) before the next changeset, which references it. Ids are
+   * content-addressed with a key of the library, so the store cannot test a
+   * guess of the content.
+   *
+   * @returns the blob id, to reference from events
+   */
+  putBlob(bytes: Uint8Array): Promise<string> {
+    return this.#exclusive(async () => {
+      if (!(bytes instanceof Uint8Array)) throw new SyncError(SyncErrorCode.InvalidArgument, 'a blob is a Uint8Array');
+      await this.#context.library.refresh();
+      return this.#blobs.add(bytes);
+    });
+  }
+
+  /** A blob stored on this device (added here, or fetched with the changeset that referenced it). */
+  getBlob(id: string): Promise<Uint8Array | undefined> {
+    if (!/^[0-9a-f]{64}$/.test(id)) return Promise.reject(new SyncError(SyncErrorCode.InvalidArgument, `${id} is not a blob id`));
+    return this.#blobs.read(id);
+  }
+
+  // ------------------------------------------------------------- membership
+
+  /**
+   * Adds a device (owner only): wraps every key generation for it, then
+   * writes the membership entry. The new device bootstraps from the
+   * snapshot, or replays the changesets, with what it is given. Safe to
+   * retry: adding a current member only makes sure its key wraps are there.
+   *
+   * @throws {SyncError} `NotAllowed`
+   */
+  addMember(invitation: Invitation, role: Role = 'member'): Promise<void> {
+    return this.#exclusive(async () => {
+      await this.#context.library.refresh();
+      await addMember(this.#context, invitation, role);
+    });
+  }
+
+  /**
+   * Removes a device (owner only) and rotates the library key: first pulls
+   * everything the device wrote, wraps a new key generation for the
+   * remaining members, then writes the removal, which rejects the device's
+   * later changesets everywhere. Nothing sealed afterwards opens with the keys
+   * the removed device holds.
+   *
+   * @throws {SyncError} `NotAllowed`, `InvalidArgument`
+   */
+  removeMember(deviceId: string): Promise<{ generation: number; cutoff: number }> {
+    return this.#exclusive(async () => {
+      await this.#context.library.refresh();
+      return removeMember(this.#context, deviceId, () => this.#puller.pullAll());
+    });
+  }
+
+  /** Changes a member's role (owner only). */
+  setRole(deviceId: string, role: Role): Promise<void> {
+    return this.#exclusive(async () => {
+      await this.#context.library.refresh();
+      await setRole(this.#context, deviceId, role);
+    });
+  }
+
+  /** The membership this device derives from the chain (members, roles, generation, rejected entries). */
+  membership(): MembershipState | undefined {
+    return this.#context.library.membership;
+  }
+
+  /**
+   * Raises `meta.min_schema_version` (compare-and-swap, never lowers it):
+   * devices below it refuse to sync until upgraded.
+   */
+  setMinSchemaVersion(version: number): Promise<void> {
+    return this.#exclusive(() => setMinSchemaVersion(this.#context, version));
+  }
+
+  // -------------------------------------------------------------- snapshots
+
+  /**
+   * Publishes a snapshot (owner only, under the `leases.snapshot` lease):
+   * every event of this device's log plus the per-device cursors they cover,
+   * sealed under the current key generation in chunks, then `snapshot.current`
+   * is moved to it with compare-and-swap.
+   *
+   * @returns the snapshot id, or `undefined` when another owner holds the lease
+   */
+  publishSnapshot(options: { leaseMs?: number } = {}): Promise<string | undefined> {
+    return this.#exclusive(async () => {
+      await this.#context.library.refresh();
+      return this.#snapshots.publish(options);
+    });
+  }
+
+  /**
+   * Bootstraps this device from the current snapshot: imports its events
+   * (idempotently), moves the cursors of the devices it covers forward to
+   * the snapshot's, then the usual pull continues from there. Also the way
+   * back for a device told `rebootstrapRequired`.
+   *
+   * @returns whether a snapshot was applied
+   */
+  bootstrapFromSnapshot(): Promise<boolean> {
+    return this.#exclusive(async () => {
+      await this.#context.library.refresh();
+      return this.#snapshots.bootstrap();
+    });
+  }
+
+  /**
+   * Garbage collection (owner only, under the `leases.gc` lease): purges the
+   * changesets that every current member has applied and that the current
+   * snapshot covers, once that snapshot is older than `graceMs`. The floor is
+   * recorded in `meta.floor.<device>` before anything is purged, so a device
+   * that still needed a purged changeset is told to re-bootstrap instead of
+   * skipping it.
+   *
+   * @returns how many changesets were purged per device
+   */
+  collectGarbage(options: { graceMs?: number; leaseMs?: number } = {}): Promise<Record<string, number>> {
+    return this.#exclusive(async () => {
+      await this.#context.library.refresh();
+      return collectGarbage(this.#context, { snapshots: this.#snapshots, puller: this.#puller }, options);
+    });
+  }
+
+  // ------------------------------------------------------------------- close
+
+  /**
+   * Stops the background work, lets the current step finish (or abandons it
+   * after `timeoutMs`), and saves the state. Idempotent.
+   */
+  async close(options: { timeoutMs?: number } = {}): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    this.#closing.abort();
+    const stop = new AbortController();
+    await Promise.race([this.#chain, sleep(options.timeoutMs ?? 5000, stop.signal)]);
+    stop.abort();
+    await Promise.allSettled([this.#watchTask, this.#subscriptionTask]);
+    await this.#context.stateFile.save(this.#context.state).catch(() => undefined);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new SyncError(SyncErrorCode.Closed, 'sync is closed');
+  }
+
+  /** @internal for tests: the ids of events waiting for parents. */
+  waitingEventIds(): EventId[] {
+    return this.#puller.waitingEventIds();
+  }
+}
