@@ -7,7 +7,8 @@ import type { EventId, LogEvent, XChaCha } from '@weft/eventlog';
 import { SyncError, SyncErrorCode } from './errors.js';
 import { type DeviceIdentity, signWith, verifySignature } from './identity.js';
 
-export const envelopeVersion = 1;
+/** Version 2: changesets of libraries whose membership carries key commitments and bound cutoffs. */
+export const envelopeVersion = 2;
 const magic = new Uint8Array([0x57, 0x53, 0x59, 0x4e]); // "WSYN"
 const nonceSize = 24;
 const signatureSize = 64;
@@ -135,7 +136,8 @@ export function sealEnvelope(
 export function decodeEnvelope(bytes: Uint8Array): Envelope {
   if (!(bytes instanceof Uint8Array) || bytes.length < 6) throw invalid('too short to be an envelope');
   for (let index = 0; index < 4; index++) if (bytes[index] !== magic[index]) throw invalid('not a weft sync envelope (bad magic)');
-  if (bytes[4] !== envelopeVersion) throw invalid(`unsupported envelope version ${bytes[4]}`);
+  if (bytes[4] !== envelopeVersion)
+    throw invalid(`unsupported envelope version ${bytes[4]} (this release reads version ${envelopeVersion}; version 1 predates key commitments)`);
   const deviceLength = bytes[5] as number;
   const fixed = 6 + deviceLength + 116;
   if (deviceLength === 0 || bytes.length < fixed + signatureSize) throw invalid('the envelope is cut short');

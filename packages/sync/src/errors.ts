@@ -29,6 +29,16 @@ export const SyncErrorCode = {
   NotAllowed: 'NotAllowed',
   /** A blob is not (yet) in the store, or does not match its id. */
   BlobMissing: 'BlobMissing',
+  /** A key wrap opens to a key that does not match its generation's commitment (or comes from no owner of it): never used. */
+  KeyCommitmentMismatch: 'KeyCommitmentMismatch',
+  /** A removed device's chain does not pass through the changeset its removal bound: its history was rewritten. */
+  Equivocation: 'Equivocation',
+  /** A changeset is missing inside a device's chain: a later one exists, or a head or an applied map says it should. */
+  ChangesetGap: 'ChangesetGap',
+  /** A head went backwards against one seen before, or against what another member says it applied. */
+  HeadRolledBack: 'HeadRolledBack',
+  /** A snapshot is not authorised where it says it was made, or its cursors disagree with the changesets in the store. */
+  SnapshotRejected: 'SnapshotRejected',
 } as const;
 
 export type SyncErrorCode = (typeof SyncErrorCode)[keyof typeof SyncErrorCode];

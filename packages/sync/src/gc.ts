@@ -10,9 +10,8 @@ import type { SyncContext } from './context.js';
 import { type HeadValue, parseHead } from './heads.js';
 import type { Puller } from './pull.js';
 import type { Snapshots } from './snapshots.js';
+import { encodeStatement } from './statements.js';
 import { changesetKey, deviceOfHeadKey, floorKey, headsPrefix } from './store-layout.js';
-
-const encoder = new TextEncoder();
 
 /** Purges what every member applied and the snapshot covers; returns how many changesets were purged per device. */
 export async function collectGarbage(
@@ -42,7 +41,7 @@ export async function collectGarbage(
       }
       const previous = await parts.puller.floorOf(device);
       if (floor <= previous) continue;
-      await kv.put(floorKey(device), encoder.encode(String(floor)));
+      await kv.put(floorKey(device), encodeStatement('floor', { device, floor }, context.identity));
       for (let seq = previous + 1; seq <= floor; seq++) {
         const keyPath = changesetKey(device, seq);
         if (kv.capabilities.purge) await kv.purge(keyPath);

@@ -7,6 +7,7 @@
  */
 import {
   createHash,
+  createHmac,
   createPrivateKey,
   createPublicKey,
   diffieHellman,
@@ -71,6 +72,20 @@ function keyEncryptionKey(
 ): Uint8Array {
   const info = concat([encoder.encode('weft-key-wrap-v1'), encoder.encode(storeId), u32(generation)]);
   return new Uint8Array(hkdfSync('sha256', shared, concat([ephemeral, recipient]), info, 32));
+}
+
+/**
+ * The commitment to a library key of a generation, recorded in the
+ * membership entry that creates the generation: HMAC-SHA256 keyed with the
+ * key over a label, the store id and the generation. It reveals nothing of
+ * the key, and no other key gives the same value.
+ */
+export function keyCommitment(libraryKey: Uint8Array, storeId: string, generation: number): Uint8Array {
+  return new Uint8Array(
+    createHmac('sha256', libraryKey)
+      .update(concat([encoder.encode('weft-key-commitment-v1'), u32(storeId.length), encoder.encode(storeId), u32(generation)]))
+      .digest(),
+  );
 }
 
 /** A decoded key wrap. */

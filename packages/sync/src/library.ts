@@ -9,8 +9,9 @@ import { defaultXChaCha, type Hashers, nobleXChaCha, nodeXChaCha, type XChaCha }
 import { KvError, KvErrorCode, type KvStore } from '@weft/kv';
 import { assertLibraryId, invitationOf, type LibraryConfig } from './config.js';
 import { SyncError, SyncErrorCode } from './errors.js';
+import { isCasRetry } from './heads.js';
 import type { DeviceIdentity } from './identity.js';
-import { decodeKeyWrap, unwrapKey, wrapKey } from './keys.js';
+import { decodeKeyWrap, keyCommitment, unwrapKey, wrapKey } from './keys.js';
 import {
   decodeMembershipEntry,
   deriveMembership,
@@ -19,7 +20,9 @@ import {
   type MembershipEntry,
   type MembershipFields,
   type MembershipState,
+  membershipAt,
 } from './membership.js';
+import { countField, decodeStatement, type Statement, type StatementKind } from './statements.js';
 import type { StatusBoard } from './status.js';
 import { keyWrapKey, membershipKey, membershipPrefix, minSchemaVersionKey } from './store-layout.js';
 
@@ -80,7 +83,27 @@ export class Library {
 
   /** A key generation was announced that this device does not hold yet. */
   rotationPending(): boolean {
+    if (this.#board.generationSeen > this.generation()) return true;
     return this.config.founder !== undefined && !this.keys.has(this.generation());
+  }
+
+  /** The membership at a position of the chain (see `membershipAt`); `undefined` when it is not known here. */
+  stateAt(tips: readonly string[]): MembershipState | undefined {
+    const founder = this.config.founder;
+    if (founder === undefined) return undefined;
+    return membershipAt([...this.#entries.values()], tips, founder);
+  }
+
+  /** Every device the library has had as a member (removed ones included). */
+  memberIds(): string[] {
+    if (this.config.founder === undefined) return [...this.#staticMembers.keys()];
+    return [...(this.#membership?.members.keys() ?? [])];
+  }
+
+  /** A current owner: a member with the owner role, not removed. */
+  isActiveOwner(device: string): boolean {
+    const member = this.#membership?.members.get(device);
+    return member !== undefined && member.role === 'owner' && member.removedAfter === undefined;
   }
 
   member(device: string): Member | undefined {
@@ -93,16 +116,53 @@ export class Library {
 
   /** Reads the minimum schema version, the membership chain and the key wraps addressed to this device. */
   async refresh(): Promise<void> {
-    const minimum = await this.#kv.get(minSchemaVersionKey);
-    if (minimum !== undefined) {
-      const required = Number(new TextDecoder().decode(minimum.value));
-      if (Number.isSafeInteger(required) && required > this.#schemaVersion) {
-        throw new SyncError(
-          SyncErrorCode.SchemaTooOld,
-          `library ${this.config.id} requires schema version ${required}; this device is at ${this.#schemaVersion}: upgrade it before it syncs`,
-        );
-      }
+    await this.#refreshMembership();
+    const minimum = await this.minSchemaVersion();
+    if (minimum > this.#schemaVersion) {
+      throw new SyncError(
+        SyncErrorCode.SchemaTooOld,
+        `library ${this.config.id} requires schema version ${minimum}; this device is at ${this.#schemaVersion}: upgrade it before it syncs`,
+      );
     }
+  }
+
+  /**
+   * Whether a statement counts: its author is a current owner (a member, out
+   * of band) and signed with its member key. An owner's standing statements
+   * lapse when it is removed.
+   */
+  authorises(statement: Statement): boolean {
+    const member = this.member(statement.author);
+    if (member === undefined || member.removedAfter !== undefined) return false;
+    if (!Buffer.from(member.publicKey).equals(Buffer.from(statement.authorKey))) return false;
+    return this.config.founder === undefined || member.role === 'owner';
+  }
+
+  /** Decodes an owner statement and checks who made it. @throws {SyncError} `InvalidEnvelope`, `Forged` */
+  acceptStatement(bytes: Uint8Array, kind: StatementKind, keyPath: string): Statement {
+    const statement = decodeStatement(bytes, kind);
+    if (!this.authorises(statement)) {
+      throw new SyncError(SyncErrorCode.Forged, `${keyPath} is signed by ${statement.author}, who is not an owner now`, {
+        device: statement.author,
+      });
+    }
+    return statement;
+  }
+
+  /** The library's minimum schema version (1 when unset); a value no owner signed is reported and ignored. */
+  async minSchemaVersion(): Promise<number> {
+    const stored = await this.#kv.get(minSchemaVersionKey);
+    if (stored === undefined) return 1;
+    try {
+      return countField(this.acceptStatement(stored.value, 'min-schema', minSchemaVersionKey), 'version');
+    } catch (error) {
+      if (!SyncError.is(error)) throw error;
+      this.#board.alarm(new SyncError(error.code, `${minSchemaVersionKey} is ignored: ${error.message}`, { device: error.device ?? '' }));
+      return 1;
+    }
+  }
+
+  async #refreshMembership(): Promise<void> {
     const founder = this.config.founder;
     if (founder === undefined) return;
     for await (const entry of this.#kv.scan(membershipPrefix)) {
@@ -136,25 +196,38 @@ export class Library {
     }
   }
 
+  /**
+   * Opens this device's wrap of a generation: it counts only from a device
+   * that was an owner while that generation was in force, and only when the
+   * key inside matches the commitment of the entry that created the generation.
+   */
   #openWrap(bytes: Uint8Array, generation: number, membership: MembershipState): Uint8Array {
     const device = this.#identity.deviceId;
+    const keyPath = keyWrapKey(device, generation);
     const wrap = decodeKeyWrap(bytes);
     const author = membership.members.get(wrap.author);
-    const trusted =
+    const authorised =
       wrap.member === device &&
       wrap.generation === generation &&
       author !== undefined &&
-      membership.everOwners.has(wrap.author) &&
+      membership.ownerGenerations.get(wrap.author)?.has(generation) === true &&
       Buffer.from(author.publicKey).equals(Buffer.from(wrap.authorKey));
-    if (!trusted)
-      throw new SyncError(SyncErrorCode.Forged, `${keyWrapKey(device, generation)} is not a key wrap from an owner`, {
+    if (!authorised)
+      throw new SyncError(SyncErrorCode.KeyCommitmentMismatch, `${keyPath} is not a key wrap from an owner of generation ${generation}`, {
         device: wrap.author,
+        seq: generation,
       });
     const key = unwrapKey(wrap, this.#identity, this.config.id, this.#cipher);
     if (key === undefined)
-      throw new SyncError(SyncErrorCode.DecryptionFailed, `${keyWrapKey(device, generation)} does not open`, {
-        device: wrap.author,
-      });
+      throw new SyncError(SyncErrorCode.DecryptionFailed, `${keyPath} does not open`, { device: wrap.author, seq: generation });
+    const committed = membership.commitments.get(generation);
+    const commitment = Buffer.from(keyCommitment(key, this.config.id, generation)).toString('hex');
+    if (committed === undefined || committed !== commitment)
+      throw new SyncError(
+        SyncErrorCode.KeyCommitmentMismatch,
+        `${keyPath} opens to a key that does not match the commitment of generation ${generation}: it is not used`,
+        { device: wrap.author, seq: generation },
+      );
     return key;
   }
 
@@ -189,20 +262,26 @@ export class Library {
     throw new SyncError(SyncErrorCode.StateFailed, 'could not write the membership entry');
   }
 
-  /** Wraps `key` of `generation` for a member at `keys.<member>.<generation>`. */
+  /**
+   * Writes this device's own wrap of `key` for a member at
+   * `keys.<member>.<generation>`, replacing whatever is there with
+   * compare-and-swap: a wrap planted by someone else is never left in place.
+   */
   async writeWrap(member: { deviceId: string; x25519PublicKey: Uint8Array }, generation: number, key: Uint8Array): Promise<void> {
     const keyPath = keyWrapKey(member.deviceId, generation);
-    for (let attempt = 0; attempt < 5; attempt++) {
+    const wrap = wrapKey(key, generation, member, this.#identity, this.config.id, this.#cipher);
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const current = await this.#kv.get(keyPath);
       try {
-        await this.#kv.create(keyPath, wrapKey(key, generation, member, this.#identity, this.config.id, this.#cipher));
+        if (current === undefined) await this.#kv.create(keyPath, wrap);
+        else if (!Buffer.from(current.value).equals(Buffer.from(wrap))) await this.#kv.update(keyPath, wrap, current.version);
         return;
       } catch (error) {
-        if (KvError.is(error, KvErrorCode.AlreadyExists)) return;
-        // The create may have landed: a wrap that is there is as good as ours.
-        if (!KvError.is(error, KvErrorCode.Indeterminate)) throw error;
-        if ((await this.#kv.get(keyPath)) !== undefined) return;
+        if (!isCasRetry(error)) throw error;
+        // Lost a race or the answer: read again; our own bytes there mean it landed.
       }
     }
+    throw new SyncError(SyncErrorCode.StateFailed, `could not write the key wrap ${keyPath}`);
   }
 }
 
@@ -226,8 +305,20 @@ export async function createLibrary(options: {
   const self = invitationOf(identity);
   const existing = await kv.get(membershipKey(identity.deviceId, 1));
   if (existing === undefined) {
-    const wrap = await kv.get(keyWrapKey(identity.deviceId, 0));
-    if (wrap === undefined) await kv.create(keyWrapKey(identity.deviceId, 0), wrapKey(randomBytes(32), 0, self, identity, id, cipher));
+    // The founder's own wrap of generation 0 is opened again rather than trusted: a retry after a crash
+    // must commit to the key that is actually wrapped.
+    let key: Uint8Array | undefined;
+    const stored = await kv.get(keyWrapKey(identity.deviceId, 0));
+    if (stored !== undefined) {
+      const wrap = decodeKeyWrap(stored.value);
+      if (wrap.author === identity.deviceId) key = unwrapKey(wrap, identity, id, cipher);
+    }
+    if (key === undefined) {
+      key = new Uint8Array(randomBytes(32));
+      const wrap = wrapKey(key, 0, self, identity, id, cipher);
+      if (stored === undefined) await kv.create(keyWrapKey(identity.deviceId, 0), wrap);
+      else await kv.update(keyWrapKey(identity.deviceId, 0), wrap, stored.version);
+    }
     const genesis = encodeMembershipEntry(
       {
         op: 'add',
@@ -240,6 +331,7 @@ export async function createLibrary(options: {
         role: 'owner',
         keyGeneration: 0,
         cutoff: 0,
+        keyCommitment: keyCommitment(key, id, 0),
       },
       identity,
     );

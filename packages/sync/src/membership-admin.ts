@@ -9,10 +9,11 @@ import type { SyncContext } from './context.js';
 import { SyncError, SyncErrorCode } from './errors.js';
 import { freezeHead, isCasRetry } from './heads.js';
 import { deviceIdOf } from './identity.js';
+import { keyCommitment } from './keys.js';
 import type { Role } from './membership.js';
+import { zeroHashHex } from './state.js';
+import { encodeStatement } from './statements.js';
 import { minSchemaVersionKey } from './store-layout.js';
-
-const encoder = new TextEncoder();
 
 /** Adds a device (owner only); adding a current member only makes sure its key wraps are there. */
 export async function addMember(context: SyncContext, invitation: Invitation, role: Role): Promise<void> {
@@ -56,7 +57,20 @@ export async function removeMember(
   if (deviceId !== context.device) await pullAll();
   // Freeze the device's head first (compare-and-swap, so it cannot race the device's own head update):
   // every changeset it published before is accepted everywhere, nothing it publishes after is.
-  const cutoff = await freezeHead(context.kv, deviceId, context.clock);
+  const frozen = await freezeHead(context.kv, deviceId, context.clock);
+  // The removal binds the device's history: the cutoff is the last changeset this owner verified (everything
+  // the frozen head announced, when the store serves it intact), and its hash goes into the entry, so a chain
+  // rewritten at or below it is caught everywhere.
+  if (deviceId !== context.device) {
+    context.board.known.set(deviceId, Math.max(context.board.known.get(deviceId) ?? 0, frozen));
+    await pullAll();
+  }
+  const verified =
+    deviceId === context.device
+      ? { seq: context.state.lastSeq, hash: context.state.lastHash }
+      : (context.state.remote[deviceId] ?? { seq: 0, hash: zeroHashHex });
+  const cutoff = verified.seq;
+  const cutoffHash = verified.hash;
   const generation = membership.generation + 1;
   const key = new Uint8Array(randomBytes(32));
   for (const member of membership.members.values()) {
@@ -71,6 +85,8 @@ export async function removeMember(
     role: subject.role,
     keyGeneration: generation,
     cutoff,
+    cutoffHash,
+    keyCommitment: keyCommitment(key, library.id, generation),
   });
   context.notify();
   return { generation, cutoff };
@@ -94,18 +110,19 @@ export async function setRole(context: SyncContext, deviceId: string, role: Role
   });
 }
 
-/** Raises `meta.min_schema_version` with compare-and-swap; never lowers it. */
+/** Raises `meta.min_schema_version` with compare-and-swap, as a statement signed by this owner; never lowers it. */
 export async function setMinSchemaVersion(context: SyncContext, version: number): Promise<void> {
-  const { kv } = context;
+  const { kv, library } = context;
   if (!Number.isSafeInteger(version) || version < 1)
     throw new SyncError(SyncErrorCode.InvalidArgument, 'a schema version is a positive integer');
+  if (library.config.founder !== undefined) library.assertOwner();
   for (let attempt = 0; attempt < 20; attempt++) {
     const current = await kv.get(minSchemaVersionKey);
-    const value = current === undefined ? 0 : Number(new TextDecoder().decode(current.value)) || 0;
-    if (value >= version) return;
+    if ((await library.minSchemaVersion()) >= version && current !== undefined) return;
+    const value = encodeStatement('min-schema', { version }, context.identity);
     try {
-      if (current === undefined) await kv.create(minSchemaVersionKey, encoder.encode(String(version)));
-      else await kv.update(minSchemaVersionKey, encoder.encode(String(version)), current.version);
+      if (current === undefined) await kv.create(minSchemaVersionKey, value);
+      else await kv.update(minSchemaVersionKey, value, current.version);
       return;
     } catch (error) {
       if (!isCasRetry(error)) throw error;

@@ -16,7 +16,9 @@ export type Role = 'owner' | 'member' | 'reader';
 export type MembershipOp = 'add' | 'remove' | 'role';
 
 const magic = new Uint8Array([0x57, 0x4d, 0x45, 0x4d]); // "WMEM"
-const version = 1;
+const version = 2;
+const zeroHash = new Uint8Array(32);
+const zeroHashHex = '0'.repeat(64);
 const opCodes: Record<MembershipOp, number> = { add: 1, remove: 2, role: 3 };
 const opNames: Record<number, MembershipOp> = { 1: 'add', 2: 'remove', 3: 'role' };
 const roleCodes: Record<Role, number> = { owner: 1, member: 2, reader: 3 };
@@ -39,10 +41,22 @@ export interface MembershipFields {
   readonly keyGeneration: number;
   /** For `remove`: the subject's last changeset the author accepted; later ones are rejected everywhere. */
   readonly cutoff: number;
+  /**
+   * For `remove`: hex BLAKE3 of the subject's changeset at the cutoff (zeros when the cutoff is 0): every
+   * chain of the subject must pass through it. @default zeros
+   */
+  readonly cutoffHash?: string;
+  /**
+   * For an entry that creates a key generation (the genesis entry, a removal): the commitment to that
+   * generation's key (`keyCommitment` in keys.ts), never the key. @default zeros
+   */
+  readonly keyCommitment?: Uint8Array;
 }
 
 /** A decoded, signature-checked entry. */
 export interface MembershipEntry extends MembershipFields {
+  readonly cutoffHash: string;
+  readonly keyCommitment: Uint8Array;
   readonly authorKey: Uint8Array;
   /** hex BLAKE3 of the whole entry. */
   readonly hash: string;
@@ -56,6 +70,8 @@ export interface Member {
   readonly role: Role;
   /** Set once removed: changesets after this seq are rejected. */
   readonly removedAfter: number | undefined;
+  /** Set once removed: hex hash of its changeset at `removedAfter` (zeros when that is 0). */
+  readonly cutoffHash?: string | undefined;
 }
 
 /** The membership a set of entries produces. */
@@ -64,8 +80,13 @@ export interface MembershipState {
   readonly members: ReadonlyMap<string, Member>;
   /** The key generation in force. */
   readonly generation: number;
-  /** Devices that have been owners at some point (their key wraps are trusted). */
-  readonly everOwners: ReadonlySet<string>;
+  /**
+   * Per device, the key generations during which it was an owner (not removed): a key wrap of a
+   * generation counts only from an owner of that generation. Having once been an owner grants nothing else.
+   */
+  readonly ownerGenerations: ReadonlyMap<string, ReadonlySet<number>>;
+  /** Per key generation, the hex commitment to its key from the entry that created it. */
+  readonly commitments: ReadonlyMap<number, string>;
   /** Entries that were not applied, with why. */
   readonly rejected: ReadonlyArray<{ readonly hash: string; readonly author: string; readonly reason: string }>;
   /** Entries waiting for parents not yet seen. */
@@ -94,6 +115,11 @@ function text8(value: string): Uint8Array {
   return concat([new Uint8Array([bytes.length]), bytes]);
 }
 
+function hash32(hex: string, what: string): Uint8Array {
+  if (!/^[0-9a-f]{64}$/.test(hex)) throw new SyncError(SyncErrorCode.InvalidArgument, `a ${what} is 64 hex digits`);
+  return new Uint8Array(Buffer.from(hex, 'hex'));
+}
+
 /** Encodes and signs an entry. */
 export function encodeMembershipEntry(fields: MembershipFields, author: DeviceIdentity): Uint8Array {
   if (fields.parents.length > 255) throw new SyncError(SyncErrorCode.InvalidArgument, 'at most 255 parents');
@@ -109,6 +135,8 @@ export function encodeMembershipEntry(fields: MembershipFields, author: DeviceId
     fields.subjectX25519,
     u32(fields.keyGeneration),
     u64(fields.cutoff),
+    fields.cutoffHash === undefined ? zeroHash : hash32(fields.cutoffHash, 'cutoff hash'),
+    fields.keyCommitment ?? zeroHash,
     author.publicKey,
   ]);
   return concat([signed, signWith(author, signed)]);
@@ -128,7 +156,12 @@ export function decodeMembershipEntry(bytes: Uint8Array, hashers: Hashers): Memb
   };
   need(7);
   for (let index = 0; index < 4; index++) if (bytes[index] !== magic[index]) throw invalid('bad magic');
-  if (bytes[4] !== version) throw invalid(`unsupported version ${bytes[4]}`);
+  if (bytes[4] !== version)
+    throw invalid(
+      bytes[4] === 1
+        ? 'version 1 (written before key commitments and bound cutoffs); create the library again with this release'
+        : `unsupported version ${bytes[4]}`,
+    );
   const op = opNames[bytes[5] as number];
   const role = roleNames[bytes[6] as number];
   if (op === undefined || role === undefined) throw invalid('unknown operation or role');
@@ -147,7 +180,9 @@ export function decodeMembershipEntry(bytes: Uint8Array, hashers: Hashers): Memb
   };
   const author = readText();
   need(9);
-  const seq = Number(view.getBigUint64(at, true));
+  const seqBig = view.getBigUint64(at, true);
+  if (seqBig === 0n || seqBig > BigInt(Number.MAX_SAFE_INTEGER)) throw invalid('seq out of range');
+  const seq = Number(seqBig);
   const parentCount = bytes[at + 8] as number;
   at += 9;
   need(parentCount * 32);
@@ -156,13 +191,17 @@ export function decodeMembershipEntry(bytes: Uint8Array, hashers: Hashers): Memb
     parents.push(Buffer.from(bytes.subarray(at + index * 32, at + index * 32 + 32)).toString('hex'));
   at += parentCount * 32;
   const subject = readText();
-  need(32 + 32 + 4 + 8 + 32 + 64);
+  need(32 + 32 + 4 + 8 + 32 + 32 + 32 + 64);
   const subjectKey = bytes.slice(at, at + 32);
   const subjectX25519 = bytes.slice(at + 32, at + 64);
   const keyGeneration = view.getUint32(at + 64, true);
-  const cutoff = Number(view.getBigUint64(at + 68, true));
-  const authorKey = bytes.slice(at + 76, at + 108);
-  const signedEnd = at + 108;
+  const cutoffBig = view.getBigUint64(at + 68, true);
+  if (cutoffBig > BigInt(Number.MAX_SAFE_INTEGER)) throw invalid('cutoff out of range');
+  const cutoff = Number(cutoffBig);
+  const cutoffHash = Buffer.from(bytes.subarray(at + 76, at + 108)).toString('hex');
+  const keyCommitment = bytes.slice(at + 108, at + 140);
+  const authorKey = bytes.slice(at + 140, at + 172);
+  const signedEnd = at + 172;
   if (bytes.length !== signedEnd + 64) throw invalid('trailing bytes');
   if (!verifySignature(authorKey, bytes.subarray(0, signedEnd), bytes.subarray(signedEnd))) {
     throw new SyncError(SyncErrorCode.Forged, `membership entry ${author}.${seq}: the signature does not verify`, { device: author, seq });
@@ -183,6 +222,8 @@ export function decodeMembershipEntry(bytes: Uint8Array, hashers: Hashers): Memb
     role,
     keyGeneration,
     cutoff,
+    cutoffHash,
+    keyCommitment,
     authorKey,
     hash: Buffer.from(hashers.blake3(bytes)).toString('hex'),
   };
@@ -192,7 +233,8 @@ export function decodeMembershipEntry(bytes: Uint8Array, hashers: Hashers): Memb
 export function deriveMembership(entries: readonly MembershipEntry[], founder: DevicePublic): MembershipState {
   const byHash = new Map(entries.map((entry) => [entry.hash, entry]));
   const members = new Map<string, Member>();
-  const everOwners = new Set<string>();
+  const ownerGenerations = new Map<string, Set<number>>();
+  const commitments = new Map<number, string>();
   const rejected: Array<{ hash: string; author: string; reason: string }> = [];
   const authorSeqs = new Map<string, number>();
   for (const entry of entries) authorSeqs.set(entry.author, Math.max(authorSeqs.get(entry.author) ?? 0, entry.seq));
@@ -208,11 +250,25 @@ export function deriveMembership(entries: readonly MembershipEntry[], founder: D
     known.add(next.hash);
     const reason = applyEntry(next);
     if (reason !== undefined) rejected.push({ hash: next.hash, author: next.author, reason });
+    else markOwners();
+  }
+  /** Every owner in force now is an owner of the generation in force now. */
+  function markOwners(): void {
+    for (const member of members.values()) {
+      if (member.role !== 'owner' || member.removedAfter !== undefined) continue;
+      const owned = ownerGenerations.get(member.deviceId) ?? new Set<number>();
+      owned.add(generation);
+      ownerGenerations.set(member.deviceId, owned);
+    }
   }
   function activeOwners(): number {
     let count = 0;
     for (const member of members.values()) if (member.role === 'owner' && member.removedAfter === undefined) count++;
     return count;
+  }
+  function commitmentOf(entry: MembershipEntry): string | undefined {
+    const hex = Buffer.from(entry.keyCommitment).toString('hex');
+    return hex === zeroHashHex ? undefined : hex;
   }
   function applyEntry(entry: MembershipEntry): string | undefined {
     if (members.size === 0) {
@@ -223,6 +279,8 @@ export function deriveMembership(entries: readonly MembershipEntry[], founder: D
         entry.role === 'owner' &&
         Buffer.from(entry.authorKey).equals(Buffer.from(founder.publicKey));
       if (!genesis) return 'before the founder created the library';
+      const commitment = commitmentOf(entry);
+      if (commitment === undefined) return 'the genesis entry carries no key commitment';
       members.set(entry.subject, {
         deviceId: entry.subject,
         publicKey: entry.subjectKey,
@@ -230,7 +288,8 @@ export function deriveMembership(entries: readonly MembershipEntry[], founder: D
         role: 'owner',
         removedAfter: undefined,
       });
-      everOwners.add(entry.subject);
+      generation = entry.keyGeneration;
+      commitments.set(generation, commitment);
       return undefined;
     }
     const author = members.get(entry.author);
@@ -252,24 +311,52 @@ export function deriveMembership(entries: readonly MembershipEntry[], founder: D
           role: entry.role,
           removedAfter: undefined,
         });
-        if (entry.role === 'owner') everOwners.add(entry.subject);
         return undefined;
-      case 'remove':
+      case 'remove': {
         if (subject === undefined || subject.removedAfter !== undefined) return `${entry.subject} is not a member`;
         if (subject.role === 'owner' && activeOwners() === 1) return 'the last owner cannot be removed';
         if (entry.keyGeneration <= generation) return `a removal must rotate to a new key generation (in force: ${generation})`;
-        members.set(entry.subject, { ...subject, removedAfter: entry.cutoff });
+        const commitment = commitmentOf(entry);
+        if (commitment === undefined) return 'a removal carries no commitment to the new key';
+        if (entry.cutoff === 0 && entry.cutoffHash !== zeroHashHex) return 'a cutoff of 0 binds no changeset hash';
+        members.set(entry.subject, { ...subject, removedAfter: entry.cutoff, cutoffHash: entry.cutoffHash });
         generation = entry.keyGeneration;
+        commitments.set(generation, commitment);
         return undefined;
+      }
       case 'role':
         if (subject === undefined || subject.removedAfter !== undefined) return `${entry.subject} is not a member`;
         if (subject.role === 'owner' && entry.role !== 'owner' && activeOwners() === 1) return 'the last owner cannot step down';
         members.set(entry.subject, { ...subject, role: entry.role });
-        if (entry.role === 'owner') everOwners.add(entry.subject);
         return undefined;
     }
   }
   const referenced = new Set(entries.flatMap((entry) => entry.parents));
   const tips = [...known].filter((hash) => !referenced.has(hash)).sort();
-  return { members, generation, everOwners, rejected, waiting: pending.length, tips, authorSeqs };
+  return { members, generation, ownerGenerations, commitments, rejected, waiting: pending.length, tips, authorSeqs };
+}
+
+/**
+ * The membership at a position of the chain: what the entries `tips` and
+ * everything they follow produce, concurrent and later entries left out.
+ * `undefined` when one of them is not among `entries` (not seen yet, or
+ * never written).
+ */
+export function membershipAt(
+  entries: readonly MembershipEntry[],
+  tips: readonly string[],
+  founder: DevicePublic,
+): MembershipState | undefined {
+  const byHash = new Map(entries.map((entry) => [entry.hash, entry]));
+  const closure = new Map<string, MembershipEntry>();
+  const stack = [...tips];
+  while (stack.length > 0) {
+    const hash = stack.pop() as string;
+    if (closure.has(hash)) continue;
+    const entry = byHash.get(hash);
+    if (entry === undefined) return undefined;
+    closure.set(hash, entry);
+    stack.push(...entry.parents);
+  }
+  return deriveMembership([...closure.values()], founder);
 }

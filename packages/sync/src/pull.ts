@@ -7,78 +7,241 @@
 import { type EventId, EventLogError } from '@weft/eventlog';
 import type { Blobs } from './blobs.js';
 import type { SyncContext } from './context.js';
-import { decodeChangeset, encodeChangeset, type SyncedEvent } from './envelope.js';
+import { decodeChangeset, decodeEnvelope, encodeChangeset, envelopeSignatureValid, type SyncedEvent } from './envelope.js';
 import { SyncError, SyncErrorCode } from './errors.js';
 import { hexOf } from './sleep.js';
 import { addRange, zeroHashHex } from './state.js';
+import { countField } from './statements.js';
 import { changesetKey, floorKey } from './store-layout.js';
-import { type VerifiedChangeset, verifyChangeset } from './verify.js';
+import { checkEnvelope, type VerifiedChangeset, verifyChangeset } from './verify.js';
+
+/** What one attempt to take a device's next changeset came to. */
+type PullOutcome = 'applied' | 'missing' | 'held';
 
 export class Puller {
   readonly #context: SyncContext;
   readonly #blobs: Blobs;
+  /** Per removed device, the hashes of its changesets up to the cutoff, checked to end in the bound hash. */
+  readonly #pinned = new Map<string, Map<number, string>>();
 
   constructor(context: SyncContext, blobs: Blobs) {
     this.#context = context;
     this.#blobs = blobs;
   }
 
-  /** The garbage-collection floor of a device: its changesets up to it may be gone. */
+  /**
+   * The garbage-collection floor of a device: its changesets up to it may be
+   * gone. Only a floor signed by a current owner counts; anything else is
+   * reported and read as no floor.
+   */
   async floorOf(device: string): Promise<number> {
-    const floor = await this.#context.kv.get(floorKey(device));
-    return floor === undefined ? 0 : Number(new TextDecoder().decode(floor.value)) || 0;
+    const { kv, library, board } = this.#context;
+    const keyPath = floorKey(device);
+    const stored = await kv.get(keyPath);
+    if (stored === undefined) return 0;
+    try {
+      const statement = library.acceptStatement(stored.value, 'floor', keyPath);
+      if (statement.body.device !== device)
+        throw new SyncError(SyncErrorCode.Forged, `${keyPath} holds the floor of ${String(statement.body.device)}`);
+      return countField(statement, 'floor');
+    } catch (error) {
+      if (!SyncError.is(error)) throw error;
+      board.alarm(new SyncError(error.code, `${keyPath} is ignored: ${error.message}`, { device, seq: 0 }));
+      return 0;
+    }
   }
 
-  /** Pulls every changeset the known heads announce; returns how many were applied. */
+  /**
+   * Pulls every device's changesets in order. Heads are hints, never limits:
+   * every member (and every device with a head) is probed past what this
+   * device applied, so a stale head hides nothing that exists.
+   *
+   * @returns how many changesets were applied
+   */
   async pullAll(): Promise<number> {
-    const { board, state, device: self } = this.#context;
+    const { board, library, device: self } = this.#context;
     // A device held back by bad data is tried again each round: the store may have been repaired.
     board.stuck.clear();
+    const devices = new Set(board.known.keys());
+    for (const device of library.memberIds()) devices.add(device);
+    devices.delete(self);
     let pulled = 0;
-    for (const [device, head] of [...board.known]) {
-      if (device === self) continue;
-      while ((state.remote[device]?.seq ?? 0) < head && !board.stuck.has(device)) {
-        if (!(await this.#pullNext(device))) break;
-        pulled++;
-      }
-    }
+    for (const device of devices) pulled += await this.#pullDevice(device);
     return pulled;
   }
 
-  /** Fetches, verifies and applies the next changeset of `device`; `false` when it cannot (stuck or missing). */
-  async #pullNext(device: string): Promise<boolean> {
+  async #pullDevice(device: string): Promise<number> {
+    const { board, state, library } = this.#context;
+    const member = library.member(device);
+    const cutoff = member?.removedAfter;
+    if (cutoff !== undefined) {
+      const applied = state.remote[device] ?? { seq: 0, hash: zeroHashHex };
+      if (applied.seq === cutoff && member?.cutoffHash !== undefined && applied.hash !== member.cutoffHash) {
+        this.#hold(
+          device,
+          new SyncError(
+            SyncErrorCode.Equivocation,
+            `${device} was removed at its changeset ${cutoff} with another hash than the one applied here: its history was rewritten`,
+            { device, seq: cutoff },
+          ),
+        );
+        return 0;
+      }
+      // Nothing after the cutoff counts (a changeset there is probed only to report it as revoked); what is
+      // before it is applied only once the chain is seen to end in the bound hash.
+      if (applied.seq >= cutoff) {
+        await this.#pullNext(device);
+        return 0;
+      }
+      if (!(await this.#pinRemovedChain(device, cutoff))) return 0;
+    }
+    let pulled = 0;
+    for (;;) {
+      if (board.stuck.has(device) || (cutoff !== undefined && (state.remote[device]?.seq ?? 0) >= cutoff)) break;
+      const outcome = await this.#pullNext(device);
+      if (outcome === 'applied') {
+        pulled++;
+        continue;
+      }
+      if (outcome === 'missing') await this.#checkGap(device);
+      break;
+    }
+    if (pulled > 0 && (state.remote[device]?.seq ?? 0) >= (board.gaps.get(device) ?? Number.POSITIVE_INFINITY)) board.gaps.delete(device);
+    return pulled;
+  }
+
+  /** A device is held back this round; the error is an alarm. */
+  #hold(device: string, error: SyncError): void {
+    const { board } = this.#context;
+    board.alarm(error);
+    board.stuck.set(device, error.code === SyncErrorCode.SchemaTooNew ? error.message : `${error.code}: ${error.message}`);
+    this.#context.notify();
+  }
+
+  /**
+   * The next changeset of `device` is not in the store. That is the end of
+   * its chain, unless something says otherwise: its head, another member's
+   * applied map, or a later changeset that exists. Then it is a gap: below
+   * the garbage-collection floor this device must bootstrap again; above it,
+   * it is an alarm until the store is repaired.
+   */
+  async #checkGap(device: string): Promise<void> {
+    const { board, state, kv } = this.#context;
+    const seq = (state.remote[device]?.seq ?? 0) + 1;
+    const keyPath = changesetKey(device, seq);
+    const head = board.known.get(device) ?? 0;
+    const claimed = board.claimed.get(device);
+    let evidence: string | undefined;
+    if (head >= seq) evidence = `its head announces ${head}`;
+    else if (claimed !== undefined && claimed.seq >= seq) evidence = `${claimed.by} says it applied ${claimed.seq}`;
+    else if ((await kv.get(changesetKey(device, seq + 1))) !== undefined) evidence = `changeset ${seq + 1} exists`;
+    if (evidence === undefined) {
+      board.gaps.delete(device);
+      return;
+    }
+    const floor = await this.floorOf(device);
+    if (seq <= floor) {
+      // Garbage-collected below this device's cursor: never skip forward, ask for a bootstrap.
+      board.rebootstrap = true;
+      board.stuck.set(device, `${keyPath} was garbage-collected`);
+      board.alarm(
+        new SyncError(
+          SyncErrorCode.RebootstrapRequired,
+          `${keyPath} was garbage-collected before this device applied it; bootstrap from the snapshot again`,
+          {
+            device,
+            seq,
+          },
+        ),
+      );
+      return;
+    }
+    board.gaps.set(device, seq);
+    board.alarm(new SyncError(SyncErrorCode.ChangesetGap, `${keyPath} is missing from the store, but ${evidence}`, { device, seq }));
+  }
+
+  /**
+   * Before anything of a removed device below its cutoff is applied: walk
+   * its chain from this device's cursor to the cutoff (signatures and hashes,
+   * no decryption) and check it ends in the hash the removal bound. The
+   * hashes are pinned, so the store cannot swap a changeset in afterwards.
+   */
+  async #pinRemovedChain(device: string, cutoff: number): Promise<boolean> {
+    const context = this.#context;
+    const { state, library, kv } = context;
+    const member = library.member(device);
+    const pinned = this.#pinned.get(device);
+    if (pinned?.has(cutoff) === true) return true;
+    const hashes = new Map<number, string>();
+    let previous = state.remote[device] ?? { seq: 0, hash: zeroHashHex };
+    for (let seq = previous.seq + 1; seq <= cutoff; seq++) {
+      const keyPath = changesetKey(device, seq);
+      const entry = await kv.get(keyPath);
+      if (entry === undefined) {
+        await this.#checkGap(device);
+        if (!context.board.gaps.has(device) && !context.board.stuck.has(device))
+          this.#hold(
+            device,
+            new SyncError(SyncErrorCode.ChangesetGap, `${keyPath} is missing below the cutoff ${cutoff} of removed ${device}`, {
+              device,
+              seq,
+            }),
+          );
+        return false;
+      }
+      const hash = hexOf(context.hashers.blake3(entry.value));
+      try {
+        checkEnvelope(entry.value, {
+          device,
+          seq,
+          keyPath,
+          hash,
+          previousHash: previous.hash,
+          member,
+          schemaVersion: Number.MAX_SAFE_INTEGER,
+        });
+      } catch (error) {
+        if (!SyncError.is(error)) throw error;
+        this.#hold(device, error);
+        return false;
+      }
+      hashes.set(seq, hash);
+      previous = { seq, hash };
+    }
+    this.#pinned.set(device, hashes);
+    return true;
+  }
+
+  /** Fetches, verifies and applies the next changeset of `device`. */
+  async #pullNext(device: string): Promise<PullOutcome> {
     const context = this.#context;
     const { board, state, library } = context;
     const applied = state.remote[device] ?? { seq: 0, hash: zeroHashHex };
     const seq = applied.seq + 1;
     const keyPath = changesetKey(device, seq);
     const entry = await context.kv.get(keyPath);
-    if (entry === undefined) {
-      // Garbage-collected below this device's cursor: never skip forward, ask for a bootstrap.
-      const floor = await this.floorOf(device);
-      if (seq <= floor) {
-        board.rebootstrap = true;
-        board.stuck.set(device, `${keyPath} was garbage-collected`);
-        board.alarm(
-          new SyncError(
-            SyncErrorCode.RebootstrapRequired,
-            `${keyPath} was garbage-collected before this device applied it; bootstrap from the snapshot again`,
-            { device, seq },
-          ),
-        );
-        return false;
-      }
-      board.lastError = `${keyPath} is announced by its head but not in the store yet`;
-      return false;
-    }
+    if (entry === undefined) return 'missing';
+    const hash = hexOf(context.hashers.blake3(entry.value));
     let verified: VerifiedChangeset;
     try {
+      const pinned = this.#pinned.get(device)?.get(seq);
+      if (pinned !== undefined && pinned !== hash)
+        throw new SyncError(
+          SyncErrorCode.Equivocation,
+          `${keyPath}: the store served another changeset than the one checked against the cutoff`,
+          {
+            device,
+            seq,
+          },
+        );
+      const member = library.member(device);
       verified = verifyChangeset(entry.value, {
         device,
         seq,
         keyPath,
+        hash,
         previousHash: applied.hash,
-        member: library.member(device),
+        member,
         keys: library.keys,
         libraryId: library.id,
         schemaVersion: context.schemaVersion,
@@ -86,23 +249,44 @@ export class Puller {
       });
     } catch (error) {
       if (!SyncError.is(error)) throw error;
-      board.alarm(error);
-      if (error.code === SyncErrorCode.SchemaTooNew) board.stuck.set(device, error.message);
-      else board.stuck.set(device, `${error.code}: ${error.message}`);
-      context.notify();
-      return false;
+      this.#noteGeneration(entry.value, device);
+      this.#hold(device, error);
+      return 'held';
     }
+    this.#noteGeneration(entry.value, device);
     // The cursor moves past a changeset only once its blobs are stored here.
     for (const blob of verified.blobs) {
       if (!(await this.#blobs.fetch(blob))) {
         board.lastError = `blob ${blob} of ${keyPath} is not in the store yet`;
-        return false;
+        return 'held';
       }
     }
     await this.apply(device, verified.events);
-    state.remote[device] = { seq, hash: hexOf(context.hashers.blake3(entry.value)) };
+    state.remote[device] = { seq, hash };
     await context.stateFile.save(state);
-    return true;
+    return 'applied';
+  }
+
+  /**
+   * A member's signed changeset sealed with a generation this device has not
+   * heard of means a rotation it has not learned yet (entries withheld or
+   * late): this device stops sealing with the old key until it catches up.
+   */
+  #noteGeneration(bytes: Uint8Array, device: string): void {
+    const { library, board } = this.#context;
+    const member = library.member(device);
+    if (member === undefined) return;
+    try {
+      const envelope = decodeEnvelope(bytes);
+      if (
+        envelope.keyGeneration > board.generationSeen &&
+        Buffer.from(envelope.authorKey).equals(Buffer.from(member.publicKey)) &&
+        envelopeSignatureValid(envelope)
+      )
+        board.generationSeen = envelope.keyGeneration;
+    } catch {
+      // not an envelope: verification reported it
+    }
   }
 
   /** Appends what is new; events whose causal parents are missing wait for them. */

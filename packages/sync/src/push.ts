@@ -67,7 +67,8 @@ export class Pusher {
       const self = library.member(device);
       const generation = library.generation();
       const key = library.keys.get(generation);
-      if (self === undefined || self.removedAfter !== undefined || self.role === 'reader' || key === undefined) return false;
+      if (self === undefined || self.removedAfter !== undefined || self.role === 'reader' || key === undefined || library.rotationPending())
+        return false;
       // Only what is durable here is pushed: a crash must never leave the store holding events this log lost.
       await context.log.flush();
       const events = await this.#collectLocal();

@@ -10,6 +10,8 @@ import { type DeviceIdentity, signWith, verifySignature } from './identity.js';
 
 const magic = new Uint8Array([0x57, 0x53, 0x4e, 0x50]); // "WSNP"
 const version = 1;
+/** The manifest's version: 2 names the membership position it was made at. */
+const manifestVersion = 2;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -25,6 +27,8 @@ export interface SnapshotManifest {
   /** hex BLAKE3 of the whole plaintext body. */
   readonly bodyHash: string;
   readonly cursors: SnapshotCursors;
+  /** The membership position it was made at: the tips of the chain its author had applied. */
+  readonly membership: readonly string[];
 }
 
 /** Encodes a snapshot body: cursors, then a changeset body of every event. */
@@ -45,9 +49,10 @@ export function decodeSnapshotBody(bytes: Uint8Array): { cursors: SnapshotCursor
   const length = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(5, true);
   if (9 + length > bytes.length) throw new SyncError(SyncErrorCode.InvalidEnvelope, 'snapshot body cut short');
   try {
-    const cursors = JSON.parse(decoder.decode(bytes.subarray(9, 9 + length))) as SnapshotCursors;
+    const cursors = checkCursors(JSON.parse(decoder.decode(bytes.subarray(9, 9 + length))));
     return { cursors, changeset: bytes.subarray(9 + length) };
-  } catch {
+  } catch (error) {
+    if (SyncError.is(error)) throw error;
     throw new SyncError(SyncErrorCode.InvalidEnvelope, 'snapshot cursors are malformed');
   }
 }
@@ -55,22 +60,75 @@ export function decodeSnapshotBody(bytes: Uint8Array): { cursors: SnapshotCursor
 /** Signs a manifest: JSON of its fields, then the author key and an Ed25519 signature. */
 export function encodeManifest(manifest: SnapshotManifest, author: DeviceIdentity): Uint8Array {
   const body = encoder.encode(JSON.stringify(manifest));
-  const signed = concat([magic, new Uint8Array([version]), author.publicKey, body]);
+  const signed = concat([magic, new Uint8Array([manifestVersion]), author.publicKey, body]);
   return concat([signed, signWith(author, signed)]);
+}
+
+const hex64 = /^[0-9a-f]{64}$/;
+const isCount = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+
+/** Checks the shape of snapshot cursors from hostile bytes. @throws {SyncError} `InvalidEnvelope` */
+export function checkCursors(value: unknown): SnapshotCursors {
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw new SyncError(SyncErrorCode.InvalidEnvelope, 'snapshot cursors are not an object');
+  const cursors: SnapshotCursors = {};
+  for (const [device, cursor] of Object.entries(value as Record<string, unknown>)) {
+    const { seq, hash } = (cursor ?? {}) as { seq?: unknown; hash?: unknown };
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(device) || !isCount(seq) || typeof hash !== 'string' || !hex64.test(hash))
+      throw new SyncError(SyncErrorCode.InvalidEnvelope, `snapshot cursor of ${device.slice(0, 64)} is malformed`);
+    cursors[device] = { seq, hash };
+  }
+  return cursors;
 }
 
 /** Decodes a manifest and checks its signature; returns the author key to check against the membership. */
 export function decodeManifest(bytes: Uint8Array): { manifest: SnapshotManifest; authorKey: Uint8Array } {
-  if (bytes.length < 5 + 32 + 64 || !magic.every((byte, index) => bytes[index] === byte) || bytes[4] !== version) {
+  if (bytes.length < 5 + 32 + 64 || !magic.every((byte, index) => bytes[index] === byte))
     throw new SyncError(SyncErrorCode.InvalidEnvelope, 'not a snapshot manifest');
-  }
+  if (bytes[4] !== manifestVersion)
+    throw new SyncError(
+      SyncErrorCode.InvalidEnvelope,
+      `unsupported snapshot manifest version ${bytes[4]} (this release reads ${manifestVersion})`,
+    );
   const authorKey = bytes.slice(5, 37);
   const signed = bytes.subarray(0, bytes.length - 64);
   if (!verifySignature(authorKey, signed, bytes.subarray(bytes.length - 64)))
     throw new SyncError(SyncErrorCode.Forged, 'the snapshot manifest signature does not verify');
+  let parsed: Partial<Record<keyof SnapshotManifest, unknown>>;
   try {
-    return { manifest: JSON.parse(decoder.decode(bytes.subarray(37, bytes.length - 64))) as SnapshotManifest, authorKey };
+    parsed = JSON.parse(decoder.decode(bytes.subarray(37, bytes.length - 64))) as typeof parsed;
   } catch {
     throw new SyncError(SyncErrorCode.InvalidEnvelope, 'the snapshot manifest is malformed');
   }
+  const { id, chunks, generation, author, createdAt, bodyHash, membership } = parsed ?? {};
+  if (
+    typeof id !== 'string' ||
+    !/^[0-9a-f]{1,64}$/.test(id) ||
+    !isCount(chunks) ||
+    chunks < 1 ||
+    chunks > 1_000_000 ||
+    !isCount(generation) ||
+    generation > 0xffffffff ||
+    typeof author !== 'string' ||
+    !isCount(createdAt) ||
+    typeof bodyHash !== 'string' ||
+    !hex64.test(bodyHash) ||
+    !Array.isArray(membership) ||
+    membership.length > 255 ||
+    !membership.every((tip) => typeof tip === 'string' && hex64.test(tip))
+  )
+    throw new SyncError(SyncErrorCode.InvalidEnvelope, 'the snapshot manifest is malformed');
+  return {
+    manifest: {
+      id,
+      chunks,
+      generation,
+      author,
+      createdAt,
+      bodyHash,
+      cursors: checkCursors(parsed.cursors),
+      membership: membership as string[],
+    },
+    authorKey,
+  };
 }

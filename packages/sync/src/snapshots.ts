@@ -15,10 +15,30 @@ import type { Puller } from './pull.js';
 import { getSealedChunks, putSealedChunks } from './sealed-chunks.js';
 import { hexOf } from './sleep.js';
 import { decodeManifest, decodeSnapshotBody, encodeManifest, encodeSnapshotBody, type SnapshotCursors } from './snapshot.js';
-import { inRanges } from './state.js';
-import { currentSnapshotKey, snapshotChunkKey } from './store-layout.js';
+import { inRanges, zeroHashHex } from './state.js';
+import { changesetKey, currentSnapshotKey, snapshotChunkKey } from './store-layout.js';
 
 const encoder = new TextEncoder();
+
+/** The snapshot id `snapshot.current` points at. @throws {SyncError} `InvalidEnvelope` */
+function snapshotIdOf(value: Uint8Array): string {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(new TextDecoder().decode(value));
+  } catch {
+    parsed = undefined;
+  }
+  const id = (parsed as { id?: unknown } | undefined)?.id;
+  if (typeof id !== 'string' || !/^[0-9a-f]{1,64}$/.test(id))
+    throw new SyncError(SyncErrorCode.InvalidEnvelope, `${currentSnapshotKey} does not name a snapshot`);
+  return id;
+}
+
+function sortedCursors(cursors: SnapshotCursors): Array<[string, number, string]> {
+  return Object.entries(cursors)
+    .map(([device, cursor]): [string, number, string] => [device, cursor.seq, cursor.hash])
+    .sort((a, b) => (a[0] < b[0] ? -1 : 1));
+}
 
 /** A snapshot read from the store and checked. */
 export interface ReadSnapshot {
@@ -71,7 +91,16 @@ export class Snapshots {
       const id = randomBytes(12).toString('hex');
       const chunks = await putSealedChunks(context.chunkStore, key, generation, body, (index) => snapshotChunkKey(id, index));
       const createdAt = context.clock();
-      const manifest = { id, chunks, generation, author: device, createdAt, bodyHash: hexOf(context.hashers.blake3(body)), cursors };
+      const manifest = {
+        id,
+        chunks,
+        generation,
+        author: device,
+        createdAt,
+        bodyHash: hexOf(context.hashers.blake3(body)),
+        cursors,
+        membership: library.membership?.tips ?? [],
+      };
       await kv.put(snapshotChunkKey(id, 0), encodeManifest(manifest, context.identity));
       for (let attempt = 0; attempt < 20; attempt++) {
         const current = await kv.get(currentSnapshotKey);
@@ -90,19 +119,37 @@ export class Snapshots {
     }
   }
 
-  /** Reads and checks the current snapshot; `undefined` when there is none. */
+  /**
+   * Reads and checks the current snapshot; `undefined` when there is none.
+   * A manifest counts only from an owner at the membership position it names,
+   * sealed with the generation in force there, and only while its author
+   * is still an owner (its authority ends at its removal).
+   *
+   * @throws {SyncError} `SnapshotRejected`, `InvalidEnvelope`, `Forged`, `DecryptionFailed`, `MissingChangeset`
+   */
   async read(): Promise<ReadSnapshot | undefined> {
     const { kv, library, chunkStore, hashers } = this.#context;
     const pointer = await kv.get(currentSnapshotKey);
     if (pointer === undefined) return undefined;
-    const { id } = JSON.parse(new TextDecoder().decode(pointer.value)) as { id: string };
+    const id = snapshotIdOf(pointer.value);
     const manifestEntry = await kv.get(snapshotChunkKey(id, 0));
     if (manifestEntry === undefined) throw new SyncError(SyncErrorCode.MissingChangeset, `snapshot ${id} has no manifest`);
     const { manifest, authorKey } = decodeManifest(manifestEntry.value);
+    const reject = (why: string) => new SyncError(SyncErrorCode.SnapshotRejected, `snapshot ${id}: ${why}`, { device: manifest.author });
+    if (manifest.id !== id) throw reject(`its manifest names snapshot ${manifest.id}`);
     const author = library.member(manifest.author);
-    const ownerAuthored = library.config.founder === undefined || library.membership?.everOwners.has(manifest.author) === true;
-    if (author === undefined || !ownerAuthored || !Buffer.from(author.publicKey).equals(Buffer.from(authorKey)) || manifest.id !== id) {
-      throw new SyncError(SyncErrorCode.Forged, `snapshot ${id} was not published by an owner`);
+    if (author === undefined || !Buffer.from(author.publicKey).equals(Buffer.from(authorKey)))
+      throw reject(`${manifest.author} is not a member with that key`);
+    if (library.config.founder !== undefined) {
+      const position = library.stateAt(manifest.membership);
+      if (position === undefined) throw reject('it names a membership position this device does not know');
+      const there = position.members.get(manifest.author);
+      if (there === undefined || there.role !== 'owner' || there.removedAfter !== undefined)
+        throw reject(`${manifest.author} was not an owner at the membership position it names`);
+      if (position.generation !== manifest.generation)
+        throw reject(`it is sealed with generation ${manifest.generation}, but ${position.generation} was in force at its position`);
+      if (!library.isActiveOwner(manifest.author))
+        throw reject(`${manifest.author} is no longer an owner: its snapshots lapsed with its authority`);
     }
     const key = library.keys.get(manifest.generation);
     if (key === undefined)
@@ -117,8 +164,48 @@ export class Snapshots {
     if (hexOf(hashers.blake3(body)) !== manifest.bodyHash)
       throw new SyncError(SyncErrorCode.DecryptionFailed, `snapshot ${id} does not match its manifest`);
     const { cursors, changeset } = decodeSnapshotBody(body);
+    if (JSON.stringify(sortedCursors(cursors)) !== JSON.stringify(sortedCursors(manifest.cursors)))
+      throw reject('its body and its manifest name different cursors');
     const { events, blobs } = decodeChangesetBody(changeset);
     return { manifest, cursors, events, blobs };
+  }
+
+  /**
+   * Checks every cursor of a snapshot against the store: a changeset still
+   * there must have the hash the cursor names; a cursor past a device's
+   * published changesets (above its garbage-collection floor, with nothing
+   * there) is refused; a removed device's cursor can be at most its cutoff,
+   * with the bound hash there.
+   *
+   * @throws {SyncError} `SnapshotRejected`
+   */
+  async #checkCursors(id: string, cursors: SnapshotCursors): Promise<void> {
+    const { kv, library, hashers, device: self } = this.#context;
+    for (const [device, cursor] of Object.entries(cursors)) {
+      if (device === self) continue;
+      const reject = (why: string) =>
+        new SyncError(SyncErrorCode.SnapshotRejected, `snapshot ${id}: the cursor of ${device} at ${cursor.seq} ${why}`, {
+          device,
+          seq: cursor.seq,
+        });
+      const member = library.member(device);
+      if (member === undefined) throw reject('belongs to no member');
+      if (cursor.seq === 0) {
+        if (cursor.hash !== zeroHashHex) throw reject('names a hash before the first changeset');
+        continue;
+      }
+      if (member.removedAfter !== undefined) {
+        if (cursor.seq > member.removedAfter) throw reject(`lies past its removal at ${member.removedAfter}`);
+        if (cursor.seq === member.removedAfter && member.cutoffHash !== undefined && cursor.hash !== member.cutoffHash)
+          throw reject('disagrees with the hash its removal bound');
+      }
+      const stored = await kv.get(changesetKey(device, cursor.seq));
+      if (stored !== undefined) {
+        if (hexOf(hashers.blake3(stored.value)) !== cursor.hash) throw reject('disagrees with the changeset in the store');
+        continue;
+      }
+      if (cursor.seq > (await this.#puller.floorOf(device))) throw reject("lies beyond the device's published changesets");
+    }
   }
 
   /**
@@ -130,6 +217,7 @@ export class Snapshots {
     const { board, state, device: self } = this.#context;
     const snapshot = await this.read();
     if (snapshot === undefined) return false;
+    await this.#checkCursors(snapshot.manifest.id, snapshot.cursors);
     // Like a changeset, a snapshot counts only once the blobs it references are here.
     for (const blob of snapshot.blobs) {
       if (!(await this.#blobs.fetch(blob)))

@@ -51,6 +51,14 @@ export class StatusBoard {
   readonly stuck = new Map<string, string>();
   readonly alarms: SyncAlarm[] = [];
   readonly duplicates = { events: 0, identicalRetries: 0 };
+  /** Per device, the highest head value read from the store (from a listing or a watch). */
+  readonly headsSeen = new Map<string, number>();
+  /** Per device, the highest seq another member's head says it applied, and who says so. */
+  readonly claimed = new Map<string, { seq: number; by: string }>();
+  /** Devices with a changeset known to be missing inside their chain, and its seq. */
+  readonly gaps = new Map<string, number>();
+  /** The highest key generation seen on a member's signed changeset. */
+  generationSeen = 0;
   lastError: string | undefined;
   rebootstrap = false;
   readonly #clock: () => number;

@@ -12,7 +12,7 @@ import { assertLibraryConfig, type Invitation, type SyncOptions } from './config
 import type { SyncContext } from './context.js';
 import { SyncError, SyncErrorCode } from './errors.js';
 import { collectGarbage } from './gc.js';
-import { parseHead } from './heads.js';
+import { type HeadValue, parseHead } from './heads.js';
 import { cipherOf, Library } from './library.js';
 import type { MembershipState, Role } from './membership.js';
 import { addMember, removeMember, setMinSchemaVersion, setRole } from './membership-admin.js';
@@ -89,6 +89,8 @@ export class Sync implements AsyncDisposable {
   #closed = false;
   #timer: NodeJS.Timeout | undefined;
   #failures = 0;
+  /** A listing found this device's own head behind what it published. */
+  #republishHead = false;
   #watchTask: Promise<void> | undefined;
   #subscriptionTask: Promise<void> | undefined;
 
@@ -183,16 +185,28 @@ export class Sync implements AsyncDisposable {
       let pushed = 0;
       while (await this.#pusher.pushOnce()) pushed++;
       const pulled = await this.#puller.pullAll();
-      if (pulled > 0) await this.#pusher.publishHead(state.lastSeq);
+      if (pulled > 0 || this.#republishHead) {
+        await this.#pusher.publishHead(state.lastSeq);
+        this.#republishHead = false;
+      }
       this.notify();
       return { pushed, pulled };
     });
   }
 
-  /** Re-reads every head from the store (anti-entropy: heals missed watch events). */
+  /**
+   * Re-reads every head from the store (anti-entropy: heals missed watch
+   * events). A listing is a fresh read, so a head lower than one seen before,
+   * or than what another member says it applied, is an alarm.
+   */
   refreshHeads(): Promise<void> {
     return this.#exclusive(async () => {
-      for await (const entry of this.#context.kv.scan(headsPrefix)) this.#learnHead(entry.key, entry.value);
+      const heads: Array<[string, HeadValue]> = [];
+      for await (const entry of this.#context.kv.scan(headsPrefix)) {
+        const learned = this.#learnHead(entry.key, entry.value, true);
+        if (learned !== undefined) heads.push(learned);
+      }
+      this.#checkClaims(heads);
     });
   }
 
@@ -235,7 +249,7 @@ export class Sync implements AsyncDisposable {
 
   #caughtUp(): boolean {
     const { state, board } = this.#context;
-    if (this.#pusher.pendingUploads() > 0 || state.pending !== undefined) return false;
+    if (this.#pusher.pendingUploads() > 0 || state.pending !== undefined || board.gaps.size > 0) return false;
     for (const [device, head] of board.known) {
       if (device === this.device || board.stuck.has(device)) continue;
       if ((state.remote[device]?.seq ?? 0) < head) return false;
@@ -291,7 +305,7 @@ export class Sync implements AsyncDisposable {
         const watch = kv.watch({ prefixes: [headsPrefix], signal: this.#closing.signal, ...(from === undefined ? {} : { from }) });
         for await (const event of watch) {
           failures = 0;
-          if (event.type === 'put') this.#learnHead(event.key, event.value);
+          if (event.type === 'put') this.#learnHead(event.key, event.value, false);
           this.#advanceCursor(event.cursor);
           if (event.type === 'put' && this.#live) this.#schedule(0);
         }
@@ -320,12 +334,54 @@ export class Sync implements AsyncDisposable {
     }
   }
 
-  #learnHead(key: string, value: Uint8Array): void {
-    const { known } = this.#context.board;
+  /** Takes in a head value; `fresh` for a listing (a watch event may be older than what was listed since). */
+  #learnHead(key: string, value: Uint8Array, fresh: boolean): [string, HeadValue] | undefined {
+    const { board, state } = this.#context;
     const device = deviceOfHeadKey(key);
     const head = parseHead(value);
-    if (head === undefined || device.includes('.')) return;
-    known.set(device, Math.max(known.get(device) ?? 0, head.seq));
+    if (head === undefined || device.includes('.')) return undefined;
+    const seen = board.headsSeen.get(device) ?? 0;
+    if (fresh && head.seq < seen) {
+      board.alarm(
+        new SyncError(SyncErrorCode.HeadRolledBack, `heads.${device} went back from ${seen} to ${head.seq}`, { device, seq: head.seq }),
+      );
+    }
+    if (fresh && device === this.device && head.seq < state.lastSeq) {
+      board.alarm(
+        new SyncError(
+          SyncErrorCode.HeadRolledBack,
+          `this device's head says ${head.seq}, but it published ${state.lastSeq}: republishing`,
+          {
+            device,
+            seq: head.seq,
+          },
+        ),
+      );
+      this.#republishHead = true;
+    }
+    board.headsSeen.set(device, Math.max(seen, head.seq));
+    board.known.set(device, Math.max(board.known.get(device) ?? 0, head.seq));
+    for (const [other, applied] of Object.entries(head.applied ?? {})) {
+      if (typeof applied !== 'number' || !Number.isSafeInteger(applied) || other === device) continue;
+      if (applied > (board.claimed.get(other)?.seq ?? 0)) board.claimed.set(other, { seq: applied, by: device });
+    }
+    return [device, head];
+  }
+
+  /** A head below what another member's head says it applied was rolled back (or its device stopped between the two writes). */
+  #checkClaims(heads: ReadonlyArray<[string, HeadValue]>): void {
+    const { board } = this.#context;
+    for (const [device, head] of heads) {
+      const claimed = board.claimed.get(device);
+      if (claimed !== undefined && claimed.seq > head.seq && !head.frozen)
+        board.alarm(
+          new SyncError(
+            SyncErrorCode.HeadRolledBack,
+            `heads.${device} says ${head.seq}, but ${claimed.by} applied its changeset ${claimed.seq}`,
+            { device, seq: head.seq },
+          ),
+        );
+    }
   }
 
   // ------------------------------------------------------------------- blobs
@@ -434,7 +490,12 @@ export class Sync implements AsyncDisposable {
   bootstrapFromSnapshot(): Promise<boolean> {
     return this.#exclusive(async () => {
       await this.#context.library.refresh();
-      return this.#snapshots.bootstrap();
+      try {
+        return await this.#snapshots.bootstrap();
+      } catch (error) {
+        if (SyncError.is(error)) this.#context.board.alarm(error);
+        throw error;
+      }
     });
   }
 

@@ -15,6 +15,8 @@ export interface ChangesetExpectation {
   readonly device: string;
   readonly seq: number;
   readonly keyPath: string;
+  /** hex BLAKE3 of `bytes`, which chains the next changeset. */
+  readonly hash: string;
   /** hex hash of the device's previous changeset (64 zeros before the first). */
   readonly previousHash: string;
   /** The device as the membership knows it, `undefined` when it is no member. */
@@ -39,6 +41,16 @@ export interface VerifiedChangeset {
  * @throws {SyncError} `InvalidEnvelope`, `ChainBroken`, `Forged`, `Revoked`, `SchemaTooNew`, `DecryptionFailed`
  */
 export function verifyChangeset(bytes: Uint8Array, expected: ChangesetExpectation): VerifiedChangeset {
+  return openVerified(checkEnvelope(bytes, expected), expected);
+}
+
+/**
+ * The checks that need no key: place, author, signature, chain, the cutoff
+ * hash of a removed device, schema. Returns the decoded envelope.
+ *
+ * @throws {SyncError} as {@link verifyChangeset}, except `DecryptionFailed`
+ */
+export function checkEnvelope(bytes: Uint8Array, expected: Omit<ChangesetExpectation, 'keys' | 'libraryId' | 'cipher'>): Envelope {
   const { device, seq, keyPath, member } = expected;
   const fail = (code: SyncErrorCode, message: string) => new SyncError(code, `${keyPath}: ${message}`, { device, seq });
   let envelope: Envelope;
@@ -68,12 +80,30 @@ export function verifyChangeset(bytes: Uint8Array, expected: ChangesetExpectatio
       'it does not follow the previous changeset of its device (dropped, reordered or replayed by the store)',
     );
   }
+  if (
+    member.removedAfter !== undefined &&
+    seq === member.removedAfter &&
+    member.cutoffHash !== undefined &&
+    expected.hash !== member.cutoffHash
+  ) {
+    throw fail(
+      SyncErrorCode.Equivocation,
+      `${device} was removed at this changeset, but with another one there: its history was rewritten at or below the cutoff`,
+    );
+  }
   if (envelope.schemaVersion > expected.schemaVersion) {
     throw fail(
       SyncErrorCode.SchemaTooNew,
       `it needs schema ${envelope.schemaVersion}; this device understands up to ${expected.schemaVersion}`,
     );
   }
+  return envelope;
+}
+
+function openVerified(envelope: Envelope, expected: ChangesetExpectation): VerifiedChangeset {
+  const { keyPath } = expected;
+  const fail = (code: SyncErrorCode, message: string) =>
+    new SyncError(code, `${keyPath}: ${message}`, { device: expected.device, seq: expected.seq });
   const key = expected.keys.get(envelope.keyGeneration);
   if (key === undefined) {
     throw fail(
