@@ -1,0 +1,32 @@
+/**
+ * A subset of the adversarial suite on spawned real servers (Redis, NATS):
+ * the store attacks that depend on how a backend lists, watches and
+ * compares, and the removed owner's attacks end to end.
+ */
+import { afterAll, beforeAll, describe, it } from 'vitest';
+import { allAttacks } from './attacks.js';
+import { type Backend, natsBackend, redisBackend, World } from './world.js';
+
+const subset = ['S2', 'S4', 'S5', 'S8', 'S10', 'R2', 'R4', 'R5'];
+const attacks = allAttacks.filter((attack) => subset.includes(attack.claim.split(' ')[0] as string));
+
+for (const backend of [redisBackend, natsBackend] satisfies Backend[]) {
+  if (backend.missing !== undefined) console.warn(`SKIPPING sync attacks on ${backend.name}: ${backend.missing}`);
+  describe.skipIf(backend.missing !== undefined)(`sync under attack (${backend.name} server)`, () => {
+    let server: Awaited<ReturnType<Backend['start']>>;
+    beforeAll(async () => {
+      server = await backend.start();
+    });
+    afterAll(() => server?.stop());
+    for (const attack of attacks) {
+      it(attack.claim, async () => {
+        const world = await World.create(server.open);
+        try {
+          await attack.run(world);
+        } finally {
+          await world.close();
+        }
+      });
+    }
+  });
+}
