@@ -137,7 +137,9 @@ export function decodeEnvelope(bytes: Uint8Array): Envelope {
   if (!(bytes instanceof Uint8Array) || bytes.length < 6) throw invalid('too short to be an envelope');
   for (let index = 0; index < 4; index++) if (bytes[index] !== magic[index]) throw invalid('not a weft sync envelope (bad magic)');
   if (bytes[4] !== envelopeVersion)
-    throw invalid(`unsupported envelope version ${bytes[4]} (this release reads version ${envelopeVersion}; version 1 predates key commitments)`);
+    throw invalid(
+      `unsupported envelope version ${bytes[4]} (this release reads version ${envelopeVersion}; version 1 predates key commitments)`,
+    );
   const deviceLength = bytes[5] as number;
   const fixed = 6 + deviceLength + 116;
   if (deviceLength === 0 || bytes.length < fixed + signatureSize) throw invalid('the envelope is cut short');

@@ -3,7 +3,7 @@
  * Ed25519 identity (the clamped first half of SHA-512 of the seed, as
  * RFC 8032 derives the Ed25519 scalar); a library key is wrapped for a member
  * with an ephemeral X25519 key, HKDF-SHA256 and XChaCha20-Poly1305, and the
- * wrap is signed by the owner who made it (docs/formats/sync-keys.md).
+ * wrap is signed by the owner who made it (docs/formats/sync-membership.md).
  */
 import {
   createHash,
