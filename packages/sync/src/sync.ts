@@ -5,14 +5,13 @@
  */
 import type { EventId } from '@weft/eventlog';
 import { loadHashers } from '@weft/eventlog';
-import { KvError, KvErrorCode, type WatchCursor } from '@weft/kv';
 import { LocalBlobStore } from './blob-store.js';
 import { Blobs } from './blobs.js';
 import { assertLibraryConfig, type Invitation, type SyncOptions } from './config.js';
 import type { SyncContext } from './context.js';
 import { SyncError, SyncErrorCode } from './errors.js';
 import { collectGarbage } from './gc.js';
-import { type HeadValue, parseHead } from './heads.js';
+import { HeadsWatch } from './heads-watch.js';
 import { cipherOf, Library } from './library.js';
 import type { MembershipState, Role } from './membership.js';
 import { addMember, removeMember, setMinSchemaVersion, setRole } from './membership-admin.js';
@@ -22,7 +21,6 @@ import { sleep } from './sleep.js';
 import { Snapshots } from './snapshots.js';
 import { StateFile } from './state.js';
 import { StatusBoard, type SyncStatus } from './status.js';
-import { deviceOfHeadKey, headsPrefix } from './store-layout.js';
 
 /**
  * Opens sync for one device: its local log replicated with the other
@@ -80,6 +78,7 @@ export class Sync implements AsyncDisposable {
   readonly #pusher: Pusher;
   readonly #puller: Puller;
   readonly #snapshots: Snapshots;
+  readonly #heads: HeadsWatch;
   readonly #live: boolean;
   readonly #pollIntervalMs: number;
   readonly #bootstrapMode: 'snapshot' | 'replay';
@@ -89,8 +88,6 @@ export class Sync implements AsyncDisposable {
   #closed = false;
   #timer: NodeJS.Timeout | undefined;
   #failures = 0;
-  /** A listing found this device's own head behind what it published. */
-  #republishHead = false;
   #watchTask: Promise<void> | undefined;
   #subscriptionTask: Promise<void> | undefined;
 
@@ -102,6 +99,7 @@ export class Sync implements AsyncDisposable {
     this.#pusher = new Pusher(context, this.#blobs, { faults: options.faults ?? {}, maxEvents: options.maxEventsPerChangeset ?? 256 });
     this.#puller = new Puller(context, this.#blobs);
     this.#snapshots = new Snapshots(context, this.#puller, this.#blobs);
+    this.#heads = new HeadsWatch(context);
     this.#live = options.live ?? true;
     this.#pollIntervalMs = options.pollIntervalMs ?? 5000;
     this.#bootstrapMode = options.bootstrap ?? 'snapshot';
@@ -110,7 +108,9 @@ export class Sync implements AsyncDisposable {
 
   /** @internal starts the heads watch, and in live mode the local trigger and the retry timer. */
   start(): void {
-    this.#watchTask = this.#watchHeads();
+    this.#watchTask = this.#heads.watch(this.#closing.signal, () => {
+      if (this.#live) this.#schedule(0);
+    });
     if (!this.#live) return;
     this.#subscriptionTask = this.#followLocalAppends();
     this.#schedule(0);
@@ -185,10 +185,7 @@ export class Sync implements AsyncDisposable {
       let pushed = 0;
       while (await this.#pusher.pushOnce()) pushed++;
       const pulled = await this.#puller.pullAll();
-      if (pulled > 0 || this.#republishHead) {
-        await this.#pusher.publishHead(state.lastSeq);
-        this.#republishHead = false;
-      }
+      if (this.#heads.takeRepublish() || pulled > 0) await this.#pusher.publishHead(state.lastSeq);
       this.notify();
       return { pushed, pulled };
     });
@@ -200,14 +197,7 @@ export class Sync implements AsyncDisposable {
    * or than what another member says it applied, is an alarm.
    */
   refreshHeads(): Promise<void> {
-    return this.#exclusive(async () => {
-      const heads: Array<[string, HeadValue]> = [];
-      for await (const entry of this.#context.kv.scan(headsPrefix)) {
-        const learned = this.#learnHead(entry.key, entry.value, true);
-        if (learned !== undefined) heads.push(learned);
-      }
-      this.#checkClaims(heads);
-    });
+    return this.#exclusive(() => this.#heads.refresh());
   }
 
   /**
@@ -292,95 +282,6 @@ export class Sync implements AsyncDisposable {
       }
     } catch {
       // the log closed: nothing more to follow
-    }
-  }
-
-  /** Watches `heads`, resuming from the persisted cursor; re-lists when the cursor expired. */
-  async #watchHeads(): Promise<void> {
-    const { kv, state, board } = this.#context;
-    let failures = 0;
-    while (!this.#closed) {
-      try {
-        const from = state.watchCursor as WatchCursor | undefined;
-        const watch = kv.watch({ prefixes: [headsPrefix], signal: this.#closing.signal, ...(from === undefined ? {} : { from }) });
-        for await (const event of watch) {
-          failures = 0;
-          if (event.type === 'put') this.#learnHead(event.key, event.value, false);
-          this.#advanceCursor(event.cursor);
-          if (event.type === 'put' && this.#live) this.#schedule(0);
-        }
-        return;
-      } catch (error) {
-        if (this.#closed) return;
-        if (KvError.is(error, KvErrorCode.CursorExpired)) {
-          state.watchCursor = undefined;
-          continue;
-        }
-        failures++;
-        board.lastError = error instanceof Error ? error.message : String(error);
-        await sleep(Math.min(5000, 50 * 2 ** Math.min(failures, 7)) * (0.5 + Math.random()), this.#closing.signal);
-      }
-    }
-  }
-
-  /** Cursors only move forward. */
-  #advanceCursor(cursor: WatchCursor): void {
-    const { kv, state } = this.#context;
-    const current = state.watchCursor as WatchCursor | undefined;
-    try {
-      if (current === undefined || kv.compareCursors(cursor, current) > 0) state.watchCursor = cursor;
-    } catch {
-      state.watchCursor = cursor;
-    }
-  }
-
-  /** Takes in a head value; `fresh` for a listing (a watch event may be older than what was listed since). */
-  #learnHead(key: string, value: Uint8Array, fresh: boolean): [string, HeadValue] | undefined {
-    const { board, state } = this.#context;
-    const device = deviceOfHeadKey(key);
-    const head = parseHead(value);
-    if (head === undefined || device.includes('.')) return undefined;
-    const seen = board.headsSeen.get(device) ?? 0;
-    if (fresh && head.seq < seen) {
-      board.alarm(
-        new SyncError(SyncErrorCode.HeadRolledBack, `heads.${device} went back from ${seen} to ${head.seq}`, { device, seq: head.seq }),
-      );
-    }
-    if (fresh && device === this.device && head.seq < state.lastSeq) {
-      board.alarm(
-        new SyncError(
-          SyncErrorCode.HeadRolledBack,
-          `this device's head says ${head.seq}, but it published ${state.lastSeq}: republishing`,
-          {
-            device,
-            seq: head.seq,
-          },
-        ),
-      );
-      this.#republishHead = true;
-    }
-    board.headsSeen.set(device, Math.max(seen, head.seq));
-    board.known.set(device, Math.max(board.known.get(device) ?? 0, head.seq));
-    for (const [other, applied] of Object.entries(head.applied ?? {})) {
-      if (typeof applied !== 'number' || !Number.isSafeInteger(applied) || other === device) continue;
-      if (applied > (board.claimed.get(other)?.seq ?? 0)) board.claimed.set(other, { seq: applied, by: device });
-    }
-    return [device, head];
-  }
-
-  /** A head below what another member's head says it applied was rolled back (or its device stopped between the two writes). */
-  #checkClaims(heads: ReadonlyArray<[string, HeadValue]>): void {
-    const { board } = this.#context;
-    for (const [device, head] of heads) {
-      const claimed = board.claimed.get(device);
-      if (claimed !== undefined && claimed.seq > head.seq && !head.frozen)
-        board.alarm(
-          new SyncError(
-            SyncErrorCode.HeadRolledBack,
-            `heads.${device} says ${head.seq}, but ${claimed.by} applied its changeset ${claimed.seq}`,
-            { device, seq: head.seq },
-          ),
-        );
     }
   }
 
