@@ -33,6 +33,7 @@ import {
 } from '@weft/sync';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { countField, decodeStatement } from '../src/statements.js';
 import { calm, FaultyKv, seededRandom } from './faulty-kv.js';
 import { bytes, kind, text } from './helpers.js';
 
@@ -268,7 +269,7 @@ describe('seeded sync simulation with membership, rotation, snapshots, GC and bl
               const floor = await raw.get(`meta.floor.${b.identity.deviceId}`);
               let last = Math.max(
                 head === undefined ? 0 : (JSON.parse(text(head.value)) as { seq: number }).seq,
-                floor === undefined ? 0 : Number(text(floor.value)),
+                floor === undefined ? 0 : countField(decodeStatement(floor.value, 'floor'), 'floor'),
               );
               while ((await raw.get(`changes.${b.identity.deviceId}.${last + 1}`)) !== undefined) last++;
               const previous = last === 0 ? undefined : await raw.get(`changes.${b.identity.deviceId}.${last}`);
