@@ -26,11 +26,14 @@ export function registerSyncCommands(program: Command): void {
         }
         await log.close();
       }
+      // Version 1 state files kept one pending changeset, version 2 a batch.
+      const stored = state.pending as SyncStateData['pending'] | SyncStateData['pending'][number] | undefined;
+      const inFlight = (Array.isArray(stored) ? stored : stored === undefined ? [] : [stored]).map((changeset) => changeset.seq);
       const summary = {
         device: state.device,
         lastPushedSeq: state.lastSeq,
         pendingUploads: pending,
-        uploadInFlight: state.pending?.seq,
+        uploadsInFlight: inFlight,
         devices: Object.fromEntries(Object.entries(state.remote).map(([device, remote]) => [device, remote.seq])),
         waitingForParents: state.parked.length,
         queuedBlobs: state.pendingBlobs?.length ?? 0,
@@ -41,7 +44,7 @@ export function registerSyncCommands(program: Command): void {
       }
       process.stdout.write(
         `device ${summary.device}: pushed through changeset ${summary.lastPushedSeq}, ${summary.pendingUploads} event(s) waiting to upload` +
-          `${summary.uploadInFlight === undefined ? '' : `, changeset ${summary.uploadInFlight} in flight`}\n`,
+          `${inFlight.length === 0 ? '' : `, changesets ${inFlight[0]}-${inFlight.at(-1)} in flight`}\n`,
       );
       for (const [device, seq] of Object.entries(summary.devices))
         process.stdout.write(`  from ${device}: applied through changeset ${seq}\n`);

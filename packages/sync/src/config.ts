@@ -53,6 +53,13 @@ export interface SyncOptions {
   /** @default 256 */
   readonly maxEventsPerChangeset?: number;
   /**
+   * Changesets handled at once: a push seals and creates up to this many
+   * with one state save and one head update; a pull keeps up to this many
+   * of a device in flight and applies them with one append, one flush and
+   * one state save. @default 64
+   */
+  readonly batchChangesets?: number;
+  /**
    * `true`: watch heads, push on local appends and retry on a timer in the
    * background. `false`: only the heads watch runs; call `syncOnce()`.
    * @default true

@@ -9,24 +9,25 @@ import type { Blobs } from './blobs.js';
 import type { SyncContext } from './context.js';
 import { decodeChangeset, decodeEnvelope, encodeChangeset, envelopeSignatureValid, type SyncedEvent } from './envelope.js';
 import { SyncError, SyncErrorCode } from './errors.js';
+import { importTag } from './imports.js';
 import { hexOf } from './sleep.js';
 import { addRange, zeroHashHex } from './state.js';
 import { countField } from './statements.js';
 import { changesetKey, floorKey } from './store-layout.js';
 import { checkEnvelope, type VerifiedChangeset, verifyChangeset } from './verify.js';
 
-/** What one attempt to take a device's next changeset came to. */
-type PullOutcome = 'applied' | 'missing' | 'held';
-
 export class Puller {
   readonly #context: SyncContext;
   readonly #blobs: Blobs;
   /** Per removed device, the hashes of its changesets up to the cutoff, checked to end in the bound hash. */
   readonly #pinned = new Map<string, Map<number, string>>();
+  /** Changesets of one device fetched at once. */
+  readonly #window: number;
 
-  constructor(context: SyncContext, blobs: Blobs) {
+  constructor(context: SyncContext, blobs: Blobs, options: { window: number }) {
     this.#context = context;
     this.#blobs = blobs;
+    this.#window = options.window;
   }
 
   /**
@@ -90,21 +91,25 @@ export class Puller {
       // Nothing after the cutoff counts (a changeset there is probed only to report it as revoked); what is
       // before it is applied only once the chain is seen to end in the bound hash.
       if (applied.seq >= cutoff) {
-        await this.#pullNext(device);
+        await this.#pullBatch(device, 1);
         return 0;
       }
       if (!(await this.#pinRemovedChain(device, cutoff))) return 0;
     }
     let pulled = 0;
+    let window = 1;
     for (;;) {
-      if (board.stuck.has(device) || (cutoff !== undefined && (state.remote[device]?.seq ?? 0) >= cutoff)) break;
-      const outcome = await this.#pullNext(device);
-      if (outcome === 'applied') {
-        pulled++;
-        continue;
-      }
-      if (outcome === 'missing') await this.#checkGap(device);
-      break;
+      const applied = state.remote[device]?.seq ?? 0;
+      if (board.stuck.has(device) || (cutoff !== undefined && applied >= cutoff)) break;
+      // As many as the head announces (a full window after a full batch), at least one: heads are hints.
+      const head = board.known.get(device) ?? 0;
+      let want = Math.max(window, Math.min(this.#window, head - applied));
+      if (cutoff !== undefined) want = Math.min(want, cutoff - applied);
+      const { applied: count, stop } = await this.#pullBatch(device, want);
+      pulled += count;
+      if (stop === 'missing') await this.#checkGap(device);
+      if (stop !== 'full') break;
+      window = this.#window;
     }
     if (pulled > 0 && (state.remote[device]?.seq ?? 0) >= (board.gaps.get(device) ?? Number.POSITIVE_INFINITY)) board.gaps.delete(device);
     return pulled;
@@ -212,59 +217,87 @@ export class Puller {
     return true;
   }
 
-  /** Fetches, verifies and applies the next changeset of `device`. */
-  async #pullNext(device: string): Promise<PullOutcome> {
+  /**
+   * Fetches the next `count` changesets of `device` at once (pipelined
+   * reads), verifies them in chain order and stops at the first that is
+   * missing, unverifiable or waiting for a blob; applies the verified ones
+   * with one append, one flush and one state save.
+   */
+  async #pullBatch(device: string, count: number): Promise<{ applied: number; stop: 'missing' | 'held' | 'full' }> {
     const context = this.#context;
     const { board, state, library } = context;
-    const applied = state.remote[device] ?? { seq: 0, hash: zeroHashHex };
-    const seq = applied.seq + 1;
-    const keyPath = changesetKey(device, seq);
-    const entry = await context.kv.get(keyPath);
-    if (entry === undefined) return 'missing';
-    const hash = hexOf(context.hashers.blake3(entry.value));
-    let verified: VerifiedChangeset;
-    try {
-      const pinned = this.#pinned.get(device)?.get(seq);
-      if (pinned !== undefined && pinned !== hash)
-        throw new SyncError(
-          SyncErrorCode.Equivocation,
-          `${keyPath}: the store served another changeset than the one checked against the cutoff`,
-          {
-            device,
-            seq,
-          },
-        );
-      const member = library.member(device);
-      verified = verifyChangeset(entry.value, {
-        device,
-        seq,
-        keyPath,
-        hash,
-        previousHash: applied.hash,
-        member,
-        keys: library.keys,
-        libraryId: library.id,
-        schemaVersion: context.schemaVersion,
-        cipher: context.cipher,
-      });
-    } catch (error) {
-      if (!SyncError.is(error)) throw error;
-      this.#noteGeneration(entry.value, device);
-      this.#hold(device, error);
-      return 'held';
-    }
-    this.#noteGeneration(entry.value, device);
-    // The cursor moves past a changeset only once its blobs are stored here.
-    for (const blob of verified.blobs) {
-      if (!(await this.#blobs.fetch(blob))) {
-        board.lastError = `blob ${blob} of ${keyPath} is not in the store yet`;
-        return 'held';
+    const start = state.remote[device] ?? { seq: 0, hash: zeroHashHex };
+    const seqs = Array.from({ length: count }, (_, index) => start.seq + 1 + index);
+    const entries = await Promise.all(seqs.map((seq) => context.kv.get(changesetKey(device, seq))));
+    const verified: Array<{ seq: number; hash: string; events: SyncedEvent[] }> = [];
+    let previous = start.hash;
+    let stop: 'missing' | 'held' | 'full' = 'full';
+    for (const [index, seq] of seqs.entries()) {
+      const entry = entries[index];
+      const keyPath = changesetKey(device, seq);
+      if (entry === undefined) {
+        stop = 'missing';
+        break;
       }
+      const hash = hexOf(context.hashers.blake3(entry.value));
+      let changeset: VerifiedChangeset;
+      try {
+        const pinned = this.#pinned.get(device)?.get(seq);
+        if (pinned !== undefined && pinned !== hash)
+          throw new SyncError(
+            SyncErrorCode.Equivocation,
+            `${keyPath}: the store served another changeset than the one checked against the cutoff`,
+            {
+              device,
+              seq,
+            },
+          );
+        changeset = verifyChangeset(entry.value, {
+          device,
+          seq,
+          keyPath,
+          hash,
+          previousHash: previous,
+          member: library.member(device),
+          keys: library.keys,
+          libraryId: library.id,
+          schemaVersion: context.schemaVersion,
+          cipher: context.cipher,
+        });
+      } catch (error) {
+        if (!SyncError.is(error)) throw error;
+        this.#noteGeneration(entry.value, device);
+        this.#hold(device, error);
+        stop = 'held';
+        break;
+      }
+      this.#noteGeneration(entry.value, device);
+      // The cursor moves past a changeset only once its blobs are stored here.
+      let blobsHere = true;
+      for (const blob of changeset.blobs) {
+        if (!(await this.#blobs.fetch(blob))) {
+          board.lastError = `blob ${blob} of ${keyPath} is not in the store yet`;
+          blobsHere = false;
+          break;
+        }
+      }
+      if (!blobsHere) {
+        stop = 'held';
+        break;
+      }
+      verified.push({ seq, hash, events: changeset.events });
+      previous = hash;
     }
-    await this.apply(device, verified.events);
-    state.remote[device] = { seq, hash };
+    const last = verified.at(-1);
+    if (last === undefined) return { applied: 0, stop };
+    await this.apply(
+      device,
+      verified.flatMap((changeset) => changeset.events),
+    );
+    state.remote[device] = { seq: last.seq, hash: last.hash };
+    state.scannedPosition = Math.max(state.scannedPosition, context.log.durableHead);
     await context.stateFile.save(state);
-    return 'applied';
+    return { applied: verified.length, stop };
   }
 
   /**
@@ -339,6 +372,8 @@ export class Puller {
             ...(event.causationId === undefined ? {} : { causationId: event.causationId }),
             ...(event.correlationId === undefined ? {} : { correlationId: event.correlationId }),
           })),
+          // Tagged in the log itself, so the import is known even if the state is not saved after it.
+          { idempotencyKey: importTag(slice.length, (slice[0] as SyncedEvent).id) },
         );
         const first = receipt.events[0]?.position ?? 0;
         addRange(state.imported, first, receipt.position);

@@ -22,7 +22,7 @@ import {
 import { SyncError, SyncErrorCode } from './errors.js';
 import { parseHead, publishHead } from './heads.js';
 import { hexOf } from './sleep.js';
-import { inRanges } from './state.js';
+import { inRanges, type PendingPush } from './state.js';
 import { changesetKey, headKey } from './store-layout.js';
 
 export class Pusher {
@@ -30,13 +30,16 @@ export class Pusher {
   readonly #blobs: Blobs;
   readonly #faults: SyncFaultHooks;
   readonly #maxEvents: number;
+  /** Changesets sealed and created per push. */
+  readonly #batch: number;
   #ownSeqChecked = false;
 
-  constructor(context: SyncContext, blobs: Blobs, options: { faults: SyncFaultHooks; maxEvents: number }) {
+  constructor(context: SyncContext, blobs: Blobs, options: { faults: SyncFaultHooks; maxEvents: number; batch: number }) {
     this.#context = context;
     this.#blobs = blobs;
     this.#faults = options.faults;
     this.#maxEvents = options.maxEvents;
+    this.#batch = options.batch;
   }
 
   /** Own local events not yet pushed. */
@@ -56,90 +59,117 @@ export class Pusher {
     return publishHead(kv, device, seq, applied, clock);
   }
 
-  /** Pushes one changeset of pending local events; `false` when there was nothing to push. */
-  async pushOnce(): Promise<boolean> {
+  /**
+   * Pushes up to a batch of changesets of pending local events: seals and
+   * signs them, saves their exact bytes in one state save, creates them all
+   * at once (pipelined), and only after every create landed moves the head
+   * once. Returns how many changesets it pushed (0 when there was nothing).
+   */
+  async pushBatch(): Promise<number> {
     const context = this.#context;
     const { state, stateFile, library, device } = context;
     await this.#checkOwnSeq();
-    let pending = state.pending;
-    if (pending === undefined) {
+    if (state.pending.length === 0) {
       // Uploads wait while this device may not write, or while a rotation it has not adopted is pending.
       const self = library.member(device);
       const generation = library.generation();
       const key = library.keys.get(generation);
       if (self === undefined || self.removedAfter !== undefined || self.role === 'reader' || key === undefined || library.rotationPending())
-        return false;
+        return 0;
       // Only what is durable here is pushed: a crash must never leave the store holding events this log lost.
       await context.log.flush();
-      const events = await this.#collectLocal();
+      const groups = await this.#collectLocal();
       const blobs = [...state.pendingBlobs];
-      if (events.length === 0 && blobs.length === 0) return false;
+      if (groups.length === 0 && blobs.length === 0) return 0;
+      if (groups.length === 0) groups.push([]);
       for (const blob of blobs) await this.#blobs.upload(blob, generation, key);
-      const seq = state.lastSeq + 1;
-      const envelope = sealEnvelope(
-        {
-          device,
+      let previousHash = state.lastHash;
+      for (const [index, events] of groups.entries()) {
+        const seq = state.lastSeq + 1 + index;
+        const carried = index === 0 ? blobs : [];
+        const envelope = sealEnvelope(
+          {
+            device,
+            seq,
+            schemaVersion: context.schemaVersion,
+            timestamp: context.clock(),
+            authorKey: context.identity.publicKey,
+            previousHash: Buffer.from(previousHash, 'hex'),
+            keyGeneration: generation,
+          },
+          encodeChangeset(
+            events.map((item) => item.event),
+            carried,
+          ),
+          key,
+          library.id,
+          changesetKey(device, seq),
+          context.cipher,
+          context.identity,
+        );
+        const hash = hexOf(context.hashers.blake3(envelope));
+        state.pending.push({
           seq,
-          schemaVersion: context.schemaVersion,
-          timestamp: context.clock(),
-          authorKey: context.identity.publicKey,
-          previousHash: Buffer.from(state.lastHash, 'hex'),
-          keyGeneration: generation,
-        },
-        encodeChangeset(
-          events.map((item) => item.event),
-          blobs,
-        ),
-        key,
-        library.id,
-        changesetKey(device, seq),
-        context.cipher,
-        context.identity,
-      );
-      pending = {
-        seq,
-        envelope: Buffer.from(envelope).toString('base64'),
-        hash: hexOf(context.hashers.blake3(envelope)),
-        lastPosition: events.at(-1)?.position ?? state.pushedPosition,
-        blobs,
-      };
+          envelope: Buffer.from(envelope).toString('base64'),
+          hash,
+          lastPosition: events.at(-1)?.position ?? state.pushedPosition,
+          blobs: carried,
+        });
+        previousHash = hash;
+      }
       // The exact bytes are kept before they leave, so a retry after any failure sends the same bytes.
-      state.pending = pending;
       await stateFile.save(state);
     }
-    this.#faults.onPushStage?.('prepared', pending.seq);
-    const envelope = new Uint8Array(Buffer.from(pending.envelope, 'base64'));
-    await this.#createChangeset(changesetKey(device, pending.seq), envelope, pending.seq);
-    this.#faults.onPushStage?.('created', pending.seq);
-    await this.publishHead(pending.seq);
-    this.#faults.onPushStage?.('head-published', pending.seq);
-    state.lastSeq = pending.seq;
-    state.lastHash = pending.hash;
-    state.pushedPosition = Math.max(state.pushedPosition, pending.lastPosition);
-    const sent = new Set(pending.blobs ?? []);
+    const pending = state.pending;
+    const last = pending.at(-1) as PendingPush;
+    this.#faults.onPushStage?.('prepared', last.seq);
+    await Promise.all(
+      pending.map((changeset) =>
+        this.#createChangeset(
+          changesetKey(device, changeset.seq),
+          new Uint8Array(Buffer.from(changeset.envelope, 'base64')),
+          changeset.seq,
+        ),
+      ),
+    );
+    this.#faults.onPushStage?.('created', last.seq);
+    await this.publishHead(last.seq);
+    this.#faults.onPushStage?.('head-published', last.seq);
+    state.lastSeq = last.seq;
+    state.lastHash = last.hash;
+    state.pushedPosition = Math.max(state.pushedPosition, ...pending.map((changeset) => changeset.lastPosition));
+    const sent = new Set(pending.flatMap((changeset) => changeset.blobs ?? []));
     state.pendingBlobs = state.pendingBlobs.filter((blob) => !sent.has(blob));
-    state.pending = undefined;
+    state.pending = [];
     await stateFile.save(state);
-    this.#faults.onPushStage?.('done', pending.seq);
-    context.board.known.set(device, pending.seq);
-    return true;
+    this.#faults.onPushStage?.('done', last.seq);
+    context.board.known.set(device, last.seq);
+    return pending.length;
   }
 
-  async #collectLocal(): Promise<Array<{ position: number; event: SyncedEvent }>> {
+  /** This device's own events not pushed yet, durable here, in changesets of at most `maxEvents` and the store's value limit. */
+  async #collectLocal(): Promise<Array<Array<{ position: number; event: SyncedEvent }>>> {
     const { kv, log, state } = this.#context;
-    const collected: Array<{ position: number; event: SyncedEvent }> = [];
+    const groups: Array<Array<{ position: number; event: SyncedEvent }>> = [];
     const budget = Math.max(1024, kv.capabilities.maxValueBytes - 4096);
+    let group: Array<{ position: number; event: SyncedEvent }> = [];
     let bytes = 0;
     const durable = log.durableHead;
     for await (const event of log.read(state.pushedPosition + 1)) {
       if (event.position > durable) break;
       if (inRanges(state.imported, event.position)) continue;
       const size = event.payload.length + 128 + event.entity.length + event.scope.length + 16 * event.parents.length;
-      if (collected.length > 0 && (collected.length >= this.#maxEvents || bytes + size > budget)) break;
+      if (group.length > 0 && (group.length >= this.#maxEvents || bytes + size > budget)) {
+        groups.push(group);
+        if (groups.length >= this.#batch) return groups;
+        group = [];
+        bytes = 0;
+      }
       bytes += size;
-      collected.push({ position: event.position, event: syncedOf(event) });
+      group.push({ position: event.position, event: syncedOf(event) });
     }
-    return collected;
+    if (group.length > 0) groups.push(group);
+    return groups;
   }
 
   /** `create` the changeset; a retry that finds identical bytes is a no-op, different bytes are a fork. */
@@ -175,7 +205,7 @@ export class Pusher {
     const headSeq = head === undefined ? 0 : (parseHead(head.value)?.seq ?? 0);
     let seq = state.lastSeq;
     for (;;) {
-      if (state.pending !== undefined && state.pending.seq === seq + 1) break;
+      if (state.pending[0]?.seq === seq + 1) break;
       const next = await kv.get(changesetKey(device, seq + 1));
       if (next === undefined) {
         if (seq + 1 <= headSeq)

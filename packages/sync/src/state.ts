@@ -27,7 +27,7 @@ export interface ParkedEvent {
 }
 
 export interface SyncStateData {
-  version: 1;
+  version: 2;
   device: string;
   /** The last own changeset whose head was published. */
   lastSeq: number;
@@ -35,9 +35,15 @@ export interface SyncStateData {
   lastHash: string;
   /** Own events up to this local position are pushed. */
   pushedPosition: number;
-  pending: PendingPush | undefined;
+  /** Own changesets sealed and saved, in seq order, whose push has not finished: a retry sends these bytes. */
+  pending: PendingPush[];
   /** Local position ranges [from, to] of events imported from other devices (never pushed again). */
   imported: Array<[number, number]>;
+  /**
+   * Every import batch in the log up to this position is in `imported`. Import batches are tagged in the
+   * log itself, so the log past it is scanned when sync opens: the state may lag the log by any amount.
+   */
+  scannedPosition: number;
   /** Per remote device: the last changeset applied and its hash. */
   remote: Record<string, { seq: number; hash: string }>;
   /** Resume point of the watch on heads. */
@@ -51,13 +57,14 @@ export const zeroHashHex = '0'.repeat(64);
 
 export function emptyState(device: string): SyncStateData {
   return {
-    version: 1,
+    version: 2,
     device,
     lastSeq: 0,
     lastHash: zeroHashHex,
     pushedPosition: 0,
-    pending: undefined,
+    pending: [],
     imported: [],
+    scannedPosition: 0,
     remote: {},
     watchCursor: undefined,
     parked: [],
@@ -80,12 +87,16 @@ export class StateFile {
     const file = await this.fs.open(path);
     try {
       const text = new TextDecoder().decode(await file.read(0, await file.size()));
-      const data = JSON.parse(text) as SyncStateData;
-      if (data.version !== 1 || data.device !== device) {
-        throw new SyncError(SyncErrorCode.StateFailed, `${path} belongs to device ${data.device}, not ${device}`);
+      const data = JSON.parse(text) as Omit<SyncStateData, 'version' | 'pending'> & {
+        version: 1 | 2;
+        pending: PendingPush | PendingPush[] | undefined;
+      };
+      if ((data.version !== 1 && data.version !== 2) || data.device !== device) {
+        throw new SyncError(SyncErrorCode.StateFailed, `${path} belongs to device ${data.device} (version ${data.version}), not ${device}`);
       }
-      data.pendingBlobs ??= [];
-      return data;
+      // Version 1 kept one pending changeset and no scanned position.
+      const pending = data.pending === undefined ? [] : Array.isArray(data.pending) ? data.pending : [data.pending];
+      return { ...data, version: 2, pending, scannedPosition: data.scannedPosition ?? 0, pendingBlobs: data.pendingBlobs ?? [] };
     } catch (error) {
       if (error instanceof SyncError) throw error;
       throw new SyncError(SyncErrorCode.StateFailed, `${path} cannot be read: ${error instanceof Error ? error.message : String(error)}`, {

@@ -12,6 +12,7 @@ import type { SyncContext } from './context.js';
 import { SyncError, SyncErrorCode } from './errors.js';
 import { collectGarbage } from './gc.js';
 import { HeadsWatch } from './heads-watch.js';
+import { recoverImports } from './imports.js';
 import { cipherOf, Library } from './library.js';
 import type { MembershipState, Role } from './membership.js';
 import { addMember, removeMember, setMinSchemaVersion, setRole } from './membership-admin.js';
@@ -34,6 +35,8 @@ export async function openSync(options: SyncOptions): Promise<Sync> {
   const dir = options.stateDir ?? options.log.dir;
   const stateFile = new StateFile(fs, dir);
   const state = await stateFile.load(options.identity.deviceId);
+  // Imports the state does not know yet (it was not saved after them) are found in the log itself.
+  if ((await recoverImports(options.log, state)) > 0) await stateFile.save(state);
   const hashers = await loadHashers();
   const cipher = cipherOf(options.cipher);
   const clock = options.clock ?? Date.now;
@@ -96,8 +99,13 @@ export class Sync implements AsyncDisposable {
     this.device = context.device;
     this.#context = context;
     this.#blobs = new Blobs(context, localBlobs);
-    this.#pusher = new Pusher(context, this.#blobs, { faults: options.faults ?? {}, maxEvents: options.maxEventsPerChangeset ?? 256 });
-    this.#puller = new Puller(context, this.#blobs);
+    const batch = options.batchChangesets ?? 64;
+    this.#pusher = new Pusher(context, this.#blobs, {
+      faults: options.faults ?? {},
+      maxEvents: options.maxEventsPerChangeset ?? 256,
+      batch,
+    });
+    this.#puller = new Puller(context, this.#blobs, { window: batch });
     this.#snapshots = new Snapshots(context, this.#puller, this.#blobs);
     this.#heads = new HeadsWatch(context);
     this.#live = options.live ?? true;
@@ -183,7 +191,7 @@ export class Sync implements AsyncDisposable {
         await board.alarmOn(this.#snapshots.bootstrap(), false);
       }
       let pushed = 0;
-      while (await this.#pusher.pushOnce()) pushed++;
+      for (let count = await this.#pusher.pushBatch(); count > 0; count = await this.#pusher.pushBatch()) pushed += count;
       const pulled = await this.#puller.pullAll();
       if (this.#heads.takeRepublish() || pulled > 0) await this.#pusher.publishHead(state.lastSeq);
       this.notify();
@@ -239,7 +247,7 @@ export class Sync implements AsyncDisposable {
 
   #caughtUp(): boolean {
     const { state, board } = this.#context;
-    if (this.#pusher.pendingUploads() > 0 || state.pending !== undefined || board.gaps.size > 0) return false;
+    if (this.#pusher.pendingUploads() > 0 || state.pending.length > 0 || board.gaps.size > 0) return false;
     for (const [device, head] of board.known) {
       if (device === this.device || board.stuck.has(device)) continue;
       if ((state.remote[device]?.seq ?? 0) < head) return false;
