@@ -42,6 +42,7 @@ export { FileSystemError, type LogFile, type LogFileSystem, type OpenOptions } f
 export { type Hashers, loadHashers } from './hash.js';
 export { type EventId, HybridLogicalClock, isUuid, UuidV7Generator } from './ids.js';
 export { EventLog, type EventLogOptions, isReservedKind, openEventLog } from './log.js';
+export { RandomPool } from './random.js';
 export type {
   AppendedEvent,
   AppendInput,

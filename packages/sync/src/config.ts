@@ -56,7 +56,8 @@ export interface SyncOptions {
    * Changesets handled at once: a push seals and creates up to this many
    * with one state save and one head update; a pull keeps up to this many
    * of a device in flight and applies them with one append, one flush and
-   * one state save. @default 64
+   * one state save. Either stops early at about 16 MiB of changesets.
+   * @default 256
    */
   readonly batchChangesets?: number;
   /**

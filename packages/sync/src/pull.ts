@@ -16,6 +16,9 @@ import { countField } from './statements.js';
 import { changesetKey, floorKey } from './store-layout.js';
 import { checkEnvelope, type VerifiedChangeset, verifyChangeset } from './verify.js';
 
+/** What a batch of one device's changesets may take in memory, about: it bounds the window of a pull. */
+export const batchBudgetBytes = 16 * 1024 * 1024;
+
 export class Puller {
   readonly #context: SyncContext;
   readonly #blobs: Blobs;
@@ -105,11 +108,12 @@ export class Puller {
       const head = board.known.get(device) ?? 0;
       let want = Math.max(window, Math.min(this.#window, head - applied));
       if (cutoff !== undefined) want = Math.min(want, cutoff - applied);
-      const { applied: count, stop } = await this.#pullBatch(device, want);
+      const { applied: count, stop, bytes } = await this.#pullBatch(device, want);
       pulled += count;
       if (stop === 'missing') await this.#checkGap(device);
       if (stop !== 'full') break;
-      window = this.#window;
+      // A full window next, as long as that many changesets of this size fit the memory budget.
+      window = Math.max(1, Math.min(this.#window, Math.floor(batchBudgetBytes / Math.max(1, bytes / want))));
     }
     if (pulled > 0 && (state.remote[device]?.seq ?? 0) >= (board.gaps.get(device) ?? Number.POSITIVE_INFINITY)) board.gaps.delete(device);
     return pulled;
@@ -223,12 +227,13 @@ export class Puller {
    * missing, unverifiable or waiting for a blob; applies the verified ones
    * with one append, one flush and one state save.
    */
-  async #pullBatch(device: string, count: number): Promise<{ applied: number; stop: 'missing' | 'held' | 'full' }> {
+  async #pullBatch(device: string, count: number): Promise<{ applied: number; stop: 'missing' | 'held' | 'full'; bytes: number }> {
     const context = this.#context;
     const { board, state, library } = context;
     const start = state.remote[device] ?? { seq: 0, hash: zeroHashHex };
     const seqs = Array.from({ length: count }, (_, index) => start.seq + 1 + index);
     const entries = await Promise.all(seqs.map((seq) => context.kv.get(changesetKey(device, seq))));
+    const bytes = entries.reduce((total, entry) => total + (entry?.value.length ?? 0), 0);
     const verified: Array<{ seq: number; hash: string; events: SyncedEvent[] }> = [];
     let previous = start.hash;
     let stop: 'missing' | 'held' | 'full' = 'full';
@@ -289,7 +294,7 @@ export class Puller {
       previous = hash;
     }
     const last = verified.at(-1);
-    if (last === undefined) return { applied: 0, stop };
+    if (last === undefined) return { applied: 0, stop, bytes };
     await this.apply(
       device,
       verified.flatMap((changeset) => changeset.events),
@@ -297,7 +302,7 @@ export class Puller {
     state.remote[device] = { seq: last.seq, hash: last.hash };
     state.scannedPosition = Math.max(state.scannedPosition, context.log.durableHead);
     await context.stateFile.save(state);
-    return { applied: verified.length, stop };
+    return { applied: verified.length, stop, bytes };
   }
 
   /**

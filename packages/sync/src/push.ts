@@ -21,6 +21,7 @@ import {
 } from './envelope.js';
 import { SyncError, SyncErrorCode } from './errors.js';
 import { parseHead, publishHead } from './heads.js';
+import { batchBudgetBytes } from './pull.js';
 import { hexOf } from './sleep.js';
 import { inRanges, type PendingPush } from './state.js';
 import { changesetKey, headKey } from './store-layout.js';
@@ -154,6 +155,7 @@ export class Pusher {
     const budget = Math.max(1024, kv.capabilities.maxValueBytes - 4096);
     let group: Array<{ position: number; event: SyncedEvent }> = [];
     let bytes = 0;
+    let total = 0;
     const durable = log.durableHead;
     for await (const event of log.read(state.pushedPosition + 1)) {
       if (event.position > durable) break;
@@ -161,11 +163,12 @@ export class Pusher {
       const size = event.payload.length + 128 + event.entity.length + event.scope.length + 16 * event.parents.length;
       if (group.length > 0 && (group.length >= this.#maxEvents || bytes + size > budget)) {
         groups.push(group);
-        if (groups.length >= this.#batch) return groups;
+        if (groups.length >= this.#batch || total > batchBudgetBytes) return groups;
         group = [];
         bytes = 0;
       }
       bytes += size;
+      total += size;
       group.push({ position: event.position, event: syncedOf(event) });
     }
     if (group.length > 0) groups.push(group);

@@ -4,10 +4,11 @@
  * binding the library, the chunk's own key path and the key generation.
  */
 
-import { randomBytes } from 'node:crypto';
-import type { XChaCha } from '@weft/eventlog';
+import { RandomPool, type XChaCha } from '@weft/eventlog';
 import type { KvStore } from '@weft/kv';
 import { concat, payloadAad } from './envelope.js';
+
+const noncePool = new RandomPool();
 
 /** Where chunks are sealed and stored. */
 export interface ChunkStore {
@@ -32,7 +33,7 @@ export async function putSealedChunks(
   const chunks = Math.max(1, Math.ceil(bytes.length / chunkSize));
   for (let index = 1; index <= chunks; index++) {
     const keyPath = chunkKey(index);
-    const nonce = randomBytes(24);
+    const nonce = noncePool.take(24);
     const sealed = store.cipher.seal(
       key,
       nonce,

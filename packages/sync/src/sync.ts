@@ -99,7 +99,7 @@ export class Sync implements AsyncDisposable {
     this.device = context.device;
     this.#context = context;
     this.#blobs = new Blobs(context, localBlobs);
-    const batch = options.batchChangesets ?? 64;
+    const batch = options.batchChangesets ?? 256;
     this.#pusher = new Pusher(context, this.#blobs, {
       faults: options.faults ?? {},
       maxEvents: options.maxEventsPerChangeset ?? 256,
