@@ -1,17 +1,25 @@
 /**
- * Sync through real servers: push and pull of N changesets (one event each)
- * through Redis and NATS, and a new device's bootstrap from a snapshot
- * against replaying every changeset.
+ * Sync through real servers, against bounds measured in the same run:
+ * node:crypto Ed25519 signing and verification (every changeset is signed
+ * once and verified once), and pipelined raw writes and reads of values of
+ * the same size through the same server. Figures: push and pull of 1-event
+ * changesets (against the sign and verify bounds) and of 256-event
+ * changesets (events/s), a new device from a snapshot against replaying
+ * the changesets, and the heap while a device pulls a million events.
  */
+import { generateKeyPairSync, sign, verify } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { Kvm } from '@nats-io/kv';
+import { connect } from '@nats-io/transport-node';
 import { type EventLog, openEventLog } from '@weft/eventlog';
 import type { KvStore } from '@weft/kv';
 import { openNatsKv } from '@weft/kv-nats';
 import { openRedisKv } from '@weft/kv-redis';
 import { createIdentity, createLibrary, type DeviceIdentity, invitationOf, type LibraryConfig, openSync, type Sync } from '@weft/sync';
 import { natsUnavailable, redisUnavailable, startNatsServer, startRedisServer } from '@weft/test-servers';
-import type { Bench } from '../harness.js';
+import { Redis } from 'ioredis';
+import type { Bench, Stat } from '../harness.js';
 import { stat } from '../harness.js';
 import { benchDir } from './dirs.js';
 
@@ -21,12 +29,24 @@ interface Device {
   readonly sync: Sync;
 }
 
+/** The size of a 1-event changeset with a 200-byte payload, as stored. */
+const changesetBytes = 491;
+
+/** Rates of the raw server, pipelined: the bound of any protocol that writes and reads each changeset once. */
+interface RawBounds {
+  readonly writes: Stat;
+  readonly reads: Stat;
+}
+
 export async function syncSuite(bench: Bench): Promise<void> {
+  const crypto = signatureBounds(bench);
+  await logBounds(bench);
   const redisMissing = redisUnavailable();
   if (redisMissing === undefined) {
     const server = await startRedisServer({ persistence: 'none' });
     try {
-      await throughStore(bench, 'redis', () => openRedisKv({ url: server.url, bucket: 'sync-bench' }));
+      const raw = await redisBounds(bench, server.url);
+      await throughStore(bench, 'redis', () => openRedisKv({ url: server.url, bucket: 'sync-bench' }), crypto, raw);
     } finally {
       await server.stop();
     }
@@ -35,86 +55,337 @@ export async function syncSuite(bench: Bench): Promise<void> {
   if (natsMissing === undefined) {
     const server = await startNatsServer();
     try {
-      await throughStore(bench, 'nats', () => openNatsKv({ servers: server.url, bucket: 'sync-bench', create: { history: 1 } }));
+      const raw = await natsBounds(bench, server.url);
+      await throughStore(
+        bench,
+        'nats',
+        () => openNatsKv({ servers: server.url, bucket: 'sync-bench', create: { history: 1 } }),
+        crypto,
+        raw,
+      );
     } finally {
       await server.stop();
     }
   } else bench.notes.push(`sync through NATS skipped: ${natsMissing}`);
 }
 
-async function throughStore(bench: Bench, name: string, openStore: () => Promise<KvStore>): Promise<void> {
-  const root = mkdtempSync(join(benchDir(), `sync-${name}-`));
-  const changesets = bench.size(10_000, 100);
-  const devices: Device[] = [];
-  const open = async (identity: DeviceIdentity, library: LibraryConfig, dir: string, bootstrap: 'snapshot' | 'replay' = 'snapshot') => {
-    const log = await openEventLog({ dir: join(root, dir), encryption: {}, sync: 'none' });
-    const kv = await openStore();
-    const device = { log, kv, sync: await openSync({ log, kv, identity, library, live: false, maxEventsPerChangeset: 1, bootstrap }) };
-    devices.push(device);
-    return device;
-  };
-  try {
-    const identities = Array.from({ length: 4 }, () => createIdentity());
-    const [founder, reader, fresh, replayer] = identities as [DeviceIdentity, DeviceIdentity, DeviceIdentity, DeviceIdentity];
-    const setup = await openStore();
-    const library = await createLibrary({ kv: setup, identity: founder, id: `bench-${name}` });
-    await setup.close();
-    const writer = await open(founder, library, 'writer');
-    for (const identity of [reader, fresh, replayer]) await writer.sync.addMember(invitationOf(identity));
+/** Ed25519 sign and verify rates of node:crypto on a changeset-sized message, one thread. */
+function signatureBounds(bench: Bench): { sign: Stat; verify: Stat } {
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  const message = new Uint8Array(changesetBytes - 64).fill(7);
+  const signature = sign(null, message, privateKey);
+  const rounds = bench.quick ? 2 : 5;
+  const count = bench.size(5_000, 200);
+  const signRates: number[] = [];
+  const verifyRates: number[] = [];
+  for (let round = 0; round < rounds; round++) {
+    let started = performance.now();
+    for (let index = 0; index < count; index++) sign(null, message, privateKey);
+    signRates.push(count / ((performance.now() - started) / 1000));
+    started = performance.now();
+    for (let index = 0; index < count; index++) verify(null, message, publicKey, signature);
+    verifyRates.push(count / ((performance.now() - started) / 1000));
+  }
+  const bounds = { sign: stat(signRates), verify: stat(verifyRates) };
+  bench.record({
+    id: 'sync.bound.sign',
+    label: 'bound: node:crypto Ed25519 signatures',
+    unit: 'signatures/s',
+    higherIsBetter: true,
+    weft: bounds.sign,
+  });
+  bench.record({
+    id: 'sync.bound.verify',
+    label: 'bound: node:crypto Ed25519 verifications',
+    unit: 'verifications/s',
+    higherIsBetter: true,
+    weft: bounds.verify,
+  });
+  return bounds;
+}
 
+/**
+ * The local log's side of a 256-event changeset: appending the events
+ * encrypted (what a pull does) and reading them back decrypted (what a push
+ * does), in batches of 256, `sync: 'none'`.
+ */
+async function logBounds(bench: Bench): Promise<void> {
+  const root = mkdtempSync(join(benchDir(), 'sync-log-bound-'));
+  try {
+    const events = bench.size(100_000, 2_560);
     const payload = new Uint8Array(200).fill(3);
-    for (let index = 0; index < changesets; index += 500) {
-      await writer.log.appendBatch(
-        Array.from({ length: Math.min(500, changesets - index) }, (_, offset) => ({
+    const log = await openEventLog({ dir: join(root, 'log'), encryption: {}, sync: 'none' });
+    let started = performance.now();
+    for (let index = 0; index < events; index += 256) {
+      await log.appendBatch(
+        Array.from({ length: Math.min(256, events - index) }, (_, offset) => ({
           entity: `notes.${(index + offset) % 50}`,
           kind: 0x1001,
           payload,
         })),
       );
     }
-    await writer.log.flush();
+    await log.flush();
+    const appendRate = events / ((performance.now() - started) / 1000);
+    started = performance.now();
+    let read = 0;
+    for await (const _event of log.read()) read++;
+    const readRate = read / ((performance.now() - started) / 1000);
+    await log.close();
+    bench.record({
+      id: 'sync.bound.log-append',
+      label: 'bound: encrypted log appends of the same events, batches of 256',
+      unit: 'events/s',
+      higherIsBetter: true,
+      weft: stat([appendRate]),
+    });
+    bench.record({
+      id: 'sync.bound.log-read',
+      label: 'bound: encrypted log reads of the same events',
+      unit: 'events/s',
+      higherIsBetter: true,
+      weft: stat([readRate]),
+    });
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+}
 
-    bench.progress.update(`${name}: pushing ${changesets} changesets`);
+async function redisBounds(bench: Bench, url: string): Promise<RawBounds> {
+  const raw = new Redis(url);
+  try {
+    const value = Buffer.alloc(changesetBytes, 5);
+    const count = bench.size(20_000, 500);
+    const writes: number[] = [];
+    const reads: number[] = [];
+    for (let round = 0; round < (bench.quick ? 1 : 3); round++) {
+      let started = performance.now();
+      const setting = raw.pipeline();
+      for (let index = 0; index < count; index++) setting.set(`bound.${round}.${index}`, value);
+      await setting.exec();
+      writes.push(count / ((performance.now() - started) / 1000));
+      started = performance.now();
+      const getting = raw.pipeline();
+      for (let index = 0; index < count; index++) getting.getBuffer(`bound.${round}.${index}`);
+      await getting.exec();
+      reads.push(count / ((performance.now() - started) / 1000));
+    }
+    return recordRaw(bench, 'redis', 'pipelined SET', 'pipelined GET', { writes: stat(writes), reads: stat(reads) });
+  } finally {
+    raw.disconnect();
+  }
+}
+
+async function natsBounds(bench: Bench, url: string): Promise<RawBounds> {
+  const connection = await connect({ servers: url });
+  try {
+    const kv = await new Kvm(connection).create('sync-bound', { history: 1 });
+    const value = new Uint8Array(changesetBytes).fill(5);
+    const count = bench.size(10_000, 300);
+    const inFlight = 256;
+    const writes: number[] = [];
+    const reads: number[] = [];
+    for (let round = 0; round < (bench.quick ? 1 : 3); round++) {
+      let started = performance.now();
+      for (let start = 0; start < count; start += inFlight) {
+        await Promise.all(
+          Array.from({ length: Math.min(inFlight, count - start) }, (_, offset) => kv.put(`bound.${round}.${start + offset}`, value)),
+        );
+      }
+      writes.push(count / ((performance.now() - started) / 1000));
+      started = performance.now();
+      for (let start = 0; start < count; start += inFlight) {
+        await Promise.all(
+          Array.from({ length: Math.min(inFlight, count - start) }, (_, offset) => kv.get(`bound.${round}.${start + offset}`)),
+        );
+      }
+      reads.push(count / ((performance.now() - started) / 1000));
+    }
+    await kv.destroy();
+    return recordRaw(bench, 'nats', `raw @nats-io/kv put, ${inFlight} in flight`, `raw @nats-io/kv get, ${inFlight} in flight`, {
+      writes: stat(writes),
+      reads: stat(reads),
+    });
+  } finally {
+    await connection.close();
+  }
+}
+
+function recordRaw(bench: Bench, name: string, writeLabel: string, readLabel: string, bounds: RawBounds): RawBounds {
+  const unit = `values/s`;
+  bench.record({
+    id: `sync.${name}.bound.write`,
+    label: `bound: ${name} ${writeLabel} of ${changesetBytes}-byte values`,
+    unit,
+    higherIsBetter: true,
+    weft: bounds.writes,
+  });
+  bench.record({
+    id: `sync.${name}.bound.read`,
+    label: `bound: ${name} ${readLabel} of ${changesetBytes}-byte values`,
+    unit,
+    higherIsBetter: true,
+    weft: bounds.reads,
+  });
+  return bounds;
+}
+
+async function throughStore(
+  bench: Bench,
+  name: string,
+  openStore: () => Promise<KvStore>,
+  crypto: { sign: Stat; verify: Stat },
+  raw: RawBounds,
+): Promise<void> {
+  const root = mkdtempSync(join(benchDir(), `sync-${name}-`));
+  const devices: Device[] = [];
+  const open = async (
+    identity: DeviceIdentity,
+    library: LibraryConfig,
+    dir: string,
+    options: { bootstrap?: 'snapshot' | 'replay'; maxEventsPerChangeset?: number } = {},
+  ) => {
+    const log = await openEventLog({ dir: join(root, dir), encryption: {}, sync: 'none' });
+    const kv = await openStore();
+    const sync = await openSync({
+      log,
+      kv,
+      identity,
+      library,
+      live: false,
+      maxEventsPerChangeset: options.maxEventsPerChangeset ?? 1,
+      bootstrap: options.bootstrap ?? 'snapshot',
+    });
+    const device = { log, kv, sync };
+    devices.push(device);
+    return device;
+  };
+  try {
+    const identities = Array.from({ length: 8 }, () => createIdentity());
+    const [founder, reader, bulkWriter, bulkReader, fresh, replayer, millionWriter, millionReader] = identities as DeviceIdentity[] as [
+      DeviceIdentity,
+      DeviceIdentity,
+      DeviceIdentity,
+      DeviceIdentity,
+      DeviceIdentity,
+      DeviceIdentity,
+      DeviceIdentity,
+      DeviceIdentity,
+    ];
+    const setup = await openStore();
+    const library = await createLibrary({ kv: setup, identity: founder, id: `bench-${name}` });
+    await setup.close();
+    const writer = await open(founder, library, 'writer');
+    for (const identity of identities.slice(1)) await writer.sync.addMember(invitationOf(identity));
+
+    // 1-event changesets: every changeset signed once and verified once.
+    const changesets = bench.size(10_000, 100);
+    await appendEvents(writer.log, changesets);
+    bench.progress.update(`${name}: pushing ${changesets} 1-event changesets`);
     let started = performance.now();
     await writer.sync.syncOnce();
-    const pushSeconds = (performance.now() - started) / 1000;
-    record(
+    const pushRate = changesets / ((performance.now() - started) / 1000);
+    againstBound(
       bench,
       `sync.${name}.push`,
-      `sync push of ${changesets.toLocaleString('en-US')} changesets through ${name}`,
-      changesets / pushSeconds,
+      `sync push of ${count(changesets)} 1-event changesets through ${name}`,
+      'changesets/s',
+      pushRate,
+      'Ed25519 signing (node:crypto)',
+      crypto.sign,
     );
-
     const pulling = await open(reader, library, 'reader');
-    bench.progress.update(`${name}: pulling ${changesets} changesets`);
+    bench.progress.update(`${name}: pulling ${changesets} 1-event changesets`);
     started = performance.now();
     await pullAll(pulling, writer.log.head);
-    const pullSeconds = (performance.now() - started) / 1000;
-    record(
+    const pullRate = changesets / ((performance.now() - started) / 1000);
+    againstBound(
       bench,
       `sync.${name}.pull`,
-      `sync pull of ${changesets.toLocaleString('en-US')} changesets through ${name}`,
-      changesets / pullSeconds,
+      `sync pull of ${count(changesets)} 1-event changesets through ${name}`,
+      'changesets/s',
+      pullRate,
+      'Ed25519 verification (node:crypto)',
+      crypto.verify,
+    );
+    bench.notes.push(
+      `${name}: the raw server's pipelined bounds for values of the same size are ${Math.round(raw.writes.median).toLocaleString('en-US')} writes/s and ${Math.round(raw.reads.median).toLocaleString('en-US')} reads/s.`,
     );
 
-    bench.progress.update(`${name}: bootstrapping`);
-    await writer.sync.publishSnapshot();
+    // 256-event changesets.
+    const events = bench.size(100_000, 2_560);
+    const bulk = await open(bulkWriter, library, 'bulk-writer', { maxEventsPerChangeset: 256 });
+    await appendEvents(bulk.log, events);
+    bench.progress.update(`${name}: pushing ${events} events in 256-event changesets`);
     started = performance.now();
-    const snapshotted = await open(fresh, library, 'fresh', 'snapshot');
-    await pullAll(snapshotted, writer.log.head);
+    await bulk.sync.syncOnce();
+    eventsRate(
+      bench,
+      `sync.${name}.push-256`,
+      `sync push of ${count(events)} events in 256-event changesets through ${name}`,
+      events / ((performance.now() - started) / 1000),
+      name === 'redis',
+    );
+    const bulkPulling = await open(bulkReader, library, 'bulk-reader', { bootstrap: 'replay' });
+    bench.progress.update(`${name}: pulling ${events} events in 256-event changesets`);
+    started = performance.now();
+    await pullAll(bulkPulling, events);
+    eventsRate(
+      bench,
+      `sync.${name}.pull-256`,
+      `sync pull of ${count(events)} events in 256-event changesets through ${name}`,
+      events / ((performance.now() - started) / 1000),
+      name === 'redis',
+    );
+
+    // A new device: the snapshot against replaying every changeset.
+    bench.progress.update(`${name}: bootstrapping`);
+    await writer.sync.syncOnce();
+    await writer.sync.publishSnapshot();
+    const total = writer.log.head;
+    started = performance.now();
+    await pullAll(await open(fresh, library, 'fresh', { bootstrap: 'snapshot' }), total);
     const snapshotMs = performance.now() - started;
     started = performance.now();
-    const replaying = await open(replayer, library, 'replayer', 'replay');
-    await pullAll(replaying, writer.log.head);
+    await pullAll(await open(replayer, library, 'replayer', { bootstrap: 'replay' }), total);
     const replayMs = performance.now() - started;
     bench.record({
       id: `sync.${name}.bootstrap`,
-      label: `new device catches up on ${changesets.toLocaleString('en-US')} changesets through ${name}: from a snapshot`,
+      label: `new device catches up on ${count(total)} events through ${name}: from a snapshot`,
       unit: 'ms',
       higherIsBetter: false,
       weft: stat([snapshotMs]),
       baseline: { name: 'replaying every changeset', stat: stat([replayMs]) },
       ratio: stat([snapshotMs / replayMs]),
+    });
+
+    // The heap while a device pulls a million events.
+    const million = bench.size(1_000_000, 5_120);
+    const big = await open(millionWriter, library, 'million-writer', { maxEventsPerChangeset: 256 });
+    await appendEvents(big.log, million);
+    bench.progress.update(`${name}: pushing ${million} events`);
+    await big.sync.syncOnce();
+    const bigReader = await open(millionReader, library, 'million-reader', { bootstrap: 'replay' });
+    bench.progress.update(`${name}: pulling ${million} events`);
+    (globalThis as { gc?: () => void }).gc?.();
+    const before = process.memoryUsage().heapUsed;
+    let peak = before;
+    const sampler = setInterval(() => {
+      peak = Math.max(peak, process.memoryUsage().heapUsed);
+    }, 50);
+    try {
+      await pullAll(bigReader, million);
+    } finally {
+      clearInterval(sampler);
+    }
+    const growthMb = (peak - before) / 1_048_576;
+    bench.record({
+      id: `sync.${name}.pull-heap`,
+      label: `heap growth while a device pulls ${count(million)} events through ${name} (${Math.round((million * 200) / 1_048_576)} MiB of payloads)`,
+      unit: 'MiB',
+      higherIsBetter: false,
+      weft: stat([growthMb]),
+      extra: { bytesPerEvent: Math.round((peak - before) / million) },
     });
   } finally {
     for (const device of devices) {
@@ -126,6 +397,46 @@ async function throughStore(bench: Bench, name: string, openStore: () => Promise
   }
 }
 
+const count = (value: number) => value.toLocaleString('en-US');
+
+async function appendEvents(log: EventLog, events: number): Promise<void> {
+  const payload = new Uint8Array(200).fill(3);
+  for (let index = 0; index < events; index += 1000) {
+    await log.appendBatch(
+      Array.from({ length: Math.min(1000, events - index) }, (_, offset) => ({
+        entity: `notes.${(index + offset) % 50}`,
+        kind: 0x1001,
+        payload,
+      })),
+    );
+  }
+  await log.flush();
+}
+
+function againstBound(bench: Bench, id: string, label: string, unit: string, rate: number, boundName: string, bound: Stat): void {
+  bench.record({
+    id,
+    label,
+    unit,
+    higherIsBetter: true,
+    weft: stat([rate]),
+    baseline: { name: boundName, stat: bound },
+    ratio: stat([rate / bound.median]),
+    target: { kind: 'ratio-at-least', value: 0.5 },
+  });
+}
+
+function eventsRate(bench: Bench, id: string, label: string, rate: number, targeted: boolean): void {
+  bench.record({
+    id,
+    label,
+    unit: 'events/s',
+    higherIsBetter: true,
+    weft: stat([rate]),
+    ...(targeted ? { target: { kind: 'value-at-least' as const, value: 50_000 } } : {}),
+  });
+}
+
 /** Syncs until a round brings nothing new and the device has applied every other device's head. */
 async function pullAll(device: Device, events: number): Promise<void> {
   for (let rounds = 0; rounds < 10_000; rounds++) {
@@ -134,8 +445,4 @@ async function pullAll(device: Device, events: number): Promise<void> {
     if (pulled === 0 && !lagging) return;
   }
   throw new Error(`the device did not catch up: ${device.log.head} events of about ${events}`);
-}
-
-function record(bench: Bench, id: string, label: string, rate: number): void {
-  bench.record({ id, label, unit: 'changesets/s', higherIsBetter: true, weft: stat([rate]) });
 }
