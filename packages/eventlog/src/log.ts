@@ -185,6 +185,15 @@ function checkName(value: unknown, what: string): string {
   return value;
 }
 
+/** A batch label travels in the frame's idempotency key field, behind this prefix (docs/formats/eventlog.md). */
+const labelPrefix = 'label:';
+
+/** The key field of a frame, as the idempotency key or the label it holds. */
+function keyOrLabel(stored: string | undefined): { idempotencyKey: string | undefined; label: string | undefined } {
+  if (stored?.startsWith(labelPrefix) === true) return { idempotencyKey: undefined, label: stored.slice(labelPrefix.length) };
+  return { idempotencyKey: stored, label: undefined };
+}
+
 /** True when a kind's category (its top 4 bits) is reserved for the log itself: 0x0 and 0xD. */
 export function isReservedKind(kind: number): boolean {
   const category = kind >>> 12;
@@ -389,6 +398,11 @@ export class EventLog implements AsyncDisposable {
     if (!Array.isArray(inputs) || inputs.length === 0) throw invalidArgument('an append needs at least one event');
     if (inputs.length > 0xffff) throw invalidArgument(`a batch holds at most 65535 events, got ${inputs.length}`);
     const idempotencyKey = options.idempotencyKey === undefined ? undefined : checkName(options.idempotencyKey, 'idempotencyKey');
+    if (idempotencyKey?.startsWith(labelPrefix) === true) throw invalidArgument(`an idempotency key must not start with "${labelPrefix}"`);
+    const label = options.label === undefined ? undefined : `${labelPrefix}${checkName(options.label, 'label')}`;
+    if (label !== undefined && idempotencyKey !== undefined) throw invalidArgument('a batch takes a label or an idempotency key, not both');
+    if (label !== undefined && Buffer.byteLength(label) > maxNameBytes)
+      throw invalidArgument(`a label is at most ${maxNameBytes - labelPrefix.length} bytes`);
     if (idempotencyKey !== undefined) {
       const earlier = this.#idempotency.get(idempotencyKey);
       if (earlier !== undefined) {
@@ -512,7 +526,7 @@ export class EventLog implements AsyncDisposable {
         causationId: input.causationId,
         correlationId: input.correlationId,
         parents,
-        idempotencyKey: index === 0 ? idempotencyKey : undefined,
+        idempotencyKey: index === 0 ? (idempotencyKey ?? label) : undefined,
         encryption: sealed.encryption,
       };
       const frame = encodeFrame(header, sealed.stored, this.#hashers.crc32c);
@@ -925,7 +939,7 @@ export class EventLog implements AsyncDisposable {
       causationId: header.causationId,
       correlationId: header.correlationId,
       parents: header.parents,
-      idempotencyKey: header.idempotencyKey,
+      ...keyOrLabel(header.idempotencyKey),
       hash: header.hash,
       storedPayload: stored,
       payload: opened.payload,
@@ -1303,7 +1317,7 @@ export class EventLog implements AsyncDisposable {
     const appended = { id: header.id, entity: header.entity, position, sequence: header.sequence };
     if (header.batchIndex === 0) {
       this.#recoveringReceipt = undefined;
-      if (header.idempotencyKey !== undefined) {
+      if (header.idempotencyKey !== undefined && !header.idempotencyKey.startsWith(labelPrefix)) {
         this.#recoveringReceipt = { events: [appended], durable: Promise.resolve() };
         this.#idempotency.set(header.idempotencyKey, this.#recoveringReceipt);
       }

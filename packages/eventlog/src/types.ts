@@ -58,6 +58,14 @@ export interface AppendOptions {
   readonly expectedSequence?: number | Readonly<Record<string, number>>;
   /** A retry with the same key returns the original receipt and writes nothing. */
   readonly idempotencyKey?: string;
+  /**
+   * A label stored with the batch (on its first event, read back as
+   * `LogEvent.label`): metadata a layer above the log finds again after a
+   * crash, such as which batches it imported. Unlike an idempotency key it
+   * deduplicates nothing and the log keeps nothing of it in memory. Not
+   * together with `idempotencyKey`.
+   */
+  readonly label?: string;
   /** A gate for this append only, run after the log's own gates. */
   readonly gate?: Gate;
 }
@@ -97,6 +105,8 @@ export interface LogEvent {
   readonly correlationId: EventId | undefined;
   readonly parents: readonly EventId[];
   readonly idempotencyKey: string | undefined;
+  /** The batch's label, on the first event of a labelled batch. */
+  readonly label: string | undefined;
   /** blake3(previous hash of the entity ‖ stored payload bytes), 32 bytes. */
   readonly hash: Uint8Array;
   /** The payload as stored (ciphertext when encrypted). */

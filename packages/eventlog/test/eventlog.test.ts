@@ -137,6 +137,34 @@ describe('expected sequences, idempotency and gates', () => {
     expect(reopened.head).toBe(2);
   });
 
+  it('keeps a batch label with the batch, on its first event, also after reopening; a label deduplicates nothing', async () => {
+    const fs = new MemoryFileSystem();
+    const log = await openEventLog({ dir: '/log', fs });
+    const batch = [
+      { entity: 'a', kind, payload: bytes('1') },
+      { entity: 'a', kind, payload: bytes('2') },
+    ];
+    await log.appendBatch(batch, { label: 'import:2' });
+    const again = await log.appendBatch(batch, { label: 'import:2' });
+    expect(again.duplicate).toBe(false);
+    expect(log.head).toBe(4);
+    await expect(log.append(batch[0] as (typeof batch)[0], { label: 'x', idempotencyKey: 'y' })).rejects.toThrow(/not both/);
+    await expect(log.append(batch[0] as (typeof batch)[0], { idempotencyKey: 'label:x' })).rejects.toThrow(/must not start/);
+    await log.close();
+    const reopened = await openEventLog({ dir: '/log', fs });
+    open.push(reopened);
+    const seen: Array<[number, string | undefined, string | undefined]> = [];
+    for await (const event of reopened.read()) seen.push([event.position, event.label, event.idempotencyKey]);
+    expect(seen).toEqual([
+      [1, 'import:2', undefined],
+      [2, undefined, undefined],
+      [3, 'import:2', undefined],
+      [4, undefined, undefined],
+    ]);
+    // A label read back is no idempotency key: the same text as a key appends.
+    expect((await reopened.append({ entity: 'a', kind, payload: bytes('3') }, { idempotencyKey: 'import:2' })).duplicate).toBe(false);
+  });
+
   it('runs gates inside the critical section and denies with a structured reason, writing nothing', async () => {
     const limit = 3;
     const log = await fresh({
