@@ -1,7 +1,7 @@
 /**
  * Import batches are tagged in the log itself: each batch of events pulled
- * from other devices is appended with an idempotency key that says how many
- * events it holds. The sync state records which local positions were
+ * from other devices is appended with a label (`AppendOptions.label`) that
+ * says how many events it holds. The sync state records which local positions were
  * imported (so they are never pushed as this device's own), and when it
  * lags the log (a crash between an append and the state's save), the log
  * past the state's scanned position is read again to rebuild it.
@@ -11,15 +11,15 @@ import { addRange, type SyncStateData } from './state.js';
 
 const prefix = 'weft-sync-import:';
 
-/** The idempotency key of an import batch: its size and its first event id (unique per batch). */
+/** The label of an import batch: its size and its first event id. */
 export function importTag(count: number, firstEventId: string): string {
   return `${prefix}${count}:${firstEventId}`;
 }
 
 /** The size of the import batch a tag starts, or `undefined` for any other key. */
-export function importCount(idempotencyKey: string | undefined): number | undefined {
-  if (idempotencyKey === undefined || !idempotencyKey.startsWith(prefix)) return undefined;
-  const count = Number(idempotencyKey.slice(prefix.length, idempotencyKey.indexOf(':', prefix.length)));
+export function importCount(label: string | undefined): number | undefined {
+  if (label === undefined || !label.startsWith(prefix)) return undefined;
+  const count = Number(label.slice(prefix.length, label.indexOf(':', prefix.length)));
   return Number.isSafeInteger(count) && count >= 1 && count <= 0xffff ? count : undefined;
 }
 
@@ -31,7 +31,7 @@ export async function recoverImports(log: EventLog, state: SyncStateData): Promi
   let found = 0;
   const durable = log.durableHead;
   for await (const event of log.read(state.scannedPosition + 1)) {
-    const count = importCount(event.idempotencyKey);
+    const count = importCount(event.label);
     if (count === undefined) continue;
     addRange(state.imported, event.position, event.position + count - 1);
     found += count;

@@ -378,7 +378,7 @@ export class Puller {
             ...(event.correlationId === undefined ? {} : { correlationId: event.correlationId }),
           })),
           // Tagged in the log itself, so the import is known even if the state is not saved after it.
-          { idempotencyKey: importTag(slice.length, (slice[0] as SyncedEvent).id) },
+          { label: importTag(slice.length, (slice[0] as SyncedEvent).id) },
         );
         const first = receipt.events[0]?.position ?? 0;
         addRange(state.imported, first, receipt.position);
