@@ -18,6 +18,10 @@ import { nodeFileSystem } from './fs/node-fs.js';
 import { FileSystemError, joinPath, type LogFile, type LogFileSystem } from './fs/types.js';
 import { type Hashers, loadHashers } from './hash.js';
 import { type EventId, HybridLogicalClock, isUuid, UuidV7Generator } from './ids.js';
+import { DirectoryLock } from './lock.js';
+import { type PayloadCodec, plainCodec } from './payload-codec.js';
+import { checkName, invalidArgument, ioFailed, isReservedKind, keyOrLabel, labelPrefix, segmentName } from './rules.js';
+import { concatFrames, deferred, type EntityState, LocationIndex, type PendingBatch, type Segment } from './structures.js';
 import type {
   AppendedEvent,
   AppendInput,
@@ -31,6 +35,7 @@ import type {
   SyncMode,
   VerifyResult,
 } from './types.js';
+import { describeReason, equalBytes, sleep } from './util.js';
 
 /** Options of {@link openEventLog}. */
 export interface EventLogOptions {
@@ -62,153 +67,10 @@ export interface EventLogOptions {
   readonly pollIntervalMs?: number;
 }
 
-/** @internal the seam encryption plugs into: turns payloads into stored bytes and back. */
-export interface PayloadCodec {
-  /** Runs before any frame of a write is written (the encryption fence); a failure fails those appends and writes nothing. */
-  beforeWrite?(): Promise<void>;
-  /** Checks a frame found during recovery (an encrypted frame must have its key). */
-  checkRecovered?(header: FrameHeader): void;
-  /** Destroys keys durably; returns how many. */
-  shred?(target: ShredTarget): Promise<number>;
-  /** Read-only logs: reads keys the writer added since. */
-  reload?(): Promise<void>;
-  seal(input: SealInput): { stored: Uint8Array; encryption: FrameHeader['encryption'] };
-  open(header: FrameHeader, stored: Uint8Array): { payload: Uint8Array; disposition: LogEvent['disposition'] };
-}
-
-/** @internal what the payload codec sees of an event. */
-export interface SealInput {
-  readonly id: EventId;
-  readonly entity: string;
-  readonly scope: string;
-  readonly kind: number;
-  readonly payload: Uint8Array;
-  readonly reserved: boolean;
-}
-
-const plainCodec: PayloadCodec = {
-  seal: (input) => ({ stored: input.payload, encryption: undefined }),
-  // Opened without its keyset, an encrypted payload is never handed out as if it were the plaintext.
-  open: (header, stored) =>
-    header.encryption === undefined ? { payload: stored, disposition: 'plain' } : { payload: new Uint8Array(0), disposition: 'sealed' },
-};
-
 const segmentPattern = /^seg-(\d{16})\.log$/;
-const lockName = 'LOCK';
 const zeroHash = new Uint8Array(32);
 const scanChunkBytes = 4 * 1024 * 1024;
 const noneFlushBytes = 256 * 1024;
-
-/** Locks held by logs open in this process: directory -> the filesystem's boot id when taken. */
-const heldLocks = new Map<LogFileSystem, Map<string, number>>();
-
-interface Segment {
-  readonly name: string;
-  readonly firstPosition: number;
-  readonly file: LogFile;
-  /** Bytes written to the OS. */
-  size: number;
-  /** Bytes known durable. */
-  durableSize: number;
-}
-
-interface EntityState {
-  sequence: number;
-  lastHash: Uint8Array;
-  readonly positions: number[];
-}
-
-interface Deferred<T> {
-  readonly promise: Promise<T>;
-  resolve(value: T): void;
-  reject(error: unknown): void;
-}
-
-function deferred<T>(): Deferred<T> {
-  let resolve!: (value: T) => void;
-  let reject!: (error: unknown) => void;
-  const promise = new Promise<T>((ok, fail) => {
-    resolve = ok;
-    reject = fail;
-  });
-  return { promise, resolve, reject };
-}
-
-interface PendingBatch {
-  readonly frames: Uint8Array[];
-  readonly firstPosition: number;
-  readonly lastPosition: number;
-  readonly bytes: number;
-  readonly undo: Array<() => void>;
-  readonly written: Deferred<void>;
-  readonly durable: Deferred<void>;
-}
-
-/** Growable typed arrays: where each position lives, without an object per event. */
-class LocationIndex {
-  segment = new Uint32Array(1024);
-  offset = new Float64Array(1024);
-  size = new Uint32Array(1024);
-
-  set(position: number, segment: number, offset: number, size: number): void {
-    const index = position - 1;
-    if (index >= this.segment.length) {
-      const capacity = Math.max(index + 1, this.segment.length * 2);
-      this.segment = grow(this.segment, capacity, Uint32Array);
-      this.offset = grow(this.offset, capacity, Float64Array);
-      this.size = grow(this.size, capacity, Uint32Array);
-    }
-    this.segment[index] = segment;
-    this.offset[index] = offset;
-    this.size[index] = size;
-  }
-}
-
-function grow<T extends Uint32Array | Float64Array>(array: T, capacity: number, Kind: new (length: number) => T): T {
-  const grown = new Kind(capacity);
-  grown.set(array);
-  return grown;
-}
-
-function invalidArgument(message: string): EventLogError {
-  return new EventLogError(EventLogErrorCode.InvalidArgument, message);
-}
-
-function checkName(value: unknown, what: string): string {
-  if (typeof value !== 'string') throw invalidArgument(`${what} must be a string, got ${typeof value}`);
-  const bytes = Buffer.byteLength(value);
-  if (bytes === 0 || bytes > maxNameBytes) throw invalidArgument(`${what} must be 1 to ${maxNameBytes} bytes, got ${bytes}`);
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what is refused
-  if (/[\u0000-\u001f\u007f]/.test(value)) throw invalidArgument(`${what} must not contain control characters`);
-  if ((value as { isWellFormed?: () => boolean }).isWellFormed?.() === false)
-    throw invalidArgument(`${what} must be well-formed UTF-16 (no lone surrogates)`);
-  return value;
-}
-
-/** A batch label travels in the frame's idempotency key field, behind this prefix (docs/formats/eventlog.md). */
-const labelPrefix = 'label:';
-
-/** The key field of a frame, as the idempotency key or the label it holds. */
-function keyOrLabel(stored: string | undefined): { idempotencyKey: string | undefined; label: string | undefined } {
-  if (stored?.startsWith(labelPrefix) === true) return { idempotencyKey: undefined, label: stored.slice(labelPrefix.length) };
-  return { idempotencyKey: stored, label: undefined };
-}
-
-/** True when a kind's category (its top 4 bits) is reserved for the log itself: 0x0 and 0xD. */
-export function isReservedKind(kind: number): boolean {
-  const category = kind >>> 12;
-  return category === 0x0 || category === 0xd;
-}
-
-function segmentName(firstPosition: number): string {
-  return `seg-${String(firstPosition).padStart(16, '0')}.log`;
-}
-
-function ioFailed(action: string, error: unknown): EventLogError {
-  return new EventLogError(EventLogErrorCode.IoFailed, `${action} failed: ${error instanceof Error ? error.message : String(error)}`, {
-    cause: error,
-  });
-}
 
 /**
  * Opens (or creates) an event log in `options.dir`, recovering from a crash:
@@ -234,6 +96,7 @@ export class EventLog implements AsyncDisposable {
   readonly dir: string;
   readonly sync: SyncMode;
   readonly #fs: LogFileSystem;
+  readonly #lock: DirectoryLock;
   readonly #hashers: Hashers;
   #codec: PayloadCodec = plainCodec;
   readonly #segmentBytes: number;
@@ -273,6 +136,7 @@ export class EventLog implements AsyncDisposable {
     this.dir = options.dir;
     this.sync = options.sync ?? 'group';
     this.#fs = fs;
+    this.#lock = new DirectoryLock(fs, options.dir);
     this.#hashers = hashers;
     this.#segmentBytes = options.segmentBytes ?? 64 * 1024 * 1024;
     this.#maxPayloadBytes = options.maxPayloadBytes ?? 16 * 1024 * 1024;
@@ -305,13 +169,13 @@ export class EventLog implements AsyncDisposable {
     const hashers = await loadHashers();
     const log = new EventLog(options, fs, hashers);
     if (log.readOnly && !(await fs.exists(options.dir))) throw invalidArgument(`${options.dir} holds no log`);
-    if (!log.readOnly) await log.#acquireLock();
+    if (!log.readOnly) await log.#lock.acquire();
     try {
       const hasSegments = (await fs.readdir(options.dir)).some((name) => segmentPattern.test(name));
       log.#codec = await makeCodec(fs, hashers, hasSegments);
       await log.#recover();
     } catch (error) {
-      if (!log.readOnly) await log.#releaseLock().catch(() => undefined);
+      if (!log.readOnly) await log.#lock.release().catch(() => undefined);
       throw error;
     }
     if (sync === 'interval' && !log.readOnly) {
@@ -634,7 +498,9 @@ export class EventLog implements AsyncDisposable {
       if (pending.length === 0) return;
       const segment = this.#activeSegment();
       const buffer =
-        pending.length === 1 && pending[0]?.frames.length === 1 ? (pending[0].frames[0] as Uint8Array) : concat(pending, pendingBytes);
+        pending.length === 1 && pending[0]?.frames.length === 1
+          ? (pending[0].frames[0] as Uint8Array)
+          : concatFrames(pending, pendingBytes);
       await this.#writeAll(segment, buffer);
       let offset = segment.size;
       const segmentIndex = this.#segments.length - 1;
@@ -1329,53 +1195,6 @@ export class EventLog implements AsyncDisposable {
 
   // ------------------------------------------------------------------- locks
 
-  async #acquireLock(): Promise<void> {
-    await this.#fs.mkdir(this.dir);
-    const held = heldLocks.get(this.#fs) ?? new Map<string, number>();
-    heldLocks.set(this.#fs, held);
-    const bootId = this.#fs.bootId ?? 0;
-    if (held.get(this.dir) === bootId)
-      throw new EventLogError(EventLogErrorCode.Locked, `the log in ${this.dir} is already open in this process`);
-    const path = joinPath(this.dir, lockName);
-    for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        const file = await this.#fs.open(path, { create: true, exclusive: true });
-        await file.write(new TextEncoder().encode(String(process.pid)), 0);
-        await file.sync();
-        await file.close();
-        await this.#fs.syncDir(this.dir);
-        held.set(this.dir, bootId);
-        return;
-      } catch (error) {
-        if (!(error instanceof FileSystemError && error.code === 'EEXIST')) throw ioFailed('taking the lock', error);
-      }
-      const owner = await this.#lockOwner(path);
-      if (owner !== undefined && owner !== process.pid && isAlive(owner)) {
-        throw new EventLogError(EventLogErrorCode.Locked, `the log in ${this.dir} is open in process ${owner}`);
-      }
-      // A lock left by a process that is gone (or by this process before a crash): take it over.
-      await this.#fs.unlink(path).catch(() => undefined);
-    }
-    throw new EventLogError(EventLogErrorCode.Locked, `could not take the lock of ${this.dir}`);
-  }
-
-  async #lockOwner(path: string): Promise<number | undefined> {
-    try {
-      const file = await this.#fs.open(path);
-      const text = new TextDecoder().decode(await file.read(0, 32));
-      await file.close();
-      const pid = Number(text);
-      return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
-    } catch {
-      return undefined;
-    }
-  }
-
-  async #releaseLock(): Promise<void> {
-    heldLocks.get(this.#fs)?.delete(this.dir);
-    await this.#fs.unlink(joinPath(this.dir, lockName)).catch(() => undefined);
-  }
-
   // ------------------------------------------------------------- encryption
 
   /**
@@ -1458,7 +1277,7 @@ export class EventLog implements AsyncDisposable {
     this.#wake();
     this.#rejectDurable(new EventLogError(EventLogErrorCode.Closed, 'the log was closed'));
     for (const segment of this.#segments) await segment.file.close().catch(() => undefined);
-    if (!this.readOnly) await this.#releaseLock();
+    if (!this.readOnly) await this.#lock.release();
     if (failure !== undefined) throw failure;
   }
 
@@ -1478,54 +1297,5 @@ export class EventLog implements AsyncDisposable {
         cause: this.#failure,
       });
     }
-  }
-}
-
-function concat(batches: readonly PendingBatch[], total: number): Uint8Array {
-  const buffer = new Uint8Array(total);
-  let at = 0;
-  for (const batch of batches) {
-    for (const frame of batch.frames) {
-      buffer.set(frame, at);
-      at += frame.length;
-    }
-  }
-  return buffer;
-}
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let index = 0; index < a.length; index++) if (a[index] !== b[index]) return false;
-  return true;
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    if (signal?.aborted) return done();
-    signal?.addEventListener('abort', done, { once: true });
-  });
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as { code?: string }).code === 'EPERM';
-  }
-}
-
-function describeReason(reason: unknown): string {
-  if (typeof reason === 'string') return reason;
-  try {
-    return JSON.stringify(reason) ?? String(reason);
-  } catch {
-    return String(reason);
   }
 }

@@ -14,7 +14,7 @@ import { EventLogError, EventLogErrorCode } from '../errors.js';
 import type { LogFileSystem } from '../fs/types.js';
 import type { Hashers } from '../hash.js';
 import { writeUuid } from '../ids.js';
-import type { PayloadCodec, SealInput } from '../log.js';
+import type { PayloadCodec, SealInput } from '../payload-codec.js';
 import { RandomPool } from '../random.js';
 import type { LogEvent } from '../types.js';
 import { type Granularity, Keyset, keyName, type ShredTarget } from './keyset.js';

@@ -1,0 +1,41 @@
+/**
+ * The seam between the log and what it stores as a payload: plain bytes, or
+ * (with encryption) sealed ones. Declared apart from both, so the log and
+ * the encrypted codec each import it and not each other.
+ */
+import type { FrameHeader } from './codec.js';
+import type { ShredTarget } from './crypto/keyset.js';
+import type { EventId } from './ids.js';
+import type { LogEvent } from './types.js';
+
+/** @internal the seam encryption plugs into: turns payloads into stored bytes and back. */
+export interface PayloadCodec {
+  /** Runs before any frame of a write is written (the encryption fence); a failure fails those appends and writes nothing. */
+  beforeWrite?(): Promise<void>;
+  /** Checks a frame found during recovery (an encrypted frame must have its key). */
+  checkRecovered?(header: FrameHeader): void;
+  /** Destroys keys durably; returns how many. */
+  shred?(target: ShredTarget): Promise<number>;
+  /** Read-only logs: reads keys the writer added since. */
+  reload?(): Promise<void>;
+  seal(input: SealInput): { stored: Uint8Array; encryption: FrameHeader['encryption'] };
+  open(header: FrameHeader, stored: Uint8Array): { payload: Uint8Array; disposition: LogEvent['disposition'] };
+}
+
+/** @internal what the payload codec sees of an event. */
+export interface SealInput {
+  readonly id: EventId;
+  readonly entity: string;
+  readonly scope: string;
+  readonly kind: number;
+  readonly payload: Uint8Array;
+  readonly reserved: boolean;
+}
+
+/** Payloads stored as they are. */
+export const plainCodec: PayloadCodec = {
+  seal: (input) => ({ stored: input.payload, encryption: undefined }),
+  // Opened without its keyset, an encrypted payload is never handed out as if it were the plaintext.
+  open: (header, stored) =>
+    header.encryption === undefined ? { payload: stored, disposition: 'plain' } : { payload: new Uint8Array(0), disposition: 'sealed' },
+};
