@@ -1,10 +1,7 @@
 import {
-  checkpointOffset,
   type DecodedFrame,
   decodeSegmentHeader,
-  encodeCheckpoint,
   encodeFrame,
-  encodeSegmentHeader,
   type FrameHeader,
   maxNameBytes,
   maxParents,
@@ -15,13 +12,13 @@ import { EncryptedCodec, type EncryptionOptions } from './crypto/encrypted-codec
 import { keysetFileName, type ShredTarget } from './crypto/keyset.js';
 import { EventLogError, EventLogErrorCode } from './errors.js';
 import { nodeFileSystem } from './fs/node-fs.js';
-import { FileSystemError, joinPath, type LogFile, type LogFileSystem } from './fs/types.js';
+import { joinPath, type LogFile, type LogFileSystem } from './fs/types.js';
 import { type Hashers, loadHashers } from './hash.js';
 import { type EventId, HybridLogicalClock, isUuid, UuidV7Generator } from './ids.js';
 import { DirectoryLock } from './lock.js';
 import { type PayloadCodec, plainCodec } from './payload-codec.js';
-import { checkName, invalidArgument, ioFailed, isReservedKind, keyOrLabel, labelPrefix, segmentName } from './rules.js';
-import { concatFrames, deferred, type EntityState, LocationIndex, type PendingBatch, type Segment } from './structures.js';
+import { checkName, invalidArgument, isReservedKind, keyOrLabel, labelPrefix } from './rules.js';
+import { deferred, type EntityState, LocationIndex, type PendingBatch, type Segment } from './structures.js';
 import type {
   AppendedEvent,
   AppendInput,
@@ -36,6 +33,7 @@ import type {
   VerifyResult,
 } from './types.js';
 import { describeReason, equalBytes, sleep } from './util.js';
+import { SegmentWriter } from './writer.js';
 
 /** Options of {@link openEventLog}. */
 export interface EventLogOptions {
@@ -70,7 +68,6 @@ export interface EventLogOptions {
 const segmentPattern = /^seg-(\d{16})\.log$/;
 const zeroHash = new Uint8Array(32);
 const scanChunkBytes = 4 * 1024 * 1024;
-const noneFlushBytes = 256 * 1024;
 
 /**
  * Opens (or creates) an event log in `options.dir`, recovering from a crash:
@@ -99,14 +96,13 @@ export class EventLog implements AsyncDisposable {
   readonly #lock: DirectoryLock;
   readonly #hashers: Hashers;
   #codec: PayloadCodec = plainCodec;
-  readonly #segmentBytes: number;
+  readonly #writer: SegmentWriter;
   readonly #maxPayloadBytes: number;
   readonly #syncIntervalMs: number;
   readonly #gates: readonly Gate[];
   readonly #ids: UuidV7Generator;
   readonly #clockSource: () => number;
   readonly #hlc: HybridLogicalClock;
-  readonly #segments: Segment[] = [];
   readonly #locations = new LocationIndex();
   readonly #byId = new Map<string, number>();
   readonly #entities = new Map<string, EntityState>();
@@ -114,18 +110,9 @@ export class EventLog implements AsyncDisposable {
   readonly #children = new Map<string, EventId[]>();
   readonly #unwritten = new Map<number, Uint8Array>();
   readonly #projectionCache = new Map<string, { position: number; hash: Uint8Array; state: unknown }>();
-  #queue: PendingBatch[] = [];
-  #queuedBytes = 0;
-  /** Batches written to the OS but not yet durable. */
-  #written: PendingBatch[] = [];
   /** During recovery: the idempotent batch whose later frames are being read. */
   #recoveringReceipt: { events: AppendedEvent[]; durable: Promise<void> } | undefined;
   #head = 0;
-  #writtenHead = 0;
-  #durableHead = 0;
-  #pumping = false;
-  #pumpScheduled = false;
-  #failure: EventLogError | undefined;
   #closed = false;
   #intervalTimer: NodeJS.Timeout | undefined;
   #waiters = new Set<() => void>();
@@ -138,7 +125,20 @@ export class EventLog implements AsyncDisposable {
     this.#fs = fs;
     this.#lock = new DirectoryLock(fs, options.dir);
     this.#hashers = hashers;
-    this.#segmentBytes = options.segmentBytes ?? 64 * 1024 * 1024;
+    this.#writer = new SegmentWriter({
+      dir: options.dir,
+      fs,
+      sync: this.sync,
+      segmentBytes: options.segmentBytes ?? 64 * 1024 * 1024,
+      beforeWrite: async () => {
+        await this.#codec.beforeWrite?.();
+      },
+      onFrameWritten: (position, segmentIndex, offset, size) => {
+        this.#locations.set(position, segmentIndex, offset, size);
+        this.#unwritten.delete(position);
+      },
+      wake: () => this.#wake(),
+    });
     this.#maxPayloadBytes = options.maxPayloadBytes ?? 16 * 1024 * 1024;
     this.#syncIntervalMs = options.syncIntervalMs ?? 100;
     this.#gates = options.gates ?? [];
@@ -197,7 +197,7 @@ export class EventLog implements AsyncDisposable {
 
   /** Position of the last durable event. */
   get durableHead(): number {
-    return this.#durableHead;
+    return this.#writer.durableHead;
   }
 
   /** The entity's current sequence (0 when it has no events). */
@@ -436,209 +436,8 @@ export class EventLog implements AsyncDisposable {
     undo.push(() => {
       this.#head = firstPosition - 1;
     });
-    this.#queue.push(batch);
-    this.#queuedBytes += bytes;
-    this.#schedulePump();
+    this.#writer.enqueue(batch);
     return batch;
-  }
-
-  #schedulePump(): void {
-    if (this.#pumpScheduled || this.#pumping) return;
-    this.#pumpScheduled = true;
-    const queued = this.#queuedBytes;
-    const run = () => {
-      this.#pumpScheduled = false;
-      void this.#pump();
-    };
-    // With `none`, let appends accumulate into one write; the others start at once.
-    if (this.sync === 'none' && queued < noneFlushBytes) setImmediate(run);
-    else queueMicrotask(run);
-  }
-
-  /** Writes queued batches in order; fsyncs as the sync mode asks. Only one pump runs at a time. */
-  async #pump(): Promise<void> {
-    if (this.#pumping) return;
-    this.#pumping = true;
-    try {
-      while (this.#queue.length > 0 && this.#failure === undefined) {
-        const group = this.sync === 'always' ? this.#queue.slice(0, 1) : this.#queue.slice();
-        try {
-          await this.#codec.beforeWrite?.();
-        } catch (error) {
-          this.#rollBack(EventLogError.is(error) ? error : ioFailed('preparing the write', error));
-          continue;
-        }
-        try {
-          await this.#writeGroup(group);
-        } catch (error) {
-          this.#rollBack(ioFailed('writing to the log', error));
-          continue;
-        }
-        this.#queue = this.#queue.slice(group.length);
-        for (const batch of group) this.#queuedBytes -= batch.bytes;
-        if (this.sync === 'always' || this.sync === 'group') {
-          try {
-            await this.#syncActiveSegment();
-          } catch (error) {
-            this.#fail(ioFailed('fsync of the log', error));
-            return;
-          }
-        }
-      }
-    } finally {
-      this.#pumping = false;
-      if (this.#queue.length > 0 && this.#failure === undefined) this.#schedulePump();
-    }
-  }
-
-  async #writeGroup(group: readonly PendingBatch[]): Promise<void> {
-    let pending: PendingBatch[] = [];
-    let pendingBytes = 0;
-    const writePending = async () => {
-      if (pending.length === 0) return;
-      const segment = this.#activeSegment();
-      const buffer =
-        pending.length === 1 && pending[0]?.frames.length === 1
-          ? (pending[0].frames[0] as Uint8Array)
-          : concatFrames(pending, pendingBytes);
-      await this.#writeAll(segment, buffer);
-      let offset = segment.size;
-      const segmentIndex = this.#segments.length - 1;
-      for (const batch of pending) {
-        for (const [index, frame] of batch.frames.entries()) {
-          const position = batch.firstPosition + index;
-          this.#locations.set(position, segmentIndex, offset, frame.length);
-          this.#unwritten.delete(position);
-          offset += frame.length;
-        }
-        this.#writtenHead = batch.lastPosition;
-        this.#written.push(batch);
-        batch.written.resolve();
-      }
-      segment.size = offset;
-      pending = [];
-      pendingBytes = 0;
-      this.#wake();
-    };
-    for (const batch of group) {
-      const segment = this.#activeSegment();
-      // Batches never straddle segments; a full segment is closed at a batch boundary.
-      if (segment.size + pendingBytes > segmentHeaderSize && segment.size + pendingBytes + batch.bytes > this.#segmentBytes) {
-        await writePending();
-        await this.#rotate(batch.firstPosition);
-      }
-      pending.push(batch);
-      pendingBytes += batch.bytes;
-    }
-    await writePending();
-  }
-
-  async #writeAll(segment: Segment, buffer: Uint8Array): Promise<void> {
-    let written = 0;
-    try {
-      while (written < buffer.length) {
-        const count = await segment.file.write(written === 0 ? buffer : buffer.subarray(written), segment.size + written);
-        if (count <= 0) throw new FileSystemError('EIO', 'the filesystem wrote nothing');
-        written += count;
-      }
-    } catch (error) {
-      // Leave no partial frame behind: the next write must follow a whole frame.
-      await segment.file.truncate(segment.size).catch((truncateError: unknown) => {
-        this.#fail(ioFailed('removing a partial write', truncateError));
-      });
-      throw error;
-    }
-  }
-
-  /** Undoes every batch not yet written, newest first, and rejects them. */
-  #rollBack(error: EventLogError): void {
-    const batches = this.#queue;
-    this.#queue = [];
-    this.#queuedBytes = 0;
-    for (const batch of [...batches].reverse()) {
-      for (const step of [...batch.undo].reverse()) step();
-      batch.written.reject(error);
-      batch.durable.reject(error);
-    }
-  }
-
-  /** After a failed fsync the page cache can no longer be trusted: refuse everything until reopened. */
-  #fail(error: EventLogError): void {
-    if (this.#failure !== undefined) return;
-    this.#failure = error;
-    this.#rollBack(error);
-    this.#rejectDurable(error);
-    this.#wake();
-  }
-
-  /** Rejects the durability of everything written but not yet durable. */
-  #rejectDurable(error: EventLogError): void {
-    for (const batch of this.#written.splice(0)) batch.durable.reject(error);
-  }
-
-  async #syncActiveSegment(): Promise<void> {
-    const segment = this.#activeSegment();
-    const writtenHead = this.#writtenHead;
-    const size = segment.size;
-    if (segment.durableSize === size && this.#durableHead >= writtenHead) return;
-    await segment.file.sync();
-    segment.durableSize = size;
-    this.#markDurable(writtenHead);
-    // The checkpoint names a length that is already durable; it reaches the disk with a later fsync.
-    await segment.file.write(encodeCheckpoint(size), checkpointOffset).catch(() => undefined);
-  }
-
-  #markDurable(position: number): void {
-    if (position <= this.#durableHead) return;
-    this.#durableHead = position;
-    this.#resolveDurable();
-  }
-
-  #resolveDurable(): void {
-    // Batches written so far are durable up to durableHead.
-    for (const batch of this.#written) {
-      if (batch.lastPosition <= this.#durableHead) batch.durable.resolve();
-    }
-    this.#written = this.#written.filter((batch) => batch.lastPosition > this.#durableHead);
-  }
-
-  #activeSegment(): Segment {
-    const segment = this.#segments.at(-1);
-    if (segment === undefined) throw new EventLogError(EventLogErrorCode.Closed, 'the log has no open segment');
-    return segment;
-  }
-
-  /** Closes the active segment durably and starts a new one whose first frame has `firstPosition`. */
-  async #rotate(firstPosition: number): Promise<void> {
-    const previous = this.#activeSegment();
-    // Only the last segment may ever have a torn tail, so a segment is made durable before the next begins.
-    await previous.file.sync();
-    previous.durableSize = previous.size;
-    this.#markDurable(this.#writtenHead);
-    await previous.file.write(encodeCheckpoint(previous.size), checkpointOffset);
-    await previous.file.sync();
-    await this.#createSegment(firstPosition);
-  }
-
-  async #createSegment(firstPosition: number): Promise<void> {
-    const name = segmentName(firstPosition);
-    const path = joinPath(this.dir, name);
-    const file = await this.#fs.open(path, { create: true, exclusive: true });
-    const header = encodeSegmentHeader(firstPosition, segmentHeaderSize);
-    const segment: Segment = { name, firstPosition, file, size: 0, durableSize: 0 };
-    try {
-      await this.#writeAll(segment, header);
-      segment.size = header.length;
-      await file.sync();
-      await this.#fs.syncDir(this.dir);
-    } catch (error) {
-      // Leave no half-made segment behind for the next attempt (recovery would also remove it).
-      await file.close().catch(() => undefined);
-      await this.#fs.unlink(path).catch(() => undefined);
-      throw error;
-    }
-    segment.durableSize = segment.size;
-    this.#segments.push(segment);
   }
 
   // -------------------------------------------------------------- durability
@@ -649,32 +448,8 @@ export class EventLog implements AsyncDisposable {
    *
    * @throws {EventLogError} `IoFailed`, `Closed`
    */
-  async flush(): Promise<void> {
-    if (this.#failure !== undefined) throw this.#failure;
-    const target = this.#head;
-    if (target === 0 || this.#durableHead >= target) return;
-    await this.#drain();
-    if (this.#failure !== undefined) throw this.#failure;
-    try {
-      await this.#syncActiveSegment();
-    } catch (error) {
-      const failure = ioFailed('fsync of the log', error);
-      this.#fail(failure);
-      throw failure;
-    }
-  }
-
-  /** Waits until everything queued is written to the OS (not necessarily durable). */
-  async #drain(): Promise<void> {
-    while ((this.#queue.length > 0 || this.#pumping) && this.#failure === undefined) {
-      const last = this.#queue.at(-1);
-      if (last !== undefined) {
-        this.#schedulePump();
-        await last.written.promise.catch(() => undefined);
-      } else {
-        await new Promise((resolve) => setImmediate(resolve));
-      }
-    }
+  flush(): Promise<void> {
+    return this.#writer.flush(this.#head);
   }
 
   // ------------------------------------------------------------------- reads
@@ -712,16 +487,16 @@ export class EventLog implements AsyncDisposable {
   /** The whole log from a position (default 1), in order, streamed from the segment files. */
   async *read(fromPosition = 1): AsyncGenerator<LogEvent> {
     this.#assertOpen();
-    await this.#drain();
-    const end = this.#writtenHead;
+    await this.#writer.drain();
+    const end = this.#writer.writtenHead;
     for await (const frame of this.#scan(Math.max(1, fromPosition), end)) yield this.#toEvent(frame);
   }
 
   async *#scan(fromPosition: number, toPosition: number): AsyncGenerator<DecodedFrame> {
     if (fromPosition > toPosition) return;
     const first = this.#locations.segment[fromPosition - 1] as number;
-    for (let segmentIndex = first; segmentIndex < this.#segments.length; segmentIndex++) {
-      const segment = this.#segments[segmentIndex] as Segment;
+    for (let segmentIndex = first; segmentIndex < this.#writer.segments.length; segmentIndex++) {
+      const segment = this.#writer.segments[segmentIndex] as Segment;
       const start = segmentIndex === first ? (this.#locations.offset[fromPosition - 1] as number) : segmentHeaderSize;
       for await (const item of this.#frames(segment, start)) {
         if ('problem' in item) throw this.#damaged(segment, item.offset, item.problem);
@@ -783,7 +558,7 @@ export class EventLog implements AsyncDisposable {
       if ('problem' in frame) throw new EventLogError(EventLogErrorCode.InvalidFrame, `queued frame ${position}: ${frame.detail}`);
       return this.#toEvent(frame);
     }
-    const segment = this.#segments[this.#locations.segment[position - 1] as number] as Segment;
+    const segment = this.#writer.segments[this.#locations.segment[position - 1] as number] as Segment;
     const offset = this.#locations.offset[position - 1] as number;
     const bytes = await segment.file.read(offset, this.#locations.size[position - 1] as number);
     const frame = readFrame(bytes, 0, this.#hashers.crc32c);
@@ -822,10 +597,10 @@ export class EventLog implements AsyncDisposable {
     const signal = options.signal;
     let next = Math.max(1, options.from ?? 1);
     const matches = (event: LogEvent) => options.entity === undefined || event.entity === options.entity;
-    await this.#drain();
+    await this.#writer.drain();
     let caughtUp = false;
     while (!signal?.aborted && !this.#closed) {
-      const end = this.#writtenHead;
+      const end = this.#writer.writtenHead;
       if (next <= end) {
         for await (const frame of this.#scan(next, end)) {
           const event = this.#toEvent(frame);
@@ -984,13 +759,13 @@ export class EventLog implements AsyncDisposable {
    */
   async verify(options: { onProgress?: (bytesDone: number, bytesTotal: number) => void } = {}): Promise<VerifyResult> {
     this.#assertOpen();
-    await this.#drain();
-    const total = this.#segments.reduce((sum, segment) => sum + segment.size, 0);
+    await this.#writer.drain();
+    const total = this.#writer.segments.reduce((sum, segment) => sum + segment.size, 0);
     let done = 0;
     let events = 0;
     let expectedPosition = 1;
     const chains = new Map<string, { hash: Uint8Array; sequence: number }>();
-    for (const segment of this.#segments) {
+    for (const segment of this.#writer.segments) {
       for await (const item of this.#frames(segment, segmentHeaderSize)) {
         const where = { segment: segment.name, offset: item.offset };
         if ('problem' in item) return { ok: false, events, ...where, position: undefined, problem: item.problem };
@@ -1009,7 +784,7 @@ export class EventLog implements AsyncDisposable {
       }
     }
     options.onProgress?.(total, total);
-    return { ok: true, events, segments: this.#segments.length };
+    return { ok: true, events, segments: this.#writer.segments.length };
   }
 
   // ---------------------------------------------------------------- recovery
@@ -1045,7 +820,7 @@ export class EventLog implements AsyncDisposable {
       if (header.firstPosition !== expectedFirst || header.firstPosition !== this.#head + 1) {
         throw corrupt(16, `first position ${header.firstPosition} does not follow position ${this.#head}`);
       }
-      const segmentIndex = this.#segments.length;
+      const segmentIndex = this.#writer.segments.length;
       const { validEnd, problem, problemOffset } = this.#indexFrames(bytes, segmentHeaderSize, segmentIndex);
       if (problem !== undefined) {
         if (!last) throw corrupt(problemOffset, problem);
@@ -1058,11 +833,10 @@ export class EventLog implements AsyncDisposable {
           await file.sync();
         }
       }
-      this.#segments.push({ name, firstPosition: header.firstPosition, file, size: validEnd, durableSize: validEnd });
+      this.#writer.segments.push({ name, firstPosition: header.firstPosition, file, size: validEnd, durableSize: validEnd });
     }
-    if (this.#segments.length === 0 && !this.readOnly) await this.#createSegment(1);
-    this.#writtenHead = this.#head;
-    this.#durableHead = this.#head;
+    if (this.#writer.segments.length === 0 && !this.readOnly) await this.#writer.createSegment(1);
+    this.#writer.recovered(this.#head);
   }
 
   /**
@@ -1119,13 +893,13 @@ export class EventLog implements AsyncDisposable {
     const before = this.#head;
     // Frames are read before the keyset: the writer makes a key durable before any frame under it,
     // so a keyset read afterwards holds every key the frames read here need.
-    const last = this.#segments.at(-1);
+    const last = this.#writer.segments.at(-1);
     let tail: Uint8Array | undefined;
     if (last !== undefined) {
       const size = await last.file.size();
       if (size > last.size) tail = await last.file.read(last.size, size - last.size);
     }
-    const known = new Set(this.#segments.map((segment) => segment.name));
+    const known = new Set(this.#writer.segments.map((segment) => segment.name));
     const fresh = (await this.#fs.readdir(this.dir)).filter((name) => segmentPattern.test(name) && !known.has(name)).sort();
     const opened: { name: string; file: LogFile; bytes: Uint8Array }[] = [];
     for (const name of fresh) {
@@ -1141,7 +915,7 @@ export class EventLog implements AsyncDisposable {
     if (last !== undefined && tail !== undefined) {
       const padded = new Uint8Array(last.size + tail.length);
       padded.set(tail, last.size);
-      const { validEnd } = this.#indexFrames(padded, last.size, this.#segments.length - 1);
+      const { validEnd } = this.#indexFrames(padded, last.size, this.#writer.segments.length - 1);
       last.size = validEnd;
       last.durableSize = validEnd;
     }
@@ -1151,11 +925,10 @@ export class EventLog implements AsyncDisposable {
         break;
       }
       const header = decodeSegmentHeader(bytes);
-      const { validEnd } = this.#indexFrames(bytes, segmentHeaderSize, this.#segments.length);
-      this.#segments.push({ name, firstPosition: header.firstPosition, file, size: validEnd, durableSize: validEnd });
+      const { validEnd } = this.#indexFrames(bytes, segmentHeaderSize, this.#writer.segments.length);
+      this.#writer.segments.push({ name, firstPosition: header.firstPosition, file, size: validEnd, durableSize: validEnd });
     }
-    this.#writtenHead = this.#head;
-    this.#durableHead = this.#head;
+    this.#writer.recovered(this.#head);
     if (this.#head > before) this.#wake();
     return this.#head - before;
   }
@@ -1234,7 +1007,7 @@ export class EventLog implements AsyncDisposable {
     if ((await fs.readdir(destination.dir)).some((name) => segmentPattern.test(name))) {
       throw invalidArgument(`${destination.dir} already holds a log`);
     }
-    const names = this.#segments.map((segment) => segment.name);
+    const names = this.#writer.segments.map((segment) => segment.name);
     if (options.includeKeyset === true && (await this.#fs.exists(joinPath(this.dir, keysetFileName)))) names.push(keysetFileName);
     for (const name of names) {
       const source = await this.#fs.open(joinPath(this.dir, name));
@@ -1266,7 +1039,7 @@ export class EventLog implements AsyncDisposable {
     if (this.#closed) return;
     clearInterval(this.#intervalTimer);
     let failure: unknown;
-    if (this.#failure === undefined && !this.readOnly) {
+    if (this.#writer.failure === undefined && !this.readOnly) {
       try {
         await this.flush();
       } catch (error) {
@@ -1275,8 +1048,8 @@ export class EventLog implements AsyncDisposable {
     }
     this.#closed = true;
     this.#wake();
-    this.#rejectDurable(new EventLogError(EventLogErrorCode.Closed, 'the log was closed'));
-    for (const segment of this.#segments) await segment.file.close().catch(() => undefined);
+    this.#writer.rejectDurable(new EventLogError(EventLogErrorCode.Closed, 'the log was closed'));
+    for (const segment of this.#writer.segments) await segment.file.close().catch(() => undefined);
     if (!this.readOnly) await this.#lock.release();
     if (failure !== undefined) throw failure;
   }
@@ -1292,9 +1065,9 @@ export class EventLog implements AsyncDisposable {
   #assertWritable(): void {
     this.#assertOpen();
     if (this.readOnly) throw new EventLogError(EventLogErrorCode.InvalidArgument, 'the log was opened read-only');
-    if (this.#failure !== undefined) {
-      throw new EventLogError(EventLogErrorCode.Closed, `the log failed earlier and must be reopened: ${this.#failure.message}`, {
-        cause: this.#failure,
+    if (this.#writer.failure !== undefined) {
+      throw new EventLogError(EventLogErrorCode.Closed, `the log failed earlier and must be reopened: ${this.#writer.failure.message}`, {
+        cause: this.#writer.failure,
       });
     }
   }

@@ -1,0 +1,309 @@
+/**
+ * The writer of a log: batches accepted by the append pipeline wait in a
+ * queue and are written in order into the active segment (rotating at the
+ * size limit, never splitting a batch), fsynced as the sync mode asks
+ * (`always`, `group`: appends arriving during an fsync join the next one;
+ * `interval`, `none`: on flush), and their receipts resolved as written and
+ * as durable. A failed write rolls back every batch not yet written; a
+ * failed fsync fails the log until it is reopened.
+ */
+import { checkpointOffset, encodeCheckpoint, encodeSegmentHeader, segmentHeaderSize } from './codec.js';
+import { EventLogError, EventLogErrorCode } from './errors.js';
+import { FileSystemError, joinPath, type LogFileSystem } from './fs/types.js';
+import { ioFailed, segmentName } from './rules.js';
+import { concatFrames, type PendingBatch, type Segment } from './structures.js';
+import type { SyncMode } from './types.js';
+
+const noneFlushBytes = 256 * 1024;
+
+/** What the writer needs from its log. */
+export interface WriterHost {
+  readonly dir: string;
+  readonly fs: LogFileSystem;
+  readonly sync: SyncMode;
+  readonly segmentBytes: number;
+  /** Runs before any frame of a write is written (the encryption fence). */
+  beforeWrite(): Promise<void>;
+  /** A frame reached the OS at this place. */
+  onFrameWritten(position: number, segmentIndex: number, offset: number, size: number): void;
+  /** Something was written: wake readers and subscriptions. */
+  wake(): void;
+}
+
+export class SegmentWriter {
+  /** The log's segments, oldest first; the last one is active. */
+  readonly segments: Segment[] = [];
+  readonly #host: WriterHost;
+  #queue: PendingBatch[] = [];
+  #queuedBytes = 0;
+  /** Batches written but not yet durable. */
+  #written: PendingBatch[] = [];
+  #writtenHead = 0;
+  #durableHead = 0;
+  #pumping = false;
+  #pumpScheduled = false;
+  #failed: EventLogError | undefined;
+
+  constructor(host: WriterHost) {
+    this.#host = host;
+  }
+
+  /** The last position written to the OS. */
+  get writtenHead(): number {
+    return this.#writtenHead;
+  }
+
+  /** The last position known durable. */
+  get durableHead(): number {
+    return this.#durableHead;
+  }
+
+  /** The failure that stopped the writer, if any: the log must be reopened. */
+  get failure(): EventLogError | undefined {
+    return this.#failed;
+  }
+
+  /** After recovery: everything up to `head` is on disk. */
+  recovered(head: number): void {
+    this.#writtenHead = head;
+    this.#durableHead = head;
+  }
+
+  /** Queues an accepted batch for writing. */
+  enqueue(batch: PendingBatch): void {
+    this.#queue.push(batch);
+    this.#queuedBytes += batch.bytes;
+    this.#schedulePump();
+  }
+
+  #schedulePump(): void {
+    if (this.#pumpScheduled || this.#pumping) return;
+    this.#pumpScheduled = true;
+    const queued = this.#queuedBytes;
+    const run = () => {
+      this.#pumpScheduled = false;
+      void this.#pump();
+    };
+    // With `none`, let appends accumulate into one write; the others start at once.
+    if (this.#host.sync === 'none' && queued < noneFlushBytes) setImmediate(run);
+    else queueMicrotask(run);
+  }
+
+  /** Writes queued batches in order; fsyncs as the sync mode asks. Only one pump runs at a time. */
+  async #pump(): Promise<void> {
+    if (this.#pumping) return;
+    this.#pumping = true;
+    try {
+      while (this.#queue.length > 0 && this.#failed === undefined) {
+        const group = this.#host.sync === 'always' ? this.#queue.slice(0, 1) : this.#queue.slice();
+        try {
+          await this.#host.beforeWrite();
+        } catch (error) {
+          this.#rollBack(EventLogError.is(error) ? error : ioFailed('preparing the write', error));
+          continue;
+        }
+        try {
+          await this.#writeGroup(group);
+        } catch (error) {
+          this.#rollBack(ioFailed('writing to the log', error));
+          continue;
+        }
+        this.#queue = this.#queue.slice(group.length);
+        for (const batch of group) this.#queuedBytes -= batch.bytes;
+        if (this.#host.sync === 'always' || this.#host.sync === 'group') {
+          try {
+            await this.syncActiveSegment();
+          } catch (error) {
+            this.fail(ioFailed('fsync of the log', error));
+            return;
+          }
+        }
+      }
+    } finally {
+      this.#pumping = false;
+      if (this.#queue.length > 0 && this.#failed === undefined) this.#schedulePump();
+    }
+  }
+
+  async #writeGroup(group: readonly PendingBatch[]): Promise<void> {
+    let pending: PendingBatch[] = [];
+    let pendingBytes = 0;
+    const writePending = async () => {
+      if (pending.length === 0) return;
+      const segment = this.#activeSegment();
+      const buffer =
+        pending.length === 1 && pending[0]?.frames.length === 1
+          ? (pending[0].frames[0] as Uint8Array)
+          : concatFrames(pending, pendingBytes);
+      await this.#writeAll(segment, buffer);
+      let offset = segment.size;
+      const segmentIndex = this.segments.length - 1;
+      for (const batch of pending) {
+        for (const [index, frame] of batch.frames.entries()) {
+          const position = batch.firstPosition + index;
+          this.#host.onFrameWritten(position, segmentIndex, offset, frame.length);
+          offset += frame.length;
+        }
+        this.#writtenHead = batch.lastPosition;
+        this.#written.push(batch);
+        batch.written.resolve();
+      }
+      segment.size = offset;
+      pending = [];
+      pendingBytes = 0;
+      this.#host.wake();
+    };
+    for (const batch of group) {
+      const segment = this.#activeSegment();
+      // Batches never straddle segments; a full segment is closed at a batch boundary.
+      if (segment.size + pendingBytes > segmentHeaderSize && segment.size + pendingBytes + batch.bytes > this.#host.segmentBytes) {
+        await writePending();
+        await this.#rotate(batch.firstPosition);
+      }
+      pending.push(batch);
+      pendingBytes += batch.bytes;
+    }
+    await writePending();
+  }
+
+  async #writeAll(segment: Segment, buffer: Uint8Array): Promise<void> {
+    let written = 0;
+    try {
+      while (written < buffer.length) {
+        const count = await segment.file.write(written === 0 ? buffer : buffer.subarray(written), segment.size + written);
+        if (count <= 0) throw new FileSystemError('EIO', 'the filesystem wrote nothing');
+        written += count;
+      }
+    } catch (error) {
+      // Leave no partial frame behind: the next write must follow a whole frame.
+      await segment.file.truncate(segment.size).catch((truncateError: unknown) => {
+        this.fail(ioFailed('removing a partial write', truncateError));
+      });
+      throw error;
+    }
+  }
+
+  /** Undoes every batch not yet written, newest first, and rejects them. */
+  #rollBack(error: EventLogError): void {
+    const batches = this.#queue;
+    this.#queue = [];
+    this.#queuedBytes = 0;
+    for (const batch of [...batches].reverse()) {
+      for (const step of [...batch.undo].reverse()) step();
+      batch.written.reject(error);
+      batch.durable.reject(error);
+    }
+  }
+
+  /** After a failed fsync the page cache can no longer be trusted: refuse everything until reopened. */
+  fail(error: EventLogError): void {
+    if (this.#failed !== undefined) return;
+    this.#failed = error;
+    this.#rollBack(error);
+    this.rejectDurable(error);
+    this.#host.wake();
+  }
+
+  /** Rejects the durability of everything written but not yet durable. */
+  rejectDurable(error: EventLogError): void {
+    for (const batch of this.#written.splice(0)) batch.durable.reject(error);
+  }
+
+  async syncActiveSegment(): Promise<void> {
+    const segment = this.#activeSegment();
+    const writtenHead = this.#writtenHead;
+    const size = segment.size;
+    if (segment.durableSize === size && this.#durableHead >= writtenHead) return;
+    await segment.file.sync();
+    segment.durableSize = size;
+    this.#markDurable(writtenHead);
+    // The checkpoint names a length that is already durable; it reaches the disk with a later fsync.
+    await segment.file.write(encodeCheckpoint(size), checkpointOffset).catch(() => undefined);
+  }
+
+  #markDurable(position: number): void {
+    if (position <= this.#durableHead) return;
+    this.#durableHead = position;
+    this.#resolveDurable();
+  }
+
+  #resolveDurable(): void {
+    // Batches written so far are durable up to durableHead.
+    for (const batch of this.#written) {
+      if (batch.lastPosition <= this.#durableHead) batch.durable.resolve();
+    }
+    this.#written = this.#written.filter((batch) => batch.lastPosition > this.#durableHead);
+  }
+
+  #activeSegment(): Segment {
+    const segment = this.segments.at(-1);
+    if (segment === undefined) throw new EventLogError(EventLogErrorCode.Closed, 'the log has no open segment');
+    return segment;
+  }
+
+  /** Closes the active segment durably and starts a new one whose first frame has `firstPosition`. */
+  async #rotate(firstPosition: number): Promise<void> {
+    const previous = this.#activeSegment();
+    // Only the last segment may ever have a torn tail, so a segment is made durable before the next begins.
+    await previous.file.sync();
+    previous.durableSize = previous.size;
+    this.#markDurable(this.#writtenHead);
+    await previous.file.write(encodeCheckpoint(previous.size), checkpointOffset);
+    await previous.file.sync();
+    await this.createSegment(firstPosition);
+  }
+
+  async createSegment(firstPosition: number): Promise<void> {
+    const name = segmentName(firstPosition);
+    const path = joinPath(this.#host.dir, name);
+    const file = await this.#host.fs.open(path, { create: true, exclusive: true });
+    const header = encodeSegmentHeader(firstPosition, segmentHeaderSize);
+    const segment: Segment = { name, firstPosition, file, size: 0, durableSize: 0 };
+    try {
+      await this.#writeAll(segment, header);
+      segment.size = header.length;
+      await file.sync();
+      await this.#host.fs.syncDir(this.#host.dir);
+    } catch (error) {
+      // Leave no half-made segment behind for the next attempt (recovery would also remove it).
+      await file.close().catch(() => undefined);
+      await this.#host.fs.unlink(path).catch(() => undefined);
+      throw error;
+    }
+    segment.durableSize = segment.size;
+    this.segments.push(segment);
+  }
+
+  /**
+   * Writes everything accepted so far and fsyncs it; resolves once every
+   * event accepted before the call is durable.
+   *
+   * @throws {EventLogError} `IoFailed`, `Closed`
+   */
+  async flush(target: number): Promise<void> {
+    if (this.#failed !== undefined) throw this.#failed;
+    if (target === 0 || this.#durableHead >= target) return;
+    await this.drain();
+    if (this.#failed !== undefined) throw this.#failed;
+    try {
+      await this.syncActiveSegment();
+    } catch (error) {
+      const failure = ioFailed('fsync of the log', error);
+      this.fail(failure);
+      throw failure;
+    }
+  }
+
+  /** Waits until everything queued is written to the OS (not necessarily durable). */
+  async drain(): Promise<void> {
+    while ((this.#queue.length > 0 || this.#pumping) && this.#failed === undefined) {
+      const last = this.#queue.at(-1);
+      if (last !== undefined) {
+        this.#schedulePump();
+        await last.written.promise.catch(() => undefined);
+      } else {
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    }
+  }
+}
