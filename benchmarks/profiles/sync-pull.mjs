@@ -1,5 +1,5 @@
 // Push then pull through the in-memory KV backend: `node sync-pull.mjs [events per changeset] [events]`
-// (default: 2,000 one-event changesets). Profile either half with --cpu-prof.
+// (default: 2,000 one-event changesets). Profile either half with --cpu-prof; ONLY=push stops after the push.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -45,6 +45,7 @@ await writer.log.flush();
 let started = performance.now();
 await writer.sync.syncOnce();
 console.log(`push: ${Math.round(count / ((performance.now() - started) / 1000))} events/s (${perChangeset} per changeset)`);
+if (process.env.ONLY === 'push') process.exit(0);
 const device = await open(reader, 'reader');
 started = performance.now();
 await device.sync.syncOnce();
