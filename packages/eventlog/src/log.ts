@@ -1,3 +1,4 @@
+import { ancestorsOf, descendantsOf } from './causal.js';
 import {
   type DecodedFrame,
   decodeSegmentHeader,
@@ -17,6 +18,7 @@ import { type Hashers, loadHashers } from './hash.js';
 import { type EventId, HybridLogicalClock, isUuid, UuidV7Generator } from './ids.js';
 import { DirectoryLock } from './lock.js';
 import { type PayloadCodec, plainCodec } from './payload-codec.js';
+import { Projections } from './projections.js';
 import { checkName, invalidArgument, isReservedKind, keyOrLabel, labelPrefix } from './rules.js';
 import { deferred, type EntityState, LocationIndex, type PendingBatch, type Segment } from './structures.js';
 import type {
@@ -109,7 +111,7 @@ export class EventLog implements AsyncDisposable {
   readonly #idempotency = new Map<string, { events: AppendedEvent[]; durable: Promise<void> }>();
   readonly #children = new Map<string, EventId[]>();
   readonly #unwritten = new Map<number, Uint8Array>();
-  readonly #projectionCache = new Map<string, { position: number; hash: Uint8Array; state: unknown }>();
+  readonly #projections = new Projections();
   /** During recovery: the idempotent batch whose later frames are being read. */
   #recoveringReceipt: { events: AppendedEvent[]; durable: Promise<void> } | undefined;
   #head = 0;
@@ -648,50 +650,14 @@ export class EventLog implements AsyncDisposable {
     this.#assertOpen();
     const start = await this.get(id);
     if (start === undefined) throw new EventLogError(EventLogErrorCode.NotFound, `no event ${id}`);
-    const seen = new Set<string>([id]);
-    const missing = new Set<EventId>();
-    const events: LogEvent[] = [];
-    let frontier: readonly EventId[] = start.parents;
-    while (frontier.length > 0) {
-      const next: EventId[] = [];
-      for (const parent of frontier) {
-        if (seen.has(parent)) continue;
-        seen.add(parent);
-        const event = await this.get(parent);
-        if (event === undefined) missing.add(parent);
-        else {
-          events.push(event);
-          next.push(...event.parents);
-        }
-      }
-      frontier = next;
-    }
-    return { events: events.sort((a, b) => a.position - b.position), missing: [...missing] };
+    return ancestorsOf(start, (parent) => this.get(parent));
   }
 
   /** Every event that has `id` among its causal ancestors. */
   async descendants(id: EventId): Promise<CausalWalk> {
     this.#assertOpen();
     if (!this.#byId.has(id)) throw new EventLogError(EventLogErrorCode.NotFound, `no event ${id}`);
-    const seen = new Set<string>([id]);
-    const events: LogEvent[] = [];
-    let frontier = [id];
-    while (frontier.length > 0) {
-      const next: EventId[] = [];
-      for (const parent of frontier) {
-        for (const child of this.#children.get(parent) ?? []) {
-          if (seen.has(child)) continue;
-          seen.add(child);
-          const event = await this.get(child);
-          if (event !== undefined) {
-            events.push(event);
-            next.push(child);
-          }
-        }
-      }
-      frontier = next;
-    }
-    return { events: events.sort((a, b) => a.position - b.position), missing: [] };
+    return descendantsOf(id, this.#children, (child) => this.get(child));
   }
 
   /** Parent ids referenced by events in the log that are not in the log themselves. */
@@ -715,40 +681,12 @@ export class EventLog implements AsyncDisposable {
     initial: State,
   ): Promise<{ state: State; position: number }> {
     this.#assertOpen();
-    let state = initial;
-    let from = 1;
-    const cached = options.cacheKey === undefined ? undefined : this.#projectionCache.get(options.cacheKey);
-    if (cached !== undefined) {
-      const anchor = await this.at(cached.position);
-      if (anchor !== undefined && equalBytes(anchor.hash, cached.hash)) {
-        state = cached.state as State;
-        from = cached.position + 1;
-      } else {
-        this.#projectionCache.delete(options.cacheKey as string);
-      }
-    }
-    let last: LogEvent | undefined;
-    const source = options.entity === undefined ? this.read(from) : this.#entityFrom(options.entity, from);
-    for await (const event of source) {
-      last = event;
-      if (options.filter !== undefined && !options.filter(event)) continue;
-      state = reducer(state, event);
-    }
-    const position = last?.position ?? (from > 1 ? from - 1 : 0);
-    if (options.cacheKey !== undefined && last !== undefined) {
-      this.#projectionCache.set(options.cacheKey, { position: last.position, hash: last.hash, state });
-    }
-    return { state, position };
-  }
-
-  async *#entityFrom(entity: string, fromPosition: number): AsyncGenerator<LogEvent> {
-    for await (const event of this.readEntity(entity)) if (event.position >= fromPosition) yield event;
+    return this.#projections.project(this, options, reducer, initial);
   }
 
   /** Drops cached projection states (all, or one key). */
   invalidateProjections(cacheKey?: string): void {
-    if (cacheKey === undefined) this.#projectionCache.clear();
-    else this.#projectionCache.delete(cacheKey);
+    this.#projections.invalidate(cacheKey);
   }
 
   // ------------------------------------------------------------------ verify
@@ -987,7 +925,7 @@ export class EventLog implements AsyncDisposable {
       throw invalidArgument('shred needs a target: { scope }, { entity }, { scope, kind } or { eventId }');
     }
     const count = await this.#codec.shred(target);
-    this.#projectionCache.clear();
+    this.#projections.invalidate();
     return count;
   }
 
