@@ -36,10 +36,24 @@ export interface EncryptionOptions {
 const aadVersion = 1;
 const encoder = new TextEncoder();
 
+/** Encoded entity and scope names, kept for the next payload of the same name (bounded: cleared when full). */
+const encodedNames = new Map<string, Uint8Array>();
+const maxEncodedNames = 4096;
+
+function encodedName(name: string): Uint8Array {
+  let bytes = encodedNames.get(name);
+  if (bytes === undefined) {
+    if (encodedNames.size >= maxEncodedNames) encodedNames.clear();
+    bytes = encoder.encode(name);
+    encodedNames.set(name, bytes);
+  }
+  return bytes;
+}
+
 /** The AAD of a payload: format version, entity, scope, kind and event id. */
 export function payloadAad(input: Pick<SealInput, 'entity' | 'scope' | 'kind' | 'id'>): Uint8Array {
-  const entity = encoder.encode(input.entity);
-  const scope = encoder.encode(input.scope);
+  const entity = encodedName(input.entity);
+  const scope = encodedName(input.scope);
   const aad = new Uint8Array(1 + 2 + entity.length + 2 + scope.length + 2 + 16);
   const view = new DataView(aad.buffer);
   aad[0] = aadVersion;

@@ -18,47 +18,150 @@ export interface XChaCha {
   open(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Uint8Array | undefined;
 }
 
-const sigma = [0x61707865, 0x3320646e, 0x79622d32, 0x6b206574];
-
-function rotl(value: number, shift: number): number {
-  return (value << shift) | (value >>> (32 - shift));
+function readWord(bytes: Uint8Array, at: number): number {
+  return (
+    ((bytes[at] as number) | ((bytes[at + 1] as number) << 8) | ((bytes[at + 2] as number) << 16) | ((bytes[at + 3] as number) << 24)) >>> 0
+  );
 }
 
-/** HChaCha20: derives a 32-byte subkey from a key and the first 16 bytes of an XChaCha nonce. */
+function writeWord(bytes: Uint8Array, at: number, word: number): void {
+  bytes[at] = word & 0xff;
+  bytes[at + 1] = (word >>> 8) & 0xff;
+  bytes[at + 2] = (word >>> 16) & 0xff;
+  bytes[at + 3] = (word >>> 24) & 0xff;
+}
+
+/**
+ * HChaCha20: derives a 32-byte subkey from a key and the first 16 bytes of an
+ * XChaCha nonce. Sixteen local words rather than an array: this runs once
+ * per sealed payload.
+ */
 export function hchacha20(key: Uint8Array, nonce16: Uint8Array): Uint8Array {
-  const keyView = new DataView(key.buffer, key.byteOffset, 32);
-  const nonceView = new DataView(nonce16.buffer, nonce16.byteOffset, 16);
-  const state = new Uint32Array(16);
-  state.set(sigma, 0);
-  for (let index = 0; index < 8; index++) state[4 + index] = keyView.getUint32(index * 4, true);
-  for (let index = 0; index < 4; index++) state[12 + index] = nonceView.getUint32(index * 4, true);
-  const quarter = (a: number, b: number, c: number, d: number) => {
-    const s = state as unknown as number[];
-    s[a] = (s[a] as number) + (s[b] as number);
-    s[d] = rotl((s[d] as number) ^ (s[a] as number), 16);
-    s[c] = (s[c] as number) + (s[d] as number);
-    s[b] = rotl((s[b] as number) ^ (s[c] as number), 12);
-    s[a] = (s[a] as number) + (s[b] as number);
-    s[d] = rotl((s[d] as number) ^ (s[a] as number), 8);
-    s[c] = (s[c] as number) + (s[d] as number);
-    s[b] = rotl((s[b] as number) ^ (s[c] as number), 7);
-  };
+  let x0 = 0x61707865;
+  let x1 = 0x3320646e;
+  let x2 = 0x79622d32;
+  let x3 = 0x6b206574;
+  let x4 = readWord(key, 0);
+  let x5 = readWord(key, 4);
+  let x6 = readWord(key, 8);
+  let x7 = readWord(key, 12);
+  let x8 = readWord(key, 16);
+  let x9 = readWord(key, 20);
+  let x10 = readWord(key, 24);
+  let x11 = readWord(key, 28);
+  let x12 = readWord(nonce16, 0);
+  let x13 = readWord(nonce16, 4);
+  let x14 = readWord(nonce16, 8);
+  let x15 = readWord(nonce16, 12);
   for (let round = 0; round < 10; round++) {
-    quarter(0, 4, 8, 12);
-    quarter(1, 5, 9, 13);
-    quarter(2, 6, 10, 14);
-    quarter(3, 7, 11, 15);
-    quarter(0, 5, 10, 15);
-    quarter(1, 6, 11, 12);
-    quarter(2, 7, 8, 13);
-    quarter(3, 4, 9, 14);
+    // Column rounds.
+    x0 = (x0 + x4) | 0;
+    x12 ^= x0;
+    x12 = (x12 << 16) | (x12 >>> 16);
+    x8 = (x8 + x12) | 0;
+    x4 ^= x8;
+    x4 = (x4 << 12) | (x4 >>> 20);
+    x0 = (x0 + x4) | 0;
+    x12 ^= x0;
+    x12 = (x12 << 8) | (x12 >>> 24);
+    x8 = (x8 + x12) | 0;
+    x4 ^= x8;
+    x4 = (x4 << 7) | (x4 >>> 25);
+    x1 = (x1 + x5) | 0;
+    x13 ^= x1;
+    x13 = (x13 << 16) | (x13 >>> 16);
+    x9 = (x9 + x13) | 0;
+    x5 ^= x9;
+    x5 = (x5 << 12) | (x5 >>> 20);
+    x1 = (x1 + x5) | 0;
+    x13 ^= x1;
+    x13 = (x13 << 8) | (x13 >>> 24);
+    x9 = (x9 + x13) | 0;
+    x5 ^= x9;
+    x5 = (x5 << 7) | (x5 >>> 25);
+    x2 = (x2 + x6) | 0;
+    x14 ^= x2;
+    x14 = (x14 << 16) | (x14 >>> 16);
+    x10 = (x10 + x14) | 0;
+    x6 ^= x10;
+    x6 = (x6 << 12) | (x6 >>> 20);
+    x2 = (x2 + x6) | 0;
+    x14 ^= x2;
+    x14 = (x14 << 8) | (x14 >>> 24);
+    x10 = (x10 + x14) | 0;
+    x6 ^= x10;
+    x6 = (x6 << 7) | (x6 >>> 25);
+    x3 = (x3 + x7) | 0;
+    x15 ^= x3;
+    x15 = (x15 << 16) | (x15 >>> 16);
+    x11 = (x11 + x15) | 0;
+    x7 ^= x11;
+    x7 = (x7 << 12) | (x7 >>> 20);
+    x3 = (x3 + x7) | 0;
+    x15 ^= x3;
+    x15 = (x15 << 8) | (x15 >>> 24);
+    x11 = (x11 + x15) | 0;
+    x7 ^= x11;
+    x7 = (x7 << 7) | (x7 >>> 25);
+    // Diagonal rounds.
+    x0 = (x0 + x5) | 0;
+    x15 ^= x0;
+    x15 = (x15 << 16) | (x15 >>> 16);
+    x10 = (x10 + x15) | 0;
+    x5 ^= x10;
+    x5 = (x5 << 12) | (x5 >>> 20);
+    x0 = (x0 + x5) | 0;
+    x15 ^= x0;
+    x15 = (x15 << 8) | (x15 >>> 24);
+    x10 = (x10 + x15) | 0;
+    x5 ^= x10;
+    x5 = (x5 << 7) | (x5 >>> 25);
+    x1 = (x1 + x6) | 0;
+    x12 ^= x1;
+    x12 = (x12 << 16) | (x12 >>> 16);
+    x11 = (x11 + x12) | 0;
+    x6 ^= x11;
+    x6 = (x6 << 12) | (x6 >>> 20);
+    x1 = (x1 + x6) | 0;
+    x12 ^= x1;
+    x12 = (x12 << 8) | (x12 >>> 24);
+    x11 = (x11 + x12) | 0;
+    x6 ^= x11;
+    x6 = (x6 << 7) | (x6 >>> 25);
+    x2 = (x2 + x7) | 0;
+    x13 ^= x2;
+    x13 = (x13 << 16) | (x13 >>> 16);
+    x8 = (x8 + x13) | 0;
+    x7 ^= x8;
+    x7 = (x7 << 12) | (x7 >>> 20);
+    x2 = (x2 + x7) | 0;
+    x13 ^= x2;
+    x13 = (x13 << 8) | (x13 >>> 24);
+    x8 = (x8 + x13) | 0;
+    x7 ^= x8;
+    x7 = (x7 << 7) | (x7 >>> 25);
+    x3 = (x3 + x4) | 0;
+    x14 ^= x3;
+    x14 = (x14 << 16) | (x14 >>> 16);
+    x9 = (x9 + x14) | 0;
+    x4 ^= x9;
+    x4 = (x4 << 12) | (x4 >>> 20);
+    x3 = (x3 + x4) | 0;
+    x14 ^= x3;
+    x14 = (x14 << 8) | (x14 >>> 24);
+    x9 = (x9 + x14) | 0;
+    x4 ^= x9;
+    x4 = (x4 << 7) | (x4 >>> 25);
   }
   const out = new Uint8Array(32);
-  const outView = new DataView(out.buffer);
-  for (let index = 0; index < 4; index++) {
-    outView.setUint32(index * 4, state[index] as number, true);
-    outView.setUint32(16 + index * 4, state[12 + index] as number, true);
-  }
+  writeWord(out, 0, x0);
+  writeWord(out, 4, x1);
+  writeWord(out, 8, x2);
+  writeWord(out, 12, x3);
+  writeWord(out, 16, x12);
+  writeWord(out, 20, x13);
+  writeWord(out, 24, x14);
+  writeWord(out, 28, x15);
   return out;
 }
 
