@@ -1,17 +1,9 @@
 import { ancestorsOf, descendantsOf } from './causal.js';
-import {
-  type DecodedFrame,
-  decodeSegmentHeader,
-  encodeFrame,
-  type FrameHeader,
-  maxNameBytes,
-  maxParents,
-  readFrame,
-  segmentHeaderSize,
-} from './codec.js';
+import { decodeSegmentHeader, encodeFrame, type FrameHeader, maxNameBytes, maxParents, readFrame, segmentHeaderSize } from './codec.js';
 import { EncryptedCodec, type EncryptionOptions } from './crypto/encrypted-codec.js';
 import { keysetFileName, type ShredTarget } from './crypto/keyset.js';
 import { EventLogError, EventLogErrorCode } from './errors.js';
+import { FrameReader } from './frame-reader.js';
 import { nodeFileSystem } from './fs/node-fs.js';
 import { joinPath, type LogFile, type LogFileSystem } from './fs/types.js';
 import { type Hashers, loadHashers } from './hash.js';
@@ -19,8 +11,8 @@ import { type EventId, HybridLogicalClock, isUuid, UuidV7Generator } from './ids
 import { DirectoryLock } from './lock.js';
 import { type PayloadCodec, plainCodec } from './payload-codec.js';
 import { Projections } from './projections.js';
-import { checkName, invalidArgument, isReservedKind, keyOrLabel, labelPrefix } from './rules.js';
-import { deferred, type EntityState, LocationIndex, type PendingBatch, type Segment } from './structures.js';
+import { checkName, invalidArgument, isReservedKind, labelPrefix } from './rules.js';
+import { deferred, type EntityState, LocationIndex, type PendingBatch } from './structures.js';
 import type {
   AppendedEvent,
   AppendInput,
@@ -112,6 +104,7 @@ export class EventLog implements AsyncDisposable {
   readonly #children = new Map<string, EventId[]>();
   readonly #unwritten = new Map<number, Uint8Array>();
   readonly #projections = new Projections();
+  readonly #reader: FrameReader;
   /** During recovery: the idempotent batch whose later frames are being read. */
   #recoveringReceipt: { events: AppendedEvent[]; durable: Promise<void> } | undefined;
   #head = 0;
@@ -140,6 +133,13 @@ export class EventLog implements AsyncDisposable {
         this.#unwritten.delete(position);
       },
       wake: () => this.#wake(),
+    });
+    this.#reader = new FrameReader({
+      segments: this.#writer.segments,
+      locations: this.#locations,
+      unwritten: this.#unwritten,
+      hashers,
+      codec: () => this.#codec,
     });
     this.#maxPayloadBytes = options.maxPayloadBytes ?? 16 * 1024 * 1024;
     this.#syncIntervalMs = options.syncIntervalMs ?? 100;
@@ -464,14 +464,14 @@ export class EventLog implements AsyncDisposable {
   async get(id: string): Promise<LogEvent | undefined> {
     this.#assertOpen();
     const position = this.#byId.get(id);
-    return position === undefined ? undefined : this.#readAt(position);
+    return position === undefined ? undefined : this.#reader.readAt(position);
   }
 
   /** The event at a position, or `undefined` past the head. */
   async at(position: number): Promise<LogEvent | undefined> {
     this.#assertOpen();
     if (!Number.isSafeInteger(position) || position < 1 || position > this.#head) return undefined;
-    return this.#readAt(position);
+    return this.#reader.readAt(position);
   }
 
   /** An entity's events from a sequence (default 1), in order. */
@@ -482,7 +482,7 @@ export class EventLog implements AsyncDisposable {
     for (let index = Math.max(0, fromSequence - 1); index < state.positions.length; index++) {
       const position = state.positions[index];
       if (position === undefined) return;
-      yield await this.#readAt(position);
+      yield await this.#reader.readAt(position);
     }
   }
 
@@ -491,103 +491,7 @@ export class EventLog implements AsyncDisposable {
     this.#assertOpen();
     await this.#writer.drain();
     const end = this.#writer.writtenHead;
-    for await (const frame of this.#scan(Math.max(1, fromPosition), end)) yield this.#toEvent(frame);
-  }
-
-  async *#scan(fromPosition: number, toPosition: number): AsyncGenerator<DecodedFrame> {
-    if (fromPosition > toPosition) return;
-    const first = this.#locations.segment[fromPosition - 1] as number;
-    for (let segmentIndex = first; segmentIndex < this.#writer.segments.length; segmentIndex++) {
-      const segment = this.#writer.segments[segmentIndex] as Segment;
-      const start = segmentIndex === first ? (this.#locations.offset[fromPosition - 1] as number) : segmentHeaderSize;
-      for await (const item of this.#frames(segment, start)) {
-        if ('problem' in item) throw this.#damaged(segment, item.offset, item.problem);
-        if (item.frame.header.position > toPosition) return;
-        if (item.frame.header.position >= fromPosition) yield item.frame;
-      }
-    }
-  }
-
-  /** The frames of a segment from an offset, read in large chunks; stops at the first problem. */
-  async *#frames(
-    segment: Segment,
-    start: number,
-  ): AsyncGenerator<{ offset: number; frame: DecodedFrame } | { offset: number; problem: string }> {
-    let offset = start;
-    while (offset < segment.size) {
-      const chunk = await segment.file.read(offset, Math.min(scanChunkBytes, segment.size - offset));
-      let at = 0;
-      while (at < chunk.length) {
-        const frame = readFrame(chunk, at, this.#hashers.crc32c);
-        if (!('problem' in frame)) {
-          yield { offset: offset + at, frame };
-          at += frame.size;
-          continue;
-        }
-        if (frame.problem === 'truncated' && at > 0) break; // read on from this frame
-        if (frame.problem === 'truncated' && chunk.length - at >= 8) {
-          // One frame larger than a chunk: read it whole.
-          const length = new DataView(chunk.buffer, chunk.byteOffset + at).getUint32(0, true);
-          if (offset + at + 8 + length <= segment.size) {
-            const whole = readFrame(await segment.file.read(offset + at, length + 8), 0, this.#hashers.crc32c);
-            if (!('problem' in whole)) {
-              yield { offset: offset + at, frame: whole };
-              at += whole.size;
-              break;
-            }
-            yield { offset: offset + at, problem: whole.detail };
-            return;
-          }
-        }
-        yield { offset: offset + at, problem: frame.detail };
-        return;
-      }
-      offset += at;
-    }
-  }
-
-  #damaged(segment: Segment, offset: number, detail: string): EventLogError {
-    return new EventLogError(EventLogErrorCode.InvalidFrame, `damaged frame in ${segment.name} at offset ${offset}: ${detail}`, {
-      segment: segment.name,
-      offset,
-    });
-  }
-
-  async #readAt(position: number): Promise<LogEvent> {
-    const unwritten = this.#unwritten.get(position);
-    if (unwritten !== undefined) {
-      const frame = readFrame(unwritten, 0, this.#hashers.crc32c);
-      if ('problem' in frame) throw new EventLogError(EventLogErrorCode.InvalidFrame, `queued frame ${position}: ${frame.detail}`);
-      return this.#toEvent(frame);
-    }
-    const segment = this.#writer.segments[this.#locations.segment[position - 1] as number] as Segment;
-    const offset = this.#locations.offset[position - 1] as number;
-    const bytes = await segment.file.read(offset, this.#locations.size[position - 1] as number);
-    const frame = readFrame(bytes, 0, this.#hashers.crc32c);
-    if ('problem' in frame) throw this.#damaged(segment, offset, frame.detail);
-    return this.#toEvent(frame);
-  }
-
-  #toEvent(frame: DecodedFrame): LogEvent {
-    const { header, payload: stored } = frame;
-    const opened = this.#codec.open(header, stored);
-    return {
-      id: header.id,
-      entity: header.entity,
-      scope: header.scope,
-      kind: header.kind,
-      time: header.time,
-      position: header.position,
-      sequence: header.sequence,
-      causationId: header.causationId,
-      correlationId: header.correlationId,
-      parents: header.parents,
-      ...keyOrLabel(header.idempotencyKey),
-      hash: header.hash,
-      storedPayload: stored,
-      payload: opened.payload,
-      disposition: opened.disposition,
-    };
+    for await (const frame of this.#reader.scan(Math.max(1, fromPosition), end)) yield this.#reader.toEvent(frame);
   }
 
   /**
@@ -604,8 +508,8 @@ export class EventLog implements AsyncDisposable {
     while (!signal?.aborted && !this.#closed) {
       const end = this.#writer.writtenHead;
       if (next <= end) {
-        for await (const frame of this.#scan(next, end)) {
-          const event = this.#toEvent(frame);
+        for await (const frame of this.#reader.scan(next, end)) {
+          const event = this.#reader.toEvent(frame);
           next = event.position + 1;
           if (matches(event)) yield { type: 'event', event };
           if (signal?.aborted || this.#closed) return;
@@ -704,7 +608,7 @@ export class EventLog implements AsyncDisposable {
     let expectedPosition = 1;
     const chains = new Map<string, { hash: Uint8Array; sequence: number }>();
     for (const segment of this.#writer.segments) {
-      for await (const item of this.#frames(segment, segmentHeaderSize)) {
+      for await (const item of this.#reader.frames(segment, segmentHeaderSize)) {
         const where = { segment: segment.name, offset: item.offset };
         if ('problem' in item) return { ok: false, events, ...where, position: undefined, problem: item.problem };
         const { header, payload, size } = item.frame;

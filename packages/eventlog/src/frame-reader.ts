@@ -1,0 +1,129 @@
+/**
+ * Reading frames back: from the segment files in large chunks (or, for a
+ * frame still queued, from memory), checked by their CRC, and turned into
+ * events with their payload opened by the log's codec.
+ */
+import { type DecodedFrame, readFrame, segmentHeaderSize } from './codec.js';
+import { EventLogError, EventLogErrorCode } from './errors.js';
+import type { Hashers } from './hash.js';
+import type { PayloadCodec } from './payload-codec.js';
+import { keyOrLabel } from './rules.js';
+import type { LocationIndex, Segment } from './structures.js';
+import type { LogEvent } from './types.js';
+
+const scanChunkBytes = 4 * 1024 * 1024;
+
+/** What the reader sees of its log. */
+export interface ReaderView {
+  readonly segments: readonly Segment[];
+  readonly locations: LocationIndex;
+  /** Frames accepted but not written yet, by position. */
+  readonly unwritten: ReadonlyMap<number, Uint8Array>;
+  readonly hashers: Hashers;
+  codec(): PayloadCodec;
+}
+
+export class FrameReader {
+  readonly #view: ReaderView;
+
+  constructor(view: ReaderView) {
+    this.#view = view;
+  }
+
+  /** The frames from one position to another (both included), in order. */
+  async *scan(fromPosition: number, toPosition: number): AsyncGenerator<DecodedFrame> {
+    if (fromPosition > toPosition) return;
+    const first = this.#view.locations.segment[fromPosition - 1] as number;
+    for (let segmentIndex = first; segmentIndex < this.#view.segments.length; segmentIndex++) {
+      const segment = this.#view.segments[segmentIndex] as Segment;
+      const start = segmentIndex === first ? (this.#view.locations.offset[fromPosition - 1] as number) : segmentHeaderSize;
+      for await (const item of this.frames(segment, start)) {
+        if ('problem' in item) throw this.damaged(segment, item.offset, item.problem);
+        if (item.frame.header.position > toPosition) return;
+        if (item.frame.header.position >= fromPosition) yield item.frame;
+      }
+    }
+  }
+
+  /** The frames of a segment from an offset, read in large chunks; stops at the first problem. */
+  async *frames(
+    segment: Segment,
+    start: number,
+  ): AsyncGenerator<{ offset: number; frame: DecodedFrame } | { offset: number; problem: string }> {
+    let offset = start;
+    while (offset < segment.size) {
+      const chunk = await segment.file.read(offset, Math.min(scanChunkBytes, segment.size - offset));
+      let at = 0;
+      while (at < chunk.length) {
+        const frame = readFrame(chunk, at, this.#view.hashers.crc32c);
+        if (!('problem' in frame)) {
+          yield { offset: offset + at, frame };
+          at += frame.size;
+          continue;
+        }
+        if (frame.problem === 'truncated' && at > 0) break; // read on from this frame
+        if (frame.problem === 'truncated' && chunk.length - at >= 8) {
+          // One frame larger than a chunk: read it whole.
+          const length = new DataView(chunk.buffer, chunk.byteOffset + at).getUint32(0, true);
+          if (offset + at + 8 + length <= segment.size) {
+            const whole = readFrame(await segment.file.read(offset + at, length + 8), 0, this.#view.hashers.crc32c);
+            if (!('problem' in whole)) {
+              yield { offset: offset + at, frame: whole };
+              at += whole.size;
+              break;
+            }
+            yield { offset: offset + at, problem: whole.detail };
+            return;
+          }
+        }
+        yield { offset: offset + at, problem: frame.detail };
+        return;
+      }
+      offset += at;
+    }
+  }
+
+  damaged(segment: Segment, offset: number, detail: string): EventLogError {
+    return new EventLogError(EventLogErrorCode.InvalidFrame, `damaged frame in ${segment.name} at offset ${offset}: ${detail}`, {
+      segment: segment.name,
+      offset,
+    });
+  }
+
+  async readAt(position: number): Promise<LogEvent> {
+    const unwritten = this.#view.unwritten.get(position);
+    if (unwritten !== undefined) {
+      const frame = readFrame(unwritten, 0, this.#view.hashers.crc32c);
+      if ('problem' in frame) throw new EventLogError(EventLogErrorCode.InvalidFrame, `queued frame ${position}: ${frame.detail}`);
+      return this.toEvent(frame);
+    }
+    const segment = this.#view.segments[this.#view.locations.segment[position - 1] as number] as Segment;
+    const offset = this.#view.locations.offset[position - 1] as number;
+    const bytes = await segment.file.read(offset, this.#view.locations.size[position - 1] as number);
+    const frame = readFrame(bytes, 0, this.#view.hashers.crc32c);
+    if ('problem' in frame) throw this.damaged(segment, offset, frame.detail);
+    return this.toEvent(frame);
+  }
+
+  toEvent(frame: DecodedFrame): LogEvent {
+    const { header, payload: stored } = frame;
+    const opened = this.#view.codec().open(header, stored);
+    return {
+      id: header.id,
+      entity: header.entity,
+      scope: header.scope,
+      kind: header.kind,
+      time: header.time,
+      position: header.position,
+      sequence: header.sequence,
+      causationId: header.causationId,
+      correlationId: header.correlationId,
+      parents: header.parents,
+      ...keyOrLabel(header.idempotencyKey),
+      hash: header.hash,
+      storedPayload: stored,
+      payload: opened.payload,
+      disposition: opened.disposition,
+    };
+  }
+}
