@@ -1,5 +1,5 @@
 import { ancestorsOf, descendantsOf } from './causal.js';
-import { decodeSegmentHeader, encodeFrame, type FrameHeader, maxNameBytes, maxParents, readFrame, segmentHeaderSize } from './codec.js';
+import { decodeSegmentHeader, encodeFrame, type FrameHeader, maxNameBytes, maxParents, segmentHeaderSize } from './codec.js';
 import { EncryptedCodec, type EncryptionOptions } from './crypto/encrypted-codec.js';
 import { keysetFileName, type ShredTarget } from './crypto/keyset.js';
 import { EventLogError, EventLogErrorCode } from './errors.js';
@@ -11,7 +11,8 @@ import { type EventId, HybridLogicalClock, isUuid, UuidV7Generator } from './ids
 import { DirectoryLock } from './lock.js';
 import { type PayloadCodec, plainCodec } from './payload-codec.js';
 import { Projections } from './projections.js';
-import { checkName, invalidArgument, isReservedKind, labelPrefix } from './rules.js';
+import { indexFrames, type RecoveryTarget, recoverSegments } from './recovery.js';
+import { checkName, invalidArgument, isReservedKind, labelPrefix, segmentPattern } from './rules.js';
 import { deferred, type EntityState, LocationIndex, type PendingBatch } from './structures.js';
 import type {
   AppendedEvent,
@@ -59,7 +60,6 @@ export interface EventLogOptions {
   readonly pollIntervalMs?: number;
 }
 
-const segmentPattern = /^seg-(\d{16})\.log$/;
 const zeroHash = new Uint8Array(32);
 const scanChunkBytes = 4 * 1024 * 1024;
 
@@ -632,96 +632,20 @@ export class EventLog implements AsyncDisposable {
   // ---------------------------------------------------------------- recovery
 
   async #recover(): Promise<void> {
-    const names = (await this.#fs.readdir(this.dir)).filter((name) => segmentPattern.test(name)).sort();
-    for (const [index, name] of names.entries()) {
-      const last = index === names.length - 1;
-      const file = await this.#fs.open(joinPath(this.dir, name), { readOnly: this.readOnly });
-      const expectedFirst = Number(segmentPattern.exec(name)?.[1]);
-      const size = await file.size();
-      const corrupt = (offset: number, detail: string) =>
-        new EventLogError(EventLogErrorCode.Corrupt, `segment ${name} is damaged at offset ${offset}: ${detail}`, {
-          segment: name,
-          offset,
-        });
-      if (size < segmentHeaderSize) {
-        if (!last) throw corrupt(0, 'the segment header is incomplete');
-        // A segment whose creation was cut short (or, read-only, is being created): nothing in it was acknowledged.
-        await file.close();
-        if (this.readOnly) continue;
-        await this.#fs.unlink(joinPath(this.dir, name));
-        await this.#fs.syncDir(this.dir);
-        continue;
-      }
-      const bytes = await file.read(0, size);
-      let header: { firstPosition: number; checkpoint: number };
-      try {
-        header = decodeSegmentHeader(bytes);
-      } catch (error) {
-        throw corrupt(0, error instanceof Error ? error.message : String(error));
-      }
-      if (header.firstPosition !== expectedFirst || header.firstPosition !== this.#head + 1) {
-        throw corrupt(16, `first position ${header.firstPosition} does not follow position ${this.#head}`);
-      }
-      const segmentIndex = this.#writer.segments.length;
-      const { validEnd, problem, problemOffset } = this.#indexFrames(bytes, segmentHeaderSize, segmentIndex);
-      if (problem !== undefined) {
-        if (!last) throw corrupt(problemOffset, problem);
-        if (validEnd < header.checkpoint)
-          throw corrupt(validEnd, `${problem}, inside the part recorded as durable (${header.checkpoint} bytes)`);
-        // A torn tail: what was being written when the process stopped. None of it was acknowledged durable.
-        // (Read-only, it may be what the writer is writing right now: left alone.)
-        if (!this.readOnly) {
-          await file.truncate(validEnd);
-          await file.sync();
-        }
-      }
-      this.#writer.segments.push({ name, firstPosition: header.firstPosition, file, size: validEnd, durableSize: validEnd });
-    }
-    if (this.#writer.segments.length === 0 && !this.readOnly) await this.#writer.createSegment(1);
-    this.#writer.recovered(this.#head);
+    await recoverSegments(this.#recovery());
   }
 
-  /**
-   * Indexes the complete batches of frames in `bytes` from `offset`; stops at
-   * the first frame that is bad, out of order, or part of an incomplete batch.
-   */
-  #indexFrames(
-    bytes: Uint8Array,
-    offset: number,
-    segmentIndex: number,
-  ): { validEnd: number; problem: string | undefined; problemOffset: number } {
-    let batchFrames: Array<{ header: FrameHeader; offset: number; size: number }> = [];
-    let validEnd = offset;
-    let problem: string | undefined;
-    while (offset < bytes.length) {
-      const frame = readFrame(bytes, offset, this.#hashers.crc32c);
-      if ('problem' in frame) {
-        problem = frame.detail;
-        break;
-      }
-      const frameHeader = frame.header;
-      const expectedPosition = this.#head + 1 + batchFrames.length;
-      if (frameHeader.position !== expectedPosition) {
-        problem = `position ${frameHeader.position}, expected ${expectedPosition}`;
-        break;
-      }
-      if (
-        frameHeader.batchIndex !== batchFrames.length ||
-        (batchFrames.length > 0 && batchFrames[0]?.header.batchCount !== frameHeader.batchCount)
-      ) {
-        problem = `frame ${frameHeader.batchIndex} of a batch of ${frameHeader.batchCount} is out of place`;
-        break;
-      }
-      batchFrames.push({ header: frameHeader, offset, size: frame.size });
-      offset += frame.size;
-      if (batchFrames.length === frameHeader.batchCount) {
-        for (const item of batchFrames) this.#index(item.header, segmentIndex, item.offset, item.size);
-        batchFrames = [];
-        validEnd = offset;
-      }
-    }
-    if (batchFrames.length > 0 && problem === undefined) problem = 'the last batch is incomplete';
-    return { validEnd, problem, problemOffset: problem === undefined ? validEnd : offset };
+  /** What recovery and refresh index frames into. */
+  #recovery(): RecoveryTarget {
+    return {
+      fs: this.#fs,
+      dir: this.dir,
+      readOnly: this.readOnly,
+      crc32c: this.#hashers.crc32c,
+      writer: this.#writer,
+      head: () => this.#head,
+      index: (header, segmentIndex, offset, size) => this.#index(header, segmentIndex, offset, size),
+    };
   }
 
   /**
@@ -757,7 +681,7 @@ export class EventLog implements AsyncDisposable {
     if (last !== undefined && tail !== undefined) {
       const padded = new Uint8Array(last.size + tail.length);
       padded.set(tail, last.size);
-      const { validEnd } = this.#indexFrames(padded, last.size, this.#writer.segments.length - 1);
+      const { validEnd } = indexFrames(this.#recovery(), padded, last.size, this.#writer.segments.length - 1);
       last.size = validEnd;
       last.durableSize = validEnd;
     }
@@ -767,7 +691,7 @@ export class EventLog implements AsyncDisposable {
         break;
       }
       const header = decodeSegmentHeader(bytes);
-      const { validEnd } = this.#indexFrames(bytes, segmentHeaderSize, this.#writer.segments.length);
+      const { validEnd } = indexFrames(this.#recovery(), bytes, segmentHeaderSize, this.#writer.segments.length);
       this.#writer.segments.push({ name, firstPosition: header.firstPosition, file, size: validEnd, durableSize: validEnd });
     }
     this.#writer.recovered(this.#head);

@@ -32,6 +32,9 @@ export function isReservedKind(kind: number): boolean {
   return category === 0x0 || category === 0xd;
 }
 
+/** Segment file names: `seg-<first position, 16 digits>.log`. */
+export const segmentPattern = /^seg-(\d{16})\.log$/;
+
 export function segmentName(firstPosition: number): string {
   return `seg-${String(firstPosition).padStart(16, '0')}.log`;
 }

@@ -1,0 +1,120 @@
+/**
+ * Opening a log's segments after a crash, and picking up a writer's new
+ * frames in a read-only log: complete batches of valid frames are indexed in
+ * order; only the last segment may end in a torn tail, which is truncated;
+ * damage anywhere else refuses to open with a `Corrupt` error naming the
+ * segment and offset.
+ */
+import { decodeSegmentHeader, type FrameHeader, readFrame, segmentHeaderSize } from './codec.js';
+import { EventLogError, EventLogErrorCode } from './errors.js';
+import { joinPath, type LogFileSystem } from './fs/types.js';
+import { segmentPattern } from './rules.js';
+import type { SegmentWriter } from './writer.js';
+
+/** The log being recovered: where its files are, and how it indexes a frame. */
+export interface RecoveryTarget {
+  readonly fs: LogFileSystem;
+  readonly dir: string;
+  readonly readOnly: boolean;
+  readonly crc32c: (data: Uint8Array) => number;
+  readonly writer: SegmentWriter;
+  /** The last position indexed so far. */
+  head(): number;
+  index(header: FrameHeader, segmentIndex: number, offset: number, size: number): void;
+}
+
+/** Opens and indexes every segment, truncating a torn tail of the last one. */
+export async function recoverSegments(target: RecoveryTarget): Promise<void> {
+  const { fs, dir, readOnly, writer } = target;
+  const names = (await fs.readdir(dir)).filter((name) => segmentPattern.test(name)).sort();
+  for (const [index, name] of names.entries()) {
+    const last = index === names.length - 1;
+    const file = await fs.open(joinPath(dir, name), { readOnly: readOnly });
+    const expectedFirst = Number(segmentPattern.exec(name)?.[1]);
+    const size = await file.size();
+    const corrupt = (offset: number, detail: string) =>
+      new EventLogError(EventLogErrorCode.Corrupt, `segment ${name} is damaged at offset ${offset}: ${detail}`, {
+        segment: name,
+        offset,
+      });
+    if (size < segmentHeaderSize) {
+      if (!last) throw corrupt(0, 'the segment header is incomplete');
+      // A segment whose creation was cut short (or, read-only, is being created): nothing in it was acknowledged.
+      await file.close();
+      if (readOnly) continue;
+      await fs.unlink(joinPath(dir, name));
+      await fs.syncDir(dir);
+      continue;
+    }
+    const bytes = await file.read(0, size);
+    let header: { firstPosition: number; checkpoint: number };
+    try {
+      header = decodeSegmentHeader(bytes);
+    } catch (error) {
+      throw corrupt(0, error instanceof Error ? error.message : String(error));
+    }
+    if (header.firstPosition !== expectedFirst || header.firstPosition !== target.head() + 1) {
+      throw corrupt(16, `first position ${header.firstPosition} does not follow position ${target.head()}`);
+    }
+    const segmentIndex = writer.segments.length;
+    const { validEnd, problem, problemOffset } = indexFrames(target, bytes, segmentHeaderSize, segmentIndex);
+    if (problem !== undefined) {
+      if (!last) throw corrupt(problemOffset, problem);
+      if (validEnd < header.checkpoint)
+        throw corrupt(validEnd, `${problem}, inside the part recorded as durable (${header.checkpoint} bytes)`);
+      // A torn tail: what was being written when the process stopped. None of it was acknowledged durable.
+      // (Read-only, it may be what the writer is writing right now: left alone.)
+      if (!readOnly) {
+        await file.truncate(validEnd);
+        await file.sync();
+      }
+    }
+    writer.segments.push({ name, firstPosition: header.firstPosition, file, size: validEnd, durableSize: validEnd });
+  }
+  if (writer.segments.length === 0 && !readOnly) await writer.createSegment(1);
+  writer.recovered(target.head());
+}
+
+/**
+ * Indexes the complete batches of frames in `bytes` from `offset`; stops at
+ * the first frame that is bad, out of order, or part of an incomplete batch.
+ */
+export function indexFrames(
+  target: RecoveryTarget,
+  bytes: Uint8Array,
+  offset: number,
+  segmentIndex: number,
+): { validEnd: number; problem: string | undefined; problemOffset: number } {
+  let batchFrames: Array<{ header: FrameHeader; offset: number; size: number }> = [];
+  let validEnd = offset;
+  let problem: string | undefined;
+  while (offset < bytes.length) {
+    const frame = readFrame(bytes, offset, target.crc32c);
+    if ('problem' in frame) {
+      problem = frame.detail;
+      break;
+    }
+    const frameHeader = frame.header;
+    const expectedPosition = target.head() + 1 + batchFrames.length;
+    if (frameHeader.position !== expectedPosition) {
+      problem = `position ${frameHeader.position}, expected ${expectedPosition}`;
+      break;
+    }
+    if (
+      frameHeader.batchIndex !== batchFrames.length ||
+      (batchFrames.length > 0 && batchFrames[0]?.header.batchCount !== frameHeader.batchCount)
+    ) {
+      problem = `frame ${frameHeader.batchIndex} of a batch of ${frameHeader.batchCount} is out of place`;
+      break;
+    }
+    batchFrames.push({ header: frameHeader, offset, size: frame.size });
+    offset += frame.size;
+    if (batchFrames.length === frameHeader.batchCount) {
+      for (const item of batchFrames) target.index(item.header, segmentIndex, item.offset, item.size);
+      batchFrames = [];
+      validEnd = offset;
+    }
+  }
+  if (batchFrames.length > 0 && problem === undefined) problem = 'the last batch is incomplete';
+  return { validEnd, problem, problemOffset: problem === undefined ? validEnd : offset };
+}
