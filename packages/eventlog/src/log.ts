@@ -1,5 +1,6 @@
+import { type AcceptView, checkBatchOptions, checkEvents, checkPreconditions } from './append-checks.js';
 import { ancestorsOf, descendantsOf } from './causal.js';
-import { decodeSegmentHeader, encodeFrame, type FrameHeader, maxNameBytes, maxParents, segmentHeaderSize } from './codec.js';
+import { decodeSegmentHeader, encodeFrame, type FrameHeader, segmentHeaderSize } from './codec.js';
 import { EncryptedCodec, type EncryptionOptions } from './crypto/encrypted-codec.js';
 import { keysetFileName, type ShredTarget } from './crypto/keyset.js';
 import { EventLogError, EventLogErrorCode } from './errors.js';
@@ -7,12 +8,12 @@ import { FrameReader } from './frame-reader.js';
 import { nodeFileSystem } from './fs/node-fs.js';
 import { joinPath, type LogFile, type LogFileSystem } from './fs/types.js';
 import { type Hashers, loadHashers } from './hash.js';
-import { type EventId, HybridLogicalClock, isUuid, UuidV7Generator } from './ids.js';
+import { type EventId, HybridLogicalClock, UuidV7Generator } from './ids.js';
 import { DirectoryLock } from './lock.js';
 import { type PayloadCodec, plainCodec } from './payload-codec.js';
 import { Projections } from './projections.js';
 import { indexFrames, type RecoveryTarget, recoverSegments } from './recovery.js';
-import { checkName, invalidArgument, isReservedKind, labelPrefix, segmentPattern } from './rules.js';
+import { invalidArgument, isReservedKind, labelPrefix, segmentPattern } from './rules.js';
 import { deferred, type EntityState, LocationIndex, type PendingBatch } from './structures.js';
 import type {
   AppendedEvent,
@@ -21,13 +22,12 @@ import type {
   AppendReceipt,
   CausalWalk,
   Gate,
-  GateContext,
   LogEvent,
   SubscriptionItem,
   SyncMode,
   VerifyResult,
 } from './types.js';
-import { describeReason, equalBytes, sleep } from './util.js';
+import { equalBytes, sleep } from './util.js';
 import { SegmentWriter } from './writer.js';
 
 /** Options of {@link openEventLog}. */
@@ -105,6 +105,8 @@ export class EventLog implements AsyncDisposable {
   readonly #unwritten = new Map<number, Uint8Array>();
   readonly #projections = new Projections();
   readonly #reader: FrameReader;
+  /** What the append checks read of this log (made once: appends are the hot path). */
+  readonly #acceptView: AcceptView;
   /** During recovery: the idempotent batch whose later frames are being read. */
   #recoveringReceipt: { events: AppendedEvent[]; durable: Promise<void> } | undefined;
   #head = 0;
@@ -134,6 +136,20 @@ export class EventLog implements AsyncDisposable {
       },
       wake: () => this.#wake(),
     });
+    const log = this;
+    this.#acceptView = {
+      get maxPayloadBytes() {
+        return log.#maxPayloadBytes;
+      },
+      get gates() {
+        return log.#gates;
+      },
+      get head() {
+        return log.#head;
+      },
+      has: (id) => this.#byId.has(id),
+      sequenceOf: (entity) => this.sequenceOf(entity),
+    };
     this.#reader = new FrameReader({
       segments: this.#writer.segments,
       locations: this.#locations,
@@ -261,87 +277,15 @@ export class EventLog implements AsyncDisposable {
     reserved: boolean,
   ): (PendingBatch & { events: AppendedEvent[] }) | AppendReceipt {
     this.#assertWritable();
-    if (!Array.isArray(inputs) || inputs.length === 0) throw invalidArgument('an append needs at least one event');
-    if (inputs.length > 0xffff) throw invalidArgument(`a batch holds at most 65535 events, got ${inputs.length}`);
-    const idempotencyKey = options.idempotencyKey === undefined ? undefined : checkName(options.idempotencyKey, 'idempotencyKey');
-    if (idempotencyKey?.startsWith(labelPrefix) === true) throw invalidArgument(`an idempotency key must not start with "${labelPrefix}"`);
-    const label = options.label === undefined ? undefined : `${labelPrefix}${checkName(options.label, 'label')}`;
-    if (label !== undefined && idempotencyKey !== undefined) throw invalidArgument('a batch takes a label or an idempotency key, not both');
-    if (label !== undefined && Buffer.byteLength(label) > maxNameBytes)
-      throw invalidArgument(`a label is at most ${maxNameBytes - labelPrefix.length} bytes`);
+    const { idempotencyKey, label } = checkBatchOptions(inputs, options);
     if (idempotencyKey !== undefined) {
       const earlier = this.#idempotency.get(idempotencyKey);
       if (earlier !== undefined) {
         return { events: earlier.events, position: earlier.events.at(-1)?.position ?? 0, duplicate: true, durable: earlier.durable };
       }
     }
-    let seen: Set<string> | undefined;
-    const events = inputs.map((input) => {
-      if (typeof input !== 'object' || input === null) throw invalidArgument('each event must be an object');
-      const entity = checkName(input.entity, 'entity');
-      const scope = input.scope === undefined ? entity : checkName(input.scope, 'scope');
-      if (!Number.isInteger(input.kind) || input.kind < 0 || input.kind > 0xffff)
-        throw invalidArgument(`kind must be a u16, got ${String(input.kind)}`);
-      if (!reserved && isReservedKind(input.kind)) {
-        throw invalidArgument(`kind 0x${input.kind.toString(16)} is in a category reserved for the log (0x0 and 0xD)`);
-      }
-      if (!(input.payload instanceof Uint8Array)) throw invalidArgument('payload must be a Uint8Array');
-      if (input.payload.length > this.#maxPayloadBytes) {
-        throw invalidArgument(`payload of ${input.payload.length} bytes exceeds maxPayloadBytes (${this.#maxPayloadBytes})`);
-      }
-      if (input.id !== undefined && !isUuid(input.id)) throw invalidArgument('id must be a lowercase UUID string');
-      if (input.causationId !== undefined && !isUuid(input.causationId))
-        throw invalidArgument('causationId must be a lowercase UUID string');
-      if (input.correlationId !== undefined && !isUuid(input.correlationId)) {
-        throw invalidArgument('correlationId must be a lowercase UUID string');
-      }
-      const parents = input.parents ?? [];
-      if (!Array.isArray(parents) || parents.length > maxParents)
-        throw invalidArgument(`parents must be an array of at most ${maxParents} ids`);
-      for (const parent of parents) if (!isUuid(parent)) throw invalidArgument('every parent must be a lowercase UUID string');
-      if (input.time !== undefined && (typeof input.time !== 'bigint' || input.time < 0n || input.time >= 2n ** 64n)) {
-        throw invalidArgument('time must be a u64 bigint');
-      }
-      if (input.id !== undefined) {
-        seen ??= new Set<string>();
-        if (this.#byId.has(input.id) || seen.has(input.id)) throw invalidArgument(`event id ${input.id} is already in the log`);
-        seen.add(input.id);
-      }
-      return { input, entity, scope, parents };
-    });
-
-    // Expected sequences are checked against the state before this append.
-    const expected = options.expectedSequence;
-    if (expected !== undefined) {
-      const distinct = [...new Set(events.map((event) => event.entity))];
-      for (const entity of distinct) {
-        const wanted = typeof expected === 'number' ? expected : expected[entity];
-        if (wanted === undefined) continue;
-        const current = this.sequenceOf(entity);
-        if (current !== wanted) {
-          throw new EventLogError(EventLogErrorCode.SequenceMismatch, `entity '${entity}' is at sequence ${current}, expected ${wanted}`, {
-            reason: { entity, expected: wanted, actual: current },
-          });
-        }
-      }
-    }
-    const gates = options.gate === undefined ? this.#gates : [...this.#gates, options.gate];
-    if (gates.length > 0) {
-      const context: GateContext = {
-        events: inputs,
-        sequenceOf: (entity) => this.sequenceOf(entity),
-        has: (id) => this.#byId.has(id),
-        head: this.#head,
-      };
-      for (const gate of gates) {
-        const verdict = gate(context);
-        if (verdict !== undefined && 'deny' in verdict) {
-          throw new EventLogError(EventLogErrorCode.GateDenied, `a gate denied the append: ${describeReason(verdict.deny)}`, {
-            reason: verdict.deny,
-          });
-        }
-      }
-    }
+    const events = checkEvents(inputs, reserved, this.#acceptView);
+    checkPreconditions(inputs, events, options, this.#acceptView);
 
     // Everything below changes state; each change records how to undo it if the write fails.
     const undo: Array<() => void> = [];
