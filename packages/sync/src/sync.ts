@@ -129,10 +129,12 @@ export class Sync implements AsyncDisposable {
   status(): SyncStatus {
     const { board, state, library } = this.#context;
     const devices: Record<string, { head: number; applied: number; lag: number; stuck: string | undefined }> = {};
-    for (const [device, head] of board.known) {
+    // Devices whose head was seen, and those applied without one (heads are hints: pulls probe past them).
+    for (const device of new Set([...board.known.keys(), ...Object.keys(state.remote)])) {
       if (device === this.device) continue;
       const applied = state.remote[device]?.seq ?? 0;
-      devices[device] = { head, applied, lag: Math.max(0, head - applied), stuck: board.stuck.get(device) };
+      const head = Math.max(board.known.get(device) ?? 0, applied);
+      devices[device] = { head, applied, lag: head - applied, stuck: board.stuck.get(device) };
     }
     const self = library.member(this.device);
     return {

@@ -186,10 +186,12 @@ export const storeAttacks: Attack[] = [
     run: async (world) => {
       const owner = world.node('owner');
       const member = await world.join('member');
-      for (const n of [1, 2]) await write(owner, `owner-${n}`);
       member.store.unlisted.add(`heads.${owner.identity.deviceId}`);
+      for (const n of [1, 2]) await write(owner, `owner-${n}`);
       await world.settle([member]);
       expect(await payloads(member.log)).toEqual(['owner-1', 'owner-2']);
+      // The status shows what was applied, though no head was ever seen.
+      expect(member.sync.status().devices[owner.identity.deviceId]).toMatchObject({ head: 2, applied: 2, lag: 0 });
       await expectHealthy([owner, member]);
     },
   },
