@@ -8,8 +8,8 @@ import { KvError, KvErrorCode, type WatchCursor } from '@weft/kv';
 import type { SyncContext } from './context.js';
 import { SyncError, SyncErrorCode } from './errors.js';
 import { type HeadValue, parseHead } from './heads.js';
-import { sleep } from './sleep.js';
 import { deviceOfHeadKey, headsPrefix } from './store-layout.js';
+import { sleep } from './util.js';
 
 export class HeadsWatch {
   readonly #context: SyncContext;

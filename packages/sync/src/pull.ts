@@ -10,10 +10,10 @@ import type { SyncContext } from './context.js';
 import { decodeChangeset, decodeEnvelope, encodeChangeset, envelopeSignatureValid, type SyncedEvent } from './envelope.js';
 import { SyncError, SyncErrorCode } from './errors.js';
 import { importTag } from './imports.js';
-import { hexOf } from './sleep.js';
 import { addRange, zeroHashHex } from './state.js';
 import { countField } from './statements.js';
 import { changesetKey, floorKey } from './store-layout.js';
+import { hexOf } from './util.js';
 import { checkEnvelope, type VerifiedChangeset, verifyChangeset } from './verify.js';
 
 /** What a batch of one device's changesets may take in memory, about: it bounds the window of a pull. */

@@ -22,9 +22,9 @@ import {
 import { SyncError, SyncErrorCode } from './errors.js';
 import { parseHead, publishHead } from './heads.js';
 import { batchBudgetBytes } from './pull.js';
-import { hexOf } from './sleep.js';
 import { inRanges, type PendingPush } from './state.js';
 import { changesetKey, headKey } from './store-layout.js';
+import { hexOf } from './util.js';
 
 export class Pusher {
   readonly #context: SyncContext;

@@ -13,10 +13,10 @@ import { SyncError, SyncErrorCode } from './errors.js';
 import { isCasRetry } from './heads.js';
 import type { Puller } from './pull.js';
 import { getSealedChunks, putSealedChunks } from './sealed-chunks.js';
-import { hexOf } from './sleep.js';
 import { decodeManifest, decodeSnapshotBody, encodeManifest, encodeSnapshotBody, type SnapshotCursors } from './snapshot.js';
 import { inRanges, zeroHashHex } from './state.js';
 import { changesetKey, currentSnapshotKey, snapshotChunkKey } from './store-layout.js';
+import { hexOf } from './util.js';
 
 const encoder = new TextEncoder();
 

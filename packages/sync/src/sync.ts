@@ -18,10 +18,10 @@ import type { MembershipState, Role } from './membership.js';
 import { addMember, removeMember, setMinSchemaVersion, setRole } from './membership-admin.js';
 import { Puller } from './pull.js';
 import { Pusher } from './push.js';
-import { sleep } from './sleep.js';
 import { Snapshots } from './snapshots.js';
 import { StateFile } from './state.js';
 import { StatusBoard, type SyncStatus } from './status.js';
+import { sleep } from './util.js';
 
 /**
  * Opens sync for one device: its local log replicated with the other

@@ -8,7 +8,7 @@ import { decodeChangesetBody, decodeEnvelope, type Envelope, envelopeSignatureVa
 import { SyncError, SyncErrorCode } from './errors.js';
 import { deviceIdOf } from './identity.js';
 import type { Member } from './membership.js';
-import { hexOf } from './sleep.js';
+import { hexOf } from './util.js';
 
 /** What a changeset is checked against. */
 export interface ChangesetExpectation {

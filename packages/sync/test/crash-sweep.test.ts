@@ -6,11 +6,11 @@
  * lost, none is duplicated, and no event imported from another device is
  * ever pushed again as this device's own.
  */
-import { type EventLog, MemoryFileSystem, nodeXChaCha, openEventLog, SimulatedFileSystem } from '@weft/eventlog';
-import { createMemoryKvServer, type KvStore, openMemoryKv } from '@weft/kv';
-import { decodeChangeset, decodeEnvelope, openEnvelope, openSync, type Sync } from '@weft/sync';
+import { type EventLog, MemoryFileSystem, openEventLog, SimulatedFileSystem } from '@weft/eventlog';
+import { createMemoryKvServer, openMemoryKv } from '@weft/kv';
+import { openSync, type Sync } from '@weft/sync';
 import { describe, expect, it } from 'vitest';
-import { bytes, kind, makeLibrary } from './helpers.js';
+import { bytes, kind, makeLibrary, pushedBy } from './helpers.js';
 
 const seedBase = Number(process.env.WEFT_SEED ?? 1);
 const batch = { batchChangesets: 2, maxEventsPerChangeset: 1 };
@@ -19,19 +19,6 @@ async function idsOf(log: EventLog): Promise<string[]> {
   const ids: string[] = [];
   for await (const event of log.read()) ids.push(event.id);
   return ids;
-}
-
-/** Every event id in a device's changesets in the store, in seq order. */
-async function pushedBy(kv: KvStore, device: string, key: Uint8Array): Promise<string[]> {
-  const ids: string[] = [];
-  for (let seq = 1; ; seq++) {
-    const keyPath = `changes.${device}.${seq}`;
-    const entry = await kv.get(keyPath);
-    if (entry === undefined) return ids;
-    const body = openEnvelope(decodeEnvelope(entry.value), key, 'lib', keyPath, nodeXChaCha);
-    if (body === undefined) throw new Error(`${keyPath} does not open`);
-    for (const event of decodeChangeset(body)) ids.push(event.id);
-  }
 }
 
 type Phase = 'pull' | 'push';

@@ -1,7 +1,17 @@
 import { randomBytes } from 'node:crypto';
-import { type EventLog, MemoryFileSystem, openEventLog, type SyncMode } from '@weft/eventlog';
+import { type EventLog, MemoryFileSystem, nodeXChaCha, openEventLog, type SyncMode } from '@weft/eventlog';
 import type { KvStore } from '@weft/kv';
-import { createIdentity, type DeviceIdentity, type LibraryConfig, openSync, type Sync, type SyncOptions } from '@weft/sync';
+import {
+  createIdentity,
+  type DeviceIdentity,
+  decodeChangeset,
+  decodeEnvelope,
+  type LibraryConfig,
+  openEnvelope,
+  openSync,
+  type Sync,
+  type SyncOptions,
+} from '@weft/sync';
 
 export const kind = 0x1001;
 export const bytes = (text: string) => new TextEncoder().encode(text);
@@ -44,4 +54,17 @@ export async function eventSet(log: EventLog): Promise<string[]> {
   for await (const event of log.read())
     events.push(`${event.id}|${event.entity}|${event.kind}|${event.time}|${text(event.payload)}|${event.parents.join(',')}`);
   return events.sort();
+}
+
+/** Every event id in a device's changesets in the store, in seq order, opened with the library key (out-of-band library 'lib'). */
+export async function pushedBy(kv: KvStore, device: string, key: Uint8Array): Promise<string[]> {
+  const ids: string[] = [];
+  for (let seq = 1; ; seq++) {
+    const keyPath = `changes.${device}.${seq}`;
+    const entry = await kv.get(keyPath);
+    if (entry === undefined) return ids;
+    const body = openEnvelope(decodeEnvelope(entry.value), key, 'lib', keyPath, nodeXChaCha);
+    if (body === undefined) throw new Error(`${keyPath} does not open`);
+    for (const event of decodeChangeset(body)) ids.push(event.id);
+  }
 }

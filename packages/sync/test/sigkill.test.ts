@@ -8,29 +8,16 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MemoryFileSystem, nodeXChaCha, openEventLog } from '@weft/eventlog';
-import type { KvStore } from '@weft/kv';
+import { MemoryFileSystem, openEventLog } from '@weft/eventlog';
 import { openRedisKv } from '@weft/kv-redis';
-import { decodeChangeset, decodeEnvelope, openEnvelope, openSync } from '@weft/sync';
+import { openSync } from '@weft/sync';
 import { redisUnavailable, runChild, startRedisServer } from '@weft/test-servers';
 import { describe, expect, it } from 'vitest';
-import { bytes, kind, makeLibrary } from './helpers.js';
+import { bytes, kind, makeLibrary, pushedBy } from './helpers.js';
 
 const child = new URL('./fixtures/sync-child.mjs', import.meta.url).pathname;
 const missing = redisUnavailable();
 if (missing !== undefined) console.warn(`SKIPPING the sync SIGKILL loop: ${missing}`);
-
-async function pushedBy(kv: KvStore, device: string, key: Uint8Array): Promise<string[]> {
-  const ids: string[] = [];
-  for (let seq = 1; ; seq++) {
-    const keyPath = `changes.${device}.${seq}`;
-    const entry = await kv.get(keyPath);
-    if (entry === undefined) return ids;
-    const body = openEnvelope(decodeEnvelope(entry.value), key, 'lib', keyPath, nodeXChaCha);
-    if (body === undefined) throw new Error(`${keyPath} does not open`);
-    for (const event of decodeChangeset(body)) ids.push(event.id);
-  }
-}
 
 describe.skipIf(missing !== undefined)('SIGKILL of a real syncing process (Redis)', () => {
   it('loses, duplicates and re-pushes nothing across five kills', async () => {

@@ -1,7 +1,7 @@
 /** Every attack of the adversarial suite, on the memory backend. */
-import { afterAll, beforeAll, describe, it } from 'vitest';
+import { afterAll, beforeAll, describe } from 'vitest';
 import { allAttacks } from './attacks.js';
-import { type Backend, memoryBackend, World } from './world.js';
+import { type Backend, itAttacks, memoryBackend } from './world.js';
 
 const backend: Backend = memoryBackend;
 let server: Awaited<ReturnType<Backend['start']>>;
@@ -11,14 +11,5 @@ beforeAll(async () => {
 afterAll(() => server.stop());
 
 describe('sync under attack (memory backend)', () => {
-  for (const attack of allAttacks) {
-    it(attack.claim, async () => {
-      const world = await World.create(server.open);
-      try {
-        await attack.run(world);
-      } finally {
-        await world.close();
-      }
-    });
-  }
+  itAttacks(allAttacks, () => server.open);
 });

@@ -3,9 +3,9 @@
  * the store attacks that depend on how a backend lists, watches and
  * compares, and the removed owner's attacks end to end.
  */
-import { afterAll, beforeAll, describe, it } from 'vitest';
+import { afterAll, beforeAll, describe } from 'vitest';
 import { allAttacks } from './attacks.js';
-import { type Backend, natsBackend, redisBackend, World } from './world.js';
+import { type Backend, itAttacks, natsBackend, redisBackend } from './world.js';
 
 const subset = ['S2', 'S4', 'S5', 'S8', 'S10', 'R2', 'R4', 'R5'];
 const attacks = allAttacks.filter((attack) => subset.includes(attack.claim.split(' ')[0] as string));
@@ -18,15 +18,6 @@ for (const backend of [redisBackend, natsBackend] satisfies Backend[]) {
       server = await backend.start();
     });
     afterAll(() => server?.stop());
-    for (const attack of attacks) {
-      it(attack.claim, async () => {
-        const world = await World.create(server.open);
-        try {
-          await attack.run(world);
-        } finally {
-          await world.close();
-        }
-      });
-    }
+    itAttacks(attacks, () => server.open);
   });
 }

@@ -24,7 +24,7 @@ import {
   sealEnvelope,
 } from '@weft/sync';
 import { natsUnavailable, redisUnavailable, startNatsServer, startRedisServer } from '@weft/test-servers';
-import { expect } from 'vitest';
+import { expect, it } from 'vitest';
 import { MaliciousStore } from './malicious-store.js';
 
 export const kind = 0x1001;
@@ -246,3 +246,20 @@ export async function forgeChangeset(options: {
 }
 
 export type { Invitation };
+
+/** Runs each attack in a world of its own, in one `it` named after its claim. */
+export function itAttacks(
+  attacks: readonly { claim: string; run: (world: World) => Promise<void> }[],
+  open: () => (bucket: string) => Promise<KvStore>,
+): void {
+  for (const attack of attacks) {
+    it(attack.claim, async () => {
+      const world = await World.create(open());
+      try {
+        await attack.run(world);
+      } finally {
+        await world.close();
+      }
+    });
+  }
+}

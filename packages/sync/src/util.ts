@@ -1,3 +1,5 @@
+/** Small helpers of sync: an abortable sleep and hex of bytes. */
+
 /** Waits `ms`, or less when `signal` aborts; never rejects. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
