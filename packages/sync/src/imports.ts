@@ -25,17 +25,14 @@ export function importCount(label: string | undefined): number | undefined {
 
 /**
  * Reads the log past `state.scannedPosition` and records every tagged import
- * batch there as imported. Returns how many positions it found.
+ * batch there as imported.
  */
-export async function recoverImports(log: EventLog, state: SyncStateData): Promise<number> {
-  let found = 0;
+export async function recoverImports(log: EventLog, state: SyncStateData): Promise<void> {
   const durable = log.durableHead;
   for await (const event of log.read(state.scannedPosition + 1)) {
     const count = importCount(event.label);
     if (count === undefined) continue;
     addRange(state.imported, event.position, event.position + count - 1);
-    found += count;
   }
   state.scannedPosition = Math.max(state.scannedPosition, durable);
-  return found;
 }

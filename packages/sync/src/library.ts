@@ -151,7 +151,11 @@ export class Library {
 
   /** The library's minimum schema version (1 when unset); a value no owner signed is reported and ignored. */
   async minSchemaVersion(): Promise<number> {
-    const stored = await this.#kv.get(minSchemaVersionKey);
+    return this.minSchemaVersionIn(await this.#kv.get(minSchemaVersionKey));
+  }
+
+  /** The minimum schema version a stored `meta.min_schema_version` value says (1 when absent or not signed by an owner). */
+  minSchemaVersionIn(stored: { readonly value: Uint8Array } | undefined): number {
     if (stored === undefined) return 1;
     try {
       return countField(this.acceptStatement(stored.value, 'min-schema', minSchemaVersionKey), 'version');

@@ -118,7 +118,7 @@ export async function setMinSchemaVersion(context: SyncContext, version: number)
   if (library.config.founder !== undefined) library.assertOwner();
   for (let attempt = 0; attempt < 20; attempt++) {
     const current = await kv.get(minSchemaVersionKey);
-    if ((await library.minSchemaVersion()) >= version && current !== undefined) return;
+    if (current !== undefined && library.minSchemaVersionIn(current) >= version) return;
     const value = encodeStatement('min-schema', { version }, context.identity);
     try {
       if (current === undefined) await kv.create(minSchemaVersionKey, value);

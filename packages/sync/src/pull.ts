@@ -276,7 +276,7 @@ export class Puller {
         stop = 'held';
         break;
       }
-      this.#noteGeneration(entry.value, device);
+      board.generationSeen = Math.max(board.generationSeen, changeset.keyGeneration);
       // The cursor moves past a changeset only once its blobs are stored here.
       let blobsHere = true;
       for (const blob of changeset.blobs) {

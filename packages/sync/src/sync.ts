@@ -36,7 +36,10 @@ export async function openSync(options: SyncOptions): Promise<Sync> {
   const stateFile = new StateFile(fs, dir);
   const state = await stateFile.load(options.identity.deviceId);
   // Imports the state does not know yet (it was not saved after them) are found in the log itself.
-  if ((await recoverImports(options.log, state)) > 0) await stateFile.save(state);
+  const scanned = state.scannedPosition;
+  await recoverImports(options.log, state);
+  // Saved whenever the scan moved, so the next open reads only what is new since.
+  if (state.scannedPosition > scanned) await stateFile.save(state);
   const hashers = await loadHashers();
   const cipher = cipherOf(options.cipher);
   const clock = options.clock ?? Date.now;

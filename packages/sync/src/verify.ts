@@ -32,6 +32,8 @@ export interface ChangesetExpectation {
 export interface VerifiedChangeset {
   readonly events: SyncedEvent[];
   readonly blobs: string[];
+  /** The key generation that sealed it (its signature verified). */
+  readonly keyGeneration: number;
 }
 
 /**
@@ -114,7 +116,7 @@ function openVerified(envelope: Envelope, expected: ChangesetExpectation): Verif
   const body = openEnvelope(envelope, key, expected.libraryId, keyPath, expected.cipher);
   if (body === undefined) throw fail(SyncErrorCode.DecryptionFailed, 'the payload fails authentication');
   try {
-    return decodeChangesetBody(body);
+    return { ...decodeChangesetBody(body), keyGeneration: envelope.keyGeneration };
   } catch (error) {
     throw fail(SyncErrorCode.InvalidEnvelope, error instanceof Error ? error.message : String(error));
   }
