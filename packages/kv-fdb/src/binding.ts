@@ -1,4 +1,5 @@
-import { KvError, KvErrorCode, kvError } from '@weft/kv';
+import { KvError, KvErrorCode } from '@weft/kv';
+import { kvError } from '@weft/kv/backend';
 import type { FdbDatabase, FdbRangeOptions, FdbTransaction, FdbWatch } from './transactor.js';
 
 /**

@@ -1,28 +1,30 @@
 import { randomBytes } from 'node:crypto';
 import {
-  assertSignal,
-  assertTtl,
-  assertValidKey,
-  assertValidPrefix,
-  assertValue,
   type Clock,
-  describeArgument,
   type KvCapabilities,
   type KvEntry,
   KvError,
   KvErrorCode,
   type KvRecord,
   type KvStore,
-  keyMatchesAnyPrefix,
   keyMatchesPrefix,
-  kvError,
-  normalizePrefixes,
   systemClock,
   type Version,
   type WatchCursor,
   type WatchEvent,
   type WatchOptions,
 } from '@weft/kv';
+import {
+  assertSignal,
+  assertTtl,
+  assertValidKey,
+  assertValidPrefix,
+  assertValue,
+  describeArgument,
+  keyMatchesAnyPrefix,
+  kvError,
+  normalizePrefixes,
+} from '@weft/kv/backend';
 import { type BindingDatabase, defaultApiVersion, isBindingDatabase, loadFdbBinding, wrapBindingDatabase } from './binding.js';
 import {
   BucketLayout,

@@ -17,7 +17,8 @@
  * | `w/<u64 ms><8 random bytes>`          | write id: the versionstamp of that write   |
  */
 
-import { KvErrorCode, kvError, type Version, type WatchCursor } from '@weft/kv';
+import { KvErrorCode, type Version, type WatchCursor } from '@weft/kv';
+import { kvError } from '@weft/kv/backend';
 
 /** Bytes of a FoundationDB versionstamp (8-byte commit version, 2-byte batch order). */
 export const stampBytes = 10;

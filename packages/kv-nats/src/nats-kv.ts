@@ -25,27 +25,29 @@ import {
   TimeoutError,
 } from '@nats-io/transport-node';
 import {
-  assertSignal,
-  assertTtl,
-  assertValidKey,
-  assertValidPrefix,
-  assertValue,
-  describeArgument,
   type KvCapabilities,
   type KvEntry,
   KvError,
   KvErrorCode,
   type KvRecord,
   type KvStore,
-  keyMatchesAnyPrefix,
   keyMatchesPrefix,
-  kvError,
-  normalizePrefixes,
   type Version,
   type WatchCursor,
   type WatchEvent,
   type WatchOptions,
 } from '@weft/kv';
+import {
+  assertSignal,
+  assertTtl,
+  assertValidKey,
+  assertValidPrefix,
+  assertValue,
+  describeArgument,
+  keyMatchesAnyPrefix,
+  kvError,
+  normalizePrefixes,
+} from '@weft/kv/backend';
 import { compareVersions, conditionalWritesUnsupported, parseServerVersion, type ServerVersion } from './server-version.js';
 
 const backend = 'nats';

@@ -1,26 +1,28 @@
 import { createHash, randomBytes } from 'node:crypto';
 import {
-  assertSignal,
-  assertTtl,
-  assertValidKey,
-  assertValidPrefix,
-  assertValue,
-  describeArgument,
   type KvCapabilities,
   type KvEntry,
   KvError,
   KvErrorCode,
   type KvRecord,
   type KvStore,
-  keyMatchesAnyPrefix,
   keyMatchesPrefix,
-  kvError,
-  normalizePrefixes,
   type Version,
   type WatchCursor,
   type WatchEvent,
   type WatchOptions,
 } from '@weft/kv';
+import {
+  assertSignal,
+  assertTtl,
+  assertValidKey,
+  assertValidPrefix,
+  assertValue,
+  describeArgument,
+  keyMatchesAnyPrefix,
+  kvError,
+  normalizePrefixes,
+} from '@weft/kv/backend';
 import { Cluster, type ClusterNode, Redis } from 'ioredis';
 import { type MutationScript, mutationScripts, readChangesScript, sweepScript } from './scripts.js';
 

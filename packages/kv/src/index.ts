@@ -18,27 +18,11 @@
  */
 
 export { type Clock, ManualClock, systemClock } from './clock.js';
-export { KvError, KvErrorCode, type KvErrorOptions, kvError } from './errors.js';
-export {
-  assertValidKey,
-  assertValidPrefix,
-  isValidKey,
-  keyMatchesAnyPrefix,
-  keyMatchesPrefix,
-  keyProblem,
-  maxKeyBytes,
-  normalizePrefixes,
-} from './keys.js';
+export { KvError, KvErrorCode, type KvErrorOptions } from './errors.js';
+export { isValidKey, keyMatchesPrefix, keyProblem, maxKeyBytes } from './keys.js';
 export { acquireLease, Lease, type LeaseOptions } from './lease.js';
-export {
-  createMemoryKvServer,
-  type MemoryBucketOptions,
-  type MemoryKvOptions,
-  MemoryKvServer,
-  MemoryKvStore,
-  openMemoryKv,
-} from './memory/memory-kv.js';
-export { Notifier } from './notifier.js';
+export { type MemoryBucketOptions, type MemoryKvOptions, MemoryKvStore, openMemoryKv } from './memory/open.js';
+export { createMemoryKvServer, MemoryKvServer } from './memory/server.js';
 export type {
   KvCapabilities,
   KvEntry,
@@ -55,4 +39,3 @@ export type {
   WatchEventType,
   WatchOptions,
 } from './types.js';
-export { assertSignal, assertTtl, assertValue, describe as describeArgument } from './validate.js';

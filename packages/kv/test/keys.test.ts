@@ -1,5 +1,6 @@
 import { fc, test } from '@fast-check/vitest';
-import { assertValidKey, KvError, keyMatchesPrefix, keyProblem, maxKeyBytes, normalizePrefixes } from '@weft/kv';
+import { KvError, keyMatchesPrefix, keyProblem, maxKeyBytes } from '@weft/kv';
+import { assertValidKey, normalizePrefixes } from '@weft/kv/backend';
 import { describe, expect, it } from 'vitest';
 
 const tokenChar = fc.constantFrom(...'ABCXYZabcxyz0189_=/-'.split(''));

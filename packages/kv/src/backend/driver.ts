@@ -1,0 +1,130 @@
+/**
+ * The driver a backend writes: only what is native to its server. Everything
+ * the contract derives from these primitives (validation, closed state,
+ * `keys()` over a listing, the TTL visibility of listings, disposal and the
+ * watch protocol) lives once in {@link defineKvStore} and the watch loop.
+ */
+
+import type { KvError } from '../errors.js';
+import type { KvCapabilities, KvEntry, KvRecord, Version, WatchCursor } from '../types.js';
+
+/** One write with its precondition, already validated (key, value, TTL) by the store front. */
+export type KvMutation =
+  | { readonly kind: 'put'; readonly key: string; readonly value: Uint8Array }
+  | { readonly kind: 'putWithTtl'; readonly key: string; readonly value: Uint8Array; readonly ttlMs: number }
+  | { readonly kind: 'create'; readonly key: string; readonly value: Uint8Array }
+  | { readonly kind: 'update'; readonly key: string; readonly value: Uint8Array; readonly expected: Version }
+  | { readonly kind: 'delete'; readonly key: string }
+  | { readonly kind: 'deleteWithVersion'; readonly key: string; readonly expected: Version }
+  | { readonly kind: 'purge'; readonly key: string };
+
+/** The kinds of {@link KvMutation}, which are also the names of the store's write methods. */
+export type KvMutationKind = KvMutation['kind'];
+
+/** A cursor taken apart: the backend's native position and the bucket incarnation it belongs to. */
+export interface ParsedCursor<Position> {
+  readonly position: Position;
+  /** Identifies one incarnation of the bucket's data; `''` for a backend whose positions are never reused. */
+  readonly epoch: string;
+}
+
+/** How a backend spells its cursors. */
+export interface CursorCodec<Position> {
+  /**
+   * Parses a cursor of this backend.
+   *
+   * @throws {KvError} `InvalidArgument` for anything else
+   */
+  parse(cursor: unknown): ParsedCursor<Position>;
+  /** The cursor of `position` in the incarnation `epoch`. */
+  format(position: Position, epoch: string): WatchCursor;
+  /** Orders two positions of one bucket: negative, zero or positive. */
+  compare(a: Position, b: Position): number;
+}
+
+/** What a watch asks its driver for. */
+export interface ChangeRequest<Position> {
+  /**
+   * Without it: first the live state (a listing), then the changes after it.
+   * With it: the changes after this position.
+   */
+  readonly from: Position | undefined;
+  /** Whole-token prefixes the watch wants; drivers may filter natively, the loop filters again. */
+  readonly prefixes: readonly string[] | undefined;
+  /** Aborted when the watch ends (break, the caller's signal, or close): stop and release server resources. */
+  readonly signal: AbortSignal;
+}
+
+/**
+ * One item of a driver's change feed, in cursor order.
+ *
+ * - `change`: a record of the listing or a change of the log. Positions
+ *   strictly increase; one at or below an earlier one is dropped as a
+ *   redelivery, so a driver that restarts its reader may repeat itself.
+ * - `bounds`: the bucket's head and horizon as read by the driver, and the
+ *   position it is reading after. The loop fails the watch with
+ *   `CursorExpired` when that position is below the horizon or past the
+ *   head, or when the epoch differs from the watch's. The first bounds with a
+ *   `head` fixes where `synced` falls if the feed never reports `through`.
+ * - `through`: every change up to `position` has been delivered (the feed
+ *   is caught up, or the listing is complete as of `position`).
+ */
+export type ChangeFeedItem<Position> =
+  | {
+      readonly type: 'change';
+      readonly position: Position;
+      readonly key: string;
+      readonly op: 'put' | 'delete' | 'purge' | 'expire';
+      /** A put's value, owned by the receiver (copied out of any shared buffer). */
+      readonly value?: Uint8Array;
+      /** The version of a put, delete or purge. */
+      readonly version?: Version;
+      /** A put's TTL in epoch milliseconds, when it has one and the driver knows it; a lapsed put is left out of listings. */
+      readonly expiresAt?: number;
+    }
+  | {
+      readonly type: 'bounds';
+      readonly epoch: string;
+      /** The position the driver reads after; `undefined` while it lists. */
+      readonly reading?: Position | undefined;
+      readonly head?: Position | undefined;
+      readonly horizon?: Position | undefined;
+    }
+  | { readonly type: 'through'; readonly position: Position };
+
+/**
+ * The native primitives of one bucket handle. A driver never validates what
+ * the front already did (keys, values, TTLs, prefixes, closed state) and
+ * throws only {@link KvError}s.
+ */
+export interface KvDriver<Position> {
+  /** The backend's name, e.g. `redis`. */
+  readonly backend: string;
+  readonly bucket: string;
+  readonly capabilities: KvCapabilities;
+  readonly cursors: CursorCodec<Position>;
+  /** The clock TTLs run on, for hiding a lapsed TTL in a watch's listing. @default Date.now */
+  now?(): number;
+  /** The live value of `key` (a lapsed TTL is absent). */
+  get(key: string): Promise<KvEntry | undefined>;
+  /** The latest record of `key`, tombstones included (a lapsed TTL is absent). */
+  entry(key: string): Promise<KvRecord | undefined>;
+  /**
+   * The live entries under `prefix`, in pages read natively. With `values`
+   * false the entries' values may be empty (for `keys()`).
+   */
+  list(prefix: string | undefined, options: { readonly values: boolean }): AsyncIterable<KvEntry>;
+  /** Applies one mutation atomically with its precondition; returns the new version. */
+  mutate(mutation: KvMutation): Promise<Version>;
+  /** The change feed of one watch; see {@link ChangeFeedItem}. */
+  changes(request: ChangeRequest<Position>): AsyncIterable<ChangeFeedItem<Position>>;
+  /**
+   * Why this handle cannot honour writes of `kind`, or `undefined` when it
+   * can; the front then throws `Unsupported` before any effect.
+   */
+  refusal?(kind: KvMutationKind): string | undefined;
+  /** Turns a failure that escaped a feed into a typed error. @default `OperationFailed` around it */
+  toKvError?(error: unknown, operation: string): KvError;
+  /** Releases what the driver opened itself (not a caller-owned client). Called once. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,197 @@
+import { KvErrorCode, kvError } from '../errors.js';
+import { assertValidKey, assertValidPrefix, normalizePrefixes } from '../keys.js';
+import type { KvCapabilities, KvEntry, KvRecord, KvStore, Version, WatchCursor, WatchEvent, WatchOptions } from '../types.js';
+import { assertSignal, assertTtl, assertValue } from '../validate.js';
+import type { KvDriver, KvMutationKind } from './driver.js';
+import { runWatch } from './watch-loop.js';
+
+/**
+ * The store every backend hands out: the contract's derived clauses over a
+ * {@link KvDriver}. Each method validates its arguments and the handle's
+ * state before the driver runs, so bad input writes nothing and costs no
+ * I/O, and adds no promise step of its own on the way to the driver (at a
+ * hundred calls in flight, every extra step costs throughput).
+ *
+ * Backends with operations of their own (sweeps, compaction, inspection)
+ * extend it; others return {@link defineKvStore}'s result as it is.
+ */
+export class KvStoreFront<Position = unknown> implements KvStore {
+  readonly backend: string;
+  readonly bucket: string;
+  readonly capabilities: KvCapabilities;
+  /** The driver under this handle. */
+  protected readonly driver: KvDriver<Position>;
+  readonly #closing = new AbortController();
+  #closed = false;
+  #closedDriver: Promise<void> | undefined;
+
+  constructor(driver: KvDriver<Position>) {
+    this.driver = driver;
+    this.backend = driver.backend;
+    this.bucket = driver.bucket;
+    this.capabilities = driver.capabilities;
+  }
+
+  /** True once {@link close} was called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Aborted when the handle closes; background work of a backend stops on it. */
+  protected get closing(): AbortSignal {
+    return this.#closing.signal;
+  }
+
+  get(key: string): Promise<KvEntry | undefined> {
+    try {
+      this.assertOpen();
+      assertValidKey(key, this.backend);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.driver.get(key);
+  }
+
+  entry(key: string): Promise<KvRecord | undefined> {
+    try {
+      this.assertOpen();
+      assertValidKey(key, this.backend);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.driver.entry(key);
+  }
+
+  keys(prefix?: string): AsyncIterable<string> {
+    const entries = this.#list(prefix, false);
+    return {
+      async *[Symbol.asyncIterator]() {
+        for await (const entry of entries) yield entry.key;
+      },
+    };
+  }
+
+  scan(prefix?: string): AsyncIterable<KvEntry> {
+    return this.#list(prefix, true);
+  }
+
+  put(key: string, value: Uint8Array): Promise<Version> {
+    return this.#refuse('put', key, value) ?? this.driver.mutate({ kind: 'put', key, value });
+  }
+
+  create(key: string, value: Uint8Array): Promise<Version> {
+    return this.#refuse('create', key, value) ?? this.driver.mutate({ kind: 'create', key, value });
+  }
+
+  update(key: string, value: Uint8Array, expected: Version): Promise<Version> {
+    return this.#refuse('update', key, value) ?? this.driver.mutate({ kind: 'update', key, value, expected });
+  }
+
+  delete(key: string): Promise<Version> {
+    return this.#refuse('delete', key) ?? this.driver.mutate({ kind: 'delete', key });
+  }
+
+  deleteWithVersion(key: string, expected: Version): Promise<Version> {
+    return this.#refuse('deleteWithVersion', key) ?? this.driver.mutate({ kind: 'deleteWithVersion', key, expected });
+  }
+
+  putWithTtl(key: string, value: Uint8Array, ttlMs: number): Promise<Version> {
+    return this.#refuse('putWithTtl', key, value, ttlMs) ?? this.driver.mutate({ kind: 'putWithTtl', key, value, ttlMs });
+  }
+
+  purge(key: string): Promise<Version> {
+    return this.#refuse('purge', key) ?? this.driver.mutate({ kind: 'purge', key });
+  }
+
+  compareCursors(a: WatchCursor, b: WatchCursor): number {
+    const { cursors } = this.driver;
+    return cursors.compare(cursors.parse(a).position, cursors.parse(b).position);
+  }
+
+  watch(options: WatchOptions = {}): AsyncIterable<WatchEvent> {
+    this.assertOpen();
+    const prefixes = normalizePrefixes(options.prefixes, this.backend);
+    const from = options.from === undefined ? undefined : this.driver.cursors.parse(options.from);
+    assertSignal(options.signal, this.backend);
+    const signal = options.signal === undefined ? this.#closing.signal : AbortSignal.any([options.signal, this.#closing.signal]);
+    const driver = this.driver;
+    const assertOpen = () => this.assertOpen();
+    return { [Symbol.asyncIterator]: () => runWatch(driver, { prefixes, from, signal, assertOpen }) };
+  }
+
+  async close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true;
+      this.#closing.abort();
+      this.#closedDriver = this.driver.close();
+    }
+    await this.#closedDriver;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  /**
+   * @throws {KvError} `Closed` once the handle is closed
+   */
+  protected assertOpen(): void {
+    if (this.#closed) throw kvError(KvErrorCode.Closed, this.backend, `the handle on bucket '${this.bucket}' is closed`);
+  }
+
+  /**
+   * Checks a write before the driver sees it: handle open, key, the
+   * operation supported, value and TTL. Returns the rejection to hand back,
+   * or `undefined` to go ahead.
+   */
+  #refuse(kind: KvMutationKind, key: string, value?: Uint8Array, ttlMs?: number): Promise<never> | undefined {
+    try {
+      this.assertOpen();
+      assertValidKey(key, this.backend);
+      const unsupported =
+        this.driver.refusal?.(kind) ??
+        ((kind === 'putWithTtl' && !this.capabilities.ttl) || (kind === 'purge' && !this.capabilities.purge)
+          ? `this bucket does not support ${kind}`
+          : undefined);
+      if (unsupported !== undefined) throw kvError(KvErrorCode.Unsupported, this.backend, unsupported, { key });
+      if (kind !== 'delete' && kind !== 'deleteWithVersion' && kind !== 'purge') {
+        assertValue(value, this.capabilities.maxValueBytes, this.backend, key);
+      }
+      if (kind === 'putWithTtl') assertTtl(ttlMs, this.backend, key);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return undefined;
+  }
+
+  #list(prefix: string | undefined, values: boolean): AsyncIterable<KvEntry> {
+    this.assertOpen();
+    if (prefix !== undefined) assertValidPrefix(prefix, this.backend);
+    const listing = this.driver.list(prefix, { values });
+    const assertOpen = () => this.assertOpen();
+    return {
+      async *[Symbol.asyncIterator]() {
+        assertOpen();
+        for await (const entry of listing) {
+          assertOpen();
+          yield entry;
+        }
+      },
+    };
+  }
+}
+
+/**
+ * Builds a bucket handle from a driver: the whole contract, with the
+ * driver's native primitives underneath.
+ *
+ * ```ts
+ * import { defineKvStore, type KvDriver } from '@weft/kv/backend';
+ * export async function openMyKv(options: MyOptions): Promise<KvStore> {
+ *   return defineKvStore(await openMyDriver(options));
+ * }
+ * ```
+ */
+export function defineKvStore<Position>(driver: KvDriver<Position>): KvStore {
+  return new KvStoreFront(driver);
+}
