@@ -66,6 +66,39 @@ export const watchChecks: ConformanceCheck[] = [
     expectCursorOrder(store, watch.events);
     await watch.stop();
   }),
+  check('watch', 'state-sync of a bucket of several listing pages stays complete while writes race its start', async (context) => {
+    const store = await context.open();
+    const writer = await context.open();
+    // More keys than any backend lists in one page, so the listing spans several reads the writes can fall between.
+    const keys = 1200;
+    for (let start = 0; start < keys; start += 100) {
+      await Promise.all(
+        Array.from({ length: 100 }, (_, offset) => store.put(`race.${start + offset}`, bytes(`initial-${start + offset}`))),
+      );
+    }
+    const watch = new WatchReader(store, { prefixes: ['race', 'sentinel'] });
+    // Not awaited first: the writes start together with the watch, while it reads the head and lists.
+    const first = watch.next();
+    const writes = (async () => {
+      for (let index = 0; index < keys; index += 7) {
+        await writer.put(`race.${index}`, bytes(`changed-${index}`));
+        await writer.delete(`race.${index + 1}`);
+        await writer.put(`race.new.${index}`, bytes(`new-${index}`));
+      }
+      await writer.put('sentinel', bytes('end'));
+    })();
+    // Awaited below; if the check fails first, the handles close under the writer and its failure is moot.
+    writes.catch(() => undefined);
+    await first;
+    await watch.until(isPutOf('sentinel'));
+    await writes;
+    const view = applyEvents(watch.events);
+    view.delete('sentinel');
+    expect(sortedEntries(view)).toEqual(sortedEntries(await readState(store, 'race')));
+    expect(watch.events.filter((event) => event.type === 'synced').length).toBe(1);
+    expectCursorOrder(store, watch.events);
+    await watch.stop();
+  }),
   check('watch', 'events arrive in cursor order, each key’s versions in write order, with no duplicates', async (context) => {
     const clients = await Promise.all([context.open(), context.open(), context.open()]);
     const store = clients[0];
