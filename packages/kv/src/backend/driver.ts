@@ -59,8 +59,9 @@ export interface ChangeRequest<Position> {
  * One item of a driver's change feed, in cursor order.
  *
  * - `change`: a record of the listing or a change of the log. Positions
- *   strictly increase; one at or below an earlier one is dropped as a
- *   redelivery, so a driver that restarts its reader may repeat itself.
+ *   strictly increase, from after `from` when resuming; a driver that
+ *   restarts its reader skips what it already delivered (a feed that goes
+ *   back fails the watch with `OperationFailed`).
  * - `bounds`: the bucket's head and horizon as read by the driver, and the
  *   position it is reading after. The loop fails the watch with
  *   `CursorExpired` when that position is below the horizon or past the

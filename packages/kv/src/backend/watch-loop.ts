@@ -22,8 +22,8 @@ export interface WatchRun<Position> {
  *   steady stream of writes cannot hold `synced` back), then live changes;
  * - a position the feed reads after that lies below the horizon or past the
  *   head, or an epoch other than the watch's, fails with `CursorExpired`;
- * - events are filtered by prefix and arrive in cursor order, without the
- *   redeliveries of a driver that restarted its reader;
+ * - events are filtered by prefix and arrive in strictly increasing cursor
+ *   order: a feed that goes back (a driver bug) fails the watch loudly;
  * - abort or `break` end the feed (its `finally` releases server resources);
  *   an abort by `close()` ends the watch with `Closed`.
  */
@@ -63,7 +63,14 @@ export async function* runWatch<Position>(driver: KvDriver<Position>, run: Watch
         if (!synced) yield syncedEvent(item.position);
         continue;
       }
-      if (last !== undefined && cursors.compare(item.position, last) <= 0) continue;
+      if (last !== undefined && cursors.compare(item.position, last) <= 0) {
+        // Delivering it would break cursor order, and skipping it could lose a change: a driver bug, said out loud.
+        throw kvError(
+          KvErrorCode.OperationFailed,
+          backend,
+          `the change feed went back from ${cursors.format(last, epoch ?? '')} to ${cursors.format(item.position, epoch ?? '')}`,
+        );
+      }
       // Everything up to the head read at the start has been delivered once a later change shows up.
       if (!synced && head !== undefined && cursors.compare(item.position, head) > 0) yield syncedEvent(undefined);
       last = item.position;
