@@ -14,4 +14,5 @@
  * @packageDocumentation
  */
 
-export { openRedisKv, type RedisKvOptions, RedisKvStore, toKvError } from './redis-kv.js';
+export { toKvError } from './errors.js';
+export { openRedisKv, type RedisKvOptions, RedisKvStore } from './open.js';

@@ -51,12 +51,6 @@ const mutants: SourceMutant[] = [
     replace: "local function write_tombstone(op)\n  local id = append(key, 'p')",
   },
   {
-    name: 'the change reader includes the cursor entry itself (off by one on resume)',
-    file: 'scripts.ts',
-    find: "redis.call('XRANGE', log, '(' .. after, '+', 'COUNT', count)",
-    replace: "redis.call('XRANGE', log, after, '+', 'COUNT', count)",
-  },
-  {
     name: 'trimming does not move the horizon (only XDEL does)',
     file: 'scripts.ts',
     find: "if tonumber(fields['entries-added'] or 0) > tonumber(fields['length']) then",
@@ -81,22 +75,28 @@ const mutants: SourceMutant[] = [
     replace: '\n`;',
   },
   {
-    name: 'a resumed watch does not compare the epoch of its cursor',
-    file: 'redis-kv.ts',
-    find: '        if (from.epoch !== epoch) {',
-    replace: '        if (false) {',
+    name: 'the change reader reports no epoch (a reset bucket looks like the one a cursor came from)',
+    file: 'change-stream.ts',
+    find: 'const head = { epoch: text(reply[0]), lastId',
+    replace: "const head = { epoch: '', lastId",
+  },
+  {
+    name: 'the change feed does not report the trimming horizon',
+    file: 'change-stream.ts',
+    find: 'head: head.lastId, horizon: head.horizon };',
+    replace: 'head: head.lastId, horizon: undefined };',
   },
   {
     name: 'the state-sync listing keeps records written after its snapshot',
-    file: 'redis-kv.ts',
+    file: 'change-stream.ts',
     find: "if (op === 'p' && version != null && compareStreamIds(version, snapshot) <= 0) candidates.push({ key, version });",
     replace: "if (op === 'p' && version != null) candidates.push({ key, version });",
   },
   {
-    name: 'a live watch filters changes by string prefix instead of whole tokens',
-    file: 'redis-kv.ts',
-    find: "if (change.type === 's' || !keyMatchesAnyPrefix(change.key, prefixes)) continue;",
-    replace: "if (change.type === 's' || (prefixes !== undefined && !prefixes.some((prefix) => change.key.startsWith(prefix)))) continue;",
+    name: 'entry() reports a purge marker as a delete',
+    file: 'driver.ts',
+    find: "return { key, op: 'purge', version: versionText };",
+    replace: "return { key, op: 'delete', version: versionText };",
   },
 ];
 

@@ -1,0 +1,183 @@
+import { keyMatchesPrefix, type Version } from '@weft/kv';
+import { backoffMs, type ChangeFeedItem, type ChangeRequest, copyBytes, pause } from '@weft/kv/backend';
+import type { Client, RedisDriver } from './driver.js';
+import { toKvError } from './errors.js';
+import { compareStreamIds } from './stream-ids.js';
+
+const pageSize = 500;
+const readBatch = 256;
+const blockMs = 5000;
+
+interface StreamHead {
+  readonly epoch: string;
+  readonly lastId: string;
+  /** Positions below this may have lost changes to trimming. */
+  readonly horizon: string;
+}
+
+interface Change {
+  readonly id: string;
+  readonly key: string;
+  readonly type: 'p' | 'd' | 'x' | 'e' | 's';
+  readonly value: Buffer;
+}
+
+/**
+ * The feed of one watch: the state-sync listing at the stream's head (when
+ * not resuming), then the change stream after it, read by a script on the
+ * main connection; a connection of the watch's own sits in `XREAD BLOCK`
+ * only to wake it.
+ */
+export async function* changeFeed(
+  driver: RedisDriver,
+  { from, prefixes, signal }: ChangeRequest<string>,
+): AsyncGenerator<ChangeFeedItem<string>> {
+  const waker = driver.duplicate();
+  driver.watchClients.add(waker);
+  const stopWaker = () => waker.disconnect();
+  signal.addEventListener('abort', stopWaker, { once: true });
+  try {
+    let position: string;
+    if (from === undefined) {
+      const start = await readChanges(driver, '0-0', signal, 0);
+      if (start === undefined) return;
+      position = start.head.lastId;
+      yield { type: 'bounds', epoch: start.head.epoch, head: position };
+      yield* listing(driver, prefixes, position, signal);
+    } else {
+      position = from;
+    }
+    for (;;) {
+      if (signal.aborted) return;
+      const batch = await readChanges(driver, position, signal);
+      if (batch === undefined) return;
+      const { head } = batch;
+      yield { type: 'bounds', epoch: head.epoch, reading: position, head: head.lastId, horizon: head.horizon };
+      for (const change of batch.changes) {
+        position = change.id;
+        if (change.type !== 's') yield itemOf(change);
+      }
+      // A short batch means the stream had nothing more: wait at once (XREAD returns at once if something came
+      // meanwhile) instead of spending a round trip on a read that would come back empty.
+      if (batch.changes.length < readBatch) {
+        yield { type: 'through', position: compareStreamIds(position, head.lastId) < 0 ? head.lastId : position };
+        await waitForChange(driver, waker, position, signal);
+      }
+    }
+  } finally {
+    signal.removeEventListener('abort', stopWaker);
+    driver.watchClients.delete(waker);
+    waker.disconnect();
+  }
+}
+
+/** The state-sync listing as of `snapshot`: live records written at or before it, in version order. */
+async function* listing(
+  driver: RedisDriver,
+  prefixes: readonly string[] | undefined,
+  snapshot: string,
+  signal: AbortSignal,
+): AsyncGenerator<ChangeFeedItem<string>> {
+  const { record } = driver.keys;
+  const candidates: Array<{ key: string; version: string }> = [];
+  for (const prefix of prefixes ?? [undefined]) {
+    for await (const page of indexPages(driver, prefix)) {
+      if (signal.aborted) return;
+      const rows = await driver.pipeline(page.map((key) => ['hmget', record + key, 'o', 'n']));
+      page.forEach((key, index) => {
+        const [op, version] = (rows[index] ?? []) as Array<string | null>;
+        if (op === 'p' && version != null && compareStreamIds(version, snapshot) <= 0) candidates.push({ key, version });
+      });
+    }
+  }
+  candidates.sort((a, b) => compareStreamIds(a.version, b.version));
+  for (let start = 0; start < candidates.length; start += pageSize) {
+    if (signal.aborted) return;
+    const slice = candidates.slice(start, start + pageSize);
+    const rows = await driver.pipeline(slice.map(({ key }) => ['hmgetBuffer', record + key, 'n', 'v']));
+    for (const [index, { key, version }] of slice.entries()) {
+      const [current, value] = (rows[index] ?? []) as Array<Buffer | null>;
+      // Changed since the snapshot: the change stream delivers the newer state after `synced`.
+      if (current?.toString() !== version || value == null) continue;
+      yield { type: 'change', position: version, key, op: 'put', value: copyBytes(value), version: version as Version };
+    }
+  }
+}
+
+/** Pages of the live-key index under a whole-token prefix. */
+export async function* indexPages(driver: RedisDriver, prefix: string | undefined): AsyncGenerator<string[]> {
+  // Whole-token prefix p: the keys in [p, p/) are p itself, p.* and p-* (filtered out below).
+  let low = prefix === undefined ? '-' : `[${prefix}`;
+  const high = prefix === undefined ? '+' : `(${prefix}/`;
+  for (;;) {
+    const page = await driver.read(undefined, () => driver.client.zrangebylex(driver.keys.index, low, high, 'LIMIT', 0, pageSize));
+    const matching = page.filter((key) => keyMatchesPrefix(key, prefix));
+    if (matching.length > 0) yield matching;
+    if (page.length < pageSize) return;
+    low = `(${page[page.length - 1]}`;
+  }
+}
+
+/** Reads changes after `position` with the stream's head, retrying through disconnects until the watch ends. */
+async function readChanges(
+  driver: RedisDriver,
+  position: string,
+  signal: AbortSignal,
+  count = readBatch,
+): Promise<{ head: StreamHead; changes: Change[] } | undefined> {
+  const command = driver.command('weftReadChangesBuffer');
+  const { log, meta, record } = driver.keys;
+  for (let attempt = 0; ; attempt++) {
+    if (signal.aborted) return undefined;
+    try {
+      const reply = (await command(log, meta, position, count, record, driver.nextEpochCandidate())) as Buffer[];
+      const head = { epoch: text(reply[0]), lastId: text(reply[1]), horizon: text(reply[2]) };
+      const changes: Change[] = [];
+      for (let index = 3; index + 3 < reply.length; index += 4) {
+        changes.push({
+          id: text(reply[index]),
+          key: text(reply[index + 1]),
+          type: text(reply[index + 2]) as Change['type'],
+          value: reply[index + 3] ?? Buffer.alloc(0),
+        });
+      }
+      return { head, changes };
+    } catch (error) {
+      const failure = toKvError(error, 'watch', undefined, false);
+      if (!failure.retryable || driver.closed) throw failure;
+      await pause(backoffMs(attempt), signal);
+    }
+  }
+}
+
+async function waitForChange(driver: RedisDriver, waker: Client, position: string, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return;
+  try {
+    await waker.xread('COUNT', 1, 'BLOCK', blockMs, 'STREAMS', driver.keys.log, position);
+  } catch (error) {
+    if (signal.aborted) return;
+    // The next read retries through the disconnect and checks the epoch, so a reset cannot slip through.
+    await pause(100, signal);
+    if (toKvError(error, 'watch', undefined, false).retryable) return;
+    throw error;
+  }
+}
+
+function itemOf(change: Change): ChangeFeedItem<string> {
+  const base = { type: 'change', position: change.id, key: change.key } as const;
+  const version = change.id as Version;
+  switch (change.type) {
+    case 'p':
+      return { ...base, op: 'put', value: copyBytes(change.value), version };
+    case 'd':
+      return { ...base, op: 'delete', version };
+    case 'x':
+      return { ...base, op: 'purge', version };
+    default:
+      return { ...base, op: 'expire' };
+  }
+}
+
+function text(buffer: Buffer | undefined): string {
+  return buffer === undefined || buffer === null ? '' : buffer.toString('latin1');
+}

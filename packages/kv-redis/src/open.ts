@@ -1,0 +1,159 @@
+import type { KvError } from '@weft/kv';
+import { describeArgument, KvErrorCode, KvStoreFront, kvError } from '@weft/kv/backend';
+import { Cluster, type ClusterNode, Redis } from 'ioredis';
+import { type Client, RedisDriver } from './driver.js';
+import { backend, toKvError } from './errors.js';
+import { bucketKeys } from './layout.js';
+import { mutationScripts, readChangesScript, sweepScript } from './scripts.js';
+
+/** Options of {@link openRedisKv}. Give exactly one of `url`, `cluster` or `client`. */
+export interface RedisKvOptions {
+  /** A `redis://` URL; the backend opens (and later closes) its own connection. */
+  readonly url?: string;
+  /** Startup nodes of a Redis Cluster; the backend opens (and later closes) its own cluster client. */
+  readonly cluster?: readonly ClusterNode[];
+  /**
+   * A caller-owned ioredis `Redis` or `Cluster` client; `close()` leaves it open.
+   * It must not use `keyPrefix` (the scripts build keys server-side).
+   */
+  readonly client?: Redis | Cluster;
+  /** The bucket, `[A-Za-z0-9_-]+`. */
+  readonly bucket: string;
+  /** First segment of every Redis key. @default 'weft' */
+  readonly namespace?: string;
+  /** @default 1048576 (1 MiB) */
+  readonly maxValueBytes?: number;
+  /**
+   * Change-stream entries kept per bucket (each is a few dozen bytes: values
+   * live only in the records). Older entries are trimmed, and watches resumed
+   * from before the newest trimmed entry fail with `CursorExpired`.
+   * @default 1000000
+   */
+  readonly maxHistoryEntries?: number;
+  /**
+   * How often this handle sweeps expired entries into `expire` events; `0`
+   * disables its sweeper (another handle's, or `sweepExpired()`, must run).
+   * @default 1000
+   */
+  readonly sweepIntervalMs?: number;
+}
+
+/**
+ * Opens a handle on a Redis bucket: every mutation is one Lua script, watches
+ * read the bucket's change stream, TTLs use Redis expiry plus an expiry index
+ * swept into `expire` events.
+ *
+ * @throws {KvError} `InvalidArgument` for bad options, `ConnectionFailed` when Redis cannot be reached
+ */
+export async function openRedisKv(options: RedisKvOptions): Promise<RedisKvStore> {
+  const bucket = options.bucket;
+  if (typeof bucket !== 'string' || !/^[A-Za-z0-9_-]+$/.test(bucket)) {
+    throw kvError(KvErrorCode.InvalidArgument, backend, `a bucket name must match [A-Za-z0-9_-]+, got ${describeArgument(bucket)}`);
+  }
+  const sources = [options.url, options.cluster, options.client].filter((source) => source !== undefined).length;
+  if (sources !== 1) throw kvError(KvErrorCode.InvalidArgument, backend, 'give exactly one of url, cluster or client');
+  const maxValueBytes = options.maxValueBytes ?? 1024 * 1024;
+  const maxHistoryEntries = options.maxHistoryEntries ?? 1_000_000;
+  const sweepIntervalMs = options.sweepIntervalMs ?? 1000;
+  for (const [name, value, minimum] of [
+    ['maxValueBytes', maxValueBytes, 0],
+    ['maxHistoryEntries', maxHistoryEntries, 1],
+    ['sweepIntervalMs', sweepIntervalMs, 0],
+  ] as const) {
+    if (!Number.isSafeInteger(value) || value < minimum) {
+      throw kvError(
+        KvErrorCode.InvalidArgument,
+        backend,
+        `${name} must be an integer of at least ${minimum}, got ${describeArgument(value)}`,
+      );
+    }
+  }
+  if (maxValueBytes > 512 * 1024 * 1024)
+    throw kvError(KvErrorCode.InvalidArgument, backend, 'maxValueBytes cannot exceed 512 MiB, the Redis limit');
+  const namespace = options.namespace ?? 'weft';
+  if (!/^[A-Za-z0-9_-]+$/.test(namespace)) throw kvError(KvErrorCode.InvalidArgument, backend, `a namespace must match [A-Za-z0-9_-]+`);
+
+  const owned = options.client === undefined;
+  let client: Client;
+  if (options.client !== undefined) {
+    client = options.client;
+    if (client.options.keyPrefix) {
+      throw kvError(KvErrorCode.InvalidArgument, backend, 'a client with keyPrefix is not supported: the scripts build keys on the server');
+    }
+  } else if (options.cluster !== undefined) {
+    client = new Cluster([...options.cluster], { lazyConnect: true, redisOptions: { autoResendUnfulfilledCommands: false } });
+  } else {
+    // Unanswered commands are not re-sent after a reconnect: a re-sent create or update would misreport its own success.
+    client = new Redis(options.url as string, { lazyConnect: true, autoResendUnfulfilledCommands: false });
+  }
+  // Failures surface through commands; an unhandled 'error' event would only log.
+  if (owned) client.on('error', () => undefined);
+  try {
+    if (owned) {
+      try {
+        await client.connect();
+      } catch (error) {
+        throw kvError(
+          KvErrorCode.ConnectionFailed,
+          backend,
+          `cannot connect to Redis: ${error instanceof Error ? error.message : String(error)}`,
+          {
+            cause: error,
+          },
+        );
+      }
+    }
+    for (const [name, lua] of Object.entries(mutationScripts)) client.defineCommand(name, { numberOfKeys: 5, lua });
+    client.defineCommand('weftSweep', { numberOfKeys: 5, lua: sweepScript });
+    client.defineCommand('weftReadChanges', { numberOfKeys: 2, lua: readChangesScript });
+    const driver = new RedisDriver(client, owned, bucket, bucketKeys(namespace, bucket), {
+      maxValueBytes,
+      maxHistoryEntries,
+      sweepIntervalMs,
+    });
+    await driver.sweepExpired(1000);
+    return new RedisKvStore(driver);
+  } catch (error) {
+    if (owned) client.disconnect();
+    throw toKvError(error, 'open', undefined, false);
+  }
+}
+
+/** A handle on a Redis bucket. See {@link openRedisKv}. */
+export class RedisKvStore extends KvStoreFront<string> {
+  readonly #driver: RedisDriver;
+
+  /** @internal use {@link openRedisKv} */
+  constructor(driver: RedisDriver) {
+    super(driver);
+    this.#driver = driver;
+  }
+
+  /** The last error of the background sweeper, if its latest run failed. */
+  get lastSweepError(): KvError | undefined {
+    return this.#driver.lastSweepError;
+  }
+
+  /** The Redis keys this bucket uses: useful for inspection and operations tooling. */
+  get redisKeys(): {
+    readonly recordPrefix: string;
+    readonly log: string;
+    readonly expiries: string;
+    readonly index: string;
+    readonly meta: string;
+  } {
+    const { record, ...rest } = this.#driver.keys;
+    return { recordPrefix: record, ...rest };
+  }
+
+  /**
+   * Turns every entry whose TTL has passed into an `expire` event now (the
+   * background sweeper calls this every `sweepIntervalMs`).
+   *
+   * @returns how many entries expired
+   */
+  async sweepExpired(limit = 1000): Promise<number> {
+    this.assertOpen();
+    return this.#driver.sweepExpired(limit);
+  }
+}
