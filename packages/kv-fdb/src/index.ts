@@ -20,7 +20,7 @@
  */
 
 export { type BindingDatabase, type BindingModule, defaultApiVersion, loadFdbBinding } from './binding.js';
-export { type FdbKvOptions, FdbKvStore, openFdbKv } from './fdb-kv.js';
+export { type FdbKvOptions, FdbKvStore, openFdbKv } from './open.js';
 export { type FdbSimulatedFault, FdbSimulation, type FdbSimulationOptions } from './simulation.js';
 export {
   type FdbDatabase,

@@ -17,20 +17,20 @@ const srcDir = fileURLToPath(new URL('../src', import.meta.url));
 const mutants: SourceMutant[] = [
   {
     name: 'a tombstone counts as a live value (create refuses over it, CAS matches its version)',
-    file: 'fdb-kv.ts',
-    find: "const live = record !== undefined && record.op === 'put' && !this.#expired(record);",
-    replace: 'const live = record !== undefined && !this.#expired(record);',
+    file: 'driver.ts',
+    find: "const live = record !== undefined && record.op === 'put' && !this.expired(record);",
+    replace: 'const live = record !== undefined && !this.expired(record);',
   },
   {
     name: 'get shows a passed TTL until the sweeper removed it',
-    file: 'fdb-kv.ts',
-    find: "if (found === undefined || found.record.op !== 'put' || this.#expired(found.record)) return undefined;",
+    file: 'driver.ts',
+    find: "if (found === undefined || found.record.op !== 'put' || this.expired(found.record)) return undefined;",
     replace: "if (found === undefined || found.record.op !== 'put') return undefined;",
   },
   {
     name: 'listings show a passed TTL until the sweeper removed it',
-    file: 'fdb-kv.ts',
-    find: "if (record.op !== 'put' || store.#expired(record)) continue;",
+    file: 'driver.ts',
+    find: "if (record.op !== 'put' || this.expired(record)) continue;",
     replace: "if (record.op !== 'put') continue;",
   },
   {
@@ -40,22 +40,22 @@ const mutants: SourceMutant[] = [
     replace: 'return Buffer.concat([this.log, version]);',
   },
   {
-    name: 'a cursor below the retention horizon resumes anyway',
-    file: 'fdb-kv.ts',
-    find: '    if (Buffer.compare(position, bounds.horizon) < 0) {',
-    replace: '    if (false) {',
+    name: 'the change feed does not report the retention horizon (a cursor below it resumes anyway)',
+    file: 'change-log.ts',
+    find: 'head: batch.bounds.head, horizon: batch.bounds.horizon };',
+    replace: 'head: batch.bounds.head, horizon: undefined };',
   },
   {
     name: 'a write over a passed, unswept TTL logs no expire before itself',
-    file: 'fdb-kv.ts',
+    file: 'driver.ts',
     find: "      if (lapsed) tn.setVersionstampedKey(layout.log, order(0), encodeLogEntry('expire', key));\n",
     replace: '',
   },
   {
     name: 'a TTL put lives a second longer than asked',
-    file: 'fdb-kv.ts',
-    find: 'const expiresAt = ttlMs === undefined ? 0 : this.#clock.now() + ttlMs;',
-    replace: 'const expiresAt = ttlMs === undefined ? 0 : this.#clock.now() + ttlMs + 1000;',
+    file: 'driver.ts',
+    find: 'const expiresAt = ttlMs === undefined ? 0 : this.clock.now() + ttlMs;',
+    replace: 'const expiresAt = ttlMs === undefined ? 0 : this.clock.now() + ttlMs + 1000;',
   },
 ];
 

@@ -1,0 +1,281 @@
+import { randomBytes } from 'node:crypto';
+import {
+  type Clock,
+  type KvCapabilities,
+  type KvEntry,
+  type KvError,
+  KvErrorCode,
+  type KvRecord,
+  keyMatchesPrefix,
+  type Version,
+} from '@weft/kv';
+import { type ChangeRequest, type CursorCodec, type KvDriver, type KvMutation, kvError } from '@weft/kv/backend';
+import { changeFeed } from './change-log.js';
+import {
+  type BucketLayout,
+  decodeRecord,
+  decodeVersionValue,
+  encodeLogEntry,
+  encodeRecordSuffix,
+  fromHex,
+  inlineLimit,
+  joinChunks,
+  type Op,
+  type StoredRecord,
+  splitChunks,
+  toHex,
+  versionOf,
+} from './layout.js';
+import { sweepExpired, trimHistory } from './maintenance.js';
+import { backend, done, runRead, runWrite, type TransactionContext, toKvError } from './transactions.js';
+import type { FdbDatabase, FdbTransaction } from './transactor.js';
+
+export interface FdbSettings {
+  readonly maxValueBytes: number;
+  readonly sweepIntervalMs: number;
+  readonly historyRetentionMs: number;
+  readonly maintenanceIntervalMs: number;
+  readonly transactionTimeoutMs: number;
+  readonly maxRetries: number;
+}
+
+/** Records per listing transaction. */
+export const listPage = 200;
+
+/** Cursors and versions are versionstamps in hex; FoundationDB never reuses one, so no epoch is needed. */
+const fdbCursors: CursorCodec<Buffer> = {
+  parse: (cursor) => ({ position: fromHex(cursor, 'cursor'), epoch: '' }),
+  format: (position) => toHex(position),
+  compare: (a, b) => Buffer.compare(a, b),
+};
+
+/**
+ * The FoundationDB driver: each mutation writes the record and a
+ * versionstamped change-log entry in one transaction; reads and listings are
+ * short transactions; the change feed lives in `change-log.ts`.
+ */
+export class FdbDriver implements KvDriver<Buffer>, TransactionContext {
+  readonly backend = backend;
+  readonly bucket: string;
+  readonly capabilities: KvCapabilities;
+  readonly cursors = fdbCursors;
+  readonly db: FdbDatabase;
+  readonly layout: BucketLayout;
+  readonly settings: FdbSettings;
+  readonly clock: Clock;
+  readonly transactionTimeoutMs: number;
+  readonly maxRetries: number;
+  readonly #owned: boolean;
+  #closed = false;
+  #cancelSweep: (() => void) | undefined;
+  #maintenance: NodeJS.Timeout | undefined;
+  /** The last error of the background sweeper or retention job, if its latest run failed. */
+  lastMaintenanceError: KvError | undefined;
+
+  constructor(db: FdbDatabase, owned: boolean, bucket: string, layout: BucketLayout, settings: FdbSettings, clock: Clock) {
+    this.db = db;
+    this.#owned = owned;
+    this.bucket = bucket;
+    this.layout = layout;
+    this.settings = settings;
+    this.clock = clock;
+    this.transactionTimeoutMs = settings.transactionTimeoutMs;
+    this.maxRetries = settings.maxRetries;
+    this.capabilities = Object.freeze({
+      ttl: true,
+      purge: true,
+      multiPrefixWatch: 'emulated',
+      maxValueBytes: settings.maxValueBytes,
+      readYourWrites: true,
+      history: 1,
+      // A mutation over a passed, unswept TTL writes its expire first, in the same transaction.
+      expireBeforeNextWrite: true,
+    });
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  now(): number {
+    return this.clock.now();
+  }
+
+  /** Creates the bucket's head and horizon on first use, then starts the background jobs. */
+  async initialize(): Promise<void> {
+    const layout = this.layout;
+    await runWrite(this, 'open', undefined, async (tn) => {
+      if ((await tn.get(layout.horizon)) !== undefined) return done(undefined);
+      // A new (or dropped and recreated) bucket: no cursor from before this point can be resumed.
+      tn.setVersionstampedValue(layout.horizon, order(0));
+      tn.setVersionstampedValue(layout.head, order(0));
+      return done(undefined, true);
+    });
+    if (this.settings.sweepIntervalMs > 0) this.#scheduleSweep();
+    if (this.settings.maintenanceIntervalMs > 0) {
+      this.#maintenance = setInterval(() => {
+        trimHistory(this, undefined).catch((error: unknown) => {
+          if (!this.#closed) this.lastMaintenanceError = toKvError(this, error, 'trimHistory', undefined, false, false);
+        });
+      }, this.settings.maintenanceIntervalMs);
+      this.#maintenance.unref();
+    }
+  }
+
+  get(key: string): Promise<KvEntry | undefined> {
+    return runRead(this, 'get', key, async (tn) => {
+      const found = await this.readRecord(tn, key, true);
+      if (found === undefined || found.record.op !== 'put' || this.expired(found.record)) return undefined;
+      return { key, value: found.value ?? new Uint8Array(0), version: toHex(found.record.version) };
+    });
+  }
+
+  entry(key: string): Promise<KvRecord | undefined> {
+    return runRead(this, 'entry', key, async (tn) => {
+      const found = await this.readRecord(tn, key, true);
+      if (found === undefined || this.expired(found.record)) return undefined;
+      const version = toHex(found.record.version);
+      if (found.record.op === 'put') return { key, op: 'put', value: found.value ?? new Uint8Array(0), version };
+      return { key, op: found.record.op, version };
+    });
+  }
+
+  async *list(prefix: string | undefined, { values }: { readonly values: boolean }): AsyncGenerator<KvEntry> {
+    const layout = this.layout;
+    let [low, high] = layout.recordRange(prefix);
+    for (;;) {
+      const page = await runRead(this, 'scan', undefined, async (tn) => {
+        const rows = await tn.getRange(low, high, { limit: listPage });
+        const entries: KvEntry[] = [];
+        for (const [recordKey, raw] of rows) {
+          const key = layout.recordKey(recordKey);
+          if (!keyMatchesPrefix(key, prefix)) continue;
+          const record = decodeRecord(raw, key);
+          if (record.op !== 'put' || this.expired(record)) continue;
+          const value = values ? await this.valueOf(tn, key, record) : new Uint8Array(0);
+          entries.push({ key, value, version: toHex(record.version) });
+        }
+        return { rows: rows.length, last: rows[rows.length - 1]?.[0], entries };
+      });
+      yield* page.entries;
+      if (page.rows < listPage || page.last === undefined) return;
+      low = Buffer.concat([page.last, Buffer.from([0])]);
+    }
+  }
+
+  async mutate(mutation: KvMutation): Promise<Version> {
+    const { kind, key } = mutation;
+    const layout = this.layout;
+    const value = 'value' in mutation ? mutation.value : undefined;
+    const expected = 'expected' in mutation ? fromHex(mutation.expected, 'version', key) : undefined;
+    const ttlMs = kind === 'putWithTtl' ? Math.max(1, Math.ceil(mutation.ttlMs)) : undefined;
+    // Identifies this write across retries: a retry after commit_unknown_result finds it if the first attempt landed.
+    const writeId = Buffer.alloc(16);
+    writeId.writeBigUInt64BE(BigInt(Math.max(0, Math.floor(this.clock.now()))), 0);
+    randomBytes(8).copy(writeId, 8);
+    const marker = layout.writeMarker(writeId);
+    return runWrite(this, kind, key, async (tn, retryingUnknown) => {
+      if (retryingUnknown) {
+        const landed = decodeVersionValue(await tn.get(marker), 'write id');
+        if (landed !== undefined) return done(toHex(landed));
+      }
+      const found = await this.readRecord(tn, key, false);
+      const record = found?.record;
+      const live = record !== undefined && record.op === 'put' && !this.expired(record);
+      if (kind === 'create' && live) {
+        throw kvError(KvErrorCode.AlreadyExists, backend, `a live value already exists (version ${toHex(record.version)})`, { key });
+      }
+      if ((kind === 'update' || kind === 'deleteWithVersion') && (!live || !record.version.equals(expected as Buffer))) {
+        throw kvError(
+          KvErrorCode.RevisionMismatch,
+          backend,
+          `expected version ${toHex(expected as Buffer)}, found ${live ? `version ${toHex(record.version)}` : 'no live value'}`,
+          { key },
+        );
+      }
+      if (record !== undefined) {
+        if (record.chunks > 0) tn.clearRange(...layout.chunkRange(key));
+        if (record.expiresAt > 0) tn.clear(layout.expiry(record.expiresAt, key));
+      }
+      // A passed TTL not swept yet: its `expire` goes first, in the same transaction, so watchers see the removal in order.
+      const lapsed = record !== undefined && record.op === 'put' && !live;
+      const at = lapsed ? 1 : 0;
+      if (lapsed) tn.setVersionstampedKey(layout.log, order(0), encodeLogEntry('expire', key));
+      const op: Op = kind === 'delete' || kind === 'deleteWithVersion' ? 'delete' : kind === 'purge' ? 'purge' : 'put';
+      const expiresAt = ttlMs === undefined ? 0 : this.clock.now() + ttlMs;
+      tn.setVersionstampedValue(layout.record(key), encodeRecordSuffix(at, op as 'put' | 'delete' | 'purge', expiresAt, value));
+      if (value !== undefined && value.byteLength > inlineLimit) {
+        for (const [index, chunk] of splitChunks(value).entries()) tn.set(layout.chunk(key, index), chunk);
+      }
+      if (expiresAt > 0) tn.set(layout.expiry(expiresAt, key), Buffer.alloc(0));
+      tn.setVersionstampedKey(layout.log, order(at), encodeLogEntry(op, key));
+      tn.setVersionstampedValue(layout.head, order(at));
+      tn.setVersionstampedValue(marker, order(at));
+      return { commit: true, stamp: tn.getVersionstamp(), finish: (stamp) => toHex(versionOf(stamp as Buffer, at)) };
+    });
+  }
+
+  changes(request: ChangeRequest<Buffer>) {
+    return changeFeed(this, request);
+  }
+
+  toKvError(error: unknown, operation: string): KvError {
+    return toKvError(this, error, operation, undefined, false, false);
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#cancelSweep?.();
+    clearInterval(this.#maintenance);
+    if (this.#owned) this.db.close();
+  }
+
+  async readRecord(
+    tn: FdbTransaction,
+    key: string,
+    withValue: boolean,
+  ): Promise<{ record: StoredRecord; value: Uint8Array | undefined } | undefined> {
+    const raw = await tn.get(this.layout.record(key));
+    if (raw === undefined) return undefined;
+    const record = decodeRecord(raw, key);
+    if (!withValue || record.op !== 'put') return { record, value: undefined };
+    return { record, value: await this.valueOf(tn, key, record) };
+  }
+
+  async valueOf(tn: FdbTransaction, key: string, record: StoredRecord): Promise<Uint8Array> {
+    if (record.chunks === 0) return new Uint8Array(record.inline);
+    const rows = await tn.getRange(...this.layout.chunkRange(key), { limit: record.chunks + 1 });
+    return joinChunks(record, rows, key);
+  }
+
+  expired(record: StoredRecord): boolean {
+    return record.expiresAt > 0 && record.expiresAt <= this.clock.now();
+  }
+
+  #scheduleSweep(): void {
+    if (this.#closed) return;
+    this.#cancelSweep = this.clock.setTimer(this.settings.sweepIntervalMs, () => {
+      // Sweep on the next turn: a manual clock fires timers while it advances, and the sweep must see where it ends.
+      new Promise(setImmediate)
+        .then(() => sweepExpired(this, 500))
+        .then(
+          () => {
+            this.lastMaintenanceError = undefined;
+            this.#scheduleSweep();
+          },
+          (error: unknown) => {
+            if (this.#closed) return;
+            this.lastMaintenanceError = toKvError(this, error, 'sweepExpired', undefined, true, false);
+            this.#scheduleSweep();
+          },
+        );
+    });
+  }
+}
+
+/** The user version within a transaction's versionstamp, so one transaction can log several changes in order. */
+export function order(value: number): Buffer {
+  const bytes = Buffer.alloc(2);
+  bytes.writeUInt16BE(value, 0);
+  return bytes;
+}
