@@ -14,5 +14,7 @@
  * @packageDocumentation
  */
 
-export { metaStreamName, type NatsBucketOptions, type NatsKvOptions, NatsKvStore, openNatsKv, toKvError } from './nats-kv.js';
+export { metaStreamName } from './codec.js';
+export { toKvError } from './errors.js';
+export { type NatsBucketOptions, type NatsKvOptions, NatsKvStore, openNatsKv } from './open.js';
 export { compareVersions, conditionalWritesUnsupported, parseServerVersion, type ServerVersion } from './server-version.js';

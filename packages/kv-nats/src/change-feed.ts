@@ -1,0 +1,65 @@
+import type { StreamInfo } from '@nats-io/jetstream';
+import type { ChangeFeedItem, ChangeRequest } from '@weft/kv/backend';
+import { epochOf, versionOf } from './codec.js';
+import { type ConsumedMessage, type ConsumerStart, consume } from './consumer.js';
+import type { NatsDriver } from './driver.js';
+
+/**
+ * The feed of one watch on an ephemeral consumer: the last message of every
+ * matching subject (when not resuming), then every message after it. Each
+ * consumer (re)creation reports the stream's bounds, so the watch loop
+ * checks the resume point against the compaction horizon, the stream's own
+ * limits and the bucket's incarnation.
+ */
+export async function* changeFeed(
+  driver: NatsDriver,
+  { from, prefixes, signal }: ChangeRequest<number>,
+): AsyncGenerator<ChangeFeedItem<number>> {
+  let position = from ?? 0;
+  for await (const item of consume(driver, prefixes, from, false, signal)) {
+    if (item === 'caught-up') yield { type: 'through', position };
+    else if (item.kind === 'start') yield boundsOf(item);
+    else {
+      position = item.seq;
+      yield changeOf(item);
+    }
+  }
+}
+
+function boundsOf(start: ConsumerStart): ChangeFeedItem<number> {
+  const { info, reading, horizon } = start;
+  return {
+    type: 'bounds',
+    epoch: epochOf(info.created),
+    reading,
+    head: info.state.last_seq,
+    horizon: Math.max(horizon, limitsHorizon(info)),
+  };
+}
+
+/**
+ * KV streams lose messages only to per-key history limits and purge rollups,
+ * which always leave a newer message for the key. Stream-wide limits (age,
+ * count, bytes) remove changes outright: below the first sequence left,
+ * nothing can be resumed.
+ */
+function limitsHorizon(info: StreamInfo): number {
+  const config = info.config;
+  const lossy = config.max_age > 0 || config.max_msgs > 0 || config.max_bytes > 0;
+  return lossy ? Math.max(0, info.state.first_seq - 1) : 0;
+}
+
+function changeOf(message: ConsumedMessage): ChangeFeedItem<number> {
+  const base = { type: 'change', position: message.seq, key: message.key } as const;
+  if (message.op === 'put') {
+    return {
+      ...base,
+      op: 'put',
+      value: message.data,
+      version: versionOf(message.seq, 'put', message.expiresAt),
+      expiresAt: message.expiresAt,
+    };
+  }
+  if (message.op === 'expire') return { ...base, op: 'expire' };
+  return { ...base, op: message.op, version: versionOf(message.seq, message.op) };
+}

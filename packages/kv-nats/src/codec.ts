@@ -1,0 +1,129 @@
+/**
+ * How weft's records look on a NATS KV stream: the headers it reads and
+ * writes, versions, cursors and the subjects of a bucket and its companion
+ * stream (built here and nowhere else).
+ */
+
+import type { MsgHdrs } from '@nats-io/transport-node';
+import type { Version } from '@weft/kv';
+import { type CursorCodec, describeArgument, KvErrorCode, kvError } from '@weft/kv/backend';
+import { backend } from './errors.js';
+
+export const keyHeader = 'KV-Operation';
+export const rollupHeader = 'Nats-Rollup';
+/** On a put with a TTL: when it expires, in epoch milliseconds. */
+export const expiresHeader = 'Weft-Expires';
+/** On the delete marker the sweeper writes for a passed TTL: `expire`. */
+export const weftOpHeader = 'Weft-Op';
+
+export function streamName(bucket: string): string {
+  return `KV_${bucket}`;
+}
+
+/** The companion stream holding weft's own bookkeeping for a bucket (the compaction horizon, the TTL index). */
+export function metaStreamName(bucket: string): string {
+  return `WEFT_${bucket}`;
+}
+
+/** Subjects of a bucket's records and of its companion stream. */
+export class BucketSubjects {
+  readonly stream: string;
+  readonly metaStream: string;
+  /** `$KV.<bucket>.`: a record's subject is this followed by its key. */
+  readonly recordPrefix: string;
+  /** Every subject of the companion stream. */
+  readonly metaWildcard: string;
+  readonly horizon: string;
+  /** `$WEFT.<bucket>.ttl.`: a TTL index entry's subject is this followed by its key. */
+  readonly ttlPrefix: string;
+
+  constructor(bucket: string) {
+    this.stream = streamName(bucket);
+    this.metaStream = metaStreamName(bucket);
+    this.recordPrefix = `$KV.${bucket}.`;
+    this.metaWildcard = `$WEFT.${bucket}.>`;
+    this.horizon = `$WEFT.${bucket}.horizon`;
+    this.ttlPrefix = `$WEFT.${bucket}.ttl.`;
+  }
+
+  record(key: string): string {
+    return this.recordPrefix + key;
+  }
+
+  ttl(key: string): string {
+    return this.ttlPrefix + key;
+  }
+}
+
+/** One message of a bucket's stream, decoded. */
+export interface StreamedMessage {
+  readonly seq: number;
+  readonly key: string;
+  /** `expire` is a delete marker the sweeper wrote for a passed TTL. */
+  readonly op: 'put' | 'delete' | 'purge' | 'expire';
+  /** A put's TTL, in epoch milliseconds (0 for none). */
+  readonly expiresAt: number;
+  readonly data: Uint8Array;
+  /** Messages still pending on the consumer after this one. */
+  readonly pending: number;
+  /** When the server stored it, in epoch milliseconds. */
+  readonly timeMs: number;
+}
+
+export function operationOf(headers: MsgHdrs | undefined): StreamedMessage['op'] {
+  const operation = headers?.get(keyHeader);
+  if (operation === 'DEL') return headers?.get(weftOpHeader) === 'expire' ? 'expire' : 'delete';
+  if (operation === 'PURGE') return 'purge';
+  return 'put';
+}
+
+/** A put's TTL from its header: 0 for none (or a header that is not a time). */
+export function expiryOf(headers: MsgHdrs | undefined): number {
+  const text = headers?.get(expiresHeader);
+  if (text === undefined || text === '') return 0;
+  const value = Number(text);
+  return Number.isSafeInteger(value) && value > 0 ? value : 0;
+}
+
+export function expired(message: StreamedMessage): boolean {
+  return message.op === 'put' && message.expiresAt > 0 && message.expiresAt <= Date.now();
+}
+
+/**
+ * Versions are the stream sequence (what `nats kv` shows as the revision);
+ * tombstones carry a suffix so CAS against a deleted key can never match, and
+ * a put with a TTL carries its expiry, so CAS against it fails once it passed.
+ */
+export function versionOf(seq: number, op: 'put' | 'delete' | 'purge', expiresAt = 0): Version {
+  if (op === 'put') return (expiresAt > 0 ? `${seq}-t${expiresAt.toString(36)}` : String(seq)) as Version;
+  return `${seq}-${op === 'delete' ? 'd' : 'p'}` as Version;
+}
+
+export function parseVersion(version: unknown, key: string): { seq: number; op: 'put' | 'delete' | 'purge'; expiresAt: number } {
+  if (typeof version === 'string') {
+    const match = /^([1-9][0-9]{0,15})(?:(-d|-p)|-t([0-9a-z]{1,11}))?$/.exec(version);
+    if (match !== null) {
+      const op = match[2] === '-d' ? 'delete' : match[2] === '-p' ? 'purge' : 'put';
+      return { seq: Number(match[1]), op, expiresAt: match[3] === undefined ? 0 : Number.parseInt(match[3], 36) };
+    }
+  }
+  throw kvError(KvErrorCode.InvalidArgument, backend, `${describeArgument(version)} is not a version of the nats backend`, { key });
+}
+
+/** Cursors are `<stream sequence>@<epoch>`; the epoch ties them to one incarnation of the bucket's stream. */
+export const natsCursors: CursorCodec<number> = {
+  parse(cursor) {
+    if (typeof cursor === 'string') {
+      const match = /^(0|[1-9][0-9]{0,15})@([0-9a-z]{1,16})$/.exec(cursor);
+      if (match !== null) return { position: Number(match[1]), epoch: match[2] as string };
+    }
+    throw kvError(KvErrorCode.InvalidArgument, backend, `${describeArgument(cursor)} is not a cursor of the nats backend`);
+  },
+  format: (position, epoch) => `${position}@${epoch}` as never,
+  compare: (a, b) => a - b,
+};
+
+/** The epoch of a stream: its creation time, so a deleted and recreated bucket gets a new one. */
+export function epochOf(created: string): string {
+  return Date.parse(created).toString(36);
+}

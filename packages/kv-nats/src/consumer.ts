@@ -1,0 +1,194 @@
+import { AckPolicy, type ConsumerConfig, DeliverPolicy, type JsMsg, type StreamInfo } from '@nats-io/jetstream';
+import { nanos, nuid } from '@nats-io/transport-node';
+import { KvError } from '@weft/kv';
+import { backoffMs, KvErrorCode, kvError, pause } from '@weft/kv/backend';
+import { expiryOf, operationOf, type StreamedMessage } from './codec.js';
+import type { NatsDriver } from './driver.js';
+import { backend, GapError, StalledFetchError } from './errors.js';
+
+const pageSize = 256;
+const fetchExpiresMs = 5000;
+const fetchHeartbeatMs = 1000;
+/** How long a fetch may go without a message or its end before the consumer is presumed lost. */
+const fetchStallMs = fetchExpiresMs * 2;
+
+/** A message of the bucket's stream, as a consumer delivered it. */
+export type ConsumedMessage = StreamedMessage & { readonly kind: 'message' };
+
+/**
+ * The stream as a consumer found it when it was (re)created: `reading` is
+ * the sequence it delivers after (`undefined` while it lists the last
+ * message of every subject).
+ */
+export interface ConsumerStart {
+  readonly kind: 'start';
+  readonly info: StreamInfo;
+  readonly reading: number | undefined;
+  /** The compaction horizon recorded in the companion stream. */
+  readonly horizon: number;
+}
+
+/**
+ * Streams messages from an ephemeral consumer the caller owns: the last
+ * message of every subject (`from` undefined), or every message after
+ * `from`. It is recreated from the last delivered sequence after any failure
+ * (a server restart, a lost consumer, a gap in delivery) and deleted when
+ * iteration ends; what an earlier consumer delivered is never repeated.
+ * Yields a {@link ConsumerStart} at every (re)creation and while catching up
+ * past the compaction horizon, and `'caught-up'` whenever the consumer has
+ * nothing pending.
+ */
+export async function* consume(
+  driver: NatsDriver,
+  prefixes: readonly string[] | undefined,
+  from: number | undefined,
+  headersOnly: boolean,
+  signal: AbortSignal,
+): AsyncGenerator<ConsumedMessage | ConsumerStart | 'caught-up'> {
+  const { manager, client, connection } = driver.parts;
+  const stream = driver.subjects.stream;
+  let position = from ?? 0;
+  let initial = from === undefined;
+  let consumerName: string | undefined;
+  let failures = 0;
+  try {
+    while (!signal.aborted) {
+      try {
+        if (consumerName !== undefined) {
+          const stale = consumerName;
+          consumerName = undefined;
+          void manager.consumers.delete(stream, stale).catch(() => undefined);
+        }
+        const info = await driver.streamInfo();
+        yield { kind: 'start', info, reading: initial ? undefined : position, horizon: initial ? 0 : await driver.horizon() };
+        const name = `weft_${nuid.next()}`;
+        const config: Partial<ConsumerConfig> = {
+          name,
+          ack_policy: AckPolicy.None,
+          mem_storage: true,
+          num_replicas: 1,
+          inactive_threshold: nanos(30_000),
+          headers_only: headersOnly,
+          ...filterOf(driver, prefixes),
+          ...(initial
+            ? { deliver_policy: DeliverPolicy.LastPerSubject }
+            : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: position + 1 }),
+        };
+        const created = await manager.consumers.add(stream, config);
+        consumerName = name;
+        if (created.num_pending === 0) {
+          // Nothing matched up to the head as of creation, so the head is where this consumer stands.
+          position = Math.max(position, info.state.last_seq);
+          initial = false;
+          yield 'caught-up';
+        }
+        const consumer = await client.consumers.get(stream, name);
+        let expectedDelivery = 1;
+        for (;;) {
+          if (signal.aborted) return;
+          const batch = await consumer.fetch({ max_messages: pageSize, expires: fetchExpiresMs, idle_heartbeat: fetchHeartbeatMs });
+          const stop = () => batch.stop();
+          signal.addEventListener('abort', stop, { once: true });
+          // A fetch whose server went away can wait forever across a reconnect; a stalled fetch recreates the consumer.
+          let stalled = false;
+          let watchdog: ReturnType<typeof setTimeout> | undefined;
+          const arm = () => {
+            watchdog = setTimeout(() => {
+              stalled = true;
+              batch.stop();
+            }, fetchStallMs);
+          };
+          arm();
+          let received = 0;
+          try {
+            for await (const message of batch) {
+              clearTimeout(watchdog);
+              try {
+                received++;
+                // A skipped delivery means a lost batch: start over from what was delivered.
+                if (message.info.deliverySequence !== expectedDelivery) throw new GapError();
+                expectedDelivery++;
+                failures = 0;
+                const seq = message.info.streamSequence;
+                const decoded = decode(driver, message, seq);
+                // After a restart of the listing, what was already delivered is skipped.
+                if (seq <= position) {
+                  if (message.info.pending === 0) {
+                    initial = false;
+                    yield 'caught-up';
+                  }
+                  continue;
+                }
+                position = seq;
+                if (decoded !== undefined) yield decoded;
+                if (message.info.pending === 0) {
+                  initial = false;
+                  yield 'caught-up';
+                }
+              } finally {
+                arm();
+              }
+            }
+          } finally {
+            clearTimeout(watchdog);
+            signal.removeEventListener('abort', stop);
+          }
+          if (stalled) throw new StalledFetchError();
+          if (received === 0 && !initial) yield 'caught-up';
+          // A consumer that is catching up may be behind a compaction: make sure nothing it needs was removed.
+          if (received === pageSize && !initial) {
+            const horizon = await driver.horizon();
+            if (position < horizon) yield { kind: 'start', info: await driver.streamInfo(), reading: position, horizon };
+          }
+        }
+      } catch (error) {
+        if (signal.aborted) return;
+        if (KvError.is(error, KvErrorCode.CursorExpired)) throw error;
+        if (connection.isClosed()) {
+          throw kvError(KvErrorCode.NotConnected, backend, 'the NATS connection was closed', { cause: error });
+        }
+        failures++;
+        await pause(backoffMs(failures), signal);
+      }
+    }
+  } finally {
+    if (consumerName !== undefined) {
+      const name = consumerName;
+      const giveUp = new AbortController();
+      await Promise.race([manager.consumers.delete(stream, name).catch(() => undefined), pause(2000, giveUp.signal)]);
+      giveUp.abort();
+    }
+  }
+}
+
+function filterOf(driver: NatsDriver, prefixes: readonly string[] | undefined): Partial<ConsumerConfig> {
+  const recordPrefix = driver.subjects.recordPrefix;
+  if (prefixes === undefined) return { filter_subject: `${recordPrefix}>` };
+  if (driver.nativeMultiFilter) {
+    return { filter_subjects: prefixes.flatMap((prefix) => [recordPrefix + prefix, `${recordPrefix}${prefix}.>`]) };
+  }
+  // NATS 2.9 has one filter per consumer: filter on the prefixes' common parent, and the client filters the rest.
+  const parents = prefixes.map((prefix) => prefix.split('.').slice(0, -1));
+  const common: string[] = [];
+  for (let index = 0; ; index++) {
+    const token = parents[0]?.[index];
+    if (token === undefined || parents.some((parent) => parent[index] !== token)) break;
+    common.push(token);
+  }
+  return { filter_subject: `${recordPrefix}${common.map((token) => `${token}.`).join('')}>` };
+}
+
+function decode(driver: NatsDriver, message: JsMsg, seq: number): ConsumedMessage | undefined {
+  const recordPrefix = driver.subjects.recordPrefix;
+  if (!message.subject.startsWith(recordPrefix)) return undefined;
+  return {
+    kind: 'message',
+    seq,
+    key: message.subject.slice(recordPrefix.length),
+    op: operationOf(message.headers),
+    expiresAt: expiryOf(message.headers),
+    data: new Uint8Array(message.data),
+    pending: message.info.pending,
+    timeMs: Math.floor(Number(message.info.timestampNanos) / 1_000_000),
+  };
+}

@@ -1,0 +1,341 @@
+import { JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStreamManager, type StreamInfo } from '@nats-io/jetstream';
+import { type MsgHdrs, headers as makeHeaders, type NatsConnection } from '@nats-io/transport-node';
+import { type KvCapabilities, type KvEntry, KvError, type KvRecord, keyMatchesPrefix, type Version } from '@weft/kv';
+import { type ChangeRequest, type KvDriver, KvErrorCode, type KvMutation, type KvMutationKind, kvError, pause } from '@weft/kv/backend';
+import { changeFeed } from './change-feed.js';
+import {
+  BucketSubjects,
+  epochOf,
+  expired,
+  expiresHeader,
+  expiryOf,
+  keyHeader,
+  natsCursors,
+  operationOf,
+  parseVersion,
+  rollupHeader,
+  type StreamedMessage,
+  versionOf,
+} from './codec.js';
+import { consume } from './consumer.js';
+import { backend, toKvError } from './errors.js';
+import { compareVersions, conditionalWritesUnsupported, parseServerVersion, type ServerVersion } from './server-version.js';
+import { publishTtlIndexEntry, settleLapsed, sweepExpired, writeExpireMarker } from './ttl-index.js';
+
+/** What {@link openNatsKv} hands the driver. */
+export interface NatsParts {
+  readonly connection: NatsConnection;
+  readonly owned: boolean;
+  readonly manager: JetStreamManager;
+  readonly client: JetStreamClient;
+  readonly bucket: string;
+  readonly version: ServerVersion;
+  readonly info: StreamInfo;
+  readonly timeoutMs: number;
+  readonly sweepIntervalMs: number;
+  readonly expireBeforeNextWrite: boolean;
+}
+
+/** How often a conditional publish is tried again while the leader cannot decide it (about 2 s in all). */
+const maxUndecidedRetries = 60;
+
+/**
+ * The NATS driver: records are plain KV messages on the bucket's stream,
+ * compare-and-swap is expected-last-subject-sequence, reads are direct gets
+ * of a subject's last message, and listings and watches run on ephemeral
+ * consumers (`consumer.ts`).
+ */
+export class NatsDriver implements KvDriver<number> {
+  readonly backend = backend;
+  readonly bucket: string;
+  readonly capabilities: KvCapabilities;
+  readonly cursors = natsCursors;
+  readonly parts: NatsParts;
+  readonly subjects: BucketSubjects;
+  /** Identifies the stream's incarnation at open. */
+  readonly epoch: string;
+  readonly nativeMultiFilter: boolean;
+  /** Whether the server serialises conditional publishes on this stream (see {@link conditionalWritesUnsupported}). */
+  readonly conditionalWrites: boolean;
+  /** Aborted when the handle closes. */
+  readonly closing = new AbortController();
+  #closed = false;
+  #sweeper: NodeJS.Timeout | undefined;
+  #sweeping: Promise<number> | undefined;
+  /** Set once the companion stream is known to exist. */
+  metaStreamReady = false;
+  /** The last error of the background sweeper, if its latest run failed. */
+  lastSweepError: KvError | undefined;
+
+  constructor(parts: NatsParts) {
+    this.parts = parts;
+    this.bucket = parts.bucket;
+    this.subjects = new BucketSubjects(parts.bucket);
+    this.epoch = epochOf(parts.info.created);
+    this.nativeMultiFilter = compareVersions(parts.version, parseServerVersion('2.10.0')) >= 0;
+    const config = parts.info.config;
+    this.conditionalWrites = conditionalWritesUnsupported(parts.version, config.num_replicas) === undefined;
+    // Headers and the subject travel in the same message; keep room for them below the server's limit.
+    const serverLimit = (parts.connection.info?.max_payload ?? 1024 * 1024) - 1024;
+    const streamLimit = config.max_msg_size > 0 ? config.max_msg_size - 1024 : Number.POSITIVE_INFINITY;
+    this.capabilities = Object.freeze({
+      // The TTL sweeper writes its expire markers with compare-and-swap.
+      ttl: this.conditionalWrites,
+      purge: true,
+      multiPrefixWatch: this.nativeMultiFilter ? 'native' : 'emulated',
+      maxValueBytes: Math.max(0, Math.min(serverLimit, streamLimit)),
+      readYourWrites: true,
+      history: config.max_msgs_per_subject > 0 ? config.max_msgs_per_subject : Number.POSITIVE_INFINITY,
+      // Without the option, unconditional writes do not read the key first: one over a passed, unswept TTL replaces
+      // it without an expire. The marker is written with compare-and-swap.
+      expireBeforeNextWrite: parts.expireBeforeNextWrite && this.conditionalWrites,
+    });
+    if (parts.sweepIntervalMs > 0 && this.conditionalWrites) {
+      this.#sweeper = setInterval(() => {
+        if (this.#sweeping !== undefined) return;
+        this.#sweeping = sweepExpired(this).finally(() => {
+          this.#sweeping = undefined;
+        });
+        this.#sweeping.then(
+          () => {
+            this.lastSweepError = undefined;
+          },
+          (error: unknown) => {
+            if (!this.#closed) this.lastSweepError = toKvError(error, 'sweepExpired', undefined, false);
+          },
+        );
+      }, parts.sweepIntervalMs);
+      this.#sweeper.unref();
+    }
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  async get(key: string): Promise<KvEntry | undefined> {
+    const record = await this.entry(key);
+    return record?.op === 'put' ? { key, value: record.value, version: record.version } : undefined;
+  }
+
+  async entry(key: string): Promise<KvRecord | undefined> {
+    const message = await this.lastMessage(key);
+    // A passed TTL reads as never written, before and after the sweeper has marked it.
+    if (message === undefined || message.op === 'expire' || expired(message)) return undefined;
+    if (message.op === 'put') return { key, op: 'put', value: message.data, version: versionOf(message.seq, 'put', message.expiresAt) };
+    return { key, op: message.op, version: versionOf(message.seq, message.op) };
+  }
+
+  async *list(prefix: string | undefined, { values }: { readonly values: boolean }): AsyncGenerator<KvEntry> {
+    const controller = new AbortController();
+    const signal = AbortSignal.any([controller.signal, this.closing.signal]);
+    // The listing is of the bucket as of now: it ends at today's last sequence even while writes go on.
+    const head = (await this.streamInfo()).state.last_seq;
+    try {
+      for await (const message of consume(this, prefix === undefined ? undefined : [prefix], undefined, !values, signal)) {
+        if (message === 'caught-up' || (message.kind === 'message' && message.seq > head)) return;
+        if (message.kind !== 'message') continue;
+        if (message.op === 'put' && !expired(message) && keyMatchesPrefix(message.key, prefix)) {
+          yield { key: message.key, value: message.data, version: versionOf(message.seq, 'put', message.expiresAt) };
+        }
+        if (message.pending === 0) return;
+      }
+    } finally {
+      controller.abort();
+    }
+  }
+
+  refusal(kind: KvMutationKind): string | undefined {
+    if (this.conditionalWrites || kind === 'put' || kind === 'delete' || kind === 'purge') return undefined;
+    return conditionalWritesUnsupported(this.parts.version, this.parts.info.config.num_replicas);
+  }
+
+  async mutate(mutation: KvMutation): Promise<Version> {
+    const { key } = mutation;
+    switch (mutation.kind) {
+      case 'put':
+        await settleLapsed(this, key);
+        return versionOf(await this.publish(key, mutation.value, 'put'), 'put');
+      case 'create':
+        return this.#create(key, mutation.value);
+      case 'update': {
+        const seq = this.#expectedLiveSeq(key, mutation.expected);
+        return versionOf(await this.publish(key, mutation.value, 'update', { lastSubjectSequence: seq }), 'put');
+      }
+      case 'delete':
+        await settleLapsed(this, key);
+        return versionOf(await this.publish(key, new Uint8Array(0), 'delete', undefined, 'DEL'), 'delete');
+      case 'deleteWithVersion': {
+        const seq = this.#expectedLiveSeq(key, mutation.expected);
+        return versionOf(await this.publish(key, new Uint8Array(0), 'deleteWithVersion', { lastSubjectSequence: seq }, 'DEL'), 'delete');
+      }
+      case 'putWithTtl': {
+        // The put carries its expiry in a header; an entry in the companion stream indexes it for the sweepers,
+        // written first, so a put with a TTL is never left without one. Reads hide a passed TTL at once.
+        const expiresAt = Date.now() + Math.max(1, Math.ceil(mutation.ttlMs));
+        await publishTtlIndexEntry(this, key, expiresAt);
+        await settleLapsed(this, key);
+        const headers = makeHeaders();
+        headers.set(expiresHeader, String(expiresAt));
+        return versionOf(await this.publish(key, mutation.value, 'putWithTtl', undefined, undefined, headers), 'put', expiresAt);
+      }
+      case 'purge':
+        await settleLapsed(this, key);
+        return versionOf(await this.publish(key, new Uint8Array(0), 'purge', undefined, 'PURGE'), 'purge');
+    }
+  }
+
+  changes(request: ChangeRequest<number>) {
+    return changeFeed(this, request);
+  }
+
+  toKvError(error: unknown, operation: string): KvError {
+    return toKvError(error, operation, undefined, false);
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#sweeper);
+    this.closing.abort();
+    await this.#sweeping?.catch(() => undefined);
+    if (this.parts.owned) await this.parts.connection.close().catch(() => undefined);
+  }
+
+  /** The sweeper's run, shared with the background job so two never overlap on one handle. */
+  sweepNow(): Promise<number> {
+    return sweepExpired(this);
+  }
+
+  /**
+   * The horizon recorded by compaction: watches resumed from a cursor below
+   * it fail with `CursorExpired`. `0` when the bucket was never compacted.
+   */
+  async horizon(): Promise<number> {
+    const stored = await this.call(undefined, async () => {
+      try {
+        return await this.parts.manager.streams.getMessage(this.subjects.metaStream, { last_by_subj: this.subjects.horizon });
+      } catch (error) {
+        if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound) return null;
+        throw error;
+      }
+    });
+    return stored === null ? 0 : Number(new TextDecoder().decode(stored.data)) || 0;
+  }
+
+  async lastMessage(key: string): Promise<StreamedMessage | undefined> {
+    const stored = await this.call(key, () =>
+      this.parts.manager.streams.getMessage(this.subjects.stream, { last_by_subj: this.subjects.record(key) }),
+    );
+    if (stored === null) return undefined;
+    return {
+      seq: stored.seq,
+      key,
+      op: operationOf(stored.header),
+      expiresAt: expiryOf(stored.header),
+      data: new Uint8Array(stored.data),
+      pending: 0,
+      timeMs: stored.time.getTime(),
+    };
+  }
+
+  async streamInfo(): Promise<StreamInfo> {
+    return this.call(undefined, () => this.parts.manager.streams.info(this.subjects.stream));
+  }
+
+  async publish(
+    key: string,
+    value: Uint8Array,
+    operation: string,
+    expect?: { lastSubjectSequence: number },
+    marker?: 'DEL' | 'PURGE',
+    given?: MsgHdrs,
+  ): Promise<number> {
+    let headers: MsgHdrs | undefined = given;
+    if (marker !== undefined) {
+      headers ??= makeHeaders();
+      headers.set(keyHeader, marker);
+      if (marker === 'PURGE') headers.set(rollupHeader, 'sub');
+    }
+    // A replicated stream's leader answers 10164 ("wrong last sequence", no number) when another write to the
+    // subject is still in flight: it cannot tell yet whether the expectation holds, and nothing was written.
+    // Taking that for a mismatch breaks linearizability (a later read may not see the in-flight write yet), so
+    // the same conditional publish is tried again until the leader can decide.
+    for (let undecided = 0; ; undecided++) {
+      try {
+        const ack = await this.parts.client.publish(this.subjects.record(key), value, {
+          ...(expect === undefined ? {} : { expect }),
+          ...(headers === undefined ? {} : { headers }),
+          timeout: this.parts.timeoutMs,
+        });
+        return ack.seq;
+      } catch (error) {
+        if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown) {
+          if (undecided < maxUndecidedRetries) {
+            await pause(Math.min(50, 1 + undecided * 2));
+            continue;
+          }
+          throw kvError(
+            KvErrorCode.Timeout,
+            backend,
+            `the server could not decide the expected version ${expect?.lastSubjectSequence ?? '?'} while other writes to the key were in flight; nothing was written`,
+            { key, cause: error, retryable: true },
+          );
+        }
+        if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamWrongLastSequence) {
+          throw kvError(
+            KvErrorCode.RevisionMismatch,
+            backend,
+            `expected version ${expect?.lastSubjectSequence ?? '?'} is not the current one`,
+            {
+              key,
+              cause: error,
+            },
+          );
+        }
+        throw toKvError(error, operation, key, true);
+      }
+    }
+  }
+
+  async call<T>(key: string | undefined, call: () => Promise<T>): Promise<T> {
+    if (this.#closed) throw kvError(KvErrorCode.Closed, backend, `the handle on bucket '${this.bucket}' is closed`);
+    try {
+      return await call();
+    } catch (error) {
+      throw toKvError(error, 'read', key, false);
+    }
+  }
+
+  async #create(key: string, value: Uint8Array): Promise<Version> {
+    // Compare-and-swap against the key's latest message (none: sequence 0). A mismatch only says that
+    // something was written meanwhile, perhaps another tombstone: read again and decide, and answer
+    // AlreadyExists only when the latest record is a live, unexpired value.
+    let expectedSeq = 0;
+    for (;;) {
+      try {
+        return versionOf(await this.publish(key, value, 'create', { lastSubjectSequence: expectedSeq }), 'put');
+      } catch (error) {
+        if (!KvError.is(error, KvErrorCode.RevisionMismatch)) throw error;
+      }
+      const current = await this.lastMessage(key);
+      if (current !== undefined && current.op === 'put' && !expired(current)) {
+        throw kvError(KvErrorCode.AlreadyExists, backend, 'a live value already exists', { key });
+      }
+      // A passed TTL not swept yet: its expire marker goes first (the next round trip creates over the marker).
+      if (current !== undefined && expired(current)) await writeExpireMarker(this, key, current.seq, 'create');
+      expectedSeq = current?.seq ?? 0;
+    }
+  }
+
+  /** A version's sequence when it names a live value; tombstone versions can never match. */
+  #expectedLiveSeq(key: string, expected: Version): number {
+    const parsed = parseVersion(expected, key);
+    if (parsed.op !== 'put') {
+      throw kvError(KvErrorCode.RevisionMismatch, backend, `expected version ${expected} is a tombstone, not a live value`, { key });
+    }
+    if (parsed.expiresAt > 0 && parsed.expiresAt <= Date.now()) {
+      throw kvError(KvErrorCode.RevisionMismatch, backend, `expected version ${expected} has expired`, { key });
+    }
+    return parsed.seq;
+  }
+}

@@ -1,0 +1,51 @@
+import { JetStreamApiError } from '@nats-io/jetstream';
+import { ClosedConnectionError, NoRespondersError, TimeoutError } from '@nats-io/transport-node';
+import { KvError } from '@weft/kv';
+import { KvErrorCode, kvError, messageOf } from '@weft/kv/backend';
+
+export const backend = 'nats';
+
+/** Maps a nats.js failure to a typed error; a publish without an answer is `Indeterminate`. */
+export function toKvError(error: unknown, operation: string, key: string | undefined, isWrite: boolean): KvError {
+  if (error instanceof KvError) return error;
+  const extra = { key, cause: error };
+  const message = messageOf(error);
+  if (error instanceof TimeoutError || (error instanceof Error && /timeout/i.test(error.message))) {
+    if (isWrite)
+      return kvError(
+        KvErrorCode.Indeterminate,
+        backend,
+        `${operation}: no acknowledgement in time; the write may or may not have been applied`,
+        extra,
+      );
+    return kvError(KvErrorCode.Timeout, backend, `${operation}: NATS did not answer in time`, extra);
+  }
+  if (error instanceof NoRespondersError || (error instanceof JetStreamApiError && error.code === 503)) {
+    return kvError(KvErrorCode.NotConnected, backend, `${operation}: JetStream is not available right now (${message})`, {
+      ...extra,
+      retryable: true,
+    });
+  }
+  if (error instanceof ClosedConnectionError)
+    return kvError(KvErrorCode.NotConnected, backend, `${operation}: the NATS connection is closed`, extra);
+  if (error instanceof Error && /MAX_PAYLOAD|max payload|maximum payload/i.test(message)) {
+    return kvError(KvErrorCode.ValueTooLarge, backend, `${operation}: ${message}`, extra);
+  }
+  return kvError(KvErrorCode.OperationFailed, backend, `${operation} failed: ${message}`, extra);
+}
+
+/** A consumer skipped a delivery: it is recreated from the last delivered sequence. */
+export class GapError extends Error {
+  override readonly name = 'GapError';
+  constructor() {
+    super('a delivery was skipped; the consumer is recreated from the last delivered sequence');
+  }
+}
+
+/** A fetch neither delivered nor ended in time: the consumer is recreated from the last delivered sequence. */
+export class StalledFetchError extends Error {
+  override readonly name = 'StalledFetchError';
+  constructor() {
+    super('a fetch neither delivered nor ended in time; the consumer is recreated from the last delivered sequence');
+  }
+}

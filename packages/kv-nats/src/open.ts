@@ -1,0 +1,212 @@
+import { JetStreamApiCodes, JetStreamApiError, jetstream, jetstreamManager, type StreamInfo } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { KvError } from '@weft/kv';
+import { describeArgument, KvErrorCode, KvStoreFront, kvError, messageOf } from '@weft/kv/backend';
+import { streamName } from './codec.js';
+import { NatsDriver } from './driver.js';
+import { backend, toKvError } from './errors.js';
+import { compact } from './horizon.js';
+import { parseServerVersion } from './server-version.js';
+
+/** Bucket settings used when {@link NatsKvOptions.create} asks for the bucket to be created. */
+export interface NatsBucketOptions {
+  /** Versions kept per key (1-64). @default 1 */
+  readonly history?: number;
+  /** Replicas of the bucket's stream in a cluster. @default 1 */
+  readonly replicas?: number;
+  /** Largest value the bucket accepts; `-1` for the server's limit. @default -1 */
+  readonly maxValueSize?: number;
+  /** Largest size of the whole bucket; `-1` for unlimited. @default -1 */
+  readonly maxBytes?: number;
+  /** @default 'file' */
+  readonly storage?: 'file' | 'memory';
+}
+
+/** Options of {@link openNatsKv}. Give `servers` or `connection`. */
+export interface NatsKvOptions {
+  /** Server URL(s); the backend opens (and later closes) its own connection, reconnecting forever. */
+  readonly servers?: string | readonly string[];
+  /** A caller-owned connection; `close()` leaves it open. */
+  readonly connection?: NatsConnection;
+  /** The bucket, `[A-Za-z0-9_-]+` (a JetStream KV bucket). */
+  readonly bucket: string;
+  /** Create the bucket with these settings if it does not exist; without it the bucket must exist. */
+  readonly create?: NatsBucketOptions | true;
+  /** How long a request may wait for the server, in milliseconds. @default 5000 */
+  readonly timeoutMs?: number;
+  /**
+   * How often this handle turns passed TTLs into `expire` events; `0`
+   * disables its sweeper (another handle's, or `sweepExpired()`, must run).
+   * @default 1000
+   */
+  readonly sweepIntervalMs?: number;
+  /**
+   * Writes the `expire` marker of a passed TTL that no sweeper has removed
+   * yet before any put, delete, purge or putWithTtl of its key, so watchers
+   * see `expire` before the write (`capabilities.expireBeforeNextWrite`). It
+   * costs a read before each of those writes; set it on every handle that
+   * writes the bucket. Without it such a write replaces the entry with no
+   * `expire` event (the entry still reads as absent once its TTL passed).
+   * @default false
+   */
+  readonly expireBeforeNextWrite?: boolean;
+}
+
+/**
+ * Opens a handle on a NATS JetStream KV bucket. Values are plain KV values:
+ * the `nats` CLI and other KV clients read what weft writes, and weft reads
+ * what they write.
+ *
+ * @throws {KvError} `InvalidArgument` for bad options, `ConnectionFailed` when NATS cannot be reached,
+ *   `OperationFailed` when the bucket does not exist and `create` was not given
+ */
+export async function openNatsKv(options: NatsKvOptions): Promise<NatsKvStore> {
+  const bucket = options.bucket;
+  if (typeof bucket !== 'string' || !/^[A-Za-z0-9_-]+$/.test(bucket)) {
+    throw kvError(KvErrorCode.InvalidArgument, backend, `a bucket name must match [A-Za-z0-9_-]+, got ${describeArgument(bucket)}`);
+  }
+  if ((options.servers === undefined) === (options.connection === undefined)) {
+    throw kvError(KvErrorCode.InvalidArgument, backend, 'give exactly one of servers or connection');
+  }
+  const timeoutMs = options.timeoutMs ?? 5000;
+  if (!Number.isFinite(timeoutMs) || timeoutMs < 100) {
+    throw kvError(KvErrorCode.InvalidArgument, backend, `timeoutMs must be at least 100, got ${describeArgument(timeoutMs)}`);
+  }
+  const sweepIntervalMs = options.sweepIntervalMs ?? 1000;
+  if (!Number.isSafeInteger(sweepIntervalMs) || sweepIntervalMs < 0) {
+    throw kvError(
+      KvErrorCode.InvalidArgument,
+      backend,
+      `sweepIntervalMs must be an integer of at least 0, got ${describeArgument(sweepIntervalMs)}`,
+    );
+  }
+  const create = options.create === true ? {} : options.create;
+  if (create?.history !== undefined && !(Number.isInteger(create.history) && create.history >= 1 && create.history <= 64)) {
+    throw kvError(KvErrorCode.InvalidArgument, backend, `history must be an integer from 1 to 64, got ${describeArgument(create.history)}`);
+  }
+
+  let connection: NatsConnection;
+  const owned = options.connection === undefined;
+  if (options.connection !== undefined) {
+    connection = options.connection;
+  } else {
+    const servers = typeof options.servers === 'string' ? [options.servers] : [...(options.servers ?? [])];
+    try {
+      connection = await connect({
+        servers,
+        name: `weft-kv:${bucket}`,
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: 250,
+        timeout: timeoutMs,
+      });
+    } catch (error) {
+      throw kvError(KvErrorCode.ConnectionFailed, backend, `cannot connect to NATS at ${servers.join(', ')}: ${messageOf(error)}`, {
+        cause: error,
+      });
+    }
+  }
+  try {
+    const version = parseServerVersion(connection.info?.version ?? '0.0.0');
+    const manager = await jetstreamManager(connection, { timeout: timeoutMs });
+    const client = jetstream(connection, { timeout: timeoutMs });
+    if (create !== undefined) {
+      await new Kvm(client).create(bucket, {
+        history: create.history ?? 1,
+        replicas: create.replicas ?? 1,
+        maxValueSize: create.maxValueSize ?? -1,
+        max_bytes: create.maxBytes ?? -1,
+        ...(create.storage === 'memory' ? { storage: 'memory' as never } : {}),
+      });
+    }
+    let info: StreamInfo;
+    try {
+      info = await manager.streams.info(streamName(bucket));
+    } catch (error) {
+      if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound) {
+        throw kvError(KvErrorCode.OperationFailed, backend, `bucket '${bucket}' does not exist; pass create to create it`, {
+          cause: error,
+        });
+      }
+      throw error;
+    }
+    const expireBeforeNextWrite = options.expireBeforeNextWrite === true;
+    return new NatsKvStore(
+      new NatsDriver({
+        connection,
+        owned,
+        manager,
+        client,
+        bucket,
+        version,
+        info,
+        timeoutMs,
+        sweepIntervalMs,
+        expireBeforeNextWrite,
+      }),
+    );
+  } catch (error) {
+    if (owned) await connection.close().catch(() => undefined);
+    throw toKvError(error, 'open', undefined, false);
+  }
+}
+
+/** A handle on a NATS KV bucket. See {@link openNatsKv}. */
+export class NatsKvStore extends KvStoreFront<number> {
+  /** The server version detected at open, e.g. `2.9.10`. */
+  readonly serverVersion: string;
+  readonly #driver: NatsDriver;
+
+  /** @internal use {@link openNatsKv} */
+  constructor(driver: NatsDriver) {
+    super(driver);
+    this.#driver = driver;
+    this.serverVersion = driver.parts.version.text;
+  }
+
+  /** The last error of the background sweeper, if its latest run failed. */
+  get lastSweepError(): KvError | undefined {
+    return this.#driver.lastSweepError;
+  }
+
+  /**
+   * Turns every entry whose TTL has passed into an `expire` event now (the
+   * background sweeper calls this every `sweepIntervalMs`): a delete marker
+   * written only if the entry is still the key's latest message.
+   *
+   * @returns how many entries expired
+   */
+  async sweepExpired(): Promise<number> {
+    this.assertOpen();
+    return this.#driver.sweepNow();
+  }
+
+  /** Ephemeral consumers on the bucket's stream right now (what running watches and listings hold on the server). */
+  async consumerCount(): Promise<number> {
+    this.assertOpen();
+    return (await this.#driver.streamInfo()).state.consumer_count;
+  }
+
+  /**
+   * The horizon recorded by {@link NatsKvStore.compact}: watches resumed from
+   * a cursor below it fail with `CursorExpired`. `0` when the bucket was never compacted.
+   */
+  async horizon(): Promise<number> {
+    this.assertOpen();
+    return this.#driver.horizon();
+  }
+
+  /**
+   * Removes tombstones (delete and purge markers) older than `olderThanMs`,
+   * as `nats kv compact` does, so deleted keys stop taking space. The newest
+   * removed marker becomes the horizon, recorded durably before anything is
+   * removed, so a watch resumed from before it fails with `CursorExpired`
+   * instead of missing a delete.
+   *
+   * @returns how many tombstones were removed
+   */
+  async compact(options: { olderThanMs?: number } = {}): Promise<{ removedTombstones: number; horizon: number }> {
+    this.assertOpen();
+    return compact(this.#driver, options.olderThanMs ?? 30 * 60 * 1000);
+  }
+}
