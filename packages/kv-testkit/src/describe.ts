@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, it } from 'vitest';
+import { badInputChecks } from './checks/bad-input.js';
 import { contractChecks } from './checks/contract.js';
 import { leaseChecks } from './checks/lease.js';
 import { lifecycleChecks } from './checks/lifecycle.js';
@@ -12,6 +13,7 @@ import { runConformanceCheck } from './runner.js';
 /** Every check of the conformance suite, grouped by contract clause, in the order they run. */
 export const kvConformanceChecks: readonly ConformanceCheck[] = [
   ...contractChecks,
+  ...badInputChecks,
   ...watchChecks,
   ...listingChecks,
   ...lifecycleChecks,
