@@ -76,6 +76,20 @@ export const badInputChecks: ConformanceCheck[] = [
     expect(text(read?.value ?? bytes(''))).toBe('kept');
   }),
 
+  check('bad input', 'disposing a handle (await using) closes it like close(), and closes only it', async (context) => {
+    const store = await context.open();
+    const other = await context.open();
+    const version = await store.put('k', bytes('kept'));
+    const watch = store.watch({ prefixes: ['k'] })[Symbol.asyncIterator]();
+    expect((await watch.next()).value?.type).toBe('put');
+    expect((await watch.next()).value?.type).toBe('synced');
+    const pending = watch.next();
+    await store[Symbol.asyncDispose]();
+    await expectKvError(pending, KvErrorCode.Closed);
+    await expectKvError(store.get('k'), KvErrorCode.Closed);
+    expect((await other.get('k'))?.version).toBe(version);
+  }),
+
   // -------------------------------------------------------- capabilities
   check('capabilities', 'capabilities are reported at open with meaningful values', async (context) => {
     const store = await context.open();
