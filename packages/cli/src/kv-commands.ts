@@ -60,7 +60,7 @@ export function registerKvCommands(program: Command): void {
   const kv = program.command('kv').description('read and write a KV bucket on any backend');
   const common = (command: Command) =>
     command
-      .requiredOption('--kv <url>', 'the store: nats://host:port, redis://host:port or memory:// (in-process)')
+      .requiredOption('--kv <url>', 'the store: nats://host:port, redis://host:port, fdb://[cluster-file] or memory:// (in-process)')
       .requiredOption('--bucket <name>', 'the bucket');
 
   common(kv.command('get <key>').description('print the live value of a key (exit 1 when absent)'))

@@ -1,35 +1,71 @@
-/** Opens a KV store from a URL: `nats://`, `redis://` or `memory://` (in-process, gone when the command ends). */
+/**
+ * Opens a KV store from a URL through one registry of backends:
+ * `nats://`, `redis://` / `rediss://`, `fdb://` (a cluster file path, or
+ * empty for the default one) and `memory://` (in-process, gone when the
+ * command ends). Adding a backend to the CLI is one entry here.
+ */
 import { type KvStore, openMemoryKv } from '@weft/kv';
+import { openFdbKv } from '@weft/kv-fdb';
 import { openNatsKv } from '@weft/kv-nats';
 import { openRedisKv } from '@weft/kv-redis';
 import { CliError, exitUsage } from './output.js';
 
+interface StoreScheme {
+  /** URL protocols, with the colon. */
+  readonly protocols: readonly string[];
+  readonly example: string;
+  open(url: URL, bucket: string): Promise<KvStore>;
+}
+
+const registry: readonly StoreScheme[] = [
+  {
+    protocols: ['nats:'],
+    example: 'nats://127.0.0.1:4222',
+    open: (url, bucket) => openNatsKv({ servers: url.href, bucket, create: true }),
+  },
+  {
+    protocols: ['redis:', 'rediss:'],
+    example: 'redis://127.0.0.1:6379',
+    open: (url, bucket) => openRedisKv({ url: url.href, bucket }),
+  },
+  {
+    protocols: ['fdb:'],
+    example: 'fdb:///etc/foundationdb/fdb.cluster',
+    open: (url, bucket) => {
+      const clusterFile = decodeURIComponent(url.pathname);
+      return openFdbKv({ bucket, ...(clusterFile === '' || clusterFile === '/' ? {} : { clusterFile }) });
+    },
+  },
+  {
+    protocols: ['memory:'],
+    example: 'memory://',
+    open: (_url, bucket) => openMemoryKv({ bucket }),
+  },
+];
+
+const examples = registry.map((scheme) => scheme.example).join(', ');
+
 export async function openKv(url: string, bucket: string): Promise<KvStore> {
   if (!/^[A-Za-z0-9_-]+$/.test(bucket)) throw new CliError(`--bucket must match [A-Za-z0-9_-]+, got '${bucket}'`, exitUsage);
-  let scheme: string;
+  let parsed: URL;
   try {
-    scheme = new URL(url).protocol;
+    parsed = new URL(url);
   } catch {
-    throw new CliError(`--kv must be a URL such as nats://127.0.0.1:4222, redis://127.0.0.1:6379 or memory://, got '${url}'`, exitUsage);
+    throw new CliError(`--kv must be a URL such as ${examples}; got '${url}'`, exitUsage);
   }
-  switch (scheme) {
-    case 'nats:':
-      return openNatsKv({ servers: url, bucket, create: true });
-    case 'redis:':
-    case 'rediss:':
-      return openRedisKv({ url, bucket });
-    case 'memory:':
-      return openMemoryKv({ bucket });
-    default:
-      throw new CliError(`--kv must start with nats://, redis:// or memory://, got '${scheme}'`, exitUsage);
-  }
+  const scheme = registry.find((candidate) => candidate.protocols.includes(parsed.protocol));
+  if (scheme === undefined) throw new CliError(`--kv must be one of ${examples}; got a '${parsed.protocol}' URL`, exitUsage);
+  return scheme.open(parsed, bucket);
 }
 
 /** A short name for a store URL, without credentials. */
 export function describeStore(url: string): string {
   try {
     const parsed = new URL(url);
-    return parsed.protocol === 'memory:' ? 'memory (in-process)' : `${parsed.protocol}//${parsed.host}`;
+    if (parsed.protocol === 'memory:') return 'memory (in-process)';
+    if (parsed.protocol === 'fdb:')
+      return `fdb (${parsed.pathname === '' || parsed.pathname === '/' ? 'default cluster file' : parsed.pathname})`;
+    return `${parsed.protocol}//${parsed.host}`;
   } catch {
     return url;
   }

@@ -49,6 +49,12 @@ describe('weft --help', () => {
     expect(missing.stderr).toContain("required option '--kv <url>' not specified");
     expect((await weft(['kv', 'get', 'k', '--kv', 'ftp://x', '--bucket', 'b'])).code).toBe(2);
   });
+
+  it('opens FoundationDB through fdb:// and says what to install when its client is missing', async () => {
+    const run = await weft(['kv', 'get', 'k', '--kv', 'fdb:///nonexistent/fdb.cluster', '--bucket', 'b']);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/Unsupported: \[fdb\].*(foundationdb|libfdb_c)/);
+  });
 });
 
 describe('weft demo', () => {
