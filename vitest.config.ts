@@ -5,9 +5,19 @@ import { defineConfig } from 'vitest/config';
 // Tests run against each workspace package's TypeScript source, so one module
 // instance is shared by a package's own tests and every package importing it.
 const packagesDir = fileURLToPath(new URL('./packages/', import.meta.url));
+// Subpath entry points (`@weft/kv/backend`) map to their source the same way, from the exports map.
 const alias = readdirSync(packagesDir).flatMap((dir) => {
-  const manifest = JSON.parse(readFileSync(`${packagesDir}${dir}/package.json`, 'utf8')) as { name: string };
-  return [{ find: new RegExp(`^${manifest.name}$`), replacement: `${packagesDir}${dir}/src/index.ts` }];
+  const manifest = JSON.parse(readFileSync(`${packagesDir}${dir}/package.json`, 'utf8')) as {
+    name: string;
+    exports?: Record<string, { types?: string } | string>;
+  };
+  const subpaths = Object.entries(manifest.exports ?? {}).flatMap(([subpath, target]) => {
+    const types = typeof target === 'string' ? undefined : target.types;
+    if (subpath === '.' || types === undefined) return [];
+    const source = types.replace(/^\.\/dist\//, 'src/').replace(/\.d\.ts$/, '.ts');
+    return [{ find: new RegExp(`^${manifest.name}/${subpath.slice(2)}$`), replacement: `${packagesDir}${dir}/${source}` }];
+  });
+  return [{ find: new RegExp(`^${manifest.name}$`), replacement: `${packagesDir}${dir}/src/index.ts` }, ...subpaths];
 });
 
 const long = process.env.WEFT_LONG === '1';

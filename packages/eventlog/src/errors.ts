@@ -2,6 +2,8 @@
  * The one error type of `@weft/eventlog`. Callers branch on `code`.
  */
 
+import { WeftError } from '@weft/common';
+
 export const EventLogErrorCode = {
   /** An argument is malformed (an entity name, a kind, a payload type, an option). */
   InvalidArgument: 'InvalidArgument',
@@ -31,8 +33,6 @@ export const EventLogErrorCode = {
 
 export type EventLogErrorCode = (typeof EventLogErrorCode)[keyof typeof EventLogErrorCode];
 
-const brand = Symbol.for('@weft/eventlog/EventLogError');
-
 /** Options of {@link EventLogError}. */
 export interface EventLogErrorOptions {
   readonly cause?: unknown;
@@ -44,28 +44,17 @@ export interface EventLogErrorOptions {
 }
 
 /** The error every `@weft/eventlog` operation throws. */
-export class EventLogError extends Error {
+export class EventLogError extends WeftError<EventLogErrorCode> {
+  static override readonly brand: symbol = Symbol.for('@weft/eventlog/EventLogError');
   override readonly name = 'EventLogError';
-  readonly code: EventLogErrorCode;
   readonly reason: unknown;
   readonly segment: string | undefined;
   readonly offset: number | undefined;
 
   constructor(code: EventLogErrorCode, message: string, options: EventLogErrorOptions = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.code = code;
+    super(code, message, { cause: options.cause });
     this.reason = options.reason;
     this.segment = options.segment;
     this.offset = options.offset;
-    Object.defineProperty(this, brand, { value: true });
-  }
-
-  static override [Symbol.hasInstance](value: unknown): boolean {
-    return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[brand] === true;
-  }
-
-  /** True when `error` is an {@link EventLogError}, optionally with the given code. */
-  static is(error: unknown, code?: EventLogErrorCode): error is EventLogError {
-    return error instanceof EventLogError && (code === undefined || error.code === code);
   }
 }

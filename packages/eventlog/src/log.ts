@@ -1,3 +1,4 @@
+import { pause } from '@weft/common';
 import { type AcceptView, checkBatchOptions, checkEvents, checkPreconditions } from './append-checks.js';
 import { ancestorsOf, descendantsOf } from './causal.js';
 import { decodeSegmentHeader, encodeFrame, type FrameHeader, segmentHeaderSize } from './codec.js';
@@ -27,7 +28,7 @@ import type {
   SyncMode,
   VerifyResult,
 } from './types.js';
-import { equalBytes, sleep } from './util.js';
+import { equalBytes } from './util.js';
 import { SegmentWriter } from './writer.js';
 
 /** Options of {@link openEventLog}. */
@@ -466,7 +467,7 @@ export class EventLog implements AsyncDisposable {
         continue;
       }
       if (this.readOnly) {
-        await sleep(this.#pollIntervalMs, signal);
+        await pause(this.#pollIntervalMs, signal);
         if (!this.#closed) await this.refresh();
       } else await this.#waitForWrite(signal);
     }

@@ -1,22 +1,9 @@
-/** Small helpers of the log: byte comparison, an abortable sleep, process liveness, reasons as text. */
+/** Small helpers of the log: byte comparison, process liveness, reasons as text. */
 
 export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let index = 0; index < a.length; index++) if (a[index] !== b[index]) return false;
   return true;
-}
-
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    if (signal?.aborted) return done();
-    signal?.addEventListener('abort', done, { once: true });
-  });
 }
 
 export function isAlive(pid: number): boolean {

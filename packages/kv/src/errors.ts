@@ -7,6 +7,8 @@
  * the caller must read before deciding.
  */
 
+import { WeftError } from '@weft/common';
+
 /** Every failure a backend can report, as a const object (use the values, not literals). */
 export const KvErrorCode = {
   /** The key (or prefix) breaks the key rules; nothing was sent. */
@@ -57,8 +59,6 @@ export interface KvErrorOptions {
   cause?: unknown;
 }
 
-const brand = Symbol.for('@weft/kv/KvError');
-
 /**
  * The error every `@weft/kv` operation throws.
  *
@@ -66,29 +66,16 @@ const brand = Symbol.for('@weft/kv/KvError');
  * `@weft/kv` in the same process (the class checks a global brand), so a
  * duplicated install does not break error handling.
  */
-export class KvError extends Error {
+export class KvError extends WeftError<KvErrorCode> {
+  static override readonly brand: symbol = Symbol.for('@weft/kv/KvError');
   override readonly name = 'KvError';
-  readonly code: KvErrorCode;
   readonly backend: string;
   readonly key: string | undefined;
-  readonly retryable: boolean;
 
   constructor(code: KvErrorCode, message: string, options: KvErrorOptions) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.code = code;
+    super(code, message, { cause: options.cause, retryable: options.retryable ?? retryableByDefault.has(code) });
     this.backend = options.backend;
     this.key = options.key;
-    this.retryable = options.retryable ?? retryableByDefault.has(code);
-    Object.defineProperty(this, brand, { value: true });
-  }
-
-  static override [Symbol.hasInstance](value: unknown): boolean {
-    return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[brand] === true;
-  }
-
-  /** True when `error` is a {@link KvError}, optionally with the given code. */
-  static is(error: unknown, code?: KvErrorCode): error is KvError {
-    return error instanceof KvError && (code === undefined || error.code === code);
   }
 }
 

@@ -1,4 +1,6 @@
 /** The one error type of `@weft/sync`. Callers branch on `code`. */
+
+import { WeftError } from '@weft/common';
 export const SyncErrorCode = {
   InvalidArgument: 'InvalidArgument',
   /** An envelope failed to decode. */
@@ -43,30 +45,18 @@ export const SyncErrorCode = {
 
 export type SyncErrorCode = (typeof SyncErrorCode)[keyof typeof SyncErrorCode];
 
-const brand = Symbol.for('@weft/sync/SyncError');
-
 /** The error `@weft/sync` throws and reports in its status. */
-export class SyncError extends Error {
+export class SyncError extends WeftError<SyncErrorCode> {
+  static override readonly brand: symbol = Symbol.for('@weft/sync/SyncError');
   override readonly name = 'SyncError';
-  readonly code: SyncErrorCode;
   /** The device the problem is about, when there is one. */
   readonly device: string | undefined;
   /** The changeset sequence the problem is about, when there is one. */
   readonly seq: number | undefined;
 
   constructor(code: SyncErrorCode, message: string, options: { device?: string; seq?: number; cause?: unknown } = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.code = code;
+    super(code, message, { cause: options.cause });
     this.device = options.device;
     this.seq = options.seq;
-    Object.defineProperty(this, brand, { value: true });
-  }
-
-  static override [Symbol.hasInstance](value: unknown): boolean {
-    return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[brand] === true;
-  }
-
-  static is(error: unknown, code?: SyncErrorCode): error is SyncError {
-    return error instanceof SyncError && (code === undefined || error.code === code);
   }
 }

@@ -4,12 +4,13 @@
  * anti-entropy. Heads are hints; a listing is a fresh read, so a head that
  * went backwards there is an alarm.
  */
+
+import { pause } from '@weft/common';
 import { KvError, KvErrorCode, type WatchCursor } from '@weft/kv';
 import type { SyncContext } from './context.js';
 import { SyncError, SyncErrorCode } from './errors.js';
 import { type HeadValue, parseHead } from './heads.js';
 import { deviceOfHeadKey, headsPrefix } from './store-layout.js';
-import { sleep } from './util.js';
 
 export class HeadsWatch {
   readonly #context: SyncContext;
@@ -60,7 +61,7 @@ export class HeadsWatch {
         }
         failures++;
         board.lastError = error instanceof Error ? error.message : String(error);
-        await sleep(Math.min(5000, 50 * 2 ** Math.min(failures, 7)) * (0.5 + Math.random()), signal);
+        await pause(Math.min(5000, 50 * 2 ** Math.min(failures, 7)) * (0.5 + Math.random()), signal);
       }
     }
   }

@@ -3,6 +3,8 @@
  * pull, blobs, snapshots), runs them one step at a time, keeps the heads
  * watch and, in live mode, the local trigger and the retry timer.
  */
+
+import { pause } from '@weft/common';
 import type { EventId } from '@weft/eventlog';
 import { loadHashers } from '@weft/eventlog';
 import { LocalBlobStore } from './blob-store.js';
@@ -21,7 +23,6 @@ import { Pusher } from './push.js';
 import { Snapshots } from './snapshots.js';
 import { StateFile } from './state.js';
 import { StatusBoard, type SyncStatus } from './status.js';
-import { sleep } from './util.js';
 
 /**
  * Opens sync for one device: its local log replicated with the other
@@ -232,7 +233,7 @@ export class Sync implements AsyncDisposable {
         const remaining = Math.max(0, deadline - clock());
         const outcome = await Promise.race([
           round.then(() => 'done' as const),
-          sleep(remaining, this.#closing.signal).then(() => 'late' as const),
+          pause(remaining, this.#closing.signal).then(() => 'late' as const),
         ]);
         if (outcome === 'late') round.catch(() => undefined);
         else if (this.#caughtUp()) return;
@@ -246,7 +247,7 @@ export class Sync implements AsyncDisposable {
           `not caught up in time: ${board.lastError ?? JSON.stringify(this.status().devices)}`,
         );
       }
-      await sleep(50, this.#closing.signal);
+      await pause(50, this.#closing.signal);
     }
   }
 
@@ -442,7 +443,7 @@ export class Sync implements AsyncDisposable {
     clearTimeout(this.#timer);
     this.#closing.abort();
     const stop = new AbortController();
-    await Promise.race([this.#chain, sleep(options.timeoutMs ?? 5000, stop.signal)]);
+    await Promise.race([this.#chain, pause(options.timeoutMs ?? 5000, stop.signal)]);
     stop.abort();
     await Promise.allSettled([this.#watchTask, this.#subscriptionTask]);
     await this.#context.stateFile.save(this.#context.state).catch(() => undefined);

@@ -1,22 +1,6 @@
-import { setTimeout as delay } from 'node:timers/promises';
-
 /** A copy of `value` that owns its bytes (never a view into a client's or a shared buffer). */
 export function copyBytes(value: Uint8Array): Uint8Array {
   return Uint8Array.prototype.slice.call(value);
-}
-
-/**
- * Waits `ms` milliseconds, or until `signal` aborts; never rejects, so retry
- * loops can sleep without a try around it. The timer does not keep the
- * process alive.
- */
-export async function pause(ms: number, signal?: AbortSignal): Promise<void> {
-  if (signal?.aborted) return;
-  try {
-    await delay(ms, undefined, signal === undefined ? { ref: false } : { ref: false, signal });
-  } catch {
-    // Aborted: the caller checks its signal.
-  }
 }
 
 /** Backoff for retry loops: 50 ms doubling per attempt, at most `capMs`. */

@@ -2,6 +2,7 @@ import { KvError, KvErrorCode, kvError } from '../errors.js';
 import { keyMatchesAnyPrefix } from '../keys.js';
 import type { WatchEvent } from '../types.js';
 import type { ChangeFeedItem, KvDriver, ParsedCursor } from './driver.js';
+import { ttlLapsed } from './util.js';
 
 /** What {@link runWatch} needs besides the driver. */
 export interface WatchRun<Position> {
@@ -76,7 +77,7 @@ export async function* runWatch<Position>(driver: KvDriver<Position>, run: Watch
       last = item.position;
       if (!keyMatchesAnyPrefix(item.key, prefixes)) continue;
       // The listing shows live values only: tombstones and lapsed TTLs up to its snapshot are not changes.
-      if (listing && !synced && (item.op !== 'put' || (item.expiresAt !== undefined && item.expiresAt > 0 && item.expiresAt <= now()))) {
+      if (listing && !synced && (item.op !== 'put' || ttlLapsed(item.expiresAt, now()))) {
         continue;
       }
       if (signal.aborted) break;

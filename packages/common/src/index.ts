@@ -1,0 +1,9 @@
+/**
+ * `@weft/common`: what the weft packages share and nothing else. The event
+ * log must not depend on the KV contract, so the error base lives here.
+ *
+ * @packageDocumentation
+ */
+
+export { WeftError, type WeftErrorOptions } from './error.js';
+export { pause } from './pause.js';
