@@ -6,4 +6,5 @@
  */
 
 export { WeftError, type WeftErrorOptions } from './error.js';
+export { Notifier } from './notifier.js';
 export { pause } from './pause.js';

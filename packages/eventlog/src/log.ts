@@ -1,4 +1,4 @@
-import { pause } from '@weft/common';
+import { Notifier, pause } from '@weft/common';
 import { type AcceptView, checkBatchOptions, checkEvents, checkPreconditions } from './append-checks.js';
 import { ancestorsOf, descendantsOf } from './causal.js';
 import { decodeSegmentHeader, encodeFrame, type FrameHeader, segmentHeaderSize } from './codec.js';
@@ -113,7 +113,7 @@ export class EventLog implements AsyncDisposable {
   #head = 0;
   #closed = false;
   #intervalTimer: NodeJS.Timeout | undefined;
-  #waiters = new Set<() => void>();
+  readonly #written = new Notifier();
   readonly readOnly: boolean;
   readonly #pollIntervalMs: number;
 
@@ -135,7 +135,7 @@ export class EventLog implements AsyncDisposable {
         this.#locations.set(position, segmentIndex, offset, size);
         this.#unwritten.delete(position);
       },
-      wake: () => this.#wake(),
+      wake: () => this.#written.notify(),
     });
     const log = this;
     this.#acceptView = {
@@ -469,27 +469,8 @@ export class EventLog implements AsyncDisposable {
       if (this.readOnly) {
         await pause(this.#pollIntervalMs, signal);
         if (!this.#closed) await this.refresh();
-      } else await this.#waitForWrite(signal);
+      } else if (!this.#closed) await this.#written.wait(signal);
     }
-  }
-
-  #waitForWrite(signal?: AbortSignal): Promise<void> {
-    return new Promise((resolve) => {
-      if (signal?.aborted || this.#closed) return resolve();
-      const done = () => {
-        signal?.removeEventListener('abort', done);
-        this.#waiters.delete(done);
-        resolve();
-      };
-      this.#waiters.add(done);
-      signal?.addEventListener('abort', done, { once: true });
-    });
-  }
-
-  #wake(): void {
-    const waiters = [...this.#waiters];
-    this.#waiters.clear();
-    for (const wake of waiters) wake();
   }
 
   // ------------------------------------------------------------ causal walks
@@ -640,7 +621,7 @@ export class EventLog implements AsyncDisposable {
       this.#writer.segments.push({ name, firstPosition: header.firstPosition, file, size: validEnd, durableSize: validEnd });
     }
     this.#writer.recovered(this.#head);
-    if (this.#head > before) this.#wake();
+    if (this.#head > before) this.#written.notify();
     return this.#head - before;
   }
 
@@ -758,7 +739,7 @@ export class EventLog implements AsyncDisposable {
       }
     }
     this.#closed = true;
-    this.#wake();
+    this.#written.notify();
     this.#writer.rejectDurable(new EventLogError(EventLogErrorCode.Closed, 'the log was closed'));
     for (const segment of this.#writer.segments) await segment.file.close().catch(() => undefined);
     if (!this.readOnly) await this.#lock.release();

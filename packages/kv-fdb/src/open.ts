@@ -1,5 +1,5 @@
 import { type Clock, type KvError, systemClock, type WatchCursor } from '@weft/kv';
-import { describeArgument, KvErrorCode, KvStoreFront, kvError, messageOf } from '@weft/kv/backend';
+import { assertBucketName, assertIntegerOptions, describeArgument, KvErrorCode, KvStoreFront, kvError, messageOf } from '@weft/kv/backend';
 import { type BindingDatabase, defaultApiVersion, isBindingDatabase, loadFdbBinding, wrapBindingDatabase } from './binding.js';
 import { FdbDriver, type FdbSettings } from './driver.js';
 import { BucketLayout } from './layout.js';
@@ -75,9 +75,7 @@ export interface FdbKvOptions {
  */
 export async function openFdbKv(options: FdbKvOptions): Promise<FdbKvStore> {
   const bucket = options.bucket;
-  if (typeof bucket !== 'string' || !/^[A-Za-z0-9_-]+$/.test(bucket)) {
-    throw kvError(KvErrorCode.InvalidArgument, backend, `a bucket name must match [A-Za-z0-9_-]+, got ${describeArgument(bucket)}`);
-  }
+  assertBucketName(bucket, backend);
   const namespace = options.namespace ?? 'weft';
   if (typeof namespace !== 'string' || !/^[A-Za-z0-9_-]+$/.test(namespace)) {
     throw kvError(KvErrorCode.InvalidArgument, backend, 'a namespace must match [A-Za-z0-9_-]+');
@@ -90,22 +88,14 @@ export async function openFdbKv(options: FdbKvOptions): Promise<FdbKvStore> {
     transactionTimeoutMs: options.transactionTimeoutMs ?? 10_000,
     maxRetries: options.maxRetries ?? 100,
   };
-  for (const [name, value, minimum] of [
+  assertIntegerOptions(backend, [
     ['maxValueBytes', settings.maxValueBytes, 0],
     ['sweepIntervalMs', settings.sweepIntervalMs, 0],
     ['historyRetentionMs', settings.historyRetentionMs, 0],
     ['maintenanceIntervalMs', settings.maintenanceIntervalMs, 0],
     ['transactionTimeoutMs', settings.transactionTimeoutMs, 1],
     ['maxRetries', settings.maxRetries, 0],
-  ] as const) {
-    if (!Number.isSafeInteger(value) || value < minimum) {
-      throw kvError(
-        KvErrorCode.InvalidArgument,
-        backend,
-        `${name} must be an integer of at least ${minimum}, got ${describeArgument(value)}`,
-      );
-    }
-  }
+  ]);
   if (settings.maxValueBytes > 9 * 1024 * 1024) {
     throw kvError(
       KvErrorCode.InvalidArgument,

@@ -2,7 +2,7 @@ import { JetStreamApiCodes, JetStreamApiError, jetstream, jetstreamManager, type
 import { Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import type { KvError } from '@weft/kv';
-import { describeArgument, KvErrorCode, KvStoreFront, kvError, messageOf } from '@weft/kv/backend';
+import { assertBucketName, assertIntegerOptions, describeArgument, KvErrorCode, KvStoreFront, kvError, messageOf } from '@weft/kv/backend';
 import { streamName } from './codec.js';
 import { NatsDriver } from './driver.js';
 import { backend, toKvError } from './errors.js';
@@ -63,9 +63,7 @@ export interface NatsKvOptions {
  */
 export async function openNatsKv(options: NatsKvOptions): Promise<NatsKvStore> {
   const bucket = options.bucket;
-  if (typeof bucket !== 'string' || !/^[A-Za-z0-9_-]+$/.test(bucket)) {
-    throw kvError(KvErrorCode.InvalidArgument, backend, `a bucket name must match [A-Za-z0-9_-]+, got ${describeArgument(bucket)}`);
-  }
+  assertBucketName(bucket, backend);
   if ((options.servers === undefined) === (options.connection === undefined)) {
     throw kvError(KvErrorCode.InvalidArgument, backend, 'give exactly one of servers or connection');
   }
@@ -74,13 +72,7 @@ export async function openNatsKv(options: NatsKvOptions): Promise<NatsKvStore> {
     throw kvError(KvErrorCode.InvalidArgument, backend, `timeoutMs must be at least 100, got ${describeArgument(timeoutMs)}`);
   }
   const sweepIntervalMs = options.sweepIntervalMs ?? 1000;
-  if (!Number.isSafeInteger(sweepIntervalMs) || sweepIntervalMs < 0) {
-    throw kvError(
-      KvErrorCode.InvalidArgument,
-      backend,
-      `sweepIntervalMs must be an integer of at least 0, got ${describeArgument(sweepIntervalMs)}`,
-    );
-  }
+  assertIntegerOptions(backend, [['sweepIntervalMs', sweepIntervalMs, 0]]);
   const create = options.create === true ? {} : options.create;
   if (create?.history !== undefined && !(Number.isInteger(create.history) && create.history >= 1 && create.history <= 64)) {
     throw kvError(KvErrorCode.InvalidArgument, backend, `history must be an integer from 1 to 64, got ${describeArgument(create.history)}`);

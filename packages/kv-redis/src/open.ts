@@ -1,5 +1,5 @@
 import type { KvError } from '@weft/kv';
-import { describeArgument, KvErrorCode, KvStoreFront, kvError } from '@weft/kv/backend';
+import { assertBucketName, assertIntegerOptions, KvErrorCode, KvStoreFront, kvError } from '@weft/kv/backend';
 import { Cluster, type ClusterNode, Redis } from 'ioredis';
 import { type Client, RedisDriver } from './driver.js';
 import { backend, toKvError } from './errors.js';
@@ -47,27 +47,17 @@ export interface RedisKvOptions {
  */
 export async function openRedisKv(options: RedisKvOptions): Promise<RedisKvStore> {
   const bucket = options.bucket;
-  if (typeof bucket !== 'string' || !/^[A-Za-z0-9_-]+$/.test(bucket)) {
-    throw kvError(KvErrorCode.InvalidArgument, backend, `a bucket name must match [A-Za-z0-9_-]+, got ${describeArgument(bucket)}`);
-  }
+  assertBucketName(bucket, backend);
   const sources = [options.url, options.cluster, options.client].filter((source) => source !== undefined).length;
   if (sources !== 1) throw kvError(KvErrorCode.InvalidArgument, backend, 'give exactly one of url, cluster or client');
   const maxValueBytes = options.maxValueBytes ?? 1024 * 1024;
   const maxHistoryEntries = options.maxHistoryEntries ?? 1_000_000;
   const sweepIntervalMs = options.sweepIntervalMs ?? 1000;
-  for (const [name, value, minimum] of [
+  assertIntegerOptions(backend, [
     ['maxValueBytes', maxValueBytes, 0],
     ['maxHistoryEntries', maxHistoryEntries, 1],
     ['sweepIntervalMs', sweepIntervalMs, 0],
-  ] as const) {
-    if (!Number.isSafeInteger(value) || value < minimum) {
-      throw kvError(
-        KvErrorCode.InvalidArgument,
-        backend,
-        `${name} must be an integer of at least ${minimum}, got ${describeArgument(value)}`,
-      );
-    }
-  }
+  ]);
   if (maxValueBytes > 512 * 1024 * 1024)
     throw kvError(KvErrorCode.InvalidArgument, backend, 'maxValueBytes cannot exceed 512 MiB, the Redis limit');
   const namespace = options.namespace ?? 'weft';

@@ -41,6 +41,34 @@ export function assertSignal(signal: unknown, backend: string): asserts signal i
   }
 }
 
+/**
+ * Throws unless `bucket` is a bucket name: `[A-Za-z0-9_-]+`, which every
+ * backend can carry in its keys, subjects and file names unescaped.
+ *
+ * @throws {KvError} `InvalidArgument`
+ */
+export function assertBucketName(bucket: unknown, backend: string): asserts bucket is string {
+  if (typeof bucket !== 'string' || !/^[A-Za-z0-9_-]+$/.test(bucket)) {
+    throw kvError(KvErrorCode.InvalidArgument, backend, `a bucket name must match [A-Za-z0-9_-]+, got ${describe(bucket)}`);
+  }
+}
+
+/**
+ * Throws unless every option is a safe integer of at least its minimum.
+ *
+ * @throws {KvError} `InvalidArgument` naming the first bad option
+ */
+export function assertIntegerOptions(
+  backend: string,
+  options: ReadonlyArray<readonly [name: string, value: number, minimum: number]>,
+): void {
+  for (const [name, value, minimum] of options) {
+    if (!Number.isSafeInteger(value) || value < minimum) {
+      throw kvError(KvErrorCode.InvalidArgument, backend, `${name} must be an integer of at least ${minimum}, got ${describe(value)}`);
+    }
+  }
+}
+
 /** A short, safe description of an unexpected argument for error messages (never the bytes of a value). */
 export function describe(value: unknown): string {
   if (value === null) return 'null';

@@ -13,11 +13,17 @@
  * @packageDocumentation
  */
 
-export { pause } from '@weft/common';
+export { Notifier, pause } from '@weft/common';
 export { KvError, KvErrorCode, kvError } from '../errors.js';
 export { assertValidKey, assertValidPrefix, keyMatchesAnyPrefix, normalizePrefixes } from '../keys.js';
-export { Notifier } from '../notifier.js';
-export { assertSignal, assertTtl, assertValue, describe as describeArgument } from '../validate.js';
+export {
+  assertBucketName,
+  assertIntegerOptions,
+  assertSignal,
+  assertTtl,
+  assertValue,
+  describe as describeArgument,
+} from '../validate.js';
 export type { ChangeFeedItem, ChangeRequest, CursorCodec, KvDriver, KvMutation, KvMutationKind, ParsedCursor } from './driver.js';
 export { defineKvStore, KvStoreFront } from './store.js';
 export { backoffMs, copyBytes, messageOf, ttlLapsed } from './util.js';

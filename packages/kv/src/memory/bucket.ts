@@ -1,6 +1,6 @@
+import { Notifier } from '@weft/common';
 import { type Clock, systemClock } from '../clock.js';
 import { KvErrorCode, kvError } from '../errors.js';
-import { Notifier } from '../notifier.js';
 import type { KvCapabilities } from '../types.js';
 import { describe } from '../validate.js';
 

@@ -1,7 +1,6 @@
 import { KvStoreFront } from '../backend/store.js';
-import { KvErrorCode, kvError } from '../errors.js';
 import type { WatchCursor } from '../types.js';
-import { describe } from '../validate.js';
+import { assertBucketName } from '../validate.js';
 import { backend, type MemoryBucketOptions } from './bucket.js';
 import { memoryCursors } from './cursors.js';
 import { MemoryDriver } from './driver.js';
@@ -29,9 +28,7 @@ export interface MemoryKvOptions extends MemoryBucketOptions {
 export async function openMemoryKv(options: MemoryKvOptions = {}): Promise<MemoryKvStore> {
   const server = options.server ?? createMemoryKvServer();
   const bucketName = options.bucket ?? 'default';
-  if (typeof bucketName !== 'string' || !/^[A-Za-z0-9_-]+$/.test(bucketName)) {
-    throw kvError(KvErrorCode.InvalidArgument, backend, `a bucket name must match [A-Za-z0-9_-]+, got ${describe(bucketName)}`);
-  }
+  assertBucketName(bucketName, backend);
   return new MemoryKvStore(server, new MemoryDriver(bucketName, server.bucket(bucketName, options)));
 }
 

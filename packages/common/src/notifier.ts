@@ -1,7 +1,7 @@
 /**
  * A wake-up primitive for watch loops: waiters park on {@link Notifier.wait}
- * and every {@link Notifier.notify} releases all of them. Exported for backend
- * authors; it is what the memory backend's watches sleep on.
+ * and every {@link Notifier.notify} releases all of them. The memory KV
+ * backend's watches and the event log's subscriptions sleep on it.
  */
 export class Notifier {
   #waiters = new Set<() => void>();
