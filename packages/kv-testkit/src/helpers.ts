@@ -72,7 +72,11 @@ export class WatchReader {
   async next(deadlineMs?: number): Promise<WatchEvent | undefined> {
     if (this.#ended) return undefined;
     deadlineMs ??= watchDeadlineMs;
-    this.#pending ??= this.#iterator.next();
+    if (this.#pending === undefined) {
+      this.#pending = this.#iterator.next();
+      // Observed by the race below; if a failing check leaves it pending, closing the handle rejects it unobserved.
+      this.#pending.catch(() => undefined);
+    }
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<'timeout'>((resolve) => {
       timer = setTimeout(() => resolve('timeout'), deadlineMs);
