@@ -1,7 +1,7 @@
 import { KvErrorCode, type Version, type WatchCursor } from '@weft/kv';
 import { expect } from 'vitest';
 import type { ConformanceCheck } from '../harness.js';
-import { bytes, expectKvError, text } from '../helpers.js';
+import { bytes, drain, expectKvError, text } from '../helpers.js';
 import { check, keyedOperations } from './contract.js';
 
 /** Malformed arguments, the closed state and capabilities: typed errors, and nothing stored changes. */
@@ -74,6 +74,19 @@ export const badInputChecks: ConformanceCheck[] = [
     const read = await other.get('k');
     expect(read?.version).toBe(version);
     expect(text(read?.value ?? bytes(''))).toBe('kept');
+  }),
+
+  check('bad input', 'a listing in progress when its handle closes ends with Closed at its next step', async (context) => {
+    const writer = await context.open();
+    await Promise.all(Array.from({ length: 40 }, (_, index) => writer.put(`l.${index}`, bytes('v'))));
+    for (const operation of ['keys', 'scan'] as const) {
+      const store = await context.open();
+      const listing = (operation === 'keys' ? store.keys('l') : store.scan('l'))[Symbol.asyncIterator]();
+      expect((await listing.next()).done, `${operation}() listed nothing`).toBe(false);
+      await store.close();
+      await expectKvError(listing.next(), KvErrorCode.Closed, `${operation}() after close`);
+    }
+    expect(await drain(writer.keys('l'))).toHaveLength(40);
   }),
 
   check('bad input', 'disposing a handle (await using) closes it like close(), and closes only it', async (context) => {
