@@ -50,16 +50,19 @@ function limitsHorizon(info: StreamInfo): number {
 }
 
 function changeOf(message: ConsumedMessage): ChangeFeedItem<number> {
-  const base = { type: 'change', position: message.seq, key: message.key } as const;
-  if (message.op === 'put') {
+  // Literals of one shape each, not spreads of a shared base: this runs once per change per watch.
+  const { seq, key, op } = message;
+  if (op === 'put') {
     return {
-      ...base,
-      op: 'put',
+      type: 'change',
+      position: seq,
+      key,
+      op,
       value: message.data,
-      version: versionOf(message.seq, 'put', message.expiresAt),
+      version: versionOf(seq, op, message.expiresAt),
       expiresAt: message.expiresAt,
     };
   }
-  if (message.op === 'expire') return { ...base, op: 'expire' };
-  return { ...base, op: message.op, version: versionOf(message.seq, message.op) };
+  if (op === 'expire') return { type: 'change', position: seq, key, op };
+  return { type: 'change', position: seq, key, op, version: versionOf(seq, op) };
 }

@@ -164,17 +164,17 @@ async function waitForChange(driver: RedisDriver, waker: Client, position: strin
 }
 
 function itemOf(change: Change): ChangeFeedItem<string> {
-  const base = { type: 'change', position: change.id, key: change.key } as const;
-  const version = change.id as Version;
+  // Literals of one shape each, not spreads of a shared base: this runs once per change per watch.
+  const { id, key } = change;
   switch (change.type) {
     case 'p':
-      return { ...base, op: 'put', value: copyBytes(change.value), version };
+      return { type: 'change', position: id, key, op: 'put', value: copyBytes(change.value), version: id as Version };
     case 'd':
-      return { ...base, op: 'delete', version };
+      return { type: 'change', position: id, key, op: 'delete', version: id as Version };
     case 'x':
-      return { ...base, op: 'purge', version };
+      return { type: 'change', position: id, key, op: 'purge', version: id as Version };
     default:
-      return { ...base, op: 'expire' };
+      return { type: 'change', position: id, key, op: 'expire' };
   }
 }
 
