@@ -15,6 +15,10 @@ export const rollupHeader = 'Nats-Rollup';
 export const expiresHeader = 'Weft-Expires';
 /** On the delete marker the sweeper writes for a passed TTL: `expire`. */
 export const weftOpHeader = 'Weft-Op';
+/** The server's per-message TTL (2.11+, on streams with `allow_msg_ttl`): seconds, a Go duration or `never`. */
+export const ttlHeader = 'Nats-TTL';
+/** On a marker the server writes when it removed a subject's last message (2.11+, with `subject_delete_marker_ttl`). */
+export const markerReasonHeader = 'Nats-Marker-Reason';
 
 export function streamName(bucket: string): string {
   return `KV_${bucket}`;
@@ -70,19 +74,54 @@ export interface StreamedMessage {
   readonly timeMs: number;
 }
 
+/**
+ * What a message means: a put, or a tombstone. The server's own markers
+ * (2.11+) say why it removed the subject's last message: its TTL or the
+ * bucket's age limit passed (`MaxAge`: an expiry), or a purge or removal.
+ */
 export function operationOf(headers: MsgHdrs | undefined): StreamedMessage['op'] {
+  const reason = headers?.get(markerReasonHeader);
+  if (reason === 'MaxAge') return 'expire';
+  if (reason === 'Purge') return 'purge';
+  if (reason === 'Remove') return 'delete';
   const operation = headers?.get(keyHeader);
   if (operation === 'DEL') return headers?.get(weftOpHeader) === 'expire' ? 'expire' : 'delete';
   if (operation === 'PURGE') return 'purge';
   return 'put';
 }
 
-/** A put's TTL from its header: 0 for none (or a header that is not a time). */
-export function expiryOf(headers: MsgHdrs | undefined): number {
+/**
+ * When a put expires, in epoch milliseconds (0 for never): weft's own
+ * header, to the millisecond, or else the server's per-message TTL counted
+ * from `storedMs`, as other clients (`@nats-io/kv`, the `nats` CLI) write it.
+ */
+export function expiryOf(headers: MsgHdrs | undefined, storedMs: number): number {
   const text = headers?.get(expiresHeader);
-  if (text === undefined || text === '') return 0;
-  const value = Number(text);
-  return Number.isSafeInteger(value) && value > 0 ? value : 0;
+  if (text !== undefined && text !== '') {
+    const value = Number(text);
+    return Number.isSafeInteger(value) && value > 0 ? value : 0;
+  }
+  const ttl = headers?.get(ttlHeader);
+  if (ttl === undefined || ttl === '') return 0;
+  const ttlMs = parseTtlMs(ttl);
+  return ttlMs > 0 ? storedMs + ttlMs : 0;
+}
+
+const durationUnitsMs: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** A `Nats-TTL` value in milliseconds: bare seconds or a Go duration (`1h30m`, `1500ms`); 0 for `never` or anything unreadable. */
+export function parseTtlMs(text: string): number {
+  if (/^[0-9]{1,12}$/.test(text)) return Number(text) * 1000;
+  if (!/^(?:[0-9]{1,12}(?:\.[0-9]{1,9})?(?:ns|us|µs|ms|s|m|h)){1,7}$/.test(text)) return 0;
+  let total = 0;
+  for (const [, amount, unit] of text.matchAll(/([0-9.]+)(ns|us|µs|ms|s|m|h)/g))
+    total += Number(amount) * (durationUnitsMs[unit as string] ?? 0);
+  return Math.ceil(total);
+}
+
+/** The `Nats-TTL` the server is given for a TTL of `ttlMs`: whole seconds, at least one (its resolution). */
+export function serverTtl(ttlMs: number): string {
+  return `${Math.max(1, Math.ceil(ttlMs / 1000))}s`;
 }
 
 export function expired(message: StreamedMessage): boolean {

@@ -60,7 +60,7 @@ export async function* consume(
           void manager.consumers.delete(stream, stale).catch(() => undefined);
         }
         const info = await driver.streamInfo();
-        yield { kind: 'start', info, reading: initial ? undefined : position, horizon: initial ? 0 : await driver.horizon() };
+        yield { kind: 'start', info, reading: initial ? undefined : position, horizon: initial ? 0 : await driver.resumeHorizon(info) };
         const name = `weft_${nuid.next()}`;
         const config: Partial<ConsumerConfig> = {
           name,
@@ -137,8 +137,9 @@ export async function* consume(
           if (received === 0 && !initial) yield 'caught-up';
           // A consumer that is catching up may be behind a compaction: make sure nothing it needs was removed.
           if (received === pageSize && !initial) {
-            const horizon = await driver.horizon();
-            if (position < horizon) yield { kind: 'start', info: await driver.streamInfo(), reading: position, horizon };
+            const info = await driver.streamInfo();
+            const horizon = await driver.resumeHorizon(info);
+            if (position < horizon) yield { kind: 'start', info, reading: position, horizon };
           }
         }
       } catch (error) {
@@ -181,14 +182,15 @@ function filterOf(driver: NatsDriver, prefixes: readonly string[] | undefined): 
 function decode(driver: NatsDriver, message: JsMsg, seq: number): ConsumedMessage | undefined {
   const recordPrefix = driver.subjects.recordPrefix;
   if (!message.subject.startsWith(recordPrefix)) return undefined;
+  const timeMs = Math.floor(Number(message.info.timestampNanos) / 1_000_000);
   return {
     kind: 'message',
     seq,
     key: message.subject.slice(recordPrefix.length),
     op: operationOf(message.headers),
-    expiresAt: expiryOf(message.headers),
+    expiresAt: expiryOf(message.headers, timeMs),
     data: new Uint8Array(message.data),
     pending: message.info.pending,
-    timeMs: Math.floor(Number(message.info.timestampNanos) / 1_000_000),
+    timeMs,
   };
 }

@@ -15,11 +15,20 @@ import {
   parseVersion,
   rollupHeader,
   type StreamedMessage,
+  serverTtl,
+  ttlHeader,
   versionOf,
 } from './codec.js';
 import { consume } from './consumer.js';
 import { backend, toKvError } from './errors.js';
-import { compareVersions, conditionalWritesUnsupported, parseServerVersion, type ServerVersion } from './server-version.js';
+import { markerHorizon } from './horizon.js';
+import {
+  compareVersions,
+  conditionalWritesUnsupported,
+  nativeTtlUnavailable,
+  parseServerVersion,
+  type ServerVersion,
+} from './server-version.js';
 import { publishTtlIndexEntry, settleLapsed, sweepExpired, writeExpireMarker } from './ttl-index.js';
 
 /** What {@link openNatsKv} hands the driver. */
@@ -55,6 +64,8 @@ export class NatsDriver implements KvDriver<number> {
   /** Identifies the stream's incarnation at open. */
   readonly epoch: string;
   readonly nativeMultiFilter: boolean;
+  /** Whether TTLs are the server's own (see {@link nativeTtlUnavailable}) instead of emulated with sweepers. */
+  readonly nativeTtl: boolean;
   /** Whether the server serialises conditional publishes on this stream (see {@link conditionalWritesUnsupported}). */
   readonly conditionalWrites: boolean;
   /** Aborted when the handle closes. */
@@ -64,6 +75,8 @@ export class NatsDriver implements KvDriver<number> {
   #sweeping: Promise<number> | undefined;
   /** Set once the companion stream is known to exist. */
   metaStreamReady = false;
+  /** Set by a sweep that found no TTL index entry at all. */
+  ttlIndexEmpty = false;
   /** The last error of the background sweeper, if its latest run failed. */
   lastSweepError: KvError | undefined;
 
@@ -75,20 +88,22 @@ export class NatsDriver implements KvDriver<number> {
     this.nativeMultiFilter = compareVersions(parts.version, parseServerVersion('2.10.0')) >= 0;
     const config = parts.info.config;
     this.conditionalWrites = conditionalWritesUnsupported(parts.version, config.num_replicas) === undefined;
+    this.nativeTtl = nativeTtlUnavailable(parts.version, config) === undefined;
     // Headers and the subject travel in the same message; keep room for them below the server's limit.
     const serverLimit = (parts.connection.info?.max_payload ?? 1024 * 1024) - 1024;
     const streamLimit = config.max_msg_size > 0 ? config.max_msg_size - 1024 : Number.POSITIVE_INFINITY;
     this.capabilities = Object.freeze({
-      // The TTL sweeper writes its expire markers with compare-and-swap.
-      ttl: this.conditionalWrites,
+      // The server expires natively; the emulation's sweeper writes its expire markers with compare-and-swap.
+      ttl: this.nativeTtl || this.conditionalWrites,
       purge: true,
       multiPrefixWatch: this.nativeMultiFilter ? 'native' : 'emulated',
       maxValueBytes: Math.max(0, Math.min(serverLimit, streamLimit)),
       readYourWrites: true,
       history: config.max_msgs_per_subject > 0 ? config.max_msgs_per_subject : Number.POSITIVE_INFINITY,
       // Without the option, unconditional writes do not read the key first: one over a passed, unswept TTL replaces
-      // it without an expire. The marker is written with compare-and-swap.
-      expireBeforeNextWrite: parts.expireBeforeNextWrite && this.conditionalWrites,
+      // it without an expire. The marker is written with compare-and-swap. With one version per key the write
+      // that follows it removes the marker from the stream, so a watch may never see it.
+      expireBeforeNextWrite: parts.expireBeforeNextWrite && this.conditionalWrites && config.max_msgs_per_subject !== 1,
     });
     if (parts.sweepIntervalMs > 0 && this.conditionalWrites) {
       this.#sweeper = setInterval(() => {
@@ -97,8 +112,10 @@ export class NatsDriver implements KvDriver<number> {
           this.#sweeping = undefined;
         });
         this.#sweeping.then(
-          () => {
+          (swept) => {
             this.lastSweepError = undefined;
+            // With native TTLs the sweeper only drains what the emulation indexed before; it stops once that is done.
+            if (this.nativeTtl && swept === 0 && this.ttlIndexEmpty) clearInterval(this.#sweeper);
           },
           (error: unknown) => {
             if (!this.#closed) this.lastSweepError = toKvError(error, 'sweepExpired', undefined, false);
@@ -170,13 +187,16 @@ export class NatsDriver implements KvDriver<number> {
         return versionOf(await this.publish(key, new Uint8Array(0), 'deleteWithVersion', { lastSubjectSequence: seq }, 'DEL'), 'delete');
       }
       case 'putWithTtl': {
-        // The put carries its expiry in a header; an entry in the companion stream indexes it for the sweepers,
-        // written first, so a put with a TTL is never left without one. Reads hide a passed TTL at once.
+        // The put carries its expiry to the millisecond in a header, and reads hide a passed TTL at once. A native
+        // bucket also gives the server its TTL, in whole seconds and never shorter, and the server removes the put
+        // and writes an expiry marker; otherwise an entry in the companion stream indexes it for the sweepers,
+        // written first, so a put with a TTL is never left without one.
         const expiresAt = Date.now() + Math.max(1, Math.ceil(mutation.ttlMs));
-        await publishTtlIndexEntry(this, key, expiresAt);
+        if (!this.nativeTtl) await publishTtlIndexEntry(this, key, expiresAt);
         await settleLapsed(this, key);
         const headers = makeHeaders();
         headers.set(expiresHeader, String(expiresAt));
+        if (this.nativeTtl) headers.set(ttlHeader, serverTtl(mutation.ttlMs));
         return versionOf(await this.publish(key, mutation.value, 'putWithTtl', undefined, undefined, headers), 'put', expiresAt);
       }
       case 'purge':
@@ -222,19 +242,26 @@ export class NatsDriver implements KvDriver<number> {
     return stored === null ? 0 : Number(new TextDecoder().decode(stored.data)) || 0;
   }
 
+  /** Below this, a watch cannot resume: the compaction horizon, or what the server's marker expiry may have removed. */
+  async resumeHorizon(info: StreamInfo): Promise<number> {
+    const [compacted, markers] = await Promise.all([this.horizon(), markerHorizon(this, info)]);
+    return Math.max(compacted, markers);
+  }
+
   async lastMessage(key: string): Promise<StreamedMessage | undefined> {
     const stored = await this.call(key, () =>
       this.parts.manager.streams.getMessage(this.subjects.stream, { last_by_subj: this.subjects.record(key) }),
     );
     if (stored === null) return undefined;
+    const timeMs = stored.time.getTime();
     return {
       seq: stored.seq,
       key,
       op: operationOf(stored.header),
-      expiresAt: expiryOf(stored.header),
+      expiresAt: expiryOf(stored.header, timeMs),
       data: new Uint8Array(stored.data),
       pending: 0,
-      timeMs: stored.time.getTime(),
+      timeMs,
     };
   }
 

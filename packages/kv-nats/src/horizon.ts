@@ -4,6 +4,7 @@
  * stream, so a watch resumed from before it fails with `CursorExpired`
  * instead of missing a delete.
  */
+import type { StreamInfo } from '@nats-io/jetstream';
 import type { StreamedMessage } from './codec.js';
 import { consume } from './consumer.js';
 import type { NatsDriver } from './driver.js';
@@ -45,4 +46,27 @@ export async function compact(driver: NatsDriver, olderThanMs: number): Promise<
     );
   }
   return { removedTombstones: doomed.length, horizon };
+}
+
+/**
+ * The horizon the server's own marker expiry sets: a stream with
+ * `subject_delete_marker_ttl` removes each limit marker that long after
+ * writing it, so changes older than that may be gone without a trace and a
+ * watch resumed from before them fails with `CursorExpired`. Buckets weft
+ * creates keep their markers for years (compaction removes them, recording
+ * its horizon); buckets made with a short `--marker-ttl` get this bound.
+ * `0` when nothing can have been removed yet (the stream is younger than the
+ * marker TTL).
+ */
+export async function markerHorizon(driver: NatsDriver, info: StreamInfo): Promise<number> {
+  const markerTtlNs = info.config.subject_delete_marker_ttl ?? 0;
+  if (!(markerTtlNs > 0)) return 0;
+  const now = Date.parse(info.ts ?? '') || Date.now();
+  // A second of slack for the server's removal timer and for clocks.
+  const cutoff = now - markerTtlNs / 1_000_000 - 1000;
+  if (Date.parse(info.created) >= cutoff) return 0;
+  const first = await driver.call(undefined, () =>
+    driver.parts.manager.direct.getMessage(driver.subjects.stream, { start_time: new Date(cutoff).toISOString() }),
+  );
+  return first === null ? info.state.last_seq : first.seq - 1;
 }

@@ -14,7 +14,13 @@
  * @packageDocumentation
  */
 
-export { metaStreamName } from './codec.js';
+export { metaStreamName, parseTtlMs } from './codec.js';
 export { toKvError } from './errors.js';
-export { type NatsBucketOptions, type NatsKvOptions, NatsKvStore, openNatsKv } from './open.js';
-export { compareVersions, conditionalWritesUnsupported, parseServerVersion, type ServerVersion } from './server-version.js';
+export { markerTtlMs, type NatsBucketOptions, type NatsKvOptions, NatsKvStore, openNatsKv } from './open.js';
+export {
+  compareVersions,
+  conditionalWritesUnsupported,
+  nativeTtlUnavailable,
+  parseServerVersion,
+  type ServerVersion,
+} from './server-version.js';

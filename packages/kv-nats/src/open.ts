@@ -1,13 +1,30 @@
-import { JetStreamApiCodes, JetStreamApiError, jetstream, jetstreamManager, type StreamInfo } from '@nats-io/jetstream';
+import {
+  JetStreamApiCodes,
+  JetStreamApiError,
+  jetstream,
+  jetstreamManager,
+  type StreamConfig,
+  type StreamInfo,
+  type StreamUpdateConfig,
+} from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { connect, type NatsConnection, nanos } from '@nats-io/transport-node';
 import type { KvError } from '@weft/kv';
 import { assertBucketName, assertIntegerOptions, describeArgument, KvErrorCode, KvStoreFront, kvError, messageOf } from '@weft/kv/backend';
 import { streamName } from './codec.js';
 import { NatsDriver } from './driver.js';
 import { backend, toKvError } from './errors.js';
 import { compact } from './horizon.js';
-import { parseServerVersion } from './server-version.js';
+import { compareVersions, nativeTtlSince, nativeTtlUnavailable, parseServerVersion } from './server-version.js';
+
+/**
+ * How long the server keeps the marker it writes when a TTL removes a key's
+ * last value, on buckets weft creates: ten years, so markers are tombstones
+ * like deletes, removed by {@link NatsKvStore.compact} (which records the
+ * horizon resumed watches are checked against) rather than vanishing under
+ * a watch that could still need them.
+ */
+export const markerTtlMs = 10 * 365 * 24 * 3600 * 1000;
 
 /** Bucket settings used when {@link NatsKvOptions.create} asks for the bucket to be created. */
 export interface NatsBucketOptions {
@@ -48,6 +65,9 @@ export interface NatsKvOptions {
    * costs a read before each of those writes; set it on every handle that
    * writes the bucket. Without it such a write replaces the entry with no
    * `expire` event (the entry still reads as absent once its TTL passed).
+   * On a bucket keeping one version per key it has no effect (the write
+   * would remove the marker from the stream at once, before a lagging watch
+   * read it) and the capability stays false.
    * @default false
    */
   readonly expireBeforeNextWrite?: boolean;
@@ -109,6 +129,9 @@ export async function openNatsKv(options: NatsKvOptions): Promise<NatsKvStore> {
         maxValueSize: create.maxValueSize ?? -1,
         max_bytes: create.maxBytes ?? -1,
         ...(create.storage === 'memory' ? { storage: 'memory' as never } : {}),
+        // 2.11+ with one version per key: per-message TTL, and a marker whenever the server removes a key's last value
+        // for it (see markerTtlMs and nativeTtlUnavailable).
+        ...(compareVersions(version, nativeTtlSince) >= 0 && (create.history ?? 1) === 1 ? { markerTTL: markerTtlMs } : {}),
       });
     }
     let info: StreamInfo;
@@ -154,6 +177,41 @@ export class NatsKvStore extends KvStoreFront<number> {
     super(driver);
     this.#driver = driver;
     this.serverVersion = driver.parts.version.text;
+  }
+
+  /**
+   * How this bucket's TTLs work: `native` on nats-server 2.11+ with a bucket
+   * that keeps one version per key, allows per-message TTL and writes limit
+   * markers (every such bucket weft creates there), `emulated` otherwise (an expiry header, an index in the
+   * companion stream and sweepers; see {@link NatsKvOptions.sweepIntervalMs}).
+   */
+  get ttlMode(): 'native' | 'emulated' {
+    return this.#driver.nativeTtl ? 'native' : 'emulated';
+  }
+
+  /**
+   * Moves a bucket created before (on an older server, or by another client)
+   * to native TTLs: it turns on per-message TTL and limit markers in the
+   * bucket's stream config, which the server cannot turn off again. Handles
+   * opened afterwards write native TTLs; TTLs written before keep expiring
+   * through the sweepers, which drain the emulation's index and then stop.
+   * Handles open meanwhile keep emulating, which stays correct beside it.
+   *
+   * @throws {KvError} `Unsupported` on servers before 2.11, and on buckets keeping more than one version per key
+   */
+  async enableNativeTtl(): Promise<void> {
+    this.assertOpen();
+    const driver = this.#driver;
+    const info = await driver.streamInfo();
+    const reason = nativeTtlUnavailable(driver.parts.version, { ...info.config, allow_msg_ttl: true, subject_delete_marker_ttl: 1 });
+    if (reason !== undefined)
+      throw kvError(KvErrorCode.Unsupported, backend, `cannot enable native TTL on bucket '${this.bucket}': ${reason}`);
+    if (nativeTtlUnavailable(driver.parts.version, info.config) === undefined) return;
+    // Both settings are stream config the update API takes on 2.11+ (the client's update type predates them).
+    const settings: Partial<StreamConfig> = { allow_msg_ttl: true, subject_delete_marker_ttl: nanos(markerTtlMs) };
+    await driver.call(undefined, () =>
+      driver.parts.manager.streams.update(driver.subjects.stream, settings as Partial<StreamUpdateConfig>),
+    );
   }
 
   /** The last error of the background sweeper, if its latest run failed. */

@@ -36,3 +36,29 @@ export function conditionalWritesUnsupported(version: ServerVersion, replicas: n
     `connected to ${version.text}: older servers can accept two writes that expect the same version (nats-server#4319)`
   );
 }
+
+/** The first server line with per-message TTL (`Nats-TTL`) and limit markers (`subject_delete_marker_ttl`). */
+export const nativeTtlSince = parseServerVersion('2.11.0');
+
+/**
+ * Why a bucket's TTLs cannot be the server's own, or `undefined` when they
+ * can: a 2.11+ server, and a stream that keeps one version per key, allows
+ * per-message TTL and writes a marker when it removes a subject's last
+ * message (without one, a watch could not see the expiry). With more than
+ * one version per key the server raises every per-message TTL to the marker
+ * TTL (nats-server#6741), which would delay expiries by as long as markers
+ * are kept. Buckets where this does not hold keep the emulation: an expiry
+ * header, an index and sweepers.
+ */
+export function nativeTtlUnavailable(
+  version: ServerVersion,
+  config: { readonly allow_msg_ttl?: boolean; readonly subject_delete_marker_ttl?: number; readonly max_msgs_per_subject: number },
+): string | undefined {
+  if (compareVersions(version, nativeTtlSince) < 0) return `per-message TTL needs nats-server 2.11 or newer, connected to ${version.text}`;
+  if (config.max_msgs_per_subject !== 1) {
+    return `the bucket keeps ${config.max_msgs_per_subject > 1 ? config.max_msgs_per_subject : 'unlimited'} versions per key, and the server raises per-message TTLs to the marker TTL on such buckets (native TTL needs history 1)`;
+  }
+  if (config.allow_msg_ttl !== true) return 'the bucket does not allow per-message TTL (allow_msg_ttl)';
+  if (!((config.subject_delete_marker_ttl ?? 0) > 0)) return 'the bucket writes no limit markers (subject_delete_marker_ttl)';
+  return undefined;
+}

@@ -32,7 +32,9 @@ export async function publishTtlIndexEntry(driver: NatsDriver, key: string, expi
 export async function sweepExpired(driver: NatsDriver): Promise<number> {
   const due: Array<{ key: string; expiresAt: number; seq: number }> = [];
   const now = Date.now();
-  for (const entry of await ttlIndex(driver)) if (entry.expiresAt <= now) due.push(entry);
+  const index = await ttlIndex(driver);
+  driver.ttlIndexEmpty = index.length === 0;
+  for (const entry of index) if (entry.expiresAt <= now) due.push(entry);
   let expiredCount = 0;
   for (const entry of due) {
     const current = await driver.lastMessage(entry.key);

@@ -35,10 +35,12 @@ export interface NatsFixture {
  * The conformance harness on a spawned server, for `open` (this package's
  * `openNatsKv`, or a mutated copy's): regular handles sweep every 100 ms,
  * unswept ones sweep nothing and settle a passed TTL before writing over it.
+ * Buckets keep `history` versions per key; with 1, a 2.11+ server's buckets
+ * have native TTLs.
  */
-export function natsHarness(open: typeof openNatsKv, fixture: NatsFixture): KvConformanceHarness {
+export function natsHarness(open: typeof openNatsKv, fixture: NatsFixture, history = 10): KvConformanceHarness {
   const handle = (bucket: string, sweepIntervalMs: number) =>
-    open({ servers: fixture.server.url, bucket, create: { history: 10 }, sweepIntervalMs, expireBeforeNextWrite: sweepIntervalMs === 0 });
+    open({ servers: fixture.server.url, bucket, create: { history }, sweepIntervalMs, expireBeforeNextWrite: sweepIntervalMs === 0 });
   return {
     open: (bucket) => handle(bucket, 100),
     openUnswept: (bucket) => handle(bucket, 0),

@@ -7,6 +7,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { describeKvMutants, type SourceMutant } from '@weft/kv-testkit';
+import { natsUnavailable } from '@weft/test-servers';
 import { type NatsFixture, natsHarness, natsMissing, natsServer } from './helpers.js';
 
 const srcDir = fileURLToPath(new URL('../src', import.meta.url));
@@ -92,7 +93,31 @@ const mutants: SourceMutant[] = [
   },
 ];
 
+/** Bugs in the native TTL of 2.11+, run on the current line, where buckets weft creates are native. */
+const nativeMutants: SourceMutant[] = [
+  {
+    name: 'a native putWithTtl does not hand the server its TTL (the value never expires)',
+    file: 'driver.ts',
+    find: '        if (this.nativeTtl) headers.set(ttlHeader, serverTtl(mutation.ttlMs));\n',
+    replace: '',
+  },
+  {
+    name: "the server's expiry marker is read as a put of an empty value",
+    file: 'codec.ts',
+    find: "  if (reason === 'MaxAge') return 'expire';\n",
+    replace: '',
+  },
+  {
+    name: "the server's expiry marker is reported as a delete, not an expire",
+    file: 'codec.ts',
+    find: "  if (reason === 'MaxAge') return 'expire';",
+    replace: "  if (reason === 'MaxAge') return 'delete';",
+  },
+];
+
 const fixture = {} as NatsFixture;
+const currentFixture = {} as NatsFixture;
+const currentMissing = natsUnavailable('current');
 
 describeKvMutants<typeof import('@weft/kv-nats')>('nats', mutants, {
   srcDir,
@@ -105,4 +130,17 @@ describeKvMutants<typeof import('@weft/kv-nats')>('nats', mutants, {
     await fixture.server?.stop();
   },
   harness: ({ openNatsKv }) => natsHarness(openNatsKv, fixture),
+});
+
+describeKvMutants<typeof import('@weft/kv-nats')>('nats (current line)', nativeMutants, {
+  srcDir,
+  skip: currentMissing,
+  setup: async () => {
+    Object.assign(currentFixture, await natsServer('current'));
+  },
+  teardown: async () => {
+    await currentFixture.raw?.close();
+    await currentFixture.server?.stop();
+  },
+  harness: ({ openNatsKv }) => natsHarness(openNatsKv, currentFixture, 1),
 });
