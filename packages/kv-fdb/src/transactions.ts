@@ -33,6 +33,15 @@ export function done<T>(result: T, commit = false): WriteStep<T> {
   return { commit, finish: () => result };
 }
 
+/** A new transaction with the handle's timeout; a failure to create one is a typed error. */
+function openTransaction(context: TransactionContext, operation: string, key: string | undefined): FdbTransaction {
+  try {
+    return context.db.createTransaction({ timeoutMs: context.transactionTimeoutMs });
+  } catch (error) {
+    throw toKvError(context, error, operation, key, false, false);
+  }
+}
+
 /**
  * Runs a read-only transaction, retrying what FoundationDB says is
  * retryable. With `commits`, the body commits itself (to arm a watch).
@@ -44,12 +53,7 @@ export async function runRead<T>(
   body: (tn: FdbTransaction) => Promise<T>,
   commits = false,
 ): Promise<T> {
-  let tn: FdbTransaction;
-  try {
-    tn = context.db.createTransaction({ timeoutMs: context.transactionTimeoutMs });
-  } catch (error) {
-    throw toKvError(context, error, operation, key, false, false);
-  }
+  const tn = openTransaction(context, operation, key);
   try {
     for (let attempt = 0; ; attempt++) {
       try {
@@ -78,12 +82,7 @@ export async function runWrite<T>(
   key: string | undefined,
   body: (tn: FdbTransaction, retryingUnknown: boolean) => Promise<WriteStep<T>>,
 ): Promise<T> {
-  let tn: FdbTransaction;
-  try {
-    tn = context.db.createTransaction({ timeoutMs: context.transactionTimeoutMs });
-  } catch (error) {
-    throw toKvError(context, error, operation, key, false, false);
-  }
+  const tn = openTransaction(context, operation, key);
   let unknown = false;
   for (let attempt = 0; ; attempt++) {
     let committing = false;

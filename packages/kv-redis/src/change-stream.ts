@@ -31,7 +31,7 @@ interface Change {
 export async function* changeFeed(
   driver: RedisDriver,
   { from, prefixes, signal }: ChangeRequest<string>,
-): AsyncGenerator<ChangeFeedItem<string>> {
+): AsyncGenerator<ChangeFeedItem<string> | ChangeFeedItem<string>[]> {
   const waker = driver.duplicate();
   driver.watchClients.add(waker);
   const stopWaker = () => waker.disconnect();
@@ -47,20 +47,30 @@ export async function* changeFeed(
     } else {
       position = from;
     }
+    let caughtUp = false;
     for (;;) {
       if (signal.aborted) return;
       const batch = await readChanges(driver, position, signal);
       if (batch === undefined) return;
       const { head } = batch;
-      yield { type: 'bounds', epoch: head.epoch, reading: position, head: head.lastId, horizon: head.horizon };
+      // One read, one step of the feed: its bounds and its changes together.
+      const items: ChangeFeedItem<string>[] = [
+        { type: 'bounds', epoch: head.epoch, reading: position, head: head.lastId, horizon: head.horizon },
+      ];
       for (const change of batch.changes) {
         position = change.id;
-        if (change.type !== 's') yield itemOf(change);
+        if (change.type !== 's') items.push(itemOf(change));
       }
+      yield items;
       // A short batch means the stream had nothing more: wait at once (XREAD returns at once if something came
       // meanwhile) instead of spending a round trip on a read that would come back empty.
       if (batch.changes.length < readBatch) {
-        yield { type: 'through', position: compareStreamIds(position, head.lastId) < 0 ? head.lastId : position };
+        // Once caught up, `through` means nothing more to the loop; not yielding it again keeps the wait on the
+        // same step as the consumer's next read (the blocking XREAD goes out before a write the consumer makes).
+        if (!caughtUp) {
+          caughtUp = true;
+          yield { type: 'through', position: compareStreamIds(position, head.lastId) < 0 ? head.lastId : position };
+        }
         await waitForChange(driver, waker, position, signal);
       }
     }

@@ -83,8 +83,8 @@ const mutants: SourceMutant[] = [
   {
     name: 'the change feed does not report the trimming horizon',
     file: 'change-stream.ts',
-    find: 'head: head.lastId, horizon: head.horizon };',
-    replace: 'head: head.lastId, horizon: undefined };',
+    find: 'head: head.lastId, horizon: head.horizon },',
+    replace: 'head: head.lastId, horizon: undefined },',
   },
   {
     name: 'the state-sync listing keeps records written after its snapshot',

@@ -8,6 +8,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { describeKvMutants, type SourceMutant } from '@weft/kv-testkit';
+import { memoryHarness } from './harness.js';
 
 const srcDir = fileURLToPath(new URL('../src', import.meta.url));
 
@@ -15,7 +16,7 @@ const mutants: SourceMutant[] = [
   {
     name: 'the watch loop marks synced at the head before the listing is delivered',
     file: 'backend/watch-loop.ts',
-    find: '        if (!synced && head === undefined) head = item.head;',
+    find: '          if (!synced && head === undefined) head = item.head;',
     replace:
       '        if (!synced && head === undefined) {\n          head = item.head;\n          if (head !== undefined) yield syncedEvent(undefined);\n        }',
   },
@@ -28,7 +29,7 @@ const mutants: SourceMutant[] = [
   {
     name: 'the watch loop filters prefixes as strings, not whole tokens',
     file: 'backend/watch-loop.ts',
-    find: '      if (!keyMatchesAnyPrefix(item.key, prefixes)) continue;',
+    find: '        if (!keyMatchesAnyPrefix(item.key, prefixes)) continue;',
     replace: '      if (prefixes !== undefined && !prefixes.some((prefix) => item.key.startsWith(prefix))) continue;',
   },
   {
@@ -53,16 +54,5 @@ const mutants: SourceMutant[] = [
 
 describeKvMutants<typeof import('@weft/kv')>('kv backend layer (memory)', mutants, {
   srcDir,
-  harness: ({ createMemoryKvServer, openMemoryKv }) => {
-    const server = createMemoryKvServer();
-    return {
-      open: (bucket) => openMemoryKv({ server, bucket }),
-      openUnswept: (bucket) => openMemoryKv({ server, bucket }),
-      dropBucket: async (bucket) => server.deleteBucket(bucket),
-      recreateBucket: async (bucket) => server.deleteBucket(bucket),
-      forgetHistory: async (bucket) => server.forgetHistory(bucket),
-      watchResources: async (bucket) => server.activeWatches(bucket),
-      expireDelayMs: 100,
-    };
-  },
+  harness: (module) => memoryHarness(module),
 });

@@ -117,8 +117,12 @@ export interface KvDriver<Position> {
   list(prefix: string | undefined, options: { readonly values: boolean }): AsyncIterable<KvEntry>;
   /** Applies one mutation atomically with its precondition; returns the new version. */
   mutate(mutation: KvMutation): Promise<Version>;
-  /** The change feed of one watch; see {@link ChangeFeedItem}. */
-  changes(request: ChangeRequest<Position>): AsyncIterable<ChangeFeedItem<Position>>;
+  /**
+   * The change feed of one watch; see {@link ChangeFeedItem}. A feed may
+   * yield several items at once as an array (what one read of the server
+   * returned), which saves a step of the async iteration per item.
+   */
+  changes(request: ChangeRequest<Position>): AsyncIterable<ChangeFeedItem<Position> | readonly ChangeFeedItem<Position>[]>;
   /**
    * Why this handle cannot honour writes of `kind`, or `undefined` when it
    * can; the front then throws `Unsupported` before any effect.

@@ -45,43 +45,49 @@ export async function* runWatch<Position>(driver: KvDriver<Position>, run: Watch
   };
   run.assertOpen();
   try {
-    for await (const item of driver.changes({ from: from?.position, prefixes, signal }) as AsyncIterable<ChangeFeedItem<Position>>) {
-      if (signal.aborted) break;
-      if (item.type === 'bounds') {
-        if (epoch === undefined) epoch = item.epoch;
-        else if (item.epoch !== epoch) {
+    const feed = driver.changes({ from: from?.position, prefixes, signal });
+    // A feed's single items pass through this one-slot array, so both shapes share the loop without an allocation.
+    const single: ChangeFeedItem<Position>[] = [];
+    reading: for await (const read of feed as AsyncIterable<ChangeFeedItem<Position> | readonly ChangeFeedItem<Position>[]>) {
+      if (!Array.isArray(read)) single[0] = read as ChangeFeedItem<Position>;
+      for (const item of Array.isArray(read) ? (read as readonly ChangeFeedItem<Position>[]) : single) {
+        if (signal.aborted) break reading;
+        if (item.type === 'bounds') {
+          if (epoch === undefined) epoch = item.epoch;
+          else if (item.epoch !== epoch) {
+            throw kvError(
+              KvErrorCode.CursorExpired,
+              backend,
+              `bucket '${driver.bucket}' was recreated or lost its data since this watch's cursor was issued; re-list`,
+            );
+          }
+          if (item.reading !== undefined) assertResumable(driver, item.reading, item.head, item.horizon, epoch);
+          if (!synced && head === undefined) head = item.head;
+          continue;
+        }
+        if (item.type === 'through') {
+          if (!synced) yield syncedEvent(item.position);
+          continue;
+        }
+        if (last !== undefined && cursors.compare(item.position, last) <= 0) {
+          // Delivering it would break cursor order, and skipping it could lose a change: a driver bug, said out loud.
           throw kvError(
-            KvErrorCode.CursorExpired,
+            KvErrorCode.OperationFailed,
             backend,
-            `bucket '${driver.bucket}' was recreated or lost its data since this watch's cursor was issued; re-list`,
+            `the change feed went back from ${cursors.format(last, epoch ?? '')} to ${cursors.format(item.position, epoch ?? '')}`,
           );
         }
-        if (item.reading !== undefined) assertResumable(driver, item.reading, item.head, item.horizon, epoch);
-        if (!synced && head === undefined) head = item.head;
-        continue;
+        // Everything up to the head read at the start has been delivered once a later change shows up.
+        if (!synced && head !== undefined && cursors.compare(item.position, head) > 0) yield syncedEvent(undefined);
+        last = item.position;
+        if (!keyMatchesAnyPrefix(item.key, prefixes)) continue;
+        // The listing shows live values only: tombstones and lapsed TTLs up to its snapshot are not changes.
+        if (listing && !synced && (item.op !== 'put' || ttlLapsed(item.expiresAt, now()))) {
+          continue;
+        }
+        if (signal.aborted) break reading;
+        yield eventOf(item, cursors.format(item.position, epoch ?? ''));
       }
-      if (item.type === 'through') {
-        if (!synced) yield syncedEvent(item.position);
-        continue;
-      }
-      if (last !== undefined && cursors.compare(item.position, last) <= 0) {
-        // Delivering it would break cursor order, and skipping it could lose a change: a driver bug, said out loud.
-        throw kvError(
-          KvErrorCode.OperationFailed,
-          backend,
-          `the change feed went back from ${cursors.format(last, epoch ?? '')} to ${cursors.format(item.position, epoch ?? '')}`,
-        );
-      }
-      // Everything up to the head read at the start has been delivered once a later change shows up.
-      if (!synced && head !== undefined && cursors.compare(item.position, head) > 0) yield syncedEvent(undefined);
-      last = item.position;
-      if (!keyMatchesAnyPrefix(item.key, prefixes)) continue;
-      // The listing shows live values only: tombstones and lapsed TTLs up to its snapshot are not changes.
-      if (listing && !synced && (item.op !== 'put' || ttlLapsed(item.expiresAt, now()))) {
-        continue;
-      }
-      if (signal.aborted) break;
-      yield eventOf(item, cursors.format(item.position, epoch ?? ''));
     }
   } catch (error) {
     if (signal.aborted && !KvError.is(error)) return run.assertOpen();
