@@ -176,6 +176,8 @@ export class KvStoreFront<Position = unknown> implements KvStore {
           assertOpen();
           yield entry;
         }
+        // A driver may end its listing early because the handle closed: that is Closed, not the end.
+        assertOpen();
       },
     };
   }
