@@ -50,9 +50,9 @@ const maxUndecidedRetries = 60;
 
 /**
  * The NATS driver: records are plain KV messages on the bucket's stream,
- * compare-and-swap is expected-last-subject-sequence, reads are direct gets
- * of a subject's last message, and listings and watches run on ephemeral
- * consumers (`consumer.ts`).
+ * compare-and-swap is expected-last-subject-sequence, reads are the stream
+ * leader's message get of a subject's last message (read-your-writes), and
+ * listings and watches run on ephemeral consumers (`consumer.ts`).
  */
 export class NatsDriver implements KvDriver<number> {
   readonly backend = backend;
