@@ -68,6 +68,13 @@ function parseKind(text: string): number {
   return kind;
 }
 
+/** A whole-number option (a position, a count, a sequence); anything else is a usage error naming it. */
+function parseCount(option: string, text: string, min: number): number {
+  const value = /^[0-9]{1,15}$/.test(text) ? Number(text) : Number.NaN;
+  if (!(value >= min)) throw new CliError(`${option} must be a whole number of at least ${min}, got '${text}'`, exitUsage);
+  return value;
+}
+
 export function registerLogCommands(program: Command): void {
   const log = program.command('log').description('work with an event log directory');
   const common = (command: Command) =>
@@ -102,7 +109,9 @@ export function registerLogCommands(program: Command): void {
           async (opened) => {
             const receipt = await opened.append(
               { entity: options.entity, kind, payload: bytes, ...(options.scope === undefined ? {} : { scope: options.scope }) },
-              options.expectedSequence === undefined ? {} : { expectedSequence: Number(options.expectedSequence) },
+              options.expectedSequence === undefined
+                ? {}
+                : { expectedSequence: parseCount('--expected-sequence', options.expectedSequence, 0) },
             );
             await receipt.durable;
             const [event] = receipt.events;
@@ -118,10 +127,11 @@ export function registerLogCommands(program: Command): void {
     .option('--entity <entity>', 'only this entity')
     .option('--json', 'one JSON object per line')
     .action(async (options: LogOptions & { from: string; entity?: string; json?: boolean }) => {
+      const from = parseCount('--from', options.from, 1);
       await withLog(options, true, async (opened) => {
-        const source = options.entity === undefined ? opened.read(Number(options.from)) : opened.readEntity(options.entity);
+        const source = options.entity === undefined ? opened.read(from) : opened.readEntity(options.entity);
         for await (const event of source) {
-          if (event.position < Number(options.from)) continue;
+          if (event.position < from) continue;
           process.stdout.write(`${eventLine(event, options.json === true)}\n`);
         }
       });
@@ -133,12 +143,13 @@ export function registerLogCommands(program: Command): void {
     .option('--count <n>', 'stop after this many events')
     .option('--json', 'one JSON object per line')
     .action(async (options: LogOptions & { from?: string; entity?: string; count?: string; json?: boolean }) => {
+      const limit = options.count === undefined ? Number.POSITIVE_INFINITY : parseCount('--count', options.count, 1);
+      const start = options.from === undefined ? undefined : parseCount('--from', options.from, 1);
       await withLog(options, true, async (opened) => {
         const controller = new AbortController();
         process.once('SIGINT', () => controller.abort());
-        const limit = options.count === undefined ? Number.POSITIVE_INFINITY : Number(options.count);
         let printed = 0;
-        const from = options.from === undefined ? opened.head + 1 : Number(options.from);
+        const from = start ?? opened.head + 1;
         for await (const item of opened.subscribe({
           from,
           signal: controller.signal,

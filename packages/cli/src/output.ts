@@ -24,7 +24,9 @@ export class CliError extends Error {
 export function describeFailure(error: unknown): { message: string; exitCode: number } {
   if (error instanceof CliError) return { message: error.message, exitCode: error.exitCode };
   if (error instanceof KvError || error instanceof EventLogError || error instanceof SyncError) {
-    return { message: `${error.code}: ${error.message}`, exitCode: exitFailure };
+    // What the user typed was wrong (a key, a version, a kind): a usage error like a bad option.
+    const usage = error.code === 'InvalidKey' || error.code === 'InvalidArgument';
+    return { message: `${error.code}: ${error.message}`, exitCode: usage ? exitUsage : exitFailure };
   }
   return { message: error instanceof Error ? (error.stack ?? error.message) : String(error), exitCode: exitFailure };
 }

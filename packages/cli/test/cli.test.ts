@@ -186,13 +186,15 @@ describe.skipIf(redisMissing !== undefined)('weft kv on a spawned Redis server',
     expect(events.find((event) => event.type === 'put')).toMatchObject({ key: 'list.c', value: 'later' });
   });
 
-  it('refuses bad input with a clear message and a non-zero exit, storing nothing', async () => {
+  it('refuses bad input with a clear message and exit 2, storing nothing', async () => {
     const bad = await weft(['kv', 'put', 'bad key', 'x', ...store]);
-    expect(bad.code).toBe(1);
+    expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('InvalidKey');
     expect(bad.stderr).toContain("'bad key'");
     expect((await weft(['kv', 'put', 'k', 'x', '--kv', server.url, '--bucket', 'bad.bucket'])).code).toBe(2);
-    expect((await weft(['kv', 'update', 'k', 'x', '--expect', 'not-a-version', ...store])).stderr).toContain('InvalidArgument');
+    const malformed = await weft(['kv', 'update', 'k', 'x', '--expect', 'not-a-version', ...store]);
+    expect(malformed.stderr).toContain('InvalidArgument');
+    expect(malformed.code).toBe(2);
     expect((await weft(['kv', 'keys', ...store])).stdout).not.toContain('bad key');
   });
 });
@@ -280,11 +282,21 @@ describe('weft log', () => {
       for (let index = 0; index < 3; index++)
         expect((await weft(['log', 'append', `event ${index}`, '--entity', 'e', '--kind', '0x1001', ...log])).code).toBe(0);
       const reserved = await weft(['log', 'append', 'x', '--entity', 'e', '--kind', '0xd001', ...log]);
-      expect(reserved.code).toBe(1);
+      expect(reserved.code).toBe(2);
       expect(reserved.stderr).toContain('reserved for the log');
       expect((await weft(['log', 'append', 'x', '--entity', 'e', '--kind', 'lots', ...log])).code).toBe(2);
       expect((await weft(['log', 'append', 'x', '--entity', 'e', '--kind', '0x1001'])).code).toBe(2);
       expect((await weft(['log', 'shred', '--scope', 'x', ...log])).code).toBe(2);
+      for (const bad of [
+        ['read', '--from', 'abc'],
+        ['read', '--from', '0'],
+        ['tail', '--count', '-1'],
+        ['tail', '--from', '1.5'],
+      ]) {
+        const refused = await weft(['log', ...bad, ...log]);
+        expect(refused.code, bad.join(' ')).toBe(2);
+        expect(refused.stderr, bad.join(' ')).toContain(bad[1] as string);
+      }
       const mismatch = await weft(['log', 'append', 'x', '--entity', 'e', '--kind', '0x1001', '--expected-sequence', '1', ...log]);
       expect(mismatch.code).toBe(1);
       expect(mismatch.stderr).toContain('SequenceMismatch');
