@@ -25,7 +25,16 @@ async function withLog<T>(
   work: (log: EventLog) => Promise<T>,
   extra: { sync?: SyncMode } = {},
 ): Promise<T> {
-  const log = await openEventLog({ dir: options.dir, readOnly, ...encryptionOf(options), ...extra });
+  const log = await openEventLog({ dir: options.dir, readOnly, ...encryptionOf(options), ...extra }).catch((error: unknown) => {
+    // The library names its option; the command's user needs the command's.
+    if (error instanceof EventLogError && error.message.includes('pass encryption.masterKey')) {
+      throw new CliError(
+        `the log at ${options.dir} is encrypted with a master key: pass --encrypted --master-key-env VAR, with VAR holding the key as 64 hex characters`,
+        exitUsage,
+      );
+    }
+    throw error;
+  });
   try {
     return await work(log);
   } finally {

@@ -16,7 +16,14 @@ export function registerSyncCommands(program: Command): void {
       try {
         state = JSON.parse(await readFile(`${options.dir}/sync-state.json`, 'utf8')) as SyncStateData;
       } catch (error) {
-        throw new CliError(`${options.dir} has no readable sync-state.json: ${error instanceof Error ? error.message : String(error)}`);
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT') {
+          throw new CliError(
+            `${options.dir} is not a synced device's directory: it has no sync-state.json (sync writes it on its first round)`,
+          );
+        }
+        const reason = error instanceof SyntaxError ? 'it is not valid JSON' : error instanceof Error ? error.message : String(error);
+        throw new CliError(`cannot read ${options.dir}/sync-state.json: ${reason}`);
       }
       const log = await openEventLog({ dir: options.dir, readOnly: true }).catch(() => undefined);
       let pending = 0;

@@ -17,8 +17,12 @@ interface Run {
   readonly stderr: string;
 }
 
-async function weft(args: readonly string[], input?: string | Uint8Array): Promise<Run> {
-  const run = await runChild(process.execPath, [bin, ...args], { limitMs: 120_000, ...(input === undefined ? {} : { input }) });
+async function weft(args: readonly string[], input?: string | Uint8Array, env?: Record<string, string>): Promise<Run> {
+  const run = await runChild(process.execPath, [bin, ...args], {
+    limitMs: 120_000,
+    ...(input === undefined ? {} : { input }),
+    ...(env === undefined ? {} : { env }),
+  });
   if (run.timedOut) throw new Error(`weft ${args.join(' ')} ran past 120 s and was killed:\n${run.stdout}${run.stderr}`);
   return { code: run.code ?? -1, stdout: run.stdout, stderr: run.stderr };
 }
@@ -91,7 +95,10 @@ describe('weft demo', () => {
           pendingUploads: number;
         };
         expect(json.pendingUploads).toBe(0);
-        expect((await weft(['sync', 'status', '--dir', kept])).code).toBe(1);
+        const missing = await weft(['sync', 'status', '--dir', kept]);
+        expect(missing.code).toBe(1);
+        expect(missing.stderr).toContain("is not a synced device's directory");
+        expect(missing.stderr).not.toContain('ENOENT');
       } finally {
         rmSync(kept, { recursive: true, force: true });
       }
@@ -221,6 +228,38 @@ describe.skipIf(natsMissing !== undefined)('weft kv on a spawned NATS server', (
 });
 
 describe('weft log', () => {
+  it('a log wrapped with a master key, opened without one, names the command-line option', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'weft-log-key-'));
+    try {
+      const append = await weft(
+        [
+          'log',
+          'append',
+          'x',
+          '--entity',
+          'e',
+          '--kind',
+          '0x1001',
+          '--dir',
+          dir,
+          '--encrypted',
+          '--master-key-env',
+          'WEFT_TEST_MASTER_KEY',
+        ],
+        undefined,
+        { WEFT_TEST_MASTER_KEY: 'ab'.repeat(32) },
+      );
+      expect(append.code, append.stderr).toBe(0);
+      const read = await weft(['log', 'read', '--dir', dir, '--encrypted']);
+      expect(read.code).toBe(2);
+      expect(read.stderr).toContain('--master-key-env');
+      expect(read.stderr).not.toContain('encryption.masterKey');
+      expect(read.stderr).not.toContain('ab'.repeat(32));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('appends, reads, tails, verifies, reports stats and shreds', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'weft-log-'));
     try {

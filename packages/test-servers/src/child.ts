@@ -19,6 +19,8 @@ export interface RunChildOptions {
   readonly input?: string | Uint8Array;
   /** Called with each chunk of stdout and a way to end the child, e.g. to kill it at a chosen moment. */
   readonly onStdout?: (chunk: string, child: ChildProcess) => void;
+  /** Variables added to this process's environment for the child. */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 const children = new Set<ChildProcess>();
@@ -37,7 +39,10 @@ export function runChild(command: string, args: readonly string[], options: RunC
     });
   }
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(command, args, {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      ...(options.env === undefined ? {} : { env: { ...process.env, ...options.env } }),
+    });
     children.add(child);
     let stdout = '';
     let stderr = '';
