@@ -86,7 +86,7 @@ export async function openRedisKv(options: RedisKvOptions): Promise<RedisKvStore
         throw kvError(
           KvErrorCode.ConnectionFailed,
           backend,
-          `cannot connect to Redis: ${error instanceof Error ? error.message : String(error)}`,
+          `cannot connect to Redis at ${describeTarget(options)}: ${error instanceof Error ? error.message : String(error)}`,
           {
             cause: error,
           },
@@ -107,6 +107,24 @@ export async function openRedisKv(options: RedisKvOptions): Promise<RedisKvStore
     if (owned) client.disconnect();
     throw toKvError(error, 'open', undefined, false);
   }
+}
+
+/** Where the backend tried to connect, for messages: host and port only, never a password from the URL. */
+function describeTarget(options: RedisKvOptions): string {
+  if (options.cluster !== undefined) return `cluster nodes ${options.cluster.map((node) => describeNode(node)).join(', ')}`;
+  try {
+    const url = new URL(options.url as string);
+    return `${url.protocol}//${url.host}`;
+  } catch {
+    return 'the given URL';
+  }
+}
+
+function describeNode(node: unknown): string {
+  if (typeof node === 'string') return node.includes('@') ? node.slice(node.lastIndexOf('@') + 1) : node;
+  if (typeof node === 'number') return `port ${node}`;
+  const { host, port } = (node ?? {}) as { host?: string; port?: number };
+  return `${host ?? '127.0.0.1'}:${port ?? 6379}`;
 }
 
 /** A handle on a Redis bucket. See {@link openRedisKv}. */

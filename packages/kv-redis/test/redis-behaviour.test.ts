@@ -199,11 +199,14 @@ describe.skipIf(redisMissing !== undefined)('redis backend behaviour on a real s
       }
     });
 
-    it('reports an unreachable server as ConnectionFailed', async () => {
+    it('reports an unreachable server as ConnectionFailed, naming it without the password', async () => {
       const port = await freePort();
-      const error = await openRedisKv({ url: `redis://127.0.0.1:${port}`, bucket: 'b' }).catch((caught: unknown) => caught);
+      const error = await openRedisKv({ url: `redis://user:hunter2@127.0.0.1:${port}`, bucket: 'b' }).catch((caught: unknown) => caught);
       expect(KvError.is(error, 'ConnectionFailed'), String(error)).toBe(true);
       expect((error as KvError).retryable).toBe(true);
+      // The message names where it tried, and never the password in the URL.
+      expect((error as KvError).message).toContain(`redis://127.0.0.1:${port}`);
+      expect((error as KvError).message).not.toContain('hunter2');
     });
 
     it('reports a write whose reply never came as Indeterminate, and it may still land', async () => {
