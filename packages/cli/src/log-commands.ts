@@ -255,6 +255,13 @@ export function registerLogCommands(program: Command): void {
       };
       if (Object.keys(target).length === 0) throw new CliError('name what to shred: --scope, --entity or --event', exitUsage);
       await withLog(options, false, async (opened) => {
+        // A name with no event is most likely a typo: say so instead of reporting nothing destroyed.
+        if (options.entity !== undefined && opened.sequenceOf(options.entity) === 0) {
+          throw new CliError(`no event of entity '${options.entity}' in this log; nothing destroyed`);
+        }
+        if (options.event !== undefined && !opened.has(options.event)) {
+          throw new CliError(`no event with id ${options.event} in this log; nothing destroyed`);
+        }
         const count = await opened.shred(target);
         process.stdout.write(`${count} key${count === 1 ? '' : 's'} destroyed\n`);
       });

@@ -308,6 +308,10 @@ describe('weft log', () => {
       expect(shred.code, shred.stderr).toBe(0);
       expect(shred.stdout).toBe('1 key destroyed\n');
       expect((await weft(['log', 'read', '--entity', 'secret', ...log])).stdout).toContain('<shredded>');
+      const unknown = await weft(['log', 'shred', '--entity', 'no-such-entity', ...log]);
+      expect(unknown.code).toBe(1);
+      expect(unknown.stderr).toContain("no event of entity 'no-such-entity'");
+      expect((await weft(['log', 'shred', '--event', '00000000-0000-7000-8000-000000000000', ...log])).code).toBe(1);
       expect((await weft(['log', 'verify', ...log])).code).toBe(0);
     } finally {
       rmSync(dir, { recursive: true, force: true });
