@@ -60,7 +60,7 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
   const bucket = `demo-${randomBytes(4).toString('hex')}`;
   const root = mkdtempSync(join(tmpdir(), 'weft-demo-'));
   const memory: MemoryKvServer | undefined = options.kv.startsWith('memory:') ? createMemoryKvServer() : undefined;
-  const openStore = () => (memory === undefined ? openKv(options.kv, bucket) : openMemoryKv({ server: memory, bucket }));
+  const openStore = () => (memory === undefined ? openKv(options.kv, bucket, { create: true }) : openMemoryKv({ server: memory, bucket }));
   const devices: Device[] = [];
   const secrets: string[] = [];
   let ok = true;

@@ -9,8 +9,9 @@ interface StoreOptions {
   readonly bucket: string;
 }
 
-async function withStore<T>(options: StoreOptions, work: (store: KvStore) => Promise<T>): Promise<T> {
-  const store = await openKv(options.kv, options.bucket);
+/** Runs `work` on the bucket; only `put` and `create` (`creates`) make a bucket that does not exist. */
+async function withStore<T>(options: StoreOptions, work: (store: KvStore) => Promise<T>, creates = false): Promise<T> {
+  const store = await openKv(options.kv, options.bucket, { create: creates });
   try {
     return await work(store);
   } finally {
@@ -83,13 +84,17 @@ export function registerKvCommands(program: Command): void {
       .option('--ttl <ms>', 'expire after this many milliseconds (put only, backends with TTL)')
       .action(async (key: string, value: string | undefined, options: StoreOptions & { file?: string; ttl?: string }) => {
         const bytes = await valueFrom(value, options);
-        await withStore(options, async (store) => {
-          let version: Version;
-          if (name === 'create') version = await store.create(key, bytes);
-          else if (options.ttl !== undefined) version = await store.putWithTtl(key, bytes, Number(options.ttl));
-          else version = await store.put(key, bytes);
-          process.stdout.write(`${version}\n`);
-        });
+        await withStore(
+          options,
+          async (store) => {
+            let version: Version;
+            if (name === 'create') version = await store.create(key, bytes);
+            else if (options.ttl !== undefined) version = await store.putWithTtl(key, bytes, Number(options.ttl));
+            else version = await store.put(key, bytes);
+            process.stdout.write(`${version}\n`);
+          },
+          true,
+        );
       });
   }
 

@@ -4,7 +4,7 @@
  * empty for the default one) and `memory://` (in-process, gone when the
  * command ends). Adding a backend to the CLI is one entry here.
  */
-import { type KvStore, openMemoryKv } from '@weft/kv';
+import { KvError, KvErrorCode, type KvStore, openMemoryKv } from '@weft/kv';
 import { openFdbKv } from '@weft/kv-fdb';
 import { openNatsKv } from '@weft/kv-nats';
 import { openRedisKv } from '@weft/kv-redis';
@@ -14,14 +14,25 @@ interface StoreScheme {
   /** URL protocols, with the colon. */
   readonly protocols: readonly string[];
   readonly example: string;
-  open(url: URL, bucket: string): Promise<KvStore>;
+  /** `create`: the command writes, so a backend whose buckets must be made first makes it. */
+  open(url: URL, bucket: string, create: boolean): Promise<KvStore>;
 }
 
 const registry: readonly StoreScheme[] = [
   {
     protocols: ['nats:'],
     example: 'nats://127.0.0.1:4222',
-    open: (url, bucket) => openNatsKv({ servers: url.href, bucket, create: true }),
+    open: async (url, bucket, create) => {
+      try {
+        return await openNatsKv({ servers: url.href, bucket, ...(create ? { create: true } : {}) });
+      } catch (error) {
+        // Reads never make a bucket: a typo in --bucket would otherwise leave an empty one behind.
+        if (!create && KvError.is(error, KvErrorCode.OperationFailed) && error.message.includes('does not exist')) {
+          throw new CliError(`bucket '${bucket}' does not exist on ${url.protocol}//${url.host}; a write (weft kv put) creates it`);
+        }
+        throw error;
+      }
+    },
   },
   {
     protocols: ['redis:', 'rediss:'],
@@ -45,7 +56,8 @@ const registry: readonly StoreScheme[] = [
 
 const examples = registry.map((scheme) => scheme.example).join(', ');
 
-export async function openKv(url: string, bucket: string): Promise<KvStore> {
+/** Opens `bucket` on the store `url` names; `create` when the command writes (see {@link StoreScheme.open}). */
+export async function openKv(url: string, bucket: string, { create = false }: { create?: boolean } = {}): Promise<KvStore> {
   if (!/^[A-Za-z0-9_-]+$/.test(bucket)) throw new CliError(`--bucket must match [A-Za-z0-9_-]+, got '${bucket}'`, exitUsage);
   let parsed: URL;
   try {
@@ -55,7 +67,7 @@ export async function openKv(url: string, bucket: string): Promise<KvStore> {
   }
   const scheme = registry.find((candidate) => candidate.protocols.includes(parsed.protocol));
   if (scheme === undefined) throw new CliError(`--kv must be one of ${examples}; got a '${parsed.protocol}' URL`, exitUsage);
-  return scheme.open(parsed, bucket);
+  return scheme.open(parsed, bucket, create);
 }
 
 /** A short name for a store URL, without credentials. */

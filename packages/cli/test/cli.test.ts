@@ -211,6 +211,14 @@ describe.skipIf(natsMissing !== undefined)('weft kv on a spawned NATS server', (
     const server = await startNatsServer();
     try {
       const store = ['--kv', server.url, '--bucket', 'cli'];
+      // Reads never make a bucket (a typo in --bucket would leave an empty one behind); a put does.
+      const early = await weft(['kv', 'get', 'n.one', ...store]);
+      expect(early.code).toBe(1);
+      expect(early.stderr).toContain("bucket 'cli' does not exist");
+      // Still missing for the next read: the get did not make it.
+      const again = await weft(['kv', 'keys', ...store]);
+      expect(again.code).toBe(1);
+      expect(again.stderr).toContain("bucket 'cli' does not exist");
       const put = await weft(['kv', 'put', 'n.one', 'first', ...store]);
       expect(put.code, put.stderr).toBe(0);
       expect((await weft(['kv', 'get', 'n.one', ...store])).stdout).toBe('first');
