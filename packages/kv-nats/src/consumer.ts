@@ -137,9 +137,8 @@ export async function* consume(
           if (received === 0 && !initial) yield 'caught-up';
           // A consumer that is catching up may be behind a compaction: make sure nothing it needs was removed.
           if (received === pageSize && !initial) {
-            const info = await driver.streamInfo();
-            const horizon = await driver.resumeHorizon(info);
-            if (position < horizon) yield { kind: 'start', info, reading: position, horizon };
+            const horizon = await driver.resumeHorizon();
+            if (position < horizon) yield { kind: 'start', info: await driver.streamInfo(), reading: position, horizon };
           }
         }
       } catch (error) {

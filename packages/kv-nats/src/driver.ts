@@ -112,10 +112,10 @@ export class NatsDriver implements KvDriver<number> {
           this.#sweeping = undefined;
         });
         this.#sweeping.then(
-          (swept) => {
+          () => {
             this.lastSweepError = undefined;
             // With native TTLs the sweeper only drains what the emulation indexed before; it stops once that is done.
-            if (this.nativeTtl && swept === 0 && this.ttlIndexEmpty) clearInterval(this.#sweeper);
+            if (this.nativeTtl && this.ttlIndexEmpty) clearInterval(this.#sweeper);
           },
           (error: unknown) => {
             if (!this.#closed) this.lastSweepError = toKvError(error, 'sweepExpired', undefined, false);
@@ -242,8 +242,11 @@ export class NatsDriver implements KvDriver<number> {
     return stored === null ? 0 : Number(new TextDecoder().decode(stored.data)) || 0;
   }
 
-  /** Below this, a watch cannot resume: the compaction horizon, or what the server's marker expiry may have removed. */
-  async resumeHorizon(info: StreamInfo): Promise<number> {
+  /**
+   * Below this, a watch cannot resume: the compaction horizon, or what the
+   * server's marker expiry may have removed (see {@link markerHorizon}).
+   */
+  async resumeHorizon(info?: StreamInfo): Promise<number> {
     const [compacted, markers] = await Promise.all([this.horizon(), markerHorizon(this, info)]);
     return Math.max(compacted, markers);
   }

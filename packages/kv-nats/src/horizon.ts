@@ -56,17 +56,20 @@ export async function compact(driver: NatsDriver, olderThanMs: number): Promise<
  * creates keep their markers for years (compaction removes them, recording
  * its horizon); buckets made with a short `--marker-ttl` get this bound.
  * `0` when nothing can have been removed yet (the stream is younger than the
- * marker TTL).
+ * marker TTL), without a request. `info` is a fresh stream info when the
+ * caller has one; otherwise the one read at open serves for the settings.
  */
-export async function markerHorizon(driver: NatsDriver, info: StreamInfo): Promise<number> {
-  const markerTtlNs = info.config.subject_delete_marker_ttl ?? 0;
+export async function markerHorizon(driver: NatsDriver, info?: StreamInfo): Promise<number> {
+  const known = info ?? driver.parts.info;
+  const markerTtlNs = known.config.subject_delete_marker_ttl ?? 0;
   if (!(markerTtlNs > 0)) return 0;
-  const now = Date.parse(info.ts ?? '') || Date.now();
+  const now = Date.parse(info?.ts ?? '') || Date.now();
   // A second of slack for the server's removal timer and for clocks.
   const cutoff = now - markerTtlNs / 1_000_000 - 1000;
-  if (Date.parse(info.created) >= cutoff) return 0;
+  if (Date.parse(known.created) >= cutoff) return 0;
   const first = await driver.call(undefined, () =>
     driver.parts.manager.direct.getMessage(driver.subjects.stream, { start_time: new Date(cutoff).toISOString() }),
   );
-  return first === null ? info.state.last_seq : first.seq - 1;
+  if (first !== null) return first.seq - 1;
+  return (info ?? (await driver.streamInfo())).state.last_seq;
 }

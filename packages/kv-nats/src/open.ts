@@ -203,10 +203,11 @@ export class NatsKvStore extends KvStoreFront<number> {
     this.assertOpen();
     const driver = this.#driver;
     const info = await driver.streamInfo();
+    if (nativeTtlUnavailable(driver.parts.version, info.config) === undefined) return;
+    // What would still stand in the way once both settings are on: the server line, or several versions per key.
     const reason = nativeTtlUnavailable(driver.parts.version, { ...info.config, allow_msg_ttl: true, subject_delete_marker_ttl: 1 });
     if (reason !== undefined)
       throw kvError(KvErrorCode.Unsupported, backend, `cannot enable native TTL on bucket '${this.bucket}': ${reason}`);
-    if (nativeTtlUnavailable(driver.parts.version, info.config) === undefined) return;
     // Both settings are stream config the update API takes on 2.11+ (the client's update type predates them).
     const settings: Partial<StreamConfig> = { allow_msg_ttl: true, subject_delete_marker_ttl: nanos(markerTtlMs) };
     await driver.call(undefined, () =>
