@@ -49,8 +49,12 @@ export async function* runWatch<Position>(driver: KvDriver<Position>, run: Watch
     // A feed's single items pass through this one-slot array, so both shapes share the loop without an allocation.
     const single: ChangeFeedItem<Position>[] = [];
     reading: for await (const read of feed as AsyncIterable<ChangeFeedItem<Position> | readonly ChangeFeedItem<Position>[]>) {
-      if (!Array.isArray(read)) single[0] = read as ChangeFeedItem<Position>;
-      for (const item of Array.isArray(read) ? (read as readonly ChangeFeedItem<Position>[]) : single) {
+      let items = read as readonly ChangeFeedItem<Position>[];
+      if (!Array.isArray(read)) {
+        single[0] = read as ChangeFeedItem<Position>;
+        items = single;
+      }
+      for (const item of items) {
         if (signal.aborted) break reading;
         if (item.type === 'bounds') {
           if (epoch === undefined) epoch = item.epoch;

@@ -1,10 +1,16 @@
 import { Notifier } from '@weft/common';
+import { copyBytes } from '../backend/util.js';
 import { type Clock, systemClock } from '../clock.js';
 import { KvErrorCode, kvError } from '../errors.js';
 import type { KvCapabilities } from '../types.js';
 import { describe } from '../validate.js';
 
 export const backend = 'memory';
+
+/** A value handed in or out of the bucket, as a copy of its own (a tombstone's absent value is empty). */
+export function copy(value: Uint8Array | undefined): Uint8Array {
+  return value === undefined ? new Uint8Array(0) : copyBytes(value);
+}
 
 /** Options of a memory bucket; they take effect when the bucket is first opened on its server. */
 export interface MemoryBucketOptions {

@@ -1,6 +1,6 @@
 import type { ChangeFeedItem, ChangeRequest } from '../backend/driver.js';
 import { keyMatchesAnyPrefix } from '../keys.js';
-import type { Change, MemoryBucket, StoredRecord } from './bucket.js';
+import { type Change, copy, type MemoryBucket, type StoredRecord } from './bucket.js';
 import { versionOf } from './cursors.js';
 
 type Item = ChangeFeedItem<number>;
@@ -128,8 +128,4 @@ function changeOf(change: Change): Item {
     default:
       return { type: 'change', position: seq, key, op: change.type, version: versionOf(seq) };
   }
-}
-
-export function copy(value: Uint8Array | undefined): Uint8Array {
-  return value === undefined ? new Uint8Array(0) : new Uint8Array(value);
 }

@@ -2,8 +2,8 @@ import type { ChangeRequest, KvDriver, KvMutation } from '../backend/driver.js';
 import { KvErrorCode, kvError } from '../errors.js';
 import { keyMatchesPrefix } from '../keys.js';
 import type { KvEntry, KvRecord, Version } from '../types.js';
-import { backend, type MemoryBucket, type StoredRecord } from './bucket.js';
-import { copy, MemoryChangeFeed } from './change-feed.js';
+import { backend, copy, type MemoryBucket, type StoredRecord } from './bucket.js';
+import { MemoryChangeFeed } from './change-feed.js';
 import { memoryCursors, parseSequence, versionOf } from './cursors.js';
 
 /** The memory backend's driver: every primitive is a synchronous step on the shared bucket state. */
