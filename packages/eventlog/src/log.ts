@@ -1,23 +1,22 @@
 import { Notifier, pause } from '@weft/common';
-import { type AcceptView, checkBatchOptions, checkEvents, checkPreconditions } from './append-checks.js';
+import { type AcceptedBatch, AppendPipeline } from './append-pipeline.js';
 import { ancestorsOf, descendantsOf } from './causal.js';
-import { decodeSegmentHeader, encodeFrame, type FrameHeader, segmentHeaderSize } from './codec.js';
+import type { FrameHeader } from './codec.js';
 import { EncryptedCodec, type EncryptionOptions } from './crypto/encrypted-codec.js';
 import { keysetFileName, type ShredTarget } from './crypto/keyset.js';
 import { EventLogError, EventLogErrorCode } from './errors.js';
 import { FrameReader } from './frame-reader.js';
 import { nodeFileSystem } from './fs/node-fs.js';
-import { joinPath, type LogFile, type LogFileSystem } from './fs/types.js';
+import { joinPath, type LogFileSystem } from './fs/types.js';
 import { type Hashers, loadHashers } from './hash.js';
-import { type EventId, HybridLogicalClock, UuidV7Generator } from './ids.js';
+import { type EventId, HybridLogicalClock } from './ids.js';
 import { DirectoryLock } from './lock.js';
+import { LogIndex } from './log-index.js';
 import { type PayloadCodec, plainCodec } from './payload-codec.js';
 import { Projections } from './projections.js';
-import { indexFrames, type RecoveryTarget, recoverSegments } from './recovery.js';
-import { invalidArgument, isReservedKind, labelPrefix, segmentPattern } from './rules.js';
-import { deferred, type EntityState, LocationIndex, type PendingBatch } from './structures.js';
+import { type RecoveryTarget, recoverSegments, refreshSegments } from './recovery.js';
+import { invalidArgument, segmentPattern } from './rules.js';
 import type {
-  AppendedEvent,
   AppendInput,
   AppendOptions,
   AppendReceipt,
@@ -28,7 +27,7 @@ import type {
   SyncMode,
   VerifyResult,
 } from './types.js';
-import { equalBytes } from './util.js';
+import { verifySegments } from './verify.js';
 import { SegmentWriter } from './writer.js';
 
 /** Options of {@link openEventLog}. */
@@ -61,7 +60,6 @@ export interface EventLogOptions {
   readonly pollIntervalMs?: number;
 }
 
-const zeroHash = new Uint8Array(32);
 const scanChunkBytes = 4 * 1024 * 1024;
 
 /**
@@ -92,25 +90,12 @@ export class EventLog implements AsyncDisposable {
   readonly #hashers: Hashers;
   #codec: PayloadCodec = plainCodec;
   readonly #writer: SegmentWriter;
-  readonly #maxPayloadBytes: number;
-  readonly #syncIntervalMs: number;
-  readonly #gates: readonly Gate[];
-  readonly #ids: UuidV7Generator;
-  readonly #clockSource: () => number;
+  readonly #index = new LogIndex();
+  readonly #pipeline: AppendPipeline;
   readonly #hlc: HybridLogicalClock;
-  readonly #locations = new LocationIndex();
-  readonly #byId = new Map<string, number>();
-  readonly #entities = new Map<string, EntityState>();
-  readonly #idempotency = new Map<string, { events: AppendedEvent[]; durable: Promise<void> }>();
-  readonly #children = new Map<string, EventId[]>();
-  readonly #unwritten = new Map<number, Uint8Array>();
+  readonly #syncIntervalMs: number;
   readonly #projections = new Projections();
   readonly #reader: FrameReader;
-  /** What the append checks read of this log (made once: appends are the hot path). */
-  readonly #acceptView: AcceptView;
-  /** During recovery: the idempotent batch whose later frames are being read. */
-  #recoveringReceipt: { events: AppendedEvent[]; durable: Promise<void> } | undefined;
-  #head = 0;
   #closed = false;
   #intervalTimer: NodeJS.Timeout | undefined;
   readonly #written = new Notifier();
@@ -132,40 +117,33 @@ export class EventLog implements AsyncDisposable {
         await this.#codec.beforeWrite?.();
       },
       onFrameWritten: (position, segmentIndex, offset, size) => {
-        this.#locations.set(position, segmentIndex, offset, size);
-        this.#unwritten.delete(position);
+        this.#index.locations.set(position, segmentIndex, offset, size);
+        this.#index.unwritten.delete(position);
       },
       wake: () => this.#written.notify(),
     });
-    const log = this;
-    this.#acceptView = {
-      get maxPayloadBytes() {
-        return log.#maxPayloadBytes;
-      },
-      get gates() {
-        return log.#gates;
-      },
-      get head() {
-        return log.#head;
-      },
-      has: (id) => this.#byId.has(id),
-      sequenceOf: (entity) => this.sequenceOf(entity),
-    };
     this.#reader = new FrameReader({
       segments: this.#writer.segments,
-      locations: this.#locations,
-      unwritten: this.#unwritten,
+      locations: this.#index.locations,
+      unwritten: this.#index.unwritten,
       hashers,
       codec: () => this.#codec,
     });
-    this.#maxPayloadBytes = options.maxPayloadBytes ?? 16 * 1024 * 1024;
+    const clock = options.clock ?? Date.now;
+    this.#hlc = new HybridLogicalClock(clock);
+    this.#pipeline = new AppendPipeline({
+      index: this.#index,
+      writer: this.#writer,
+      hashers,
+      hlc: this.#hlc,
+      clock,
+      maxPayloadBytes: options.maxPayloadBytes ?? 16 * 1024 * 1024,
+      gates: options.gates ?? [],
+      codec: () => this.#codec,
+    });
     this.#syncIntervalMs = options.syncIntervalMs ?? 100;
-    this.#gates = options.gates ?? [];
-    this.#clockSource = options.clock ?? Date.now;
-    this.#ids = new UuidV7Generator();
     this.readOnly = options.readOnly === true;
     this.#pollIntervalMs = options.pollIntervalMs ?? 250;
-    this.#hlc = new HybridLogicalClock(this.#clockSource);
   }
 
   /** @internal */
@@ -211,7 +189,7 @@ export class EventLog implements AsyncDisposable {
 
   /** Position of the last accepted event (0 when empty). */
   get head(): number {
-    return this.#head;
+    return this.#index.head;
   }
 
   /** Position of the last durable event. */
@@ -221,17 +199,17 @@ export class EventLog implements AsyncDisposable {
 
   /** The entity's current sequence (0 when it has no events). */
   sequenceOf(entity: string): number {
-    return this.#entities.get(entity)?.sequence ?? 0;
+    return this.#index.sequenceOf(entity);
   }
 
   /** Whether an event id is in the log. */
   has(id: string): boolean {
-    return this.#byId.has(id);
+    return this.#index.byId.has(id);
   }
 
   /** Entities with at least one event. */
   entities(): string[] {
-    return [...this.#entities.keys()];
+    return [...this.#index.entities.keys()];
   }
 
   // ------------------------------------------------------------------ appends
@@ -266,125 +244,13 @@ export class EventLog implements AsyncDisposable {
     return this.#receipt(batch);
   }
 
-  #receipt(batch: PendingBatch & { events?: AppendedEvent[] }): AppendReceipt {
-    const events = (batch as { events: AppendedEvent[] }).events;
-    return { events, position: batch.lastPosition, duplicate: false, durable: batch.durable.promise };
+  #receipt(batch: AcceptedBatch): AppendReceipt {
+    return { events: batch.events, position: batch.lastPosition, duplicate: false, durable: batch.durable.promise };
   }
 
-  /** Validates, runs gates and checks, assigns positions and queues the frames: the critical section, synchronous. */
-  #accept(
-    inputs: readonly AppendInput[],
-    options: AppendOptions,
-    reserved: boolean,
-  ): (PendingBatch & { events: AppendedEvent[] }) | AppendReceipt {
+  #accept(inputs: readonly AppendInput[], options: AppendOptions, reserved: boolean): AcceptedBatch | AppendReceipt {
     this.#assertWritable();
-    const { idempotencyKey, label } = checkBatchOptions(inputs, options);
-    if (idempotencyKey !== undefined) {
-      const earlier = this.#idempotency.get(idempotencyKey);
-      if (earlier !== undefined) {
-        return { events: earlier.events, position: earlier.events.at(-1)?.position ?? 0, duplicate: true, durable: earlier.durable };
-      }
-    }
-    const events = checkEvents(inputs, reserved, this.#acceptView);
-    checkPreconditions(inputs, events, options, this.#acceptView);
-
-    // Everything below changes state; each change records how to undo it if the write fails.
-    const undo: Array<() => void> = [];
-    const frames: Uint8Array[] = [];
-    const appended: AppendedEvent[] = [];
-    const firstPosition = this.#head + 1;
-    let bytes = 0;
-    for (let index = 0; index < events.length; index++) {
-      const { input, entity, scope, parents } = events[index] as (typeof events)[number];
-      const position = ++this.#head;
-      const id = input.id ?? this.#ids.next(this.#clockSource());
-      let time: bigint;
-      if (input.time === undefined) time = this.#hlc.tick();
-      else {
-        time = input.time;
-        this.#hlc.observe(time);
-      }
-      let state = this.#entities.get(entity);
-      if (state === undefined) {
-        const created: EntityState = { sequence: 0, lastHash: zeroHash, positions: [] };
-        state = created;
-        this.#entities.set(entity, created);
-        undo.push(() => this.#entities.delete(entity));
-      }
-      const entityState = state;
-      const previousHash = entityState.lastHash;
-      const sealed = this.#codec.seal({
-        id,
-        entity,
-        scope,
-        kind: input.kind,
-        payload: input.payload,
-        reserved: isReservedKind(input.kind),
-      });
-      const hash = this.#hashers.blake3(previousHash, sealed.stored);
-      const sequence = entityState.sequence + 1;
-      const header: FrameHeader = {
-        kind: input.kind,
-        id,
-        time,
-        position,
-        sequence,
-        batchIndex: index,
-        batchCount: events.length,
-        hash,
-        entity,
-        scope,
-        causationId: input.causationId,
-        correlationId: input.correlationId,
-        parents,
-        idempotencyKey: index === 0 ? (idempotencyKey ?? label) : undefined,
-        encryption: sealed.encryption,
-      };
-      const frame = encodeFrame(header, sealed.stored, this.#hashers.crc32c);
-      frames.push(frame);
-      bytes += frame.length;
-      entityState.sequence = sequence;
-      entityState.lastHash = hash;
-      entityState.positions.push(position);
-      this.#byId.set(id, position);
-      this.#unwritten.set(position, frame);
-      for (const parent of parents) {
-        const children = this.#children.get(parent) ?? [];
-        children.push(id);
-        this.#children.set(parent, children);
-      }
-      undo.push(() => {
-        entityState.sequence = sequence - 1;
-        entityState.lastHash = previousHash;
-        entityState.positions.pop();
-        this.#byId.delete(id);
-        this.#unwritten.delete(position);
-        for (const parent of parents) this.#children.get(parent)?.pop();
-      });
-      appended.push({ id, entity, position, sequence });
-    }
-    const batch: PendingBatch & { events: AppendedEvent[] } = {
-      frames,
-      firstPosition,
-      lastPosition: this.#head,
-      bytes,
-      undo,
-      written: deferred<void>(),
-      durable: deferred<void>(),
-      events: appended,
-    };
-    // A rejection nobody awaits must not crash the process; callers see it through their own await.
-    batch.written.promise.catch(() => undefined);
-    batch.durable.promise.catch(() => undefined);
-    if (idempotencyKey !== undefined) {
-      this.#idempotency.set(idempotencyKey, { events: appended, durable: batch.durable.promise });
-      undo.push(() => this.#idempotency.delete(idempotencyKey));
-    }
-    undo.push(() => {
-      this.#head = firstPosition - 1;
-    });
-    this.#writer.enqueue(batch);
-    return batch;
+    return this.#pipeline.accept(inputs, options, reserved);
   }
 
   // -------------------------------------------------------------- durability
@@ -396,7 +262,7 @@ export class EventLog implements AsyncDisposable {
    * @throws {EventLogError} `IoFailed`, `Closed`
    */
   flush(): Promise<void> {
-    return this.#writer.flush(this.#head);
+    return this.#writer.flush(this.#index.head);
   }
 
   // ------------------------------------------------------------------- reads
@@ -408,21 +274,21 @@ export class EventLog implements AsyncDisposable {
    */
   async get(id: string): Promise<LogEvent | undefined> {
     this.#assertOpen();
-    const position = this.#byId.get(id);
+    const position = this.#index.byId.get(id);
     return position === undefined ? undefined : this.#reader.readAt(position);
   }
 
   /** The event at a position, or `undefined` past the head. */
   async at(position: number): Promise<LogEvent | undefined> {
     this.#assertOpen();
-    if (!Number.isSafeInteger(position) || position < 1 || position > this.#head) return undefined;
+    if (!Number.isSafeInteger(position) || position < 1 || position > this.#index.head) return undefined;
     return this.#reader.readAt(position);
   }
 
   /** An entity's events from a sequence (default 1), in order. */
   async *readEntity(entity: string, fromSequence = 1): AsyncGenerator<LogEvent> {
     this.#assertOpen();
-    const state = this.#entities.get(entity);
+    const state = this.#index.entities.get(entity);
     if (state === undefined) return;
     for (let index = Math.max(0, fromSequence - 1); index < state.positions.length; index++) {
       const position = state.positions[index];
@@ -486,13 +352,13 @@ export class EventLog implements AsyncDisposable {
   /** Every event that has `id` among its causal ancestors. */
   async descendants(id: EventId): Promise<CausalWalk> {
     this.#assertOpen();
-    if (!this.#byId.has(id)) throw new EventLogError(EventLogErrorCode.NotFound, `no event ${id}`);
-    return descendantsOf(id, this.#children, (child) => this.get(child));
+    if (!this.#index.byId.has(id)) throw new EventLogError(EventLogErrorCode.NotFound, `no event ${id}`);
+    return descendantsOf(id, this.#index.children, (child) => this.get(child));
   }
 
   /** Parent ids referenced by events in the log that are not in the log themselves. */
   missingParents(): EventId[] {
-    return [...this.#children.keys()].filter((parent) => !this.#byId.has(parent)) as EventId[];
+    return this.#index.missingParents();
   }
 
   // -------------------------------------------------------------- projections
@@ -528,31 +394,7 @@ export class EventLog implements AsyncDisposable {
   async verify(options: { onProgress?: (bytesDone: number, bytesTotal: number) => void } = {}): Promise<VerifyResult> {
     this.#assertOpen();
     await this.#writer.drain();
-    const total = this.#writer.segments.reduce((sum, segment) => sum + segment.size, 0);
-    let done = 0;
-    let events = 0;
-    let expectedPosition = 1;
-    const chains = new Map<string, { hash: Uint8Array; sequence: number }>();
-    for (const segment of this.#writer.segments) {
-      for await (const item of this.#reader.frames(segment, segmentHeaderSize)) {
-        const where = { segment: segment.name, offset: item.offset };
-        if ('problem' in item) return { ok: false, events, ...where, position: undefined, problem: item.problem };
-        const { header, payload, size } = item.frame;
-        const fail = (problem: string): VerifyResult => ({ ok: false, events, ...where, position: header.position, problem });
-        if (header.position !== expectedPosition) return fail(`position ${header.position}, expected ${expectedPosition}`);
-        const chain = chains.get(header.entity) ?? { hash: zeroHash, sequence: 0 };
-        if (header.sequence !== chain.sequence + 1) return fail(`sequence ${header.sequence}, expected ${chain.sequence + 1}`);
-        const hash = this.#hashers.blake3(chain.hash, payload);
-        if (!equalBytes(hash, header.hash)) return fail(`hash chain broken for entity '${header.entity}'`);
-        chains.set(header.entity, { hash, sequence: header.sequence });
-        expectedPosition++;
-        events++;
-        done += size;
-        if (events % 1024 === 0) options.onProgress?.(done, total);
-      }
-    }
-    options.onProgress?.(total, total);
-    return { ok: true, events, segments: this.#writer.segments.length };
+    return verifySegments(this.#writer.segments, this.#reader, this.#hashers, options.onProgress);
   }
 
   // ---------------------------------------------------------------- recovery
@@ -569,8 +411,8 @@ export class EventLog implements AsyncDisposable {
       readOnly: this.readOnly,
       crc32c: this.#hashers.crc32c,
       writer: this.#writer,
-      head: () => this.#head,
-      index: (header, segmentIndex, offset, size) => this.#index(header, segmentIndex, offset, size),
+      head: () => this.#index.head,
+      index: (header, segmentIndex, offset, size) => this.#indexFrame(header, segmentIndex, offset, size),
     };
   }
 
@@ -582,80 +424,17 @@ export class EventLog implements AsyncDisposable {
   async refresh(): Promise<number> {
     this.#assertOpen();
     if (!this.readOnly) return 0;
-    const before = this.#head;
-    // Frames are read before the keyset: the writer makes a key durable before any frame under it,
-    // so a keyset read afterwards holds every key the frames read here need.
-    const last = this.#writer.segments.at(-1);
-    let tail: Uint8Array | undefined;
-    if (last !== undefined) {
-      const size = await last.file.size();
-      if (size > last.size) tail = await last.file.read(last.size, size - last.size);
-    }
-    const known = new Set(this.#writer.segments.map((segment) => segment.name));
-    const fresh = (await this.#fs.readdir(this.dir)).filter((name) => segmentPattern.test(name) && !known.has(name)).sort();
-    const opened: { name: string; file: LogFile; bytes: Uint8Array }[] = [];
-    for (const name of fresh) {
-      const file = await this.#fs.open(joinPath(this.dir, name), { readOnly: true });
-      const bytes = await file.read(0, await file.size());
-      if (bytes.length < segmentHeaderSize) {
-        await file.close();
-        break;
-      }
-      opened.push({ name, file, bytes });
-    }
-    await this.#codec.reload?.();
-    if (last !== undefined && tail !== undefined) {
-      const padded = new Uint8Array(last.size + tail.length);
-      padded.set(tail, last.size);
-      const { validEnd } = indexFrames(this.#recovery(), padded, last.size, this.#writer.segments.length - 1);
-      last.size = validEnd;
-      last.durableSize = validEnd;
-    }
-    for (const [index, { name, file, bytes }] of opened.entries()) {
-      if (Number(segmentPattern.exec(name)?.[1]) !== this.#head + 1) {
-        for (const unused of opened.slice(index)) await unused.file.close();
-        break;
-      }
-      const header = decodeSegmentHeader(bytes);
-      const { validEnd } = indexFrames(this.#recovery(), bytes, segmentHeaderSize, this.#writer.segments.length);
-      this.#writer.segments.push({ name, firstPosition: header.firstPosition, file, size: validEnd, durableSize: validEnd });
-    }
-    this.#writer.recovered(this.#head);
-    if (this.#head > before) this.#written.notify();
-    return this.#head - before;
+    const before = this.#index.head;
+    await refreshSegments(this.#recovery(), () => this.#codec.reload?.() ?? Promise.resolve());
+    this.#writer.recovered(this.#index.head);
+    if (this.#index.head > before) this.#written.notify();
+    return this.#index.head - before;
   }
 
-  #index(header: FrameHeader, segmentIndex: number, offset: number, size: number): void {
+  #indexFrame(header: FrameHeader, segmentIndex: number, offset: number, size: number): void {
     this.#codec.checkRecovered?.(header);
-    const position = header.position;
-    this.#head = position;
-    this.#locations.set(position, segmentIndex, offset, size);
-    this.#byId.set(header.id, position);
-    let state = this.#entities.get(header.entity);
-    if (state === undefined) {
-      state = { sequence: 0, lastHash: zeroHash, positions: [] };
-      this.#entities.set(header.entity, state);
-    }
-    state.sequence = header.sequence;
-    state.lastHash = header.hash;
-    state.positions.push(position);
+    this.#index.indexFrame(header, segmentIndex, offset, size);
     this.#hlc.observe(header.time);
-    for (const parent of header.parents) {
-      const children = this.#children.get(parent) ?? [];
-      children.push(header.id);
-      this.#children.set(parent, children);
-    }
-    const appended = { id: header.id, entity: header.entity, position, sequence: header.sequence };
-    if (header.batchIndex === 0) {
-      this.#recoveringReceipt = undefined;
-      if (header.idempotencyKey !== undefined && !header.idempotencyKey.startsWith(labelPrefix)) {
-        this.#recoveringReceipt = { events: [appended], durable: Promise.resolve() };
-        this.#idempotency.set(header.idempotencyKey, this.#recoveringReceipt);
-      }
-    } else {
-      // Later frames of an idempotent batch join the receipt of its first frame.
-      this.#recoveringReceipt?.events.push(appended);
-    }
   }
 
   // ------------------------------------------------------------------- locks

@@ -7,7 +7,7 @@
  */
 import { decodeSegmentHeader, type FrameHeader, readFrame, segmentHeaderSize } from './codec.js';
 import { EventLogError, EventLogErrorCode } from './errors.js';
-import { joinPath, type LogFileSystem } from './fs/types.js';
+import { joinPath, type LogFile, type LogFileSystem } from './fs/types.js';
 import { segmentPattern } from './rules.js';
 import type { SegmentWriter } from './writer.js';
 
@@ -117,4 +117,50 @@ export function indexFrames(
   }
   if (batchFrames.length > 0 && problem === undefined) problem = 'the last batch is incomplete';
   return { validEnd, problem, problemOffset: problem === undefined ? validEnd : offset };
+}
+
+/**
+ * Read-only logs: indexes what the writer appended since the last look (new
+ * frames of the last segment, new segments), then records the new head.
+ */
+export async function refreshSegments(target: RecoveryTarget, reloadKeys: () => Promise<void>): Promise<void> {
+  const { fs, dir, writer } = target;
+  // Frames are read before the keyset: the writer makes a key durable before any frame under it,
+  // so a keyset read afterwards holds every key the frames read here need.
+  const last = writer.segments.at(-1);
+  let tail: Uint8Array | undefined;
+  if (last !== undefined) {
+    const size = await last.file.size();
+    if (size > last.size) tail = await last.file.read(last.size, size - last.size);
+  }
+  const known = new Set(writer.segments.map((segment) => segment.name));
+  const fresh = (await fs.readdir(dir)).filter((name) => segmentPattern.test(name) && !known.has(name)).sort();
+  const opened: { name: string; file: LogFile; bytes: Uint8Array }[] = [];
+  for (const name of fresh) {
+    const file = await fs.open(joinPath(dir, name), { readOnly: true });
+    const bytes = await file.read(0, await file.size());
+    if (bytes.length < segmentHeaderSize) {
+      await file.close();
+      break;
+    }
+    opened.push({ name, file, bytes });
+  }
+  await reloadKeys();
+  if (last !== undefined && tail !== undefined) {
+    const padded = new Uint8Array(last.size + tail.length);
+    padded.set(tail, last.size);
+    const { validEnd } = indexFrames(target, padded, last.size, writer.segments.length - 1);
+    last.size = validEnd;
+    last.durableSize = validEnd;
+  }
+  for (const [index, { name, file, bytes }] of opened.entries()) {
+    if (Number(segmentPattern.exec(name)?.[1]) !== target.head() + 1) {
+      for (const unused of opened.slice(index)) await unused.file.close();
+      break;
+    }
+    const header = decodeSegmentHeader(bytes);
+    const { validEnd } = indexFrames(target, bytes, segmentHeaderSize, writer.segments.length);
+    writer.segments.push({ name, firstPosition: header.firstPosition, file, size: validEnd, durableSize: validEnd });
+  }
+  writer.recovered(target.head());
 }

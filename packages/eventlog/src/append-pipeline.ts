@@ -1,0 +1,149 @@
+/**
+ * The append pipeline, the log's critical section (synchronous): checks a
+ * batch, answers a retried idempotency key, assigns ids, times, positions
+ * and sequences, seals and hashes each payload, encodes the frames, records
+ * the events in the index and queues the batch for the writer. A batch the
+ * writer fails to write is undone.
+ */
+import { type AcceptView, checkBatchOptions, checkEvents, checkPreconditions } from './append-checks.js';
+import { encodeFrame, type FrameHeader } from './codec.js';
+import type { Hashers } from './hash.js';
+import { type HybridLogicalClock, UuidV7Generator } from './ids.js';
+import type { LogIndex } from './log-index.js';
+import type { PayloadCodec } from './payload-codec.js';
+import { isReservedKind } from './rules.js';
+import { deferred, type PendingBatch } from './structures.js';
+import type { AppendedEvent, AppendInput, AppendOptions, AppendReceipt, Gate } from './types.js';
+import type { SegmentWriter } from './writer.js';
+
+/** What the pipeline works with. */
+export interface PipelineHost {
+  readonly index: LogIndex;
+  readonly writer: SegmentWriter;
+  readonly hashers: Hashers;
+  readonly hlc: HybridLogicalClock;
+  readonly clock: () => number;
+  readonly maxPayloadBytes: number;
+  readonly gates: readonly Gate[];
+  codec(): PayloadCodec;
+}
+
+/** An accepted batch, queued for the writer. */
+export type AcceptedBatch = PendingBatch & { readonly events: AppendedEvent[] };
+
+export class AppendPipeline {
+  readonly #host: PipelineHost;
+  readonly #ids = new UuidV7Generator();
+  /** What the append checks read of the log (made once: appends are the hot path). */
+  readonly #view: AcceptView;
+
+  constructor(host: PipelineHost) {
+    this.#host = host;
+    const index = host.index;
+    this.#view = {
+      maxPayloadBytes: host.maxPayloadBytes,
+      gates: host.gates,
+      get head() {
+        return index.head;
+      },
+      has: (id) => index.byId.has(id),
+      sequenceOf: (entity) => index.sequenceOf(entity),
+    };
+  }
+
+  /** Validates, runs gates and checks, assigns positions and queues the frames; a retried idempotency key gets its earlier receipt. */
+  accept(inputs: readonly AppendInput[], options: AppendOptions, reserved: boolean): AcceptedBatch | AppendReceipt {
+    const { index, hashers, hlc } = this.#host;
+    const { idempotencyKey, label } = checkBatchOptions(inputs, options);
+    if (idempotencyKey !== undefined) {
+      const earlier = index.idempotency.get(idempotencyKey);
+      if (earlier !== undefined) {
+        return { events: earlier.events, position: earlier.events.at(-1)?.position ?? 0, duplicate: true, durable: earlier.durable };
+      }
+    }
+    const events = checkEvents(inputs, reserved, this.#view);
+    checkPreconditions(inputs, events, options, this.#view);
+
+    // Everything below changes state; each change records how to undo it if the write fails.
+    const codec = this.#host.codec();
+    const undo: Array<() => void> = [];
+    const frames: Uint8Array[] = [];
+    const appended: AppendedEvent[] = [];
+    const firstPosition = index.head + 1;
+    let bytes = 0;
+    for (let batchIndex = 0; batchIndex < events.length; batchIndex++) {
+      const { input, entity, scope, parents } = events[batchIndex] as (typeof events)[number];
+      const position = ++index.head;
+      const id = input.id ?? this.#ids.next(this.#host.clock());
+      let time: bigint;
+      if (input.time === undefined) time = hlc.tick();
+      else {
+        time = input.time;
+        hlc.observe(time);
+      }
+      const { state: entityState, created } = index.entity(entity);
+      if (created) undo.push(() => index.entities.delete(entity));
+      const previousHash = entityState.lastHash;
+      const sealed = codec.seal({ id, entity, scope, kind: input.kind, payload: input.payload, reserved: isReservedKind(input.kind) });
+      const hash = hashers.blake3(previousHash, sealed.stored);
+      const sequence = entityState.sequence + 1;
+      const header: FrameHeader = {
+        kind: input.kind,
+        id,
+        time,
+        position,
+        sequence,
+        batchIndex,
+        batchCount: events.length,
+        hash,
+        entity,
+        scope,
+        causationId: input.causationId,
+        correlationId: input.correlationId,
+        parents,
+        idempotencyKey: batchIndex === 0 ? (idempotencyKey ?? label) : undefined,
+        encryption: sealed.encryption,
+      };
+      const frame = encodeFrame(header, sealed.stored, hashers.crc32c);
+      frames.push(frame);
+      bytes += frame.length;
+      entityState.sequence = sequence;
+      entityState.lastHash = hash;
+      entityState.positions.push(position);
+      index.byId.set(id, position);
+      index.unwritten.set(position, frame);
+      for (const parent of parents) index.addChild(parent, id);
+      undo.push(() => {
+        entityState.sequence = sequence - 1;
+        entityState.lastHash = previousHash;
+        entityState.positions.pop();
+        index.byId.delete(id);
+        index.unwritten.delete(position);
+        for (const parent of parents) index.children.get(parent)?.pop();
+      });
+      appended.push({ id, entity, position, sequence });
+    }
+    const batch: AcceptedBatch = {
+      frames,
+      firstPosition,
+      lastPosition: index.head,
+      bytes,
+      undo,
+      written: deferred<void>(),
+      durable: deferred<void>(),
+      events: appended,
+    };
+    // A rejection nobody awaits must not crash the process; callers see it through their own await.
+    batch.written.promise.catch(() => undefined);
+    batch.durable.promise.catch(() => undefined);
+    if (idempotencyKey !== undefined) {
+      index.idempotency.set(idempotencyKey, { events: appended, durable: batch.durable.promise });
+      undo.push(() => index.idempotency.delete(idempotencyKey));
+    }
+    undo.push(() => {
+      index.head = firstPosition - 1;
+    });
+    this.#host.writer.enqueue(batch);
+    return batch;
+  }
+}
