@@ -12,7 +12,7 @@ import { type HybridLogicalClock, UuidV7Generator } from './ids.js';
 import type { LogIndex } from './log-index.js';
 import type { PayloadCodec } from './payload-codec.js';
 import { isReservedKind } from './rules.js';
-import { deferred, type PendingBatch } from './structures.js';
+import { FrameArena, LazyDeferred, type PendingBatch } from './structures.js';
 import type { AppendedEvent, AppendInput, AppendOptions, AppendReceipt, Gate } from './types.js';
 import type { SegmentWriter } from './writer.js';
 
@@ -34,6 +34,8 @@ export type AcceptedBatch = PendingBatch & { readonly events: AppendedEvent[] };
 export class AppendPipeline {
   readonly #host: PipelineHost;
   readonly #ids = new UuidV7Generator();
+  readonly #arena = new FrameArena();
+  readonly #allocate = (size: number) => this.#arena.take(size);
   /** What the append checks read of the log (made once: appends are the hot path). */
   readonly #view: AcceptView;
 
@@ -58,17 +60,23 @@ export class AppendPipeline {
     if (idempotencyKey !== undefined) {
       const earlier = index.idempotency.get(idempotencyKey);
       if (earlier !== undefined) {
-        return { events: earlier.events, position: earlier.events.at(-1)?.position ?? 0, duplicate: true, durable: earlier.durable };
+        return {
+          events: earlier.events,
+          position: earlier.events.at(-1)?.position ?? 0,
+          duplicate: true,
+          durable: this.#host.writer.durability.whenDurable(earlier.serial),
+        };
       }
     }
     const events = checkEvents(inputs, reserved, this.#view);
     checkPreconditions(inputs, events, options, this.#view);
 
-    // Everything below changes state; each change records how to undo it if the write fails.
+    // Everything below changes state; `undo` reverts all of it if the write fails.
     const codec = this.#host.codec();
-    const undo: Array<() => void> = [];
     const frames: Uint8Array[] = [];
     const appended: AppendedEvent[] = [];
+    const previousHashes: Uint8Array[] = [];
+    let createdEntities: string[] | undefined;
     const firstPosition = index.head + 1;
     let bytes = 0;
     for (let batchIndex = 0; batchIndex < events.length; batchIndex++) {
@@ -82,7 +90,7 @@ export class AppendPipeline {
         hlc.observe(time);
       }
       const { state: entityState, created } = index.entity(entity);
-      if (created) undo.push(() => index.entities.delete(entity));
+      if (created) (createdEntities ??= []).push(entity);
       const previousHash = entityState.lastHash;
       const sealed = codec.seal({ id, entity, scope, kind: input.kind, payload: input.payload, reserved: isReservedKind(input.kind) });
       const hash = hashers.blake3(previousHash, sealed.stored);
@@ -104,46 +112,45 @@ export class AppendPipeline {
         idempotencyKey: batchIndex === 0 ? (idempotencyKey ?? label) : undefined,
         encryption: sealed.encryption,
       };
-      const frame = encodeFrame(header, sealed.stored, hashers.crc32c);
+      const frame = encodeFrame(header, sealed.stored, hashers.crc32c, this.#allocate);
       frames.push(frame);
       bytes += frame.length;
       entityState.sequence = sequence;
       entityState.lastHash = hash;
       entityState.positions.push(position);
-      index.byId.set(id, position);
-      index.unwritten.set(position, frame);
+      index.byId.add(position, id);
       for (const parent of parents) index.addChild(parent, id);
-      undo.push(() => {
-        entityState.sequence = sequence - 1;
-        entityState.lastHash = previousHash;
-        entityState.positions.pop();
-        index.byId.delete(id);
-        index.unwritten.delete(position);
-        for (const parent of parents) index.children.get(parent)?.pop();
-      });
+      previousHashes.push(previousHash);
       appended.push({ id, entity, position, sequence });
     }
+    const undo = () => {
+      for (let at = appended.length - 1; at >= 0; at--) {
+        const event = appended[at] as AppendedEvent;
+        const state = index.entities.get(event.entity);
+        if (state !== undefined) {
+          state.sequence = event.sequence - 1;
+          state.lastHash = previousHashes[at] as Uint8Array;
+          state.positions.pop();
+        }
+        index.byId.remove(event.position);
+        for (const parent of (events[at] as (typeof events)[number]).parents) index.children.get(parent)?.pop();
+      }
+      for (const entity of createdEntities ?? []) index.entities.delete(entity);
+      if (idempotencyKey !== undefined) index.idempotency.delete(idempotencyKey);
+      index.head = firstPosition - 1;
+    };
     const batch: AcceptedBatch = {
       frames,
       firstPosition,
       lastPosition: index.head,
       bytes,
       undo,
-      written: deferred<void>(),
-      durable: deferred<void>(),
+      written: new LazyDeferred(),
+      serial: 0,
       events: appended,
     };
-    // A rejection nobody awaits must not crash the process; callers see it through their own await.
-    batch.written.promise.catch(() => undefined);
-    batch.durable.promise.catch(() => undefined);
-    if (idempotencyKey !== undefined) {
-      index.idempotency.set(idempotencyKey, { events: appended, durable: batch.durable.promise });
-      undo.push(() => index.idempotency.delete(idempotencyKey));
-    }
-    undo.push(() => {
-      index.head = firstPosition - 1;
-    });
     this.#host.writer.enqueue(batch);
+    if (idempotencyKey !== undefined) index.idempotency.set(idempotencyKey, { events: appended, serial: batch.serial });
     return batch;
   }
 }

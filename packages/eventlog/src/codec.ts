@@ -133,15 +133,21 @@ function headerLength(entity: Uint8Array, scope: Uint8Array, header: FrameHeader
 
 /**
  * Encodes one frame: `[u32 length][u32 crc32c][header][payload]`, where length
- * and CRC cover header and payload.
+ * and CRC cover header and payload; into a zero-filled view from `allocate`
+ * when given.
  */
-export function encodeFrame(header: FrameHeader, payload: Uint8Array, crc32c: (data: Uint8Array) => number): Uint8Array {
+export function encodeFrame(
+  header: FrameHeader,
+  payload: Uint8Array,
+  crc32c: (data: Uint8Array) => number,
+  allocate: (size: number) => Uint8Array = (size) => new Uint8Array(size),
+): Uint8Array {
   const entity = encodeName(header.entity);
   const scope = encodeName(header.scope);
   const idempotency = header.idempotencyKey === undefined ? undefined : encoder.encode(header.idempotencyKey);
   const length = headerLength(entity, scope, header, idempotency);
-  const frame = new Uint8Array(framePrefixSize + length + payload.length);
-  const view = new DataView(frame.buffer);
+  const frame = allocate(framePrefixSize + length + payload.length);
+  const view = new DataView(frame.buffer, frame.byteOffset, frame.length);
   let at = framePrefixSize;
   const flags =
     (header.encryption === undefined ? 0 : flagEncrypted) |
@@ -153,8 +159,8 @@ export function encodeFrame(header: FrameHeader, payload: Uint8Array, crc32c: (d
   view.setUint16(at + 2, header.kind, true);
   writeUuid(header.id, frame, at + 4);
   view.setBigUint64(at + 20, header.time, true);
-  view.setBigUint64(at + 28, BigInt(header.position), true);
-  view.setBigUint64(at + 36, BigInt(header.sequence), true);
+  setUint64(view, at + 28, header.position);
+  setUint64(view, at + 36, header.sequence);
   view.setUint16(at + 44, header.batchIndex, true);
   view.setUint16(at + 46, header.batchCount, true);
   view.setUint32(at + 48, payload.length, true);
@@ -186,6 +192,12 @@ export function encodeFrame(header: FrameHeader, payload: Uint8Array, crc32c: (d
   view.setUint32(0, length + payload.length, true);
   view.setUint32(4, crc32c(frame.subarray(framePrefixSize)), true);
   return frame;
+}
+
+/** Writes a safe integer as a little-endian u64 (without making a bigint). */
+function setUint64(view: DataView, at: number, value: number): void {
+  view.setUint32(at, value >>> 0, true);
+  view.setUint32(at + 4, Math.floor(value / 0x1_0000_0000), true);
 }
 
 function writeBytes16(frame: Uint8Array, view: DataView, at: number, bytes: Uint8Array): number {

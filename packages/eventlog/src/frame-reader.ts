@@ -17,8 +17,8 @@ const scanChunkBytes = 4 * 1024 * 1024;
 export interface ReaderView {
   readonly segments: readonly Segment[];
   readonly locations: LocationIndex;
-  /** Frames accepted but not written yet, by position. */
-  readonly unwritten: ReadonlyMap<number, Uint8Array>;
+  /** The frame of a position accepted but not written yet. */
+  queuedFrame(position: number): Uint8Array | undefined;
   readonly hashers: Hashers;
   codec(): PayloadCodec;
 }
@@ -91,7 +91,7 @@ export class FrameReader {
   }
 
   async readAt(position: number): Promise<LogEvent> {
-    const unwritten = this.#view.unwritten.get(position);
+    const unwritten = this.#view.queuedFrame(position);
     if (unwritten !== undefined) {
       const frame = readFrame(unwritten, 0, this.#view.hashers.crc32c);
       if ('problem' in frame) throw new EventLogError(EventLogErrorCode.InvalidFrame, `queued frame ${position}: ${frame.detail}`);

@@ -1,4 +1,5 @@
 import { createBLAKE3, createCRC32, type IHasher } from 'hash-wasm';
+import { crc32cJs, crc32cJsLimit } from './crc32c.js';
 
 /** The two checksums of the format: CRC-32C (Castagnoli) over frames, BLAKE3-256 over payloads. */
 export interface Hashers {
@@ -15,6 +16,7 @@ export function loadHashers(): Promise<Hashers> {
     const blake: IHasher = await createBLAKE3();
     return {
       crc32c(data) {
+        if (data.length < crc32cJsLimit) return crc32cJs(data);
         crc.init();
         crc.update(data);
         const digest = crc.digest('binary');

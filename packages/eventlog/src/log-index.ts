@@ -1,10 +1,10 @@
 /**
  * What an open log knows about its events in memory: where each position
  * lives, event ids, each entity's sequence, last hash and positions, causal
- * children, idempotency receipts, and the frames accepted but not written
- * yet. Rebuilt at open from the segments; kept current by appends.
+ * children and idempotency receipts. Rebuilt at open from the segments; kept current by appends.
  */
 import type { FrameHeader } from './codec.js';
+import { IdIndex } from './id-index.js';
 import type { EventId } from './ids.js';
 import { labelPrefix } from './rules.js';
 import { type EntityState, LocationIndex } from './structures.js';
@@ -15,21 +15,20 @@ export const zeroHash = new Uint8Array(32);
 /** What an idempotent batch answers to a retry. */
 export interface IdempotentReceipt {
   readonly events: AppendedEvent[];
-  readonly durable: Promise<void>;
+  /** The batch's serial (0 for batches found at open, all durable). */
+  readonly serial: number;
 }
 
 export class LogIndex {
   readonly locations = new LocationIndex();
-  readonly byId = new Map<string, number>();
+  readonly byId = new IdIndex();
   readonly entities = new Map<string, EntityState>();
   readonly children = new Map<string, EventId[]>();
-  /** Frames accepted but not written yet, by position. */
-  readonly unwritten = new Map<number, Uint8Array>();
   readonly idempotency = new Map<string, IdempotentReceipt>();
   /** Position of the last accepted event. */
   head = 0;
   /** During recovery: the idempotent batch whose later frames are being read. */
-  #recoveringReceipt: { events: AppendedEvent[]; durable: Promise<void> } | undefined;
+  #recoveringReceipt: { events: AppendedEvent[]; serial: number } | undefined;
 
   sequenceOf(entity: string): number {
     return this.entities.get(entity)?.sequence ?? 0;
@@ -64,7 +63,7 @@ export class LogIndex {
     const position = header.position;
     this.head = position;
     this.locations.set(position, segmentIndex, offset, size);
-    this.byId.set(header.id, position);
+    this.byId.add(position, header.id);
     const { state } = this.entity(header.entity);
     state.sequence = header.sequence;
     state.lastHash = header.hash;
@@ -74,7 +73,7 @@ export class LogIndex {
     if (header.batchIndex === 0) {
       this.#recoveringReceipt = undefined;
       if (header.idempotencyKey !== undefined && !header.idempotencyKey.startsWith(labelPrefix)) {
-        this.#recoveringReceipt = { events: [appended], durable: Promise.resolve() };
+        this.#recoveringReceipt = { events: [appended], serial: 0 };
         this.idempotency.set(header.idempotencyKey, this.#recoveringReceipt);
       }
     } else {

@@ -4,6 +4,7 @@ import { ancestorsOf, descendantsOf } from './causal.js';
 import type { FrameHeader } from './codec.js';
 import { EncryptedCodec, type EncryptionOptions } from './crypto/encrypted-codec.js';
 import { keysetFileName, type ShredTarget } from './crypto/keyset.js';
+import type { DurabilityTracker } from './durability.js';
 import { EventLogError, EventLogErrorCode } from './errors.js';
 import { FrameReader } from './frame-reader.js';
 import { nodeFileSystem } from './fs/node-fs.js';
@@ -17,6 +18,7 @@ import { Projections } from './projections.js';
 import { type RecoveryTarget, recoverSegments, refreshSegments } from './recovery.js';
 import { invalidArgument, segmentPattern } from './rules.js';
 import type {
+  AppendedEvent,
   AppendInput,
   AppendOptions,
   AppendReceipt,
@@ -81,6 +83,28 @@ export async function openEventLog(options: EventLogOptions): Promise<EventLog> 
   );
 }
 
+/** The receipt of a new batch; its durability promise is made only when asked for (most appends never await it). */
+class Receipt implements AppendReceipt {
+  readonly events: AppendedEvent[];
+  readonly position: number;
+  readonly duplicate = false;
+  readonly #serial: number;
+  readonly #durability: DurabilityTracker;
+  #durable: Promise<void> | undefined;
+
+  constructor(batch: AcceptedBatch, durability: DurabilityTracker) {
+    this.events = batch.events;
+    this.position = batch.lastPosition;
+    this.#serial = batch.serial;
+    this.#durability = durability;
+  }
+
+  get durable(): Promise<void> {
+    this.#durable ??= this.#durability.whenDurable(this.#serial);
+    return this.#durable;
+  }
+}
+
 /** An open event log. See {@link openEventLog}. */
 export class EventLog implements AsyncDisposable {
   readonly dir: string;
@@ -118,14 +142,13 @@ export class EventLog implements AsyncDisposable {
       },
       onFrameWritten: (position, segmentIndex, offset, size) => {
         this.#index.locations.set(position, segmentIndex, offset, size);
-        this.#index.unwritten.delete(position);
       },
       wake: () => this.#written.notify(),
     });
     this.#reader = new FrameReader({
       segments: this.#writer.segments,
       locations: this.#index.locations,
-      unwritten: this.#index.unwritten,
+      queuedFrame: (position) => this.#writer.queuedFrame(position),
       hashers,
       codec: () => this.#codec,
     });
@@ -232,7 +255,7 @@ export class EventLog implements AsyncDisposable {
   async appendBatch(inputs: readonly AppendInput[], options: AppendOptions = {}): Promise<AppendReceipt> {
     const batch = this.#accept(inputs, options, false);
     if (!('frames' in batch)) return batch;
-    if (this.sync !== 'none') await batch.written.promise;
+    if (this.sync !== 'none' || this.#writer.backlogged) await batch.written.promise;
     return this.#receipt(batch);
   }
 
@@ -245,7 +268,7 @@ export class EventLog implements AsyncDisposable {
   }
 
   #receipt(batch: AcceptedBatch): AppendReceipt {
-    return { events: batch.events, position: batch.lastPosition, duplicate: false, durable: batch.durable.promise };
+    return new Receipt(batch, this.#writer.durability);
   }
 
   #accept(inputs: readonly AppendInput[], options: AppendOptions, reserved: boolean): AcceptedBatch | AppendReceipt {

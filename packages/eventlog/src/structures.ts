@@ -33,14 +33,89 @@ export function deferred<T>(): Deferred<T> {
   return { promise, resolve, reject };
 }
 
+const unsettled = 0;
+const fulfilled = 1;
+const rejected = 2;
+
+/**
+ * A deferred whose promise is made only when someone asks for it: most
+ * appends never await their write or durability, and two promises per
+ * append were a large share of its cost. A rejection nobody awaits does not
+ * crash the process; whoever asks for the promise sees it.
+ */
+export class LazyDeferred implements Deferred<void> {
+  #state = unsettled;
+  #error: unknown;
+  #promise: Promise<void> | undefined;
+  #resolve: (() => void) | undefined;
+  #reject: ((error: unknown) => void) | undefined;
+
+  get promise(): Promise<void> {
+    if (this.#promise === undefined) {
+      if (this.#state === fulfilled) this.#promise = Promise.resolve();
+      else if (this.#state === rejected) this.#promise = Promise.reject(this.#error);
+      else {
+        this.#promise = new Promise<void>((ok, fail) => {
+          this.#resolve = ok;
+          this.#reject = fail;
+        });
+      }
+      this.#promise.catch(() => undefined);
+    }
+    return this.#promise;
+  }
+
+  resolve(): void {
+    if (this.#state !== unsettled) return;
+    this.#state = fulfilled;
+    this.#resolve?.();
+  }
+
+  reject(error: unknown): void {
+    if (this.#state !== unsettled) return;
+    this.#state = rejected;
+    this.#error = error;
+    this.#reject?.(error);
+  }
+}
+
+/**
+ * Frames are encoded into large shared buffers instead of one allocation
+ * each, and frames that follow each other in a buffer are written with one
+ * call, without copying them together first. A buffer is never reused: it
+ * is dropped when the last view of it is.
+ */
+export class FrameArena {
+  #buffer = new Uint8Array(0);
+  #used = 0;
+  readonly #chunkBytes: number;
+
+  constructor(chunkBytes = 1024 * 1024) {
+    this.#chunkBytes = chunkBytes;
+  }
+
+  /** A fresh, zero-filled view of `size` bytes. */
+  take(size: number): Uint8Array {
+    if (this.#buffer.length - this.#used < size) {
+      this.#buffer = new Uint8Array(Math.max(this.#chunkBytes, size));
+      this.#used = 0;
+    }
+    const view = this.#buffer.subarray(this.#used, this.#used + size);
+    this.#used += size;
+    return view;
+  }
+}
+
 export interface PendingBatch {
   readonly frames: Uint8Array[];
   readonly firstPosition: number;
   readonly lastPosition: number;
   readonly bytes: number;
-  readonly undo: Array<() => void>;
+  /** Undoes everything accepting the batch changed (the writer calls it when the batch cannot be written). */
+  readonly undo: () => void;
   readonly written: Deferred<void>;
-  readonly durable: Deferred<void>;
+  /** Set by the writer when the batch is queued: the batch's place in the durability order. */
+  serial: number;
 }
 
 /** Growable typed arrays: where each position lives, without an object per event. */
@@ -69,14 +144,28 @@ function grow<T extends Uint32Array | Float64Array>(array: T, capacity: number, 
   return grown;
 }
 
-export function concatFrames(batches: readonly PendingBatch[], total: number): Uint8Array {
-  const buffer = new Uint8Array(total);
-  let at = 0;
+/**
+ * The bytes of consecutive batches as few buffers as possible: frames that
+ * follow each other in one arena buffer are one view of it; anything else is
+ * copied together.
+ */
+export function contiguousRuns(batches: readonly PendingBatch[]): Uint8Array[] {
+  const runs: Uint8Array[] = [];
+  let buffer: ArrayBufferLike | undefined;
+  let start = 0;
+  let end = 0;
   for (const batch of batches) {
     for (const frame of batch.frames) {
-      buffer.set(frame, at);
-      at += frame.length;
+      if (buffer === frame.buffer && end === frame.byteOffset) {
+        end += frame.length;
+        continue;
+      }
+      if (buffer !== undefined) runs.push(new Uint8Array(buffer, start, end - start));
+      buffer = frame.buffer;
+      start = frame.byteOffset;
+      end = start + frame.length;
     }
   }
-  return buffer;
+  if (buffer !== undefined) runs.push(new Uint8Array(buffer, start, end - start));
+  return runs;
 }

@@ -8,13 +8,16 @@
  * failed fsync fails the log until it is reopened.
  */
 import { checkpointOffset, encodeCheckpoint, encodeSegmentHeader, segmentHeaderSize } from './codec.js';
+import { DurabilityTracker } from './durability.js';
 import { EventLogError, EventLogErrorCode } from './errors.js';
 import { FileSystemError, joinPath, type LogFileSystem } from './fs/types.js';
 import { ioFailed, segmentName } from './rules.js';
-import { concatFrames, type PendingBatch, type Segment } from './structures.js';
+import { contiguousRuns, type PendingBatch, type Segment } from './structures.js';
 import type { SyncMode } from './types.js';
 
 const noneFlushBytes = 256 * 1024;
+/** Queued bytes past which appends wait for their write (with `none` they otherwise return once accepted). */
+const backlogBytes = 4 * 1024 * 1024;
 
 /** What the writer needs from its log. */
 export interface WriterHost {
@@ -36,12 +39,16 @@ export class SegmentWriter {
   readonly #host: WriterHost;
   #queue: PendingBatch[] = [];
   #queuedBytes = 0;
-  /** Batches written but not yet durable. */
-  #written: PendingBatch[] = [];
+  /** Which batches are durable; receipts ask it. */
+  readonly durability = new DurabilityTracker();
   #writtenHead = 0;
+  /** The serial of the last batch written. */
+  #writtenSerial = 0;
   #durableHead = 0;
   #pumping = false;
   #pumpScheduled = false;
+  /** The scheduled pump waits for the event loop (setImmediate) rather than the end of the current job. */
+  #pumpDeferred = false;
   #failed: EventLogError | undefined;
 
   constructor(host: WriterHost) {
@@ -69,23 +76,53 @@ export class SegmentWriter {
     this.#durableHead = head;
   }
 
+  /** The frame of a position accepted but not written yet, or `undefined`. */
+  queuedFrame(position: number): Uint8Array | undefined {
+    if (position <= this.#writtenHead) return undefined;
+    const queue = this.#queue;
+    let low = 0;
+    let high = queue.length - 1;
+    while (low <= high) {
+      const middle = (low + high) >>> 1;
+      const batch = queue[middle] as PendingBatch;
+      if (position < batch.firstPosition) high = middle - 1;
+      else if (position > batch.lastPosition) low = middle + 1;
+      else return batch.frames[position - batch.firstPosition];
+    }
+    return undefined;
+  }
+
   /** Queues an accepted batch for writing. */
   enqueue(batch: PendingBatch): void {
+    batch.serial = this.durability.next();
     this.#queue.push(batch);
     this.#queuedBytes += batch.bytes;
     this.#schedulePump();
   }
 
+  /**
+   * Whether appends should wait for their write: so much is queued that the
+   * appender must let the writer catch up (an appender that only ever awaits
+   * its receipts never yields to the event loop, where writes complete).
+   */
+  get backlogged(): boolean {
+    return this.#queuedBytes > backlogBytes;
+  }
+
   #schedulePump(): void {
-    if (this.#pumpScheduled || this.#pumping) return;
+    if (this.#pumping) return;
+    // With `none`, let appends accumulate into one write (until the end of this turn of the event loop,
+    // or 256 KiB); the others start at once.
+    const defer = this.#host.sync === 'none' && this.#queuedBytes < noneFlushBytes;
+    if (this.#pumpScheduled && (defer || !this.#pumpDeferred)) return;
     this.#pumpScheduled = true;
-    const queued = this.#queuedBytes;
+    this.#pumpDeferred = defer;
     const run = () => {
       this.#pumpScheduled = false;
+      this.#pumpDeferred = false;
       void this.#pump();
     };
-    // With `none`, let appends accumulate into one write; the others start at once.
-    if (this.#host.sync === 'none' && queued < noneFlushBytes) setImmediate(run);
+    if (defer) setImmediate(run);
     else queueMicrotask(run);
   }
 
@@ -131,11 +168,11 @@ export class SegmentWriter {
     const writePending = async () => {
       if (pending.length === 0) return;
       const segment = this.#activeSegment();
-      const buffer =
-        pending.length === 1 && pending[0]?.frames.length === 1
-          ? (pending[0].frames[0] as Uint8Array)
-          : concatFrames(pending, pendingBytes);
-      await this.#writeAll(segment, buffer);
+      let at = segment.size;
+      for (const run of contiguousRuns(pending)) {
+        await this.#writeAll(segment, run, at);
+        at += run.length;
+      }
       let offset = segment.size;
       const segmentIndex = this.segments.length - 1;
       for (const batch of pending) {
@@ -145,7 +182,7 @@ export class SegmentWriter {
           offset += frame.length;
         }
         this.#writtenHead = batch.lastPosition;
-        this.#written.push(batch);
+        this.#writtenSerial = batch.serial;
         batch.written.resolve();
       }
       segment.size = offset;
@@ -166,11 +203,12 @@ export class SegmentWriter {
     await writePending();
   }
 
-  async #writeAll(segment: Segment, buffer: Uint8Array): Promise<void> {
+  /** Writes `buffer` at `at` (at or past the segment's size); on failure, truncates the segment back to its size. */
+  async #writeAll(segment: Segment, buffer: Uint8Array, at = segment.size): Promise<void> {
     let written = 0;
     try {
       while (written < buffer.length) {
-        const count = await segment.file.write(written === 0 ? buffer : buffer.subarray(written), segment.size + written);
+        const count = await segment.file.write(written === 0 ? buffer : buffer.subarray(written), at + written);
         if (count <= 0) throw new FileSystemError('EIO', 'the filesystem wrote nothing');
         written += count;
       }
@@ -189,9 +227,9 @@ export class SegmentWriter {
     this.#queue = [];
     this.#queuedBytes = 0;
     for (const batch of [...batches].reverse()) {
-      for (const step of [...batch.undo].reverse()) step();
+      batch.undo();
       batch.written.reject(error);
-      batch.durable.reject(error);
+      this.durability.rolledBack(batch.serial, error);
     }
   }
 
@@ -204,35 +242,27 @@ export class SegmentWriter {
     this.#host.wake();
   }
 
-  /** Rejects the durability of everything written but not yet durable. */
+  /** Rejects the durability of everything written but not yet durable, now and later. */
   rejectDurable(error: EventLogError): void {
-    for (const batch of this.#written.splice(0)) batch.durable.reject(error);
+    this.durability.end(error);
   }
 
   async syncActiveSegment(): Promise<void> {
     const segment = this.#activeSegment();
     const writtenHead = this.#writtenHead;
+    const writtenSerial = this.#writtenSerial;
     const size = segment.size;
     if (segment.durableSize === size && this.#durableHead >= writtenHead) return;
     await segment.file.sync();
     segment.durableSize = size;
-    this.#markDurable(writtenHead);
+    this.#markDurable(writtenHead, writtenSerial);
     // The checkpoint names a length that is already durable; it reaches the disk with a later fsync.
     await segment.file.write(encodeCheckpoint(size), checkpointOffset).catch(() => undefined);
   }
 
-  #markDurable(position: number): void {
-    if (position <= this.#durableHead) return;
-    this.#durableHead = position;
-    this.#resolveDurable();
-  }
-
-  #resolveDurable(): void {
-    // Batches written so far are durable up to durableHead.
-    for (const batch of this.#written) {
-      if (batch.lastPosition <= this.#durableHead) batch.durable.resolve();
-    }
-    this.#written = this.#written.filter((batch) => batch.lastPosition > this.#durableHead);
+  #markDurable(position: number, serial: number): void {
+    this.durability.markDurable(serial);
+    if (position > this.#durableHead) this.#durableHead = position;
   }
 
   #activeSegment(): Segment {
@@ -247,7 +277,7 @@ export class SegmentWriter {
     // Only the last segment may ever have a torn tail, so a segment is made durable before the next begins.
     await previous.file.sync();
     previous.durableSize = previous.size;
-    this.#markDurable(this.#writtenHead);
+    this.#markDurable(this.#writtenHead, this.#writtenSerial);
     await previous.file.write(encodeCheckpoint(previous.size), checkpointOffset);
     await previous.file.sync();
     await this.createSegment(firstPosition);

@@ -15,9 +15,17 @@ import {
   loadHashers,
   readFrame,
 } from '@weft/eventlog';
+import { createCRC32 } from 'hash-wasm';
 import { describe, expect } from 'vitest';
 
 const { crc32c } = await loadHashers();
+const wasmCrc = await createCRC32(0x82f63b78);
+/** The WASM hasher alone, as the reference for the JavaScript path. */
+function crc32cWasm(data: Uint8Array): number {
+  wasmCrc.init();
+  wasmCrc.update(data);
+  return Number.parseInt(wasmCrc.digest('hex'), 16);
+}
 
 const uuid = fc.uuid({ version: 7 }).map((id) => id.toLowerCase() as EventId);
 // biome-ignore lint/suspicious/noControlCharactersInRegex: names with control characters are what the log refuses
@@ -126,4 +134,22 @@ describe('frame and header decoders under byte mutations', () => {
     const result = readFrame(bytes, 0, crc32c);
     expect('problem' in result).toBe(true);
   });
+});
+
+describe('CRC-32C: the JavaScript path for short frames and the WASM path for long ones', () => {
+  test('the check value of the standard: "123456789" gives 0xe3069283 on both paths', () => {
+    const check = new TextEncoder().encode('123456789');
+    expect(crc32c(check)).toBe(0xe3069283);
+    expect(crc32c(new Uint8Array(2048).fill(0x31).subarray(0, 2000))).toBe(crc32cWasm(new Uint8Array(2000).fill(0x31)));
+  });
+
+  test.prop([fc.uint8Array({ minLength: 0, maxLength: 2200 }), fc.nat({ max: 15 })], { numRuns: runs, seed })(
+    'every length and alignment gives the same CRC as the WASM hasher',
+    (bytes, shift) => {
+      const shifted = new Uint8Array(bytes.length + shift);
+      shifted.set(bytes, shift);
+      const view = shifted.subarray(shift);
+      expect(crc32c(view)).toBe(crc32cWasm(bytes));
+    },
+  );
 });

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -237,6 +237,43 @@ describe('durability', () => {
     expect(payloads).toEqual(['kept', 'after']);
     expect((await log.verify()).ok).toBe(true);
     await log.close();
+  });
+
+  it("with sync 'none', a receipt whose write failed rejects its durability, even after a later batch took its position", async () => {
+    const fs = new SimulatedFileSystem();
+    const log = await openEventLog({ dir: '/log', fs, sync: 'none' });
+    await log.append({ entity: 'a', kind, payload: bytes('kept') });
+    await log.flush();
+    fs.failAt(fs.operations, 'EIO'); // the next write
+    const lost = await log.append({ entity: 'a', kind, payload: bytes('lost') });
+    expect(lost.position).toBe(2);
+    await log.flush().catch(() => undefined); // the write fails; the batch is rolled back
+    const after = await log.append({ entity: 'a', kind, payload: bytes('after') });
+    expect(after.position).toBe(2);
+    await log.flush();
+    await expect(after.durable).resolves.toBeUndefined();
+    const outcome = await lost.durable.catch((caught: unknown) => caught);
+    expect(EventLogError.is(outcome, 'IoFailed'), String(outcome)).toBe(true);
+    expect(text((await log.at(2))?.payload ?? bytes(''))).toBe('after');
+    await log.close();
+  });
+
+  it("with sync 'none', an appender that never yields to the event loop still gets its events written: memory stays bounded", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'weft-backlog-'));
+    try {
+      const log = await openEventLog({ dir, sync: 'none' });
+      const payload = new Uint8Array(1024);
+      const count = 24 * 1024; // 24 MiB of payloads
+      for (let index = 0; index < count; index++) await log.append({ entity: 'e', kind, payload });
+      // Still inside the loop's turn: everything but a bounded backlog (4 MiB) reached the file already.
+      const onDisk = readdirSync(dir)
+        .filter((name) => name.startsWith('seg-'))
+        .reduce((sum, name) => sum + statSync(join(dir, name)).size, 0);
+      expect(onDisk).toBeGreaterThan(count * 1024 - 6 * 1024 * 1024);
+      await log.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('short writes are completed, and a failed fsync fails the log closed until it is reopened', async () => {
