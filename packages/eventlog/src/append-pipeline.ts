@@ -76,7 +76,7 @@ export class AppendPipeline {
     const frames: Uint8Array[] = [];
     const appended: AppendedEvent[] = [];
     const previousHashes: Uint8Array[] = [];
-    let createdEntities: string[] | undefined;
+    const createdEntities: string[] = [];
     const firstPosition = index.head + 1;
     let bytes = 0;
     for (let batchIndex = 0; batchIndex < events.length; batchIndex++) {
@@ -90,7 +90,7 @@ export class AppendPipeline {
         hlc.observe(time);
       }
       const { state: entityState, created } = index.entity(entity);
-      if (created) (createdEntities ??= []).push(entity);
+      if (created) createdEntities.push(entity);
       const previousHash = entityState.lastHash;
       const sealed = codec.seal({ id, entity, scope, kind: input.kind, payload: input.payload, reserved: isReservedKind(input.kind) });
       const hash = hashers.blake3(previousHash, sealed.stored);
@@ -135,7 +135,7 @@ export class AppendPipeline {
         index.byId.remove(event.position);
         for (const parent of (events[at] as (typeof events)[number]).parents) index.children.get(parent)?.pop();
       }
-      for (const entity of createdEntities ?? []) index.entities.delete(entity);
+      for (const entity of createdEntities) index.entities.delete(entity);
       if (idempotencyKey !== undefined) index.idempotency.delete(idempotencyKey);
       index.head = firstPosition - 1;
     };

@@ -210,13 +210,15 @@ function writeBytes16(frame: Uint8Array, view: DataView, at: number, bytes: Uint
 export type FrameProblem = 'truncated' | 'damaged';
 
 /**
- * Decodes the frame at `offset` of `bytes`. Returns `{ problem }` instead of
- * throwing for the two outcomes recovery must tell apart.
+ * Decodes the frame at `offset` of `bytes` (the payload as in
+ * {@link decodeFrameBody}). Returns `{ problem }` instead of throwing for the
+ * two outcomes recovery must tell apart.
  */
 export function readFrame(
   bytes: Uint8Array,
   offset: number,
   crc32c: (data: Uint8Array) => number,
+  payloadAs: 'copy' | 'view' = 'copy',
 ): DecodedFrame | { problem: FrameProblem; detail: string } {
   if (bytes.length - offset < framePrefixSize) return { problem: 'truncated', detail: 'the frame prefix is cut off' };
   const view = new DataView(bytes.buffer, bytes.byteOffset + offset, bytes.length - offset);
@@ -227,7 +229,7 @@ export function readFrame(
   const body = bytes.subarray(offset + framePrefixSize, offset + framePrefixSize + length);
   if (crc32c(body) !== view.getUint32(4, true)) return { problem: 'damaged', detail: 'CRC mismatch' };
   try {
-    const { header, payload } = decodeFrameBody(body);
+    const { header, payload } = decodeFrameBody(body, payloadAs);
     return { header, payload, size: framePrefixSize + length };
   } catch (error) {
     return { problem: 'damaged', detail: error instanceof Error ? error.message : String(error) };
@@ -235,11 +237,13 @@ export function readFrame(
 }
 
 /**
- * Decodes a frame body (header and payload, as covered by the CRC).
+ * Decodes a frame body (header and payload, as covered by the CRC). The
+ * payload is a copy, or with `'view'` a view of `body` (for a reader that
+ * drops it before `body`, such as indexing at open).
  *
  * @throws {EventLogError} `InvalidFrame` for any malformed field
  */
-export function decodeFrameBody(body: Uint8Array): { header: FrameHeader; payload: Uint8Array } {
+export function decodeFrameBody(body: Uint8Array, payloadAs: 'copy' | 'view' = 'copy'): { header: FrameHeader; payload: Uint8Array } {
   const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
   const need = (at: number, count: number, what: string) => {
     if (at + count > body.length) throw invalid(`${what} runs past the end of the frame`, at);
@@ -319,7 +323,7 @@ export function decodeFrameBody(body: Uint8Array): { header: FrameHeader; payloa
       idempotencyKey,
       encryption,
     },
-    payload: body.slice(at),
+    payload: payloadAs === 'copy' ? body.slice(at) : body.subarray(at),
   };
 }
 

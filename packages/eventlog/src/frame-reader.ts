@@ -3,7 +3,7 @@
  * frame still queued, from memory), checked by their CRC, and turned into
  * events with their payload opened by the log's codec.
  */
-import { type DecodedFrame, readFrame, segmentHeaderSize } from './codec.js';
+import { type DecodedFrame, framePrefixSize, readFrame, segmentHeaderSize } from './codec.js';
 import { EventLogError, EventLogErrorCode } from './errors.js';
 import type { Hashers } from './hash.js';
 import type { PayloadCodec } from './payload-codec.js';
@@ -12,6 +12,7 @@ import type { LocationIndex, Segment } from './structures.js';
 import type { LogEvent } from './types.js';
 
 const scanChunkBytes = 4 * 1024 * 1024;
+const framesPerStep = 64;
 
 /** What the reader sees of its log. */
 export interface ReaderView {
@@ -23,6 +24,21 @@ export interface ReaderView {
   codec(): PayloadCodec;
 }
 
+/** Where the last frame that lies whole in `chunk` ends, walking the length prefixes only (0 when the first is cut off). */
+function wholeFramesEnd(chunk: Uint8Array): number {
+  const view = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  let at = 0;
+  while (at + framePrefixSize <= chunk.length) {
+    const end = at + framePrefixSize + view.getUint32(at, true);
+    if (end > chunk.length) break;
+    at = end;
+  }
+  return at;
+}
+
+/** A frame read from a segment, or why the bytes at an offset are not one. */
+export type FrameItem = { offset: number; frame: DecodedFrame } | { offset: number; problem: string };
+
 export class FrameReader {
   readonly #view: ReaderView;
 
@@ -30,35 +46,65 @@ export class FrameReader {
     this.#view = view;
   }
 
-  /** The frames from one position to another (both included), in order. */
-  async *scan(fromPosition: number, toPosition: number): AsyncGenerator<DecodedFrame> {
+  /**
+   * The frames from one position to another (both included), in order, in
+   * arrays: each chunk read from a segment is decoded at once.
+   */
+  async *scan(fromPosition: number, toPosition: number): AsyncGenerator<DecodedFrame[]> {
     if (fromPosition > toPosition) return;
     const first = this.#view.locations.segment[fromPosition - 1] as number;
     for (let segmentIndex = first; segmentIndex < this.#view.segments.length; segmentIndex++) {
       const segment = this.#view.segments[segmentIndex] as Segment;
       const start = segmentIndex === first ? (this.#view.locations.offset[fromPosition - 1] as number) : segmentHeaderSize;
-      for await (const item of this.frames(segment, start)) {
-        if ('problem' in item) throw this.damaged(segment, item.offset, item.problem);
-        if (item.frame.header.position > toPosition) return;
-        if (item.frame.header.position >= fromPosition) yield item.frame;
+      for await (const items of this.frames(segment, start)) {
+        const frames: DecodedFrame[] = [];
+        let done = false;
+        for (const item of items) {
+          if ('problem' in item) throw this.damaged(segment, item.offset, item.problem);
+          const position = item.frame.header.position;
+          if (position > toPosition) {
+            done = true;
+            break;
+          }
+          if (position >= fromPosition) frames.push(item.frame);
+        }
+        if (frames.length > 0) yield frames;
+        if (done) return;
       }
     }
   }
 
-  /** The frames of a segment from an offset, read in large chunks; stops at the first problem. */
-  async *frames(
-    segment: Segment,
-    start: number,
-  ): AsyncGenerator<{ offset: number; frame: DecodedFrame } | { offset: number; problem: string }> {
+  /**
+   * The frames of a segment from an offset, read in large chunks and each
+   * chunk decoded at once; an item with a problem ends the last array.
+   */
+  async *frames(segment: Segment, start: number): AsyncGenerator<FrameItem[]> {
     let offset = start;
+    let ahead: { offset: number; bytes: Promise<Uint8Array> } | undefined;
     while (offset < segment.size) {
-      const chunk = await segment.file.read(offset, Math.min(scanChunkBytes, segment.size - offset));
+      const chunk = await (ahead?.offset === offset
+        ? ahead.bytes
+        : segment.file.read(offset, Math.min(scanChunkBytes, segment.size - offset)));
+      ahead = undefined;
+      // Read ahead: the next chunk starts after the last whole frame of this one; it is read while this one is decoded.
+      const next = offset + wholeFramesEnd(chunk);
+      if (next > offset && next < segment.size) {
+        const bytes = segment.file.read(next, Math.min(scanChunkBytes, segment.size - next));
+        bytes.catch(() => undefined); // used only if decoding gets there; a failure then is seen by that await
+        ahead = { offset: next, bytes };
+      }
+      let items: FrameItem[] = [];
       let at = 0;
       while (at < chunk.length) {
         const frame = readFrame(chunk, at, this.#view.hashers.crc32c);
         if (!('problem' in frame)) {
-          yield { offset: offset + at, frame };
+          items.push({ offset: offset + at, frame });
           at += frame.size;
+          // Small arrays: a whole chunk's events alive at once would outlive the young generation.
+          if (items.length === framesPerStep) {
+            yield items;
+            items = [];
+          }
           continue;
         }
         if (frame.problem === 'truncated' && at > 0) break; // read on from this frame
@@ -68,18 +114,21 @@ export class FrameReader {
           if (offset + at + 8 + length <= segment.size) {
             const whole = readFrame(await segment.file.read(offset + at, length + 8), 0, this.#view.hashers.crc32c);
             if (!('problem' in whole)) {
-              yield { offset: offset + at, frame: whole };
+              items.push({ offset: offset + at, frame: whole });
               at += whole.size;
               break;
             }
-            yield { offset: offset + at, problem: whole.detail };
+            items.push({ offset: offset + at, problem: whole.detail });
+            yield items;
             return;
           }
         }
-        yield { offset: offset + at, problem: frame.detail };
+        items.push({ offset: offset + at, problem: frame.detail });
+        yield items;
         return;
       }
       offset += at;
+      yield items;
     }
   }
 

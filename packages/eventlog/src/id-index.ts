@@ -33,7 +33,8 @@ export class IdIndex {
       grown.set(this.#ids);
       this.#ids = grown;
     }
-    this.#ids.set(id.subarray(offset, offset + 16), at);
+    const ids = this.#ids;
+    for (let index = 0; index < 16; index++) ids[at + index] = id[offset + index] as number;
     if ((this.#used + 1) * 2 > this.#table.length) this.#rehash(this.#table.length * 2);
     this.#insert(position);
     this.#used++;

@@ -3,10 +3,26 @@ import { RandomPool } from './random.js';
 /** A 16-byte event id (UUIDv7) as lowercase hex with dashes. */
 export type EventId = string & { readonly __eventId: true };
 
-/** Formats 16 bytes as a UUID string. */
+/** The two ASCII hex digits of each byte value. */
+const hexDigits = new Uint8Array(512);
+for (let value = 0; value < 256; value++) {
+  const text = value.toString(16).padStart(2, '0');
+  hexDigits[2 * value] = text.charCodeAt(0);
+  hexDigits[2 * value + 1] = text.charCodeAt(1);
+}
+const uuidText = new Uint8Array(36);
+const asciiDecoder = new TextDecoder();
+
+/** Formats 16 bytes as a UUID string (ASCII digits written into one buffer, decoded once: no per-byte strings). */
 export function formatUuid(bytes: Uint8Array, offset = 0): EventId {
-  const text = Buffer.from(bytes.buffer, bytes.byteOffset + offset, 16).toString('hex');
-  return `${text.slice(0, 8)}-${text.slice(8, 12)}-${text.slice(12, 16)}-${text.slice(16, 20)}-${text.slice(20)}` as EventId;
+  let at = 0;
+  for (let index = 0; index < 16; index++) {
+    if (index === 4 || index === 6 || index === 8 || index === 10) uuidText[at++] = 0x2d;
+    const digits = (bytes[offset + index] as number) * 2;
+    uuidText[at++] = hexDigits[digits] as number;
+    uuidText[at++] = hexDigits[digits + 1] as number;
+  }
+  return asciiDecoder.decode(uuidText) as EventId;
 }
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;

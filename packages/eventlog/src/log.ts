@@ -325,7 +325,9 @@ export class EventLog implements AsyncDisposable {
     this.#assertOpen();
     await this.#writer.drain();
     const end = this.#writer.writtenHead;
-    for await (const frame of this.#reader.scan(Math.max(1, fromPosition), end)) yield this.#reader.toEvent(frame);
+    for await (const frames of this.#reader.scan(Math.max(1, fromPosition), end)) {
+      for (const frame of frames) yield this.#reader.toEvent(frame);
+    }
   }
 
   /**
@@ -342,11 +344,13 @@ export class EventLog implements AsyncDisposable {
     while (!signal?.aborted && !this.#closed) {
       const end = this.#writer.writtenHead;
       if (next <= end) {
-        for await (const frame of this.#reader.scan(next, end)) {
-          const event = this.#reader.toEvent(frame);
-          next = event.position + 1;
-          if (matches(event)) yield { type: 'event', event };
-          if (signal?.aborted || this.#closed) return;
+        for await (const frames of this.#reader.scan(next, end)) {
+          for (const frame of frames) {
+            const event = this.#reader.toEvent(frame);
+            next = event.position + 1;
+            if (matches(event)) yield { type: 'event', event };
+            if (signal?.aborted || this.#closed) return;
+          }
         }
         next = end + 1;
       }

@@ -11,6 +11,8 @@ import { joinPath, type LogFile, type LogFileSystem } from './fs/types.js';
 import { segmentPattern } from './rules.js';
 import type { SegmentWriter } from './writer.js';
 
+const recoveryChunkBytes = 4 * 1024 * 1024;
+
 /** The log being recovered: where its files are, and how it indexes a frame. */
 export interface RecoveryTarget {
   readonly fs: LogFileSystem;
@@ -46,10 +48,9 @@ export async function recoverSegments(target: RecoveryTarget): Promise<void> {
       await fs.syncDir(dir);
       continue;
     }
-    const bytes = await file.read(0, size);
     let header: { firstPosition: number; checkpoint: number };
     try {
-      header = decodeSegmentHeader(bytes);
+      header = decodeSegmentHeader(await file.read(0, segmentHeaderSize));
     } catch (error) {
       throw corrupt(0, error instanceof Error ? error.message : String(error));
     }
@@ -57,7 +58,7 @@ export async function recoverSegments(target: RecoveryTarget): Promise<void> {
       throw corrupt(16, `first position ${header.firstPosition} does not follow position ${target.head()}`);
     }
     const segmentIndex = writer.segments.length;
-    const { validEnd, problem, problemOffset } = indexFrames(target, bytes, segmentHeaderSize, segmentIndex);
+    const { validEnd, problem, problemOffset } = await indexSegment(target, file, size, segmentIndex);
     if (problem !== undefined) {
       if (!last) throw corrupt(problemOffset, problem);
       if (validEnd < header.checkpoint)
@@ -76,22 +77,57 @@ export async function recoverSegments(target: RecoveryTarget): Promise<void> {
 }
 
 /**
- * Indexes the complete batches of frames in `bytes` from `offset`; stops at
- * the first frame that is bad, out of order, or part of an incomplete batch.
+ * Indexes a segment's frames, read in chunks (a whole segment read at once
+ * was slower to read and to checksum than the same bytes in chunks); a
+ * batch cut off by a chunk's end is read again with the next chunk.
+ */
+async function indexSegment(
+  target: RecoveryTarget,
+  file: LogFile,
+  size: number,
+  segmentIndex: number,
+): Promise<{ validEnd: number; problem: string | undefined; problemOffset: number }> {
+  let offset = segmentHeaderSize;
+  let chunkBytes = recoveryChunkBytes;
+  while (offset < size) {
+    const chunk = await file.read(offset, Math.min(chunkBytes, size - offset));
+    const atEnd = offset + chunk.length >= size;
+    const result = indexFrames(target, chunk, 0, segmentIndex, offset);
+    if (atEnd || !result.cutOff) {
+      return { validEnd: offset + result.validEnd, problem: result.problem, problemOffset: offset + result.problemOffset };
+    }
+    if (result.validEnd === 0)
+      chunkBytes *= 2; // one batch larger than a chunk: read it whole
+    else {
+      offset += result.validEnd;
+      chunkBytes = recoveryChunkBytes;
+    }
+  }
+  return { validEnd: offset, problem: undefined, problemOffset: offset };
+}
+
+/**
+ * Indexes the complete batches of frames in `bytes` from `offset` (`bytes[0]`
+ * is at `base` in the segment); stops at the first frame that is bad, out of
+ * order, or part of an incomplete batch. `cutOff` tells that the stop was
+ * the end of `bytes` (a frame or batch that continues past it).
  */
 export function indexFrames(
   target: RecoveryTarget,
   bytes: Uint8Array,
   offset: number,
   segmentIndex: number,
-): { validEnd: number; problem: string | undefined; problemOffset: number } {
+  base = 0,
+): { validEnd: number; problem: string | undefined; problemOffset: number; cutOff: boolean } {
   let batchFrames: Array<{ header: FrameHeader; offset: number; size: number }> = [];
   let validEnd = offset;
   let problem: string | undefined;
+  let cutOff = false;
   while (offset < bytes.length) {
-    const frame = readFrame(bytes, offset, target.crc32c);
+    const frame = readFrame(bytes, offset, target.crc32c, 'view');
     if ('problem' in frame) {
       problem = frame.detail;
+      cutOff = frame.problem === 'truncated';
       break;
     }
     const frameHeader = frame.header;
@@ -110,13 +146,16 @@ export function indexFrames(
     batchFrames.push({ header: frameHeader, offset, size: frame.size });
     offset += frame.size;
     if (batchFrames.length === frameHeader.batchCount) {
-      for (const item of batchFrames) target.index(item.header, segmentIndex, item.offset, item.size);
+      for (const item of batchFrames) target.index(item.header, segmentIndex, base + item.offset, item.size);
       batchFrames = [];
       validEnd = offset;
     }
   }
-  if (batchFrames.length > 0 && problem === undefined) problem = 'the last batch is incomplete';
-  return { validEnd, problem, problemOffset: problem === undefined ? validEnd : offset };
+  if (batchFrames.length > 0 && problem === undefined) {
+    problem = 'the last batch is incomplete';
+    cutOff = true;
+  }
+  return { validEnd, problem, problemOffset: problem === undefined ? validEnd : offset, cutOff };
 }
 
 /**

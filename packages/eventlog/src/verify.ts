@@ -23,21 +23,23 @@ export async function verifySegments(
   let expectedPosition = 1;
   const chains = new Map<string, { hash: Uint8Array; sequence: number }>();
   for (const segment of segments) {
-    for await (const item of reader.frames(segment, segmentHeaderSize)) {
-      const where = { segment: segment.name, offset: item.offset };
-      if ('problem' in item) return { ok: false, events, ...where, position: undefined, problem: item.problem };
-      const { header, payload, size } = item.frame;
-      const fail = (problem: string): VerifyResult => ({ ok: false, events, ...where, position: header.position, problem });
-      if (header.position !== expectedPosition) return fail(`position ${header.position}, expected ${expectedPosition}`);
-      const chain = chains.get(header.entity) ?? { hash: zeroHash, sequence: 0 };
-      if (header.sequence !== chain.sequence + 1) return fail(`sequence ${header.sequence}, expected ${chain.sequence + 1}`);
-      const hash = hashers.blake3(chain.hash, payload);
-      if (!equalBytes(hash, header.hash)) return fail(`hash chain broken for entity '${header.entity}'`);
-      chains.set(header.entity, { hash, sequence: header.sequence });
-      expectedPosition++;
-      events++;
-      done += size;
-      if (events % 1024 === 0) onProgress?.(done, total);
+    for await (const items of reader.frames(segment, segmentHeaderSize)) {
+      for (const item of items) {
+        const where = { segment: segment.name, offset: item.offset };
+        if ('problem' in item) return { ok: false, events, ...where, position: undefined, problem: item.problem };
+        const { header, payload, size } = item.frame;
+        const fail = (problem: string): VerifyResult => ({ ok: false, events, ...where, position: header.position, problem });
+        if (header.position !== expectedPosition) return fail(`position ${header.position}, expected ${expectedPosition}`);
+        const chain = chains.get(header.entity) ?? { hash: zeroHash, sequence: 0 };
+        if (header.sequence !== chain.sequence + 1) return fail(`sequence ${header.sequence}, expected ${chain.sequence + 1}`);
+        const hash = hashers.blake3(chain.hash, payload);
+        if (!equalBytes(hash, header.hash)) return fail(`hash chain broken for entity '${header.entity}'`);
+        chains.set(header.entity, { hash, sequence: header.sequence });
+        expectedPosition++;
+        events++;
+        done += size;
+        if (events % 1024 === 0) onProgress?.(done, total);
+      }
     }
   }
   onProgress?.(total, total);

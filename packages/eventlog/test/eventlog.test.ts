@@ -345,6 +345,47 @@ describe('recovery', () => {
     expect((error as EventLogError).message).toContain(first);
   });
 
+  it('opens a segment read in chunks: batches across chunk ends and a batch larger than a chunk are indexed whole, and damage past the first chunk is named at its offset', async () => {
+    const fs = new MemoryFileSystem();
+    const log = await openEventLog({ dir: '/log', fs, sync: 'none' });
+    const expected: string[] = [];
+    // Batches of 1 to 7 events of 3 to 70 KiB: about 11 MiB, so frames and batches cross the 4 MiB chunk ends.
+    for (let batch = 0; batch < 50; batch++) {
+      const inputs = Array.from({ length: 1 + (batch % 7) }, (_, index) => {
+        const text = `${batch}.${index}:`.padEnd(3 * 1024 + ((batch * 7919 + index * 104_729) % (67 * 1024)), 'x');
+        expected.push(text);
+        return { entity: `e${batch % 5}`, kind, payload: bytes(text) };
+      });
+      await log.appendBatch(inputs);
+    }
+    // One batch of 5 MiB, larger than a chunk.
+    const large = Array.from({ length: 5 }, (_, index) => `large ${index}`.padEnd(1024 * 1024, 'y'));
+    await log.appendBatch(large.map((text) => ({ entity: 'big', kind, payload: bytes(text) })));
+    expected.push(...large);
+    await log.append({ entity: 'e0', kind, payload: bytes('last') });
+    expected.push('last');
+    await log.close();
+    const reopened = await openEventLog({ dir: '/log', fs });
+    expect(reopened.head).toBe(expected.length);
+    const read: string[] = [];
+    for await (const event of reopened.read()) read.push(text(event.payload));
+    expect(read).toEqual(expected);
+    expect(reopened.sequenceOf('big')).toBe(5);
+    await reopened.close();
+
+    const [segment] = (await fs.readdir('/log')).filter((name) => name.startsWith('seg-'));
+    const path = `/log/${segment}`;
+    const damagedAt = 6 * 1024 * 1024 + 100; // in the second chunk, well inside what was made durable
+    const original = fs.contents(path)[damagedAt] as number;
+    fs.corrupt(path, damagedAt, new Uint8Array([original ^ 0xff]));
+    const error = await openEventLog({ dir: '/log', fs }).catch((caught: unknown) => caught);
+    expect(EventLogError.is(error, 'Corrupt'), String(error)).toBe(true);
+    expect((error as EventLogError).segment).toBe(segment);
+    const offset = (error as EventLogError).offset as number;
+    expect(offset).toBeGreaterThan(4 * 1024 * 1024);
+    expect(offset).toBeLessThanOrEqual(damagedAt);
+  });
+
   it('verify() names the first bad frame', async () => {
     const fs = new MemoryFileSystem();
     const log = await openEventLog({ dir: '/log', fs });
