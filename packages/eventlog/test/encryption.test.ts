@@ -109,6 +109,9 @@ describe('encrypt-on-append', () => {
         return out;
       };
       expect(await dispositions(log)).toEqual([':shredded', 'b1:decrypted', 'a2 after shred:decrypted']);
+      const closed = [];
+      for await (const event of log.read(1, { payloads: false })) closed.push(`${event.payload.length}:${event.disposition}`);
+      expect(closed).toEqual(['0:shredded', '0:sealed', '0:sealed']);
       expect((await log.verify()).ok).toBe(true);
       await log.flush();
       fs.crash(1); // the shred returned, so it survives a crash
@@ -118,6 +121,30 @@ describe('encrypt-on-append', () => {
       await reopened.close();
     });
   }
+
+  it("one entity name in two scopes has two keys: shredding one scope leaves the other's events readable, and later appends get a fresh key", async () => {
+    const log = await openEventLog({ dir: '/log', fs: new MemoryFileSystem(), encryption: { granularity: 'entity' } });
+    for (let round = 0; round < 3; round++) {
+      await log.append({ entity: 'shared-name', scope: 'tenant-1', kind, payload: bytes(`t1-${round}`) });
+      await log.append({ entity: 'shared-name', scope: 'tenant-2', kind, payload: bytes(`t2-${round}`) });
+    }
+    expect(await log.shred({ scope: 'tenant-1' })).toBe(1);
+    await log.append({ entity: 'shared-name', scope: 'tenant-1', kind, payload: bytes('t1-after') });
+    await log.append({ entity: 'shared-name', scope: 'tenant-2', kind, payload: bytes('t2-after') });
+    const read = [];
+    for await (const event of log.read()) read.push(`${event.scope}:${text(event.payload)}:${event.disposition}`);
+    expect(read).toEqual([
+      'tenant-1::shredded',
+      'tenant-2:t2-0:decrypted',
+      'tenant-1::shredded',
+      'tenant-2:t2-1:decrypted',
+      'tenant-1::shredded',
+      'tenant-2:t2-2:decrypted',
+      'tenant-1:t1-after:decrypted',
+      'tenant-2:t2-after:decrypted',
+    ]);
+    await log.close();
+  });
 
   it('subscriptions and cached projections see shredded, never plaintext from a cache', async () => {
     const log = await openEventLog({ dir: '/log', fs: new MemoryFileSystem(), encryption: {} });

@@ -17,7 +17,7 @@ import { writeUuid } from '../ids.js';
 import type { PayloadCodec, SealInput } from '../payload-codec.js';
 import { RandomPool } from '../random.js';
 import type { LogEvent } from '../types.js';
-import { type Granularity, Keyset, keyName, type ShredTarget } from './keyset.js';
+import { type Granularity, type KeyEntry, Keyset, keyName, type ShredTarget } from './keyset.js';
 import { defaultXChaCha, nobleXChaCha, nodeXChaCha, nonceSize, type XChaCha } from './xchacha.js';
 
 /** Nonces come from a pooled CSPRNG buffer: 24 random bytes per seal, each used once. */
@@ -50,22 +50,41 @@ function encodedName(name: string): Uint8Array {
   return bytes;
 }
 
+type AadInput = Pick<SealInput, 'entity' | 'scope' | 'kind' | 'id'>;
+
+/**
+ * Writes AADs into one reused buffer: the cipher copies the AAD when it is
+ * set, so a seal or an open needs no AAD of its own. The view returned is
+ * valid until the next `write`.
+ */
+class AadWriter {
+  #buffer = new Uint8Array(256);
+
+  write(input: AadInput): Uint8Array {
+    const entity = encodedName(input.entity);
+    const scope = encodedName(input.scope);
+    const length = 1 + 2 + entity.length + 2 + scope.length + 2 + 16;
+    if (length > this.#buffer.length) this.#buffer = new Uint8Array(Math.max(length, this.#buffer.length * 2));
+    const aad = this.#buffer;
+    aad[0] = aadVersion;
+    aad[1] = entity.length & 0xff;
+    aad[2] = entity.length >>> 8;
+    aad.set(entity, 3);
+    let at = 3 + entity.length;
+    aad[at] = scope.length & 0xff;
+    aad[at + 1] = scope.length >>> 8;
+    aad.set(scope, at + 2);
+    at += 2 + scope.length;
+    aad[at] = input.kind & 0xff;
+    aad[at + 1] = input.kind >>> 8;
+    writeUuid(input.id, aad, at + 2);
+    return aad.subarray(0, length);
+  }
+}
+
 /** The AAD of a payload: format version, entity, scope, kind and event id. */
-export function payloadAad(input: Pick<SealInput, 'entity' | 'scope' | 'kind' | 'id'>): Uint8Array {
-  const entity = encodedName(input.entity);
-  const scope = encodedName(input.scope);
-  const aad = new Uint8Array(1 + 2 + entity.length + 2 + scope.length + 2 + 16);
-  const view = new DataView(aad.buffer);
-  aad[0] = aadVersion;
-  view.setUint16(1, entity.length, true);
-  aad.set(entity, 3);
-  let at = 3 + entity.length;
-  view.setUint16(at, scope.length, true);
-  aad.set(scope, at + 2);
-  at += 2 + scope.length;
-  view.setUint16(at, input.kind, true);
-  writeUuid(input.id, aad, at + 2);
-  return aad;
+export function payloadAad(input: AadInput): Uint8Array {
+  return new AadWriter().write(input).slice();
 }
 
 /** @internal the payload codec of an encrypted log. */
@@ -73,6 +92,13 @@ export class EncryptedCodec implements PayloadCodec {
   readonly keyset: Keyset;
   readonly #granularity: Granularity;
   readonly #cipher: XChaCha;
+  readonly #aad = new AadWriter();
+  /**
+   * The live key of each entity's last seal, with its scope ('entity'
+   * granularity): finding a key by name cost a binding object and a name
+   * string per payload. Dropped whenever the keyset changes (shred, reload).
+   */
+  readonly #entityKeys = new Map<string, { scope: string; key: KeyEntry }>();
 
   private constructor(keyset: Keyset, granularity: Granularity, cipher: XChaCha) {
     this.keyset = keyset;
@@ -119,7 +145,18 @@ export class EncryptedCodec implements PayloadCodec {
 
   seal(input: SealInput): { stored: Uint8Array; encryption: FrameHeader['encryption'] } {
     if (input.reserved) return { stored: input.payload, encryption: undefined };
+    const key = this.#keyFor(input);
+    const nonce = noncePool.take(nonceSize);
+    const stored = this.#cipher.seal(key.material as Uint8Array, nonce, input.payload, this.#aad.write(input));
+    return { stored, encryption: { keyId: key.id, nonce } };
+  }
+
+  #keyFor(input: SealInput): KeyEntry {
     const granularity = this.#granularity;
+    if (granularity === 'entity') {
+      const cached = this.#entityKeys.get(input.entity);
+      if (cached !== undefined && cached.scope === input.scope && cached.key.material !== undefined) return cached.key;
+    }
     const binding = {
       granularity,
       scope: input.scope,
@@ -128,22 +165,31 @@ export class EncryptedCodec implements PayloadCodec {
       eventId: granularity === 'event' ? input.id : undefined,
     };
     const key = this.keyset.keyFor(keyName(binding), () => binding);
-    const nonce = noncePool.take(nonceSize);
-    const stored = this.#cipher.seal(key.material as Uint8Array, nonce, input.payload, payloadAad(input));
-    return { stored, encryption: { keyId: key.id, nonce } };
+    if (granularity === 'entity') {
+      if (this.#entityKeys.size >= maxEncodedNames) this.#entityKeys.clear();
+      this.#entityKeys.set(input.entity, { scope: input.scope, key });
+    }
+    return key;
+  }
+
+  disposition(header: FrameHeader): 'plain' | 'shredded' | 'sealed' {
+    if (header.encryption === undefined) return 'plain';
+    return this.#keyOf(header, header.encryption.keyId).material === undefined ? 'shredded' : 'sealed';
+  }
+
+  #keyOf(header: FrameHeader, keyId: number) {
+    const key = this.keyset.entries.get(keyId);
+    if (key === undefined) {
+      throw new EventLogError(EventLogErrorCode.KeysetInvalid, `event ${header.id} needs key ${keyId}, which the keyset does not have`);
+    }
+    return key;
   }
 
   open(header: FrameHeader, stored: Uint8Array): { payload: Uint8Array; disposition: LogEvent['disposition'] } {
     if (header.encryption === undefined) return { payload: stored, disposition: 'plain' };
-    const key = this.keyset.entries.get(header.encryption.keyId);
-    if (key === undefined) {
-      throw new EventLogError(
-        EventLogErrorCode.KeysetInvalid,
-        `event ${header.id} needs key ${header.encryption.keyId}, which the keyset does not have`,
-      );
-    }
+    const key = this.#keyOf(header, header.encryption.keyId);
     if (key.material === undefined) return { payload: new Uint8Array(0), disposition: 'shredded' };
-    const payload = this.#cipher.open(key.material, header.encryption.nonce, stored, payloadAad({ ...header, id: header.id }));
+    const payload = this.#cipher.open(key.material, header.encryption.nonce, stored, this.#aad.write(header));
     if (payload === undefined) {
       throw new EventLogError(
         EventLogErrorCode.DecryptionFailed,
@@ -169,6 +215,7 @@ export class EncryptedCodec implements PayloadCodec {
   }
 
   async reload(): Promise<void> {
+    this.#entityKeys.clear();
     await this.keyset.load();
   }
 
@@ -183,6 +230,7 @@ export class EncryptedCodec implements PayloadCodec {
 
   /** Destroys matching keys durably. */
   async shred(target: ShredTarget): Promise<number> {
+    this.#entityKeys.clear();
     const count = this.keyset.shred(target);
     if (this.keyset.dirty) await this.beforeWrite();
     return count;

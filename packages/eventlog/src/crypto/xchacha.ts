@@ -36,7 +36,7 @@ function writeWord(bytes: Uint8Array, at: number, word: number): void {
  * XChaCha nonce. Sixteen local words rather than an array: this runs once
  * per sealed payload.
  */
-export function hchacha20(key: Uint8Array, nonce16: Uint8Array): Uint8Array {
+export function hchacha20(key: Uint8Array, nonce16: Uint8Array, out = new Uint8Array(32)): Uint8Array {
   let x0 = 0x61707865;
   let x1 = 0x3320646e;
   let x2 = 0x79622d32;
@@ -153,7 +153,6 @@ export function hchacha20(key: Uint8Array, nonce16: Uint8Array): Uint8Array {
     x4 ^= x9;
     x4 = (x4 << 7) | (x4 >>> 25);
   }
-  const out = new Uint8Array(32);
   writeWord(out, 0, x0);
   writeWord(out, 4, x1);
   writeWord(out, 8, x2);
@@ -165,9 +164,12 @@ export function hchacha20(key: Uint8Array, nonce16: Uint8Array): Uint8Array {
   return out;
 }
 
+/** Scratch for the subkey and the 12-byte nonce: the cipher copies both when it is created. */
+const subkey = new Uint8Array(32);
+const ietf = new Uint8Array(12);
+
 function ietfNonce(nonce: Uint8Array): Uint8Array {
-  const ietf = new Uint8Array(12);
-  ietf.set(nonce.subarray(16, 24), 4);
+  for (let index = 0; index < 8; index++) ietf[4 + index] = nonce[16 + index] as number;
   return ietf;
 }
 
@@ -175,7 +177,9 @@ function ietfNonce(nonce: Uint8Array): Uint8Array {
 export const nodeXChaCha: XChaCha = {
   name: 'node',
   seal(key, nonce, plaintext, aad) {
-    const cipher = createCipheriv('chacha20-poly1305', hchacha20(key, nonce.subarray(0, 16)), ietfNonce(nonce), { authTagLength: tagSize });
+    const cipher = createCipheriv('chacha20-poly1305', hchacha20(key, nonce.subarray(0, 16), subkey), ietfNonce(nonce), {
+      authTagLength: tagSize,
+    });
     cipher.setAAD(aad, { plaintextLength: plaintext.length });
     const head = cipher.update(plaintext);
     const tail = cipher.final();
@@ -189,7 +193,7 @@ export const nodeXChaCha: XChaCha = {
   open(key, nonce, sealed, aad) {
     if (sealed.length < tagSize) return undefined;
     const body = sealed.subarray(0, sealed.length - tagSize);
-    const decipher = createDecipheriv('chacha20-poly1305', hchacha20(key, nonce.subarray(0, 16)), ietfNonce(nonce), {
+    const decipher = createDecipheriv('chacha20-poly1305', hchacha20(key, nonce.subarray(0, 16), subkey), ietfNonce(nonce), {
       authTagLength: tagSize,
     });
     decipher.setAAD(aad, { plaintextLength: body.length });
