@@ -206,7 +206,7 @@ export function registerLogCommands(program: Command): void {
         let shredded = 0;
         let first: bigint | undefined;
         let last: bigint | undefined;
-        for await (const event of opened.read()) {
+        for await (const event of opened.read(1, { payloads: false })) {
           events++;
           bytes += event.storedPayload.length;
           entities.add(event.entity);

@@ -316,6 +316,8 @@ describe('weft log', () => {
       expect(shred.code, shred.stderr).toBe(0);
       expect(shred.stdout).toBe('1 key destroyed\n');
       expect((await weft(['log', 'read', '--entity', 'secret', ...log])).stdout).toContain('<shredded>');
+      // Stats count without opening payloads, and see what was shredded.
+      expect(JSON.parse((await weft(['log', 'stats', '--json', ...log])).stdout)).toMatchObject({ events: 5, encrypted: 5, shredded: 1 });
       const unknown = await weft(['log', 'shred', '--entity', 'no-such-entity', ...log]);
       expect(unknown.code).toBe(1);
       expect(unknown.stderr).toContain("no event of entity 'no-such-entity'");

@@ -13,6 +13,7 @@ import type { LogEvent } from './types.js';
 
 const scanChunkBytes = 4 * 1024 * 1024;
 const framesPerStep = 64;
+const empty = new Uint8Array(0);
 /** The largest span of a segment one read of `readMany` covers. */
 const spanBytes = 1024 * 1024;
 
@@ -201,9 +202,15 @@ export class FrameReader {
     return positions.map((position) => events.get(position) as LogEvent);
   }
 
-  toEvent(frame: DecodedFrame): LogEvent {
+  /** The event of a frame; with `open: false` the payload is left closed (empty, disposition `plain`, `sealed` or `shredded`). */
+  toEvent(frame: DecodedFrame, open = true): LogEvent {
     const { header, payload: stored } = frame;
-    const opened = this.#view.codec().open(header, stored);
+    const codec = this.#view.codec();
+    const opened = open
+      ? codec.open(header, stored)
+      : header.encryption === undefined
+        ? { payload: stored, disposition: 'plain' as const }
+        : { payload: empty, disposition: codec.disposition(header) };
     return {
       id: header.id,
       entity: header.entity,

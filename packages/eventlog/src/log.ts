@@ -325,13 +325,19 @@ export class EventLog implements AsyncDisposable {
     }
   }
 
-  /** The whole log from a position (default 1), in order, streamed from the segment files. */
-  async *read(fromPosition = 1): AsyncGenerator<LogEvent> {
+  /**
+   * The whole log from a position (default 1), in order, streamed from the
+   * segment files. With `{ payloads: false }` encrypted payloads are not
+   * opened (for counting, listing, stats): they read as empty with
+   * disposition `sealed`, or `shredded` when their key is destroyed.
+   */
+  async *read(fromPosition = 1, options: { payloads?: boolean } = {}): AsyncGenerator<LogEvent> {
     this.#assertOpen();
     await this.#writer.drain();
     const end = this.#writer.writtenHead;
+    const open = options.payloads !== false;
     for await (const frames of this.#reader.scan(Math.max(1, fromPosition), end)) {
-      for (const frame of frames) yield this.#reader.toEvent(frame);
+      for (const frame of frames) yield this.#reader.toEvent(frame, open);
     }
   }
 

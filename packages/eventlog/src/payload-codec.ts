@@ -19,6 +19,8 @@ export interface PayloadCodec {
   /** Read-only logs: reads keys the writer added since. */
   reload?(): Promise<void>;
   seal(input: SealInput): { stored: Uint8Array; encryption: FrameHeader['encryption'] };
+  /** What reading the payload would give, without opening it: `plain`, `shredded`, or `sealed` for an encrypted payload left closed. */
+  disposition(header: FrameHeader): 'plain' | 'shredded' | 'sealed';
   open(header: FrameHeader, stored: Uint8Array): { payload: Uint8Array; disposition: LogEvent['disposition'] };
 }
 
@@ -35,6 +37,7 @@ export interface SealInput {
 /** Payloads stored as they are. */
 export const plainCodec: PayloadCodec = {
   seal: (input) => ({ stored: input.payload, encryption: undefined }),
+  disposition: (header) => (header.encryption === undefined ? 'plain' : 'sealed'),
   // Opened without its keyset, an encrypted payload is never handed out as if it were the plaintext.
   open: (header, stored) =>
     header.encryption === undefined ? { payload: stored, disposition: 'plain' } : { payload: new Uint8Array(0), disposition: 'sealed' },

@@ -115,7 +115,8 @@ export interface LogEvent {
   readonly payload: Uint8Array;
   /**
    * `plain`: stored as is; `decrypted`: opened with its key; `shredded`: its key was destroyed;
-   * `sealed`: encrypted, and the log was opened without its keyset (the ciphertext is in `storedPayload`).
+   * `sealed`: encrypted and not opened: the log was opened without its keyset, or read with
+   * `{ payloads: false }` (the ciphertext is in `storedPayload`).
    */
   readonly disposition: 'plain' | 'decrypted' | 'shredded' | 'sealed';
 }
