@@ -7,7 +7,7 @@ import { type DecodedFrame, framePrefixSize, readFrame, segmentHeaderSize } from
 import { EventLogError, EventLogErrorCode } from './errors.js';
 import type { Hashers } from './hash.js';
 import type { PayloadCodec } from './payload-codec.js';
-import { keyOrLabel } from './rules.js';
+import { labelPrefix } from './rules.js';
 import type { LocationIndex, Segment } from './structures.js';
 import type { LogEvent } from './types.js';
 
@@ -205,12 +205,19 @@ export class FrameReader {
   /** The event of a frame; with `open: false` the payload is left closed (empty, disposition `plain`, `sealed` or `shredded`). */
   toEvent(frame: DecodedFrame, open = true): LogEvent {
     const { header, payload: stored } = frame;
-    const codec = this.#view.codec();
-    const opened = open
-      ? codec.open(header, stored)
-      : header.encryption === undefined
-        ? { payload: stored, disposition: 'plain' as const }
-        : { payload: empty, disposition: codec.disposition(header) };
+    let payload = stored;
+    let disposition: LogEvent['disposition'] = 'plain';
+    if (header.encryption !== undefined) {
+      const codec = this.#view.codec();
+      if (open) ({ payload, disposition } = codec.open(header, stored));
+      else {
+        payload = empty;
+        disposition = codec.disposition(header);
+      }
+    }
+    // The frame's key field holds an idempotency key or, behind a prefix, a label.
+    const key = header.idempotencyKey;
+    const label = key?.startsWith(labelPrefix) === true ? key.slice(labelPrefix.length) : undefined;
     return {
       id: header.id,
       entity: header.entity,
@@ -222,11 +229,12 @@ export class FrameReader {
       causationId: header.causationId,
       correlationId: header.correlationId,
       parents: header.parents,
-      ...keyOrLabel(header.idempotencyKey),
+      idempotencyKey: label === undefined ? key : undefined,
+      label,
       hash: header.hash,
       storedPayload: stored,
-      payload: opened.payload,
-      disposition: opened.disposition,
+      payload,
+      disposition,
     };
   }
 }

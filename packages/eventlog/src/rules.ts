@@ -20,12 +20,6 @@ export function checkName(value: unknown, what: string): string {
 /** A batch label travels in the frame's idempotency key field, behind this prefix (docs/formats/eventlog.md). */
 export const labelPrefix = 'label:';
 
-/** The key field of a frame, as the idempotency key or the label it holds. */
-export function keyOrLabel(stored: string | undefined): { idempotencyKey: string | undefined; label: string | undefined } {
-  if (stored?.startsWith(labelPrefix) === true) return { idempotencyKey: undefined, label: stored.slice(labelPrefix.length) };
-  return { idempotencyKey: stored, label: undefined };
-}
-
 /** True when a kind's category (its top 4 bits) is reserved for the log itself: 0x0 and 0xD. */
 export function isReservedKind(kind: number): boolean {
   const category = kind >>> 12;
