@@ -29,6 +29,14 @@ const publicPackages = readdirSync(packagesDir)
   .filter(({ manifest }) => manifest.private !== true);
 
 describe.each(publicPackages)('package $manifest.name', ({ dir, manifest }) => {
+  it('declares what it needs at run time as ranges, so a user install shares one copy', () => {
+    const declared = manifest as Manifest & { dependencies?: Record<string, string>; peerDependencies?: Record<string, string> };
+    const exact = Object.entries({ ...declared.dependencies, ...declared.peerDependencies }).filter(
+      ([, range]) => /^\d/.test(range) || range.startsWith('='),
+    );
+    expect(exact).toEqual([]);
+  });
+
   it('passes publint with nothing to report', async () => {
     const { messages, pkg } = await publint({ pkgDir: dir, pack: 'npm', level: 'suggestion' });
     expect(messages.map((message) => formatMessage(message, pkg, { color: false }))).toEqual([]);
