@@ -1,15 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import {
-  type Clock,
-  type KvCapabilities,
-  type KvEntry,
-  type KvError,
-  KvErrorCode,
-  type KvRecord,
-  keyMatchesPrefix,
-  type Version,
-} from '@weft/kv';
-import { type ChangeRequest, type CursorCodec, type KvDriver, type KvMutation, kvError } from '@weft/kv/backend';
+import { type Clock, type KvCapabilities, type KvEntry, type KvError, type KvRecord, keyMatchesPrefix, type Version } from '@weft/kv';
+import { alreadyExists, type ChangeRequest, type CursorCodec, type KvDriver, type KvMutation, revisionMismatch } from '@weft/kv/backend';
 import { changeFeed } from './change-log.js';
 import {
   type BucketLayout,
@@ -183,15 +174,10 @@ export class FdbDriver implements KvDriver<Buffer>, TransactionContext {
       const record = found?.record;
       const live = record !== undefined && record.op === 'put' && !this.expired(record);
       if (kind === 'create' && live) {
-        throw kvError(KvErrorCode.AlreadyExists, backend, `a live value already exists (version ${toHex(record.version)})`, { key });
+        throw alreadyExists(backend, key, toHex(record.version));
       }
       if ((kind === 'update' || kind === 'deleteWithVersion') && (!live || !record.version.equals(expected as Buffer))) {
-        throw kvError(
-          KvErrorCode.RevisionMismatch,
-          backend,
-          `expected version ${toHex(expected as Buffer)}, found ${live ? `version ${toHex(record.version)}` : 'no live value'}`,
-          { key },
-        );
+        throw revisionMismatch(backend, key, toHex(expected as Buffer), live ? toHex(record.version) : undefined);
       }
       if (record !== undefined) {
         if (record.chunks > 0) tn.clearRange(...layout.chunkRange(key));

@@ -1,7 +1,17 @@
 import { JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStreamManager, type StreamInfo } from '@nats-io/jetstream';
 import { type MsgHdrs, headers as makeHeaders, type NatsConnection } from '@nats-io/transport-node';
 import { type KvCapabilities, type KvEntry, KvError, type KvRecord, keyMatchesPrefix, type Version } from '@weft/kv';
-import { type ChangeRequest, type KvDriver, KvErrorCode, type KvMutation, type KvMutationKind, kvError, pause } from '@weft/kv/backend';
+import {
+  alreadyExists,
+  type ChangeRequest,
+  type KvDriver,
+  KvErrorCode,
+  type KvMutation,
+  type KvMutationKind,
+  kvError,
+  pause,
+  revisionMismatch,
+} from '@weft/kv/backend';
 import { changeFeed } from './change-feed.js';
 import {
   BucketSubjects,
@@ -176,15 +186,20 @@ export class NatsDriver implements KvDriver<number> {
       case 'create':
         return this.#create(key, mutation.value);
       case 'update': {
-        const seq = this.#expectedLiveSeq(key, mutation.expected);
-        return versionOf(await this.publish(key, mutation.value, 'update', { lastSubjectSequence: seq }), 'put');
+        const seq = await this.#expectedLiveSeq(key, mutation.expected);
+        const expected = mutation.expected;
+        return versionOf(
+          await this.#compared(key, expected, this.publish(key, mutation.value, 'update', { lastSubjectSequence: seq })),
+          'put',
+        );
       }
       case 'delete':
         await settleLapsed(this, key);
         return versionOf(await this.publish(key, new Uint8Array(0), 'delete', undefined, 'DEL'), 'delete');
       case 'deleteWithVersion': {
-        const seq = this.#expectedLiveSeq(key, mutation.expected);
-        return versionOf(await this.publish(key, new Uint8Array(0), 'deleteWithVersion', { lastSubjectSequence: seq }, 'DEL'), 'delete');
+        const seq = await this.#expectedLiveSeq(key, mutation.expected);
+        const published = this.publish(key, new Uint8Array(0), 'deleteWithVersion', { lastSubjectSequence: seq }, 'DEL');
+        return versionOf(await this.#compared(key, mutation.expected, published), 'delete');
       }
       case 'putWithTtl': {
         // The put carries its expiry to the millisecond in a header, and reads hide a passed TTL at once. A native
@@ -349,7 +364,7 @@ export class NatsDriver implements KvDriver<number> {
       }
       const current = await this.lastMessage(key);
       if (current !== undefined && current.op === 'put' && !expired(current)) {
-        throw kvError(KvErrorCode.AlreadyExists, backend, 'a live value already exists', { key });
+        throw alreadyExists(backend, key, versionOf(current.seq, 'put', current.expiresAt));
       }
       // A passed TTL not swept yet: its expire marker goes first (the next round trip creates over the marker).
       if (current !== undefined && expired(current)) await writeExpireMarker(this, key, current.seq, 'create');
@@ -357,15 +372,30 @@ export class NatsDriver implements KvDriver<number> {
     }
   }
 
-  /** A version's sequence when it names a live value; tombstone versions can never match. */
-  #expectedLiveSeq(key: string, expected: Version): number {
+  /** A version's sequence when it names a live value; tombstone and lapsed versions can never match. */
+  async #expectedLiveSeq(key: string, expected: Version): Promise<number> {
     const parsed = parseVersion(expected, key);
-    if (parsed.op !== 'put') {
-      throw kvError(KvErrorCode.RevisionMismatch, backend, `expected version ${expected} is a tombstone, not a live value`, { key });
-    }
-    if (parsed.expiresAt > 0 && parsed.expiresAt <= Date.now()) {
-      throw kvError(KvErrorCode.RevisionMismatch, backend, `expected version ${expected} has expired`, { key });
+    if (parsed.op !== 'put' || (parsed.expiresAt > 0 && parsed.expiresAt <= Date.now())) {
+      throw revisionMismatch(backend, key, expected, await this.#liveVersion(key));
     }
     return parsed.seq;
+  }
+
+  /** A compare-and-swap write; when the server refuses it, the error names the version found, as on every backend. */
+  async #compared(key: string, expected: Version, published: Promise<number>): Promise<number> {
+    try {
+      return await published;
+    } catch (error) {
+      if (!KvError.is(error, KvErrorCode.RevisionMismatch)) throw error;
+      throw revisionMismatch(backend, key, expected, await this.#liveVersion(key), error);
+    }
+  }
+
+  /** The key's live version now, or `undefined` (only for error messages: a mismatch was already decided). */
+  async #liveVersion(key: string): Promise<Version | undefined> {
+    const current = await this.lastMessage(key);
+    return current !== undefined && current.op === 'put' && !expired(current)
+      ? versionOf(current.seq, 'put', current.expiresAt)
+      : undefined;
   }
 }

@@ -22,8 +22,8 @@ const mutants: SourceMutant[] = [
   {
     name: 'compare-and-swap accepts a tombstone version as the expected one',
     file: 'driver.ts',
-    find: "    if (parsed.op !== 'put') {",
-    replace: '    if (false) {',
+    find: "    if (parsed.op !== 'put' || (parsed.expiresAt > 0 && parsed.expiresAt <= Date.now())) {",
+    replace: '    if (parsed.expiresAt > 0 && parsed.expiresAt <= Date.now()) {',
   },
   {
     name: 'tombstone versions carry no suffix (a CAS against a deleted key can match)',

@@ -1,6 +1,15 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { KvCapabilities, KvEntry, KvError, KvRecord, Version } from '@weft/kv';
-import { type ChangeRequest, copyBytes, type KvDriver, KvErrorCode, type KvMutation, kvError } from '@weft/kv/backend';
+import {
+  alreadyExists,
+  type ChangeRequest,
+  copyBytes,
+  type KvDriver,
+  KvErrorCode,
+  type KvMutation,
+  kvError,
+  revisionMismatch,
+} from '@weft/kv/backend';
 import { Cluster, type Redis } from 'ioredis';
 import { changeFeed, indexPages } from './change-stream.js';
 import { backend, toKvError } from './errors.js';
@@ -156,15 +165,8 @@ export class RedisDriver implements KvDriver<string> {
     const settle = (reply: unknown): Version => {
       if (typeof reply === 'string') return reply as Version;
       const [code, current] = reply as [string, string];
-      if (code === 'AlreadyExists') {
-        throw kvError(KvErrorCode.AlreadyExists, backend, `a live value already exists (version ${current})`, { key });
-      }
-      throw kvError(
-        KvErrorCode.RevisionMismatch,
-        backend,
-        `expected version ${String(expected)}, found ${current === '' ? 'no live value' : `version ${current}`}`,
-        { key },
-      );
+      if (code === 'AlreadyExists') throw alreadyExists(backend, key, current);
+      throw revisionMismatch(backend, key, String(expected), current === '' ? undefined : current);
     };
     const fail = (error: unknown): never => {
       throw toKvError(error, mutation.kind, key, true);

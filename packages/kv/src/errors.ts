@@ -89,3 +89,22 @@ export function kvError(
   const where = extra.key === undefined ? `[${backend}]` : `[${backend}] key '${extra.key}':`;
   return new KvError(code, `${where} ${detail}`, { backend, ...extra });
 }
+
+/**
+ * The error of a compare-and-swap that found another version: the same
+ * words on every backend, naming what was expected and what was found
+ * (`undefined`: no live value).
+ */
+export function revisionMismatch(backend: string, key: string, expected: string, found: string | undefined, cause?: unknown): KvError {
+  return kvError(
+    KvErrorCode.RevisionMismatch,
+    backend,
+    `expected version ${expected}, found ${found === undefined ? 'no live value' : `version ${found}`}`,
+    { key, ...(cause === undefined ? {} : { cause }) },
+  );
+}
+
+/** The error of a create over a live value, naming its version: the same words on every backend. */
+export function alreadyExists(backend: string, key: string, found: string): KvError {
+  return kvError(KvErrorCode.AlreadyExists, backend, `a live value already exists (version ${found})`, { key });
+}

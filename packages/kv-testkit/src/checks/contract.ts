@@ -1,4 +1,4 @@
-import { KvErrorCode, type KvStore, type Version, type WatchCursor } from '@weft/kv';
+import { type KvError, KvErrorCode, type KvStore, type Version, type WatchCursor } from '@weft/kv';
 import { expect } from 'vitest';
 import type { CheckContext, ConformanceCheck, Requirement } from '../harness.js';
 import { bytes, drain, expectKvError, readState, sleep, text, WatchReader } from '../helpers.js';
@@ -258,6 +258,28 @@ export const contractChecks: ConformanceCheck[] = [
     expect(await store.get('k')).toBeUndefined();
     expect(await store.get('absent')).toBeUndefined();
   }),
+  check(
+    'writes',
+    'a refused compare-and-swap names the key, the version expected and the version found, in the same words on every backend',
+    async (context) => {
+      const store = await context.open();
+      const first = await store.put('k', bytes('1'));
+      const second = await store.put('k', bytes('2'));
+      const suffix = (error: KvError) => error.message.slice(error.message.indexOf(`key 'k': `) + `key 'k': `.length);
+      const stale = await expectKvError(store.update('k', bytes('x'), first), KvErrorCode.RevisionMismatch);
+      expect(stale.message).toContain(`key 'k': `);
+      expect(suffix(stale)).toBe(`expected version ${first}, found version ${second}`);
+      const staleDelete = await expectKvError(store.deleteWithVersion('k', first), KvErrorCode.RevisionMismatch);
+      expect(suffix(staleDelete)).toBe(`expected version ${first}, found version ${second}`);
+      const exists = await expectKvError(store.create('k', bytes('x')), KvErrorCode.AlreadyExists);
+      expect(suffix(exists)).toBe(`a live value already exists (version ${second})`);
+      const tombstone = await store.delete('k');
+      const gone = await expectKvError(store.update('k', bytes('x'), second), KvErrorCode.RevisionMismatch);
+      expect(suffix(gone)).toBe(`expected version ${second}, found no live value`);
+      const onTombstone = await expectKvError(store.update('k', bytes('x'), tombstone), KvErrorCode.RevisionMismatch);
+      expect(suffix(onTombstone)).toBe(`expected version ${tombstone}, found no live value`);
+    },
+  ),
   check('writes', 'delete writes a tombstone; deleteWithVersion deletes only on a matching version', async (context) => {
     const store = await context.open();
     const first = await store.put('k', bytes('1'));

@@ -14,7 +14,7 @@
  */
 
 export { Notifier, pause } from '@weft/common';
-export { KvError, KvErrorCode, kvError } from '../errors.js';
+export { alreadyExists, KvError, KvErrorCode, kvError, revisionMismatch } from '../errors.js';
 export { assertValidKey, assertValidPrefix, keyMatchesAnyPrefix, normalizePrefixes } from '../keys.js';
 export {
   assertBucketName,

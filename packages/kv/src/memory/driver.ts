@@ -1,5 +1,5 @@
 import type { ChangeRequest, KvDriver, KvMutation } from '../backend/driver.js';
-import { KvErrorCode, kvError } from '../errors.js';
+import { alreadyExists, revisionMismatch } from '../errors.js';
 import { keyMatchesPrefix } from '../keys.js';
 import type { KvEntry, KvRecord, Version } from '../types.js';
 import { backend, copy, type MemoryBucket, type StoredRecord } from './bucket.js';
@@ -59,9 +59,11 @@ export class MemoryDriver implements KvDriver<number> {
         return versionOf(state.write(key, 'put', copy(mutation.value)));
       case 'putWithTtl':
         return versionOf(state.write(key, 'put', copy(mutation.value), mutation.ttlMs));
-      case 'create':
-        if (state.live(key) !== undefined) throw kvError(KvErrorCode.AlreadyExists, backend, 'a live value already exists', { key });
+      case 'create': {
+        const live = state.live(key);
+        if (live !== undefined) throw alreadyExists(backend, key, versionOf(live.seq));
         return versionOf(state.write(key, 'put', copy(mutation.value)));
+      }
       case 'update':
         this.#assertExpected(key, mutation.expected);
         return versionOf(state.write(key, 'put', copy(mutation.value)));
@@ -85,10 +87,8 @@ export class MemoryDriver implements KvDriver<number> {
   #assertExpected(key: string, expected: Version): void {
     const expectedSeq = parseSequence(expected, 'version', key);
     const record = this.#state.live(key);
-    if (record === undefined || record.seq !== expectedSeq) {
-      const actual = record === undefined ? 'no live value' : `version ${record.seq}`;
-      throw kvError(KvErrorCode.RevisionMismatch, backend, `expected version ${expected}, found ${actual}`, { key });
-    }
+    if (record === undefined || record.seq !== expectedSeq)
+      throw revisionMismatch(backend, key, expected, record === undefined ? undefined : versionOf(record.seq));
   }
 }
 
