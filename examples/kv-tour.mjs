@@ -1,6 +1,6 @@
 // A tour of the @weft/kv contract on the embedded in-memory backend:
 // compare-and-swap writes, a state-sync watch that resumes from a cursor, TTL and purge.
-// Run with `npm run demo` (it builds first).
+// Run with `npm run build && node examples/kv-tour.mjs` from the repository root.
 import { createMemoryKvServer, KvError, openMemoryKv } from '@weft/kv';
 
 const encode = (text) => new TextEncoder().encode(text);
