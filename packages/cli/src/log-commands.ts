@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { type EventLog, EventLogError, type LogEvent, openEventLog, type SyncMode } from '@weft/eventlog';
+import type { EventLog, LogEvent, SyncMode } from '@weft/eventlog';
 import type { Command } from 'commander';
 import { CliError, exitUsage, formatBytes, Progress } from './output.js';
 
@@ -25,9 +25,10 @@ async function withLog<T>(
   work: (log: EventLog) => Promise<T>,
   extra: { sync?: SyncMode } = {},
 ): Promise<T> {
+  const { EventLogError, openEventLog } = await import('@weft/eventlog');
   const log = await openEventLog({ dir: options.dir, readOnly, ...encryptionOf(options), ...extra }).catch((error: unknown) => {
     // The library names its option; the command's user needs the command's.
-    if (error instanceof EventLogError && error.message.includes('pass encryption.masterKey')) {
+    if (EventLogError.is(error) && error.message.includes('pass encryption.masterKey')) {
       throw new CliError(
         `the log at ${options.dir} is encrypted with a master key: pass --encrypted --master-key-env VAR, with VAR holding the key as 64 hex characters`,
         exitUsage,
@@ -185,6 +186,7 @@ export function registerLogCommands(program: Command): void {
         }
         process.stdout.write(`ok: ${result.events} events in ${result.segments} segment${result.segments === 1 ? '' : 's'} verified\n`);
       });
+      const { EventLogError } = await import('@weft/eventlog');
       await verifying.catch((error: unknown) => {
         if (EventLogError.is(error, 'Corrupt'))
           throw new CliError(`bad frame in ${error.segment} at offset ${error.offset}: ${error.message}`);

@@ -6,12 +6,18 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { Command, CommanderError } from 'commander';
-import { runDemo } from './demo.js';
+import { Command, CommanderError, Help, type Option } from 'commander';
 import { registerKvCommands } from './kv-commands.js';
 import { registerLogCommands } from './log-commands.js';
 import { CliError, describeFailure, exitFailure, exitOk, exitUsage } from './output.js';
 import { registerSyncCommands } from './sync-commands.js';
+
+const defaultHelp = new Help();
+
+function describeOption(option: Option): string {
+  const description = defaultHelp.optionDescription(option);
+  return option.mandatory ? `${description} (required)` : description;
+}
 
 function build(): Command {
   const program = new Command()
@@ -19,6 +25,8 @@ function build(): Command {
     .description('weft: a versioned KV contract, an encrypt-on-append event log and end-to-end encrypted sync')
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)')
+    // Options a command cannot run without say so in its help (subcommands inherit this).
+    .configureHelp({ optionDescription: describeOption })
     .exitOverride()
     .configureOutput({ writeErr: (text) => process.stderr.write(text) });
 
@@ -32,6 +40,7 @@ function build(): Command {
       const events = Number(options.events);
       if (!Number.isInteger(events) || events < 1 || events > 100_000)
         throw new CliError('--events must be an integer from 1 to 100000', exitUsage);
+      const { runDemo } = await import('./demo.js');
       if (!(await runDemo({ kv: options.kv, events, keep: options.keep === true })))
         throw new CliError('the demo found a problem (see above)');
     });

@@ -2,9 +2,7 @@
  * How the command talks: results on stdout, messages on stderr, exit codes
  * 0 (ok), 1 (the operation failed), 2 (the command was used wrongly).
  */
-import { EventLogError } from '@weft/eventlog';
-import { KvError } from '@weft/kv';
-import { SyncError } from '@weft/sync';
+import { WeftError } from '@weft/common';
 
 export const exitOk = 0;
 export const exitFailure = 1;
@@ -23,7 +21,8 @@ export class CliError extends Error {
 /** One line for a failure: typed errors keep their code; anything else is a bug and keeps its stack. */
 export function describeFailure(error: unknown): { message: string; exitCode: number } {
   if (error instanceof CliError) return { message: error.message, exitCode: error.exitCode };
-  if (error instanceof KvError || error instanceof EventLogError || error instanceof SyncError) {
+  // KvError, EventLogError and SyncError (the packages load only when a command needs them).
+  if (error instanceof WeftError) {
     // What the user typed was wrong (a key, a version, a kind): a usage error like a bad option.
     const usage = error.code === 'InvalidKey' || error.code === 'InvalidArgument';
     return { message: `${error.code}: ${error.message}`, exitCode: usage ? exitUsage : exitFailure };

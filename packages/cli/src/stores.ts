@@ -4,11 +4,11 @@
  * empty for the default one) and `memory://` (in-process, gone when the
  * command ends). Adding a backend to the CLI is one entry here.
  */
-import { KvError, KvErrorCode, type KvStore, openMemoryKv } from '@weft/kv';
-import { openFdbKv } from '@weft/kv-fdb';
-import { openNatsKv } from '@weft/kv-nats';
-import { openRedisKv } from '@weft/kv-redis';
+import type { KvStore } from '@weft/kv';
 import { CliError, exitUsage } from './output.js';
+
+// Each backend's package (and its client library) loads only when a command opens a store of its scheme:
+// a command on one backend does not pay for starting the others.
 
 interface StoreScheme {
   /** URL protocols, with the colon. */
@@ -23,6 +23,7 @@ const registry: readonly StoreScheme[] = [
     protocols: ['nats:'],
     example: 'nats://127.0.0.1:4222',
     open: async (url, bucket, create) => {
+      const [{ openNatsKv }, { KvError, KvErrorCode }] = await Promise.all([import('@weft/kv-nats'), import('@weft/kv')]);
       try {
         return await openNatsKv({ servers: url.href, bucket, ...(create ? { create: true } : {}) });
       } catch (error) {
@@ -37,12 +38,13 @@ const registry: readonly StoreScheme[] = [
   {
     protocols: ['redis:', 'rediss:'],
     example: 'redis://127.0.0.1:6379',
-    open: (url, bucket) => openRedisKv({ url: url.href, bucket }),
+    open: async (url, bucket) => (await import('@weft/kv-redis')).openRedisKv({ url: url.href, bucket }),
   },
   {
     protocols: ['fdb:'],
     example: 'fdb:///etc/foundationdb/fdb.cluster',
-    open: (url, bucket) => {
+    open: async (url, bucket) => {
+      const { openFdbKv } = await import('@weft/kv-fdb');
       const clusterFile = decodeURIComponent(url.pathname);
       return openFdbKv({ bucket, ...(clusterFile === '' || clusterFile === '/' ? {} : { clusterFile }) });
     },
@@ -50,7 +52,7 @@ const registry: readonly StoreScheme[] = [
   {
     protocols: ['memory:'],
     example: 'memory://',
-    open: (_url, bucket) => openMemoryKv({ bucket }),
+    open: async (_url, bucket) => (await import('@weft/kv')).openMemoryKv({ bucket }),
   },
 ];
 

@@ -1,5 +1,4 @@
 import { readFile } from 'node:fs/promises';
-import { openEventLog } from '@weft/eventlog';
 import type { SyncStateData } from '@weft/sync';
 import type { Command } from 'commander';
 import { CliError } from './output.js';
@@ -25,6 +24,7 @@ export function registerSyncCommands(program: Command): void {
         const reason = error instanceof SyntaxError ? 'it is not valid JSON' : error instanceof Error ? error.message : String(error);
         throw new CliError(`cannot read ${options.dir}/sync-state.json: ${reason}`);
       }
+      const { openEventLog } = await import('@weft/eventlog');
       const log = await openEventLog({ dir: options.dir, readOnly: true }).catch(() => undefined);
       let pending = 0;
       if (log !== undefined) {

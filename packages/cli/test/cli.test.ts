@@ -30,6 +30,49 @@ async function weft(args: readonly string[], input?: string | Uint8Array, env?: 
 const natsMissing = natsUnavailable();
 const redisMissing = redisUnavailable();
 
+describe('weft starts without loading what the command does not use', () => {
+  /** Runs weft with a module hook that reports every package it loads (on stderr, one per line). */
+  async function loadedPackages(args: readonly string[]): Promise<string[]> {
+    const hooks = `export async function resolve(specifier, context, next) {
+      const resolved = await next(specifier, context);
+      const match = /node_modules\\/((?:@[^/]+\\/)?[^/]+)\\/|packages\\/([^/]+)\\/dist\\//.exec(resolved.url);
+      if (match) process.stderr.write('loaded ' + (match[1] ?? '@weft/' + match[2]) + '\\n');
+      return resolved;
+    }`;
+    const register = `import { register } from 'node:module'; register(${JSON.stringify(`data:text/javascript,${encodeURIComponent(hooks)}`)});`;
+    const run = await runChild(process.execPath, ['--import', `data:text/javascript,${encodeURIComponent(register)}`, bin, ...args], {
+      limitMs: 60_000,
+    });
+    return [...new Set(run.stderr.split('\n').flatMap((line) => (line.startsWith('loaded ') ? [line.slice(7)] : [])))];
+  }
+
+  it('--version and --help load no backend, no event log and no sync', async () => {
+    for (const args of [['--version'], ['kv', '--help'], ['log', '--help']]) {
+      const loaded = await loadedPackages(args);
+      expect(loaded, args.join(' ')).toContain('@weft/cli');
+      for (const heavy of [
+        '@weft/kv-nats',
+        '@weft/kv-redis',
+        '@weft/kv-fdb',
+        '@weft/eventlog',
+        '@weft/sync',
+        'ioredis',
+        '@nats-io/transport-node',
+      ]) {
+        expect(loaded, `${args.join(' ')} loaded ${heavy}`).not.toContain(heavy);
+      }
+    }
+  });
+
+  it('a command on the memory store loads no other backend and no client library', async () => {
+    const loaded = await loadedPackages(['kv', 'get', 'missing', '--kv', 'memory://', '--bucket', 'b']);
+    expect(loaded).toContain('@weft/kv');
+    for (const other of ['@weft/kv-nats', '@weft/kv-redis', '@weft/kv-fdb', 'ioredis', '@nats-io/transport-node', 'foundationdb']) {
+      expect(loaded).not.toContain(other);
+    }
+  });
+});
+
 describe('weft --help', () => {
   it('prints help for every command and exits 0; unknown commands and missing options exit 2', async () => {
     const commands = [
@@ -52,6 +95,16 @@ describe('weft --help', () => {
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain("required option '--kv <url>' not specified");
     expect((await weft(['kv', 'get', 'k', '--kv', 'ftp://x', '--bucket', 'b'])).code).toBe(2);
+  });
+
+  it('marks the options a command cannot run without as required, and only those', async () => {
+    const help = (await weft(['log', 'append', '--help'])).stdout.replace(/\s+/g, ' ');
+    expect(help).toContain('--dir <path> the log directory (required)');
+    expect(help).toContain('--entity <entity> the entity (stream) (required)');
+    expect(help).not.toMatch(/--scope <scope>[^-]*\(required\)/);
+    const get = (await weft(['kv', 'get', '--help'])).stdout.replace(/\s+/g, ' ');
+    expect(get).toContain('--bucket <name> the bucket (required)');
+    expect(get).not.toMatch(/--json[^-]*\(required\)/);
   });
 
   it('opens FoundationDB through fdb:// and says what to install when its client is missing', async () => {
