@@ -1,4 +1,5 @@
 import type { Bench } from '../harness.js';
+import { cliSuite } from './cli.js';
 import { eventlogSuite } from './eventlog.js';
 import { memorySuite } from './memory.js';
 import { natsMissing, natsSuite } from './nats.js';
@@ -32,4 +33,5 @@ export const suites: readonly Suite[] = [
   { name: 'eventlog', title: 'Event log against the disk and the crypto libraries', run: eventlogSuite },
   { name: 'sync', title: 'Sync through Redis and NATS', run: syncSuite },
   { name: 'scaling', title: 'Scaling curves', run: scalingSuite },
+  { name: 'cli', title: 'The weft command: start to exit', run: cliSuite },
 ];
