@@ -41,7 +41,15 @@ export { type DurableOperation, type InjectedFault, SimulatedCrash, SimulatedFil
 export { FileSystemError, type LogFile, type LogFileSystem, type OpenOptions } from './fs/types.js';
 export { type Hashers, loadHashers } from './hash.js';
 export { type EventId, HybridLogicalClock, isUuid, UuidV7Generator } from './ids.js';
-export { EventLog, type EventLogOptions, openEventLog } from './log.js';
+export {
+  EventLog,
+  type EventLogOptions,
+  type LogAppendContext,
+  type LogFlushContext,
+  logAppendChannel,
+  logFlushChannel,
+  openEventLog,
+} from './log.js';
 export { RandomPool } from './random.js';
 export { isReservedKind } from './rules.js';
 export type {

@@ -1,4 +1,4 @@
-import { Notifier, pause } from '@weft/common';
+import { Notifier, pause, weftChannel } from '@weft/common';
 import { type AcceptedBatch, AppendPipeline } from './append-pipeline.js';
 import { ancestorsOf, descendantsOf } from './causal.js';
 import type { FrameHeader } from './codec.js';
@@ -84,6 +84,24 @@ export async function openEventLog(options: EventLogOptions): Promise<EventLog> 
     EncryptedCodec.open(fs, options.dir, options.encryption as EncryptionOptions, hashers, hasSegments),
   );
 }
+
+/** What a traced append publishes (docs/guides/observability.md): never a payload. */
+export interface LogAppendContext {
+  readonly dir: string;
+  readonly events: number;
+  readonly sync: SyncMode;
+}
+
+/** What a traced flush publishes. */
+export interface LogFlushContext {
+  readonly dir: string;
+  /** The position the flush makes durable. */
+  readonly head: number;
+}
+
+/** The tracing channels of the event log: `weft:eventlog:append` (appends and batches) and `weft:eventlog:flush`. */
+export const logAppendChannel = weftChannel<LogAppendContext>('weft:eventlog:append');
+export const logFlushChannel = weftChannel<LogFlushContext>('weft:eventlog:flush');
 
 /** The receipt of a new batch; its durability promise is made only when asked for (most appends never await it). */
 class Receipt implements AppendReceipt {
@@ -254,7 +272,15 @@ export class EventLog implements AsyncDisposable {
    *
    * @throws {EventLogError} `InvalidArgument`, `SequenceMismatch`, `GateDenied`, `IoFailed`, `Closed`
    */
-  async appendBatch(inputs: readonly AppendInput[], options: AppendOptions = {}): Promise<AppendReceipt> {
+  appendBatch(inputs: readonly AppendInput[], options: AppendOptions = {}): Promise<AppendReceipt> {
+    if (logAppendChannel.hasSubscribers) {
+      const events = Array.isArray(inputs) ? inputs.length : 0;
+      return logAppendChannel.tracePromise(() => this.#appendBatch(inputs, options), { dir: this.dir, events, sync: this.sync });
+    }
+    return this.#appendBatch(inputs, options);
+  }
+
+  async #appendBatch(inputs: readonly AppendInput[], options: AppendOptions): Promise<AppendReceipt> {
     const batch = this.#accept(inputs, options, false);
     if (!('frames' in batch)) return batch;
     if (this.sync !== 'none' || this.#writer.backlogged) await batch.written.promise;
@@ -287,7 +313,9 @@ export class EventLog implements AsyncDisposable {
    * @throws {EventLogError} `IoFailed`, `Closed`
    */
   flush(): Promise<void> {
-    return this.#writer.flush(this.#index.head);
+    const head = this.#index.head;
+    if (logFlushChannel.hasSubscribers) return logFlushChannel.tracePromise(() => this.#writer.flush(head), { dir: this.dir, head });
+    return this.#writer.flush(head);
   }
 
   // ------------------------------------------------------------------- reads

@@ -66,4 +66,4 @@ export {
 } from './membership.js';
 export type { SyncStateData } from './state.js';
 export type { SyncAlarm, SyncStatus } from './status.js';
-export { openSync, Sync } from './sync.js';
+export { openSync, Sync, type SyncRoundContext, syncPullChannel, syncPushChannel } from './sync.js';

@@ -4,7 +4,7 @@
  * watch and, in live mode, the local trigger and the retry timer.
  */
 
-import { pause } from '@weft/common';
+import { pause, traced, weftChannel } from '@weft/common';
 import type { EventId } from '@weft/eventlog';
 import { loadHashers } from '@weft/eventlog';
 import { LocalBlobStore } from './blob-store.js';
@@ -23,6 +23,16 @@ import { Pusher } from './push.js';
 import { Snapshots } from './snapshots.js';
 import { StateFile } from './state.js';
 import { StatusBoard, type SyncStatus } from './status.js';
+
+/** What a traced sync round publishes (docs/guides/observability.md): the library and this device; `result` is the count. */
+export interface SyncRoundContext {
+  readonly library: string;
+  readonly device: string;
+}
+
+/** The tracing channels of sync rounds: `weft:sync:push` (changesets pushed) and `weft:sync:pull` (changesets applied). */
+export const syncPushChannel = weftChannel<SyncRoundContext>('weft:sync:push');
+export const syncPullChannel = weftChannel<SyncRoundContext>('weft:sync:pull');
 
 /**
  * Opens sync for one device: its local log replicated with the other
@@ -196,13 +206,30 @@ export class Sync implements AsyncDisposable {
       if (this.#bootstrapMode === 'snapshot' && log.head === 0 && Object.keys(state.remote).length === 0 && library.keys.size > 0) {
         await board.alarmOn(this.#snapshots.bootstrap(), false);
       }
-      let pushed = 0;
-      for (let count = await this.#pusher.pushBatch(); count > 0; count = await this.#pusher.pushBatch()) pushed += count;
-      const pulled = await this.#puller.pullAll();
+      const pushed = await traced(
+        syncPushChannel,
+        () => this.#roundContext(),
+        () => this.#pushAll(),
+      );
+      const pulled = await traced(
+        syncPullChannel,
+        () => this.#roundContext(),
+        () => this.#puller.pullAll(),
+      );
       if (this.#heads.takeRepublish() || pulled > 0) await this.#pusher.publishHead(state.lastSeq);
       this.notify();
       return { pushed, pulled };
     });
+  }
+
+  async #pushAll(): Promise<number> {
+    let pushed = 0;
+    for (let count = await this.#pusher.pushBatch(); count > 0; count = await this.#pusher.pushBatch()) pushed += count;
+    return pushed;
+  }
+
+  #roundContext(): SyncRoundContext {
+    return { library: this.#context.library.id, device: this.#context.device };
   }
 
   /**

@@ -25,6 +25,6 @@ export {
   describe as describeArgument,
 } from '../validate.js';
 export type { ChangeFeedItem, ChangeRequest, CursorCodec, KvDriver, KvMutation, KvMutationKind, ParsedCursor } from './driver.js';
-export { defineKvStore, KvStoreFront } from './store.js';
+export { defineKvStore, type KvOperationContext, KvStoreFront, kvOperationChannel } from './store.js';
 export { backoffMs, copyBytes, messageOf, ttlLapsed } from './util.js';
 export { runWatch, type WatchRun } from './watch-loop.js';

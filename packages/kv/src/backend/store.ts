@@ -1,9 +1,21 @@
+import { weftChannel } from '@weft/common';
 import { KvErrorCode, kvError } from '../errors.js';
 import { assertValidKey, assertValidPrefix, normalizePrefixes } from '../keys.js';
 import type { KvCapabilities, KvEntry, KvRecord, KvStore, Version, WatchCursor, WatchEvent, WatchOptions } from '../types.js';
 import { assertSignal, assertTtl, assertValue } from '../validate.js';
-import type { KvDriver, KvMutationKind } from './driver.js';
+import type { KvDriver, KvMutation, KvMutationKind } from './driver.js';
 import { runWatch } from './watch-loop.js';
+
+/** What a traced KV operation publishes (docs/guides/observability.md): never a value. */
+export interface KvOperationContext {
+  readonly operation: 'get' | 'entry' | KvMutationKind;
+  readonly backend: string;
+  readonly bucket: string;
+  readonly key: string;
+}
+
+/** The tracing channel of KV operations: `weft:kv:operation`. */
+export const kvOperationChannel = weftChannel<KvOperationContext>('weft:kv:operation');
 
 /**
  * The store every backend hands out: the contract's derived clauses over a
@@ -49,6 +61,7 @@ export class KvStoreFront<Position = unknown> implements KvStore {
     } catch (error) {
       return Promise.reject(error);
     }
+    if (kvOperationChannel.hasSubscribers) return kvOperationChannel.tracePromise(() => this.driver.get(key), this.#context('get', key));
     return this.driver.get(key);
   }
 
@@ -59,6 +72,8 @@ export class KvStoreFront<Position = unknown> implements KvStore {
     } catch (error) {
       return Promise.reject(error);
     }
+    if (kvOperationChannel.hasSubscribers)
+      return kvOperationChannel.tracePromise(() => this.driver.entry(key), this.#context('entry', key));
     return this.driver.entry(key);
   }
 
@@ -76,31 +91,31 @@ export class KvStoreFront<Position = unknown> implements KvStore {
   }
 
   put(key: string, value: Uint8Array): Promise<Version> {
-    return this.#refuse('put', key, value) ?? this.driver.mutate({ kind: 'put', key, value });
+    return this.#refuse('put', key, value) ?? this.#mutate({ kind: 'put', key, value });
   }
 
   create(key: string, value: Uint8Array): Promise<Version> {
-    return this.#refuse('create', key, value) ?? this.driver.mutate({ kind: 'create', key, value });
+    return this.#refuse('create', key, value) ?? this.#mutate({ kind: 'create', key, value });
   }
 
   update(key: string, value: Uint8Array, expected: Version): Promise<Version> {
-    return this.#refuse('update', key, value) ?? this.driver.mutate({ kind: 'update', key, value, expected });
+    return this.#refuse('update', key, value) ?? this.#mutate({ kind: 'update', key, value, expected });
   }
 
   delete(key: string): Promise<Version> {
-    return this.#refuse('delete', key) ?? this.driver.mutate({ kind: 'delete', key });
+    return this.#refuse('delete', key) ?? this.#mutate({ kind: 'delete', key });
   }
 
   deleteWithVersion(key: string, expected: Version): Promise<Version> {
-    return this.#refuse('deleteWithVersion', key) ?? this.driver.mutate({ kind: 'deleteWithVersion', key, expected });
+    return this.#refuse('deleteWithVersion', key) ?? this.#mutate({ kind: 'deleteWithVersion', key, expected });
   }
 
   putWithTtl(key: string, value: Uint8Array, ttlMs: number): Promise<Version> {
-    return this.#refuse('putWithTtl', key, value, ttlMs) ?? this.driver.mutate({ kind: 'putWithTtl', key, value, ttlMs });
+    return this.#refuse('putWithTtl', key, value, ttlMs) ?? this.#mutate({ kind: 'putWithTtl', key, value, ttlMs });
   }
 
   purge(key: string): Promise<Version> {
-    return this.#refuse('purge', key) ?? this.driver.mutate({ kind: 'purge', key });
+    return this.#refuse('purge', key) ?? this.#mutate({ kind: 'purge', key });
   }
 
   compareCursors(a: WatchCursor, b: WatchCursor): number {
@@ -162,6 +177,17 @@ export class KvStoreFront<Position = unknown> implements KvStore {
       return Promise.reject(error);
     }
     return undefined;
+  }
+
+  #mutate(mutation: KvMutation): Promise<Version> {
+    if (kvOperationChannel.hasSubscribers) {
+      return kvOperationChannel.tracePromise(() => this.driver.mutate(mutation), this.#context(mutation.kind, mutation.key));
+    }
+    return this.driver.mutate(mutation);
+  }
+
+  #context(operation: KvOperationContext['operation'], key: string): KvOperationContext {
+    return { operation, backend: this.backend, bucket: this.bucket, key };
   }
 
   #list(prefix: string | undefined, values: boolean): AsyncIterable<KvEntry> {
