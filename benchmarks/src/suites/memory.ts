@@ -1,4 +1,5 @@
 /** The memory backend: ops/s per operation, and watch fan-out to 100 watchers. */
+import { tracingChannel } from 'node:diagnostics_channel';
 import { createMemoryKvServer, type KvStore, openMemoryKv, type Version } from '@weft/kv';
 import type { Bench } from '../harness.js';
 import { stat } from '../harness.js';
@@ -35,10 +36,72 @@ export async function memorySuite(bench: Bench): Promise<void> {
   });
   await bench.throughput({ id: 'memory.delete', label: 'memory delete', op: (i) => kv.delete(`c.${i}`), ops, concurrency: 1 });
 
+  await tracingCost(bench, kv, value, keys, ops);
+
   const fanOutWriter = await openMemoryKv({ server, bucket: 'fan-out' });
   await fanOut(bench, fanOutWriter, server);
   await fanOutWriter.close();
   await kv.close();
+}
+
+/**
+ * What the store front (argument checks and the tracing channel's
+ * subscriber check) costs over calling the backend's driver directly, with
+ * no subscriber: the no-cost claim of docs/guides/observability.md. Then the
+ * same with a subscriber attached, which is what tracing costs when on.
+ */
+async function tracingCost(bench: Bench, kv: KvStore, value: Uint8Array, keys: number, ops: number): Promise<void> {
+  // The driver under the handle (a protected field): the same call without the front.
+  const driver = (kv as unknown as { driver: { get(key: string): Promise<unknown>; mutate(mutation: object): Promise<unknown> } }).driver;
+  await bench.compare({
+    id: 'memory.front.get',
+    label: 'memory get through the store, no trace subscriber',
+    weft: (i) => kv.get(`k.${i % keys}`),
+    baseline: { name: "the backend's driver called directly", op: (i) => driver.get(`k.${i % keys}`) },
+    ops,
+    concurrency: 1,
+  });
+  await bench.compare({
+    id: 'memory.front.put',
+    label: 'memory put through the store, no trace subscriber',
+    weft: (i) => kv.put(`k.${i % keys}`, value),
+    baseline: { name: "the backend's driver called directly", op: (i) => driver.mutate({ kind: 'put', key: `k.${i % keys}`, value }) },
+    ops,
+    concurrency: 1,
+  });
+  const channel = tracingChannel('weft:kv:operation');
+  // What tracing adds to an operation while nobody subscribes: reading `hasSubscribers` once, timed alone.
+  const checks = 20_000_000;
+  const costs: number[] = [];
+  let sink = 0;
+  for (let round = 0; round < bench.rounds; round++) {
+    const started = performance.now();
+    for (let index = 0; index < checks; index++) if (channel.hasSubscribers) sink++;
+    costs.push(((performance.now() - started) * 1e6) / checks);
+  }
+  if (sink !== 0) throw new Error('a subscriber appeared');
+  const putNs = 1e9 / (bench.figures.find((figure) => figure.id === 'memory.front.put')?.weft.median ?? 1);
+  bench.record({
+    id: 'memory.tracing.idle',
+    label: `tracing with no subscriber: the check per operation (${((stat(costs).median / putNs) * 100).toFixed(3)}% of a memory put)`,
+    unit: 'ns',
+    higherIsBetter: false,
+    weft: stat(costs),
+  });
+  const subscriber = { start() {}, end() {}, asyncStart() {}, asyncEnd() {}, error() {} };
+  channel.subscribe(subscriber);
+  try {
+    await bench.compare({
+      id: 'memory.traced.get',
+      label: 'memory get through the store with a trace subscriber',
+      weft: (i) => kv.get(`k.${i % keys}`),
+      baseline: { name: "the backend's driver called directly", op: (i) => driver.get(`k.${i % keys}`) },
+      ops,
+      concurrency: 1,
+    });
+  } finally {
+    channel.unsubscribe(subscriber);
+  }
 }
 
 /** 100 watchers on one bucket: how many events per second reach all of them, and how long a put takes to reach the last one. */
