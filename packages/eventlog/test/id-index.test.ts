@@ -43,7 +43,7 @@ describe('id index', () => {
       index.remove(position);
       model.delete(unique[position - 1] as string);
     }
-    const reused = probes.filter((id) => !model.has(id)).slice(0, unique.length - keep);
+    const reused = [...new Set(probes)].filter((id) => !model.has(id)).slice(0, unique.length - keep);
     reused.forEach((id, at) => {
       index.add(keep + at + 1, id);
       model.set(id, keep + at + 1);
