@@ -1,0 +1,132 @@
+/**
+ * A user's project, as the registry would give it: the packed tarballs of
+ * the public packages installed into a fresh directory with npm, next to
+ * the user's own client (ioredis 5, ioredis 6, @nats-io/transport-node 3),
+ * which the packages take as a peer dependency. Each program is
+ * type-checked against what was installed (one copy of the client: the
+ * user's) and run against a server this test spawns.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  type NatsServer,
+  natsUnavailable,
+  type RedisServer,
+  redisUnavailable,
+  runChild,
+  startNatsServer,
+  startRedisServer,
+} from '@weft/test-servers';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const root = new URL('..', import.meta.url).pathname;
+const packed = mkdtempSync(join(tmpdir(), 'weft-packed-'));
+const natsMissing = natsUnavailable();
+const redisMissing = redisUnavailable();
+let redis: RedisServer | undefined;
+let nats: NatsServer | undefined;
+
+beforeAll(async () => {
+  const publicPackages = ['common', 'kv', 'kv-redis', 'kv-nats', 'eventlog'];
+  for (const name of publicPackages) {
+    execFileSync('npm', ['pack', '--silent', '--ignore-scripts', '--pack-destination', packed], { cwd: join(root, 'packages', name) });
+  }
+  if (redisMissing === undefined) redis = await startRedisServer();
+  if (natsMissing === undefined) nats = await startNatsServer();
+}, 120_000);
+
+afterAll(async () => {
+  await redis?.stop();
+  await nats?.stop();
+  rmSync(packed, { recursive: true, force: true });
+});
+
+/** A fresh project with the tarballs and `dependencies` installed; runs `program` type-checked, then compiled, and returns its output. */
+async function consumer(dependencies: readonly string[], program: string, env: Record<string, string>): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), 'weft-consumer-'));
+  try {
+    writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }));
+    const tarballs = readdirSync(packed).map((name) => join(packed, name));
+    execFileSync('npm', ['install', '--no-audit', '--no-fund', '--ignore-scripts', ...tarballs, ...dependencies], {
+      cwd: dir,
+      stdio: 'pipe',
+    });
+    writeFileSync(join(dir, 'index.ts'), program);
+    writeFileSync(
+      join(dir, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: {
+          target: 'ES2022',
+          module: 'NodeNext',
+          moduleResolution: 'NodeNext',
+          strict: true,
+          skipLibCheck: false,
+          typeRoots: [join(root, 'node_modules', '@types')],
+          types: ['node'],
+        },
+        files: ['index.ts'],
+      }),
+    );
+    execFileSync(join(root, 'node_modules', '.bin', 'tsc'), ['-p', dir], { encoding: 'utf8', stdio: 'pipe' });
+    const run = await runChild(process.execPath, [join(dir, 'index.js')], { limitMs: 60_000, env });
+    if (run.code !== 0) throw new Error(`the consumer program failed:\n${run.stdout}${run.stderr}`);
+    return run.stdout;
+  } catch (error) {
+    const output = error as { stdout?: string; stderr?: string };
+    throw new Error(`${error instanceof Error ? error.message : String(error)}\n${output.stdout ?? ''}${output.stderr ?? ''}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const redisProgram = `import { Redis } from 'ioredis';
+import { openRedisKv } from '@weft/kv-redis';
+
+const client = new Redis(process.env.REDIS_URL as string); // the user's own client
+const kv = await openRedisKv({ client, bucket: process.env.BUCKET as string });
+const version = await kv.create('users.ada', new TextEncoder().encode('{"name":"Ada"}'));
+await kv.update('users.ada', new TextEncoder().encode('{"name":"Ada Lovelace"}'), version);
+for await (const event of kv.watch({ prefixes: ['users'] })) {
+  if (event.type === 'synced') break;
+  if (event.type === 'put') console.log(event.key, new TextDecoder().decode(event.value));
+}
+await kv.close();
+console.log('client still open:', client.status === 'ready');
+client.disconnect();
+`;
+
+describe.skipIf(redisMissing !== undefined)('a user project with its own Redis client', () => {
+  for (const ioredis of ['ioredis@5.9.3', 'ioredis@6.0.0']) {
+    it(`${ioredis}: the client type-checks as openRedisKv's client, and the README example runs on it`, async () => {
+      const bucket = ioredis.replace(/[^A-Za-z0-9]/g, '-');
+      const output = await consumer([ioredis], redisProgram, { REDIS_URL: redis?.url ?? '', BUCKET: bucket });
+      expect(output).toBe('users.ada {"name":"Ada Lovelace"}\nclient still open: true\n');
+    }, 180_000);
+  }
+});
+
+describe.skipIf(natsMissing !== undefined)('a user project with its own NATS connection', () => {
+  it("@nats-io/transport-node 3: the connection type-checks as openNatsKv's, and the README example runs on it", async () => {
+    const program = `import { connect } from '@nats-io/transport-node';
+import { openNatsKv } from '@weft/kv-nats';
+
+const connection = await connect({ servers: process.env.NATS_URL as string }); // the user's own connection
+const kv = await openNatsKv({ connection, bucket: 'app', create: { history: 5 } });
+const version = await kv.create('users.ada', new TextEncoder().encode('{"name":"Ada"}'));
+await kv.update('users.ada', new TextEncoder().encode('{"name":"Ada Lovelace"}'), version);
+for await (const event of kv.watch({ prefixes: ['users'] })) {
+  if (event.type === 'synced') break;
+  if (event.type === 'put') console.log(event.key, new TextDecoder().decode(event.value));
+}
+await kv.close();
+console.log('connection still open:', !connection.isClosed());
+await connection.close();
+`;
+    const output = await consumer(['@nats-io/transport-node@3.4.0', '@nats-io/jetstream@3.4.0', '@nats-io/kv@3.4.0'], program, {
+      NATS_URL: nats?.url ?? '',
+    });
+    expect(output).toBe('users.ada {"name":"Ada Lovelace"}\nconnection still open: true\n');
+  }, 180_000);
+});
