@@ -67,14 +67,13 @@ const encoder = new TextEncoder();
 
 /** Entity and scope names repeat from frame to frame: their UTF-8 bytes are kept (up to a bound) instead of re-encoded. */
 const nameBytes = new Map<string, Uint8Array>();
-const maxCachedNames = 4096;
+const maxCachedNames = 16_384;
 
 function encodeName(name: string): Uint8Array {
   let bytes = nameBytes.get(name);
   if (bytes === undefined) {
     bytes = encoder.encode(name);
-    if (nameBytes.size >= maxCachedNames) nameBytes.clear();
-    nameBytes.set(name, bytes);
+    if (nameBytes.size < maxCachedNames) nameBytes.set(name, bytes);
   }
   return bytes;
 }
@@ -352,10 +351,8 @@ function readName(bytes: Uint8Array, what: string, at: number): string {
   } catch {
     throw invalid(`the ${what} is not valid UTF-8`, at);
   }
-  if (cacheable) {
-    if (decodedNames.size >= maxCachedNames) decodedNames.clear();
-    decodedNames.set(key, { bytes: bytes.slice(), text });
-  }
+  // Once full, the cache keeps what it has: clearing it would make a log with more names than it holds miss every time.
+  if (cacheable && decodedNames.size < maxCachedNames) decodedNames.set(key, { bytes: bytes.slice(), text });
   return text;
 }
 

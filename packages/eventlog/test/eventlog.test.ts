@@ -92,6 +92,23 @@ describe('appends and reads', () => {
     expect(dense).toBe(log.sequenceOf('dense'));
   });
 
+  it('more entity names than the name caches hold read back exactly, written and read in any order', async () => {
+    const log = await fresh({ sync: 'none' });
+    const names = Array.from({ length: 20_000 }, (_, index) => `entity-${(index * 7919) % 20_000}-é`);
+    for (let index = 0; index < names.length; index += 1000) {
+      await log.appendBatch(names.slice(index, index + 1000).map((entity) => ({ entity, kind, payload: bytes(entity) })));
+    }
+    await log.flush();
+    let index = 0;
+    for await (const event of log.read()) {
+      expect(event.entity).toBe(names[index]);
+      expect(text(event.payload)).toBe(names[index]);
+      index++;
+    }
+    expect(index).toBe(names.length);
+    expect(log.entities().length).toBe(names.length);
+  });
+
   it('appends a batch atomically, all or nothing', async () => {
     const log = await fresh();
     const receipt = await log.appendBatch([

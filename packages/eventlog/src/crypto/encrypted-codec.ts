@@ -38,14 +38,14 @@ const encoder = new TextEncoder();
 
 /** Encoded entity and scope names, kept for the next payload of the same name (bounded: cleared when full). */
 const encodedNames = new Map<string, Uint8Array>();
-const maxEncodedNames = 4096;
+const maxEncodedNames = 16_384;
 
 function encodedName(name: string): Uint8Array {
   let bytes = encodedNames.get(name);
   if (bytes === undefined) {
-    if (encodedNames.size >= maxEncodedNames) encodedNames.clear();
     bytes = encoder.encode(name);
-    encodedNames.set(name, bytes);
+    // Once full, the cache keeps what it has (clearing would make more names than it holds miss every time).
+    if (encodedNames.size < maxEncodedNames) encodedNames.set(name, bytes);
   }
   return bytes;
 }
@@ -166,8 +166,9 @@ export class EncryptedCodec implements PayloadCodec {
     };
     const key = this.keyset.keyFor(keyName(binding), () => binding);
     if (granularity === 'entity') {
-      if (this.#entityKeys.size >= maxEncodedNames) this.#entityKeys.clear();
-      this.#entityKeys.set(input.entity, { scope: input.scope, key });
+      if (this.#entityKeys.size < maxEncodedNames || this.#entityKeys.has(input.entity)) {
+        this.#entityKeys.set(input.entity, { scope: input.scope, key });
+      }
     }
     return key;
   }
