@@ -21,6 +21,8 @@ export interface RunChildOptions {
   readonly onStdout?: (chunk: string, child: ChildProcess) => void;
   /** Variables added to this process's environment for the child. */
   readonly env?: Readonly<Record<string, string>>;
+  /** The child's working directory. @default this process's */
+  readonly cwd?: string;
 }
 
 const children = new Set<ChildProcess>();
@@ -42,6 +44,7 @@ export function runChild(command: string, args: readonly string[], options: RunC
     const child = spawn(command, args, {
       stdio: ['pipe', 'pipe', 'pipe'],
       ...(options.env === undefined ? {} : { env: { ...process.env, ...options.env } }),
+      ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
     });
     children.add(child);
     let stdout = '';
