@@ -10,30 +10,11 @@
  * The context is compiled beside the block as global declarations.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { type RedisServer, redisUnavailable, runChild, startRedisServer } from '@weft/test-servers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-
-const root = new URL('..', import.meta.url).pathname;
-
-function markdownFiles(): string[] {
-  const files = [join(root, 'README.md')];
-  const walk = (dir: string) => {
-    for (const name of readdirSync(dir).sort()) {
-      const path = join(dir, name);
-      if (path === join(root, 'docs', 'api')) continue;
-      if (statSync(path).isDirectory()) walk(path);
-      else if (name.endsWith('.md')) files.push(path);
-    }
-  };
-  walk(join(root, 'docs'));
-  for (const dir of readdirSync(join(root, 'packages')).sort()) {
-    const readme = join(root, 'packages', dir, 'README.md');
-    if (statSync(readme, { throwIfNoEntry: false }) !== undefined) files.push(readme);
-  }
-  return files;
-}
+import { markdownFiles, root } from './markdown.js';
 
 interface Block {
   readonly name: string;

@@ -25,31 +25,10 @@ import {
   startRedisServer,
 } from '@weft/test-servers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-
-const root = new URL('..', import.meta.url).pathname;
+import { markdownFiles, root } from './markdown.js';
 
 /** Commands that CI runs directly from `.ci/run`; a block made only of these is checked against it, not run. */
 const ciCommands = ['npm ci', 'npm run demo', 'npm test'];
-
-function markdownFiles(): string[] {
-  const files = [join(root, 'README.md')];
-  const walk = (dir: string) => {
-    for (const name of readdirSync(dir).sort()) {
-      const path = join(dir, name);
-      if (path === join(root, 'docs', 'api')) continue;
-      if (statSync(path).isDirectory()) walk(path);
-      else if (name.endsWith('.md')) files.push(path);
-    }
-  };
-  walk(join(root, 'docs'));
-  for (const dir of readdirSync(join(root, 'packages')).sort()) {
-    const readme = join(root, 'packages', dir, 'README.md');
-    if (statSync(join(root, 'packages', dir)).isDirectory() && readdirSync(join(root, 'packages', dir)).includes('README.md')) {
-      files.push(readme);
-    }
-  }
-  return files;
-}
 
 function shellBlocks(markdown: string): string[] {
   const blocks: string[] = [];
