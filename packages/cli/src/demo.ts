@@ -186,7 +186,7 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
       `summary: events=${finalCount} converged=${converged ? 'yes' : 'no'} shredded=${shredded} rotation=generation-${generation} plaintext-in-store=${matches} ` +
         `time=${((Date.now() - started) / 1000).toFixed(1)}s ${ok ? 'OK' : 'FAILED'}\n`,
     );
-    if (options.keep) process.stdout.write(`device directories kept in ${root}\n`);
+    if (options.keep) process.stdout.write(`device directories kept in ${root} (and the bucket ${bucket})\n`);
     return ok;
   } finally {
     for (const device of devices) {
@@ -194,6 +194,14 @@ export async function runDemo(options: DemoOptions): Promise<boolean> {
       await device.log.close().catch(() => undefined);
       await device.kv.close().catch(() => undefined);
     }
-    if (!options.keep) rmSync(root, { recursive: true, force: true });
+    if (!options.keep) {
+      rmSync(root, { recursive: true, force: true });
+      // On a real server the demo's bucket goes too (a store that can destroy buckets: NATS, Redis).
+      if (memory === undefined) {
+        const store = (await openStore().catch(() => undefined)) as (KvStore & { destroy?: () => Promise<void> }) | undefined;
+        if (store?.destroy !== undefined) await store.destroy().catch(() => undefined);
+        else await store?.close();
+      }
+    }
   }
 }

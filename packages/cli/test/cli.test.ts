@@ -6,6 +6,8 @@
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
 import { natsUnavailable, type RedisServer, redisUnavailable, runChild, startNatsServer, startRedisServer } from '@weft/test-servers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -128,6 +130,14 @@ describe('weft demo', () => {
       const run = await weft(['demo', '--events', '10', '--kv', server.url]);
       expect(run.code, run.stderr).toBe(0);
       expect(run.stdout).toMatch(/converged=yes .*plaintext-in-store=0 .* OK/);
+      // The demo leaves no bucket behind on the server.
+      const connection = await connect({ servers: server.url });
+      try {
+        const streams = await (await jetstreamManager(connection)).streams.names().next();
+        expect(streams.filter((name) => name.includes('demo-'))).toEqual([]);
+      } finally {
+        await connection.close();
+      }
     } finally {
       await server.stop();
     }

@@ -9,7 +9,7 @@ import {
 } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection, nanos } from '@nats-io/transport-node';
-import type { KvError } from '@weft/kv';
+import { KvError } from '@weft/kv';
 import { assertBucketName, assertIntegerOptions, describeArgument, KvErrorCode, KvStoreFront, kvError, messageOf } from '@weft/kv/backend';
 import { streamName } from './codec.js';
 import { NatsDriver } from './driver.js';
@@ -218,6 +218,26 @@ export class NatsKvStore extends KvStoreFront<number> {
   /** The last error of the background sweeper, if its latest run failed. */
   get lastSweepError(): KvError | undefined {
     return this.#driver.lastSweepError;
+  }
+
+  /**
+   * Deletes the bucket from the server (its stream and weft's companion
+   * stream), then closes this handle. Another handle on the bucket fails at
+   * its next operation, or finds a new bucket if one was created meanwhile
+   * (a watch cursor from before fails with `CursorExpired`).
+   */
+  async destroy(): Promise<void> {
+    this.assertOpen();
+    const driver = this.#driver;
+    for (const stream of [driver.subjects.stream, driver.subjects.metaStream]) {
+      await driver
+        .call(undefined, () => driver.parts.manager.streams.delete(stream))
+        .catch((error: unknown) => {
+          // The companion stream exists only once something needed it.
+          if (!(error instanceof KvError && /not found/i.test(error.message))) throw error;
+        });
+    }
+    await this.close();
   }
 
   /**

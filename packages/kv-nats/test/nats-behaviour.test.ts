@@ -45,6 +45,25 @@ for (const line of lines)
       await server.stop();
     });
 
+    it('destroy removes the bucket and its companion stream from the server and leaves other buckets alone', async () => {
+      const doomed = await openNatsKv({ servers: server.url, bucket: 'doomed', create: { history: 5 } });
+      const kept = await openNatsKv({ servers: server.url, bucket: 'kept', create: true });
+      await doomed.put('a', bytes('1'));
+      await doomed.putWithTtl('b', bytes('2'), 60_000);
+      await kept.put('a', bytes('kept'));
+      const manager = await jetstreamManager(raw);
+      const streams = async () => (await manager.streams.names().next()).filter((name) => name.includes('doomed'));
+      expect((await streams()).length).toBeGreaterThan(0);
+      await doomed.destroy();
+      expect(doomed.closed).toBe(true);
+      expect(await streams()).toEqual([]);
+      expect(decode((await kept.get('a'))?.value ?? bytes(''))).toBe('kept');
+      // Opened again without create, the bucket is not there.
+      const reopened = await openNatsKv({ servers: server.url, bucket: 'doomed' }).catch((error: unknown) => error);
+      expect(KvError.is(reopened, 'OperationFailed'), String(reopened)).toBe(true);
+      await kept.close();
+    });
+
     it('interoperates both ways with a plain @nats-io/kv client', async () => {
       const store = await openNatsKv({ servers: server.url, bucket: 'interop', create: { history: 5 } });
       const plain = await new Kvm(raw).open('interop');

@@ -226,6 +226,24 @@ export class RedisDriver implements KvDriver<string> {
     }
   }
 
+  /** Deletes every Redis key of the bucket (records, tombstones, the change stream, the indexes and the epoch). */
+  async destroy(): Promise<void> {
+    const base = this.keys.meta.slice(0, -'meta'.length);
+    const pattern = `${base.replace(/[*?[\]\\]/g, (character) => `\\${character}`)}*`;
+    const nodes = this.client instanceof Cluster ? this.client.nodes('master') : [this.client];
+    await this.read(undefined, async () => {
+      for (const node of nodes) {
+        let cursor = '0';
+        do {
+          const [next, found] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+          cursor = next;
+          // Every key of a bucket carries its hash tag, so one UNLINK takes a page even on a cluster.
+          if (found.length > 0) await this.client.unlink(...found);
+        } while (cursor !== '0');
+      }
+    });
+  }
+
   async pipeline(commands: Array<[string, ...string[]]>): Promise<unknown[]> {
     if (commands.length === 0) return [];
     const results = await this.read(undefined, () => this.client.pipeline(commands).exec());

@@ -142,6 +142,19 @@ export class RedisKvStore extends KvStoreFront<string> {
     return this.#driver.lastSweepError;
   }
 
+  /**
+   * Deletes the bucket from the server (every key, tombstone and its
+   * change history), then closes this handle. Another handle on the bucket
+   * finds it empty, as new: a watch cursor from before fails with
+   * `CursorExpired`. Writes racing the destroy may leave their keys behind,
+   * in a new bucket.
+   */
+  async destroy(): Promise<void> {
+    this.assertOpen();
+    await this.#driver.destroy();
+    await this.close();
+  }
+
   /** The Redis keys this bucket uses: useful for inspection and operations tooling. */
   get redisKeys(): {
     readonly recordPrefix: string;

@@ -182,6 +182,44 @@ describe.skipIf(redisMissing !== undefined)('redis backend behaviour on a real s
     });
   });
 
+  describe('destroy', () => {
+    it('removes every key of the bucket, tombstones and history included, and leaves other buckets alone', async () => {
+      const { server, raw } = await standalone();
+      try {
+        const doomed = await openRedisKv({ url: server.url, bucket: 'doomed' });
+        const kept = await openRedisKv({ url: server.url, bucket: 'kept' });
+        const other = await openRedisKv({ url: server.url, bucket: 'doomed' });
+        await doomed.put('a', bytes('1'));
+        await doomed.put('b', bytes('2'));
+        await doomed.delete('b'); // a tombstone, which no index lists
+        await doomed.putWithTtl('c', bytes('3'), 60_000);
+        await kept.put('a', bytes('kept'));
+        let cursor: string | undefined;
+        for await (const event of other.watch()) {
+          cursor = event.cursor;
+          if (event.type === 'synced') break;
+        }
+        expect((await bucketKeys(raw, 'doomed')).length).toBeGreaterThan(3);
+        await doomed.destroy();
+        expect(doomed.closed).toBe(true);
+        expect(await bucketKeys(raw, 'doomed')).toEqual([]);
+        expect(decode((await kept.get('a'))?.value ?? bytes(''))).toBe('kept');
+        // Another handle finds a new, empty bucket; a cursor from before fails rather than resuming into it.
+        expect(await other.get('a')).toBeUndefined();
+        await other.put('z', bytes('new'));
+        const resumed = await (async () => {
+          for await (const _event of other.watch({ from: cursor as never })) return 'resumed';
+          return 'ended';
+        })().catch((error: unknown) => error);
+        expect(KvError.is(resumed, 'CursorExpired'), String(resumed)).toBe(true);
+        await Promise.all([kept.close(), other.close()]);
+      } finally {
+        raw.disconnect();
+        await server.stop();
+      }
+    });
+  });
+
   describe('failures are typed', () => {
     it('refuses bad options with InvalidArgument before connecting', async () => {
       const cases: Array<Parameters<typeof openRedisKv>[0]> = [
