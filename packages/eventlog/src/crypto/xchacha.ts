@@ -180,6 +180,7 @@ export const nodeXChaCha: XChaCha = {
     const cipher = createCipheriv('chacha20-poly1305', hchacha20(key, nonce.subarray(0, 16), subkey), ietfNonce(nonce), {
       authTagLength: tagSize,
     });
+    subkey.fill(0); // the cipher holds its own copy; no derived key stays in this module's memory
     cipher.setAAD(aad, { plaintextLength: plaintext.length });
     const head = cipher.update(plaintext);
     const tail = cipher.final();
@@ -196,6 +197,7 @@ export const nodeXChaCha: XChaCha = {
     const decipher = createDecipheriv('chacha20-poly1305', hchacha20(key, nonce.subarray(0, 16), subkey), ietfNonce(nonce), {
       authTagLength: tagSize,
     });
+    subkey.fill(0);
     decipher.setAAD(aad, { plaintextLength: body.length });
     decipher.setAuthTag(sealed.subarray(sealed.length - tagSize));
     const head = decipher.update(body);
