@@ -24,7 +24,7 @@ export async function appendFloor(path: string, hashers: Hashers, payloadSize: n
   let position = 0;
   const previousHash = new Uint8Array(32);
   return {
-    async append(payload: Uint8Array): Promise<void> {
+    async write(payload: Uint8Array): Promise<void> {
       if (used + frameSize > group.length) {
         await handle.write(group, 0, used, position);
         position += used;

@@ -87,16 +87,10 @@ async function syncModes(bench: Bench, root: string, hashers: Hashers): Promise<
       const log = await freshLog(root, sync);
       // With `none` nothing is fsynced: the baseline is the append floor; otherwise raw writes with the same fsyncs.
       const file = sync === 'none' ? await appendFloor(join(root, `floor-${dirs++}`), hashers, size) : await rawFile(root, sync);
-      const baseline =
-        sync === 'none'
-          ? {
-              name: 'append floor: copy + CRC-32C + BLAKE3, one write per 256 KiB',
-              op: () => (file as { append(p: Uint8Array): Promise<void> }).append(payload),
-            }
-          : {
-              name: `raw fs write${durable ? ' + fsync' : ''}`,
-              op: () => (file as { write(p: Uint8Array): Promise<void> }).write(payload),
-            };
+      const baseline = {
+        name: sync === 'none' ? 'append floor: copy + CRC-32C + BLAKE3, one write per 256 KiB' : `raw fs write${durable ? ' + fsync' : ''}`,
+        op: () => file.write(payload),
+      };
       const ops = durable ? bench.size(500, 30) : bench.size(50_000, 1000);
       const targets = {
         'none-256': { kind: 'ratio-at-least', value: 0.6 } as const,

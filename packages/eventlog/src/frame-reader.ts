@@ -11,7 +11,8 @@ import { labelPrefix } from './rules.js';
 import type { LocationIndex, Segment } from './structures.js';
 import type { LogEvent } from './types.js';
 
-const scanChunkBytes = 4 * 1024 * 1024;
+/** How much of a segment one read takes when scanning or copying it. */
+export const scanChunkBytes = 4 * 1024 * 1024;
 const framesPerStep = 64;
 const empty = new Uint8Array(0);
 /** The largest span of a segment one read of `readMany` covers. */
@@ -51,7 +52,7 @@ export class FrameReader {
 
   /**
    * The frames from one position to another (both included), in order, in
-   * arrays: each chunk read from a segment is decoded at once.
+   * arrays of up to 64 (see {@link frames}).
    */
   async *scan(fromPosition: number, toPosition: number): AsyncGenerator<DecodedFrame[]> {
     if (fromPosition > toPosition) return;
@@ -78,8 +79,9 @@ export class FrameReader {
   }
 
   /**
-   * The frames of a segment from an offset, read in large chunks and each
-   * chunk decoded at once; an item with a problem ends the last array.
+   * The frames of a segment from an offset, read in 4 MiB chunks (the next
+   * one read while this one is decoded) and decoded without a step per frame:
+   * arrays of up to 64; an item with a problem ends the last array.
    */
   async *frames(segment: Segment, start: number): AsyncGenerator<FrameItem[]> {
     let offset = start;

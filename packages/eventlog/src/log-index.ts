@@ -34,10 +34,6 @@ export class LogIndex {
     return this.entities.get(entity)?.sequence ?? 0;
   }
 
-  has(id: string): boolean {
-    return this.byId.has(id);
-  }
-
   /** The entity's state, made when it has none yet; `created` tells which. */
   entity(entity: string): { state: EntityState; created: boolean } {
     const state = this.entities.get(entity);

@@ -6,7 +6,7 @@ import { EncryptedCodec, type EncryptionOptions } from './crypto/encrypted-codec
 import { keysetFileName, type ShredTarget } from './crypto/keyset.js';
 import type { DurabilityTracker } from './durability.js';
 import { EventLogError, EventLogErrorCode } from './errors.js';
-import { FrameReader } from './frame-reader.js';
+import { FrameReader, scanChunkBytes } from './frame-reader.js';
 import { nodeFileSystem } from './fs/node-fs.js';
 import { joinPath, type LogFileSystem } from './fs/types.js';
 import { type Hashers, loadHashers } from './hash.js';
@@ -62,7 +62,6 @@ export interface EventLogOptions {
   readonly pollIntervalMs?: number;
 }
 
-const scanChunkBytes = 4 * 1024 * 1024;
 /** Events of one entity read together by `readEntity`. */
 const entityStep = 256;
 

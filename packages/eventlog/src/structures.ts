@@ -23,16 +23,6 @@ export interface Deferred<T> {
   reject(error: unknown): void;
 }
 
-export function deferred<T>(): Deferred<T> {
-  let resolve!: (value: T) => void;
-  let reject!: (error: unknown) => void;
-  const promise = new Promise<T>((ok, fail) => {
-    resolve = ok;
-    reject = fail;
-  });
-  return { promise, resolve, reject };
-}
-
 const unsettled = 0;
 const fulfilled = 1;
 const rejected = 2;
@@ -146,8 +136,8 @@ function grow<T extends Uint32Array | Float64Array>(array: T, capacity: number, 
 
 /**
  * The bytes of consecutive batches as few buffers as possible: frames that
- * follow each other in one arena buffer are one view of it; anything else is
- * copied together.
+ * follow each other in one arena buffer are one view of it, written with one
+ * call; a frame elsewhere starts the next view. Nothing is copied.
  */
 export function contiguousRuns(batches: readonly PendingBatch[]): Uint8Array[] {
   const runs: Uint8Array[] = [];
