@@ -1,9 +1,12 @@
 import { keyMatchesPrefix, type Version } from '@weft/kv';
 import { backoffMs, type ChangeFeedItem, type ChangeRequest, copyBytes, pause } from '@weft/kv/backend';
-import type { Client, RedisDriver } from './driver.js';
+import { redisScript, type Waker } from './connection.js';
+import type { RedisDriver } from './driver.js';
 import { toKvError } from './errors.js';
+import { readChangesScript } from './scripts.js';
 import { compareStreamIds } from './stream-ids.js';
 
+const readChangesLua = redisScript(readChangesScript);
 const pageSize = 500;
 const readBatch = 256;
 const blockMs = 5000;
@@ -32,8 +35,8 @@ export async function* changeFeed(
   driver: RedisDriver,
   { from, prefixes, signal }: ChangeRequest<string>,
 ): AsyncGenerator<ChangeFeedItem<string> | ChangeFeedItem<string>[]> {
-  const waker = driver.duplicate();
-  driver.watchClients.add(waker);
+  const waker = driver.waker();
+  driver.wakers.add(waker);
   const stopWaker = () => waker.disconnect();
   signal.addEventListener('abort', stopWaker, { once: true });
   try {
@@ -76,7 +79,7 @@ export async function* changeFeed(
     }
   } finally {
     signal.removeEventListener('abort', stopWaker);
-    driver.watchClients.delete(waker);
+    driver.wakers.delete(waker);
     waker.disconnect();
   }
 }
@@ -93,7 +96,11 @@ async function* listing(
   for (const prefix of prefixes ?? [undefined]) {
     for await (const page of indexPages(driver, prefix)) {
       if (signal.aborted) return;
-      const rows = await driver.pipeline(page.map((key) => ['hmget', record + key, 'o', 'n']));
+      const rows = await driver.hashFieldsOfMany(
+        page.map((key) => record + key),
+        ['o', 'n'],
+        false,
+      );
       page.forEach((key, index) => {
         const [op, version] = (rows[index] ?? []) as Array<string | null>;
         if (op === 'p' && version != null && compareStreamIds(version, snapshot) <= 0) candidates.push({ key, version });
@@ -104,7 +111,11 @@ async function* listing(
   for (let start = 0; start < candidates.length; start += pageSize) {
     if (signal.aborted) return;
     const slice = candidates.slice(start, start + pageSize);
-    const rows = await driver.pipeline(slice.map(({ key }) => ['hmgetBuffer', record + key, 'n', 'v']));
+    const rows = await driver.hashFieldsOfMany(
+      slice.map(({ key }) => record + key),
+      ['n', 'v'],
+      true,
+    );
     for (const [index, { key, version }] of slice.entries()) {
       const [current, value] = (rows[index] ?? []) as Array<Buffer | null>;
       // Changed since the snapshot: the change stream delivers the newer state after `synced`.
@@ -120,7 +131,7 @@ export async function* indexPages(driver: RedisDriver, prefix: string | undefine
   let low = prefix === undefined ? '-' : `[${prefix}`;
   const high = prefix === undefined ? '+' : `(${prefix}/`;
   for (;;) {
-    const page = await driver.read(undefined, () => driver.client.zrangebylex(driver.keys.index, low, high, 'LIMIT', 0, pageSize));
+    const page = await driver.read(undefined, () => driver.connection.rangeByLex(driver.keys.index, low, high, pageSize));
     const matching = page.filter((key) => keyMatchesPrefix(key, prefix));
     if (matching.length > 0) yield matching;
     if (page.length < pageSize) return;
@@ -135,12 +146,16 @@ async function readChanges(
   signal: AbortSignal,
   count = readBatch,
 ): Promise<{ head: StreamHead; changes: Change[] } | undefined> {
-  const command = driver.command('weftReadChangesBuffer');
   const { log, meta, record } = driver.keys;
   for (let attempt = 0; ; attempt++) {
     if (signal.aborted) return undefined;
     try {
-      const reply = (await command(log, meta, position, count, record, driver.nextEpochCandidate())) as Buffer[];
+      const reply = (await driver.connection.runScript(
+        readChangesLua,
+        [log, meta],
+        [position, String(count), record, driver.nextEpochCandidate()],
+        true,
+      )) as Buffer[];
       const head = { epoch: text(reply[0]), lastId: text(reply[1]), horizon: text(reply[2]) };
       const changes: Change[] = [];
       for (let index = 3; index + 3 < reply.length; index += 4) {
@@ -160,10 +175,10 @@ async function readChanges(
   }
 }
 
-async function waitForChange(driver: RedisDriver, waker: Client, position: string, signal: AbortSignal): Promise<void> {
+async function waitForChange(driver: RedisDriver, waker: Waker, position: string, signal: AbortSignal): Promise<void> {
   if (signal.aborted) return;
   try {
-    await waker.xread('COUNT', 1, 'BLOCK', blockMs, 'STREAMS', driver.keys.log, position);
+    await waker.waitForEntry(driver.keys.log, position, blockMs);
   } catch (error) {
     if (signal.aborted) return;
     // The next read retries through the disconnect and checks the epoch, so a reset cannot slip through.

@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { KvCapabilities, KvEntry, KvError, KvRecord, Version } from '@weft/kv';
 import {
   alreadyExists,
@@ -10,21 +10,27 @@ import {
   kvError,
   revisionMismatch,
 } from '@weft/kv/backend';
-import { Cluster, type Redis } from 'ioredis';
 import { changeFeed, indexPages } from './change-stream.js';
+import { type RedisConnection, type RedisScript, redisScript, type Waker } from './connection.js';
 import { backend, toKvError } from './errors.js';
 import type { BucketKeys } from './layout.js';
-import { type MutationScript, mutationScripts } from './scripts.js';
+import { type MutationScript, mutationScripts, sweepScript } from './scripts.js';
 import { parseStreamId, redisCursors } from './stream-ids.js';
-
-export type Client = Redis | Cluster;
-type ScriptCommand = (...args: Array<string | Buffer | number>) => Promise<unknown>;
 
 export interface RedisSettings {
   readonly maxValueBytes: number;
   readonly maxHistoryEntries: number;
   readonly sweepIntervalMs: number;
 }
+
+const scripts = Object.fromEntries(Object.entries(mutationScripts).map(([name, lua]) => [name, redisScript(lua)])) as Record<
+  MutationScript,
+  RedisScript
+>;
+const sweep = redisScript(sweepScript);
+
+/** The record fields `get` reads: op, value, version. */
+const recordFields = ['o', 'v', 'n'] as const;
 
 const scriptOf: Record<KvMutation['kind'], MutationScript> = {
   put: 'weftPut',
@@ -36,10 +42,6 @@ const scriptOf: Record<KvMutation['kind'], MutationScript> = {
   purge: 'weftPurge',
 };
 
-const scriptShas = Object.fromEntries(
-  Object.entries(mutationScripts).map(([name, lua]) => [name, createHash('sha1').update(lua).digest('hex')]),
-) as Record<MutationScript, string>;
-
 /**
  * The Redis driver: one Lua script per mutation (EVALSHA), reads as single
  * commands or pipelines, and the change stream as the watch feed.
@@ -49,26 +51,25 @@ export class RedisDriver implements KvDriver<string> {
   readonly bucket: string;
   readonly capabilities: KvCapabilities;
   readonly cursors = redisCursors;
-  readonly client: Client;
+  readonly connection: RedisConnection;
   readonly keys: BucketKeys;
   readonly settings: RedisSettings;
   /** Connections of running watches, cut when the handle closes. */
-  readonly watchClients = new Set<Client>();
-  readonly #owned: boolean;
+  readonly wakers = new Set<Waker>();
+  readonly #maxEntries: string;
   readonly #epochPrefix = randomBytes(6).toString('hex');
   #epochCounter = 0;
-  readonly #loadedScripts = new Set<MutationScript>();
   #closed = false;
   #sweeper: NodeJS.Timeout | undefined;
   /** The last error of the background sweeper, if its latest run failed. */
   lastSweepError: KvError | undefined;
 
-  constructor(client: Client, owned: boolean, bucket: string, keys: BucketKeys, settings: RedisSettings) {
-    this.client = client;
-    this.#owned = owned;
+  constructor(connection: RedisConnection, bucket: string, keys: BucketKeys, settings: RedisSettings) {
+    this.connection = connection;
     this.bucket = bucket;
     this.keys = keys;
     this.settings = settings;
+    this.#maxEntries = String(settings.maxHistoryEntries);
     this.capabilities = Object.freeze({
       ttl: true,
       purge: true,
@@ -100,7 +101,7 @@ export class RedisDriver implements KvDriver<string> {
 
   get(key: string): Promise<KvEntry | undefined> {
     // One promise step on top of the command's: at 100 reads in flight, each extra async hop costs several percent.
-    return this.client.hmgetBuffer(this.keys.record + key, 'o', 'v', 'n').then(
+    return this.connection.hashFields(this.keys.record + key, recordFields).then(
       ([op, value, version]) => {
         if (op == null || op[0] !== 0x70 || op.length !== 1 || value == null || version == null) return undefined;
         return { key, value: copyBytes(value), version: version.toString('latin1') as Version };
@@ -112,7 +113,7 @@ export class RedisDriver implements KvDriver<string> {
   }
 
   async entry(key: string): Promise<KvRecord | undefined> {
-    const [op, value, version] = await this.read(key, () => this.client.hmgetBuffer(this.keys.record + key, 'o', 'v', 'n'));
+    const [op, value, version] = await this.read(key, () => this.connection.hashFields(this.keys.record + key, recordFields));
     if (op == null || version == null) return undefined;
     const versionText = version.toString() as Version;
     switch (op.toString()) {
@@ -129,8 +130,10 @@ export class RedisDriver implements KvDriver<string> {
 
   async *list(prefix: string | undefined, { values }: { readonly values: boolean }): AsyncGenerator<KvEntry> {
     for await (const page of indexPages(this, prefix)) {
-      const rows = await this.pipeline(
-        page.map((key) => (values ? ['hmgetBuffer', this.keys.record + key, 'o', 'n', 'v'] : ['hmget', this.keys.record + key, 'o', 'n'])),
+      const rows = await this.hashFieldsOfMany(
+        page.map((key) => this.keys.record + key),
+        values ? ['o', 'n', 'v'] : ['o', 'n'],
+        values,
       );
       for (const [index, key] of page.entries()) {
         const [op, version, value] = (rows[index] ?? []) as Array<Buffer | string | null>;
@@ -147,18 +150,19 @@ export class RedisDriver implements KvDriver<string> {
   mutate(mutation: KvMutation): Promise<Version> {
     const { key } = mutation;
     const script = scriptOf[mutation.kind];
-    let args: Array<Buffer | string | number>;
+    let keys: string[];
+    let args: Array<Buffer | string>;
     let expected: string | undefined;
     try {
-      const extra: Array<Buffer | string | number> = [];
-      if ('value' in mutation) extra.push(toBuffer(mutation.value));
-      if (mutation.kind === 'putWithTtl') extra.push(Math.max(1, Math.ceil(mutation.ttlMs)));
+      const { record, log, expiries, index, meta } = this.keys;
+      keys = [record + key, log, expiries, index, meta];
+      args = [key, this.nextEpochCandidate(), this.#maxEntries];
+      if ('value' in mutation) args.push(toBuffer(mutation.value));
+      if (mutation.kind === 'putWithTtl') args.push(String(Math.max(1, Math.ceil(mutation.ttlMs))));
       if (mutation.kind === 'update' || mutation.kind === 'deleteWithVersion') {
         expected = parseStreamId(mutation.expected, 'version', key);
-        extra.push(expected);
+        args.push(expected);
       }
-      const { record, log, expiries, index, meta } = this.keys;
-      args = [record + key, log, expiries, index, meta, key, this.nextEpochCandidate(), this.settings.maxHistoryEntries, ...extra];
     } catch (error) {
       return Promise.reject(error);
     }
@@ -171,19 +175,7 @@ export class RedisDriver implements KvDriver<string> {
     const fail = (error: unknown): never => {
       throw toKvError(error, mutation.kind, key, true);
     };
-    // EVALSHA directly rather than through ioredis' defineCommand wrapper. The first call of each script is an
-    // EVAL, which loads it; a server that lost its script cache (restart, failover) answers NOSCRIPT, and the
-    // script is sent again.
-    if (!this.#loadedScripts.has(script)) {
-      return this.client.eval(mutationScripts[script], 5, ...args).then((reply) => {
-        this.#loadedScripts.add(script);
-        return settle(reply);
-      }, fail);
-    }
-    return this.client.evalsha(scriptShas[script], 5, ...args).then(settle, (error: unknown) => {
-      if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) return fail(error);
-      return this.client.eval(mutationScripts[script], 5, ...args).then(settle, fail);
-    });
+    return this.connection.runScript(scripts[script], keys, args, false).then(settle, fail);
   }
 
   changes(request: ChangeRequest<string>) {
@@ -200,19 +192,12 @@ export class RedisDriver implements KvDriver<string> {
    * @returns how many entries expired
    */
   async sweepExpired(limit: number): Promise<number> {
-    const command = this.command('weftSweep');
     const { record, log, expiries, index, meta } = this.keys;
-    const result = await command(
-      `${record}-`,
-      log,
-      expiries,
-      index,
-      meta,
-      '',
-      this.nextEpochCandidate(),
-      this.settings.maxHistoryEntries,
-      record,
-      limit,
+    const result = await this.connection.runScript(
+      sweep,
+      [`${record}-`, log, expiries, index, meta],
+      ['', this.nextEpochCandidate(), this.#maxEntries, record, String(limit)],
+      false,
     );
     return Number(result);
   }
@@ -220,37 +205,23 @@ export class RedisDriver implements KvDriver<string> {
   async close(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#sweeper);
-    for (const watchClient of this.watchClients) watchClient.disconnect();
-    if (this.#owned) {
-      await this.client.quit().catch(() => this.client.disconnect());
-    }
+    for (const waker of this.wakers) waker.disconnect();
+    await this.connection.close();
   }
 
   /** Deletes every Redis key of the bucket (records, tombstones, the change stream, the indexes and the epoch). */
   async destroy(): Promise<void> {
     const base = this.keys.meta.slice(0, -'meta'.length);
     const pattern = `${base.replace(/[*?[\]\\]/g, (character) => `\\${character}`)}*`;
-    const nodes = this.client instanceof Cluster ? this.client.nodes('master') : [this.client];
     await this.read(undefined, async () => {
-      for (const node of nodes) {
-        let cursor = '0';
-        do {
-          const [next, found] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-          cursor = next;
-          // Every key of a bucket carries its hash tag, so one UNLINK takes a page even on a cluster.
-          if (found.length > 0) await this.client.unlink(...found);
-        } while (cursor !== '0');
-      }
+      // Every key of a bucket carries its hash tag, so one UNLINK takes a page even on a cluster.
+      for await (const page of this.connection.scanMasters(pattern)) await this.connection.unlink(page);
     });
   }
 
-  async pipeline(commands: Array<[string, ...string[]]>): Promise<unknown[]> {
-    if (commands.length === 0) return [];
-    const results = await this.read(undefined, () => this.client.pipeline(commands).exec());
-    return (results ?? []).map(([error, value]) => {
-      if (error) throw toKvError(error, 'read', undefined, false);
-      return value;
-    });
+  /** `HMGET` of many records in one round trip. */
+  hashFieldsOfMany(keys: readonly string[], fields: readonly string[], binary: boolean): Promise<Array<Array<Buffer | string | null>>> {
+    return this.read(undefined, () => this.connection.hashFieldsOfMany(keys, fields, binary));
   }
 
   async read<T>(key: string | undefined, call: () => Promise<T>): Promise<T> {
@@ -261,21 +232,9 @@ export class RedisDriver implements KvDriver<string> {
     }
   }
 
-  command(name: string): ScriptCommand {
-    const command = (this.client as unknown as Record<string, ScriptCommand | undefined>)[name];
-    if (command === undefined) throw kvError(KvErrorCode.OperationFailed, backend, `script ${name} is not registered`);
-    return command.bind(this.client);
-  }
-
   /** A connection of its own for a watch's blocking reads, torn down at once when the watch ends. */
-  duplicate(): Client {
-    const connectionName = `weft-watch:${this.bucket}`;
-    // The connection sits in XREAD BLOCK, so the server does not see a polite close until the block ends:
-    // tear it down at once when the watch ends (disconnectTimeout) instead of after ioredis' default 2 s.
-    if (this.client instanceof Cluster) {
-      return this.client.duplicate(undefined, { redisOptions: { connectionName, disconnectTimeout: 1 }, lazyConnect: false });
-    }
-    return this.client.duplicate({ connectionName, lazyConnect: false, maxRetriesPerRequest: null, disconnectTimeout: 1 });
+  waker(): Waker {
+    return this.connection.waker(`weft-watch:${this.bucket}`);
   }
 
   /**

@@ -1,10 +1,10 @@
 import type { KvError } from '@weft/kv';
 import { assertBucketName, assertIntegerOptions, KvErrorCode, KvStoreFront, kvError } from '@weft/kv/backend';
 import { Cluster, type ClusterNode, Redis } from 'ioredis';
-import { type Client, RedisDriver } from './driver.js';
+import { RedisDriver } from './driver.js';
 import { backend, toKvError } from './errors.js';
+import { type IoredisClient, ioredisConnection } from './ioredis-connection.js';
 import { bucketKeys } from './layout.js';
-import { mutationScripts, readChangesScript, sweepScript } from './scripts.js';
 
 /** Options of {@link openRedisKv}. Give exactly one of `url`, `cluster` or `client`. */
 export interface RedisKvOptions {
@@ -64,7 +64,7 @@ export async function openRedisKv(options: RedisKvOptions): Promise<RedisKvStore
   if (!/^[A-Za-z0-9_-]+$/.test(namespace)) throw kvError(KvErrorCode.InvalidArgument, backend, `a namespace must match [A-Za-z0-9_-]+`);
 
   const owned = options.client === undefined;
-  let client: Client;
+  let client: IoredisClient;
   if (options.client !== undefined) {
     client = options.client;
     if (client.options.keyPrefix) {
@@ -93,10 +93,7 @@ export async function openRedisKv(options: RedisKvOptions): Promise<RedisKvStore
         );
       }
     }
-    for (const [name, lua] of Object.entries(mutationScripts)) client.defineCommand(name, { numberOfKeys: 5, lua });
-    client.defineCommand('weftSweep', { numberOfKeys: 5, lua: sweepScript });
-    client.defineCommand('weftReadChanges', { numberOfKeys: 2, lua: readChangesScript });
-    const driver = new RedisDriver(client, owned, bucket, bucketKeys(namespace, bucket), {
+    const driver = new RedisDriver(ioredisConnection(client, owned), bucket, bucketKeys(namespace, bucket), {
       maxValueBytes,
       maxHistoryEntries,
       sweepIntervalMs,

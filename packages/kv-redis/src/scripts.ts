@@ -1,6 +1,6 @@
 /**
- * The Lua scripts of the Redis backend, one per mutation, registered with
- * ioredis `defineCommand`. Each runs atomically on the server: it settles a
+ * The Lua scripts of the Redis backend, one per mutation, run with
+ * `EVALSHA` (loaded with `EVAL` when the server lacks them). Each runs atomically on the server: it settles a
  * passed TTL of its key first (so watchers see `expire` before whatever comes
  * next), checks the expected version, writes the record, appends to the
  * bucket's change stream and returns the new version (the stream id).

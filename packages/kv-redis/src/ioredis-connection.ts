@@ -1,0 +1,73 @@
+import { Cluster, type Redis } from 'ioredis';
+import { isNoScript, type RedisArgument, type RedisConnection, type Waker } from './connection.js';
+
+/** An ioredis `Redis` or `Cluster` client. */
+export type IoredisClient = Redis | Cluster;
+
+/** The driver's view of an ioredis client; `owned` clients are closed with the handle. */
+export function ioredisConnection(client: IoredisClient, owned: boolean): RedisConnection {
+  const loaded = new Set<string>();
+  const cluster = client instanceof Cluster;
+  return {
+    library: 'ioredis',
+    hashFields: (key, fields) => client.hmgetBuffer(key, ...fields),
+    async hashFieldsOfMany(keys, fields, binary) {
+      if (keys.length === 0) return [];
+      const command = binary ? 'hmgetBuffer' : 'hmget';
+      const results = (await client.pipeline(keys.map((key) => [command, key, ...fields])).exec()) ?? [];
+      return results.map(([error, value]) => {
+        if (error) throw error;
+        return value as Array<Buffer | string | null>;
+      });
+    },
+    runScript(script, keys, args, binary) {
+      const send = binary ? client.callBuffer.bind(client) : client.call.bind(client);
+      const all: RedisArgument[] = [String(keys.length), ...keys, ...args];
+      // The first call of each script is an EVAL, which loads it; a server that lost its script cache (restart,
+      // failover) answers NOSCRIPT, and the script is sent again.
+      if (!loaded.has(script.sha)) {
+        return send('EVAL', script.lua, ...all).then((reply: unknown) => {
+          loaded.add(script.sha);
+          return reply;
+        });
+      }
+      return send('EVALSHA', script.sha, ...all).catch((error: unknown) => {
+        if (!isNoScript(error)) throw error;
+        return send('EVAL', script.lua, ...all);
+      });
+    },
+    rangeByLex: (key, low, high, count) => client.zrangebylex(key, low, high, 'LIMIT', 0, count),
+    async *scanMasters(pattern) {
+      const nodes = cluster ? (client as Cluster).nodes('master') : [client as Redis];
+      for (const node of nodes) {
+        let cursor = '0';
+        do {
+          const [next, found] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+          cursor = next;
+          if (found.length > 0) yield found;
+        } while (cursor !== '0');
+      }
+    },
+    async unlink(keys) {
+      if (keys.length > 0) await client.unlink(...keys);
+    },
+    waker(name) {
+      // The connection sits in XREAD BLOCK, so the server does not see a polite close until the block ends:
+      // tear it down at once when the watch ends (disconnectTimeout) instead of after ioredis' default 2 s.
+      const duplicate: IoredisClient = cluster
+        ? (client as Cluster).duplicate(undefined, { redisOptions: { connectionName: name, disconnectTimeout: 1 }, lazyConnect: false })
+        : (client as Redis).duplicate({ connectionName: name, lazyConnect: false, maxRetriesPerRequest: null, disconnectTimeout: 1 });
+      return ioredisWaker(duplicate);
+    },
+    async close() {
+      if (owned) await client.quit().catch(() => client.disconnect());
+    },
+  };
+}
+
+function ioredisWaker(client: IoredisClient): Waker {
+  return {
+    waitForEntry: (stream: string, after: string, blockMs: number) => client.xread('COUNT', 1, 'BLOCK', blockMs, 'STREAMS', stream, after),
+    disconnect: () => client.disconnect(),
+  };
+}
