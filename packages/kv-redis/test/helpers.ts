@@ -1,7 +1,9 @@
+import { KvError, type KvStore, type WatchEvent } from '@weft/kv';
 import type { openRedisKv } from '@weft/kv-redis';
 import type { KvConformanceHarness } from '@weft/kv-testkit';
 import { type RedisCluster, type RedisServer, redisUnavailable, startRedisCluster, startRedisServer } from '@weft/test-servers';
 import { Cluster, Redis } from 'ioredis';
+import { expect } from 'vitest';
 
 export const redisMissing = redisUnavailable();
 if (redisMissing !== undefined) console.warn(`SKIPPING Redis backend tests: ${redisMissing}`);
@@ -72,4 +74,43 @@ export function redisHarness(open: typeof openRedisKv, fixture: RedisFixture): K
     watchResources: (bucket) => watchConnections(fixture.raw, bucket),
     expireDelayMs: 1000,
   };
+}
+
+export const bytes = (text: string) => new TextEncoder().encode(text);
+export const decode = (value: Uint8Array) => new TextDecoder().decode(value);
+
+/** Keeps Redis busy for half a second (a script blocks every other client). */
+export const busyScript = `
+local start = redis.call('TIME')
+local began = tonumber(start[1]) * 1000000 + tonumber(start[2])
+while true do
+  local now = redis.call('TIME')
+  if tonumber(now[1]) * 1000000 + tonumber(now[2]) - began > 500000 then return 1 end
+end`;
+
+export function summary(events: readonly WatchEvent[]): string[] {
+  return events.map((event) =>
+    event.type === 'synced' ? 'synced' : `${event.type}:${event.key}${event.type === 'put' ? `=${decode(event.value)}` : ''}`,
+  );
+}
+
+export async function eventually(condition: () => Promise<boolean>, what: string): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (!(await condition())) {
+    if (Date.now() > deadline) expect.fail(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** Writes with retries across a restart, as an application would; returns once the write is acknowledged. */
+export async function putRetrying(store: KvStore, key: string, value: string): Promise<void> {
+  for (;;) {
+    try {
+      await store.put(key, bytes(value));
+      return;
+    } catch (error) {
+      if (!KvError.is(error) || !(error.retryable || error.code === 'Indeterminate')) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
 }

@@ -1,49 +1,10 @@
-import { KvError, type KvStore, type WatchEvent } from '@weft/kv';
+import { KvError, type KvStore } from '@weft/kv';
 import { openRedisKv } from '@weft/kv-redis';
 import { WatchReader } from '@weft/kv-testkit';
 import { freePort } from '@weft/test-servers';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bucketKeys, redisMissing, standalone } from './helpers.js';
-
-const bytes = (text: string) => new TextEncoder().encode(text);
-const decode = (value: Uint8Array) => new TextDecoder().decode(value);
-
-/** Keeps Redis busy for half a second (a script blocks every other client). */
-const busyScript = `
-local start = redis.call('TIME')
-local began = tonumber(start[1]) * 1000000 + tonumber(start[2])
-while true do
-  local now = redis.call('TIME')
-  if tonumber(now[1]) * 1000000 + tonumber(now[2]) - began > 500000 then return 1 end
-end`;
-
-function summary(events: readonly WatchEvent[]): string[] {
-  return events.map((event) =>
-    event.type === 'synced' ? 'synced' : `${event.type}:${event.key}${event.type === 'put' ? `=${decode(event.value)}` : ''}`,
-  );
-}
-
-async function eventually(condition: () => Promise<boolean>, what: string): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  while (!(await condition())) {
-    if (Date.now() > deadline) expect.fail(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
-/** Writes with retries across a restart, as an application would; returns once the write is acknowledged. */
-async function putRetrying(store: KvStore, key: string, value: string): Promise<void> {
-  for (;;) {
-    try {
-      await store.put(key, bytes(value));
-      return;
-    } catch (error) {
-      if (!KvError.is(error) || !(error.retryable || error.code === 'Indeterminate')) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  }
-}
+import { bucketKeys, busyScript, bytes, decode, eventually, putRetrying, redisMissing, standalone, summary } from './helpers.js';
 
 describe.skipIf(redisMissing !== undefined)('redis backend behaviour on a real server', () => {
   describe('restarts', () => {
