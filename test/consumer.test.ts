@@ -1,7 +1,8 @@
 /**
  * A user's project, as the registry would give it: the packed tarballs of
  * the public packages installed into a fresh directory with npm, next to
- * the user's own client (ioredis 5, ioredis 6, @nats-io/transport-node 3),
+ * the user's own client (ioredis 5 and 6, node-redis 5 and 6,
+ * @nats-io/transport-node 3),
  * which the packages take as a peer dependency. Each program is
  * type-checked against what was installed (one copy of the client: the
  * user's) and run against a server this test spawns.
@@ -102,6 +103,32 @@ describe.skipIf(redisMissing !== undefined)('a user project with its own Redis c
     it(`${ioredis}: the client type-checks as openRedisKv's client, and the README example runs on it`, async () => {
       const bucket = ioredis.replace(/[^A-Za-z0-9]/g, '-');
       const output = await consumer([ioredis], redisProgram, { REDIS_URL: redis?.url ?? '', BUCKET: bucket });
+      expect(output).toBe('users.ada {"name":"Ada Lovelace"}\nclient still open: true\n');
+    }, 180_000);
+  }
+});
+
+const nodeRedisProgram = `import { createClient } from 'redis';
+import { openRedisKv } from '@weft/kv-redis';
+
+const client = await createClient({ url: process.env.REDIS_URL as string }).connect(); // the user's own node-redis client
+const kv = await openRedisKv({ client, bucket: process.env.BUCKET as string });
+const version = await kv.create('users.ada', new TextEncoder().encode('{"name":"Ada"}'));
+await kv.update('users.ada', new TextEncoder().encode('{"name":"Ada Lovelace"}'), version);
+for await (const event of kv.watch({ prefixes: ['users'] })) {
+  if (event.type === 'synced') break;
+  if (event.type === 'put') console.log(event.key, new TextDecoder().decode(event.value));
+}
+await kv.close();
+console.log('client still open:', client.isOpen);
+client.destroy();
+`;
+
+describe.skipIf(redisMissing !== undefined)('a user project with its own node-redis client', () => {
+  for (const nodeRedis of ['redis@5.12.1', 'redis@6.3.1']) {
+    it(`${nodeRedis}: the client type-checks as openRedisKv's client, and the README example runs on it`, async () => {
+      const bucket = nodeRedis.replace(/[^A-Za-z0-9]/g, '-');
+      const output = await consumer([nodeRedis], nodeRedisProgram, { REDIS_URL: redis?.url ?? '', BUCKET: bucket });
       expect(output).toBe('users.ada {"name":"Ada Lovelace"}\nclient still open: true\n');
     }, 180_000);
   }

@@ -39,6 +39,7 @@ const runnable: Readonly<Record<string, 'memory' | 'disk' | 'redis'>> = {
   'docs/guides/eventlog-alone.md #1': 'disk',
   'packages/sync/README.md #1': 'redis',
   'docs/guides/migrating-from-ioredis.md #2': 'redis',
+  'packages/kv-redis/README.md #2': 'redis',
 };
 
 const workDir = join(root, 'test', `.consumer-docs-${process.pid}`);

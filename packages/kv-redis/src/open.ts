@@ -1,10 +1,18 @@
 import type { KvError } from '@weft/kv';
 import { assertBucketName, assertIntegerOptions, KvErrorCode, KvStoreFront, kvError } from '@weft/kv/backend';
 import { Cluster, type ClusterNode, Redis } from 'ioredis';
-import { RedisDriver } from './driver.js';
+import type { RedisConnection } from './connection.js';
+import { RedisDriver, type RedisSettings } from './driver.js';
 import { backend, toKvError } from './errors.js';
 import { type IoredisClient, ioredisConnection } from './ioredis-connection.js';
 import { bucketKeys } from './layout.js';
+import {
+  isNodeRedis,
+  type NodeRedisClient,
+  type NodeRedisCluster,
+  nodeRedisConnection,
+  nodeRedisProblem,
+} from './node-redis-connection.js';
 
 /** Options of {@link openRedisKv}. Give exactly one of `url`, `cluster` or `client`. */
 export interface RedisKvOptions {
@@ -13,10 +21,12 @@ export interface RedisKvOptions {
   /** Startup nodes of a Redis Cluster; the backend opens (and later closes) its own cluster client. */
   readonly cluster?: readonly ClusterNode[];
   /**
-   * A caller-owned ioredis `Redis` or `Cluster` client; `close()` leaves it open.
-   * It must not use `keyPrefix` (the scripts build keys server-side).
+   * A caller-owned client; `close()` leaves it open: an ioredis `Redis` or
+   * `Cluster`, or a node-redis 5 or 6 client from `createClient()` or
+   * `createCluster()`, already connected. It must not use `keyPrefix` (the
+   * scripts build keys server-side).
    */
-  readonly client?: Redis | Cluster;
+  readonly client?: Redis | Cluster | NodeRedisClient | NodeRedisCluster;
   /** The bucket, `[A-Za-z0-9_-]+`. */
   readonly bucket: string;
   /** First segment of every Redis key. @default 'weft' */
@@ -62,11 +72,17 @@ export async function openRedisKv(options: RedisKvOptions): Promise<RedisKvStore
     throw kvError(KvErrorCode.InvalidArgument, backend, 'maxValueBytes cannot exceed 512 MiB, the Redis limit');
   const namespace = options.namespace ?? 'weft';
   if (!/^[A-Za-z0-9_-]+$/.test(namespace)) throw kvError(KvErrorCode.InvalidArgument, backend, `a namespace must match [A-Za-z0-9_-]+`);
+  const settings: RedisSettings = { maxValueBytes, maxHistoryEntries, sweepIntervalMs };
 
+  if (options.client !== undefined && isNodeRedis(options.client)) {
+    const problem = nodeRedisProblem(options.client);
+    if (problem !== undefined) throw kvError(KvErrorCode.InvalidArgument, backend, problem);
+    return openOn(nodeRedisConnection(options.client), bucket, namespace, settings);
+  }
   const owned = options.client === undefined;
   let client: IoredisClient;
   if (options.client !== undefined) {
-    client = options.client;
+    client = options.client as IoredisClient;
     if (client.options.keyPrefix) {
       throw kvError(KvErrorCode.InvalidArgument, backend, 'a client with keyPrefix is not supported: the scripts build keys on the server');
     }
@@ -93,17 +109,24 @@ export async function openRedisKv(options: RedisKvOptions): Promise<RedisKvStore
         );
       }
     }
-    const driver = new RedisDriver(ioredisConnection(client, owned), bucket, bucketKeys(namespace, bucket), {
-      maxValueBytes,
-      maxHistoryEntries,
-      sweepIntervalMs,
-    });
-    await driver.sweepExpired(1000);
-    return new RedisKvStore(driver);
+    return await openOn(ioredisConnection(client, owned), bucket, namespace, settings);
   } catch (error) {
     if (owned) client.disconnect();
+    throw error;
+  }
+}
+
+/** Opens the bucket on a connected client: the first sweep also checks that the server runs the scripts. */
+async function openOn(connection: RedisConnection, bucket: string, namespace: string, settings: RedisSettings): Promise<RedisKvStore> {
+  const driver = new RedisDriver(connection, bucket, bucketKeys(namespace, bucket), settings);
+  try {
+    await driver.sweepExpired(1000);
+  } catch (error) {
+    // Stops the sweeper; an owned client is also disconnected by the caller.
+    driver.close().catch(() => undefined);
     throw toKvError(error, 'open', undefined, false);
   }
+  return new RedisKvStore(driver);
 }
 
 /** Where the backend tried to connect, for messages: host and port only, never a password from the URL. */

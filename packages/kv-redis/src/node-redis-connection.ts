@@ -1,0 +1,179 @@
+import { isNoScript, type RedisArgument, type RedisConnection, type Waker } from './connection.js';
+
+/**
+ * node-redis' per-command options, as far as the backend sets them: which
+ * JavaScript type each RESP reply type becomes.
+ */
+export interface NodeRedisCommandOptions {
+  readonly typeMapping?: object;
+}
+
+/**
+ * A node-redis 5 or 6 client (`createClient()` of `redis` or `@redis/client`),
+ * described by the members the backend uses, so that a user's client of
+ * either major type-checks without this package depending on node-redis.
+ */
+export interface NodeRedisClient {
+  readonly isOpen: boolean;
+  sendCommand(args: ReadonlyArray<RedisArgument>, options?: NodeRedisCommandOptions): Promise<unknown>;
+  duplicate(overrides?: { name?: string }): NodeRedisClient;
+  connect(): Promise<unknown>;
+  destroy(): void;
+  on(event: 'error', listener: (error: Error) => void): unknown;
+}
+
+/** A node-redis 5 or 6 cluster client (`createCluster()`), described by the members the backend uses. */
+export interface NodeRedisCluster {
+  readonly isOpen: boolean;
+  readonly masters: ReadonlyArray<object>;
+  nodeClient(node: never): Promise<NodeRedisClient>;
+  sendCommand(
+    firstKey: RedisArgument | undefined,
+    isReadonly: boolean | undefined,
+    args: ReadonlyArray<RedisArgument>,
+    options?: NodeRedisCommandOptions,
+  ): Promise<unknown>;
+  duplicate(overrides?: { defaults?: { name?: string } }): NodeRedisCluster;
+  connect(): Promise<unknown>;
+  destroy(): void;
+  on(event: 'error', listener: (error: Error) => void): unknown;
+}
+
+/** RESP's bulk string type (`$`), mapped to Buffers for binary replies. */
+const bulkString = 36;
+const binaryReplies: NodeRedisCommandOptions = { typeMapping: { [bulkString]: Buffer } };
+// Explicitly empty: a client made with `withTypeMapping` must not turn the backend's text replies into Buffers.
+const textReplies: NodeRedisCommandOptions = { typeMapping: {} };
+
+/** Whether `client` is a node-redis client or cluster (ioredis clients have no `isOpen`). */
+export function isNodeRedis(client: object): client is NodeRedisClient | NodeRedisCluster {
+  return 'isOpen' in client && 'sendCommand' in client;
+}
+
+/** What keeps a node-redis client from serving a bucket, or undefined when nothing does. */
+export function nodeRedisProblem(client: NodeRedisClient | NodeRedisCluster): string | undefined {
+  if (typeof (client as { withTypeMapping?: unknown }).withTypeMapping !== 'function') {
+    return 'this node-redis client is older than 5 (no per-command type mapping): use node-redis 5 or 6, or ioredis';
+  }
+  if (!client.isOpen) return 'the node-redis client is not connected: call `await client.connect()` before opening the bucket';
+  const prefix = (client as { _keyPrefix?: unknown })._keyPrefix;
+  if (prefix !== undefined && prefix !== '') {
+    return 'a client with keyPrefix is not supported: the scripts build keys on the server (use the namespace option)';
+  }
+  return undefined;
+}
+
+/**
+ * The driver's view of a caller-owned node-redis client, standalone or
+ * cluster: raw commands through `sendCommand` with a type mapping per call
+ * (Buffers only where the backend reads bytes), the client's own
+ * auto-pipelining for reads of many keys, and a duplicate per watch for
+ * `XREAD BLOCK`. The client stays open when the handle closes.
+ */
+export function nodeRedisConnection(client: NodeRedisClient | NodeRedisCluster): RedisConnection {
+  const cluster = 'masters' in client;
+  // Every command of the backend names a key of one bucket first, which routes it on a cluster.
+  const send = cluster
+    ? (args: RedisArgument[], options: NodeRedisCommandOptions) =>
+        (client as NodeRedisCluster).sendCommand(routingKey(args), false, args, options)
+    : (args: RedisArgument[], options: NodeRedisCommandOptions) => (client as NodeRedisClient).sendCommand(args, options);
+  const loaded = new Set<string>();
+  return {
+    library: 'node-redis',
+    hashFields: (key, fields) => send(['HMGET', key, ...fields], binaryReplies) as Promise<Array<Buffer | null>>,
+    hashFieldsOfMany(keys, fields, binary) {
+      // Commands issued in one tick go out as one pipeline.
+      const options = binary ? binaryReplies : textReplies;
+      return Promise.all(keys.map((key) => send(['HMGET', key, ...fields], options) as Promise<Array<Buffer | string | null>>));
+    },
+    runScript(script, keys, args, binary) {
+      const options = binary ? binaryReplies : textReplies;
+      const rest: RedisArgument[] = [String(keys.length), ...keys, ...args];
+      if (!loaded.has(script.sha)) {
+        return send(['EVAL', script.lua, ...rest], options).then((reply) => {
+          loaded.add(script.sha);
+          return reply;
+        });
+      }
+      return send(['EVALSHA', script.sha, ...rest], options).catch((error: unknown) => {
+        if (!isNoScript(error)) throw error;
+        return send(['EVAL', script.lua, ...rest], options);
+      });
+    },
+    rangeByLex: (key, low, high, count) =>
+      send(['ZRANGEBYLEX', key, low, high, 'LIMIT', '0', String(count)], textReplies) as Promise<string[]>,
+    async *scanMasters(pattern) {
+      const nodes = cluster
+        ? await Promise.all((client as NodeRedisCluster).masters.map((master) => (client as NodeRedisCluster).nodeClient(master as never)))
+        : [client as NodeRedisClient];
+      for (const node of nodes) {
+        let cursor = '0';
+        do {
+          const [next, found] = (await node.sendCommand(['SCAN', cursor, 'MATCH', pattern, 'COUNT', '1000'], textReplies)) as [
+            string,
+            string[],
+          ];
+          cursor = next;
+          if (found.length > 0) yield found;
+        } while (cursor !== '0');
+      }
+    },
+    async unlink(keys) {
+      if (keys.length > 0) await send(['UNLINK', ...keys], textReplies);
+    },
+    waker(name) {
+      // The cluster's node options are the user's (credentials, TLS) with the name added.
+      const defaults = (client as { _options?: { defaults?: object } })._options?.defaults;
+      const duplicate = cluster
+        ? (client as NodeRedisCluster).duplicate({ defaults: { ...defaults, name } })
+        : (client as NodeRedisClient).duplicate({ name });
+      return nodeRedisWaker(duplicate);
+    },
+    // The client is the caller's: it stays open.
+    close: async () => undefined,
+  };
+}
+
+/** A script's first key (after the script and the key count), or a command's first argument. */
+function routingKey(args: RedisArgument[]): RedisArgument | undefined {
+  const command = args[0];
+  if (command === 'EVAL' || command === 'EVALSHA') return args[2] === '0' ? undefined : args[3];
+  return args[1];
+}
+
+function nodeRedisWaker(client: NodeRedisClient | NodeRedisCluster): Waker {
+  const cluster = 'masters' in client;
+  let ended = false;
+  // Destroyed, not closed: a polite close would wait for the blocked read to end. node-redis refuses to destroy a
+  // client twice.
+  const destroy = () => {
+    try {
+      client.destroy();
+    } catch {
+      // already closed
+    }
+  };
+  // The duplicate reconnects by the client's own strategy; its failures surface through the blocked read.
+  client.on('error', () => undefined);
+  const connecting = client.connect().then(
+    () => undefined,
+    () => undefined,
+  );
+  return {
+    waitForEntry(stream, after, blockMs) {
+      const args = ['XREAD', 'COUNT', '1', 'BLOCK', String(blockMs), 'STREAMS', stream, after];
+      // A cluster refuses commands until it knows its slots.
+      return connecting.then(() =>
+        cluster ? client.sendCommand(stream, false, args, textReplies) : client.sendCommand(args, textReplies),
+      );
+    },
+    disconnect() {
+      if (ended) return;
+      ended = true;
+      // A cluster destroyed while it discovers its nodes keeps the node connections it opens afterwards, so it is
+      // destroyed once connected (or failed); a standalone client may be destroyed while it is still connecting.
+      if (cluster) void connecting.then(destroy);
+      else destroy();
+    },
+  };
+}
