@@ -8,6 +8,7 @@ export type IoredisClient = Redis | Cluster;
 export function ioredisConnection(client: IoredisClient, owned: boolean): RedisConnection {
   const loaded = new Set<string>();
   const cluster = client instanceof Cluster;
+  const stopSettling = settleUnansweredOnClose(client, cluster);
   return {
     library: 'ioredis',
     hashFields: (key, fields) => client.hmgetBuffer(key, ...fields),
@@ -60,8 +61,53 @@ export function ioredisConnection(client: IoredisClient, owned: boolean): RedisC
       return ioredisWaker(duplicate);
     },
     async close() {
+      stopSettling();
       if (owned) await client.quit().catch(() => client.disconnect());
     },
+  };
+}
+
+/** ioredis' queue of commands sent on a connection and waiting for their replies (not in its typings). */
+interface SentCommands {
+  readonly commandQueue?: { toArray(): Array<{ command: { reject(error: Error): void } }> };
+}
+
+/**
+ * With `autoResendUnfulfilledCommands: false` (how the backend opens its own
+ * clients: a re-sent create or update would misreport its own success),
+ * ioredis drops the commands that were waiting for replies when a connection
+ * closes and reconnects within `maxRetriesPerRequest`, without settling
+ * them: a write in flight across a Redis restart would never settle. This
+ * rejects them when the connection closes, as ioredis does when it gives up
+ * (`Connection is closed.`, which the backend reports as `Indeterminate` for a
+ * write). Connections that re-send their unanswered commands are left alone.
+ *
+ * @returns a function that removes the listeners
+ */
+function settleUnansweredOnClose(client: IoredisClient, cluster: boolean): () => void {
+  const watched: Array<[Redis, () => void]> = [];
+  const watch = (connection: Redis) => {
+    if (connection.options.autoResendUnfulfilledCommands !== false) return;
+    const onClose = () => {
+      for (const item of (connection as unknown as SentCommands).commandQueue?.toArray() ?? []) {
+        item.command.reject(new Error('Connection is closed.'));
+      }
+    };
+    connection.on('close', onClose);
+    watched.push([connection, onClose]);
+  };
+  if (!cluster) {
+    watch(client as Redis);
+    return () => {
+      for (const [connection, onClose] of watched) connection.off('close', onClose);
+    };
+  }
+  for (const node of (client as Cluster).nodes('all')) watch(node);
+  const onNode = (node: Redis) => watch(node);
+  client.on('+node', onNode);
+  return () => {
+    client.off('+node', onNode);
+    for (const [connection, onClose] of watched) connection.off('close', onClose);
   };
 }
 

@@ -87,7 +87,12 @@ export async function openRedisKv(options: RedisKvOptions): Promise<RedisKvStore
       throw kvError(KvErrorCode.InvalidArgument, backend, 'a client with keyPrefix is not supported: the scripts build keys on the server');
     }
   } else if (options.cluster !== undefined) {
-    client = new Cluster([...options.cluster], { lazyConnect: true, redisOptions: { autoResendUnfulfilledCommands: false } });
+    // Nor re-sent to the slot's node after a node's connection closed (retryDelayOnFailover): the same reason.
+    client = new Cluster([...options.cluster], {
+      lazyConnect: true,
+      retryDelayOnFailover: 0,
+      redisOptions: { autoResendUnfulfilledCommands: false },
+    });
   } else {
     // Unanswered commands are not re-sent after a reconnect: a re-sent create or update would misreport its own success.
     client = new Redis(options.url as string, { lazyConnect: true, autoResendUnfulfilledCommands: false });
