@@ -1,4 +1,4 @@
-import { Cluster, type Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import { isNoScript, type RedisArgument, type RedisConnection, type Waker } from './connection.js';
 
 /** An ioredis `Redis` or `Cluster` client. */
@@ -7,7 +7,8 @@ export type IoredisClient = Redis | Cluster;
 /** The driver's view of an ioredis client; `owned` clients are closed with the handle. */
 export function ioredisConnection(client: IoredisClient, owned: boolean): RedisConnection {
   const loaded = new Set<string>();
-  const cluster = client instanceof Cluster;
+  // Not `instanceof`: the user's client may come from another copy of ioredis (another major) than this package's.
+  const cluster = (client as { isCluster?: boolean }).isCluster === true;
   const stopSettling = settleUnansweredOnClose(client, cluster);
   return {
     library: 'ioredis',

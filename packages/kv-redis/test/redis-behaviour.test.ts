@@ -2,9 +2,10 @@ import { KvError, type KvStore } from '@weft/kv';
 import { openRedisKv } from '@weft/kv-redis';
 import { WatchReader } from '@weft/kv-testkit';
 import { freePort } from '@weft/test-servers';
-import { Redis } from 'ioredis';
+import { type Cluster, Redis } from 'ioredis';
+import { Cluster as Cluster5 } from 'ioredis5';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bucketKeys, busyScript, bytes, decode, eventually, putRetrying, redisMissing, standalone, summary } from './helpers.js';
+import { bucketKeys, busyScript, bytes, cluster, decode, eventually, putRetrying, redisMissing, standalone, summary } from './helpers.js';
 
 describe.skipIf(redisMissing !== undefined)('redis backend behaviour on a real server', () => {
   describe('restarts', () => {
@@ -177,6 +178,26 @@ describe.skipIf(redisMissing !== undefined)('redis backend behaviour on a real s
       } finally {
         raw.disconnect();
         await server.stop();
+      }
+    });
+
+    it("removes a bucket from whichever master holds it, on a cluster client from the user's own copy of ioredis (5)", async () => {
+      const { cluster: servers, raw } = await cluster();
+      const client = new Cluster5([...servers.startupNodes]);
+      try {
+        // Buckets spread over the three masters: each must be found where it lives, not on a random node.
+        for (let index = 0; index < 9; index++) {
+          const bucket = `spread${index}`;
+          const store = await openRedisKv({ client: client as unknown as Cluster, bucket });
+          await store.put('a', bytes('1'));
+          expect((await bucketKeys(raw, bucket)).length).toBeGreaterThan(0);
+          await store.destroy();
+          expect(await bucketKeys(raw, bucket), bucket).toEqual([]);
+        }
+      } finally {
+        client.disconnect();
+        raw.disconnect();
+        await servers.stop();
       }
     });
   });
