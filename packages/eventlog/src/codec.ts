@@ -210,8 +210,8 @@ function writeBytes16(frame: Uint8Array, view: DataView, at: number, bytes: Uint
 export type FrameProblem = 'truncated' | 'damaged';
 
 /**
- * Decodes the frame at `offset` of `bytes` (the payload as in
- * {@link decodeFrameBody}). Returns `{ problem }` instead of throwing for the
+ * Decodes the frame at `offset` of `bytes` (the payload and header bytes as
+ * in {@link decodeFrameBody}). Returns `{ problem }` instead of throwing for the
  * two outcomes recovery must tell apart.
  */
 export function readFrame(
@@ -219,6 +219,7 @@ export function readFrame(
   offset: number,
   crc32c: (data: Uint8Array) => number,
   payloadAs: 'copy' | 'view' = 'copy',
+  headerBytesAs: 'copy' | 'view' = 'copy',
 ): DecodedFrame | { problem: FrameProblem; detail: string } {
   if (bytes.length - offset < framePrefixSize) return { problem: 'truncated', detail: 'the frame prefix is cut off' };
   const view = new DataView(bytes.buffer, bytes.byteOffset + offset, bytes.length - offset);
@@ -229,26 +230,46 @@ export function readFrame(
   const body = bytes.subarray(offset + framePrefixSize, offset + framePrefixSize + length);
   if (crc32c(body) !== view.getUint32(4, true)) return { problem: 'damaged', detail: 'CRC mismatch' };
   try {
-    const { header, payload } = decodeFrameBody(body, payloadAs);
+    const { header, payload } = decodeFrameBody(body, payloadAs, headerBytesAs);
     return { header, payload, size: framePrefixSize + length };
   } catch (error) {
     return { problem: 'damaged', detail: error instanceof Error ? error.message : String(error) };
   }
 }
 
+/** The parents of the many events that have none: one shared, frozen array. */
+const noParents: readonly EventId[] = Object.freeze([]);
+
+/** Throws unless `count` bytes from `at` lie inside the body. */
+function need(body: Uint8Array, at: number, count: number, what: string): void {
+  if (at + count > body.length) throw invalid(`${what} runs past the end of the frame`, at);
+}
+
+/** Where the `u16 length ‖ bytes` field at `at` ends, checked against the body. */
+function field16End(body: Uint8Array, view: DataView, at: number, what: string): number {
+  need(body, at, 2, what);
+  const end = at + 2 + view.getUint16(at, true);
+  need(body, at + 2, end - at - 2, what);
+  return end;
+}
+
 /**
  * Decodes a frame body (header and payload, as covered by the CRC). The
  * payload is a copy, or with `'view'` a view of `body` (for a reader that
- * drops it before `body`, such as indexing at open).
+ * drops it before `body`, such as indexing at open); the same for the hash
+ * and the nonce with `headerBytesAs`. Views are for bodies nothing reuses
+ * (file reads allocate a fresh buffer each time).
  *
  * @throws {EventLogError} `InvalidFrame` for any malformed field
  */
-export function decodeFrameBody(body: Uint8Array, payloadAs: 'copy' | 'view' = 'copy'): { header: FrameHeader; payload: Uint8Array } {
+export function decodeFrameBody(
+  body: Uint8Array,
+  payloadAs: 'copy' | 'view' = 'copy',
+  headerBytesAs: 'copy' | 'view' = 'copy',
+): { header: FrameHeader; payload: Uint8Array } {
   const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
-  const need = (at: number, count: number, what: string) => {
-    if (at + count > body.length) throw invalid(`${what} runs past the end of the frame`, at);
-  };
-  need(0, fixedHeaderSize, 'the fixed header');
+  const copy = headerBytesAs === 'copy';
+  need(body, 0, fixedHeaderSize, 'the fixed header');
   if (body[0] !== headerVersion) throw invalid(`unsupported header version ${body[0]}`, 0);
   const flags = body[1] as number;
   if ((flags & ~knownFlags) !== 0) throw invalid(`unknown header flags ${flags.toString(2)}`, 1);
@@ -262,44 +283,49 @@ export function decodeFrameBody(body: Uint8Array, payloadAs: 'copy' | 'view' = '
   const payloadSize = view.getUint32(48, true);
   if (position < 1 || sequence < 1) throw invalid('position and sequence start at 1', 28);
   if (batchCount < 1 || batchIndex >= batchCount) throw invalid(`batch index ${batchIndex} of ${batchCount} is impossible`, 44);
-  const hash = body.slice(52, 52 + hashSize);
+  const hash = copy ? body.slice(52, 52 + hashSize) : body.subarray(52, 52 + hashSize);
   let at = fixedHeaderSize;
-  const readBytes16 = (what: string): Uint8Array => {
-    need(at, 2, what);
-    const length = view.getUint16(at, true);
-    need(at + 2, length, what);
-    const bytes = body.subarray(at + 2, at + 2 + length);
-    at += 2 + length;
-    return bytes;
-  };
-  const entity = readName(readBytes16('the entity'), 'entity', at);
-  const scope = readName(readBytes16('the scope'), 'scope', at);
+  let end = field16End(body, view, at, 'the entity');
+  const entity = readName(body.subarray(at + 2, end), 'entity', end);
+  at = end;
+  end = field16End(body, view, at, 'the scope');
+  const scope = readName(body.subarray(at + 2, end), 'scope', end);
+  at = end;
   let causationId: EventId | undefined;
   let correlationId: EventId | undefined;
   if (flags & flagCausation) {
-    need(at, 16, 'the causation id');
+    need(body, at, 16, 'the causation id');
     causationId = formatUuid(body, at);
     at += 16;
   }
   if (flags & flagCorrelation) {
-    need(at, 16, 'the correlation id');
+    need(body, at, 16, 'the correlation id');
     correlationId = formatUuid(body, at);
     at += 16;
   }
-  need(at, 2, 'the parent count');
+  need(body, at, 2, 'the parent count');
   const parentCount = view.getUint16(at, true);
   at += 2;
   if (parentCount > maxParents) throw invalid(`${parentCount} causal parents exceed the limit of ${maxParents}`, at);
-  need(at, parentCount * 16, 'the causal parents');
-  const parents: EventId[] = [];
-  for (let index = 0; index < parentCount; index++) parents.push(formatUuid(body, at + index * 16));
+  need(body, at, parentCount * 16, 'the causal parents');
+  let parents = noParents;
+  if (parentCount > 0) {
+    const list: EventId[] = [];
+    for (let index = 0; index < parentCount; index++) list.push(formatUuid(body, at + index * 16));
+    parents = list;
+  }
   at += parentCount * 16;
   let idempotencyKey: string | undefined;
-  if (flags & flagIdempotency) idempotencyKey = readName(readBytes16('the idempotency key'), 'idempotency key', at);
+  if (flags & flagIdempotency) {
+    end = field16End(body, view, at, 'the idempotency key');
+    idempotencyKey = readName(body.subarray(at + 2, end), 'idempotency key', end);
+    at = end;
+  }
   let encryption: EncryptionMetadata | undefined;
   if (flags & flagEncrypted) {
-    need(at, 4 + nonceSize, 'the encryption metadata');
-    encryption = { keyId: view.getUint32(at, true), nonce: body.slice(at + 4, at + 4 + nonceSize) };
+    need(body, at, 4 + nonceSize, 'the encryption metadata');
+    const nonce = copy ? body.slice(at + 4, at + 4 + nonceSize) : body.subarray(at + 4, at + 4 + nonceSize);
+    encryption = { keyId: view.getUint32(at, true), nonce };
     at += 4 + nonceSize;
   }
   if (body.length - at !== payloadSize) {
