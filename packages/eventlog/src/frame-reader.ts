@@ -101,7 +101,7 @@ export class FrameReader {
       let items: FrameItem[] = [];
       let at = 0;
       while (at < chunk.length) {
-        const frame = readFrame(chunk, at, this.#view.hashers.crc32c);
+        const frame = readFrame(chunk, at, this.#view.hashers.crc32c, 'view', 'view');
         if (!('problem' in frame)) {
           items.push({ offset: offset + at, frame });
           at += frame.size;
@@ -117,7 +117,7 @@ export class FrameReader {
           // One frame larger than a chunk: read it whole.
           const length = new DataView(chunk.buffer, chunk.byteOffset + at).getUint32(0, true);
           if (offset + at + 8 + length <= segment.size) {
-            const whole = readFrame(await segment.file.read(offset + at, length + 8), 0, this.#view.hashers.crc32c);
+            const whole = readFrame(await segment.file.read(offset + at, length + 8), 0, this.#view.hashers.crc32c, 'view', 'view');
             if (!('problem' in whole)) {
               items.push({ offset: offset + at, frame: whole });
               at += whole.size;
@@ -154,7 +154,7 @@ export class FrameReader {
     const segment = this.#view.segments[this.#view.locations.segment[position - 1] as number] as Segment;
     const offset = this.#view.locations.offset[position - 1] as number;
     const bytes = await segment.file.read(offset, this.#view.locations.size[position - 1] as number);
-    const frame = readFrame(bytes, 0, this.#view.hashers.crc32c);
+    const frame = readFrame(bytes, 0, this.#view.hashers.crc32c, 'view', 'view');
     if ('problem' in frame) throw this.damaged(segment, offset, frame.detail);
     return this.toEvent(frame);
   }
@@ -194,6 +194,8 @@ export class FrameReader {
             bytes.subarray(0, offset - span.start + (locations.size[position - 1] as number)),
             offset - span.start,
             this.#view.hashers.crc32c,
+            'view',
+            'view',
           );
           if ('problem' in frame) throw this.damaged(segment, offset, frame.detail);
           events.set(position, this.toEvent(frame));

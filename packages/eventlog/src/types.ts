@@ -107,11 +107,18 @@ export interface LogEvent {
   readonly idempotencyKey: string | undefined;
   /** The batch's label, on the first event of a labelled batch. */
   readonly label: string | undefined;
-  /** blake3(previous hash of the entity ‖ stored payload bytes), 32 bytes. */
+  /**
+   * blake3(previous hash of the entity ‖ stored payload bytes), 32 bytes. Like
+   * `storedPayload` and a plaintext `payload`, a view of the buffer the frame
+   * was read into, shared with other events: copy it to keep it.
+   */
   readonly hash: Uint8Array;
-  /** The payload as stored (ciphertext when encrypted). */
+  /** The payload as stored (ciphertext when encrypted); a view of the read buffer (see `hash`). */
   readonly storedPayload: Uint8Array;
-  /** The payload for the reader: plaintext, or empty when `disposition` is `shredded` or `sealed`. */
+  /**
+   * The payload for the reader: plaintext, or empty when `disposition` is `shredded` or `sealed`.
+   * Plaintext stored as is is a view of the read buffer (see `hash`): `payload.slice()` what you keep.
+   */
   readonly payload: Uint8Array;
   /**
    * `plain`: stored as is; `decrypted`: opened with its key; `shredded`: its key was destroyed;
