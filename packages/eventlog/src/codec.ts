@@ -6,7 +6,6 @@
  */
 import { EventLogError, EventLogErrorCode } from './errors.js';
 import { type EventId, formatUuid, writeUuid } from './ids.js';
-import { equalBytes } from './util.js';
 
 export const segmentMagic = new Uint8Array([0x57, 0x45, 0x46, 0x54, 0x4c, 0x4f, 0x47, 0x00]); // "WEFTLOG\0"
 export const formatVersion = 1;
@@ -139,7 +138,7 @@ function headerLength(entity: Uint8Array, scope: Uint8Array, header: FrameHeader
 export function encodeFrame(
   header: FrameHeader,
   payload: Uint8Array,
-  crc32c: (data: Uint8Array) => number,
+  crc32c: (data: Uint8Array, start?: number, end?: number) => number,
   allocate: (size: number) => Uint8Array = (size) => new Uint8Array(size),
 ): Uint8Array {
   const entity = encodeName(header.entity);
@@ -190,7 +189,7 @@ export function encodeFrame(
   }
   frame.set(payload, at);
   view.setUint32(0, length + payload.length, true);
-  view.setUint32(4, crc32c(frame.subarray(framePrefixSize)), true);
+  view.setUint32(4, crc32c(frame, framePrefixSize, frame.length), true);
   return frame;
 }
 
@@ -209,29 +208,38 @@ function writeBytes16(frame: Uint8Array, view: DataView, at: number, bytes: Uint
 /** Why a frame could not be read at an offset: the bytes end too soon (a torn tail), or they are damaged. */
 export type FrameProblem = 'truncated' | 'damaged';
 
+/** How the byte fields of a decoded frame relate to the bytes it was decoded from. */
+export interface FrameReadOptions {
+  /** The payload as a copy (default) or a view of the bytes. */
+  readonly payloadAs?: 'copy' | 'view';
+  /** The hash and nonce as copies (default) or views of the bytes. */
+  readonly headerBytesAs?: 'copy' | 'view';
+  /** A DataView over the whole of `bytes`, for a reader decoding many frames of one buffer. */
+  readonly view?: DataView;
+}
+
 /**
- * Decodes the frame at `offset` of `bytes` (the payload and header bytes as
- * in {@link decodeFrameBody}). Returns `{ problem }` instead of throwing for the
- * two outcomes recovery must tell apart.
+ * Decodes the frame at `offset` of `bytes`, its CRC checked in place (the
+ * byte fields as {@link FrameReadOptions} say; copies by default). Returns
+ * `{ problem }` instead of throwing for the two outcomes recovery must tell
+ * apart.
  */
 export function readFrame(
   bytes: Uint8Array,
   offset: number,
-  crc32c: (data: Uint8Array) => number,
-  payloadAs: 'copy' | 'view' = 'copy',
-  headerBytesAs: 'copy' | 'view' = 'copy',
+  crc32c: (data: Uint8Array, start?: number, end?: number) => number,
+  options: FrameReadOptions = {},
 ): DecodedFrame | { problem: FrameProblem; detail: string } {
   if (bytes.length - offset < framePrefixSize) return { problem: 'truncated', detail: 'the frame prefix is cut off' };
-  const view = new DataView(bytes.buffer, bytes.byteOffset + offset, bytes.length - offset);
-  const length = view.getUint32(0, true);
+  const view = options.view ?? new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const length = view.getUint32(offset, true);
   if (length < fixedHeaderSize || length > maxFrameSize) return { problem: 'damaged', detail: `frame length ${length} is out of range` };
   if (bytes.length - offset - framePrefixSize < length)
     return { problem: 'truncated', detail: `the frame needs ${length} bytes, the file ends first` };
-  const body = bytes.subarray(offset + framePrefixSize, offset + framePrefixSize + length);
-  if (crc32c(body) !== view.getUint32(4, true)) return { problem: 'damaged', detail: 'CRC mismatch' };
+  const start = offset + framePrefixSize;
+  if (crc32c(bytes, start, start + length) !== view.getUint32(offset + 4, true)) return { problem: 'damaged', detail: 'CRC mismatch' };
   try {
-    const { header, payload } = decodeFrameBody(body, payloadAs, headerBytesAs);
-    return { header, payload, size: framePrefixSize + length };
+    return decodeBodyAt(bytes, view, start, start + length, options.payloadAs ?? 'copy', options.headerBytesAs ?? 'copy');
   } catch (error) {
     return { problem: 'damaged', detail: error instanceof Error ? error.message : String(error) };
   }
@@ -240,17 +248,17 @@ export function readFrame(
 /** The parents of the many events that have none: one shared, frozen array. */
 const noParents: readonly EventId[] = Object.freeze([]);
 
-/** Throws unless `count` bytes from `at` lie inside the body. */
-function need(body: Uint8Array, at: number, count: number, what: string): void {
-  if (at + count > body.length) throw invalid(`${what} runs past the end of the frame`, at);
+/** Throws unless `count` bytes from `at` lie before `end` (offsets in messages are from the body's start). */
+function need(at: number, count: number, end: number, start: number, what: string): void {
+  if (at + count > end) throw invalid(`${what} runs past the end of the frame`, at - start);
 }
 
 /** Where the `u16 length ‖ bytes` field at `at` ends, checked against the body. */
-function field16End(body: Uint8Array, view: DataView, at: number, what: string): number {
-  need(body, at, 2, what);
-  const end = at + 2 + view.getUint16(at, true);
-  need(body, at + 2, end - at - 2, what);
-  return end;
+function field16End(view: DataView, at: number, end: number, start: number, what: string): number {
+  need(at, 2, end, start, what);
+  const fieldEnd = at + 2 + view.getUint16(at, true);
+  need(at + 2, fieldEnd - at - 2, end, start, what);
+  return fieldEnd;
 }
 
 /**
@@ -267,69 +275,81 @@ export function decodeFrameBody(
   payloadAs: 'copy' | 'view' = 'copy',
   headerBytesAs: 'copy' | 'view' = 'copy',
 ): { header: FrameHeader; payload: Uint8Array } {
-  const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
+  return decodeBodyAt(body, new DataView(body.buffer, body.byteOffset, body.byteLength), 0, body.length, payloadAs, headerBytesAs);
+}
+
+/** Decodes the body at `bytes[start, end)`, read through `view` (over the whole of `bytes`), in place. */
+function decodeBodyAt(
+  bytes: Uint8Array,
+  view: DataView,
+  start: number,
+  end: number,
+  payloadAs: 'copy' | 'view',
+  headerBytesAs: 'copy' | 'view',
+): DecodedFrame {
   const copy = headerBytesAs === 'copy';
-  need(body, 0, fixedHeaderSize, 'the fixed header');
-  if (body[0] !== headerVersion) throw invalid(`unsupported header version ${body[0]}`, 0);
-  const flags = body[1] as number;
+  need(start, fixedHeaderSize, end, start, 'the fixed header');
+  if (bytes[start] !== headerVersion) throw invalid(`unsupported header version ${bytes[start]}`, 0);
+  const flags = bytes[start + 1] as number;
   if ((flags & ~knownFlags) !== 0) throw invalid(`unknown header flags ${flags.toString(2)}`, 1);
-  const kind = view.getUint16(2, true);
-  const id = formatUuid(body, 4);
-  const time = view.getBigUint64(20, true);
-  const position = getSafeUint64(view, 28, 'position');
-  const sequence = getSafeUint64(view, 36, 'sequence');
-  const batchIndex = view.getUint16(44, true);
-  const batchCount = view.getUint16(46, true);
-  const payloadSize = view.getUint32(48, true);
+  const kind = view.getUint16(start + 2, true);
+  const id = formatUuid(bytes, start + 4);
+  const time = view.getBigUint64(start + 20, true);
+  const position = getSafeUint64(view, start + 28, 'position', start);
+  const sequence = getSafeUint64(view, start + 36, 'sequence', start);
+  const batchIndex = view.getUint16(start + 44, true);
+  const batchCount = view.getUint16(start + 46, true);
+  const payloadSize = view.getUint32(start + 48, true);
   if (position < 1 || sequence < 1) throw invalid('position and sequence start at 1', 28);
   if (batchCount < 1 || batchIndex >= batchCount) throw invalid(`batch index ${batchIndex} of ${batchCount} is impossible`, 44);
-  const hash = copy ? body.slice(52, 52 + hashSize) : body.subarray(52, 52 + hashSize);
-  let at = fixedHeaderSize;
-  let end = field16End(body, view, at, 'the entity');
-  const entity = readName(body.subarray(at + 2, end), 'entity', end);
-  at = end;
-  end = field16End(body, view, at, 'the scope');
-  const scope = readName(body.subarray(at + 2, end), 'scope', end);
-  at = end;
+  const hashAt = start + 52;
+  const hash = copy ? bytes.slice(hashAt, hashAt + hashSize) : bytes.subarray(hashAt, hashAt + hashSize);
+  let at = start + fixedHeaderSize;
+  let fieldEnd = field16End(view, at, end, start, 'the entity');
+  const entity = readName(bytes, at + 2, fieldEnd, 'entity', fieldEnd - start);
+  at = fieldEnd;
+  fieldEnd = field16End(view, at, end, start, 'the scope');
+  const scope = readName(bytes, at + 2, fieldEnd, 'scope', fieldEnd - start);
+  at = fieldEnd;
   let causationId: EventId | undefined;
   let correlationId: EventId | undefined;
   if (flags & flagCausation) {
-    need(body, at, 16, 'the causation id');
-    causationId = formatUuid(body, at);
+    need(at, 16, end, start, 'the causation id');
+    causationId = formatUuid(bytes, at);
     at += 16;
   }
   if (flags & flagCorrelation) {
-    need(body, at, 16, 'the correlation id');
-    correlationId = formatUuid(body, at);
+    need(at, 16, end, start, 'the correlation id');
+    correlationId = formatUuid(bytes, at);
     at += 16;
   }
-  need(body, at, 2, 'the parent count');
+  need(at, 2, end, start, 'the parent count');
   const parentCount = view.getUint16(at, true);
   at += 2;
-  if (parentCount > maxParents) throw invalid(`${parentCount} causal parents exceed the limit of ${maxParents}`, at);
-  need(body, at, parentCount * 16, 'the causal parents');
+  if (parentCount > maxParents) throw invalid(`${parentCount} causal parents exceed the limit of ${maxParents}`, at - start);
+  need(at, parentCount * 16, end, start, 'the causal parents');
   let parents = noParents;
   if (parentCount > 0) {
     const list: EventId[] = [];
-    for (let index = 0; index < parentCount; index++) list.push(formatUuid(body, at + index * 16));
+    for (let index = 0; index < parentCount; index++) list.push(formatUuid(bytes, at + index * 16));
     parents = list;
   }
   at += parentCount * 16;
   let idempotencyKey: string | undefined;
   if (flags & flagIdempotency) {
-    end = field16End(body, view, at, 'the idempotency key');
-    idempotencyKey = readName(body.subarray(at + 2, end), 'idempotency key', end);
-    at = end;
+    fieldEnd = field16End(view, at, end, start, 'the idempotency key');
+    idempotencyKey = readName(bytes, at + 2, fieldEnd, 'idempotency key', fieldEnd - start);
+    at = fieldEnd;
   }
   let encryption: EncryptionMetadata | undefined;
   if (flags & flagEncrypted) {
-    need(body, at, 4 + nonceSize, 'the encryption metadata');
-    const nonce = copy ? body.slice(at + 4, at + 4 + nonceSize) : body.subarray(at + 4, at + 4 + nonceSize);
+    need(at, 4 + nonceSize, end, start, 'the encryption metadata');
+    const nonce = copy ? bytes.slice(at + 4, at + 4 + nonceSize) : bytes.subarray(at + 4, at + 4 + nonceSize);
     encryption = { keyId: view.getUint32(at, true), nonce };
     at += 4 + nonceSize;
   }
-  if (body.length - at !== payloadSize) {
-    throw invalid(`the header says ${payloadSize} payload bytes, the frame holds ${body.length - at}`, 48);
+  if (end - at !== payloadSize) {
+    throw invalid(`the header says ${payloadSize} payload bytes, the frame holds ${end - at}`, 48);
   }
   return {
     header: {
@@ -349,7 +369,8 @@ export function decodeFrameBody(
       idempotencyKey,
       encryption,
     },
-    payload: payloadAs === 'copy' ? body.slice(at) : body.subarray(at),
+    payload: payloadAs === 'copy' ? bytes.slice(at, end) : bytes.subarray(at, end),
+    size: framePrefixSize + end - start,
   };
 }
 
@@ -361,31 +382,40 @@ export function decodeFrameBody(
 const decodedNames = new Map<number, { bytes: Uint8Array; text: string }>();
 const maxDecodedNameBytes = 128;
 
-function readName(bytes: Uint8Array, what: string, at: number): string {
-  if (bytes.length === 0 || bytes.length > maxNameBytes) throw invalid(`the ${what} must be 1 to ${maxNameBytes} bytes`, at);
-  const cacheable = bytes.length <= maxDecodedNameBytes;
+function readName(bytes: Uint8Array, start: number, end: number, what: string, at: number): string {
+  const length = end - start;
+  if (length === 0 || length > maxNameBytes) throw invalid(`the ${what} must be 1 to ${maxNameBytes} bytes`, at);
+  const cacheable = length <= maxDecodedNameBytes;
   let key = 0;
   if (cacheable) {
-    key = 0x811c9dc5 ^ bytes.length;
-    for (let index = 0; index < bytes.length; index++) key = Math.imul(key ^ (bytes[index] as number), 0x01000193);
+    key = 0x811c9dc5 ^ length;
+    for (let index = start; index < end; index++) key = Math.imul(key ^ (bytes[index] as number), 0x01000193);
     const known = decodedNames.get(key);
-    if (known !== undefined && equalBytes(known.bytes, bytes)) return known.text;
+    if (known !== undefined && equalRange(known.bytes, bytes, start, end)) return known.text;
   }
+  const nameBytes = bytes.subarray(start, end);
   let text: string;
   try {
-    text = decoder.decode(bytes);
+    text = decoder.decode(nameBytes);
   } catch {
     throw invalid(`the ${what} is not valid UTF-8`, at);
   }
   // Once full, the cache keeps what it has: clearing it would make a log with more names than it holds miss every time.
-  if (cacheable && decodedNames.size < maxCachedNames) decodedNames.set(key, { bytes: bytes.slice(), text });
+  if (cacheable && decodedNames.size < maxCachedNames) decodedNames.set(key, { bytes: nameBytes.slice(), text });
   return text;
 }
 
+/** Whether `known` holds the same bytes as `bytes[start, end)`. */
+function equalRange(known: Uint8Array, bytes: Uint8Array, start: number, end: number): boolean {
+  if (known.length !== end - start) return false;
+  for (let index = 0; index < known.length; index++) if (known[index] !== bytes[start + index]) return false;
+  return true;
+}
+
 /** Reads a little-endian u64 as a number (without making a bigint); beyond the safe integers it is an `InvalidFrame`. */
-function getSafeUint64(view: DataView, at: number, what: string): number {
+function getSafeUint64(view: DataView, at: number, what: string, start = 0): number {
   const high = view.getUint32(at + 4, true);
-  if (high > 0x1f_ffff) throw invalid(`${what} ${view.getBigUint64(at, true)} is beyond the supported range`, at);
+  if (high > 0x1f_ffff) throw invalid(`${what} ${view.getBigUint64(at, true)} is beyond the supported range`, at - start);
   return high * 0x1_0000_0000 + view.getUint32(at, true);
 }
 

@@ -22,13 +22,14 @@ for (let byte = 0; byte < 256; byte++) {
 /** Inputs shorter than this are checksummed in JavaScript. */
 export const crc32cJsLimit = 2048;
 
-export function crc32cJs(data: Uint8Array): number {
+/** CRC-32C of `data[start, end)`, read in place. */
+export function crc32cJs(data: Uint8Array, start = 0, end = data.length): number {
   const t = table;
   let crc = 0xffffffff;
-  let at = 0;
-  const length = data.length;
-  const end = length - (length & 15);
-  while (at < end) {
+  let at = start;
+  const length = end;
+  const wholeEnd = end - ((end - start) & 15);
+  while (at < wholeEnd) {
     const word =
       ((data[at] as number) | ((data[at + 1] as number) << 8) | ((data[at + 2] as number) << 16) | ((data[at + 3] as number) << 24)) ^ crc;
     crc =

@@ -14,6 +14,8 @@ import type { LogEvent } from './types.js';
 /** How much of a segment one read takes when scanning or copying it. */
 export const scanChunkBytes = 4 * 1024 * 1024;
 const framesPerStep = 64;
+/** Frames read from files: every file read is a fresh buffer, so events keep views of it (see `LogEvent.hash`). */
+const asViews = { payloadAs: 'view', headerBytesAs: 'view' } as const;
 const empty = new Uint8Array(0);
 /** The largest span of a segment one read of `readMany` covers. */
 const spanBytes = 1024 * 1024;
@@ -100,8 +102,9 @@ export class FrameReader {
       }
       let items: FrameItem[] = [];
       let at = 0;
+      const read = { ...asViews, view: new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength) };
       while (at < chunk.length) {
-        const frame = readFrame(chunk, at, this.#view.hashers.crc32c, 'view', 'view');
+        const frame = readFrame(chunk, at, this.#view.hashers.crc32c, read);
         if (!('problem' in frame)) {
           items.push({ offset: offset + at, frame });
           at += frame.size;
@@ -117,7 +120,7 @@ export class FrameReader {
           // One frame larger than a chunk: read it whole.
           const length = new DataView(chunk.buffer, chunk.byteOffset + at).getUint32(0, true);
           if (offset + at + 8 + length <= segment.size) {
-            const whole = readFrame(await segment.file.read(offset + at, length + 8), 0, this.#view.hashers.crc32c, 'view', 'view');
+            const whole = readFrame(await segment.file.read(offset + at, length + 8), 0, this.#view.hashers.crc32c, asViews);
             if (!('problem' in whole)) {
               items.push({ offset: offset + at, frame: whole });
               at += whole.size;
@@ -154,7 +157,7 @@ export class FrameReader {
     const segment = this.#view.segments[this.#view.locations.segment[position - 1] as number] as Segment;
     const offset = this.#view.locations.offset[position - 1] as number;
     const bytes = await segment.file.read(offset, this.#view.locations.size[position - 1] as number);
-    const frame = readFrame(bytes, 0, this.#view.hashers.crc32c, 'view', 'view');
+    const frame = readFrame(bytes, 0, this.#view.hashers.crc32c, asViews);
     if ('problem' in frame) throw this.damaged(segment, offset, frame.detail);
     return this.toEvent(frame);
   }
@@ -194,8 +197,7 @@ export class FrameReader {
             bytes.subarray(0, offset - span.start + (locations.size[position - 1] as number)),
             offset - span.start,
             this.#view.hashers.crc32c,
-            'view',
-            'view',
+            asViews,
           );
           if ('problem' in frame) throw this.damaged(segment, offset, frame.detail);
           events.set(position, this.toEvent(frame));

@@ -3,7 +3,8 @@ import { crc32cJs, crc32cJsLimit } from './crc32c.js';
 
 /** The two checksums of the format: CRC-32C (Castagnoli) over frames, BLAKE3-256 over payloads. */
 export interface Hashers {
-  crc32c(data: Uint8Array): number;
+  /** CRC-32C of `data`, or of `data[start, end)` read in place. */
+  crc32c(data: Uint8Array, start?: number, end?: number): number;
   blake3(...parts: Uint8Array[]): Uint8Array;
 }
 
@@ -15,10 +16,10 @@ export function loadHashers(): Promise<Hashers> {
     const crc: IHasher = await createCRC32(0x82f63b78);
     const blake: IHasher = await createBLAKE3();
     return {
-      crc32c(data) {
-        if (data.length < crc32cJsLimit) return crc32cJs(data);
+      crc32c(data, start = 0, end = data.length) {
+        if (end - start < crc32cJsLimit) return crc32cJs(data, start, end);
         crc.init();
-        crc.update(data);
+        crc.update(start === 0 && end === data.length ? data : data.subarray(start, end));
         const digest = crc.digest('binary');
         return (((digest[0] as number) << 24) | ((digest[1] as number) << 16) | ((digest[2] as number) << 8) | (digest[3] as number)) >>> 0;
       },

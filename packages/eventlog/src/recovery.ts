@@ -119,12 +119,14 @@ export function indexFrames(
   segmentIndex: number,
   base = 0,
 ): { validEnd: number; problem: string | undefined; problemOffset: number; cutOff: boolean } {
+  // Indexing keeps no payload, but keeps each entity's last hash: a copy, so that it does not hold the whole chunk.
+  const indexing = { payloadAs: 'view', view: new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength) } as const;
   let batchFrames: Array<{ header: FrameHeader; offset: number; size: number }> = [];
   let validEnd = offset;
   let problem: string | undefined;
   let cutOff = false;
   while (offset < bytes.length) {
-    const frame = readFrame(bytes, offset, target.crc32c, 'view');
+    const frame = readFrame(bytes, offset, target.crc32c, indexing);
     if ('problem' in frame) {
       problem = frame.detail;
       cutOff = frame.problem === 'truncated';

@@ -130,6 +130,38 @@ describe('frame and header decoders under byte mutations', () => {
     },
   );
 
+  test.prop([fc.array(frameArbitrary, { minLength: 1, maxLength: 4 }), fc.nat({ max: 40 }), fc.array(mutation, { maxLength: 2 })], {
+    numRuns: runs,
+    seed,
+  })(
+    'frames read in place from one buffer (as a scan reads them, views and one DataView) decode exactly as each alone, or as damaged',
+    (frames, lead, mutations) => {
+      const encoded = frames.map(({ payload, ...header }) => encodeFrame(header as FrameHeader, payload, crc32c));
+      const joined = new Uint8Array(lead + encoded.reduce((sum, frame) => sum + frame.length, 0));
+      let at = lead;
+      for (const frame of encoded) {
+        joined.set(frame, at);
+        at += frame.length;
+      }
+      const buffer = mutate(joined, mutations);
+      const view = new DataView(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+      at = lead;
+      for (const [index, frame] of encoded.entries()) {
+        const inPlace = readFrame(buffer, at, crc32c, { payloadAs: 'view', headerBytesAs: 'view', view });
+        const alone = readFrame(buffer.slice(at, at + frame.length), 0, crc32c);
+        if ('problem' in inPlace || 'problem' in alone) {
+          // Damaged or cut in place exactly when damaged or cut alone (a frame cut off by the buffer's end is truncated either way).
+          expect('problem' in inPlace && 'problem' in alone).toBe(true);
+          return;
+        }
+        expect(inPlace.size).toBe(frame.length);
+        expect(inPlace.header).toEqual(alone.header);
+        expect(Buffer.from(inPlace.payload).equals(Buffer.from(frames[index]?.payload ?? []))).toBe(true);
+        at += frame.length;
+      }
+    },
+  );
+
   test.prop([fc.uint8Array({ maxLength: 400 })], { numRuns: runs, seed })('random bytes never decode as a frame', (bytes) => {
     const result = readFrame(bytes, 0, crc32c);
     expect('problem' in result).toBe(true);
@@ -142,6 +174,15 @@ describe('CRC-32C: the JavaScript path for short frames and the WASM path for lo
     expect(crc32c(check)).toBe(0xe3069283);
     expect(crc32c(new Uint8Array(2048).fill(0x31).subarray(0, 2000))).toBe(crc32cWasm(new Uint8Array(2000).fill(0x31)));
   });
+
+  test.prop([fc.uint8Array({ minLength: 0, maxLength: 4200 }), fc.nat({ max: 64 }), fc.nat({ max: 64 })], { numRuns: runs, seed })(
+    'a range read in place gives the CRC of that range copied out, on both paths',
+    (bytes, before, after) => {
+      const padded = new Uint8Array(before + bytes.length + after).fill(0xa5);
+      padded.set(bytes, before);
+      expect(crc32c(padded, before, before + bytes.length)).toBe(crc32cWasm(bytes));
+    },
+  );
 
   test.prop([fc.uint8Array({ minLength: 0, maxLength: 2200 }), fc.nat({ max: 15 })], { numRuns: runs, seed })(
     'every length and alignment gives the same CRC as the WASM hasher',
