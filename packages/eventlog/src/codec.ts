@@ -216,6 +216,31 @@ export interface FrameReadOptions {
   readonly headerBytesAs?: 'copy' | 'view';
   /** A DataView over the whole of `bytes`, for a reader decoding many frames of one buffer. */
   readonly view?: DataView;
+  /** The frame's CRC was checked already (by {@link checkFrames}). */
+  readonly crcChecked?: boolean;
+}
+
+/**
+ * Checks, in one call, the CRC of every whole frame of `bytes` from `start`,
+ * in place: returns where checking stopped, the end of the last whole frame
+ * whose CRC matched. A frame there is cut off by the end of `bytes`, or its
+ * length or CRC is wrong ({@link readFrame} says which).
+ */
+export function checkFrames(
+  bytes: Uint8Array,
+  view: DataView,
+  start: number,
+  crc32c: (data: Uint8Array, start?: number, end?: number) => number,
+): number {
+  let at = start;
+  while (bytes.length - at >= framePrefixSize) {
+    const length = view.getUint32(at, true);
+    if (length < fixedHeaderSize || length > maxFrameSize || bytes.length - at - framePrefixSize < length) break;
+    const bodyStart = at + framePrefixSize;
+    if (crc32c(bytes, bodyStart, bodyStart + length) !== view.getUint32(at + 4, true)) break;
+    at = bodyStart + length;
+  }
+  return at;
 }
 
 /**
@@ -237,7 +262,9 @@ export function readFrame(
   if (bytes.length - offset - framePrefixSize < length)
     return { problem: 'truncated', detail: `the frame needs ${length} bytes, the file ends first` };
   const start = offset + framePrefixSize;
-  if (crc32c(bytes, start, start + length) !== view.getUint32(offset + 4, true)) return { problem: 'damaged', detail: 'CRC mismatch' };
+  if (options.crcChecked !== true && crc32c(bytes, start, start + length) !== view.getUint32(offset + 4, true)) {
+    return { problem: 'damaged', detail: 'CRC mismatch' };
+  }
   try {
     return decodeBodyAt(bytes, view, start, start + length, options.payloadAs ?? 'copy', options.headerBytesAs ?? 'copy');
   } catch (error) {

@@ -3,7 +3,7 @@
  * frame still queued, from memory), checked by their CRC, and turned into
  * events with their payload opened by the log's codec.
  */
-import { type DecodedFrame, framePrefixSize, readFrame, segmentHeaderSize } from './codec.js';
+import { checkFrames, type DecodedFrame, readFrame, segmentHeaderSize } from './codec.js';
 import { EventLogError, EventLogErrorCode } from './errors.js';
 import type { Hashers } from './hash.js';
 import type { PayloadCodec } from './payload-codec.js';
@@ -28,18 +28,6 @@ export interface ReaderView {
   queuedFrame(position: number): Uint8Array | undefined;
   readonly hashers: Hashers;
   codec(): PayloadCodec;
-}
-
-/** Where the last frame that lies whole in `chunk` ends, walking the length prefixes only (0 when the first is cut off). */
-function wholeFramesEnd(chunk: Uint8Array): number {
-  const view = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-  let at = 0;
-  while (at + framePrefixSize <= chunk.length) {
-    const end = at + framePrefixSize + view.getUint32(at, true);
-    if (end > chunk.length) break;
-    at = end;
-  }
-  return at;
 }
 
 /** A frame read from a segment, or why the bytes at an offset are not one. */
@@ -82,8 +70,9 @@ export class FrameReader {
 
   /**
    * The frames of a segment from an offset, read in 4 MiB chunks (the next
-   * one read while this one is decoded) and decoded without a step per frame:
-   * arrays of up to 64; an item with a problem ends the last array.
+   * one read while this one is decoded), the CRCs of a chunk checked in one
+   * call, and decoded without a step per frame: arrays of up to 64; an item
+   * with a problem ends the last array.
    */
   async *frames(segment: Segment, start: number): AsyncGenerator<FrameItem[]> {
     let offset = start;
@@ -93,8 +82,11 @@ export class FrameReader {
         ? ahead.bytes
         : segment.file.read(offset, Math.min(scanChunkBytes, segment.size - offset)));
       ahead = undefined;
+      const view = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+      // One call checks the CRC of every whole frame of the chunk; the frames before `checked` decode without it.
+      const checked = checkFrames(chunk, view, 0, this.#view.hashers.crc32c);
       // Read ahead: the next chunk starts after the last whole frame of this one; it is read while this one is decoded.
-      const next = offset + wholeFramesEnd(chunk);
+      const next = offset + checked;
       if (next > offset && next < segment.size) {
         const bytes = segment.file.read(next, Math.min(scanChunkBytes, segment.size - next));
         bytes.catch(() => undefined); // used only if decoding gets there; a failure then is seen by that await
@@ -102,9 +94,10 @@ export class FrameReader {
       }
       let items: FrameItem[] = [];
       let at = 0;
-      const read = { ...asViews, view: new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength) };
+      const verified = { ...asViews, view, crcChecked: true };
+      const unverified = { ...asViews, view };
       while (at < chunk.length) {
-        const frame = readFrame(chunk, at, this.#view.hashers.crc32c, read);
+        const frame = readFrame(chunk, at, this.#view.hashers.crc32c, at < checked ? verified : unverified);
         if (!('problem' in frame)) {
           items.push({ offset: offset + at, frame });
           at += frame.size;

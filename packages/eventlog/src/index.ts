@@ -21,6 +21,7 @@
  */
 
 export {
+  checkFrames,
   type DecodedFrame,
   decodeFrameBody,
   decodeSegmentHeader,
@@ -29,6 +30,7 @@ export {
   encodeSegmentHeader,
   type FrameHeader,
   type FrameProblem,
+  type FrameReadOptions,
   readFrame,
 } from './codec.js';
 export { type EncryptionOptions, payloadAad } from './crypto/encrypted-codec.js';

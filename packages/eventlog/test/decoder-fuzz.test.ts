@@ -5,6 +5,7 @@
  */
 import { fc, test } from '@fast-check/vitest';
 import {
+  checkFrames,
   decodeFrameBody,
   decodeSegmentHeader,
   type EventId,
@@ -134,7 +135,7 @@ describe('frame and header decoders under byte mutations', () => {
     numRuns: runs,
     seed,
   })(
-    'frames read in place from one buffer (as a scan reads them, views and one DataView) decode exactly as each alone, or as damaged',
+    'frames read in place from one buffer (as a scan reads them: CRCs checked in one call, views, one DataView) decode exactly as each alone, or as damaged',
     (frames, lead, mutations) => {
       const encoded = frames.map(({ payload, ...header }) => encodeFrame(header as FrameHeader, payload, crc32c));
       const joined = new Uint8Array(lead + encoded.reduce((sum, frame) => sum + frame.length, 0));
@@ -145,6 +146,14 @@ describe('frame and header decoders under byte mutations', () => {
       }
       const buffer = mutate(joined, mutations);
       const view = new DataView(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+      // The one-call check of a chunk stops exactly where readFrame, frame by frame, first refuses (or at the end).
+      let accepted = lead;
+      for (;;) {
+        const next = readFrame(buffer, accepted, crc32c);
+        if ('problem' in next) break;
+        accepted += next.size;
+      }
+      expect(checkFrames(buffer, view, lead, crc32c)).toBe(accepted);
       at = lead;
       for (const [index, frame] of encoded.entries()) {
         const inPlace = readFrame(buffer, at, crc32c, { payloadAs: 'view', headerBytesAs: 'view', view });
