@@ -1,6 +1,7 @@
 import { KvError, type KvStore, type WatchEvent } from '@weft/kv';
 import type { openRedisKv } from '@weft/kv-redis';
 import type { KvConformanceHarness } from '@weft/kv-testkit';
+import { WatchReader } from '@weft/kv-testkit';
 import { type RedisCluster, type RedisServer, redisUnavailable, startRedisCluster, startRedisServer } from '@weft/test-servers';
 import { Cluster, Redis } from 'ioredis';
 import { expect } from 'vitest';
@@ -113,4 +114,49 @@ export async function putRetrying(store: KvStore, key: string, value: string): P
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }
+}
+
+/**
+ * With persistence: a running watch, the server killed (-9) and restarted;
+ * writes resume and the watch continues with no gap and no duplicate.
+ */
+export async function watchAcrossPersistentRestart(store: KvStore, server: RedisServer): Promise<void> {
+  await store.put('a', bytes('1'));
+  const watch = new WatchReader(store, {});
+  await watch.untilSynced();
+  await store.put('b', bytes('2'));
+  await watch.until((event) => event.type === 'put' && event.key === 'b');
+
+  await server.kill();
+  await server.restart();
+  await putRetrying(store, 'c', '3');
+  await store.delete('a');
+  await store.put('d', bytes('4'));
+  await watch.until((event) => event.type === 'put' && event.key === 'd');
+  expect(summary(watch.events)).toEqual(['put:a=1', 'synced', 'put:b=2', 'put:c=3', 'delete:a', 'put:d=4']);
+  await watch.stop();
+}
+
+/**
+ * Without persistence: the server killed and restarted empty; the lost
+ * stream surfaces as CursorExpired to the running watch and to a resumed
+ * one, and a fresh state-sync shows what the restarted server holds.
+ */
+export async function watchAcrossVolatileRestart(store: KvStore, server: RedisServer): Promise<void> {
+  await store.put('a', bytes('1'));
+  const watch = new WatchReader(store, {});
+  const [, synced] = await watch.untilSynced();
+  await server.kill();
+  await server.restart();
+  await putRetrying(store, 'after-restart', 'x');
+  const failure = await watch.until(() => false).catch((error: unknown) => error);
+  expect(KvError.is(failure, 'CursorExpired'), String(failure)).toBe(true);
+
+  const resumed = new WatchReader(store, { from: synced?.cursor as never });
+  const resumedFailure = await resumed.untilSynced().catch((error: unknown) => error);
+  expect(KvError.is(resumedFailure, 'CursorExpired'), String(resumedFailure)).toBe(true);
+
+  const relist = new WatchReader(store, {});
+  expect(summary(await relist.untilSynced())).toEqual(['put:after-restart=x', 'synced']);
+  await relist.stop();
 }

@@ -16,10 +16,11 @@ import {
   cluster,
   decode,
   eventually,
-  putRetrying,
   redisMissing,
   standalone,
   summary,
+  watchAcrossPersistentRestart,
+  watchAcrossVolatileRestart,
   watchConnections,
 } from './helpers.js';
 
@@ -50,36 +51,14 @@ describe.skipIf(redisMissing !== undefined)("redis backend on the user's node-re
     const { server: redis } = await server({ persistence: 'aof' });
     const store = await openRedisKv({ client: await userClient(redis.url), bucket: 'restart' });
     cleanups.push(() => store.close());
-    await store.put('a', bytes('1'));
-    const watch = new WatchReader(store, {});
-    await watch.untilSynced();
-    await store.put('b', bytes('2'));
-    await watch.until((event) => event.type === 'put' && event.key === 'b');
-
-    await redis.kill();
-    await redis.restart();
-    await putRetrying(store, 'c', '3');
-    await store.delete('a');
-    await store.put('d', bytes('4'));
-    await watch.until((event) => event.type === 'put' && event.key === 'd');
-    expect(summary(watch.events)).toEqual(['put:a=1', 'synced', 'put:b=2', 'put:c=3', 'delete:a', 'put:d=4']);
-    await watch.stop();
+    await watchAcrossPersistentRestart(store, redis);
   });
 
-  it('without persistence: the lost stream surfaces as CursorExpired to a running watch, never a silent gap', async () => {
+  it('without persistence: the lost stream surfaces as CursorExpired, for running and resumed watches, never a silent gap', async () => {
     const { server: redis } = await server();
     const store = await openRedisKv({ client: await userClient(redis.url), bucket: 'volatile' });
     cleanups.push(() => store.close());
-    await store.put('a', bytes('1'));
-    const watch = new WatchReader(store, {});
-    const [, synced] = await watch.untilSynced();
-    await redis.kill();
-    await redis.restart();
-    await putRetrying(store, 'after-restart', 'x');
-    const failure = await watch.until(() => false).catch((error: unknown) => error);
-    expect(KvError.is(failure, 'CursorExpired'), String(failure)).toBe(true);
-    const resumed = new WatchReader(store, { from: synced?.cursor as never });
-    expect(KvError.is(await resumed.untilSynced().catch((error: unknown) => error), 'CursorExpired')).toBe(true);
+    await watchAcrossVolatileRestart(store, redis);
   });
 
   it('reports a write on a client the user destroyed as NotConnected (never sent, safe to retry)', async () => {

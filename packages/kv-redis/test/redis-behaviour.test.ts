@@ -1,11 +1,21 @@
 import { KvError, type KvStore } from '@weft/kv';
 import { openRedisKv } from '@weft/kv-redis';
-import { WatchReader } from '@weft/kv-testkit';
 import { freePort } from '@weft/test-servers';
 import { type Cluster, Redis } from 'ioredis';
 import { Cluster as Cluster5 } from 'ioredis5';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bucketKeys, busyScript, bytes, cluster, decode, eventually, putRetrying, redisMissing, standalone, summary } from './helpers.js';
+import {
+  bucketKeys,
+  busyScript,
+  bytes,
+  cluster,
+  decode,
+  eventually,
+  redisMissing,
+  standalone,
+  watchAcrossPersistentRestart,
+  watchAcrossVolatileRestart,
+} from './helpers.js';
 
 describe.skipIf(redisMissing !== undefined)('redis backend behaviour on a real server', () => {
   describe('restarts', () => {
@@ -13,20 +23,7 @@ describe.skipIf(redisMissing !== undefined)('redis backend behaviour on a real s
       const { server, raw } = await standalone({ persistence: 'aof' });
       const store = await openRedisKv({ url: server.url, bucket: 'restart' });
       try {
-        await store.put('a', bytes('1'));
-        const watch = new WatchReader(store, {});
-        await watch.untilSynced();
-        await store.put('b', bytes('2'));
-        await watch.until((event) => event.type === 'put' && event.key === 'b');
-
-        await server.kill();
-        await server.restart();
-        await putRetrying(store, 'c', '3');
-        await store.delete('a');
-        await store.put('d', bytes('4'));
-        await watch.until((event) => event.type === 'put' && event.key === 'd');
-        expect(summary(watch.events)).toEqual(['put:a=1', 'synced', 'put:b=2', 'put:c=3', 'delete:a', 'put:d=4']);
-        await watch.stop();
+        await watchAcrossPersistentRestart(store, server);
       } finally {
         await store.close();
         raw.disconnect();
@@ -38,23 +35,7 @@ describe.skipIf(redisMissing !== undefined)('redis backend behaviour on a real s
       const { server, raw } = await standalone();
       const store = await openRedisKv({ url: server.url, bucket: 'volatile' });
       try {
-        await store.put('a', bytes('1'));
-        const watch = new WatchReader(store, {});
-        const [, synced] = await watch.untilSynced();
-        await server.kill();
-        await server.restart();
-        await putRetrying(store, 'after-restart', 'x');
-        const failure = await watch.until(() => false).catch((error: unknown) => error);
-        expect(KvError.is(failure, 'CursorExpired'), String(failure)).toBe(true);
-
-        const resumed = new WatchReader(store, { from: synced?.cursor as never });
-        const resumedFailure = await resumed.untilSynced().catch((error: unknown) => error);
-        expect(KvError.is(resumedFailure, 'CursorExpired'), String(resumedFailure)).toBe(true);
-
-        // A fresh state-sync shows what the restarted server holds.
-        const relist = new WatchReader(store, {});
-        expect(summary(await relist.untilSynced())).toEqual(['put:after-restart=x', 'synced']);
-        await relist.stop();
+        await watchAcrossVolatileRestart(store, server);
       } finally {
         await store.close();
         raw.disconnect();
