@@ -82,10 +82,12 @@ async function consumer(dependencies: readonly string[], program: string, env: R
   }
 }
 
-const redisProgram = `import { Redis } from 'ioredis';
+/** The README example on a user's own Redis client: how the client is made, and how it is checked and closed after. */
+function redisProgram(client: { import: string; make: string; isOpen: string; close: string }): string {
+  return `${client.import}
 import { openRedisKv } from '@weft/kv-redis';
 
-const client = new Redis(process.env.REDIS_URL as string); // the user's own client
+const client = ${client.make}; // the user's own client
 const kv = await openRedisKv({ client, bucket: process.env.BUCKET as string });
 const version = await kv.create('users.ada', new TextEncoder().encode('{"name":"Ada"}'));
 await kv.update('users.ada', new TextEncoder().encode('{"name":"Ada Lovelace"}'), version);
@@ -94,41 +96,35 @@ for await (const event of kv.watch({ prefixes: ['users'] })) {
   if (event.type === 'put') console.log(event.key, new TextDecoder().decode(event.value));
 }
 await kv.close();
-console.log('client still open:', client.status === 'ready');
-client.disconnect();
+console.log('client still open:', ${client.isOpen});
+${client.close};
 `;
+}
+
+const ioredis = {
+  import: "import { Redis } from 'ioredis';",
+  make: 'new Redis(process.env.REDIS_URL as string)',
+  isOpen: "client.status === 'ready'",
+  close: 'client.disconnect()',
+};
+const nodeRedis = {
+  import: "import { createClient } from 'redis';",
+  make: 'await createClient({ url: process.env.REDIS_URL as string }).connect()',
+  isOpen: 'client.isOpen',
+  close: 'client.destroy()',
+};
 
 describe.skipIf(redisMissing !== undefined)('a user project with its own Redis client', () => {
-  for (const ioredis of ['ioredis@5.9.3', 'ioredis@6.0.0']) {
-    it(`${ioredis}: the client type-checks as openRedisKv's client, and the README example runs on it`, async () => {
-      const bucket = ioredis.replace(/[^A-Za-z0-9]/g, '-');
-      const output = await consumer([ioredis], redisProgram, { REDIS_URL: redis?.url ?? '', BUCKET: bucket });
-      expect(output).toBe('users.ada {"name":"Ada Lovelace"}\nclient still open: true\n');
-    }, 180_000);
-  }
-});
-
-const nodeRedisProgram = `import { createClient } from 'redis';
-import { openRedisKv } from '@weft/kv-redis';
-
-const client = await createClient({ url: process.env.REDIS_URL as string }).connect(); // the user's own node-redis client
-const kv = await openRedisKv({ client, bucket: process.env.BUCKET as string });
-const version = await kv.create('users.ada', new TextEncoder().encode('{"name":"Ada"}'));
-await kv.update('users.ada', new TextEncoder().encode('{"name":"Ada Lovelace"}'), version);
-for await (const event of kv.watch({ prefixes: ['users'] })) {
-  if (event.type === 'synced') break;
-  if (event.type === 'put') console.log(event.key, new TextDecoder().decode(event.value));
-}
-await kv.close();
-console.log('client still open:', client.isOpen);
-client.destroy();
-`;
-
-describe.skipIf(redisMissing !== undefined)('a user project with its own node-redis client', () => {
-  for (const nodeRedis of ['redis@5.12.1', 'redis@6.3.1']) {
-    it(`${nodeRedis}: the client type-checks as openRedisKv's client, and the README example runs on it`, async () => {
-      const bucket = nodeRedis.replace(/[^A-Za-z0-9]/g, '-');
-      const output = await consumer([nodeRedis], nodeRedisProgram, { REDIS_URL: redis?.url ?? '', BUCKET: bucket });
+  const clients = [
+    ['ioredis@5.9.3', ioredis],
+    ['ioredis@6.0.0', ioredis],
+    ['redis@5.12.1', nodeRedis],
+    ['redis@6.3.1', nodeRedis],
+  ] as const;
+  for (const [dependency, client] of clients) {
+    it(`${dependency}: the client type-checks as openRedisKv's client, and the README example runs on it`, async () => {
+      const bucket = dependency.replace(/[^A-Za-z0-9]/g, '-');
+      const output = await consumer([dependency], redisProgram(client), { REDIS_URL: redis?.url ?? '', BUCKET: bucket });
       expect(output).toBe('users.ada {"name":"Ada Lovelace"}\nclient still open: true\n');
     }, 180_000);
   }
