@@ -53,6 +53,31 @@ export interface Waker {
 }
 
 /** Whether a server error says the script is not loaded. */
-export function isNoScript(error: unknown): boolean {
+function isNoScript(error: unknown): boolean {
   return error instanceof Error && error.message.startsWith('NOSCRIPT');
+}
+
+/**
+ * `runScript` over a client's way of sending `EVAL` and `EVALSHA`: the first
+ * call of each script on a connection is an `EVAL`, which loads it; later
+ * ones are `EVALSHA`, sent again as `EVAL` when the server answers
+ * `NOSCRIPT` (it lost its script cache: a restart, a failover, `SCRIPT FLUSH`).
+ */
+export function scriptRunner(
+  send: (command: 'EVAL' | 'EVALSHA', scriptOrSha: string, rest: RedisArgument[], binary: boolean) => Promise<unknown>,
+): RedisConnection['runScript'] {
+  const loaded = new Set<string>();
+  return (script, keys, args, binary) => {
+    const rest: RedisArgument[] = [String(keys.length), ...keys, ...args];
+    if (!loaded.has(script.sha)) {
+      return send('EVAL', script.lua, rest, binary).then((reply) => {
+        loaded.add(script.sha);
+        return reply;
+      });
+    }
+    return send('EVALSHA', script.sha, rest, binary).catch((error: unknown) => {
+      if (!isNoScript(error)) throw error;
+      return send('EVAL', script.lua, rest, binary);
+    });
+  };
 }

@@ -1,12 +1,11 @@
 import type { Cluster, Redis } from 'ioredis';
-import { isNoScript, type RedisArgument, type RedisConnection, type Waker } from './connection.js';
+import { type RedisConnection, scriptRunner, type Waker } from './connection.js';
 
 /** An ioredis `Redis` or `Cluster` client. */
 export type IoredisClient = Redis | Cluster;
 
 /** The driver's view of an ioredis client; `owned` clients are closed with the handle. */
 export function ioredisConnection(client: IoredisClient, owned: boolean): RedisConnection {
-  const loaded = new Set<string>();
   // Not `instanceof`: the user's client may come from another copy of ioredis (another major) than this package's.
   const cluster = (client as { isCluster?: boolean }).isCluster === true;
   const stopSettling = settleUnansweredOnClose(client, cluster);
@@ -22,22 +21,9 @@ export function ioredisConnection(client: IoredisClient, owned: boolean): RedisC
         return value as Array<Buffer | string | null>;
       });
     },
-    runScript(script, keys, args, binary) {
-      const send = binary ? client.callBuffer.bind(client) : client.call.bind(client);
-      const all: RedisArgument[] = [String(keys.length), ...keys, ...args];
-      // The first call of each script is an EVAL, which loads it; a server that lost its script cache (restart,
-      // failover) answers NOSCRIPT, and the script is sent again.
-      if (!loaded.has(script.sha)) {
-        return send('EVAL', script.lua, ...all).then((reply: unknown) => {
-          loaded.add(script.sha);
-          return reply;
-        });
-      }
-      return send('EVALSHA', script.sha, ...all).catch((error: unknown) => {
-        if (!isNoScript(error)) throw error;
-        return send('EVAL', script.lua, ...all);
-      });
-    },
+    runScript: scriptRunner((command, scriptOrSha, rest, binary) =>
+      binary ? client.callBuffer(command, scriptOrSha, ...rest) : client.call(command, scriptOrSha, ...rest),
+    ),
     rangeByLex: (key, low, high, count) => client.zrangebylex(key, low, high, 'LIMIT', 0, count),
     async *scanMasters(pattern) {
       const nodes = cluster ? (client as Cluster).nodes('master') : [client as Redis];

@@ -1,4 +1,4 @@
-import { isNoScript, type RedisArgument, type RedisConnection, type Waker } from './connection.js';
+import { type RedisArgument, type RedisConnection, scriptRunner, type Waker } from './connection.js';
 
 /**
  * node-redis' per-command options, as far as the backend sets them: which
@@ -77,7 +77,6 @@ export function nodeRedisConnection(client: NodeRedisClient | NodeRedisCluster):
     ? (args: RedisArgument[], options: NodeRedisCommandOptions) =>
         (client as NodeRedisCluster).sendCommand(routingKey(args), false, args, options)
     : (args: RedisArgument[], options: NodeRedisCommandOptions) => (client as NodeRedisClient).sendCommand(args, options);
-  const loaded = new Set<string>();
   return {
     library: 'node-redis',
     hashFields: (key, fields) => send(['HMGET', key, ...fields], binaryReplies) as Promise<Array<Buffer | null>>,
@@ -86,20 +85,9 @@ export function nodeRedisConnection(client: NodeRedisClient | NodeRedisCluster):
       const options = binary ? binaryReplies : textReplies;
       return Promise.all(keys.map((key) => send(['HMGET', key, ...fields], options) as Promise<Array<Buffer | string | null>>));
     },
-    runScript(script, keys, args, binary) {
-      const options = binary ? binaryReplies : textReplies;
-      const rest: RedisArgument[] = [String(keys.length), ...keys, ...args];
-      if (!loaded.has(script.sha)) {
-        return send(['EVAL', script.lua, ...rest], options).then((reply) => {
-          loaded.add(script.sha);
-          return reply;
-        });
-      }
-      return send(['EVALSHA', script.sha, ...rest], options).catch((error: unknown) => {
-        if (!isNoScript(error)) throw error;
-        return send(['EVAL', script.lua, ...rest], options);
-      });
-    },
+    runScript: scriptRunner((command, scriptOrSha, rest, binary) =>
+      send([command, scriptOrSha, ...rest], binary ? binaryReplies : textReplies),
+    ),
     rangeByLex: (key, low, high, count) =>
       send(['ZRANGEBYLEX', key, low, high, 'LIMIT', '0', String(count)], textReplies) as Promise<string[]>,
     async *scanMasters(pattern) {

@@ -1,9 +1,10 @@
 /**
  * The Lua scripts of the Redis backend, one per mutation, run with
- * `EVALSHA` (loaded with `EVAL` when the server lacks them). Each runs atomically on the server: it settles a
- * passed TTL of its key first (so watchers see `expire` before whatever comes
- * next), checks the expected version, writes the record, appends to the
- * bucket's change stream and returns the new version (the stream id).
+ * `EVALSHA` (loaded with `EVAL` when the server lacks them). Each runs
+ * atomically on the server: it settles a passed TTL of its key first (so
+ * watchers see `expire` before whatever comes next), checks the expected
+ * version, writes the record, appends to the bucket's change stream and
+ * returns the new version (the stream id).
  *
  * Key layout for bucket B (one hash tag, so Redis Cluster keeps a bucket on
  * one slot):
