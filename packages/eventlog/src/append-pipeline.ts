@@ -8,7 +8,7 @@
 import { type AcceptView, checkBatchOptions, checkEvents, checkPreconditions } from './append-checks.js';
 import { encodeFrame, type FrameHeader } from './codec.js';
 import type { Hashers } from './hash.js';
-import { type HybridLogicalClock, UuidV7Generator } from './ids.js';
+import { type EventId, type HybridLogicalClock, UuidV7Generator, writeUuid } from './ids.js';
 import type { LogIndex } from './log-index.js';
 import type { PayloadCodec } from './payload-codec.js';
 import { isReservedKind } from './rules.js';
@@ -34,6 +34,8 @@ export type AcceptedBatch = PendingBatch & { readonly events: AppendedEvent[] };
 export class AppendPipeline {
   readonly #host: PipelineHost;
   readonly #ids = new UuidV7Generator();
+  /** The bytes of a caller's own event id. */
+  readonly #idScratch = new Uint8Array(16);
   readonly #arena = new FrameArena();
   readonly #allocate = (size: number) => this.#arena.take(size);
   /** What the append checks read of the log (made once: appends are the hot path). */
@@ -82,7 +84,16 @@ export class AppendPipeline {
     for (let batchIndex = 0; batchIndex < events.length; batchIndex++) {
       const { input, entity, scope, parents } = events[batchIndex] as (typeof events)[number];
       const position = ++index.head;
-      const id = input.id ?? this.#ids.next(this.#host.clock());
+      let id: EventId;
+      let idBytes: Uint8Array;
+      if (input.id === undefined) {
+        id = this.#ids.next(this.#host.clock());
+        idBytes = this.#ids.lastBytes;
+      } else {
+        id = input.id;
+        idBytes = this.#idScratch;
+        writeUuid(id, idBytes, 0);
+      }
       let time: bigint;
       if (input.time === undefined) time = hlc.tick();
       else {
@@ -112,13 +123,13 @@ export class AppendPipeline {
         idempotencyKey: batchIndex === 0 ? (idempotencyKey ?? label) : undefined,
         encryption: sealed.encryption,
       };
-      const frame = encodeFrame(header, sealed.stored, hashers.crc32c, this.#allocate);
+      const frame = encodeFrame(header, sealed.stored, hashers.crc32c, this.#allocate, idBytes);
       frames.push(frame);
       bytes += frame.length;
       entityState.sequence = sequence;
       entityState.lastHash = hash;
       entityState.positions.push(position);
-      index.byId.add(position, id);
+      index.byId.addBytes(position, idBytes);
       for (const parent of parents) index.addChild(parent, id);
       previousHashes.push(previousHash);
       appended.push({ id, entity, position, sequence });

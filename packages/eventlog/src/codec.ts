@@ -130,23 +130,34 @@ function headerLength(entity: Uint8Array, scope: Uint8Array, header: FrameHeader
   );
 }
 
+/** The DataView of the buffer frames were last encoded into: frames share arena buffers, so one view serves many. */
+let encodeView: DataView | undefined;
+
+function viewOf(frame: Uint8Array): DataView {
+  if (encodeView?.buffer !== frame.buffer) encodeView = new DataView(frame.buffer);
+  return encodeView;
+}
+
 /**
  * Encodes one frame: `[u32 length][u32 crc32c][header][payload]`, where length
  * and CRC cover header and payload; into a zero-filled view from `allocate`
- * when given.
+ * when given. `idBytes`, when given, are the 16 bytes of `header.id` (an
+ * appender that has them skips parsing the string).
  */
 export function encodeFrame(
   header: FrameHeader,
   payload: Uint8Array,
   crc32c: (data: Uint8Array, start?: number, end?: number) => number,
   allocate: (size: number) => Uint8Array = (size) => new Uint8Array(size),
+  idBytes?: Uint8Array,
 ): Uint8Array {
   const entity = encodeName(header.entity);
   const scope = encodeName(header.scope);
   const idempotency = header.idempotencyKey === undefined ? undefined : encoder.encode(header.idempotencyKey);
   const length = headerLength(entity, scope, header, idempotency);
   const frame = allocate(framePrefixSize + length + payload.length);
-  const view = new DataView(frame.buffer, frame.byteOffset, frame.length);
+  const view = viewOf(frame);
+  const base = frame.byteOffset;
   let at = framePrefixSize;
   const flags =
     (header.encryption === undefined ? 0 : flagEncrypted) |
@@ -155,14 +166,15 @@ export function encodeFrame(
     (header.correlationId === undefined ? 0 : flagCorrelation);
   frame[at] = headerVersion;
   frame[at + 1] = flags;
-  view.setUint16(at + 2, header.kind, true);
-  writeUuid(header.id, frame, at + 4);
-  view.setBigUint64(at + 20, header.time, true);
-  setUint64(view, at + 28, header.position);
-  setUint64(view, at + 36, header.sequence);
-  view.setUint16(at + 44, header.batchIndex, true);
-  view.setUint16(at + 46, header.batchCount, true);
-  view.setUint32(at + 48, payload.length, true);
+  view.setUint16(base + at + 2, header.kind, true);
+  if (idBytes === undefined) writeUuid(header.id, frame, at + 4);
+  else for (let index = 0; index < 16; index++) frame[at + 4 + index] = idBytes[index] as number;
+  view.setBigUint64(base + at + 20, header.time, true);
+  setUint64(view, base + at + 28, header.position);
+  setUint64(view, base + at + 36, header.sequence);
+  view.setUint16(base + at + 44, header.batchIndex, true);
+  view.setUint16(base + at + 46, header.batchCount, true);
+  view.setUint32(base + at + 48, payload.length, true);
   frame.set(header.hash, at + 52);
   at += fixedHeaderSize;
   at = writeBytes16(frame, view, at, entity);
@@ -175,7 +187,7 @@ export function encodeFrame(
     writeUuid(header.correlationId, frame, at);
     at += 16;
   }
-  view.setUint16(at, header.parents.length, true);
+  view.setUint16(base + at, header.parents.length, true);
   at += 2;
   for (const parent of header.parents) {
     writeUuid(parent, frame, at);
@@ -183,13 +195,13 @@ export function encodeFrame(
   }
   if (idempotency !== undefined) at = writeBytes16(frame, view, at, idempotency);
   if (header.encryption !== undefined) {
-    view.setUint32(at, header.encryption.keyId, true);
+    view.setUint32(base + at, header.encryption.keyId, true);
     frame.set(header.encryption.nonce, at + 4);
     at += 4 + nonceSize;
   }
   frame.set(payload, at);
-  view.setUint32(0, length + payload.length, true);
-  view.setUint32(4, crc32c(frame, framePrefixSize, frame.length), true);
+  view.setUint32(base, length + payload.length, true);
+  view.setUint32(base + 4, crc32c(frame, framePrefixSize, frame.length), true);
   return frame;
 }
 
@@ -199,8 +211,9 @@ function setUint64(view: DataView, at: number, value: number): void {
   view.setUint32(at + 4, Math.floor(value / 0x1_0000_0000), true);
 }
 
+/** Writes a u16 length and the bytes at `at` of `frame`; `view` covers the frame's whole buffer. */
 function writeBytes16(frame: Uint8Array, view: DataView, at: number, bytes: Uint8Array): number {
-  view.setUint16(at, bytes.length, true);
+  view.setUint16(frame.byteOffset + at, bytes.length, true);
   frame.set(bytes, at + 2);
   return at + 2 + bytes.length;
 }

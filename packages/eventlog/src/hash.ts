@@ -5,7 +5,8 @@ import { crc32cJs, crc32cJsLimit } from './crc32c.js';
 export interface Hashers {
   /** CRC-32C of `data`, or of `data[start, end)` read in place. */
   crc32c(data: Uint8Array, start?: number, end?: number): number;
-  blake3(...parts: Uint8Array[]): Uint8Array;
+  /** BLAKE3-256 of `first`, or of `first ‖ second`. */
+  blake3(first: Uint8Array, second?: Uint8Array): Uint8Array;
 }
 
 let loading: Promise<Hashers> | undefined;
@@ -23,9 +24,10 @@ export function loadHashers(): Promise<Hashers> {
         const digest = crc.digest('binary');
         return (((digest[0] as number) << 24) | ((digest[1] as number) << 16) | ((digest[2] as number) << 8) | (digest[3] as number)) >>> 0;
       },
-      blake3(...parts) {
+      blake3(first, second) {
         blake.init();
-        for (const part of parts) blake.update(part);
+        blake.update(first);
+        if (second !== undefined) blake.update(second);
         return blake.digest('binary');
       },
     };

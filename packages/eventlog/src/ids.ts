@@ -58,6 +58,11 @@ export class UuidV7Generator {
   readonly #random = new Uint8Array(16);
   readonly #pool = new RandomPool();
 
+  /** The 16 bytes of the id {@link next} returned last (overwritten by the next call). */
+  get lastBytes(): Uint8Array {
+    return this.#random;
+  }
+
   next(nowMs = Date.now()): EventId {
     const bytes = this.#random;
     this.#pool.fill(bytes);

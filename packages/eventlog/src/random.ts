@@ -20,7 +20,10 @@ export class RandomPool {
       randomFillSync(this.#pool);
       this.#offset = 0;
     }
-    target.set(this.#pool.subarray(this.#offset, this.#offset + count), offset);
+    // A loop, not `set(subarray(...))`: ids and nonces are short, and a view per call was garbage on every append.
+    const pool = this.#pool;
+    const from = this.#offset;
+    for (let index = 0; index < count; index++) target[offset + index] = pool[from + index] as number;
     this.#offset += count;
   }
 
