@@ -16,8 +16,14 @@ import { contiguousRuns, type PendingBatch, type Segment } from './structures.js
 import type { SyncMode } from './types.js';
 
 const noneFlushBytes = 256 * 1024;
-/** Queued bytes past which appends wait for their write (with `none` they otherwise return once accepted). */
-const backlogBytes = 4 * 1024 * 1024;
+/**
+ * Queued bytes past which appends wait for their write (with `none` they
+ * otherwise return once accepted): one group. Everything queued lives until
+ * it is written, so a larger backlog made every young-generation collection
+ * copy thousands of pending batches (4 MiB: 135,000 appends/s; one group:
+ * 170,000, in benchmarks/profiles/append.mjs).
+ */
+const backlogBytes = noneFlushBytes;
 
 /** What the writer needs from its log. */
 export interface WriterHost {
