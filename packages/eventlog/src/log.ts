@@ -282,7 +282,8 @@ export class EventLog implements AsyncDisposable {
   async #appendBatch(inputs: readonly AppendInput[], options: AppendOptions): Promise<AppendReceipt> {
     const batch = this.#accept(inputs, options, false);
     if (!('frames' in batch)) return batch;
-    if (this.sync !== 'none' || this.#writer.backlogged) await batch.written.promise;
+    if (this.sync !== 'none') await batch.written.promise;
+    else if (this.#writer.backlogged) await this.#writer.waitForRoom();
     return this.#receipt(batch);
   }
 

@@ -7,6 +7,7 @@
  * as durable. A failed write rolls back every batch not yet written; a
  * failed fsync fails the log until it is reopened.
  */
+import { Notifier } from '@weft/common';
 import { checkpointOffset, encodeCheckpoint, encodeSegmentHeader, segmentHeaderSize } from './codec.js';
 import { DurabilityTracker } from './durability.js';
 import { EventLogError, EventLogErrorCode } from './errors.js';
@@ -17,11 +18,10 @@ import type { SyncMode } from './types.js';
 
 const noneFlushBytes = 256 * 1024;
 /**
- * Queued bytes past which appends wait for their write (with `none` they
- * otherwise return once accepted): one group. Everything queued lives until
- * it is written, so a larger backlog made every young-generation collection
- * copy thousands of pending batches (4 MiB: 135,000 appends/s; one group:
- * 170,000, in benchmarks/profiles/append.mjs).
+ * Bytes queued beyond the write in flight past which appends wait for room
+ * (with `none` they otherwise return once accepted): one group. Everything
+ * queued lives until it is written, so a larger backlog (4 MiB) made every
+ * young-generation collection copy thousands of pending batches.
  */
 const backlogBytes = noneFlushBytes;
 
@@ -45,6 +45,10 @@ export class SegmentWriter {
   readonly #host: WriterHost;
   #queue: PendingBatch[] = [];
   #queuedBytes = 0;
+  /** Bytes of the queue the pump is writing now. */
+  #writingBytes = 0;
+  /** Wakes appenders waiting for room in the queue (see {@link waitForRoom}). */
+  readonly #room = new Notifier();
   /** Which batches are durable; receipts ask it. */
   readonly durability = new DurabilityTracker();
   #writtenHead = 0;
@@ -107,12 +111,23 @@ export class SegmentWriter {
   }
 
   /**
-   * Whether appends should wait for their write: so much is queued that the
-   * appender must let the writer catch up (an appender that only ever awaits
-   * its receipts never yields to the event loop, where writes complete).
+   * Whether appends should wait for room: more than one group is queued
+   * beyond what is being written (an appender that only ever awaits its
+   * receipts never yields to the event loop, where writes complete, and
+   * everything queued stays in memory until written).
    */
   get backlogged(): boolean {
-    return this.#queuedBytes > backlogBytes;
+    return this.#queuedBytes - this.#writingBytes > backlogBytes;
+  }
+
+  /**
+   * Resolves once the pump takes what is queued for its next write (or the
+   * writer fails): an appender waiting here appends the next group while
+   * this one is written, instead of waiting for its own write.
+   */
+  waitForRoom(): Promise<void> {
+    this.#schedulePump();
+    return this.#room.wait();
   }
 
   #schedulePump(): void {
@@ -139,6 +154,9 @@ export class SegmentWriter {
     try {
       while (this.#queue.length > 0 && this.#failed === undefined) {
         const group = this.#host.sync === 'always' ? this.#queue.slice(0, 1) : this.#queue.slice();
+        this.#writingBytes = 0;
+        for (const batch of group) this.#writingBytes += batch.bytes;
+        this.#room.notify();
         try {
           await this.#host.beforeWrite();
         } catch (error) {
@@ -152,7 +170,8 @@ export class SegmentWriter {
           continue;
         }
         this.#queue = this.#queue.slice(group.length);
-        for (const batch of group) this.#queuedBytes -= batch.bytes;
+        this.#queuedBytes -= this.#writingBytes;
+        this.#writingBytes = 0;
         if (this.#host.sync === 'always' || this.#host.sync === 'group') {
           try {
             await this.syncActiveSegment();
@@ -232,6 +251,8 @@ export class SegmentWriter {
     const batches = this.#queue;
     this.#queue = [];
     this.#queuedBytes = 0;
+    this.#writingBytes = 0;
+    this.#room.notify();
     for (const batch of [...batches].reverse()) {
       batch.undo();
       batch.written.reject(error);

@@ -5,7 +5,9 @@ import {
   type EventId,
   type EventLog,
   EventLogError,
+  type LogFile,
   MemoryFileSystem,
+  type OpenOptions,
   openEventLog,
   SimulatedFileSystem,
   type SubscriptionItem,
@@ -372,6 +374,55 @@ describe('durability', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it("with sync 'none', an appender keeps appending while a write is in flight, and waits once a second group is queued", async () => {
+    // Writes are held until released: the appender must stop with at most two groups (256 KiB each) in memory,
+    // the one being written and the next, and go on once the write completes.
+    let held: { promise: Promise<void>; release: () => void } | undefined;
+    class HeldWrites extends MemoryFileSystem {
+      override async open(path: string, options?: OpenOptions): Promise<LogFile> {
+        const file = await super.open(path, options);
+        return {
+          size: () => file.size(),
+          read: (position, length) => file.read(position, length),
+          write: async (data, position) => {
+            await held?.promise;
+            return file.write(data, position);
+          },
+          sync: () => file.sync(),
+          truncate: (size) => file.truncate(size),
+          close: () => file.close(),
+        };
+      }
+    }
+    const fs = new HeldWrites();
+    const log = await fresh({ fs, sync: 'none' });
+    let release = () => {};
+    held = { promise: new Promise<void>((resolve) => (release = resolve)), release: () => release() };
+    const payload = new Uint8Array(1024);
+    const count = 2000;
+    const appender = (async () => {
+      for (let index = 0; index < count; index++) await log.append({ entity: 'e', kind, payload });
+    })();
+    let parkedAt = -1;
+    try {
+      while (parkedAt !== log.head) {
+        parkedAt = log.head;
+        for (let turn = 0; turn < 5; turn++) await new Promise((resolve) => setImmediate(resolve));
+      }
+    } finally {
+      held = undefined;
+      release();
+      await appender;
+    }
+    const group = 256 * 1024;
+    expect(parkedAt * 1024).toBeGreaterThan(group + 1024);
+    expect(parkedAt * 1024).toBeLessThanOrEqual(2 * group + 2048);
+    expect(log.head).toBe(count);
+    await log.close();
+    const reopened = await fresh({ fs });
+    expect(reopened.head).toBe(count);
   });
 
   it('short writes are completed, and a failed fsync fails the log closed until it is reopened', async () => {
