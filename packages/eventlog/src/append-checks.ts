@@ -28,6 +28,10 @@ export interface CheckedEvent {
   readonly parents: readonly EventId[];
 }
 
+const neitherKeyNorLabel = Object.freeze({ idempotencyKey: undefined, label: undefined });
+/** The parents of an event without causal parents (shared: nothing changes it). */
+const noParents: readonly EventId[] = Object.freeze([]);
+
 /**
  * The batch's size, and its idempotency key or label (stored as the frame's key).
  *
@@ -39,6 +43,7 @@ export function checkBatchOptions(
 ): { idempotencyKey: string | undefined; label: string | undefined } {
   if (!Array.isArray(inputs) || inputs.length === 0) throw invalidArgument('an append needs at least one event');
   if (inputs.length > 0xffff) throw invalidArgument(`a batch holds at most 65535 events, got ${inputs.length}`);
+  if (options.idempotencyKey === undefined && options.label === undefined) return neitherKeyNorLabel;
   const idempotencyKey = options.idempotencyKey === undefined ? undefined : checkName(options.idempotencyKey, 'idempotencyKey');
   if (idempotencyKey?.startsWith(labelPrefix) === true) throw invalidArgument(`an idempotency key must not start with "${labelPrefix}"`);
   const label = options.label === undefined ? undefined : `${labelPrefix}${checkName(options.label, 'label')}`;
@@ -69,7 +74,7 @@ export function checkEvents(inputs: readonly AppendInput[], reserved: boolean, v
     if (input.correlationId !== undefined && !isUuid(input.correlationId)) {
       throw invalidArgument('correlationId must be a lowercase UUID string');
     }
-    const parents = input.parents ?? [];
+    const parents = input.parents ?? noParents;
     if (!Array.isArray(parents) || parents.length > maxParents)
       throw invalidArgument(`parents must be an array of at most ${maxParents} ids`);
     for (const parent of parents) if (!isUuid(parent)) throw invalidArgument('every parent must be a lowercase UUID string');

@@ -5,12 +5,12 @@
  * the events in the index and queues the batch for the writer. A batch the
  * writer fails to write is undone.
  */
-import { type AcceptView, checkBatchOptions, checkEvents, checkPreconditions } from './append-checks.js';
+import { type AcceptView, type CheckedEvent, checkBatchOptions, checkEvents, checkPreconditions } from './append-checks.js';
 import { encodeFrame, type FrameHeader } from './codec.js';
 import type { Hashers } from './hash.js';
 import { type EventId, type HybridLogicalClock, UuidV7Generator, writeUuid } from './ids.js';
 import type { LogIndex } from './log-index.js';
-import type { PayloadCodec } from './payload-codec.js';
+import type { PayloadCodec, Sealed, SealInput } from './payload-codec.js';
 import { isReservedKind } from './rules.js';
 import { FrameArena, LazyDeferred, type PendingBatch } from './structures.js';
 import type { AppendedEvent, AppendInput, AppendOptions, AppendReceipt, Gate } from './types.js';
@@ -28,8 +28,62 @@ export interface PipelineHost {
   codec(): PayloadCodec;
 }
 
-/** An accepted batch, queued for the writer. */
-export type AcceptedBatch = PendingBatch & { readonly events: AppendedEvent[] };
+type Writable<T> = { -readonly [K in keyof T]: T[K] };
+
+/**
+ * An accepted batch, queued for the writer. It can undo what accepting it
+ * changed in the index (the writer calls `undo` when it cannot be written).
+ */
+export class AcceptedBatch implements PendingBatch {
+  readonly frames: Uint8Array[] = [];
+  readonly events: AppendedEvent[] = [];
+  readonly firstPosition: number;
+  lastPosition: number;
+  bytes = 0;
+  serial = 0;
+  readonly written = new LazyDeferred();
+  readonly #index: LogIndex;
+  readonly #checked: readonly CheckedEvent[];
+  readonly #idempotencyKey: string | undefined;
+  /** Each event's entity hash before it. */
+  readonly #previousHashes: Uint8Array[] = [];
+
+  constructor(index: LogIndex, checked: readonly CheckedEvent[], idempotencyKey: string | undefined) {
+    this.#index = index;
+    this.#checked = checked;
+    this.#idempotencyKey = idempotencyKey;
+    this.firstPosition = index.head + 1;
+    this.lastPosition = index.head;
+  }
+
+  /** Records an accepted event: its frame, what its receipt says, and its entity's hash before it. */
+  add(frame: Uint8Array, event: AppendedEvent, previousHash: Uint8Array): void {
+    this.frames.push(frame);
+    this.bytes += frame.length;
+    this.events.push(event);
+    this.#previousHashes.push(previousHash);
+    this.lastPosition = event.position;
+  }
+
+  undo(): void {
+    const index = this.#index;
+    for (let at = this.events.length - 1; at >= 0; at--) {
+      const event = this.events[at] as AppendedEvent;
+      const state = index.entities.get(event.entity);
+      if (state !== undefined) {
+        state.sequence = event.sequence - 1;
+        state.lastHash = this.#previousHashes[at] as Uint8Array;
+        state.positions.pop();
+        // An entity this batch created goes with it.
+        if (state.positions.length === 0) index.entities.delete(event.entity);
+      }
+      index.byId.remove(event.position);
+      for (const parent of (this.#checked[at] as CheckedEvent).parents) index.children.get(parent)?.pop();
+    }
+    if (this.#idempotencyKey !== undefined) index.idempotency.delete(this.#idempotencyKey);
+    index.head = this.firstPosition - 1;
+  }
+}
 
 export class AppendPipeline {
   readonly #host: PipelineHost;
@@ -40,6 +94,33 @@ export class AppendPipeline {
   readonly #allocate = (size: number) => this.#arena.take(size);
   /** What the append checks read of the log (made once: appends are the hot path). */
   readonly #view: AcceptView;
+  /** Reused for every event (the codec and the encoder read them and keep nothing). */
+  readonly #sealInput: Writable<SealInput> = {
+    id: '' as EventId,
+    entity: '',
+    scope: '',
+    kind: 0,
+    payload: new Uint8Array(0),
+    reserved: false,
+  };
+  readonly #sealed: Sealed = { stored: new Uint8Array(0), encryption: undefined };
+  readonly #header: Writable<FrameHeader> = {
+    kind: 0,
+    id: '' as EventId,
+    time: 0n,
+    position: 0,
+    sequence: 0,
+    batchIndex: 0,
+    batchCount: 0,
+    hash: new Uint8Array(0),
+    entity: '',
+    scope: '',
+    causationId: undefined,
+    correlationId: undefined,
+    parents: [],
+    idempotencyKey: undefined,
+    encryption: undefined,
+  };
 
   constructor(host: PipelineHost) {
     this.#host = host;
@@ -73,16 +154,15 @@ export class AppendPipeline {
     const events = checkEvents(inputs, reserved, this.#view);
     checkPreconditions(inputs, events, options, this.#view);
 
-    // Everything below changes state; `undo` reverts all of it if the write fails.
+    // Everything below changes state; `batch.undo()` reverts all of it if the write fails.
     const codec = this.#host.codec();
-    const frames: Uint8Array[] = [];
-    const appended: AppendedEvent[] = [];
-    const previousHashes: Uint8Array[] = [];
-    const createdEntities: string[] = [];
-    const firstPosition = index.head + 1;
-    let bytes = 0;
+    const batch = new AcceptedBatch(index, events, idempotencyKey);
+    const sealInput = this.#sealInput;
+    const sealed = this.#sealed;
+    const header = this.#header;
+    header.batchCount = events.length;
     for (let batchIndex = 0; batchIndex < events.length; batchIndex++) {
-      const { input, entity, scope, parents } = events[batchIndex] as (typeof events)[number];
+      const { input, entity, scope, parents } = events[batchIndex] as CheckedEvent;
       const position = ++index.head;
       let id: EventId;
       let idBytes: Uint8Array;
@@ -100,68 +180,46 @@ export class AppendPipeline {
         time = input.time;
         hlc.observe(time);
       }
-      const { state: entityState, created } = index.entity(entity);
-      if (created) createdEntities.push(entity);
+      const entityState = index.entity(entity);
       const previousHash = entityState.lastHash;
-      const sealed = codec.seal({ id, entity, scope, kind: input.kind, payload: input.payload, reserved: isReservedKind(input.kind) });
+      sealInput.id = id;
+      sealInput.entity = entity;
+      sealInput.scope = scope;
+      sealInput.kind = input.kind;
+      sealInput.payload = input.payload;
+      sealInput.reserved = isReservedKind(input.kind);
+      codec.seal(sealInput, sealed);
       const hash = hashers.blake3(previousHash, sealed.stored);
       const sequence = entityState.sequence + 1;
-      const header: FrameHeader = {
-        kind: input.kind,
-        id,
-        time,
-        position,
-        sequence,
-        batchIndex,
-        batchCount: events.length,
-        hash,
-        entity,
-        scope,
-        causationId: input.causationId,
-        correlationId: input.correlationId,
-        parents,
-        idempotencyKey: batchIndex === 0 ? (idempotencyKey ?? label) : undefined,
-        encryption: sealed.encryption,
-      };
+      header.kind = input.kind;
+      header.id = id;
+      header.time = time;
+      header.position = position;
+      header.sequence = sequence;
+      header.batchIndex = batchIndex;
+      header.hash = hash;
+      header.entity = entity;
+      header.scope = scope;
+      header.causationId = input.causationId;
+      header.correlationId = input.correlationId;
+      header.parents = parents;
+      header.idempotencyKey = batchIndex === 0 ? (idempotencyKey ?? label) : undefined;
+      header.encryption = sealed.encryption;
       const frame = encodeFrame(header, sealed.stored, hashers.crc32c, this.#allocate, idBytes);
-      frames.push(frame);
-      bytes += frame.length;
       entityState.sequence = sequence;
       entityState.lastHash = hash;
       entityState.positions.push(position);
       index.byId.addBytes(position, idBytes);
       for (const parent of parents) index.addChild(parent, id);
-      previousHashes.push(previousHash);
-      appended.push({ id, entity, position, sequence });
+      batch.add(frame, { id, entity, position, sequence }, previousHash);
     }
-    const undo = () => {
-      for (let at = appended.length - 1; at >= 0; at--) {
-        const event = appended[at] as AppendedEvent;
-        const state = index.entities.get(event.entity);
-        if (state !== undefined) {
-          state.sequence = event.sequence - 1;
-          state.lastHash = previousHashes[at] as Uint8Array;
-          state.positions.pop();
-        }
-        index.byId.remove(event.position);
-        for (const parent of (events[at] as (typeof events)[number]).parents) index.children.get(parent)?.pop();
-      }
-      for (const entity of createdEntities) index.entities.delete(entity);
-      if (idempotencyKey !== undefined) index.idempotency.delete(idempotencyKey);
-      index.head = firstPosition - 1;
-    };
-    const batch: AcceptedBatch = {
-      frames,
-      firstPosition,
-      lastPosition: index.head,
-      bytes,
-      undo,
-      written: new LazyDeferred(),
-      serial: 0,
-      events: appended,
-    };
+    // Nothing is kept of the last event's payload and hash between appends.
+    sealInput.payload = sealed.stored = header.hash = emptyBytes;
+    header.encryption = sealed.encryption = undefined;
     this.#host.writer.enqueue(batch);
-    if (idempotencyKey !== undefined) index.idempotency.set(idempotencyKey, { events: appended, serial: batch.serial });
+    if (idempotencyKey !== undefined) index.idempotency.set(idempotencyKey, { events: batch.events, serial: batch.serial });
     return batch;
   }
 }
+
+const emptyBytes = new Uint8Array(0);

@@ -34,13 +34,14 @@ export class LogIndex {
     return this.entities.get(entity)?.sequence ?? 0;
   }
 
-  /** The entity's state, made when it has none yet; `created` tells which. */
-  entity(entity: string): { state: EntityState; created: boolean } {
-    const state = this.entities.get(entity);
-    if (state !== undefined) return { state, created: false };
-    const created: EntityState = { sequence: 0, lastHash: zeroHash, positions: [] };
-    this.entities.set(entity, created);
-    return { state: created, created: true };
+  /** The entity's state, made when it has none yet (then without positions). */
+  entity(entity: string): EntityState {
+    let state = this.entities.get(entity);
+    if (state === undefined) {
+      state = { sequence: 0, lastHash: zeroHash, positions: [] };
+      this.entities.set(entity, state);
+    }
+    return state;
   }
 
   addChild(parent: string, child: EventId): void {
@@ -60,7 +61,7 @@ export class LogIndex {
     this.head = position;
     this.locations.set(position, segmentIndex, offset, size);
     this.byId.add(position, header.id);
-    const { state } = this.entity(header.entity);
+    const state = this.entity(header.entity);
     state.sequence = header.sequence;
     state.lastHash = header.hash;
     state.positions.push(position);

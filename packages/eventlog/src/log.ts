@@ -103,6 +103,9 @@ export const logAppendChannel = weftChannel<LogAppendContext>('weft:eventlog:app
 export const logFlushChannel = weftChannel<LogFlushContext>('weft:eventlog:flush');
 
 /** The receipt of a new batch; its durability promise is made only when asked for (most appends never await it). */
+/** The options of an append given none (shared, not made per call). */
+const noOptions: AppendOptions = Object.freeze({});
+
 class Receipt implements AppendReceipt {
   readonly events: AppendedEvent[];
   readonly position: number;
@@ -261,7 +264,7 @@ export class EventLog implements AsyncDisposable {
    *
    * @throws {EventLogError} `InvalidArgument`, `SequenceMismatch`, `GateDenied`, `IoFailed`, `Closed`
    */
-  append(input: AppendInput, options: AppendOptions = {}): Promise<AppendReceipt> {
+  append(input: AppendInput, options: AppendOptions = noOptions): Promise<AppendReceipt> {
     return this.appendBatch([input], options);
   }
 
@@ -271,7 +274,7 @@ export class EventLog implements AsyncDisposable {
    *
    * @throws {EventLogError} `InvalidArgument`, `SequenceMismatch`, `GateDenied`, `IoFailed`, `Closed`
    */
-  appendBatch(inputs: readonly AppendInput[], options: AppendOptions = {}): Promise<AppendReceipt> {
+  appendBatch(inputs: readonly AppendInput[], options: AppendOptions = noOptions): Promise<AppendReceipt> {
     if (logAppendChannel.hasSubscribers) {
       const events = Array.isArray(inputs) ? inputs.length : 0;
       return logAppendChannel.tracePromise(() => this.#appendBatch(inputs, options), { dir: this.dir, events, sync: this.sync });

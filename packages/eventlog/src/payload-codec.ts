@@ -18,7 +18,8 @@ export interface PayloadCodec {
   shred?(target: ShredTarget): Promise<number>;
   /** Read-only logs: reads keys the writer added since. */
   reload?(): Promise<void>;
-  seal(input: SealInput): { stored: Uint8Array; encryption: FrameHeader['encryption'] };
+  /** Seals a payload into `out` (an object the caller reuses; neither argument is kept). */
+  seal(input: SealInput, out: Sealed): void;
   /** What reading the payload would give, without opening it: `plain`, `shredded`, or `sealed` for an encrypted payload left closed. */
   disposition(header: FrameHeader): 'plain' | 'shredded' | 'sealed';
   open(header: FrameHeader, stored: Uint8Array): { payload: Uint8Array; disposition: LogEvent['disposition'] };
@@ -34,9 +35,18 @@ export interface SealInput {
   readonly reserved: boolean;
 }
 
+/** @internal what a seal gives: the bytes to store and the frame's encryption metadata. */
+export interface Sealed {
+  stored: Uint8Array;
+  encryption: FrameHeader['encryption'];
+}
+
 /** Payloads stored as they are. */
 export const plainCodec: PayloadCodec = {
-  seal: (input) => ({ stored: input.payload, encryption: undefined }),
+  seal(input, out) {
+    out.stored = input.payload;
+    out.encryption = undefined;
+  },
   disposition: (header) => (header.encryption === undefined ? 'plain' : 'sealed'),
   // Opened without its keyset, an encrypted payload is never handed out as if it were the plaintext.
   open: (header, stored) =>

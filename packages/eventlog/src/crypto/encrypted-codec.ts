@@ -14,7 +14,7 @@ import { EventLogError, EventLogErrorCode } from '../errors.js';
 import type { LogFileSystem } from '../fs/types.js';
 import type { Hashers } from '../hash.js';
 import { writeUuid } from '../ids.js';
-import type { PayloadCodec, SealInput } from '../payload-codec.js';
+import type { PayloadCodec, Sealed, SealInput } from '../payload-codec.js';
 import { RandomPool } from '../random.js';
 import type { LogEvent } from '../types.js';
 import { type Granularity, type KeyEntry, Keyset, keyName, type ShredTarget } from './keyset.js';
@@ -143,12 +143,16 @@ export class EncryptedCodec implements PayloadCodec {
     return new EncryptedCodec(keyset, granularity, cipher);
   }
 
-  seal(input: SealInput): { stored: Uint8Array; encryption: FrameHeader['encryption'] } {
-    if (input.reserved) return { stored: input.payload, encryption: undefined };
+  seal(input: SealInput, out: Sealed): void {
+    if (input.reserved) {
+      out.stored = input.payload;
+      out.encryption = undefined;
+      return;
+    }
     const key = this.#keyFor(input);
     const nonce = noncePool.take(nonceSize);
-    const stored = this.#cipher.seal(key.material as Uint8Array, nonce, input.payload, this.#aad.write(input));
-    return { stored, encryption: { keyId: key.id, nonce } };
+    out.stored = this.#cipher.seal(key.material as Uint8Array, nonce, input.payload, this.#aad.write(input));
+    out.encryption = { keyId: key.id, nonce };
   }
 
   #keyFor(input: SealInput): KeyEntry {
