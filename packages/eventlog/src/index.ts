@@ -33,8 +33,10 @@ export {
   type FrameReadOptions,
   readFrame,
 } from './codec.js';
+export { type CipherName, loadXChaCha } from './crypto/cipher-choice.js';
 export { type EncryptionOptions, payloadAad } from './crypto/encrypted-codec.js';
 export type { Granularity, ShredTarget } from './crypto/keyset.js';
+export { loadSodiumXChaCha } from './crypto/sodium.js';
 export { defaultXChaCha, hchacha20, nobleXChaCha, nodeXChaCha, type XChaCha } from './crypto/xchacha.js';
 export { EventLogError, EventLogErrorCode, type EventLogErrorOptions } from './errors.js';
 export { MemoryFileSystem } from './fs/memory-fs.js';

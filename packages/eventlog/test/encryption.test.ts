@@ -6,6 +6,8 @@ import {
   type FrameHeader,
   hchacha20,
   loadHashers,
+  loadSodiumXChaCha,
+  loadXChaCha,
   MemoryFileSystem,
   nobleXChaCha,
   nodeXChaCha,
@@ -20,15 +22,18 @@ const text = (value: Uint8Array) => new TextDecoder().decode(value);
 const kind = 0x1001;
 const masterKey = new Uint8Array(32).fill(7);
 const seed = Number(process.env.WEFT_SEED ?? Date.now() % 2 ** 31);
+const sodiumXChaCha = await loadSodiumXChaCha();
+if (sodiumXChaCha === undefined) throw new Error("libsodium's WebAssembly module did not load");
+const autoXChaCha = await loadXChaCha('auto');
 
-describe('XChaCha20-Poly1305: draft-irtf-cfrg-xchacha test vectors, both paths', () => {
+describe('XChaCha20-Poly1305: draft-irtf-cfrg-xchacha test vectors, all three implementations', () => {
   it('HChaCha20 (section 2.2.1)', () => {
     const key = hex('000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f');
     const nonce = hex('000000090000004a0000000031415927');
     expect(Buffer.from(hchacha20(key, nonce)).toString('hex')).toBe('82413b4227b27bfed30e42508a877d73a0f9e4d58a74a853c12ec41326d3ecdc');
   });
 
-  for (const cipher of [nodeXChaCha, nobleXChaCha]) {
+  for (const cipher of [sodiumXChaCha, nodeXChaCha, nobleXChaCha, autoXChaCha]) {
     it(`AEAD_XChaCha20_Poly1305 (appendix A.3.1), ${cipher.name}`, () => {
       const plaintext = bytes(
         "Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.",
@@ -57,14 +62,51 @@ describe('XChaCha20-Poly1305: draft-irtf-cfrg-xchacha test vectors, both paths',
       fc.integer(),
     ],
     { numRuns: 60, seed },
-  )('the fast path and the portable path give identical bytes and open each other (lengths 0..64 KiB)', (key, nonce, aad, length, fill) => {
-    const plaintext = new Uint8Array(length);
-    for (let index = 0; index < length; index++) plaintext[index] = (fill + index * 131) & 0xff;
-    const fast = nodeXChaCha.seal(key, nonce, plaintext, aad);
-    const portable = nobleXChaCha.seal(key, nonce, plaintext, aad);
-    expect(Buffer.from(fast).equals(Buffer.from(portable))).toBe(true);
-    expect(Buffer.from(nobleXChaCha.open(key, nonce, fast, aad) ?? []).equals(Buffer.from(plaintext))).toBe(true);
-    expect(Buffer.from(nodeXChaCha.open(key, nonce, portable, aad) ?? []).equals(Buffer.from(plaintext))).toBe(true);
+  )(
+    'libsodium, node:crypto, @noble/ciphers and auto give identical bytes and open each other (lengths 0..64 KiB)',
+    (key, nonce, aad, length, fill) => {
+      const plaintext = new Uint8Array(length);
+      for (let index = 0; index < length; index++) plaintext[index] = (fill + index * 131) & 0xff;
+      const ciphers = [sodiumXChaCha, nodeXChaCha, nobleXChaCha, autoXChaCha];
+      const sealed = ciphers.map((cipher) => Buffer.from(cipher.seal(key, nonce, plaintext, aad)));
+      for (const other of sealed.slice(1)) expect(other.equals(sealed[0] as Buffer)).toBe(true);
+      for (const opener of ciphers) {
+        expect(Buffer.from(opener.open(key, nonce, sealed[0] as Buffer, aad) ?? []).equals(Buffer.from(plaintext))).toBe(true);
+        // A flipped bit anywhere (ciphertext or tag) fails authentication in every implementation.
+        const tampered = Uint8Array.from(sealed[0] as Buffer);
+        const at = (fill >>> 0) % tampered.length;
+        tampered[at] = (tampered[at] as number) ^ 0x80;
+        expect(opener.open(key, nonce, tampered, aad)).toBeUndefined();
+      }
+    },
+  );
+
+  it('libsodium refuses a key or nonce of the wrong size instead of reading past it', () => {
+    expect(() => sodiumXChaCha.seal(new Uint8Array(31), new Uint8Array(24), new Uint8Array(4), new Uint8Array(0))).toThrow(RangeError);
+    expect(() => sodiumXChaCha.seal(new Uint8Array(32), new Uint8Array(12), new Uint8Array(4), new Uint8Array(0))).toThrow(RangeError);
+    expect(() => sodiumXChaCha.open(new Uint8Array(33), new Uint8Array(24), new Uint8Array(20), new Uint8Array(0))).toThrow(RangeError);
+    expect(sodiumXChaCha.open(new Uint8Array(32), new Uint8Array(24), new Uint8Array(15), new Uint8Array(0))).toBeUndefined();
+  });
+
+  it('a cipher option picks its implementation; auto is the default; an unknown name is refused', async () => {
+    expect((await loadXChaCha()).name).toBe('auto');
+    for (const name of ['auto', 'sodium', 'node', 'noble'] as const) expect((await loadXChaCha(name)).name).toBe(name);
+    await expect(loadXChaCha('openssl' as 'node')).rejects.toMatchObject({ code: 'InvalidArgument' });
+    // Logs written under one implementation read under every other, short payloads and long ones (auto switches at 3 KiB).
+    const payloads = [3 * 1024 - 1, 3 * 1024, 3 * 1024 + 1, 20_000, 5].map((length) => new Uint8Array(length).fill(length & 0xff));
+    for (const writer of ['auto', 'sodium', 'node', 'noble'] as const) {
+      const fs = new MemoryFileSystem();
+      const written = await openEventLog({ dir: '/log', fs, encryption: { cipher: writer } });
+      for (const payload of payloads) await written.append({ entity: 'e', kind, payload });
+      await written.close();
+      for (const reader of ['auto', 'sodium', 'node', 'noble'] as const) {
+        const read = await openEventLog({ dir: '/log', fs, encryption: { cipher: reader } });
+        for (const [at, payload] of payloads.entries()) {
+          expect(Buffer.from((await read.at(at + 1))?.payload ?? []).equals(Buffer.from(payload))).toBe(true);
+        }
+        await read.close();
+      }
+    }
   });
 });
 

@@ -1,5 +1,5 @@
 /** What a device is told about a library and how its sync runs: the options of `openSync`. */
-import type { EventLog, LogFileSystem } from '@weft/eventlog';
+import type { CipherName, EventLog, LogFileSystem } from '@weft/eventlog';
 import type { KvStore } from '@weft/kv';
 import { SyncError, SyncErrorCode } from './errors.js';
 import type { DeviceIdentity, DevicePublic } from './identity.js';
@@ -71,8 +71,8 @@ export interface SyncOptions {
   /** Where the state file lives. @default the log's directory, through the log's filesystem */
   readonly stateDir?: string;
   readonly fs?: LogFileSystem;
-  /** @default node:crypto when available */
-  readonly cipher?: 'node' | 'noble';
+  /** The XChaCha20-Poly1305 implementation (all give the same bytes; see `@weft/eventlog`'s `loadXChaCha`). @default 'auto' */
+  readonly cipher?: CipherName;
   readonly clock?: () => number;
   readonly faults?: SyncFaultHooks;
   /**

@@ -5,7 +5,7 @@
  * key wraps.
  */
 import { randomBytes } from 'node:crypto';
-import { defaultXChaCha, type Hashers, nobleXChaCha, nodeXChaCha, type XChaCha } from '@weft/eventlog';
+import { type CipherName, type Hashers, loadXChaCha, type XChaCha } from '@weft/eventlog';
 import { KvError, KvErrorCode, type KvStore } from '@weft/kv';
 import { assertLibraryId, invitationOf, type LibraryConfig } from './config.js';
 import { SyncError, SyncErrorCode } from './errors.js';
@@ -25,11 +25,6 @@ import {
 import { countField, decodeStatement, type Statement, type StatementKind } from './statements.js';
 import type { StatusBoard } from './status.js';
 import { keyWrapKey, membershipKey, membershipPrefix, minSchemaVersionKey } from './store-layout.js';
-
-/** The cipher a `cipher` option names. */
-export function cipherOf(option: 'node' | 'noble' | undefined): XChaCha {
-  return option === 'noble' ? nobleXChaCha : option === 'node' ? nodeXChaCha : defaultXChaCha();
-}
 
 /** Membership, roles and key generations as this device knows them. */
 export class Library {
@@ -301,11 +296,11 @@ export async function createLibrary(options: {
   kv: KvStore;
   identity: DeviceIdentity;
   id: string;
-  cipher?: 'node' | 'noble';
+  cipher?: CipherName;
 }): Promise<LibraryConfig> {
   const { kv, identity, id } = options;
   assertLibraryId(id, 'library id');
-  const cipher = cipherOf(options.cipher);
+  const cipher = await loadXChaCha(options.cipher);
   const self = invitationOf(identity);
   const existing = await kv.get(membershipKey(identity.deviceId, 1));
   if (existing === undefined) {

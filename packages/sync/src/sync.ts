@@ -6,7 +6,7 @@
 
 import { pause, traced, weftChannel } from '@weft/common';
 import type { EventId } from '@weft/eventlog';
-import { loadHashers } from '@weft/eventlog';
+import { loadHashers, loadXChaCha } from '@weft/eventlog';
 import { LocalBlobStore } from './blob-store.js';
 import { Blobs } from './blobs.js';
 import { assertLibraryConfig, type Invitation, type SyncOptions } from './config.js';
@@ -15,7 +15,7 @@ import { SyncError, SyncErrorCode } from './errors.js';
 import { collectGarbage } from './gc.js';
 import { HeadsWatch } from './heads-watch.js';
 import { recoverImports } from './imports.js';
-import { cipherOf, Library } from './library.js';
+import { Library } from './library.js';
 import type { MembershipState, Role } from './membership.js';
 import { addMember, removeMember, setMinSchemaVersion, setRole } from './membership-admin.js';
 import { Puller } from './pull.js';
@@ -52,7 +52,7 @@ export async function openSync(options: SyncOptions): Promise<Sync> {
   // Saved whenever the scan moved, so the next open reads only what is new since.
   if (state.scannedPosition > scanned) await stateFile.save(state);
   const hashers = await loadHashers();
-  const cipher = cipherOf(options.cipher);
+  const cipher = await loadXChaCha(options.cipher);
   const clock = options.clock ?? Date.now;
   const board = new StatusBoard(clock);
   const schemaVersion = options.schemaVersion ?? 1;

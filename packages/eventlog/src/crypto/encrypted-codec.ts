@@ -17,8 +17,9 @@ import { writeUuid } from '../ids.js';
 import type { PayloadCodec, Sealed, SealInput } from '../payload-codec.js';
 import { RandomPool } from '../random.js';
 import type { LogEvent } from '../types.js';
+import { type CipherName, loadXChaCha } from './cipher-choice.js';
 import { type Granularity, type KeyEntry, Keyset, keyName, type ShredTarget } from './keyset.js';
-import { defaultXChaCha, nobleXChaCha, nodeXChaCha, nonceSize, type XChaCha } from './xchacha.js';
+import { nonceSize, type XChaCha } from './xchacha.js';
 
 /** Nonces come from a pooled CSPRNG buffer: 24 random bytes per seal, each used once. */
 const noncePool = new RandomPool();
@@ -29,8 +30,8 @@ export interface EncryptionOptions {
   readonly granularity?: Granularity;
   /** 32 bytes; when given, the keyset file is wrapped with it. It is never stored. */
   readonly masterKey?: Uint8Array;
-  /** Which XChaCha20-Poly1305 implementation to use. @default node:crypto when available */
-  readonly cipher?: 'node' | 'noble';
+  /** Which XChaCha20-Poly1305 implementation to use (all give the same bytes). @default 'auto': libsodium's WebAssembly build up to 3 KiB, node:crypto above */
+  readonly cipher?: CipherName;
 }
 
 const aadVersion = 1;
@@ -129,7 +130,7 @@ export class EncryptedCodec implements PayloadCodec {
     if (masterKey !== undefined && (!(masterKey instanceof Uint8Array) || masterKey.length !== 32)) {
       throw new EventLogError(EventLogErrorCode.InvalidArgument, 'masterKey must be 32 bytes');
     }
-    const cipher = options.cipher === undefined ? defaultXChaCha() : options.cipher === 'noble' ? nobleXChaCha : nodeXChaCha;
+    const cipher = await loadXChaCha(options.cipher);
     const keyset = new Keyset(fs, dir, cipher, hashers.crc32c, masterKey === undefined ? undefined : new Uint8Array(masterKey));
     if (!(await keyset.load())) {
       if (hasSegments || readOnly) {

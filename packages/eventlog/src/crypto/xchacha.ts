@@ -1,8 +1,10 @@
 /**
- * XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha), two ways with byte-identical
- * output: `node`, node:crypto's ChaCha20-Poly1305 under an HChaCha20 subkey
- * (the fast path), and `noble`, @noble/ciphers' xchacha20poly1305 (the
- * portable path). Output is ciphertext followed by the 16-byte tag.
+ * XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha), three ways with
+ * byte-identical output: `sodium`, libsodium's WebAssembly build (in
+ * `sodium.ts`), `node`, node:crypto's ChaCha20-Poly1305 under an HChaCha20
+ * subkey, and `noble`, @noble/ciphers' xchacha20poly1305 (the portable
+ * path); `auto` (cipher-choice.ts) picks by length. Output is ciphertext
+ * followed by the 16-byte tag.
  */
 import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { xchacha20poly1305 } from '@noble/ciphers/chacha.js';
@@ -13,7 +15,7 @@ export const tagSize = 16;
 
 /** One implementation of XChaCha20-Poly1305. `open` returns `undefined` when authentication fails. */
 export interface XChaCha {
-  readonly name: 'node' | 'noble';
+  readonly name: 'auto' | 'sodium' | 'node' | 'noble';
   seal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Uint8Array;
   open(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Uint8Array | undefined;
 }
@@ -228,7 +230,7 @@ export const nobleXChaCha: XChaCha = {
   },
 };
 
-/** The implementation to use: node:crypto when it has ChaCha20-Poly1305, otherwise @noble/ciphers. */
+/** The implementation to use without loading libsodium: node:crypto when it has ChaCha20-Poly1305, otherwise @noble/ciphers. */
 export function defaultXChaCha(): XChaCha {
   try {
     nodeXChaCha.seal(new Uint8Array(32), new Uint8Array(24), new Uint8Array(0), new Uint8Array(0));
