@@ -17,6 +17,7 @@ import { type PayloadCodec, plainCodec } from './payload-codec.js';
 import { Projections } from './projections.js';
 import { type RecoveryTarget, recoverSegments, refreshSegments } from './recovery.js';
 import { invalidArgument, segmentPattern } from './rules.js';
+import { ItemsOf } from './structures.js';
 import type {
   AppendedEvent,
   AppendInput,
@@ -346,13 +347,16 @@ export class EventLog implements AsyncDisposable {
    * the index (positions of each entity, rebuilt at open), in steps of up to
    * 256 events, without scanning the log.
    */
-  async *readEntity(entity: string, fromSequence = 1): AsyncGenerator<LogEvent> {
+  readEntity(entity: string, fromSequence = 1): AsyncIterableIterator<LogEvent> {
+    return new ItemsOf(this.#readEntityArrays(entity, fromSequence));
+  }
+
+  async *#readEntityArrays(entity: string, fromSequence: number): AsyncGenerator<LogEvent[]> {
     this.#assertOpen();
     const state = this.#index.entities.get(entity);
     if (state === undefined) return;
     for (let index = Math.max(0, fromSequence - 1); index < state.positions.length; index += entityStep) {
-      const events = await this.#reader.readMany(state.positions.slice(index, index + entityStep));
-      for (const event of events) yield event;
+      yield await this.#reader.readMany(state.positions.slice(index, index + entityStep));
     }
   }
 
@@ -362,13 +366,25 @@ export class EventLog implements AsyncDisposable {
    * opened (for counting, listing, stats): they read as empty with
    * disposition `sealed`, or `shredded` when their key is destroyed.
    */
-  async *read(fromPosition = 1, options: { payloads?: boolean } = {}): AsyncGenerator<LogEvent> {
+  read(fromPosition = 1, options: { payloads?: boolean } = {}): AsyncIterableIterator<LogEvent> {
+    // Events are decoded in arrays and handed out one at a time without a generator step each (ItemsOf).
+    return new ItemsOf(this.#readArrays(fromPosition, options.payloads !== false));
+  }
+
+  async *#readArrays(fromPosition: number, open: boolean): AsyncGenerator<LogEvent[]> {
     this.#assertOpen();
     await this.#writer.drain();
     const end = this.#writer.writtenHead;
-    const open = options.payloads !== false;
     for await (const frames of this.#reader.scan(Math.max(1, fromPosition), end)) {
-      for (const frame of frames) yield this.#reader.toEvent(frame, open);
+      const events: LogEvent[] = [];
+      try {
+        for (const frame of frames) events.push(this.#reader.toEvent(frame, open));
+      } catch (error) {
+        // The events before one that cannot be read are still handed out, then the error.
+        if (events.length > 0) yield events;
+        throw error;
+      }
+      yield events;
     }
   }
 

@@ -159,3 +159,68 @@ export function contiguousRuns(batches: readonly PendingBatch[]): Uint8Array[] {
   if (buffer !== undefined) runs.push(new Uint8Array(buffer, start, end - start));
   return runs;
 }
+
+/**
+ * The items of an async stream of arrays, one at a time, without an async
+ * generator step per item: an item of the array in hand is handed out as a
+ * resolved promise (a third of a generator step), and the stream is asked
+ * for its next array only once this one is used up. Calls to `next` are
+ * answered in order, as a generator's are; after an error or `return()` the
+ * iterator is done, and `return()` also ends the stream.
+ */
+export class ItemsOf<T> implements AsyncIterableIterator<T> {
+  readonly #batches: AsyncGenerator<readonly T[]>;
+  #batch: readonly T[] = [];
+  #at = 0;
+  #done = false;
+  /** The read of the next array, while one is in flight. */
+  #reading: Promise<IteratorResult<T>> | undefined;
+
+  constructor(batches: AsyncGenerator<readonly T[]>) {
+    this.#batches = batches;
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<T>> {
+    if (this.#reading !== undefined) {
+      const after = () => this.next();
+      return this.#reading.then(after, after);
+    }
+    if (this.#at < this.#batch.length) return Promise.resolve({ value: this.#batch[this.#at++] as T, done: false });
+    if (this.#done) return Promise.resolve({ value: undefined, done: true });
+    this.#reading = this.#read();
+    return this.#reading;
+  }
+
+  async #read(): Promise<IteratorResult<T>> {
+    try {
+      for (;;) {
+        const result = await this.#batches.next();
+        if (result.done === true || this.#done) {
+          this.#done = true;
+          return { value: undefined, done: true };
+        }
+        if (result.value.length > 0) {
+          this.#batch = result.value;
+          this.#at = 1;
+          return { value: result.value[0] as T, done: false };
+        }
+      }
+    } catch (error) {
+      this.#done = true;
+      throw error;
+    } finally {
+      this.#reading = undefined;
+    }
+  }
+
+  async return(): Promise<IteratorResult<T>> {
+    this.#done = true;
+    this.#batch = [];
+    await this.#batches.return(undefined);
+    return { value: undefined, done: true };
+  }
+}

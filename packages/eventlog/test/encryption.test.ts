@@ -283,6 +283,38 @@ describe('encrypt-on-append', () => {
   });
 });
 
+describe('reading a stream with an unreadable event', () => {
+  it('read() hands out every event before a tampered one, then its DecryptionFailed, then is done', async () => {
+    const { crc32c } = await loadHashers();
+    const fs = new MemoryFileSystem();
+    const log = await openEventLog({ dir: '/log', fs, encryption: {} });
+    // 100 events: the tampered 70th lies in the second array the reader decodes (64 a step).
+    for (let index = 1; index <= 100; index++) await log.append({ entity: `e${index % 3}`, kind, payload: bytes(`event ${index}`) });
+    await log.flush();
+    const [segment] = (await fs.readdir('/log')).filter((name) => name.startsWith('seg-'));
+    const path = `/log/${segment}`;
+    const segmentBytes = fs.contents(path);
+    let at = 32;
+    for (let position = 1; position < 70; position++)
+      at += 8 + new DataView(segmentBytes.buffer, segmentBytes.byteOffset + at).getUint32(0, true);
+    const length = new DataView(segmentBytes.buffer, segmentBytes.byteOffset + at).getUint32(0, true);
+    const { header, payload } = decodeFrameBody(segmentBytes.subarray(at + 8, at + 8 + length));
+    expect(header.position).toBe(70);
+    const flipped = payload.slice();
+    flipped[0] = (flipped[0] as number) ^ 1;
+    fs.corrupt(path, at, encodeFrame(header, flipped, crc32c));
+    const stream = log.read();
+    const seen: number[] = [];
+    const error = await (async () => {
+      for await (const event of stream) seen.push(event.position);
+    })().catch((caught: unknown) => caught);
+    expect(seen).toEqual(Array.from({ length: 69 }, (_, index) => index + 1));
+    expect(EventLogError.is(error, 'DecryptionFailed')).toBe(true);
+    expect(await stream.next()).toEqual({ value: undefined, done: true });
+    await log.close();
+  });
+});
+
 describe('the keyset and its durability fence', () => {
   it('makes the keyset durable (rename and directory fsync) before the first frame under a new key is written', async () => {
     const fs = new SimulatedFileSystem();

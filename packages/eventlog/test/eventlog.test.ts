@@ -60,6 +60,32 @@ describe('appends and reads', () => {
     expect(tail).toEqual([8, 9, 10]);
   });
 
+  it('a read stream answers next() calls in order even when they overlap, and stops when a loop breaks', async () => {
+    const log = await fresh();
+    await log.appendBatch(
+      Array.from({ length: 200 }, (_, index) => ({ entity: `e${index % 5}`, kind, payload: bytes(String(index + 1)) })),
+    );
+    // All calls made at once, across the arrays the reader decodes (64 a step): answered in order, then done.
+    const stream = log.read();
+    const results = await Promise.all(Array.from({ length: 203 }, () => stream.next()));
+    expect(results.slice(0, 200).map((result) => result.value?.position)).toEqual(Array.from({ length: 200 }, (_, index) => index + 1));
+    expect(results.slice(200).every((result) => result.done === true)).toBe(true);
+    const entity = log.readEntity('e1');
+    const [first, second] = await Promise.all([entity.next(), entity.next()]);
+    expect([first.value?.sequence, second.value?.sequence]).toEqual([1, 2]);
+    // Breaking out ends the stream; the log reads and closes normally after.
+    let count = 0;
+    for await (const _event of log.read(150)) if (++count === 3) break;
+    expect(count).toBe(3);
+    const broken = log.read();
+    await broken.next();
+    expect(await broken.return?.()).toEqual({ value: undefined, done: true });
+    expect(await broken.next()).toEqual({ value: undefined, done: true });
+    const again = [];
+    for await (const event of log.read(199)) again.push(event.position);
+    expect(again).toEqual([199, 200]);
+  });
+
   it("reads an entity's events through the index across segments, near and far apart, some still queued, in order", async () => {
     const log = await fresh({ sync: 'none', segmentBytes: 64 * 1024 });
     const expected: string[] = [];
