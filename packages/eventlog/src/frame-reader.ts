@@ -30,8 +30,16 @@ export interface ReaderView {
   codec(): PayloadCodec;
 }
 
-/** A frame read from a segment, or why the bytes at an offset are not one. */
-export type FrameItem = { offset: number; frame: DecodedFrame } | { offset: number; problem: string };
+/**
+ * Frames read from a segment, in order, with the offset of each; a run that
+ * ends where the bytes are not a frame says why (and ends the segment's
+ * frames). Arrays rather than an object per frame: a replay makes millions.
+ */
+export interface FrameRun {
+  readonly frames: DecodedFrame[];
+  readonly offsets: number[];
+  readonly problem?: { readonly offset: number; readonly detail: string };
+}
 
 export class FrameReader {
   readonly #view: ReaderView;
@@ -50,20 +58,17 @@ export class FrameReader {
     for (let segmentIndex = first; segmentIndex < this.#view.segments.length; segmentIndex++) {
       const segment = this.#view.segments[segmentIndex] as Segment;
       const start = segmentIndex === first ? (this.#view.locations.offset[fromPosition - 1] as number) : segmentHeaderSize;
-      for await (const items of this.frames(segment, start)) {
-        const frames: DecodedFrame[] = [];
-        let done = false;
-        for (const item of items) {
-          if ('problem' in item) throw this.damaged(segment, item.offset, item.problem);
-          const position = item.frame.header.position;
-          if (position > toPosition) {
-            done = true;
-            break;
-          }
-          if (position >= fromPosition) frames.push(item.frame);
+      for await (const run of this.frames(segment, start)) {
+        let frames = run.frames;
+        const last = frames.at(-1);
+        if (last !== undefined && (frames[0] as DecodedFrame).header.position < fromPosition) {
+          frames = frames.filter((frame) => frame.header.position >= fromPosition);
         }
+        const done = last !== undefined && last.header.position >= toPosition;
+        if (done) frames = frames.filter((frame) => frame.header.position <= toPosition);
         if (frames.length > 0) yield frames;
         if (done) return;
+        if (run.problem !== undefined) throw this.damaged(segment, run.problem.offset, run.problem.detail);
       }
     }
   }
@@ -71,10 +76,10 @@ export class FrameReader {
   /**
    * The frames of a segment from an offset, read in 4 MiB chunks (the next
    * one read while this one is decoded), the CRCs of a chunk checked in one
-   * call, and decoded without a step per frame: arrays of up to 64; an item
-   * with a problem ends the last array.
+   * call, and decoded without a step per frame: runs of up to 64; a run with
+   * a problem is the last.
    */
-  async *frames(segment: Segment, start: number): AsyncGenerator<FrameItem[]> {
+  async *frames(segment: Segment, start: number): AsyncGenerator<FrameRun> {
     let offset = start;
     let ahead: { offset: number; bytes: Promise<Uint8Array> } | undefined;
     while (offset < segment.size) {
@@ -92,19 +97,22 @@ export class FrameReader {
         bytes.catch(() => undefined); // used only if decoding gets there; a failure then is seen by that await
         ahead = { offset: next, bytes };
       }
-      let items: FrameItem[] = [];
+      let frames: DecodedFrame[] = [];
+      let offsets: number[] = [];
       let at = 0;
       const verified = { ...asViews, view, crcChecked: true };
       const unverified = { ...asViews, view };
       while (at < chunk.length) {
         const frame = readFrame(chunk, at, this.#view.hashers.crc32c, at < checked ? verified : unverified);
         if (!('problem' in frame)) {
-          items.push({ offset: offset + at, frame });
+          frames.push(frame);
+          offsets.push(offset + at);
           at += frame.size;
           // Small arrays: a whole chunk's events alive at once would outlive the young generation.
-          if (items.length === framesPerStep) {
-            yield items;
-            items = [];
+          if (frames.length === framesPerStep) {
+            yield { frames, offsets };
+            frames = [];
+            offsets = [];
           }
           continue;
         }
@@ -115,21 +123,20 @@ export class FrameReader {
           if (offset + at + 8 + length <= segment.size) {
             const whole = readFrame(await segment.file.read(offset + at, length + 8), 0, this.#view.hashers.crc32c, asViews);
             if (!('problem' in whole)) {
-              items.push({ offset: offset + at, frame: whole });
+              frames.push(whole);
+              offsets.push(offset + at);
               at += whole.size;
               break;
             }
-            items.push({ offset: offset + at, problem: whole.detail });
-            yield items;
+            yield { frames, offsets, problem: { offset: offset + at, detail: whole.detail } };
             return;
           }
         }
-        items.push({ offset: offset + at, problem: frame.detail });
-        yield items;
+        yield { frames, offsets, problem: { offset: offset + at, detail: frame.detail } };
         return;
       }
       offset += at;
-      yield items;
+      yield { frames, offsets };
     }
   }
 

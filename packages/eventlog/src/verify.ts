@@ -23,11 +23,10 @@ export async function verifySegments(
   let expectedPosition = 1;
   const chains = new Map<string, { hash: Uint8Array; sequence: number }>();
   for (const segment of segments) {
-    for await (const items of reader.frames(segment, segmentHeaderSize)) {
-      for (const item of items) {
-        const where = { segment: segment.name, offset: item.offset };
-        if ('problem' in item) return { ok: false, events, ...where, position: undefined, problem: item.problem };
-        const { header, payload, size } = item.frame;
+    for await (const run of reader.frames(segment, segmentHeaderSize)) {
+      for (const [index, frame] of run.frames.entries()) {
+        const where = { segment: segment.name, offset: run.offsets[index] as number };
+        const { header, payload, size } = frame;
         const fail = (problem: string): VerifyResult => ({ ok: false, events, ...where, position: header.position, problem });
         if (header.position !== expectedPosition) return fail(`position ${header.position}, expected ${expectedPosition}`);
         const chain = chains.get(header.entity) ?? { hash: zeroHash, sequence: 0 };
@@ -40,6 +39,9 @@ export async function verifySegments(
         done += size;
         if (events % 1024 === 0) onProgress?.(done, total);
       }
+      const problem = run.problem;
+      if (problem !== undefined)
+        return { ok: false, events, segment: segment.name, offset: problem.offset, position: undefined, problem: problem.detail };
     }
   }
   onProgress?.(total, total);
