@@ -5,8 +5,9 @@
  * (eventlog-floors.ts); group commit with 1, 8 and 64 appenders; replay
  * against the replay floor; encrypted against plaintext appends; reads of
  * one entity; opening a log of 1,000,000 events; Emmett's in-memory store
- * and hypercore 11 as peers; the XChaCha fast path against `@noble/ciphers`;
- * blake3 via hash-wasm against `@noble/hashes`.
+ * and hypercore 11 as peers; the default XChaCha20-Poly1305 against the
+ * implementation it did not pick for that length; blake3 via hash-wasm
+ * against `@noble/hashes`.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -19,8 +20,8 @@ import {
   type Hashers,
   type LogFileSystem,
   loadHashers,
+  loadXChaCha,
   MemoryFileSystem,
-  nobleXChaCha,
   nodeXChaCha,
   openEventLog,
   type SyncMode,
@@ -363,14 +364,21 @@ async function primitives(bench: Bench, hashers: Hashers): Promise<void> {
   const key = randomBytes(32);
   const aad = randomBytes(64);
   const plaintext = randomBytes(1024);
-  await bench.compare({
-    id: 'crypto.xchacha.1024',
-    label: 'XChaCha20-Poly1305 seal 1 KiB: node:crypto fast path',
-    weft: async () => nodeXChaCha.seal(key, randomBytes(24), plaintext, aad),
-    baseline: { name: '@noble/ciphers', op: async () => nobleXChaCha.seal(key, randomBytes(24), plaintext, aad) },
-    ops: bench.size(50_000, 500),
-    concurrency: 1,
-  });
+  // The default cipher ('auto') against the implementation it did not pick for that length.
+  const cipher = await loadXChaCha();
+  const sodium = await loadXChaCha('sodium');
+  for (const size of [1024, 16_384]) {
+    const input = size === 1024 ? plaintext : randomBytes(size);
+    const other = size === 1024 ? nodeXChaCha : sodium;
+    await bench.compare({
+      id: `crypto.xchacha.${size}`,
+      label: `XChaCha20-Poly1305 seal ${size / 1024} KiB: the default cipher (${size === 1024 ? 'libsodium' : 'node:crypto'})`,
+      weft: async () => cipher.seal(key, randomBytes(24), input, aad),
+      baseline: { name: size === 1024 ? 'node:crypto' : 'libsodium', op: async () => other.seal(key, randomBytes(24), input, aad) },
+      ops: bench.size(size === 1024 ? 50_000 : 10_000, 500),
+      concurrency: 1,
+    });
+  }
   for (const size of [1024, 65_536]) {
     const data = randomBytes(size);
     await bench.compare({
