@@ -15,4 +15,4 @@
  */
 
 export { toKvError } from './errors.js';
-export { openRedisKv, type RedisKvOptions, RedisKvStore } from './open.js';
+export { type IoredisClientLike, openRedisKv, type RedisClusterNode, type RedisKvOptions, RedisKvStore } from './open.js';

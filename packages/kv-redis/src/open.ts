@@ -1,6 +1,6 @@
 import type { KvError } from '@weft/kv';
 import { assertBucketName, assertIntegerOptions, KvErrorCode, KvStoreFront, kvError } from '@weft/kv/backend';
-import { Cluster, type ClusterNode, Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import type { RedisConnection } from './connection.js';
 import { RedisDriver, type RedisSettings } from './driver.js';
 import { backend, toKvError } from './errors.js';
@@ -14,19 +14,37 @@ import {
   nodeRedisProblem,
 } from './node-redis-connection.js';
 
+/** A Redis Cluster startup node, as ioredis takes it: a port, `host:port`, or `{ host, port }`. */
+export type RedisClusterNode = string | number | { readonly host?: string; readonly port?: number };
+
+/**
+ * An ioredis `Redis` or `Cluster` client (ioredis 5 or 6), described by
+ * members both have: the options name no class of ioredis, so a project
+ * that brings node-redis never type-checks ioredis' own declarations, and a
+ * client from the user's copy of ioredis (another major) fits.
+ */
+export interface IoredisClientLike {
+  readonly status: string;
+  readonly options: object;
+  duplicate(...args: never[]): unknown;
+  callBuffer(...args: never[]): unknown;
+  xread(...args: never[]): unknown;
+  disconnect(...args: never[]): unknown;
+}
+
 /** Options of {@link openRedisKv}. Give exactly one of `url`, `cluster` or `client`. */
 export interface RedisKvOptions {
   /** A `redis://` URL; the backend opens (and later closes) its own connection. */
   readonly url?: string;
   /** Startup nodes of a Redis Cluster; the backend opens (and later closes) its own cluster client. */
-  readonly cluster?: readonly ClusterNode[];
+  readonly cluster?: readonly RedisClusterNode[];
   /**
    * A caller-owned client; `close()` leaves it open: an ioredis `Redis` or
    * `Cluster`, or a node-redis 5 or 6 client from `createClient()` or
    * `createCluster()`, already connected. It must not use `keyPrefix` (the
    * scripts build keys server-side).
    */
-  readonly client?: Redis | Cluster | NodeRedisClient | NodeRedisCluster;
+  readonly client?: IoredisClientLike | NodeRedisClient | NodeRedisCluster;
   /** The bucket, `[A-Za-z0-9_-]+`. */
   readonly bucket: string;
   /** First segment of every Redis key. @default 'weft' */
@@ -82,7 +100,7 @@ export async function openRedisKv(options: RedisKvOptions): Promise<RedisKvStore
   const owned = options.client === undefined;
   let client: IoredisClient;
   if (options.client !== undefined) {
-    client = options.client as IoredisClient;
+    client = options.client as unknown as IoredisClient;
     if (client.options.keyPrefix) {
       throw kvError(KvErrorCode.InvalidArgument, backend, 'a client with keyPrefix is not supported: the scripts build keys on the server');
     }
