@@ -13,6 +13,13 @@ import type { LogEvent } from './types.js';
 
 /** How much of a segment one read takes when scanning or copying it. */
 export const scanChunkBytes = 4 * 1024 * 1024;
+/**
+ * A scan's first read: reads grow fourfold from here to {@link scanChunkBytes}.
+ * A reader that wants a few events from a position (a sync push reading its
+ * next batch, a subscription catching up) would otherwise read and check the
+ * CRCs of 4 MiB for them: a sixth of a one-event push was that.
+ */
+const firstChunkBytes = 64 * 1024;
 const framesPerStep = 64;
 /** Frames read from files: every file read is a fresh buffer, so events keep views of it (see `LogEvent.hash`). */
 const asViews = { payloadAs: 'view', headerBytesAs: 'view' } as const;
@@ -74,26 +81,26 @@ export class FrameReader {
   }
 
   /**
-   * The frames of a segment from an offset, read in 4 MiB chunks (the next
-   * one read while this one is decoded), the CRCs of a chunk checked in one
+   * The frames of a segment from an offset, read in chunks growing from 64
+   * KiB to 4 MiB (the next one read while this one is decoded), the CRCs of a chunk checked in one
    * call, and decoded without a step per frame: runs of up to 64; a run with
    * a problem is the last.
    */
   async *frames(segment: Segment, start: number): AsyncGenerator<FrameRun> {
     let offset = start;
     let ahead: { offset: number; bytes: Promise<Uint8Array> } | undefined;
+    let chunkBytes = firstChunkBytes;
     while (offset < segment.size) {
-      const chunk = await (ahead?.offset === offset
-        ? ahead.bytes
-        : segment.file.read(offset, Math.min(scanChunkBytes, segment.size - offset)));
+      const chunk = await (ahead?.offset === offset ? ahead.bytes : segment.file.read(offset, Math.min(chunkBytes, segment.size - offset)));
       ahead = undefined;
+      chunkBytes = Math.min(chunkBytes * 4, scanChunkBytes);
       const view = new DataView(chunk.buffer, chunk.byteOffset, chunk.byteLength);
       // One call checks the CRC of every whole frame of the chunk; the frames before `checked` decode without it.
       const checked = checkFrames(chunk, view, 0, this.#view.hashers.crc32c);
       // Read ahead: the next chunk starts after the last whole frame of this one; it is read while this one is decoded.
       const next = offset + checked;
       if (next > offset && next < segment.size) {
-        const bytes = segment.file.read(next, Math.min(scanChunkBytes, segment.size - next));
+        const bytes = segment.file.read(next, Math.min(chunkBytes, segment.size - next));
         bytes.catch(() => undefined); // used only if decoding gets there; a failure then is seen by that await
         ahead = { offset: next, bytes };
       }

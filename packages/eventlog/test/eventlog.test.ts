@@ -86,6 +86,48 @@ describe('appends and reads', () => {
     expect(again).toEqual([199, 200]);
   });
 
+  it('a read that takes a few events from a position reads a little of the segment, not a whole 4 MiB chunk', async () => {
+    let bytesRead = 0;
+    class CountedReads extends MemoryFileSystem {
+      override async open(path: string, options?: OpenOptions): Promise<LogFile> {
+        const file = await super.open(path, options);
+        return {
+          size: () => file.size(),
+          read: async (position, length) => {
+            const bytes = await file.read(position, length);
+            bytesRead += bytes.length;
+            return bytes;
+          },
+          write: (data, position) => file.write(data, position),
+          sync: () => file.sync(),
+          truncate: (size) => file.truncate(size),
+          close: () => file.close(),
+        };
+      }
+    }
+    const log = await fresh({ fs: new CountedReads() });
+    const payload = new Uint8Array(256);
+    for (let index = 0; index < 20_000; index += 1000) {
+      await log.appendBatch(Array.from({ length: 1000 }, () => ({ entity: 'e', kind, payload })));
+    }
+    await log.flush();
+    bytesRead = 0;
+    const positions: number[] = [];
+    for await (const event of log.read(10_000)) {
+      positions.push(event.position);
+      if (positions.length === 10) break;
+    }
+    expect(positions).toEqual(Array.from({ length: 10 }, (_, index) => 10_000 + index));
+    // The first read of a scan is 64 KiB (and the one read ahead 256 KiB); the log holds about 7 MiB.
+    expect(bytesRead).toBeLessThanOrEqual(64 * 1024 + 256 * 1024);
+    // A whole replay still reads everything once.
+    bytesRead = 0;
+    let count = 0;
+    for await (const _event of log.read()) count++;
+    expect(count).toBe(20_000);
+    expect(bytesRead).toBeLessThan(8 * 1024 * 1024);
+  });
+
   it("reads an entity's events through the index across segments, near and far apart, some still queued, in order", async () => {
     const log = await fresh({ sync: 'none', segmentBytes: 64 * 1024 });
     const expected: string[] = [];
