@@ -82,9 +82,9 @@ export class FrameReader {
 
   /**
    * The frames of a segment from an offset, read in chunks growing from 64
-   * KiB to 4 MiB (the next one read while this one is decoded), the CRCs of a chunk checked in one
-   * call, and decoded without a step per frame: runs of up to 64; a run with
-   * a problem is the last.
+   * KiB to 4 MiB (the next one read while this one is decoded), the CRCs of
+   * a chunk checked in one call, and decoded without a step per frame: runs
+   * of up to 64; a run with a problem is the last.
    */
   async *frames(segment: Segment, start: number): AsyncGenerator<FrameRun> {
     let offset = start;

@@ -103,10 +103,10 @@ export interface LogFlushContext {
 export const logAppendChannel = weftChannel<LogAppendContext>('weft:eventlog:append');
 export const logFlushChannel = weftChannel<LogFlushContext>('weft:eventlog:flush');
 
-/** The receipt of a new batch; its durability promise is made only when asked for (most appends never await it). */
 /** The options of an append given none (shared, not made per call). */
 const noOptions: AppendOptions = Object.freeze({});
 
+/** The receipt of a new batch; its durability promise is made only when asked for (most appends never await it). */
 class Receipt implements AppendReceipt {
   readonly events: AppendedEvent[];
   readonly position: number;
