@@ -12,6 +12,7 @@
  */
 
 export { type ChildRun, type RunChildOptions, runChild } from './child.js';
+export { type Link, type LinkOptions, startLink } from './link.js';
 export {
   currentNatsBinary,
   currentNatsVersion,

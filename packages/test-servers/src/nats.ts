@@ -2,7 +2,17 @@ import { accessSync, constants } from 'node:fs';
 import { get } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { findBinary, freePort, makeDataDir, missingBinary, removeDir, retryingPortClash, ServerProcess } from './process.js';
+import {
+  clearData,
+  copyData,
+  findBinary,
+  freePort,
+  makeDataDir,
+  missingBinary,
+  removeDir,
+  retryingPortClash,
+  ServerProcess,
+} from './process.js';
 
 /**
  * Which nats-server to run: `system` is the one on PATH (Debian's 2.9 line
@@ -63,6 +73,19 @@ export interface NatsServer {
   kill(): Promise<void>;
   /** Starts it again on the same port and store directory. */
   restart(): Promise<void>;
+  /** Freezes the server (SIGSTOP): connections stay open and nothing is answered until {@link resume}. */
+  pause(): void;
+  /** Lets a paused server go on (SIGCONT). */
+  resume(): void;
+  /** Kills it (-9), deletes everything it stored, and starts it again empty on the same port. */
+  restartEmpty(): Promise<void>;
+  /**
+   * Copies what the server has written to disk so far into a new directory,
+   * for {@link restartFrom}: a backup, or the state an older disk held.
+   */
+  saveData(): Promise<string>;
+  /** Kills it (-9) and starts it again on the data of an earlier {@link saveData} copy, as a restore from backup would. */
+  restartFrom(copy: string): Promise<void>;
 }
 
 /** Why NATS tests of `line` cannot run here (one line naming what to install), or `undefined`. */
@@ -147,6 +170,24 @@ async function launchNats(options: NatsServerOptions, cluster?: ClusterSpec): Pr
     kill: () => serverProcess.kill(),
     restart: async () => {
       await serverProcess.stop();
+      await serverProcess.start();
+    },
+    pause: () => serverProcess.pause(),
+    resume: () => serverProcess.resume(),
+    restartEmpty: async () => {
+      await serverProcess.kill();
+      clearData(storeDir, 'nats-server.log');
+      await serverProcess.start();
+    },
+    saveData: async () => {
+      const copy = makeDataDir('nats-copy');
+      copyData(storeDir, copy, 'nats-server.log');
+      return copy;
+    },
+    restartFrom: async (copy: string) => {
+      await serverProcess.kill();
+      clearData(storeDir, 'nats-server.log');
+      copyData(copy, storeDir, 'nats-server.log');
       await serverProcess.start();
     },
   };

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { accessSync, closeSync, constants, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { accessSync, closeSync, constants, cpSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -141,6 +141,8 @@ export class ServerProcess {
   async stop(): Promise<void> {
     const child = this.#child;
     if (child === undefined) return;
+    // A paused process would not act on SIGTERM.
+    child.kill('SIGCONT');
     child.kill('SIGTERM');
     const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
     await this.#exited;
@@ -153,6 +155,19 @@ export class ServerProcess {
     if (child === undefined) return;
     child.kill('SIGKILL');
     await this.#exited;
+  }
+
+  /**
+   * Freezes the process (SIGSTOP), as a stalled machine or a long garbage
+   * collection would: connections stay open, nothing is answered.
+   */
+  pause(): void {
+    this.#child?.kill('SIGSTOP');
+  }
+
+  /** Lets a paused process go on (SIGCONT). */
+  resume(): void {
+    this.#child?.kill('SIGCONT');
   }
 
   /** Starts the process again with the same arguments. */
@@ -174,4 +189,14 @@ export class ServerProcess {
 /** Removes a data directory, ignoring one that is already gone. */
 export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
+}
+
+/** Deletes what a server stored in `dir`, keeping its log file `log`. */
+export function clearData(dir: string, log: string): void {
+  for (const name of readdirSync(dir)) if (name !== log) rmSync(join(dir, name), { recursive: true, force: true });
+}
+
+/** Copies what a server stored in `from` into `to`, leaving out its log file `log`. */
+export function copyData(from: string, to: string, log: string): void {
+  for (const name of readdirSync(from)) if (name !== log) cpSync(join(from, name), join(to, name), { recursive: true });
 }

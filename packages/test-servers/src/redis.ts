@@ -1,6 +1,16 @@
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { findBinary, freePort, makeDataDir, missingBinary, removeDir, retryingPortClash, ServerProcess } from './process.js';
+import {
+  clearData,
+  copyData,
+  findBinary,
+  freePort,
+  makeDataDir,
+  missingBinary,
+  removeDir,
+  retryingPortClash,
+  ServerProcess,
+} from './process.js';
 
 /** Options of {@link startRedisServer}. */
 export interface RedisServerOptions {
@@ -32,6 +42,19 @@ export interface RedisServer {
   kill(): Promise<void>;
   /** Starts it again on the same port and data directory. */
   restart(): Promise<void>;
+  /** Freezes the server (SIGSTOP): connections stay open and nothing is answered until {@link resume}. */
+  pause(): void;
+  /** Lets a paused server go on (SIGCONT). */
+  resume(): void;
+  /** Kills it (-9), deletes everything it stored, and starts it again empty on the same port. */
+  restartEmpty(): Promise<void>;
+  /**
+   * Copies what the server has written to disk so far into a new directory,
+   * for {@link restartFrom}: a backup, or the state an older disk held.
+   */
+  saveData(): Promise<string>;
+  /** Kills it (-9) and starts it again on the data of an earlier {@link saveData} copy, as a restore from backup would. */
+  restartFrom(copy: string): Promise<void>;
 }
 
 /** Why Redis tests cannot run here (one line naming what to install), or `undefined`. */
@@ -128,6 +151,24 @@ async function launchRedis(options: RedisServerOptions, clusterEnabled: boolean)
     kill: () => serverProcess.kill(),
     restart: async () => {
       await serverProcess.stop();
+      await serverProcess.start();
+    },
+    pause: () => serverProcess.pause(),
+    resume: () => serverProcess.resume(),
+    restartEmpty: async () => {
+      await serverProcess.kill();
+      clearData(dataDir, 'redis-server.log');
+      await serverProcess.start();
+    },
+    saveData: async () => {
+      const copy = makeDataDir('redis-copy');
+      copyData(dataDir, copy, 'redis-server.log');
+      return copy;
+    },
+    restartFrom: async (copy: string) => {
+      await serverProcess.kill();
+      clearData(dataDir, 'redis-server.log');
+      copyData(copy, dataDir, 'redis-server.log');
       await serverProcess.start();
     },
   };

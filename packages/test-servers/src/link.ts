@@ -1,0 +1,112 @@
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+
+/** Options of {@link startLink}. */
+export interface LinkOptions {
+  /** The loopback port the link forwards to. */
+  readonly target: number;
+  /** @default a free port picked by the system */
+  readonly port?: number;
+}
+
+/**
+ * A TCP link on loopback between clients and a server, that a test can make
+ * fail the ways networks fail: connections reset, traffic dropped in either
+ * direction (a partition that leaves sockets open), or delayed.
+ */
+export interface Link {
+  /** Where clients connect instead of the server. */
+  readonly port: number;
+  /** Resets every open connection (both sides see ECONNRESET); new ones go through. */
+  reset(): void;
+  /**
+   * Holds all traffic from now on, in both directions, with connections
+   * left open: a partition shorter than TCP's own timeouts, during which
+   * nothing arrives and nothing fails. {@link heal} delivers what was held,
+   * in order, as TCP's retransmissions would.
+   */
+  partition(): void;
+  /** Ends a partition: what was held is delivered and traffic flows again. */
+  heal(): void;
+  /** Delays every chunk by `ms` in both directions (`0` to stop). */
+  delay(ms: number): void;
+  /** Connections open through the link now. */
+  readonly connections: number;
+  /** Closes the link and every connection through it. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a fault-injecting TCP link to `target` on 127.0.0.1. Loopback only:
+ * it never forwards anywhere else.
+ */
+export function startLink(options: LinkOptions): Promise<Link> {
+  const pairs = new Set<{ client: Socket; server: Socket }>();
+  let partitioned = false;
+  let delayMs = 0;
+  const held: Array<{ to: Socket; chunk: Buffer }> = [];
+  const send = (to: Socket, chunk: Buffer) => {
+    if (to.destroyed) return;
+    if (partitioned || held.length > 0) held.push({ to, chunk });
+    else to.write(chunk);
+  };
+  const forward = (from: Socket, to: Socket) => {
+    from.on('data', (chunk: Buffer) => {
+      if (delayMs === 0) send(to, chunk);
+      else setTimeout(() => send(to, chunk), delayMs);
+    });
+  };
+  const server: Server = createServer((client) => {
+    const upstream = createConnection({ host: '127.0.0.1', port: options.target });
+    const pair = { client, server: upstream };
+    pairs.add(pair);
+    const end = () => {
+      pairs.delete(pair);
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', end);
+    upstream.on('error', end);
+    client.on('close', end);
+    upstream.on('close', end);
+    forward(client, upstream);
+    forward(upstream, client);
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, '127.0.0.1', () => {
+      const address = server.address();
+      if (typeof address !== 'object' || address === null) return reject(new Error('the link has no address'));
+      resolve({
+        port: address.port,
+        reset() {
+          for (const pair of [...pairs]) {
+            pair.client.resetAndDestroy();
+            pair.server.resetAndDestroy();
+            pairs.delete(pair);
+          }
+        },
+        partition() {
+          partitioned = true;
+        },
+        heal() {
+          partitioned = false;
+          for (const { to, chunk } of held.splice(0)) if (!to.destroyed) to.write(chunk);
+        },
+        delay(ms: number) {
+          delayMs = ms;
+        },
+        get connections() {
+          return pairs.size;
+        },
+        close() {
+          for (const pair of pairs) {
+            pair.client.destroy();
+            pair.server.destroy();
+          }
+          pairs.clear();
+          return new Promise<void>((done) => server.close(() => done()));
+        },
+      });
+    });
+  });
+}
