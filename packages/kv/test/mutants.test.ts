@@ -47,8 +47,8 @@ const mutants: SourceMutant[] = [
   {
     name: 'keys() over the listing is not closed with its handle',
     file: 'backend/store.ts',
-    find: '        for await (const entry of listing) {\n          assertOpen();\n',
-    replace: '        for await (const entry of listing) {\n',
+    find: '            if (step.done === true) break;\n            assertOpen();\n',
+    replace: '            if (step.done === true) break;\n',
   },
 ];
 

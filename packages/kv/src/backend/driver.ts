@@ -7,6 +7,7 @@
 
 import type { KvError } from '../errors.js';
 import type { KvCapabilities, KvEntry, KvRecord, Version, WatchCursor } from '../types.js';
+import type { Deadlines } from './deadline.js';
 
 /** One write with its precondition, already validated (key, value, TTL) by the store front. */
 export type KvMutation =
@@ -104,6 +105,14 @@ export interface KvDriver<Position> {
   readonly bucket: string;
   readonly capabilities: KvCapabilities;
   readonly cursors: CursorCodec<Position>;
+  /**
+   * The deadlines of this handle's network steps. With them, the store front
+   * gives up on a read, write or listing page that has not settled in time
+   * (`Timeout` for reads, `Indeterminate` for writes), and the driver's
+   * change feed bounds each of its own steps with the same object. Without
+   * them (an in-process backend) nothing waits on a server.
+   */
+  readonly deadlines?: Deadlines;
   /** The clock TTLs run on, for hiding a lapsed TTL in a watch's listing. @default Date.now */
   now?(): number;
   /** The live value of `key` (a lapsed TTL is absent). */

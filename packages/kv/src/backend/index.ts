@@ -24,6 +24,7 @@ export {
   assertValue,
   describe as describeArgument,
 } from '../validate.js';
+export { Deadlines, readTimeout, writeTimeout } from './deadline.js';
 export type { ChangeFeedItem, ChangeRequest, CursorCodec, KvDriver, KvMutation, KvMutationKind, ParsedCursor } from './driver.js';
 export { defineKvStore, type KvOperationContext, KvStoreFront, kvOperationChannel } from './store.js';
 export { backoffMs, copyBytes, messageOf, ttlLapsed } from './util.js';

@@ -3,6 +3,7 @@ import { KvErrorCode, kvError } from '../errors.js';
 import { assertValidKey, assertValidPrefix, normalizePrefixes } from '../keys.js';
 import type { KvCapabilities, KvEntry, KvRecord, KvStore, Version, WatchCursor, WatchEvent, WatchOptions } from '../types.js';
 import { assertSignal, assertTtl, assertValue } from '../validate.js';
+import { readTimeout, writeTimeout } from './deadline.js';
 import type { KvDriver, KvMutation, KvMutationKind } from './driver.js';
 import { runWatch } from './watch-loop.js';
 
@@ -61,8 +62,8 @@ export class KvStoreFront<Position = unknown> implements KvStore {
     } catch (error) {
       return Promise.reject(error);
     }
-    if (kvOperationChannel.hasSubscribers) return kvOperationChannel.tracePromise(() => this.driver.get(key), this.#context('get', key));
-    return this.driver.get(key);
+    if (kvOperationChannel.hasSubscribers) return kvOperationChannel.tracePromise(() => this.#get(key), this.#context('get', key));
+    return this.#get(key);
   }
 
   entry(key: string): Promise<KvRecord | undefined> {
@@ -72,9 +73,8 @@ export class KvStoreFront<Position = unknown> implements KvStore {
     } catch (error) {
       return Promise.reject(error);
     }
-    if (kvOperationChannel.hasSubscribers)
-      return kvOperationChannel.tracePromise(() => this.driver.entry(key), this.#context('entry', key));
-    return this.driver.entry(key);
+    if (kvOperationChannel.hasSubscribers) return kvOperationChannel.tracePromise(() => this.#entry(key), this.#context('entry', key));
+    return this.#entry(key);
   }
 
   keys(prefix?: string): AsyncIterable<string> {
@@ -138,7 +138,7 @@ export class KvStoreFront<Position = unknown> implements KvStore {
     if (!this.#closed) {
       this.#closed = true;
       this.#closing.abort();
-      this.#closedDriver = this.driver.close();
+      this.#closedDriver = this.driver.close().finally(() => this.driver.deadlines?.close());
     }
     await this.#closedDriver;
   }
@@ -179,11 +179,31 @@ export class KvStoreFront<Position = unknown> implements KvStore {
     return undefined;
   }
 
+  #get(key: string): Promise<KvEntry | undefined> {
+    const { deadlines } = this.driver;
+    if (deadlines === undefined) return this.driver.get(key);
+    return deadlines.within(this.driver.get(key), () => readTimeout(this.backend, 'get', deadlines.timeoutMs, key));
+  }
+
+  #entry(key: string): Promise<KvRecord | undefined> {
+    const { deadlines } = this.driver;
+    if (deadlines === undefined) return this.driver.entry(key);
+    return deadlines.within(this.driver.entry(key), () => readTimeout(this.backend, 'entry', deadlines.timeoutMs, key));
+  }
+
   #mutate(mutation: KvMutation): Promise<Version> {
     if (kvOperationChannel.hasSubscribers) {
-      return kvOperationChannel.tracePromise(() => this.driver.mutate(mutation), this.#context(mutation.kind, mutation.key));
+      return kvOperationChannel.tracePromise(() => this.#write(mutation), this.#context(mutation.kind, mutation.key));
     }
-    return this.driver.mutate(mutation);
+    return this.#write(mutation);
+  }
+
+  #write(mutation: KvMutation): Promise<Version> {
+    const { deadlines } = this.driver;
+    if (deadlines === undefined) return this.driver.mutate(mutation);
+    return deadlines.within(this.driver.mutate(mutation), () =>
+      writeTimeout(this.backend, mutation.kind, deadlines.timeoutMs, mutation.key),
+    );
   }
 
   #context(operation: KvOperationContext['operation'], key: string): KvOperationContext {
@@ -195,12 +215,29 @@ export class KvStoreFront<Position = unknown> implements KvStore {
     if (prefix !== undefined) assertValidPrefix(prefix, this.backend);
     const listing = this.driver.list(prefix, { values });
     const assertOpen = () => this.assertOpen();
+    const { deadlines, backend } = this.driver;
     return {
       async *[Symbol.asyncIterator]() {
         assertOpen();
-        for await (const entry of listing) {
-          assertOpen();
-          yield entry;
+        const entries = listing[Symbol.asyncIterator]();
+        let done = false;
+        try {
+          for (;;) {
+            // Each step of the listing (at most a page read from the server) has the handle's deadline.
+            const step =
+              deadlines === undefined
+                ? await entries.next()
+                : await deadlines.within(entries.next(), () =>
+                    readTimeout(backend, prefix === undefined ? 'listing' : `listing of '${prefix}'`, deadlines.timeoutMs),
+                  );
+            if (step.done === true) break;
+            assertOpen();
+            yield step.value;
+          }
+          done = true;
+        } finally {
+          // A step that timed out is still running: the driver's listing ends when it settles.
+          if (!done) void Promise.resolve(entries.return?.()).catch(() => undefined);
         }
         // A driver may end its listing early because the handle closed: that is Closed, not the end.
         assertOpen();
