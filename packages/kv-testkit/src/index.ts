@@ -27,6 +27,7 @@ export { listingChecks } from './checks/listing.js';
 export { modelChecks } from './checks/model.js';
 export { watchChecks } from './checks/watch.js';
 export { describeKvConformance, kvConformanceChecks } from './describe.js';
+export { describeKvFaults, type KvFault, type KvFaultHarness } from './faults.js';
 export type { CheckContext, ConformanceCheck, KvConformanceHarness, KvConformanceOptions, Requirement } from './harness.js';
 export { applyEvents, bytes, drain, expectKvError, readState, sleep, text, WatchReader } from './helpers.js';
 export { byKey, type Call, checkKeyHistory, type Operation, type Outcome, type Verdict } from './linearizability/checker.js';

@@ -1,0 +1,234 @@
+import { KvError, KvErrorCode, type KvStore, type Version, type WatchEvent } from '@weft/kv';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bytes, describeEvents } from './helpers.js';
+import { freshBucketName } from './runner.js';
+
+/** One way a server fails, and how the backend's running watches must come out of it. */
+export interface KvFault {
+  /** What happens, e.g. `kill -9 and restart (AOF)`. */
+  readonly name: string;
+  /**
+   * What a watch running across it must do: `continues` (the server kept
+   * its history: no gap, no duplicate) or `expires` (the history is gone:
+   * it fails with `CursorExpired`, never silently).
+   */
+  readonly outcome: 'continues' | 'expires';
+  /**
+   * True when the server cannot answer while the fault holds (paused,
+   * partitioned): a read and a write sent then must settle, with `Timeout`,
+   * `Indeterminate` or another typed error, before the fault is healed.
+   */
+  readonly unanswered?: boolean;
+  /** Breaks the server. */
+  inject(): Promise<void>;
+  /** Ends the fault: the server answers again (restarted, resumed, reconnected). */
+  heal(): Promise<void>;
+}
+
+/** How the fault group reaches a backend and breaks its server. */
+export interface KvFaultHarness {
+  /** Opens a new client handle on `bucket`, as the conformance harness does. */
+  open(bucket: string): Promise<KvStore>;
+  /** The faults to run, each with a watch that is idle and one under continuous writes. */
+  readonly faults: readonly KvFault[];
+  setup?(): Promise<void>;
+  teardown?(): Promise<void>;
+  /**
+   * How long, after healing, the watch may take to deliver the writes made
+   * after it (or to fail) before the check reports it silent. @default 60000
+   */
+  readonly settleMs?: number;
+}
+
+/** A write that the server acknowledged: its key and the version it returned. */
+interface Acknowledged {
+  readonly key: string;
+  readonly version: Version;
+}
+
+/** Codes a write or read may settle with while the server is broken: typed, and never a hang. */
+const faultCodes: ReadonlySet<string> = new Set([
+  KvErrorCode.Timeout,
+  KvErrorCode.Indeterminate,
+  KvErrorCode.NotConnected,
+  KvErrorCode.ConnectionFailed,
+]);
+
+/**
+ * The fault group: for each fault, a running state-sync watch (idle, and
+ * under a writer that never stops) goes through the fault. Afterwards:
+ *
+ * - every operation sent while the server could not answer has settled with
+ *   a typed error (nothing hangs);
+ * - a fault that keeps the history: the watch delivered every acknowledged
+ *   write exactly once, in cursor order, writes made after healing included;
+ * - a fault that loses it: the watch failed with `CursorExpired`;
+ * - either way, never a watch that stops silently.
+ */
+export function describeKvFaults(name: string, harness: KvFaultHarness): void {
+  const settleMs = harness.settleMs ?? 60_000;
+  describe(`kv faults: ${name}`, () => {
+    beforeAll(async () => harness.setup?.(), 120_000);
+    afterAll(async () => harness.teardown?.(), 120_000);
+    for (const fault of harness.faults) {
+      for (const busy of [false, true]) {
+        const what = busy ? 'under continuous writes' : 'idle';
+        const expectation =
+          fault.outcome === 'continues' ? 'continues with no gap and no duplicate' : 'fails with CursorExpired (the history is gone)';
+        it(`${fault.name}: a watch ${what} ${expectation}`, () => runFault(harness, fault, busy, settleMs), settleMs * 3);
+      }
+    }
+  });
+}
+
+async function runFault(harness: KvFaultHarness, fault: KvFault, busy: boolean, settleMs: number): Promise<void> {
+  const bucket = freshBucketName();
+  const watcher = await harness.open(bucket);
+  const writer = await harness.open(bucket);
+  try {
+    const acknowledged: Acknowledged[] = [{ key: 'seed', version: await writer.put('seed', bytes('0')) }];
+    const watch = collect(watcher);
+    await watch.until((events) => events.some((event) => event.type === 'synced'), settleMs, 'synced');
+
+    let writing = busy;
+    const writes = busy
+      ? (async () => {
+          for (let index = 0; writing; index++) {
+            const key = `busy.${index}`;
+            try {
+              acknowledged.push({ key, version: await writer.put(key, bytes(String(index))) });
+            } catch (error) {
+              assertFaultError(error, `busy write of ${key}`);
+            }
+          }
+        })()
+      : Promise.resolve();
+
+    await fault.inject();
+    if (fault.unanswered === true) {
+      // Sent while nothing answers: each must settle, typed, before the server is back.
+      const read = await writer.get('seed').then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      assertFaultError(read, 'a read while the server cannot answer', true);
+      const write = await writer.put('probe', bytes('x')).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      assertFaultError(write, 'a write while the server cannot answer', true);
+    }
+    await fault.heal();
+
+    // Acknowledged writes after healing: the watch must deliver them (or fail typed).
+    for (let index = 0; index < 5; index++) {
+      const key = `after.${index}`;
+      acknowledged.push({ key, version: await putUntilAcknowledged(writer, key, String(index), settleMs) });
+    }
+    writing = false;
+    await writes;
+    const last = acknowledged[acknowledged.length - 1] as Acknowledged;
+    await watch.until(
+      (events) => events.some((event) => event.type === 'put' && event.key === last.key && event.version === last.version),
+      settleMs,
+      `the put of ${last.key} at ${last.version}`,
+    );
+
+    if (fault.outcome === 'expires') {
+      expect(watch.error, `the watch should have failed with CursorExpired; events: ${describeEvents(watch.events)}`).toBeDefined();
+      expect(KvError.is(watch.error) && watch.error.code).toBe(KvErrorCode.CursorExpired);
+      return;
+    }
+    expect(watch.error, `the watch failed: ${String(watch.error)}`).toBeUndefined();
+    const puts = watch.events.filter((event): event is Extract<WatchEvent, { type: 'put' }> => event.type === 'put');
+    const delivered = new Map<string, number>();
+    for (const event of puts) {
+      const id = `${event.key}@${event.version}`;
+      delivered.set(id, (delivered.get(id) ?? 0) + 1);
+    }
+    const duplicates = [...delivered].filter(([, count]) => count > 1).map(([id]) => id);
+    expect(duplicates, 'delivered more than once').toEqual([]);
+    const missing = acknowledged.map(({ key, version }) => `${key}@${version}`).filter((id) => !delivered.has(id));
+    expect(missing, `acknowledged but never delivered; events: ${describeEvents(watch.events)}`).toEqual([]);
+    for (let index = 1; index < watch.events.length; index++) {
+      const previous = watch.events[index - 1] as WatchEvent;
+      const current = watch.events[index] as WatchEvent;
+      if (previous.type !== 'synced' && current.type !== 'synced') {
+        expect(watcher.compareCursors(previous.cursor, current.cursor), 'cursor order').toBeLessThan(0);
+      }
+    }
+    watch.stop();
+  } finally {
+    await watcher.close().catch(() => undefined);
+    await writer.close().catch(() => undefined);
+  }
+}
+
+/** Puts until the server acknowledges, through the errors a healing server gives; fails the check after `limitMs`. */
+async function putUntilAcknowledged(store: KvStore, key: string, value: string, limitMs: number): Promise<Version> {
+  const started = Date.now();
+  for (;;) {
+    try {
+      return await store.put(key, bytes(value));
+    } catch (error) {
+      assertFaultError(error, `write of ${key} after healing`);
+      if (Date.now() - started > limitMs) expect.fail(`the write of ${key} was not acknowledged within ${limitMs} ms: ${String(error)}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
+
+function assertFaultError(error: unknown, what: string, required = false): void {
+  if (error === undefined && !required) return;
+  expect(KvError.is(error), `${what}: expected a typed KvError, got ${String(error)}`).toBe(true);
+  expect(faultCodes.has((error as KvError).code), `${what}: unexpected code: ${String(error)}`).toBe(true);
+}
+
+interface Collected {
+  readonly events: WatchEvent[];
+  error: unknown;
+  /** Waits until `condition` holds for the events so far, or the watch ended; fails after `limitMs`. */
+  until(condition: (events: readonly WatchEvent[]) => boolean, limitMs: number, what: string): Promise<void>;
+  stop(): void;
+}
+
+/** Runs a state-sync watch in the background, keeping its events and how it ended. */
+function collect(store: KvStore): Collected {
+  const controller = new AbortController();
+  const events: WatchEvent[] = [];
+  let ended = false;
+  let wake: (() => void) | undefined;
+  const collected: Collected = {
+    events,
+    error: undefined,
+    async until(condition, limitMs, what) {
+      const deadline = Date.now() + limitMs;
+      while (!ended && !condition(events)) {
+        const left = deadline - Date.now();
+        if (left <= 0) expect.fail(`the watch went silent: no ${what} within ${limitMs} ms; events: ${describeEvents(events)}`);
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, Math.min(left, 1000));
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+      }
+    },
+    stop: () => controller.abort(),
+  };
+  void (async () => {
+    try {
+      for await (const event of store.watch({ signal: controller.signal })) {
+        events.push(event);
+        wake?.();
+      }
+    } catch (error) {
+      collected.error = error;
+    } finally {
+      ended = true;
+      wake?.();
+    }
+  })();
+  return collected;
+}
