@@ -1,15 +1,14 @@
-import { keyMatchesPrefix, type Version } from '@weft/kv';
-import { backoffMs, type ChangeFeedItem, type ChangeRequest, copyBytes, pause } from '@weft/kv/backend';
+import { KvError, keyMatchesPrefix, type Version } from '@weft/kv';
+import { backoffMs, type ChangeFeedItem, type ChangeRequest, copyBytes, KvErrorCode, kvError, pause, readTimeout } from '@weft/kv/backend';
 import { redisScript, type Waker } from './connection.js';
-import type { RedisDriver } from './driver.js';
-import { toKvError } from './errors.js';
+import { type RedisDriver, watchBlockMs } from './driver.js';
+import { backend, toKvError } from './errors.js';
 import { readChangesScript } from './scripts.js';
 import { compareStreamIds } from './stream-ids.js';
 
 const readChangesLua = redisScript(readChangesScript);
 const pageSize = 500;
 const readBatch = 256;
-const blockMs = 5000;
 
 interface StreamHead {
   readonly epoch: string;
@@ -35,10 +34,19 @@ export async function* changeFeed(
   driver: RedisDriver,
   { from, prefixes, signal }: ChangeRequest<string>,
 ): AsyncGenerator<ChangeFeedItem<string> | ChangeFeedItem<string>[]> {
-  const waker = driver.waker();
+  // The waker is replaced when a wait outlives its deadline (its connection may be stuck on a paused or vanished
+  // server); every read goes through the main connection with its own deadline.
+  let waker = driver.waker();
   driver.wakers.add(waker);
   const stopWaker = () => waker.disconnect();
   signal.addEventListener('abort', stopWaker, { once: true });
+  const replaceWaker = () => {
+    driver.wakers.delete(waker);
+    waker.disconnect();
+    if (signal.aborted || driver.closed) return;
+    waker = driver.waker();
+    driver.wakers.add(waker);
+  };
   try {
     let position: string;
     if (from === undefined) {
@@ -74,7 +82,8 @@ export async function* changeFeed(
           caughtUp = true;
           yield { type: 'through', position: compareStreamIds(position, head.lastId) < 0 ? head.lastId : position };
         }
-        await waitForChange(driver, waker, position, signal);
+        const woken = await waitForChange(driver, waker, position, signal);
+        if (!woken) replaceWaker();
       }
     }
   } finally {
@@ -139,7 +148,12 @@ export async function* indexPages(driver: RedisDriver, prefix: string | undefine
   }
 }
 
-/** Reads changes after `position` with the stream's head, retrying through disconnects until the watch ends. */
+/**
+ * Reads changes after `position` with the stream's head, each attempt within
+ * the handle's deadline, retrying through disconnects, restarts and pauses
+ * until the watch ends; a server that has not answered for `watchOutageMs`
+ * fails the watch with the last error.
+ */
 async function readChanges(
   driver: RedisDriver,
   position: string,
@@ -147,14 +161,14 @@ async function readChanges(
   count = readBatch,
 ): Promise<{ head: StreamHead; changes: Change[] } | undefined> {
   const { log, meta, record } = driver.keys;
+  const { timeoutMs, watchOutageMs } = driver.settings;
+  const failingSince = performance.now();
   for (let attempt = 0; ; attempt++) {
     if (signal.aborted) return undefined;
     try {
-      const reply = (await driver.connection.runScript(
-        readChangesLua,
-        [log, meta],
-        [position, String(count), record, driver.nextEpochCandidate()],
-        true,
+      const reply = (await driver.deadlines.within(
+        driver.connection.runScript(readChangesLua, [log, meta], [position, String(count), record, driver.nextEpochCandidate()], true),
+        () => readTimeout(backend, 'watch', timeoutMs),
       )) as Buffer[];
       const head = { epoch: text(reply[0]), lastId: text(reply[1]), horizon: text(reply[2]) };
       const changes: Change[] = [];
@@ -170,20 +184,39 @@ async function readChanges(
     } catch (error) {
       const failure = toKvError(error, 'watch', undefined, false);
       if (!failure.retryable || driver.closed) throw failure;
+      const outage = performance.now() - failingSince;
+      if (outage >= watchOutageMs) {
+        throw kvError(
+          failure.code,
+          backend,
+          `watch: Redis has not answered for ${Math.round(outage)} ms (watchOutageMs ${watchOutageMs}); resume from the last cursor: ${failure.message}`,
+          { cause: failure, retryable: true },
+        );
+      }
       await pause(backoffMs(attempt), signal);
     }
   }
 }
 
-async function waitForChange(driver: RedisDriver, waker: Waker, position: string, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return;
+/**
+ * Waits until the stream may have an entry after `position`: the waker's
+ * `XREAD BLOCK` returned, or its connection closed (a restart: the next read
+ * finds out what changed). Returns false when the wait outlived its deadline
+ * (the block plus the handle's timeout), so the caller replaces the waker.
+ */
+async function waitForChange(driver: RedisDriver, waker: Waker, position: string, signal: AbortSignal): Promise<boolean> {
+  if (signal.aborted) return true;
   try {
-    await waker.waitForEntry(driver.keys.log, position, blockMs);
+    await driver.waitDeadlines.within(waker.waitForEntry(driver.keys.log, position, watchBlockMs), () =>
+      readTimeout(backend, 'watch wait', driver.waitDeadlines.timeoutMs),
+    );
+    return true;
   } catch (error) {
-    if (signal.aborted) return;
+    if (signal.aborted) return true;
+    if (KvError.is(error) && error.code === KvErrorCode.Timeout) return false;
     // The next read retries through the disconnect and checks the epoch, so a reset cannot slip through.
     await pause(100, signal);
-    if (toKvError(error, 'watch', undefined, false).retryable) return;
+    if (toKvError(error, 'watch', undefined, false).retryable) return true;
     throw error;
   }
 }

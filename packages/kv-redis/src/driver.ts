@@ -4,11 +4,14 @@ import {
   alreadyExists,
   type ChangeRequest,
   copyBytes,
+  Deadlines,
   type KvDriver,
   KvErrorCode,
   type KvMutation,
   kvError,
+  readTimeout,
   revisionMismatch,
+  writeTimeout,
 } from '@weft/kv/backend';
 import { changeFeed, indexPages } from './change-stream.js';
 import { type RedisConnection, type RedisScript, redisScript, type Waker } from './connection.js';
@@ -18,6 +21,8 @@ import { type MutationScript, mutationScripts, sweepScript } from './scripts.js'
 import { parseStreamId, redisCursors } from './stream-ids.js';
 
 export interface RedisSettings {
+  readonly timeoutMs: number;
+  readonly watchOutageMs: number;
   readonly maxValueBytes: number;
   readonly maxHistoryEntries: number;
   readonly sweepIntervalMs: number;
@@ -28,6 +33,9 @@ const scripts = Object.fromEntries(Object.entries(mutationScripts).map(([name, l
   RedisScript
 >;
 const sweep = redisScript(sweepScript);
+
+/** How long a watch's connection blocks in `XREAD` before it reads again. */
+export const watchBlockMs = 5000;
 
 /** The record fields `get` reads: op, value, version. */
 const recordFields = ['o', 'v', 'n'] as const;
@@ -54,6 +62,9 @@ export class RedisDriver implements KvDriver<string> {
   readonly connection: RedisConnection;
   readonly keys: BucketKeys;
   readonly settings: RedisSettings;
+  readonly deadlines: Deadlines;
+  /** The deadlines of watches' blocking waits: the block plus the handle's timeout. */
+  readonly waitDeadlines: Deadlines;
   /** Connections of running watches, cut when the handle closes. */
   readonly wakers = new Set<Waker>();
   readonly #maxEntries: string;
@@ -61,6 +72,7 @@ export class RedisDriver implements KvDriver<string> {
   #epochCounter = 0;
   #closed = false;
   #sweeper: NodeJS.Timeout | undefined;
+  #sweeping = false;
   /** The last error of the background sweeper, if its latest run failed. */
   lastSweepError: KvError | undefined;
 
@@ -69,6 +81,8 @@ export class RedisDriver implements KvDriver<string> {
     this.bucket = bucket;
     this.keys = keys;
     this.settings = settings;
+    this.deadlines = new Deadlines(settings.timeoutMs);
+    this.waitDeadlines = new Deadlines(watchBlockMs + settings.timeoutMs);
     this.#maxEntries = String(settings.maxHistoryEntries);
     this.capabilities = Object.freeze({
       ttl: true,
@@ -82,14 +96,21 @@ export class RedisDriver implements KvDriver<string> {
     });
     if (settings.sweepIntervalMs > 0) {
       this.#sweeper = setInterval(() => {
-        this.sweepExpired(1000).then(
-          () => {
-            this.lastSweepError = undefined;
-          },
-          (error: unknown) => {
-            this.lastSweepError = toKvError(error, 'sweep', undefined, false);
-          },
-        );
+        // One sweep at a time: against a paused server, sweeps would otherwise pile up every interval.
+        if (this.#sweeping) return;
+        this.#sweeping = true;
+        this.sweepExpired(1000)
+          .then(
+            () => {
+              this.lastSweepError = undefined;
+            },
+            (error: unknown) => {
+              this.lastSweepError = toKvError(error, 'sweep', undefined, false);
+            },
+          )
+          .finally(() => {
+            this.#sweeping = false;
+          });
       }, settings.sweepIntervalMs);
       this.#sweeper.unref();
     }
@@ -193,11 +214,14 @@ export class RedisDriver implements KvDriver<string> {
    */
   async sweepExpired(limit: number): Promise<number> {
     const { record, log, expiries, index, meta } = this.keys;
-    const result = await this.connection.runScript(
-      sweep,
-      [`${record}-`, log, expiries, index, meta],
-      ['', this.nextEpochCandidate(), this.#maxEntries, record, String(limit)],
-      false,
+    const result = await this.deadlines.within(
+      this.connection.runScript(
+        sweep,
+        [`${record}-`, log, expiries, index, meta],
+        ['', this.nextEpochCandidate(), this.#maxEntries, record, String(limit)],
+        false,
+      ),
+      () => writeTimeout(backend, 'sweep', this.settings.timeoutMs),
     );
     return Number(result);
   }
@@ -207,16 +231,20 @@ export class RedisDriver implements KvDriver<string> {
     clearInterval(this.#sweeper);
     for (const waker of this.wakers) waker.disconnect();
     await this.connection.close();
+    this.waitDeadlines.close();
   }
 
   /** Deletes every Redis key of the bucket (records, tombstones, the change stream, the indexes and the epoch). */
   async destroy(): Promise<void> {
     const base = this.keys.meta.slice(0, -'meta'.length);
     const pattern = `${base.replace(/[*?[\]\\]/g, (character) => `\\${character}`)}*`;
-    await this.read(undefined, async () => {
-      // Every key of a bucket carries its hash tag, so one UNLINK takes a page even on a cluster.
-      for await (const page of this.connection.scanMasters(pattern)) await this.connection.unlink(page);
-    });
+    const pages = this.connection.scanMasters(pattern);
+    // Every key of a bucket carries its hash tag, so one UNLINK takes a page even on a cluster.
+    for (;;) {
+      const page = await this.read(undefined, () => pages.next());
+      if (page.done === true) return;
+      await this.read(undefined, () => this.connection.unlink(page.value));
+    }
   }
 
   /** `HMGET` of many records in one round trip. */
@@ -224,9 +252,10 @@ export class RedisDriver implements KvDriver<string> {
     return this.read(undefined, () => this.connection.hashFieldsOfMany(keys, fields, binary));
   }
 
+  /** One read step with the handle's deadline: `Timeout` when the server does not answer in time. */
   async read<T>(key: string | undefined, call: () => Promise<T>): Promise<T> {
     try {
-      return await call();
+      return await this.deadlines.within(call(), () => readTimeout(backend, 'read', this.settings.timeoutMs, key));
     } catch (error) {
       throw toKvError(error, 'read', key, false);
     }

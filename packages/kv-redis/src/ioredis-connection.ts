@@ -1,5 +1,9 @@
+import { pause } from '@weft/kv/backend';
 import type { Cluster, Redis } from 'ioredis';
 import { type RedisConnection, scriptRunner, type Waker } from './connection.js';
+
+/** How long closing an owned client waits for its QUIT to be answered before it cuts the connection. */
+const closeGraceMs = 1000;
 
 /** An ioredis `Redis` or `Cluster` client. */
 export type IoredisClient = Redis | Cluster;
@@ -42,14 +46,30 @@ export function ioredisConnection(client: IoredisClient, owned: boolean): RedisC
     waker(name) {
       // The connection sits in XREAD BLOCK, so the server does not see a polite close until the block ends:
       // tear it down at once when the watch ends (disconnectTimeout) instead of after ioredis' default 2 s.
+      // A blocked read is safe to send again after a reconnect (it changes nothing), unlike the writes of the main
+      // connection: re-sending it keeps the wait alive across a restart instead of dropping it unsettled.
       const duplicate: IoredisClient = cluster
-        ? (client as Cluster).duplicate(undefined, { redisOptions: { connectionName: name, disconnectTimeout: 1 }, lazyConnect: false })
-        : (client as Redis).duplicate({ connectionName: name, lazyConnect: false, maxRetriesPerRequest: null, disconnectTimeout: 1 });
+        ? (client as Cluster).duplicate(undefined, {
+            redisOptions: { connectionName: name, disconnectTimeout: 1, autoResendUnfulfilledCommands: true },
+            lazyConnect: false,
+          })
+        : (client as Redis).duplicate({
+            connectionName: name,
+            lazyConnect: false,
+            maxRetriesPerRequest: null,
+            disconnectTimeout: 1,
+            autoResendUnfulfilledCommands: true,
+          });
       return ioredisWaker(duplicate);
     },
     async close() {
       stopSettling();
-      if (owned) await client.quit().catch(() => client.disconnect());
+      if (!owned) return;
+      // QUIT waits behind every command in flight: against a paused server it would never be answered.
+      const giveUp = new AbortController();
+      await Promise.race([client.quit().catch(() => undefined), pause(closeGraceMs, giveUp.signal)]);
+      giveUp.abort();
+      client.disconnect();
     },
   };
 }
@@ -98,9 +118,25 @@ function settleUnansweredOnClose(client: IoredisClient, cluster: boolean): () =>
   };
 }
 
+/**
+ * A watch's blocking connection. Its failures surface through the wait (and
+ * its deadline), never as unhandled `error` events; a wait also ends when
+ * the connection closes, so the watch reads again at once after a restart
+ * instead of when the re-sent block ends.
+ */
 function ioredisWaker(client: IoredisClient): Waker {
+  client.on('error', () => undefined);
+  let closed: (() => void) | undefined;
+  client.on('close', () => closed?.());
   return {
-    waitForEntry: (stream: string, after: string, blockMs: number) => client.xread('COUNT', 1, 'BLOCK', blockMs, 'STREAMS', stream, after),
+    waitForEntry(stream: string, after: string, blockMs: number) {
+      return new Promise<unknown>((resolve, reject) => {
+        closed = () => resolve(null);
+        client.xread('COUNT', 1, 'BLOCK', blockMs, 'STREAMS', stream, after).then(resolve, reject);
+      }).finally(() => {
+        closed = undefined;
+      });
+    },
     disconnect: () => client.disconnect(),
   };
 }

@@ -52,6 +52,22 @@ export interface RedisKvOptions {
   /** @default 1048576 (1 MiB) */
   readonly maxValueBytes?: number;
   /**
+   * How long an operation, a listing page or a step of a watch may wait for
+   * Redis before it is given up: reads fail with `Timeout` (retryable),
+   * writes with `Indeterminate` (the server may still apply them). A running
+   * watch retries a step that timed out, and fails once Redis has not
+   * answered for `watchOutageMs`.
+   * @default 5000
+   */
+  readonly timeoutMs?: number;
+  /**
+   * How long a running watch keeps retrying while Redis does not answer
+   * (restarting, paused, unreachable) before it fails with the last error
+   * (`Timeout`, `NotConnected`).
+   * @default 60000
+   */
+  readonly watchOutageMs?: number;
+  /**
    * Change-stream entries kept per bucket (each is a few dozen bytes: values
    * live only in the records). Older entries are trimmed, and watches resumed
    * from before the newest trimmed entry fail with `CursorExpired`.
@@ -81,7 +97,11 @@ export async function openRedisKv(options: RedisKvOptions): Promise<RedisKvStore
   const maxValueBytes = options.maxValueBytes ?? 1024 * 1024;
   const maxHistoryEntries = options.maxHistoryEntries ?? 1_000_000;
   const sweepIntervalMs = options.sweepIntervalMs ?? 1000;
+  const timeoutMs = options.timeoutMs ?? 5000;
+  const watchOutageMs = options.watchOutageMs ?? 60_000;
   assertIntegerOptions(backend, [
+    ['timeoutMs', timeoutMs, 100],
+    ['watchOutageMs', watchOutageMs, 0],
     ['maxValueBytes', maxValueBytes, 0],
     ['maxHistoryEntries', maxHistoryEntries, 1],
     ['sweepIntervalMs', sweepIntervalMs, 0],
@@ -90,7 +110,7 @@ export async function openRedisKv(options: RedisKvOptions): Promise<RedisKvStore
     throw kvError(KvErrorCode.InvalidArgument, backend, 'maxValueBytes cannot exceed 512 MiB, the Redis limit');
   const namespace = options.namespace ?? 'weft';
   if (!/^[A-Za-z0-9_-]+$/.test(namespace)) throw kvError(KvErrorCode.InvalidArgument, backend, `a namespace must match [A-Za-z0-9_-]+`);
-  const settings: RedisSettings = { maxValueBytes, maxHistoryEntries, sweepIntervalMs };
+  const settings: RedisSettings = { timeoutMs, watchOutageMs, maxValueBytes, maxHistoryEntries, sweepIntervalMs };
 
   if (options.client !== undefined && isNodeRedis(options.client)) {
     const problem = nodeRedisProblem(options.client);

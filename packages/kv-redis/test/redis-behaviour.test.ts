@@ -1,12 +1,12 @@
 import { KvError, type KvStore } from '@weft/kv';
 import { openRedisKv } from '@weft/kv-redis';
+import { drain } from '@weft/kv-testkit';
 import { freePort } from '@weft/test-servers';
 import { type Cluster, Redis } from 'ioredis';
 import { Cluster as Cluster5 } from 'ioredis5';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   bucketKeys,
-  busyScript,
   bytes,
   cluster,
   decode,
@@ -212,22 +212,38 @@ describe.skipIf(redisMissing !== undefined)('redis backend behaviour on a real s
 
     it('reports a write whose reply never came as Indeterminate, and it may still land', async () => {
       const { server, raw } = await standalone();
-      const client = new Redis(server.url, { commandTimeout: 100, autoResendUnfulfilledCommands: false });
-      const store = await openRedisKv({ client, bucket: 'slow', sweepIntervalMs: 0 });
+      const store = await openRedisKv({ url: server.url, bucket: 'slow', sweepIntervalMs: 0, timeoutMs: 200 });
       try {
-        // Another client keeps the server busy, so the write is sent but answered only after the timeout.
-        const busy = new Redis(server.url);
-        const sleeping = busy.eval(busyScript, '0');
-        await new Promise((resolve) => setTimeout(resolve, 50));
+        // Writes (scripts included) wait while the server is paused for writes: the write is sent, and answered only
+        // after its deadline, however long the machine takes.
+        await raw.client('PAUSE', 600_000, 'WRITE');
         const error = await store.put('k', bytes('landed')).catch((caught: unknown) => caught);
         expect(KvError.is(error, 'Indeterminate'), String(error)).toBe(true);
         expect((error as KvError).retryable).toBe(false);
-        await sleeping;
-        busy.disconnect();
+        await raw.client('UNPAUSE');
         await eventually(async () => (await raw.hget('weft:{slow}:r:k', 'v')) === 'landed', 'the write to land');
       } finally {
         await store.close();
-        client.disconnect();
+        raw.disconnect();
+        await server.stop();
+      }
+    });
+
+    it('a read against a stopped server (SIGSTOP) settles as Timeout (retryable), and works again once it answers', async () => {
+      const { server, raw } = await standalone();
+      const store = await openRedisKv({ url: server.url, bucket: 'paused', sweepIntervalMs: 0, timeoutMs: 200 });
+      try {
+        await store.put('k', bytes('v'));
+        server.pause();
+        const error = await store.get('k').catch((caught: unknown) => caught);
+        expect(KvError.is(error, 'Timeout'), String(error)).toBe(true);
+        expect((error as KvError).retryable).toBe(true);
+        const listing = await drain(store.keys()).catch((caught: unknown) => caught);
+        expect(KvError.is(listing, 'Timeout'), String(listing)).toBe(true);
+        server.resume();
+        await eventually(async () => (await store.get('k').catch(() => undefined)) !== undefined, 'reads to work again');
+      } finally {
+        await store.close();
         raw.disconnect();
         await server.stop();
       }

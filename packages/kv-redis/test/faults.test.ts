@@ -1,0 +1,95 @@
+/**
+ * The fault group on a real redis-server (append-only file, fsync always)
+ * reached through a loopback link that can reset and partition: restarts,
+ * kill -9, pauses, resets, partitions and a restart that lost the data, each
+ * with an idle watch and one under continuous writes, on ioredis and
+ * node-redis.
+ */
+import { openRedisKv, type RedisKvOptions } from '@weft/kv-redis';
+import { describeKvFaults, type KvFault } from '@weft/kv-testkit';
+import { type Link, type RedisServer, startLink, startRedisServer } from '@weft/test-servers';
+import { createClient } from 'redis';
+import { describe } from 'vitest';
+import { redisMissing } from './helpers.js';
+
+let server: RedisServer;
+let link: Link;
+const userClients: Array<{ destroy(): void }> = [];
+
+const faults: KvFault[] = [
+  {
+    name: 'graceful restart (AOF)',
+    outcome: 'continues',
+    inject: () => server.process.stop(),
+    heal: () => server.process.start(),
+  },
+  {
+    name: 'kill -9 and restart (AOF)',
+    outcome: 'continues',
+    inject: () => server.kill(),
+    heal: () => server.process.start(),
+  },
+  {
+    name: 'SIGSTOP, then SIGCONT',
+    outcome: 'continues',
+    unanswered: true,
+    inject: async () => server.pause(),
+    heal: async () => server.resume(),
+  },
+  {
+    name: 'every connection reset',
+    outcome: 'continues',
+    inject: async () => link.reset(),
+    heal: async () => undefined,
+  },
+  {
+    name: 'a partition between clients and server, then healed',
+    outcome: 'continues',
+    unanswered: true,
+    inject: async () => link.partition(),
+    heal: async () => link.heal(),
+  },
+  {
+    name: 'kill -9 and restart with the data lost',
+    outcome: 'expires',
+    inject: () => server.kill(),
+    heal: async () => {
+      await server.process.start().catch(() => undefined);
+      await server.restartEmpty();
+    },
+  },
+];
+
+const setup = async () => {
+  server = await startRedisServer({ persistence: 'aof' });
+  link = await startLink({ target: server.port });
+};
+const teardown = async () => {
+  for (const client of userClients.splice(0)) client.destroy();
+  await link.close();
+  await server.stop();
+};
+// Short deadlines, so a fault that leaves a step unanswered settles quickly.
+const timing: Pick<RedisKvOptions, 'timeoutMs' | 'watchOutageMs'> = { timeoutMs: 1000, watchOutageMs: 60_000 };
+
+if (redisMissing !== undefined) describe.skip(`kv faults: redis (${redisMissing})`, () => undefined);
+else {
+  describeKvFaults('redis (ioredis)', {
+    setup,
+    teardown,
+    faults,
+    open: (bucket) => openRedisKv({ url: `redis://127.0.0.1:${link.port}`, bucket, ...timing }),
+  });
+  describeKvFaults('redis (node-redis)', {
+    setup,
+    teardown,
+    faults,
+    open: async (bucket) => {
+      const client = createClient({ url: `redis://127.0.0.1:${link.port}` });
+      client.on('error', () => undefined);
+      await client.connect();
+      userClients.push(client);
+      return openRedisKv({ client, bucket, ...timing });
+    },
+  });
+}
