@@ -79,23 +79,26 @@ export function registerKvCommands(program: Command): void {
     ['put', 'write a value (clears any TTL)'],
     ['create', 'write a value only if the key has none (exit 1 when it exists)'],
   ] as const) {
-    common(kv.command(`${name} <key> [value]`).description(`${description}; prints the new version`))
-      .option('--file <path>', 'read the value from a file')
-      .option('--ttl <ms>', 'expire after this many milliseconds (put only, backends with TTL)')
-      .action(async (key: string, value: string | undefined, options: StoreOptions & { file?: string; ttl?: string }) => {
-        const bytes = await valueFrom(value, options);
-        await withStore(
-          options,
-          async (store) => {
-            let version: Version;
-            if (name === 'create') version = await store.create(key, bytes);
-            else if (options.ttl !== undefined) version = await store.putWithTtl(key, bytes, Number(options.ttl));
-            else version = await store.put(key, bytes);
-            process.stdout.write(`${version}\n`);
-          },
-          true,
-        );
-      });
+    const command = common(kv.command(`${name} <key> [value]`).description(`${description}; prints the new version`)).option(
+      '--file <path>',
+      'read the value from a file',
+    );
+    // The contract has no conditional write with a TTL: `create --ttl` is refused as an unknown option, never ignored.
+    if (name === 'put') command.option('--ttl <ms>', 'expire after this many milliseconds (backends with TTL)');
+    command.action(async (key: string, value: string | undefined, options: StoreOptions & { file?: string; ttl?: string }) => {
+      const bytes = await valueFrom(value, options);
+      await withStore(
+        options,
+        async (store) => {
+          let version: Version;
+          if (name === 'create') version = await store.create(key, bytes);
+          else if (options.ttl !== undefined) version = await store.putWithTtl(key, bytes, Number(options.ttl));
+          else version = await store.put(key, bytes);
+          process.stdout.write(`${version}\n`);
+        },
+        true,
+      );
+    });
   }
 
   common(kv.command('update <key> [value]').description('write a value only if the current version is --expect; prints the new version'))
