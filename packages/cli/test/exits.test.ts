@@ -65,7 +65,7 @@ describe('weft exits', () => {
     'a command against a NATS server that never answers (SIGSTOP) fails with ConnectionFailed and exits',
     async () => {
       const server = await startNatsServer();
-      server.pause();
+      await server.pause();
       try {
         const child = spawn(process.execPath, [bin, 'kv', 'get', 'k', '--kv', server.url, '--bucket', 'b'], {
           stdio: ['ignore', 'pipe', 'pipe'],

@@ -33,7 +33,7 @@ const faults: KvFault[] = [
     name: 'SIGSTOP, then SIGCONT',
     outcome: 'continues',
     unanswered: true,
-    inject: async () => server.pause(),
+    inject: () => server.pause(),
     heal: async () => server.resume(),
   },
   {

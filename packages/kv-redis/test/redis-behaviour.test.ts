@@ -234,7 +234,7 @@ describe.skipIf(redisMissing !== undefined)('redis backend behaviour on a real s
       const store = await openRedisKv({ url: server.url, bucket: 'paused', sweepIntervalMs: 0, timeoutMs: 200 });
       try {
         await store.put('k', bytes('v'));
-        server.pause();
+        await server.pause();
         const error = await store.get('k').catch((caught: unknown) => caught);
         expect(KvError.is(error, 'Timeout'), String(error)).toBe(true);
         expect((error as KvError).retryable).toBe(true);

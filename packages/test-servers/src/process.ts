@@ -159,10 +159,15 @@ export class ServerProcess {
 
   /**
    * Freezes the process (SIGSTOP), as a stalled machine or a long garbage
-   * collection would: connections stay open, nothing is answered.
+   * collection would: connections stay open, nothing is answered. Resolves
+   * once every thread of it has stopped.
    */
-  pause(): void {
-    this.#child?.kill('SIGSTOP');
+  async pause(): Promise<void> {
+    const child = this.#child;
+    if (child?.pid === undefined) return;
+    child.kill('SIGSTOP');
+    // kill() returns before the process has stopped: a request sent at once could still be answered.
+    while (!allThreadsStopped(child.pid)) await new Promise((resolve) => setTimeout(resolve, 5));
   }
 
   /** Lets a paused process go on (SIGCONT). */
@@ -199,4 +204,18 @@ export function clearData(dir: string, log: string): void {
 /** Copies what a server stored in `from` into `to`, leaving out its log file `log`. */
 export function copyData(from: string, to: string, log: string): void {
   for (const name of readdirSync(from)) if (name !== log) cpSync(join(from, name), join(to, name), { recursive: true });
+}
+
+/** Whether every thread of process `pid` is stopped (state `T` in /proc), or the process is gone. */
+function allThreadsStopped(pid: number): boolean {
+  try {
+    return readdirSync(`/proc/${pid}/task`).every((thread) => {
+      const stat = readFileSync(`/proc/${pid}/task/${thread}/stat`, 'utf8');
+      // The state follows the command name, which is in parentheses and may contain spaces.
+      const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+      return state === 'T' || state === 't';
+    });
+  } catch {
+    return true;
+  }
 }

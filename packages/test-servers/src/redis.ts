@@ -42,8 +42,8 @@ export interface RedisServer {
   kill(): Promise<void>;
   /** Starts it again on the same port and data directory. */
   restart(): Promise<void>;
-  /** Freezes the server (SIGSTOP): connections stay open and nothing is answered until {@link resume}. */
-  pause(): void;
+  /** Freezes the server (SIGSTOP) and waits until it has stopped: connections stay open and nothing is answered until {@link resume}. */
+  pause(): Promise<void>;
   /** Lets a paused server go on (SIGCONT). */
   resume(): void;
   /** Kills it (-9), deletes everything it stored, and starts it again empty on the same port. */
