@@ -105,20 +105,30 @@ async function runFault(harness: KvFaultHarness, fault: KvFault, busy: boolean, 
       : Promise.resolve();
 
     await fault.inject();
-    if (fault.unanswered === true) {
-      // Sent while nothing answers: each must settle, typed, before the server is back.
-      const read = await writer.get('seed').then(
-        () => undefined,
-        (error: unknown) => error,
-      );
-      assertFaultError(read, 'a read while the server cannot answer', true);
-      const write = await writer.put('probe', bytes('x')).then(
-        () => undefined,
-        (error: unknown) => error,
-      );
-      assertFaultError(write, 'a write while the server cannot answer', true);
+    let healed = false;
+    const heal = async () => {
+      if (healed) return;
+      healed = true;
+      await fault.heal();
+    };
+    try {
+      if (fault.unanswered === true) {
+        // Sent while nothing answers: each must settle, typed, before the server is back.
+        const read = await writer.get('seed').then(
+          () => undefined,
+          (error: unknown) => error,
+        );
+        assertFaultError(read, 'a read while the server cannot answer', true);
+        const write = await writer.put('probe', bytes('x')).then(
+          () => undefined,
+          (error: unknown) => error,
+        );
+        assertFaultError(write, 'a write while the server cannot answer', true);
+      }
+    } finally {
+      // Healed whatever happened, so a failing check leaves the server as the next one needs it.
+      await heal();
     }
-    await fault.heal();
 
     // Acknowledged writes after healing: the watch must deliver them (or fail typed).
     for (let index = 0; index < 5; index++) {
