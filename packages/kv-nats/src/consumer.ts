@@ -1,16 +1,25 @@
 import { AckPolicy, type ConsumerConfig, DeliverPolicy, type JsMsg, type StreamInfo } from '@nats-io/jetstream';
 import { nanos, nuid } from '@nats-io/transport-node';
 import { KvError } from '@weft/kv';
-import { backoffMs, KvErrorCode, kvError, pause } from '@weft/kv/backend';
+import { backoffMs, KvErrorCode, kvError, messageOf, pause } from '@weft/kv/backend';
 import { expiryOf, operationOf, type StreamedMessage } from './codec.js';
 import type { NatsDriver } from './driver.js';
 import { backend, GapError, StalledFetchError } from './errors.js';
 
-const pageSize = 256;
+/**
+ * The bytes one fetch may bring: bounded, so a page of large values never
+ * exceeds what the server lets a connection have pending (`max_pending`,
+ * 64 MiB by default) and gets the connection cut as a slow consumer; at
+ * least one value of the largest size the bucket takes, with its headers.
+ */
+const fetchBytesFloor = 4 * 1024 * 1024;
+/** Messages per fetch where the server cannot limit a fetch by bytes: as many as the byte budget allows. */
+const maxPageMessages = 256;
+const fetchEnvelopeBytes = 64 * 1024;
 const fetchExpiresMs = 5000;
 const fetchHeartbeatMs = 1000;
 /** How long a fetch may go without a message or its end before the consumer is presumed lost. */
-const fetchStallMs = fetchExpiresMs * 2;
+export const fetchStallMs = fetchExpiresMs * 2;
 
 /** A message of the bucket's stream, as a consumer delivered it. */
 export type ConsumedMessage = StreamedMessage & { readonly kind: 'message' };
@@ -51,6 +60,10 @@ export async function* consume(
   let initial = from === undefined;
   let consumerName: string | undefined;
   let failures = 0;
+  let failingSince = 0;
+  let maxBytes = Math.max(fetchBytesFloor, driver.capabilities.maxValueBytes + fetchEnvelopeBytes);
+  /** The largest message seen (or the stream's average before any), for servers that cannot limit a fetch by bytes. */
+  let largest = 0;
   try {
     while (!signal.aborted) {
       try {
@@ -83,10 +96,19 @@ export async function* consume(
           yield 'caught-up';
         }
         const consumer = await client.consumers.get(stream, name);
+        if (largest === 0) largest = info.state.messages > 0 ? Math.ceil(info.state.bytes / info.state.messages) : 0;
         let expectedDelivery = 1;
         for (;;) {
           if (signal.aborted) return;
-          const batch = await consumer.fetch({ max_messages: pageSize, expires: fetchExpiresMs, idle_heartbeat: fetchHeartbeatMs });
+          const batch = await consumer.fetch(
+            driver.fetchByBytes
+              ? { max_bytes: maxBytes, expires: fetchExpiresMs, idle_heartbeat: fetchHeartbeatMs }
+              : {
+                  max_messages: Math.max(1, Math.min(maxPageMessages, Math.floor(maxBytes / Math.max(1, largest)))),
+                  expires: fetchExpiresMs,
+                  idle_heartbeat: fetchHeartbeatMs,
+                },
+          );
           const stop = () => batch.stop();
           signal.addEventListener('abort', stop, { once: true });
           // A fetch whose server went away can wait forever across a reconnect; a stalled fetch recreates the consumer.
@@ -100,6 +122,7 @@ export async function* consume(
           };
           arm();
           let received = 0;
+          let pendingAfter = 0;
           try {
             for await (const message of batch) {
               clearTimeout(watchdog);
@@ -109,6 +132,9 @@ export async function* consume(
                 if (message.info.deliverySequence !== expectedDelivery) throw new GapError();
                 expectedDelivery++;
                 failures = 0;
+                pendingAfter = message.info.pending;
+                const size = message.data.length + message.subject.length + (message.headers === undefined ? 0 : 256);
+                if (size > largest) largest = size;
                 const seq = message.info.streamSequence;
                 const decoded = decode(driver, message, seq);
                 // After a restart of the listing, what was already delivered is skipped.
@@ -129,14 +155,27 @@ export async function* consume(
                 arm();
               }
             }
+          } catch (error) {
+            // The server ends a full byte-limited page with a status: the page is done. With nothing received, a
+            // message is larger than the limit (written by another client than this handle's bucket allows): the
+            // limit doubles.
+            if (!isPageFull(error)) throw error;
+            if (received === 0 && /exceeds maxbytes/i.test(messageOf(error))) maxBytes *= 2;
+            continue;
           } finally {
             clearTimeout(watchdog);
             signal.removeEventListener('abort', stop);
           }
           if (stalled) throw new StalledFetchError();
-          if (received === 0 && !initial) yield 'caught-up';
+          if (received === 0) {
+            // Deliveries the server made that never arrived (a slow-consumer disconnect drops what the connection
+            // had pending) leave no gap to see when they were the last ones: ask the consumer what it delivered.
+            const state = await consumer.info();
+            if (state.delivered.consumer_seq >= expectedDelivery) throw new GapError();
+            if (!initial) yield 'caught-up';
+          }
           // A consumer that is catching up may be behind a compaction: make sure nothing it needs was removed.
-          if (received === pageSize && !initial) {
+          if (received > 0 && pendingAfter > 0 && !initial) {
             const horizon = await driver.resumeHorizon();
             if (position < horizon) yield { kind: 'start', info: await driver.streamInfo(), reading: position, horizon };
           }
@@ -146,6 +185,16 @@ export async function* consume(
         if (KvError.is(error, KvErrorCode.CursorExpired)) throw error;
         if (connection.isClosed()) {
           throw kvError(KvErrorCode.NotConnected, backend, 'the NATS connection was closed', { cause: error });
+        }
+        if (failures === 0) failingSince = performance.now();
+        const outage = performance.now() - failingSince;
+        if (outage >= driver.parts.watchOutageMs) {
+          throw kvError(
+            KvErrorCode.Timeout,
+            backend,
+            `NATS has not delivered for ${Math.round(outage)} ms (watchOutageMs ${driver.parts.watchOutageMs}); resume from the last cursor: ${messageOf(error)}`,
+            { cause: error },
+          );
         }
         failures++;
         await pause(backoffMs(failures), signal);
@@ -159,6 +208,20 @@ export async function* consume(
       giveUp.abort();
     }
   }
+}
+
+/**
+ * The statuses that end a byte-limited fetch whose page is done: the next
+ * message would pass the byte limit, or the page holds its most messages.
+ */
+function isPageFull(error: unknown): boolean {
+  // JetStreamStatusError is not exported by @nats-io/jetstream: recognised by its name and code.
+  return (
+    error instanceof Error &&
+    error.name === 'JetStreamStatusError' &&
+    (error as { code?: unknown }).code === 409 &&
+    /exceeds maxbytes|batch completed/i.test(error.message)
+  );
 }
 
 function filterOf(driver: NatsDriver, prefixes: readonly string[] | undefined): Partial<ConsumerConfig> {

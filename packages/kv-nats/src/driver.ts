@@ -4,6 +4,7 @@ import { type KvCapabilities, type KvEntry, KvError, type KvRecord, keyMatchesPr
 import {
   alreadyExists,
   type ChangeRequest,
+  Deadlines,
   type KvDriver,
   KvErrorCode,
   type KvMutation,
@@ -29,7 +30,7 @@ import {
   ttlHeader,
   versionOf,
 } from './codec.js';
-import { consume } from './consumer.js';
+import { consume, fetchStallMs } from './consumer.js';
 import { backend, toKvError } from './errors.js';
 import { markerHorizon } from './horizon.js';
 import {
@@ -51,6 +52,7 @@ export interface NatsParts {
   readonly version: ServerVersion;
   readonly info: StreamInfo;
   readonly timeoutMs: number;
+  readonly watchOutageMs: number;
   readonly sweepIntervalMs: number;
   readonly expireBeforeNextWrite: boolean;
 }
@@ -70,10 +72,23 @@ export class NatsDriver implements KvDriver<number> {
   readonly capabilities: KvCapabilities;
   readonly cursors = natsCursors;
   readonly parts: NatsParts;
+  /**
+   * The front's backstop behind the client's own request timeouts: a read,
+   * write or listing step that has not settled after `timeoutMs` plus the
+   * time a fetch may take before it is presumed lost.
+   */
+  readonly deadlines: Deadlines;
   readonly subjects: BucketSubjects;
   /** Identifies the stream's incarnation at open. */
   readonly epoch: string;
   readonly nativeMultiFilter: boolean;
+  /**
+   * Whether fetches are limited by bytes (`max_bytes`). nats-server 2.9
+   * skips the message that would pass a fetch's byte limit (seen on 2.9.10:
+   * one message lost per page), so older servers get pages counted in
+   * messages, sized from the largest message seen.
+   */
+  readonly fetchByBytes: boolean;
   /** Whether TTLs are the server's own (see {@link nativeTtlUnavailable}) instead of emulated with sweepers. */
   readonly nativeTtl: boolean;
   /** Whether the server serialises conditional publishes on this stream (see {@link conditionalWritesUnsupported}). */
@@ -92,10 +107,12 @@ export class NatsDriver implements KvDriver<number> {
 
   constructor(parts: NatsParts) {
     this.parts = parts;
+    this.deadlines = new Deadlines(parts.timeoutMs + fetchStallMs);
     this.bucket = parts.bucket;
     this.subjects = new BucketSubjects(parts.bucket);
     this.epoch = epochOf(parts.info.created);
     this.nativeMultiFilter = compareVersions(parts.version, parseServerVersion('2.10.0')) >= 0;
+    this.fetchByBytes = compareVersions(parts.version, parseServerVersion('2.11.0')) >= 0;
     const config = parts.info.config;
     this.conditionalWrites = conditionalWritesUnsupported(parts.version, config.num_replicas) === undefined;
     this.nativeTtl = nativeTtlUnavailable(parts.version, config) === undefined;

@@ -20,7 +20,12 @@ export function toKvError(error: unknown, operation: string, key: string | undef
       );
     return kvError(KvErrorCode.Timeout, backend, `${operation}: NATS did not answer in time`, extra);
   }
-  if (error instanceof NoRespondersError || (error instanceof JetStreamApiError && error.code === 503)) {
+  // A restarting server answers before its JetStream is up: nothing was applied, and it will be soon.
+  if (
+    error instanceof NoRespondersError ||
+    (error instanceof JetStreamApiError && error.code === 503) ||
+    (error instanceof Error && /jetstream (is )?not enabled|jetstream (is )?temporarily unavailable/i.test(message))
+  ) {
     return kvError(KvErrorCode.NotConnected, backend, `${operation}: JetStream is not available right now (${message})`, {
       ...extra,
       retryable: true,

@@ -50,8 +50,21 @@ export interface NatsKvOptions {
   readonly bucket: string;
   /** Create the bucket with these settings if it does not exist; without it the bucket must exist. */
   readonly create?: NatsBucketOptions | true;
-  /** How long a request may wait for the server, in milliseconds. @default 5000 */
+  /**
+   * How long a request may wait for the server, in milliseconds: a read
+   * that outlives it fails with `Timeout`, a write with `Indeterminate`. A
+   * step of a listing or watch may also wait out one fetch (10 s) before it
+   * is presumed lost and fails with `Timeout`.
+   * @default 5000
+   */
   readonly timeoutMs?: number;
+  /**
+   * How long a running watch keeps retrying while NATS delivers nothing and
+   * answers no request (restarting, paused, unreachable) before it fails
+   * with `Timeout`; resume it from its last cursor.
+   * @default 60000
+   */
+  readonly watchOutageMs?: number;
   /**
    * How often this handle turns passed TTLs into `expire` events; `0`
    * disables its sweeper (another handle's, or `sweepExpired()`, must run).
@@ -92,7 +105,11 @@ export async function openNatsKv(options: NatsKvOptions): Promise<NatsKvStore> {
     throw kvError(KvErrorCode.InvalidArgument, backend, `timeoutMs must be at least 100, got ${describeArgument(timeoutMs)}`);
   }
   const sweepIntervalMs = options.sweepIntervalMs ?? 1000;
-  assertIntegerOptions(backend, [['sweepIntervalMs', sweepIntervalMs, 0]]);
+  const watchOutageMs = options.watchOutageMs ?? 60_000;
+  assertIntegerOptions(backend, [
+    ['sweepIntervalMs', sweepIntervalMs, 0],
+    ['watchOutageMs', watchOutageMs, 0],
+  ]);
   const create = options.create === true ? {} : options.create;
   if (create?.history !== undefined && !(Number.isInteger(create.history) && create.history >= 1 && create.history <= 64)) {
     throw kvError(KvErrorCode.InvalidArgument, backend, `history must be an integer from 1 to 64, got ${describeArgument(create.history)}`);
@@ -156,6 +173,7 @@ export async function openNatsKv(options: NatsKvOptions): Promise<NatsKvStore> {
         version,
         info,
         timeoutMs,
+        watchOutageMs,
         sweepIntervalMs,
         expireBeforeNextWrite,
       }),
