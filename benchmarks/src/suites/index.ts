@@ -26,7 +26,7 @@ export const suites: readonly Suite[] = [
   },
   {
     name: 'nats-current',
-    title: 'NATS (current line, 2.12): weft against raw @nats-io/kv',
+    title: 'NATS (current line, 2.15): weft against raw @nats-io/kv',
     missing: natsMissing('current'),
     run: natsSuite('current'),
   },

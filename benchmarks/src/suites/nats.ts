@@ -15,7 +15,7 @@ import { watchLatency } from './watch-latency.js';
 
 export const natsMissing = (line: NatsLine) => () => natsUnavailable(line);
 
-/** The suite on one server line: the system one (Debian's 2.9) or the pinned current one (2.12). */
+/** The suite on one server line: the system one (Debian's 2.9) or the pinned current one (2.15). */
 export const natsSuite = (line: NatsLine) => async (bench: Bench) => natsSuiteOn(line, bench);
 
 async function natsSuiteOn(line: NatsLine, bench: Bench): Promise<void> {

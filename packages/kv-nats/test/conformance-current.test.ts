@@ -1,4 +1,4 @@
-// The whole conformance suite on the current nats-server line (2.12), beside
+// The whole conformance suite on the current nats-server line (2.15), beside
 // conformance.test.ts on the system line (Debian's 2.9): the native paths of
 // newer servers run here (multi-filter consumers since 2.10; per-message TTL
 // with limit markers since 2.11, on buckets of one version per key).

@@ -22,7 +22,7 @@ import {
 export type NatsLine = 'system' | 'current';
 
 /** The pinned patch of the current nats-server line. */
-export const currentNatsVersion = '2.12.15';
+export const currentNatsVersion = '2.15.3';
 
 /** Where the current line's binary lives: `WEFT_NATS_SERVER_CURRENT`, else the repository's cache. */
 export function currentNatsBinary(): string {
