@@ -19,13 +19,27 @@ import { checkEnvelope, type VerifiedChangeset, verifyChangeset } from './verify
 /** What a batch of one device's changesets may take in memory, about: it bounds the window of a pull. */
 export const batchBudgetBytes = 16 * 1024 * 1024;
 
+/** What one batch of a device's changesets came to; `bytes` is the size of its largest changeset. */
+interface BatchOutcome {
+  readonly applied: number;
+  readonly stop: 'missing' | 'held' | 'full';
+  readonly bytes: number;
+}
+
 export class Puller {
   readonly #context: SyncContext;
   readonly #blobs: Blobs;
   /** Per removed device, the hashes of its changesets up to the cutoff, checked to end in the bound hash. */
   readonly #pinned = new Map<string, Map<number, string>>();
-  /** Changesets of one device fetched at once. */
+  /** The most changesets of one device fetched at once. */
   readonly #window: number;
+  /**
+   * Per device, how many of its changesets the next batch fetches: one at
+   * first, then as many as fit the byte budget at the sizes seen; halved
+   * when a batch fails (a store that did not answer in time may have been
+   * asked for more than it could send), grown again by the next success.
+   */
+  readonly #windows = new Map<string, number>();
 
   constructor(context: SyncContext, blobs: Blobs, options: { window: number }) {
     this.#context = context;
@@ -100,20 +114,29 @@ export class Puller {
       if (!(await this.#pinRemovedChain(device, cutoff))) return 0;
     }
     let pulled = 0;
-    let window = 1;
     for (;;) {
       const applied = state.remote[device]?.seq ?? 0;
       if (board.stuck.has(device) || (cutoff !== undefined && applied >= cutoff)) break;
-      // As many as the head announces (a full window after a full batch), at least one: heads are hints.
+      // Up to the window, and no further than the head announces unless the head is behind (heads are hints:
+      // at least one is always asked for). The window is in bytes as much as in changesets: a first batch
+      // never asks for more than one changeset whose size is unknown.
+      const window = this.#windows.get(device) ?? 1;
       const head = board.known.get(device) ?? 0;
-      let want = Math.max(window, Math.min(this.#window, head - applied));
+      let want = Math.max(1, Math.min(window, head - applied));
       if (cutoff !== undefined) want = Math.min(want, cutoff - applied);
-      const { applied: count, stop, bytes } = await this.#pullBatch(device, want);
+      let batch: BatchOutcome;
+      try {
+        batch = await this.#pullBatch(device, want);
+      } catch (error) {
+        this.#windows.set(device, Math.max(1, Math.floor(want / 2)));
+        throw error;
+      }
+      const { applied: count, stop, bytes } = batch;
       pulled += count;
+      // As many next time as fit the budget at this batch's sizes (its largest, so one big changeset counts).
+      this.#windows.set(device, Math.max(1, Math.min(this.#window, Math.floor(batchBudgetBytes / Math.max(1, bytes)))));
       if (stop === 'missing') await this.#checkGap(device);
       if (stop !== 'full') break;
-      // A full window next, as long as that many changesets of this size fit the memory budget.
-      window = Math.max(1, Math.min(this.#window, Math.floor(batchBudgetBytes / Math.max(1, bytes / want))));
     }
     if (pulled > 0 && (state.remote[device]?.seq ?? 0) >= (board.gaps.get(device) ?? Number.POSITIVE_INFINITY)) board.gaps.delete(device);
     return pulled;
@@ -227,13 +250,17 @@ export class Puller {
    * missing, unverifiable or waiting for a blob; applies the verified ones
    * with one append, one flush and one state save.
    */
-  async #pullBatch(device: string, count: number): Promise<{ applied: number; stop: 'missing' | 'held' | 'full'; bytes: number }> {
+  /**
+   * Fetches, verifies and applies up to `count` changesets of `device` after
+   * its cursor. `bytes` is the size of the largest changeset fetched.
+   */
+  async #pullBatch(device: string, count: number): Promise<BatchOutcome> {
     const context = this.#context;
     const { board, state, library } = context;
     const start = state.remote[device] ?? { seq: 0, hash: zeroHashHex };
     const seqs = Array.from({ length: count }, (_, index) => start.seq + 1 + index);
     const entries = await Promise.all(seqs.map((seq) => context.kv.get(changesetKey(device, seq))));
-    const bytes = entries.reduce((total, entry) => total + (entry?.value.length ?? 0), 0);
+    const bytes = entries.reduce((largest, entry) => Math.max(largest, entry?.value.length ?? 0), 0);
     const verified: Array<{ seq: number; hash: string; events: SyncedEvent[] }> = [];
     let previous = start.hash;
     let stop: 'missing' | 'held' | 'full' = 'full';
