@@ -17,7 +17,7 @@ import { changeFeed, indexPages } from './change-stream.js';
 import { type RedisConnection, type RedisScript, redisScript, type Waker } from './connection.js';
 import { backend, toKvError } from './errors.js';
 import type { BucketKeys } from './layout.js';
-import { type MutationScript, mutationScripts, sweepScript } from './scripts.js';
+import { compactScript, type MutationScript, mutationScripts, sweepScript } from './scripts.js';
 import { parseStreamId, redisCursors } from './stream-ids.js';
 
 export interface RedisSettings {
@@ -33,6 +33,7 @@ const scripts = Object.fromEntries(Object.entries(mutationScripts).map(([name, l
   RedisScript
 >;
 const sweep = redisScript(sweepScript);
+const compact = redisScript(compactScript);
 
 /** How long a watch's connection blocks in `XREAD` before it reads again. */
 export const watchBlockMs = 5000;
@@ -175,8 +176,8 @@ export class RedisDriver implements KvDriver<string> {
     let args: Array<Buffer | string>;
     let expected: string | undefined;
     try {
-      const { record, log, expiries, index, meta } = this.keys;
-      keys = [record + key, log, expiries, index, meta];
+      const { record, log, expiries, index, meta, tombstones } = this.keys;
+      keys = [record + key, log, expiries, index, meta, tombstones];
       args = [key, this.nextEpochCandidate(), this.#maxEntries];
       if ('value' in mutation) args.push(toBuffer(mutation.value));
       if (mutation.kind === 'putWithTtl') args.push(String(Math.max(1, Math.ceil(mutation.ttlMs))));
@@ -213,17 +214,36 @@ export class RedisDriver implements KvDriver<string> {
    * @returns how many entries expired
    */
   async sweepExpired(limit: number): Promise<number> {
-    const { record, log, expiries, index, meta } = this.keys;
+    const { record, log, expiries, index, meta, tombstones } = this.keys;
     const result = await this.deadlines.within(
       this.connection.runScript(
         sweep,
-        [`${record}-`, log, expiries, index, meta],
+        [`${record}-`, log, expiries, index, meta, tombstones],
         ['', this.nextEpochCandidate(), this.#maxEntries, record, String(limit)],
         false,
       ),
       () => writeTimeout(backend, 'sweep', this.settings.timeoutMs),
     );
     return Number(result);
+  }
+
+  /**
+   * Removes the records of keys deleted or purged more than `olderThanMs`
+   * ago, in batches of 1000, each a script within the handle's deadline.
+   *
+   * @returns how many tombstones were removed
+   */
+  async compact(olderThanMs: number): Promise<number> {
+    const age = String(olderThanMs);
+    let removed = 0;
+    for (;;) {
+      const [examined, count] = (await this.deadlines.within(
+        this.connection.runScript(compact, [this.keys.tombstones], [this.keys.record, age, '1000'], false),
+        () => writeTimeout(backend, 'compact', this.settings.timeoutMs),
+      )) as [number, number];
+      removed += Number(count);
+      if (Number(examined) < 1000) return removed;
+    }
   }
 
   async close(): Promise<void> {

@@ -14,9 +14,18 @@ export interface BucketKeys {
   readonly index: string;
   /** The bucket's epoch and horizon. */
   readonly meta: string;
+  /** The tombstone index (zset of key -> the time of its delete or purge), for compaction. */
+  readonly tombstones: string;
 }
 
 export function bucketKeys(namespace: string, bucket: string): BucketKeys {
   const base = `${namespace}:{${bucket}}:`;
-  return { record: `${base}r:`, log: `${base}log`, expiries: `${base}exp`, index: `${base}idx`, meta: `${base}meta` };
+  return {
+    record: `${base}r:`,
+    log: `${base}log`,
+    expiries: `${base}exp`,
+    index: `${base}idx`,
+    meta: `${base}meta`,
+    tombstones: `${base}tomb`,
+  };
 }

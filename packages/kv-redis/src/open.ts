@@ -218,6 +218,26 @@ export class RedisKvStore extends KvStoreFront<string> {
     await this.close();
   }
 
+  /**
+   * Removes the records that deleted and purged keys leave behind (about
+   * 200 bytes each), once they are older than `olderThanMs`, so a bucket
+   * whose keys churn stops growing. Afterwards `entry()` of such a key
+   * returns `undefined` instead of its tombstone; reads, listings, writes
+   * and compare-and-swap are unchanged (absent and deleted are the same to
+   * them), and watches still see the deletes: the change stream keeps its
+   * entries until `maxHistoryEntries` trims them, which is the bucket's
+   * only resume horizon. Ages are measured by the Redis server's clock.
+   *
+   * @returns how many tombstones were removed
+   * @throws {KvError} `Indeterminate` when Redis does not answer within `timeoutMs` (part may be done)
+   */
+  async compact(options: { readonly olderThanMs?: number | undefined } = {}): Promise<{ removedTombstones: number }> {
+    this.assertOpen();
+    const olderThanMs = options.olderThanMs ?? 30 * 60 * 1000;
+    assertIntegerOptions(backend, [['olderThanMs', olderThanMs, 0]]);
+    return { removedTombstones: await this.#driver.compact(olderThanMs) };
+  }
+
   /** The Redis keys this bucket uses: useful for inspection and operations tooling. */
   get redisKeys(): {
     readonly recordPrefix: string;
@@ -225,6 +245,7 @@ export class RedisKvStore extends KvStoreFront<string> {
     readonly expiries: string;
     readonly index: string;
     readonly meta: string;
+    readonly tombstones: string;
   } {
     const { record, ...rest } = this.#driver.keys;
     return { recordPrefix: record, ...rest };

@@ -14,13 +14,15 @@
  *   weft:{B}:exp      zset   key -> expiry time (ms, server clock)
  *   weft:{B}:idx      zset   live keys (score 0), for prefix listing with ZRANGEBYLEX
  *   weft:{B}:meta     hash   epoch = random id of this incarnation of the bucket's data
+ *   weft:{B}:tomb     zset   key -> time (ms) of its delete or purge, for compaction (a key written
+ *                            again since stays until compaction finds it live and drops it)
  *
- * Mutation KEYS: record, log, exp, idx, meta.
+ * Mutation KEYS: record, log, exp, idx, meta, tomb.
  * Mutation ARGV: key, epoch candidate, max history entries, then per script.
  */
 
 const prelude = `
-local record, log, expiries, index, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local record, log, expiries, index, meta, tombstones = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local key, epoch_candidate, max_entries = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
@@ -78,6 +80,7 @@ local function write_tombstone(op)
   redis.call('HSET', record, 'o', op, 'n', id)
   redis.call('ZREM', expiries, key)
   redis.call('ZREM', index, key)
+  redis.call('ZADD', tombstones, tonumber(string.sub(id, 1, string.find(id, '-', 1, true) - 1)), key)
   return id
 end
 
@@ -122,6 +125,32 @@ for _, due_key in ipairs(due) do
   expired = expired + settle_expiry(due_key, record_prefix .. due_key)
 end
 return expired`;
+
+/**
+ * Removes tombstone records (deletes and purges) older than an age by the
+ * server's clock, in batches: KEYS: tomb. ARGV: record key prefix, age (ms), limit. A key
+ * in the index that is live again (or gone) is only dropped from the index.
+ * The change stream keeps its delete and purge entries (they carry no
+ * record), so watches resumed from before still see them. Returns
+ * {examined, removed}.
+ */
+export const compactScript = `
+local tombstones = KEYS[1]
+local record_prefix, age, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local clock = redis.call('TIME')
+local cutoff = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000) - age
+local due = redis.call('ZRANGEBYSCORE', tombstones, '-inf', cutoff, 'LIMIT', 0, limit)
+local removed = 0
+for _, key in ipairs(due) do
+  local record = record_prefix .. key
+  local op = redis.call('HGET', record, 'o')
+  if op == 'd' or op == 'x' then
+    redis.call('DEL', record)
+    removed = removed + 1
+  end
+  redis.call('ZREM', tombstones, key)
+end
+return {#due, removed}`;
 
 /**
  * Reads the change stream after a position, with the values of puts that are

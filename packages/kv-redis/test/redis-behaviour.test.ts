@@ -95,8 +95,11 @@ describe.skipIf(redisMissing !== undefined)('redis backend behaviour on a real s
           'weft:{tidy}:r:deleted',
           'weft:{tidy}:r:live',
           'weft:{tidy}:r:purged',
+          'weft:{tidy}:tomb',
         ]);
         expect(await raw.zrange('weft:{tidy}:idx', '0', '-1')).toEqual(['live']);
+        // The tombstones are indexed for compaction; the expired key left none.
+        expect((await raw.zrange('weft:{tidy}:tomb', '0', '-1')).sort()).toEqual(['deleted', 'purged']);
         // Tombstones keep only their op and version: the value bytes are gone from the server.
         expect(await raw.hgetall('weft:{tidy}:r:deleted')).toEqual({ o: 'd', n: expect.any(String) });
         expect(await raw.hgetall('weft:{tidy}:r:purged')).toEqual({ o: 'x', n: expect.any(String) });
