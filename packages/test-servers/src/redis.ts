@@ -195,14 +195,17 @@ export interface RedisCluster {
 }
 
 /**
- * Starts a Redis Cluster of `masters` nodes (default 3, no replicas), splits
+ * Starts a Redis Cluster of `masters` nodes (default 3, no replicas; `persistence` as for one server), splits
  * the 16384 slots evenly between them and waits until every node reports
  * `cluster_state:ok`.
  */
-export async function startRedisCluster(options: { masters?: number } = {}): Promise<RedisCluster> {
+export async function startRedisCluster(
+  options: { masters?: number; persistence?: RedisServerOptions['persistence'] } = {},
+): Promise<RedisCluster> {
   const count = options.masters ?? 3;
+  const persistence = options.persistence ?? 'none';
   const nodes = await retryingPortClash(async () => {
-    const launched = await Promise.allSettled(Array.from({ length: count }, () => launchRedis({}, true)));
+    const launched = await Promise.allSettled(Array.from({ length: count }, () => launchRedis({ persistence }, true)));
     const started = launched.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));
     const failure = launched.find((result): result is PromiseRejectedResult => result.status === 'rejected');
     if (failure === undefined) return started;
