@@ -7,10 +7,21 @@
  */
 import { openRedisKv, type RedisKvOptions } from '@weft/kv-redis';
 import { describeKvFaults, type KvFault } from '@weft/kv-testkit';
-import { type Link, type RedisServer, startLink, startRedisServer } from '@weft/test-servers';
+import { type Link, type RedisCluster, type RedisServer, startLink, startRedisCluster, startRedisServer } from '@weft/test-servers';
 import { createClient } from 'redis';
-import { describe } from 'vitest';
+import { afterAll, describe, expect, vi } from 'vitest';
 import { redisMissing } from './helpers.js';
+
+// No connection of the backend's may log an unhandled error event while servers restart under it.
+const unhandled: string[] = [];
+const consoleError = console.error;
+vi.spyOn(console, 'error').mockImplementation((...args: unknown[]) => {
+  if (String(args[0]).includes('Unhandled error event')) unhandled.push(args.map(String).join(' '));
+  consoleError(...args);
+});
+afterAll(() => {
+  expect(unhandled, 'unhandled error events logged by a client').toEqual([]);
+});
 
 let server: RedisServer;
 let link: Link;
@@ -93,3 +104,34 @@ else {
     },
   });
 }
+
+// A Redis Cluster of three masters (append-only files): every master killed or paused at once, then back.
+let nodes: RedisCluster;
+const clusterFaults: KvFault[] = [
+  {
+    name: 'every master killed (-9) and restarted (AOF)',
+    outcome: 'continues',
+    inject: async () => void (await Promise.all(nodes.nodes.map((node) => node.kill()))),
+    heal: async () => void (await Promise.all(nodes.nodes.map((node) => node.process.start()))),
+  },
+  {
+    name: 'every master stopped (SIGSTOP), then SIGCONT',
+    outcome: 'continues',
+    unanswered: true,
+    inject: async () => void (await Promise.all(nodes.nodes.map((node) => node.pause()))),
+    heal: async () => {
+      for (const node of nodes.nodes) node.resume();
+    },
+  },
+];
+
+if (redisMissing !== undefined) describe.skip(`kv faults: redis-cluster (${redisMissing})`, () => undefined);
+else
+  describeKvFaults('redis-cluster (ioredis)', {
+    setup: async () => {
+      nodes = await startRedisCluster({ persistence: 'aof' });
+    },
+    teardown: () => nodes.stop(),
+    faults: clusterFaults,
+    open: (bucket) => openRedisKv({ cluster: nodes.startupNodes, bucket, ...timing }),
+  });
