@@ -1,6 +1,9 @@
 import { KvError, KvErrorCode, type KvStore, type Version, type WatchEvent } from '@weft/kv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bytes, describeEvents } from './helpers.js';
+import { byKey, checkKeyHistory, type Operation } from './linearizability/checker.js';
+import { formatHistory, shrinkKeyHistory } from './linearizability/report.js';
+import { recordHistory } from './linearizability/workload.js';
 import { freshBucketName } from './runner.js';
 
 /** One way a server fails, and how the backend's running watches must come out of it. */
@@ -40,6 +43,9 @@ export interface KvFaultHarness {
   readonly settleMs?: number;
 }
 
+/** How often each fault is injected and healed in one check. */
+const cycles = process.env.WEFT_LONG === '1' ? 5 : 1;
+
 /** A write that the server acknowledged: its key and the version it returned. */
 interface Acknowledged {
   readonly key: string;
@@ -75,16 +81,20 @@ export function describeKvFaults(name: string, harness: KvFaultHarness): void {
         const what = busy ? 'under continuous writes' : 'idle';
         const expectation =
           fault.outcome === 'continues' ? 'continues with no gap and no duplicate' : 'fails with CursorExpired (the history is gone)';
-        it(`${fault.name}: a watch ${what} ${expectation}`, () => runFault(harness, fault, busy, settleMs), settleMs * 3);
+        it(`${fault.name}: a watch ${what} ${expectation}`, () => runFault(name, harness, fault, busy, settleMs), settleMs * 3);
       }
     }
   });
 }
 
-async function runFault(harness: KvFaultHarness, fault: KvFault, busy: boolean, settleMs: number): Promise<void> {
+async function runFault(suite: string, harness: KvFaultHarness, fault: KvFault, busy: boolean, settleMs: number): Promise<void> {
   const bucket = freshBucketName();
   const watcher = await harness.open(bucket);
   const writer = await harness.open(bucket);
+  // Under writes, two more clients race compare-and-swap operations through the fault: a history checked for
+  // linearizability afterwards (a write that failed typed counts as of unknown outcome).
+  const racers = busy ? [await harness.open(bucket), await harness.open(bucket)] : [];
+  const seed = Number(process.env.WEFT_SEED ?? Math.floor(Math.random() * 2 ** 31));
   try {
     const acknowledged: Acknowledged[] = [{ key: 'seed', version: await writer.put('seed', bytes('0')) }];
     const watch = collect(watcher);
@@ -104,30 +114,46 @@ async function runFault(harness: KvFaultHarness, fault: KvFault, busy: boolean, 
         })()
       : Promise.resolve();
 
-    await fault.inject();
-    let healed = false;
-    const heal = async () => {
-      if (healed) return;
-      healed = true;
-      await fault.heal();
-    };
-    try {
-      if (fault.unanswered === true) {
-        // Sent while nothing answers: each must settle, typed, before the server is back.
-        const read = await writer.get('seed').then(
-          () => undefined,
-          (error: unknown) => error,
-        );
-        assertFaultError(read, 'a read while the server cannot answer', true);
-        const write = await writer.put('probe', bytes('x')).then(
-          () => undefined,
-          (error: unknown) => error,
-        );
-        assertFaultError(write, 'a write while the server cannot answer', true);
+    // Rounds of 20 operations per client on two fresh keys each, until the writer stops: some rounds span the fault.
+    const racing = (async () => {
+      const history: Operation[] = [];
+      for (let round = 0; racers.length > 0 && writing; round++) {
+        const keys = [`race.${round}.a`, `race.${round}.b`];
+        history.push(...(await recordHistory(racers, { keys, operationsPerClient: 20, seed: seed + round })));
       }
-    } finally {
-      // Healed whatever happened, so a failing check leaves the server as the next one needs it.
-      await heal();
+      return history;
+    })();
+    // The fault comes back `cycles` times in one check (five with WEFT_LONG=1), each healed before the next.
+    for (let cycle = 0; cycle < cycles; cycle++) {
+      await fault.inject();
+      let healed = false;
+      const heal = async () => {
+        if (healed) return;
+        healed = true;
+        await fault.heal();
+      };
+      try {
+        if (fault.unanswered === true) {
+          // Sent while nothing answers: each must settle, typed, before the server is back.
+          const read = await writer.get('seed').then(
+            () => undefined,
+            (error: unknown) => error,
+          );
+          assertFaultError(read, 'a read while the server cannot answer', true);
+          const write = await writer.put('probe', bytes('x')).then(
+            () => undefined,
+            (error: unknown) => error,
+          );
+          assertFaultError(write, 'a write while the server cannot answer', true);
+        }
+      } finally {
+        // Healed whatever happened, so a failing check leaves the server as the next one needs it.
+        await heal();
+      }
+      if (cycle + 1 < cycles) {
+        const key = `between.${cycle}`;
+        acknowledged.push({ key, version: await putUntilAcknowledged(writer, key, String(cycle), settleMs) });
+      }
     }
 
     // Acknowledged writes after healing: the watch must deliver them (or fail typed).
@@ -137,6 +163,9 @@ async function runFault(harness: KvFaultHarness, fault: KvFault, busy: boolean, 
     }
     writing = false;
     await writes;
+    // A fault that loses acknowledged writes breaks linearizability by design; the watch's CursorExpired is the check there.
+    const history = await racing;
+    if (fault.outcome === 'continues') checkHistory(suite, fault, history, seed);
     const last = acknowledged[acknowledged.length - 1] as Acknowledged;
     await watch.until(
       (events) => events.some((event) => event.type === 'put' && event.key === last.key && event.version === last.version),
@@ -171,7 +200,26 @@ async function runFault(harness: KvFaultHarness, fault: KvFault, busy: boolean, 
   } finally {
     await watcher.close().catch(() => undefined);
     await writer.close().catch(() => undefined);
+    for (const racer of racers) await racer.close().catch(() => undefined);
   }
+}
+
+/** Every key's history of the racing clients is linearizable; the verdict is printed with its seed. */
+function checkHistory(suite: string, fault: KvFault, history: readonly Operation[], seed: number): void {
+  if (history.length === 0) return;
+  const unknown = history.filter((operation) => operation.outcome.kind === 'unknown').length;
+  for (const [key, operations] of byKey(history)) {
+    const verdict = checkKeyHistory(operations);
+    if (verdict === 'not linearizable') {
+      const shrunk = shrinkKeyHistory(operations);
+      expect.fail(
+        `${fault.name}: the history of ${key} is not linearizable (replay with WEFT_SEED=${seed}); ${shrunk.length} of its ${operations.length} operations:\n${formatHistory(shrunk)}`,
+      );
+    }
+  }
+  console.log(
+    `[kv faults: ${suite}] ${fault.name}: ${history.length} operations of 2 racing clients (${unknown} of unknown outcome) linearizable, seed ${seed}`,
+  );
 }
 
 /** Puts until the server acknowledges, through the errors a healing server gives; fails the check after `limitMs`. */
