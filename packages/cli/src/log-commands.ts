@@ -179,6 +179,8 @@ export function registerLogCommands(program: Command): void {
         const progress = new Progress('verify');
         const result = await opened.verify({ onProgress: (done, total) => progress.update(done, total, ' bytes') });
         progress.done();
+        // An empty or mistyped directory is not a log that verified.
+        if (result.ok && result.segments === 0) throw new CliError(`${options.dir} holds no event log (no segment files)`);
         if (!result.ok) {
           throw new CliError(
             `bad frame in ${result.segment} at offset ${result.offset}${result.position === undefined ? '' : ` (position ${result.position})`}: ${result.problem}; ${result.events} events before it are good`,

@@ -3,7 +3,7 @@
  * backend, every kv and log subcommand with good and bad input (clear
  * message, exit code, nothing corrupted), and help everywhere.
  */
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
@@ -328,6 +328,29 @@ describe('weft log', () => {
       expect(read.stderr).not.toContain('ab'.repeat(32));
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('an encrypted log refuses an append without --encrypted (exit 2) and keeps no plaintext; verify of a directory without a log exits 1', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'weft-log-plain-'));
+    const empty = mkdtempSync(join(tmpdir(), 'weft-log-empty-'));
+    try {
+      const log = (args: readonly string[]) => weft(['log', ...args, '--dir', dir]);
+      expect((await log(['append', 'sealed words', '--entity', 'e', '--kind', '0x1001', '--encrypted'])).code).toBe(0);
+      const plain = await log(['append', 'clear words', '--entity', 'e', '--kind', '0x1001']);
+      expect(plain.code).toBe(2);
+      expect(plain.stderr).toContain('--encrypted');
+      for (const name of readdirSync(dir)) {
+        expect(readFileSync(join(dir, name)).includes(Buffer.from('clear words')), name).toBe(false);
+        expect(readFileSync(join(dir, name)).includes(Buffer.from('sealed words')), name).toBe(false);
+      }
+      expect((await log(['verify'])).stdout).toContain('ok: 1 events');
+      const nothing = await weft(['log', 'verify', '--dir', empty]);
+      expect(nothing.code).toBe(1);
+      expect(nothing.stderr).toContain('holds no event log');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+      rmSync(empty, { recursive: true, force: true });
     }
   });
 

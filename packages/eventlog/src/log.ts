@@ -214,7 +214,15 @@ export class EventLog implements AsyncDisposable {
     if (log.readOnly && !(await fs.exists(options.dir))) throw invalidArgument(`${options.dir} holds no log`);
     if (!log.readOnly) await log.#lock.acquire();
     try {
-      const hasSegments = (await fs.readdir(options.dir)).some((name) => segmentPattern.test(name));
+      const names = await fs.readdir(options.dir);
+      // A log that has a keyset is encrypted: written to without its keys, it would take plaintext that no shred erases.
+      if (options.encryption === undefined && !log.readOnly && names.includes(keysetFileName)) {
+        throw invalidArgument(
+          `${options.dir} holds an encrypted log (it has a keyset): open it with the encryption option ` +
+            '(weft log: --encrypted) to write to it, or read-only without keys (verify reads hashes and chains only)',
+        );
+      }
+      const hasSegments = names.some((name) => segmentPattern.test(name));
       log.#codec = await makeCodec(fs, hashers, hasSegments);
       await log.#recover();
     } catch (error) {

@@ -219,6 +219,27 @@ describe('encrypt-on-append', () => {
     await withoutKeys.close();
   });
 
+  it('an encrypted log refuses to open for writing without its encryption options, so it never takes plaintext', async () => {
+    const fs = new MemoryFileSystem();
+    const log = await openEventLog({ dir: '/log', fs, encryption: {} });
+    await log.append({ entity: 'notes', kind, payload: bytes('a private note') });
+    await log.close();
+    const error = await openEventLog({ dir: '/log', fs }).catch((caught: unknown) => caught);
+    expect(EventLogError.is(error, 'InvalidArgument'), String(error)).toBe(true);
+    expect((error as EventLogError).message).toContain('encryption option');
+    expect((error as EventLogError).message).toContain('--encrypted');
+    // Nothing was written: the log still holds its one encrypted event, and no plaintext.
+    const reopened = await openEventLog({ dir: '/log', fs, encryption: {} });
+    expect(reopened.head).toBe(1);
+    expect(text((await reopened.at(1))?.payload ?? new Uint8Array())).toBe('a private note');
+    await reopened.close();
+    expect((await segmentBytes(fs, '/log')).includes(Buffer.from('private'))).toBe(false);
+    // Read-only without keys still works, for verify.
+    const readOnly = await openEventLog({ dir: '/log', fs, readOnly: true });
+    expect((await readOnly.verify()).ok).toBe(true);
+    await readOnly.close();
+  });
+
   it('reserved kinds stay plaintext and never mint a key', async () => {
     const fs = new MemoryFileSystem();
     const log = await openEventLog({ dir: '/log', fs, encryption: {} });
