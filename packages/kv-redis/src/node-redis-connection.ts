@@ -158,10 +158,11 @@ function nodeRedisWaker(client: NodeRedisClient | NodeRedisCluster): Waker {
     disconnect() {
       if (ended) return;
       ended = true;
-      // A cluster destroyed while it discovers its nodes keeps the node connections it opens afterwards, so it is
-      // destroyed once connected (or failed); a standalone client may be destroyed while it is still connecting.
-      if (cluster) void connecting.then(destroy);
-      else destroy();
+      // Destroyed now, and again once its connect settles: a client destroyed while it connects can still finish
+      // connecting and keep that connection (a watch that ends at once, resumed from a cursor, did this), and a
+      // cluster destroyed while it discovers its nodes keeps the node connections it opens afterwards.
+      if (!cluster) destroy();
+      void connecting.then(destroy);
     },
   };
 }
