@@ -23,12 +23,24 @@ export function assertValue(value: unknown, maxValueBytes: number, backend: stri
  * @throws {KvError} `InvalidArgument`
  */
 export function assertTtl(ttlMs: unknown, backend: string, key: string): asserts ttlMs is number {
-  if (typeof ttlMs !== 'number' || !Number.isFinite(ttlMs) || ttlMs <= 0) {
-    throw kvError(KvErrorCode.InvalidArgument, backend, `a TTL must be a positive, finite number of milliseconds, got ${describe(ttlMs)}`, {
-      key,
-    });
+  if (typeof ttlMs !== 'number' || !Number.isFinite(ttlMs) || ttlMs <= 0 || ttlMs > maxTtlMs) {
+    throw kvError(
+      KvErrorCode.InvalidArgument,
+      backend,
+      `a TTL must be a positive number of milliseconds of at most ${maxTtlMs} (100 years), got ${describe(ttlMs)}`,
+      { key },
+    );
   }
 }
+
+/**
+ * The longest TTL, the same on every backend: 100 years (NATS carries a TTL
+ * as a duration the server holds in int64 nanoseconds, about 292 years).
+ */
+export const maxTtlMs = 100 * 365.25 * 24 * 60 * 60 * 1000;
+
+/** The longest bucket name, the same on every backend (NATS names streams `KV_<bucket>`, at most 255 characters). */
+export const maxBucketNameLength = 128;
 
 /**
  * Throws unless `signal` is undefined or an `AbortSignal`.
@@ -48,8 +60,12 @@ export function assertSignal(signal: unknown, backend: string): asserts signal i
  * @throws {KvError} `InvalidArgument`
  */
 export function assertBucketName(bucket: unknown, backend: string): asserts bucket is string {
-  if (typeof bucket !== 'string' || !/^[A-Za-z0-9_-]+$/.test(bucket)) {
-    throw kvError(KvErrorCode.InvalidArgument, backend, `a bucket name must match [A-Za-z0-9_-]+, got ${describe(bucket)}`);
+  if (typeof bucket !== 'string' || !/^[A-Za-z0-9_-]+$/.test(bucket) || bucket.length > maxBucketNameLength) {
+    throw kvError(
+      KvErrorCode.InvalidArgument,
+      backend,
+      `a bucket name must match [A-Za-z0-9_-]+ and have at most ${maxBucketNameLength} characters, got ${describe(bucket)}`,
+    );
   }
 }
 
