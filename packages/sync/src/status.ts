@@ -41,7 +41,8 @@ export interface SyncStatus {
   readonly duplicates: { readonly events: number; readonly identicalRetries: number };
 }
 
-const maxAlarms = 100;
+/** Alarms kept per device besides the first of each code, which are always kept. */
+const maxRepeatAlarmsPerDevice = 20;
 
 /** The mutable parts of the status that the sync parts report into. */
 export class StatusBoard {
@@ -50,6 +51,9 @@ export class StatusBoard {
   /** Devices held back by bad data this round, with why. */
   readonly stuck = new Map<string, string>();
   readonly alarms: SyncAlarm[] = [];
+  /** The first alarm of each code per device: never dropped, so no flood of other alarms can hide it. */
+  readonly #firsts = new WeakSet<SyncAlarm>();
+  readonly #firstCodes = new Set<string>();
   readonly duplicates = { events: 0, identicalRetries: 0 };
   /** Per device, the highest head value read from the store (from a listing or a watch). */
   readonly headsSeen = new Map<string, number>();
@@ -67,15 +71,31 @@ export class StatusBoard {
     this.#clock = clock;
   }
 
-  /** Records an alarm once per (device, seq, code); the message becomes the last error. */
+  /**
+   * Records an alarm once per (device, seq, code); the message becomes the
+   * last error. The first alarm of each code about a device is kept for
+   * good; besides those, a device keeps its latest 20, so alarms about
+   * invented devices cannot push out a real one.
+   */
   alarm(error: SyncError): void {
-    const last = this.alarms.findLast(
-      (alarm) => alarm.device === (error.device ?? '') && alarm.seq === error.seq && alarm.code === error.code,
-    );
+    const device = error.device ?? '';
+    const last = this.alarms.findLast((alarm) => alarm.device === device && alarm.seq === error.seq && alarm.code === error.code);
     this.lastError = error.message;
     if (last !== undefined) return;
-    this.alarms.push({ code: error.code, device: error.device ?? '', seq: error.seq, message: error.message, at: this.#clock() });
-    if (this.alarms.length > maxAlarms) this.alarms.shift();
+    const alarm: SyncAlarm = { code: error.code, device, seq: error.seq, message: error.message, at: this.#clock() };
+    this.alarms.push(alarm);
+    const firstKey = `${device}\u0000${error.code}`;
+    if (!this.#firstCodes.has(firstKey)) {
+      this.#firstCodes.add(firstKey);
+      this.#firsts.add(alarm);
+      return;
+    }
+    let repeats = 0;
+    for (const kept of this.alarms) if (kept.device === device && !this.#firsts.has(kept)) repeats++;
+    if (repeats > maxRepeatAlarmsPerDevice) {
+      const oldest = this.alarms.findIndex((kept) => kept.device === device && !this.#firsts.has(kept));
+      this.alarms.splice(oldest, 1);
+    }
   }
 
   /** Runs `work`; a `SyncError` it throws becomes an alarm and `fallback` is returned. */

@@ -269,6 +269,31 @@ export const storeAttacks: Attack[] = [
       await expectHealthy([owner, member]);
     },
   },
+  {
+    claim: 'S11 alarms survive floods: heads invented for 150 devices do not push out an earlier HeadRolledBack',
+    run: async (world) => {
+      const owner = world.node('owner');
+      const member = await world.join('member');
+      const o = owner.identity.deviceId;
+      await write(owner, 'owner-1');
+      const oldHead = await stored(world, `heads.${o}`);
+      await write(owner, 'owner-2');
+      await world.settle([member, owner]);
+      member.store.lies.set(`heads.${o}`, oldHead);
+      await world.settle([member], 1);
+      expect(alarmsOf(member, o)).toContain('HeadRolledBack');
+      // The store invents heads of devices that never existed, each far ahead, every round.
+      const { createIdentity } = await import('@weft/sync');
+      for (let index = 0; index < 150; index++) {
+        const invented = createIdentity().deviceId;
+        await world.raw.put(`heads.${invented}`, bytes(JSON.stringify({ seq: 5, snapshot: 0, at: Date.now() })));
+      }
+      await world.settle([member], 2);
+      expect(alarmsOf(member, o)).toContain('HeadRolledBack');
+      // Every invented device got its alarm too: nothing was dropped to make room.
+      expect(member.sync.status().alarms.length).toBeGreaterThan(150);
+    },
+  },
 ];
 
 export const memberAttacks: Attack[] = [
