@@ -41,7 +41,7 @@ export async function collectGarbage(
       }
       const previous = await parts.puller.floorOf(device);
       if (floor <= previous) continue;
-      await kv.put(floorKey(device), encodeStatement('floor', { device, floor }, context.identity));
+      await kv.put(floorKey(device), encodeStatement('floor', { device, floor }, context.identity, context.library.id));
       for (let seq = previous + 1; seq <= floor; seq++) {
         const keyPath = changesetKey(device, seq);
         if (kv.capabilities.purge) await kv.purge(keyPath);

@@ -135,7 +135,7 @@ export class Library {
 
   /** Decodes an owner statement and checks who made it. @throws {SyncError} `InvalidEnvelope`, `Forged` */
   acceptStatement(bytes: Uint8Array, kind: StatementKind, keyPath: string): Statement {
-    const statement = decodeStatement(bytes, kind);
+    const statement = decodeStatement(bytes, kind, this.id);
     if (!this.authorises(statement)) {
       throw new SyncError(SyncErrorCode.Forged, `${keyPath} is signed by ${statement.author}, who is not an owner now`, {
         device: statement.author,

@@ -119,7 +119,7 @@ export async function setMinSchemaVersion(context: SyncContext, version: number)
   for (let attempt = 0; attempt < 20; attempt++) {
     const current = await kv.get(minSchemaVersionKey);
     if (current !== undefined && library.minSchemaVersionIn(current) >= version) return;
-    const value = encodeStatement('min-schema', { version }, context.identity);
+    const value = encodeStatement('min-schema', { version }, context.identity, library.id);
     try {
       if (current === undefined) await kv.create(minSchemaVersionKey, value);
       else await kv.update(minSchemaVersionKey, value, current.version);

@@ -75,8 +75,8 @@ const samples: Record<string, { bytes: Uint8Array; decode: (bytes: Uint8Array) =
     decode: decodeSnapshotBody,
   },
   'floor statement': {
-    bytes: encodeStatement('floor', { device: subject.deviceId, floor: 9 }, author),
-    decode: (bytes) => decodeStatement(bytes, 'floor'),
+    bytes: encodeStatement('floor', { device: subject.deviceId, floor: 9 }, author, 'family'),
+    decode: (bytes) => decodeStatement(bytes, 'floor', 'family'),
   },
   'key wrap': { bytes: wrapKey(randomBytes(32), 1, invitationOf(subject), author, 'family', nodeXChaCha), decode: decodeKeyWrap },
   envelope: {

@@ -269,7 +269,7 @@ describe('seeded sync simulation with membership, rotation, snapshots, GC and bl
               const floor = await raw.get(`meta.floor.${b.identity.deviceId}`);
               let last = Math.max(
                 head === undefined ? 0 : (JSON.parse(text(head.value)) as { seq: number }).seq,
-                floor === undefined ? 0 : countField(decodeStatement(floor.value, 'floor'), 'floor'),
+                floor === undefined ? 0 : countField(decodeStatement(floor.value, 'floor', library.id), 'floor'),
               );
               while ((await raw.get(`changes.${b.identity.deviceId}.${last + 1}`)) !== undefined) last++;
               const previous = last === 0 ? undefined : await raw.get(`changes.${b.identity.deviceId}.${last}`);

@@ -231,7 +231,7 @@ export const storeAttacks: Attack[] = [
       for (const n of [1, 2]) await write(owner, `owner-${n}`);
       // An unsigned minimum schema (as an older release wrote it), and a floor signed by a member, not an owner.
       await world.raw.put('meta.min_schema_version', bytes('99'));
-      await world.raw.put(`meta.floor.${o}`, encodeStatement('floor', { device: o, floor: 2 }, member.identity));
+      await world.raw.put(`meta.floor.${o}`, encodeStatement('floor', { device: o, floor: 2 }, member.identity, 'family'));
       member.store.hidden.add(`changes.${o}.1`);
       await world.settle([member]);
       expect(member.sync.status().rebootstrapRequired).toBe(false);
@@ -292,6 +292,32 @@ export const storeAttacks: Attack[] = [
       expect(alarmsOf(member, o)).toContain('HeadRolledBack');
       // Every invented device got its alarm too: nothing was dropped to make room.
       expect(member.sync.status().alarms.length).toBeGreaterThan(150);
+    },
+  },
+  {
+    claim:
+      "S12 an owner's statement made for another library (a floor, a minimum schema) is refused, though its author is an owner here too",
+    run: async (world) => {
+      const owner = world.node('owner');
+      const member = await world.join('member');
+      const o = owner.identity.deviceId;
+      for (const n of [1, 2, 3]) await write(owner, `owner-${n}`);
+      // The same device is an owner of another library: its statements there are validly signed, for that library.
+      await world.raw.put(`meta.floor.${o}`, encodeStatement('floor', { device: o, floor: 3 }, owner.identity, 'another-library'));
+      await world.raw.put('meta.min_schema_version', encodeStatement('min-schema', { version: 99 }, owner.identity, 'another-library'));
+      member.store.hidden.add(`changes.${o}.1`);
+      await world.settle([member]);
+      expect(member.sync.status().rebootstrapRequired).toBe(false);
+      expect(
+        member.sync
+          .status()
+          .alarms.map((alarm) => alarm.message)
+          .join('\n'),
+      ).toContain('made for another library');
+      member.store.repair();
+      await world.settle([member]);
+      expect(member.sync.status().devices[o]?.applied).toBe(3);
+      expect(member.sync.status().lastError ?? '').not.toContain('SchemaTooOld');
     },
   },
 ];
@@ -674,7 +700,7 @@ export const removedAttacks: Attack[] = [
         coOwner.identity,
       );
       await world.raw.create(`membership.${coOwner.identity.deviceId}.9`, entry);
-      await world.raw.put('meta.min_schema_version', encodeStatement('min-schema', { version: 50 }, coOwner.identity));
+      await world.raw.put('meta.min_schema_version', encodeStatement('min-schema', { version: 50 }, coOwner.identity, 'family'));
       await write(owner, 'still syncing');
       await world.settle([owner]);
       expect(owner.sync.membership()?.members.has(friend.deviceId)).toBe(false);
