@@ -28,13 +28,28 @@ export class HeadsWatch {
     return republish;
   }
 
-  /** Lists every head, then checks them against the applied maps they carry. */
+  /**
+   * Lists every head, then checks them against the applied maps they carry.
+   * What heads and applied maps say is re-derived from this listing alone
+   * (never below what this device verified), so a lie that the store has
+   * since repaired stops mattering at once.
+   */
   async refresh(): Promise<void> {
+    const { board, state, device: self } = this.#context;
     const heads: Array<[string, HeadValue]> = [];
+    const listed = new Map<string, number>();
+    board.claimed.clear();
     for await (const entry of this.#context.kv.scan(headsPrefix)) {
       const learned = this.#learn(entry.key, entry.value, true);
-      if (learned !== undefined) heads.push(learned);
+      if (learned === undefined) continue;
+      heads.push(learned);
+      listed.set(learned[0], learned[1].seq);
     }
+    for (const device of [...board.known.keys()]) {
+      if (device === self) continue;
+      board.known.set(device, Math.max(listed.get(device) ?? 0, state.remote[device]?.seq ?? 0));
+    }
+    for (const [device, seq] of listed) if (device !== self) board.known.set(device, Math.max(seq, state.remote[device]?.seq ?? 0));
     this.#checkClaims(heads);
   }
 
@@ -83,10 +98,15 @@ export class HeadsWatch {
     const device = deviceOfHeadKey(key);
     const head = parseHead(value);
     if (head === undefined || device.includes('.')) return undefined;
-    const seen = board.headsSeen.get(device) ?? 0;
-    if (fresh && head.seq < seen) {
+    // Below a changeset of that device this device verified and applied: the head was rolled back. (What heads said
+    // before is a hint, not knowledge: a lie the store repaired is no rollback.)
+    const verified = state.remote[device]?.seq ?? 0;
+    if (fresh && device !== self && head.seq < verified && !head.frozen) {
       board.alarm(
-        new SyncError(SyncErrorCode.HeadRolledBack, `heads.${device} went back from ${seen} to ${head.seq}`, { device, seq: head.seq }),
+        new SyncError(SyncErrorCode.HeadRolledBack, `heads.${device} says ${head.seq}, but this device applied its changeset ${verified}`, {
+          device,
+          seq: head.seq,
+        }),
       );
     }
     if (fresh && device === self && head.seq < state.lastSeq) {
@@ -102,7 +122,6 @@ export class HeadsWatch {
       );
       this.#republish = true;
     }
-    board.headsSeen.set(device, Math.max(seen, head.seq));
     board.known.set(device, Math.max(board.known.get(device) ?? 0, head.seq));
     for (const [other, applied] of Object.entries(head.applied ?? {})) {
       if (typeof applied !== 'number' || !Number.isSafeInteger(applied) || other === device) continue;

@@ -46,7 +46,7 @@ const maxRepeatAlarmsPerDevice = 20;
 
 /** The mutable parts of the status that the sync parts report into. */
 export class StatusBoard {
-  /** The highest head seen per device. */
+  /** The highest head per device: the last listing's, raised by heads watched since and by what was verified. */
   readonly known = new Map<string, number>();
   /** Devices held back by bad data this round, with why. */
   readonly stuck = new Map<string, string>();
@@ -55,9 +55,7 @@ export class StatusBoard {
   readonly #firsts = new WeakSet<SyncAlarm>();
   readonly #firstCodes = new Set<string>();
   readonly duplicates = { events: 0, identicalRetries: 0 };
-  /** Per device, the highest head value read from the store (from a listing or a watch). */
-  readonly headsSeen = new Map<string, number>();
-  /** Per device, the highest seq another member's head says it applied, and who says so. */
+  /** Per device, the highest seq another member's head (in the last listing, or watched since) says it applied, and who says so. */
   readonly claimed = new Map<string, { seq: number; by: string }>();
   /** Devices with a changeset known to be missing inside their chain, and its seq. */
   readonly gaps = new Map<string, number>();

@@ -320,6 +320,32 @@ export const storeAttacks: Attack[] = [
       expect(member.sync.status().lastError ?? '').not.toContain('SchemaTooOld');
     },
   },
+  {
+    claim:
+      'S13 a lie in a head or an applied map outlives no repair: lag and waitUntilCaughtUp recover once the store does, with no restart',
+    run: async (world) => {
+      const owner = world.node('owner');
+      const member = await world.join('member');
+      const other = await world.join('other');
+      const o = owner.identity.deviceId;
+      for (const n of [1, 2, 3]) await write(owner, `owner-${n}`);
+      await world.settle([member, other, owner]);
+      const honest = JSON.parse(Buffer.from(await stored(world, `heads.${o}`)).toString()) as Record<string, unknown>;
+      const otherHead = JSON.parse(Buffer.from(await stored(world, `heads.${other.identity.deviceId}`)).toString()) as Record<
+        string,
+        unknown
+      >;
+      // One round of lies: the owner's head far ahead, and another member claiming to have applied far ahead.
+      member.store.lies.set(`heads.${o}`, bytes(JSON.stringify({ ...honest, seq: 2 ** 53 - 1 })));
+      member.store.lies.set(`heads.${other.identity.deviceId}`, bytes(JSON.stringify({ ...otherHead, applied: { [o]: 2 ** 50 } })));
+      await world.settle([member], 1);
+      expect(member.sync.status().devices[o]?.lag).toBeGreaterThan(1_000_000);
+      member.store.repair();
+      await member.sync.waitUntilCaughtUp({ timeoutMs: 5000 });
+      expect(member.sync.status().devices[o]).toMatchObject({ applied: 3, lag: 0 });
+      await expectHealthy([owner, member, other]);
+    },
+  },
 ];
 
 export const memberAttacks: Attack[] = [
