@@ -62,6 +62,11 @@ export async function* consume(
   let failures = 0;
   let failingSince = 0;
   let maxBytes = Math.max(fetchBytesFloor, driver.capabilities.maxValueBytes + fetchEnvelopeBytes);
+  let release: () => void = () => undefined;
+  const released = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  driver.consumersReleased.add(released);
   /** The largest message seen (or the stream's average before any), for servers that cannot limit a fetch by bytes. */
   let largest = 0;
   try {
@@ -201,11 +206,16 @@ export async function* consume(
       }
     }
   } finally {
-    if (consumerName !== undefined) {
-      const name = consumerName;
-      const giveUp = new AbortController();
-      await Promise.race([manager.consumers.delete(stream, name).catch(() => undefined), pause(2000, giveUp.signal)]);
-      giveUp.abort();
+    try {
+      if (consumerName !== undefined) {
+        const name = consumerName;
+        const giveUp = new AbortController();
+        await Promise.race([manager.consumers.delete(stream, name).catch(() => undefined), pause(2000, giveUp.signal)]);
+        giveUp.abort();
+      }
+    } finally {
+      driver.consumersReleased.delete(released);
+      release();
     }
   }
 }

@@ -57,6 +57,9 @@ export interface NatsParts {
   readonly expireBeforeNextWrite: boolean;
 }
 
+/** How long close() waits for running watches to delete their consumers. */
+const releaseWaitMs = 2000;
+
 /** How often a conditional publish is tried again while the leader cannot decide it (about 2 s in all). */
 const maxUndecidedRetries = 60;
 
@@ -95,6 +98,8 @@ export class NatsDriver implements KvDriver<number> {
   readonly conditionalWrites: boolean;
   /** Aborted when the handle closes. */
   readonly closing = new AbortController();
+  /** Settle once each running listing or watch has deleted its consumer; close() waits for them before it disconnects. */
+  readonly consumersReleased = new Set<Promise<void>>();
   #closed = false;
   #sweeper: NodeJS.Timeout | undefined;
   #sweeping: Promise<number> | undefined;
@@ -250,6 +255,10 @@ export class NatsDriver implements KvDriver<number> {
     clearInterval(this.#sweeper);
     this.closing.abort();
     await this.#sweeping?.catch(() => undefined);
+    // Ended watches delete their consumers over this connection: let them, for a bounded time, before it closes.
+    const giveUp = new AbortController();
+    await Promise.race([Promise.all(this.consumersReleased), pause(releaseWaitMs, giveUp.signal)]);
+    giveUp.abort();
     if (this.parts.owned) await this.parts.connection.close().catch(() => undefined);
   }
 
