@@ -45,6 +45,12 @@ const mutants: SourceMutant[] = [
     replace: '',
   },
   {
+    name: 'a watch given its own signal does not end when its handle closes',
+    file: 'backend/store.ts',
+    find: 'const signal = options.signal === undefined ? this.#closing.signal : AbortSignal.any([options.signal, this.#closing.signal]);',
+    replace: 'const signal = options.signal ?? this.#closing.signal;',
+  },
+  {
     name: 'keys() over the listing is not closed with its handle',
     file: 'backend/store.ts',
     find: '            if (step.done === true) break;\n            assertOpen();\n',

@@ -321,4 +321,28 @@ export const watchChecks: ConformanceCheck[] = [
     ]);
     expect(outcome).toBe('closed');
   }),
+  check(
+    'watch',
+    'a watch given its own signal still ends with Closed when its handle closes, and releases its server resources',
+    async (context) => {
+      const store = await context.open();
+      const count = () => context.harness.watchResources?.(context.bucket) ?? Promise.resolve(0);
+      const before = await count();
+      const controller = new AbortController();
+      const iterator = store.watch({ signal: controller.signal })[Symbol.asyncIterator]();
+      expect((await iterator.next()).value?.type).toBe('synced');
+      const pending = iterator.next().then(
+        () => 'ended without error',
+        (error: unknown) => (KvError.is(error, KvErrorCode.Closed) ? 'closed' : `wrong error ${String(error)}`),
+      );
+      await store.close();
+      const outcome = await Promise.race([
+        pending,
+        new Promise<string>((resolve) => setTimeout(() => resolve('hung'), context.harness.watchDeadlineMs ?? 20_000)),
+      ]);
+      expect(outcome).toBe('closed');
+      expect(controller.signal.aborted, "closing the handle must not abort the caller's own signal").toBe(false);
+      await eventually(async () => (await count()) <= before, 'watch resources to be released after close');
+    },
+  ),
 ];
