@@ -50,6 +50,18 @@ export function natsHarness(open: typeof openNatsKv, fixture: NatsFixture, histo
     // weft's own tombstone compaction, the way history becomes unprovable on NATS.
     forgetHistory: async (_bucket, store) => void (await (store as NatsKvStore).compact({ olderThanMs: 0 })),
     watchResources: (bucket) => consumerCount(fixture.raw, bucket),
+    ttlHeld: (bucket, key) => serverTtlOf(fixture.raw, bucket, key),
     expireDelayMs: 1500,
   };
+}
+
+/** The TTL (ms) in the Nats-TTL header of a key's last message, or undefined when it has none (an emulated TTL). */
+export async function serverTtlOf(raw: NatsConnection, bucket: string, key: string): Promise<number | undefined> {
+  const manager = await jetstreamManager(raw);
+  const message = await manager.streams.getMessage(`KV_${bucket}`, { last_by_subj: `$KV.${bucket}.${key}` });
+  const header = message?.header.get('Nats-TTL');
+  if (header === undefined || header === '') return undefined;
+  const seconds = /^(\d+)s?$/.exec(header);
+  if (seconds === null) throw new Error(`unexpected Nats-TTL ${header}`);
+  return Number(seconds[1]) * 1000;
 }

@@ -96,6 +96,12 @@ const mutants: SourceMutant[] = [
 /** Bugs in the native TTL of 2.11+, run on the current line, where buckets weft creates are native. */
 const nativeMutants: SourceMutant[] = [
   {
+    name: 'the TTL handed to the server is rounded down to whole seconds (a value disappears early)',
+    file: 'codec.ts',
+    find: '  return `$' + '{Math.max(1, Math.ceil(ttlMs / 1000))}s`;',
+    replace: '  return `$' + '{Math.max(1, Math.floor(ttlMs / 1000))}s`;',
+  },
+  {
     name: 'a native putWithTtl does not hand the server its TTL (the value never expires)',
     file: 'driver.ts',
     find: '        if (this.nativeTtl) headers.set(ttlHeader, serverTtl(mutation.ttlMs));\n',

@@ -43,6 +43,14 @@ export interface KvConformanceHarness {
    */
   watchResources?(bucket: string): Promise<number>;
   /**
+   * The TTL, in milliseconds, that the server itself holds for `key` as
+   * its last write set it (for backends that hand TTLs to the server), or
+   * `undefined` when the server holds none. With it, a check proves the
+   * server never gets a shorter TTL than the caller gave (rounding to the
+   * server's resolution goes up).
+   */
+  ttlHeld?(bucket: string, key: string): Promise<number | undefined>;
+  /**
    * The manual clock the backend's TTLs run on. With it, TTL checks move time
    * by hand; without it they wait in real time with short TTLs.
    */
@@ -103,7 +111,8 @@ export type Requirement =
   | 'forgetHistory'
   | 'watchResources'
   | 'openUnswept'
-  | 'recreateBucket';
+  | 'recreateBucket'
+  | 'ttlHeld';
 
 /** One clause of the contract, checked. */
 export interface ConformanceCheck {

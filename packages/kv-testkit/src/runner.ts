@@ -99,6 +99,9 @@ function missingRequirement(requires: readonly Requirement[], store: KvStore, ha
       case 'recreateBucket':
         if (harness.recreateBucket === undefined) return 'the harness has no recreateBucket hook to destroy and re-create a bucket';
         break;
+      case 'ttlHeld':
+        if (harness.ttlHeld === undefined) return 'the harness has no ttlHeld hook (the backend does not hand TTLs to its server)';
+        break;
     }
   }
   return undefined;
