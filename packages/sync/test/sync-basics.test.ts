@@ -79,6 +79,31 @@ describe('sync between devices on one in-memory KV server', () => {
     }
   });
 
+  it('a different changeset already at its next seq is a fork, never taken for a retry of its own: the head stays, the bytes there stay', async () => {
+    const server = createMemoryKvServer();
+    const { identities, library } = makeLibrary(1);
+    const kv = await openMemoryKv({ server, bucket: 'lib' });
+    const device = await openDevice(identities[0] as never, library, kv);
+    await device.log.append({ entity: 'doc', kind, payload: bytes('first') });
+    await device.sync.syncOnce();
+    const self = device.sync.device;
+    const first = await kv.get(`changes.${self}.1`);
+    // What another copy of this device (a restored backup, a cloned disk) pushed at the next seq.
+    const foreign = first?.value.slice() ?? new Uint8Array(8);
+    foreign[foreign.length - 1] = (foreign[foreign.length - 1] ?? 0) ^ 1;
+    await kv.create(`changes.${self}.2`, foreign);
+    await device.log.append({ entity: 'doc', kind, payload: bytes('second') });
+    const error = await device.sync.syncOnce().catch((caught: unknown) => caught);
+    expect(SyncError.is(error, 'Fork'), String(error)).toBe(true);
+    expect(device.sync.status().alarms.map((alarm) => alarm.code)).toContain('Fork');
+    expect(device.sync.status().lastPushedSeq).toBe(1);
+    expect(device.sync.status().duplicates.identicalRetries).toBe(0);
+    expect(Buffer.from((await kv.get(`changes.${self}.2`))?.value ?? []).equals(Buffer.from(foreign))).toBe(true);
+    expect(JSON.parse(text((await kv.get(`heads.${self}`))?.value ?? bytes('{}'))).seq).toBe(1);
+    await device.sync.close();
+    await device.log.close();
+  });
+
   it('refuses to open for a device that is not a member', async () => {
     const { library } = makeLibrary(1);
     const stranger = makeLibrary(1).identities[0];
