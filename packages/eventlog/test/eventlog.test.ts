@@ -548,6 +548,27 @@ describe('recovery', () => {
     await reopened.close();
   });
 
+  it('a frame larger than a read chunk that ends exactly at its segment end is valid, in a sealed segment and at the tail', async () => {
+    const fs = new MemoryFileSystem();
+    // Each 100 KiB payload fills a segment by itself: every segment ends exactly where its one frame ends.
+    const log = await openEventLog({ dir: '/log', fs, segmentBytes: 64 * 1024 });
+    const payloads = [0, 1, 2].map((index) => new Uint8Array(100 * 1024).fill(index + 1));
+    for (const payload of payloads) await log.append({ entity: 'big', kind, payload });
+    await log.close();
+    const segments = (await fs.readdir('/log')).filter((name) => name.startsWith('seg-')).sort();
+    expect(segments.length).toBe(3);
+    const sizes = segments.map((name) => fs.contents(`/log/${name}`).length);
+    const reopened = await openEventLog({ dir: '/log', fs });
+    expect(reopened.head).toBe(3);
+    // Nothing was taken for a torn tail: the last segment keeps its whole frame.
+    expect(segments.map((name) => fs.contents(`/log/${name}`).length)).toEqual(sizes);
+    const read: Uint8Array[] = [];
+    for await (const event of reopened.read()) read.push(event.payload.slice());
+    expect(read.map((payload) => [payload.length, payload[0]])).toEqual(payloads.map((payload) => [payload.length, payload[0]]));
+    expect((await reopened.verify()).ok).toBe(true);
+    await reopened.close();
+  });
+
   it('refuses to open when a sealed segment is damaged, naming the segment and offset', async () => {
     const fs = new MemoryFileSystem();
     const log = await openEventLog({ dir: '/log', fs, segmentBytes: 512 });
