@@ -38,29 +38,29 @@ export interface EventLogOptions {
   /** The log's directory; created when missing. */
   readonly dir: string;
   /** @default 'group' */
-  readonly sync?: SyncMode;
+  readonly sync?: SyncMode | undefined;
   /** For `sync: 'interval'`, milliseconds between fsyncs. @default 100 */
-  readonly syncIntervalMs?: number;
+  readonly syncIntervalMs?: number | undefined;
   /** The filesystem seam. @default the real filesystem */
-  readonly fs?: LogFileSystem;
+  readonly fs?: LogFileSystem | undefined;
   /** A segment file is closed and a new one started once it reaches this size. @default 64 MiB */
-  readonly segmentBytes?: number;
+  readonly segmentBytes?: number | undefined;
   /** The largest payload accepted. @default 16 MiB */
-  readonly maxPayloadBytes?: number;
+  readonly maxPayloadBytes?: number | undefined;
   /** Gates run, in order, inside the writer's critical section for every append. */
-  readonly gates?: readonly Gate[];
+  readonly gates?: readonly Gate[] | undefined;
   /** Wall-clock source for event ids and timestamps. @default Date.now */
-  readonly clock?: () => number;
+  readonly clock?: (() => number) | undefined;
   /** Encrypt every non-reserved payload (see the README): `{ granularity, masterKey }`. */
-  readonly encryption?: EncryptionOptions;
+  readonly encryption?: EncryptionOptions | undefined;
   /**
    * Open for reading only, next to a writer in another process: no lock is
    * taken and nothing is written or repaired; `refresh()` (and subscriptions,
    * every `pollIntervalMs`) pick up what the writer appended since.
    */
-  readonly readOnly?: boolean;
+  readonly readOnly?: boolean | undefined;
   /** For read-only logs: how often subscriptions look for new appends. @default 250 */
-  readonly pollIntervalMs?: number;
+  readonly pollIntervalMs?: number | undefined;
 }
 
 /** Events of one entity read together by `readEntity`. */

@@ -14,21 +14,21 @@ export interface AppendInput {
   /** The stream the event belongs to: per-entity sequence and hash chain. 1-1024 UTF-8 bytes, no control characters. */
   readonly entity: string;
   /** The isolation and key scope. @default the entity */
-  readonly scope?: string;
+  readonly scope?: string | undefined;
   /** u16: 4-bit category, 12-bit type. Categories 0x0 and 0xD are reserved for the log itself. */
   readonly kind: number;
   readonly payload: Uint8Array;
   /** A caller-chosen id (e.g. when importing); otherwise a new UUIDv7. */
-  readonly id?: EventId;
-  readonly causationId?: EventId;
-  readonly correlationId?: EventId;
+  readonly id?: EventId | undefined;
+  readonly causationId?: EventId | undefined;
+  readonly correlationId?: EventId | undefined;
   /** Causal parents: events this one follows from. */
-  readonly parents?: readonly EventId[];
+  readonly parents?: readonly EventId[] | undefined;
   /**
    * The event's hybrid-logical-clock time, when importing an event made
    * elsewhere (the log's clock then moves past it); otherwise the log's clock ticks.
    */
-  readonly time?: bigint;
+  readonly time?: bigint | undefined;
 }
 
 /** What a gate sees inside the writer's critical section. */
@@ -55,9 +55,9 @@ export interface AppendOptions {
    * The sequence each entity must be at (0: the entity has no events yet).
    * A number applies to the entity of a single append, or to every entity of a batch.
    */
-  readonly expectedSequence?: number | Readonly<Record<string, number>>;
+  readonly expectedSequence?: number | Readonly<Record<string, number>> | undefined;
   /** A retry with the same key returns the original receipt and writes nothing. */
-  readonly idempotencyKey?: string;
+  readonly idempotencyKey?: string | undefined;
   /**
    * A label stored with the batch (on its first event, read back as
    * `LogEvent.label`): metadata a layer above the log finds again after a
@@ -65,9 +65,9 @@ export interface AppendOptions {
    * deduplicates nothing and the log keeps nothing of it in memory. Not
    * together with `idempotencyKey`.
    */
-  readonly label?: string;
+  readonly label?: string | undefined;
   /** A gate for this append only, run after the log's own gates. */
-  readonly gate?: Gate;
+  readonly gate?: Gate | undefined;
 }
 
 /** Where one appended event landed. */

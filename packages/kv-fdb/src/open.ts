@@ -17,46 +17,46 @@ export interface FdbKvOptions {
    * `close()` leaves it open. Without it the backend loads the binding and
    * opens its own database from `clusterFile`.
    */
-  readonly database?: FdbDatabase | BindingDatabase;
+  readonly database?: FdbDatabase | BindingDatabase | undefined;
   /** The cluster file; omitted means the binding's default (`FDB_CLUSTER_FILE`, then the platform default). */
-  readonly clusterFile?: string;
+  readonly clusterFile?: string | undefined;
   /** The FDB API version to select when the backend loads the binding. @default 720 */
-  readonly apiVersion?: number;
+  readonly apiVersion?: number | undefined;
   /** First segment of every key the bucket uses. @default 'weft' */
-  readonly namespace?: string;
+  readonly namespace?: string | undefined;
   /**
    * The largest value; values over 100 KB are split into chunks in the same
    * transaction. At most 9 MiB, to stay inside FoundationDB's 10 MB
    * transaction limit. @default 1048576 (1 MiB)
    */
-  readonly maxValueBytes?: number;
+  readonly maxValueBytes?: number | undefined;
   /**
    * How often this handle sweeps expired entries into `expire` events; `0`
    * disables its sweeper (another handle's, or `sweepExpired()`, must run).
    * @default 1000
    */
-  readonly sweepIntervalMs?: number;
+  readonly sweepIntervalMs?: number | undefined;
   /**
    * How long the change log keeps entries. Older entries are trimmed by the
    * maintenance job, and watches resumed from before them fail with
    * `CursorExpired`. `0` keeps the log forever. @default 86400000 (24 hours)
    */
-  readonly historyRetentionMs?: number;
+  readonly historyRetentionMs?: number | undefined;
   /** How often this handle runs the retention job; `0` disables it. @default 60000 */
-  readonly maintenanceIntervalMs?: number;
+  readonly maintenanceIntervalMs?: number | undefined;
   /**
    * Every transaction (with its retries) fails after this long: reads with
    * `Timeout`, writes whose commit may have been sent with `Indeterminate`.
    * @default 10000
    */
-  readonly transactionTimeoutMs?: number;
+  readonly transactionTimeoutMs?: number | undefined;
   /**
    * Retries of one operation's transaction (conflicts, `commit_unknown_result`
    * and other retryable errors) before it fails. @default 100
    */
-  readonly maxRetries?: number;
+  readonly maxRetries?: number | undefined;
   /** The clock TTLs run on (tests pass a `ManualClock`). @default the system clock */
-  readonly clock?: Clock;
+  readonly clock?: Clock | undefined;
 }
 
 /**

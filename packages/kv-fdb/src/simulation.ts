@@ -7,13 +7,13 @@ import { type FdbDatabase, FdbError, type FdbTransaction } from './transactor.js
  */
 export interface FdbSimulationOptions {
   /** A transaction older than this fails with `transaction_too_old` (1007). @default 5000 */
-  readonly transactionLifetimeMs?: number;
+  readonly transactionLifetimeMs?: number | undefined;
   /** Bytes of keys and values one commit may write, else `transaction_too_large` (2101). @default 10000000 */
-  readonly maxTransactionBytes?: number;
+  readonly maxTransactionBytes?: number | undefined;
   /** Largest value, else `value_too_large` (2103). @default 100000 */
-  readonly maxValueBytes?: number;
+  readonly maxValueBytes?: number | undefined;
   /** Largest key, else `key_too_large` (2102). @default 10000 */
-  readonly maxKeyBytes?: number;
+  readonly maxKeyBytes?: number | undefined;
 }
 
 /** How an injected fault makes the next commit end. */

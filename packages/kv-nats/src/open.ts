@@ -29,27 +29,27 @@ export const markerTtlMs = 10 * 365 * 24 * 3600 * 1000;
 /** Bucket settings used when {@link NatsKvOptions.create} asks for the bucket to be created. */
 export interface NatsBucketOptions {
   /** Versions kept per key (1-64). @default 1 */
-  readonly history?: number;
+  readonly history?: number | undefined;
   /** Replicas of the bucket's stream in a cluster. @default 1 */
-  readonly replicas?: number;
+  readonly replicas?: number | undefined;
   /** Largest value the bucket accepts; `-1` for the server's limit. @default -1 */
-  readonly maxValueSize?: number;
+  readonly maxValueSize?: number | undefined;
   /** Largest size of the whole bucket; `-1` for unlimited. @default -1 */
-  readonly maxBytes?: number;
+  readonly maxBytes?: number | undefined;
   /** @default 'file' */
-  readonly storage?: 'file' | 'memory';
+  readonly storage?: 'file' | 'memory' | undefined;
 }
 
 /** Options of {@link openNatsKv}. Give `servers` or `connection`. */
 export interface NatsKvOptions {
   /** Server URL(s); the backend opens (and later closes) its own connection, reconnecting forever. */
-  readonly servers?: string | readonly string[];
+  readonly servers?: string | readonly string[] | undefined;
   /** A caller-owned connection; `close()` leaves it open. */
-  readonly connection?: NatsConnection;
+  readonly connection?: NatsConnection | undefined;
   /** The bucket, `[A-Za-z0-9_-]+` (a JetStream KV bucket). */
   readonly bucket: string;
   /** Create the bucket with these settings if it does not exist; without it the bucket must exist. */
-  readonly create?: NatsBucketOptions | true;
+  readonly create?: NatsBucketOptions | true | undefined;
   /**
    * How long a request may wait for the server, in milliseconds: a read
    * that outlives it fails with `Timeout`, a write with `Indeterminate`. A
@@ -57,20 +57,20 @@ export interface NatsKvOptions {
    * is presumed lost and fails with `Timeout`.
    * @default 5000
    */
-  readonly timeoutMs?: number;
+  readonly timeoutMs?: number | undefined;
   /**
    * How long a running watch keeps retrying while NATS delivers nothing and
    * answers no request (restarting, paused, unreachable) before it fails
    * with `Timeout`; resume it from its last cursor.
    * @default 60000
    */
-  readonly watchOutageMs?: number;
+  readonly watchOutageMs?: number | undefined;
   /**
    * How often this handle turns passed TTLs into `expire` events; `0`
    * disables its sweeper (another handle's, or `sweepExpired()`, must run).
    * @default 1000
    */
-  readonly sweepIntervalMs?: number;
+  readonly sweepIntervalMs?: number | undefined;
   /**
    * Writes the `expire` marker of a passed TTL that no sweeper has removed
    * yet before any put, delete, purge or putWithTtl of its key, so watchers
@@ -83,7 +83,7 @@ export interface NatsKvOptions {
    * read it) and the capability stays false.
    * @default false
    */
-  readonly expireBeforeNextWrite?: boolean;
+  readonly expireBeforeNextWrite?: boolean | undefined;
 }
 
 /**

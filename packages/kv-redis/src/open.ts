@@ -35,22 +35,22 @@ export interface IoredisClientLike {
 /** Options of {@link openRedisKv}. Give exactly one of `url`, `cluster` or `client`. */
 export interface RedisKvOptions {
   /** A `redis://` URL; the backend opens (and later closes) its own connection. */
-  readonly url?: string;
+  readonly url?: string | undefined;
   /** Startup nodes of a Redis Cluster; the backend opens (and later closes) its own cluster client. */
-  readonly cluster?: readonly RedisClusterNode[];
+  readonly cluster?: readonly RedisClusterNode[] | undefined;
   /**
    * A caller-owned client; `close()` leaves it open: an ioredis `Redis` or
    * `Cluster`, or a node-redis 5 or 6 client from `createClient()` or
    * `createCluster()`, already connected. It must not use `keyPrefix` (the
    * scripts build keys server-side).
    */
-  readonly client?: IoredisClientLike | NodeRedisClient | NodeRedisCluster;
+  readonly client?: IoredisClientLike | NodeRedisClient | NodeRedisCluster | undefined;
   /** The bucket, `[A-Za-z0-9_-]+`. */
   readonly bucket: string;
   /** First segment of every Redis key. @default 'weft' */
-  readonly namespace?: string;
+  readonly namespace?: string | undefined;
   /** @default 1048576 (1 MiB) */
-  readonly maxValueBytes?: number;
+  readonly maxValueBytes?: number | undefined;
   /**
    * How long an operation, a listing page or a step of a watch may wait for
    * Redis before it is given up: reads fail with `Timeout` (retryable),
@@ -59,27 +59,27 @@ export interface RedisKvOptions {
    * answered for `watchOutageMs`.
    * @default 5000
    */
-  readonly timeoutMs?: number;
+  readonly timeoutMs?: number | undefined;
   /**
    * How long a running watch keeps retrying while Redis does not answer
    * (restarting, paused, unreachable) before it fails with the last error
    * (`Timeout`, `NotConnected`).
    * @default 60000
    */
-  readonly watchOutageMs?: number;
+  readonly watchOutageMs?: number | undefined;
   /**
    * Change-stream entries kept per bucket (each is a few dozen bytes: values
    * live only in the records). Older entries are trimmed, and watches resumed
    * from before the newest trimmed entry fail with `CursorExpired`.
    * @default 1000000
    */
-  readonly maxHistoryEntries?: number;
+  readonly maxHistoryEntries?: number | undefined;
   /**
    * How often this handle sweeps expired entries into `expire` events; `0`
    * disables its sweeper (another handle's, or `sweepExpired()`, must run).
    * @default 1000
    */
-  readonly sweepIntervalMs?: number;
+  readonly sweepIntervalMs?: number | undefined;
 }
 
 /**

@@ -73,19 +73,19 @@ export interface KvConformanceOptions {
    * Command sequences in the model-based run.
    * @default the `WEFT_PROPERTY_RUNS` environment variable, else 200
    */
-  propertyRuns?: number;
+  propertyRuns?: number | undefined;
   /**
    * fast-check seed for the model-based run, to replay a failure.
    * @default the `WEFT_SEED` environment variable, else random
    */
-  seed?: number;
+  seed?: number | undefined;
   /**
    * Concurrent histories recorded and checked by the linearizability check.
    * @default the `WEFT_LINEARIZABILITY_HISTORIES` environment variable, else 2000 with `WEFT_LONG=1`, else 60
    */
-  linearizabilityHistories?: number;
+  linearizabilityHistories?: number | undefined;
   /** Per-check timeout in milliseconds. @default 60000 */
-  timeoutMs?: number;
+  timeoutMs?: number | undefined;
 }
 
 /** What a check receives: a fresh bucket of its own, and handles on it. */

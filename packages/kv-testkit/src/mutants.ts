@@ -46,8 +46,8 @@ export interface KvMutantsOptions<Module> {
   /** Why the mutants cannot run here (a missing server), to skip them with that reason. */
   readonly skip?: string | undefined;
   /** Runs once before the mutants (e.g. start a server). */
-  readonly setup?: () => Promise<void>;
-  readonly teardown?: () => Promise<void>;
+  readonly setup?: (() => Promise<void>) | undefined;
+  readonly teardown?: (() => Promise<void>) | undefined;
   /** The conformance harness on the mutated copy's module (its `index.ts`, imported). */
   readonly harness: (module: Module) => KvConformanceHarness;
 }

@@ -18,7 +18,7 @@ export interface LeaseOptions {
   /** How long the lease lasts unless renewed. */
   readonly ttlMs: number;
   /** Time source; holders' clocks must agree to well within `ttlMs`. @default Date.now */
-  readonly clock?: () => number;
+  readonly clock?: (() => number) | undefined;
 }
 
 interface LeaseValue {

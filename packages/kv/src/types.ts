@@ -63,15 +63,15 @@ export interface WatchOptions {
    * Whole-token key prefixes to watch; omitted means the whole bucket. Several
    * prefixes give one stream in one cursor order.
    */
-  readonly prefixes?: readonly string[];
+  readonly prefixes?: readonly string[] | undefined;
   /**
    * Resume after this cursor: deliver only what changed after it (at least the
    * latest change of every key), then `synced`, then live changes. Without it
    * the watch starts with the current live state.
    */
-  readonly from?: WatchCursor;
+  readonly from?: WatchCursor | undefined;
   /** Aborting ends the iteration normally and releases server-side resources. */
-  readonly signal?: AbortSignal;
+  readonly signal?: AbortSignal | undefined;
 }
 
 /** What a backend can do, reported when the store opens. */

@@ -49,9 +49,9 @@ export interface SyncOptions {
   readonly identity: DeviceIdentity;
   readonly library: LibraryConfig;
   /** The highest changeset schema this device understands, and the one it writes. @default 1 */
-  readonly schemaVersion?: number;
+  readonly schemaVersion?: number | undefined;
   /** @default 256 */
-  readonly maxEventsPerChangeset?: number;
+  readonly maxEventsPerChangeset?: number | undefined;
   /**
    * Changesets handled at once: a push seals and creates up to this many
    * with one state save and one head update; a pull keeps up to this many
@@ -59,28 +59,28 @@ export interface SyncOptions {
    * one state save. Either stops early at about 16 MiB of changesets.
    * @default 256
    */
-  readonly batchChangesets?: number;
+  readonly batchChangesets?: number | undefined;
   /**
    * `true`: watch heads, push on local appends and retry on a timer in the
    * background. `false`: only the heads watch runs; call `syncOnce()`.
    * @default true
    */
-  readonly live?: boolean;
+  readonly live?: boolean | undefined;
   /** Anti-entropy interval of the live mode: re-list heads and retry. @default 5000 */
-  readonly pollIntervalMs?: number;
+  readonly pollIntervalMs?: number | undefined;
   /** Where the state file lives. @default the log's directory, through the log's filesystem */
-  readonly stateDir?: string;
-  readonly fs?: LogFileSystem;
+  readonly stateDir?: string | undefined;
+  readonly fs?: LogFileSystem | undefined;
   /** The XChaCha20-Poly1305 implementation (all give the same bytes; see `@weft/eventlog`'s `loadXChaCha`). @default 'auto' */
-  readonly cipher?: CipherName;
-  readonly clock?: () => number;
-  readonly faults?: SyncFaultHooks;
+  readonly cipher?: CipherName | undefined;
+  readonly clock?: (() => number) | undefined;
+  readonly faults?: SyncFaultHooks | undefined;
   /**
    * How a device with an empty log starts: from the current snapshot (then
    * the changesets after it), or by replaying every changeset.
    * @default 'snapshot'
    */
-  readonly bootstrap?: 'snapshot' | 'replay';
+  readonly bootstrap?: 'snapshot' | 'replay' | undefined;
 }
 
 const libraryIdPattern = /^[A-Za-z0-9_-]{1,128}$/;

@@ -27,11 +27,11 @@ const noncePool = new RandomPool();
 /** Options of encryption. */
 export interface EncryptionOptions {
   /** What one key covers. @default 'entity' */
-  readonly granularity?: Granularity;
+  readonly granularity?: Granularity | undefined;
   /** 32 bytes; when given, the keyset file is wrapped with it. It is never stored. */
-  readonly masterKey?: Uint8Array;
+  readonly masterKey?: Uint8Array | undefined;
   /** Which XChaCha20-Poly1305 implementation to use (all give the same bytes). @default 'auto': libsodium's WebAssembly build up to 3 KiB, node:crypto above */
-  readonly cipher?: CipherName;
+  readonly cipher?: CipherName | undefined;
 }
 
 const aadVersion = 1;

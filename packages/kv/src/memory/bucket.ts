@@ -19,18 +19,18 @@ export interface MemoryBucketOptions {
    * away (a resumed watch still gets each key's latest change).
    * @default Infinity
    */
-  readonly history?: number;
+  readonly history?: number | undefined;
   /**
    * Change-history entries retained for the whole bucket; dropping the oldest
    * one that is still a key's latest change moves the horizon, and watches
    * resumed from before the horizon fail with `CursorExpired`.
    * @default Infinity
    */
-  readonly maxHistoryEntries?: number;
+  readonly maxHistoryEntries?: number | undefined;
   /** @default 1048576 (1 MiB) */
-  readonly maxValueBytes?: number;
+  readonly maxValueBytes?: number | undefined;
   /** The clock for TTLs; pass a {@link ManualClock} to move time by hand. @default systemClock */
-  readonly clock?: Clock;
+  readonly clock?: Clock | undefined;
 }
 
 export type ChangeType = 'put' | 'delete' | 'purge' | 'expire';

@@ -11,12 +11,12 @@ export type { MemoryBucketOptions } from './bucket.js';
 /** Options of {@link openMemoryKv}. */
 export interface MemoryKvOptions extends MemoryBucketOptions {
   /** The bucket name. @default 'default' */
-  readonly bucket?: string;
+  readonly bucket?: string | undefined;
   /**
    * The in-memory server holding the bucket. Handles opened on the same server
    * and bucket behave like several clients of one server. @default a new private server
    */
-  readonly server?: MemoryKvServer;
+  readonly server?: MemoryKvServer | undefined;
 }
 
 /**
