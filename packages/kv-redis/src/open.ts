@@ -135,19 +135,25 @@ export async function openRedisKv(options: RedisKvOptions): Promise<RedisKvStore
     // Unanswered commands are not re-sent after a reconnect: a re-sent create or update would misreport its own success.
     client = new Redis(options.url as string, { lazyConnect: true, autoResendUnfulfilledCommands: false });
   }
-  // Failures surface through commands; an unhandled 'error' event would only log.
-  if (owned) client.on('error', () => undefined);
+  // Failures surface through commands; an unhandled 'error' event would only log. The last one says why a
+  // connect failed (connect() itself only says the connection is closed).
+  let lastError: unknown;
+  if (owned)
+    client.on('error', (error: unknown) => {
+      lastError = error;
+    });
   try {
     if (owned) {
       try {
         await client.connect();
       } catch (error) {
+        const cause = lastError ?? error;
         throw kvError(
           KvErrorCode.ConnectionFailed,
           backend,
-          `cannot connect to Redis at ${describeTarget(options)}: ${error instanceof Error ? error.message : String(error)}`,
+          `cannot connect to Redis at ${describeTarget(options)}: ${whyUnreachable(cause)}`,
           {
-            cause: error,
+            cause,
           },
         );
       }
@@ -170,6 +176,17 @@ async function openOn(connection: RedisConnection, bucket: string, namespace: st
     throw toKvError(error, 'open', undefined, false);
   }
   return new RedisKvStore(driver);
+}
+
+/** Why a connection failed, in words: refused, unknown host, timed out, authentication; else the client's message. */
+function whyUnreachable(error: unknown): string {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  const message = error instanceof Error ? error.message : String(error);
+  if (code === 'ECONNREFUSED') return `connection refused (${message})`;
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EAI_NONAME') return `unknown host (${message})`;
+  if (code === 'ETIMEDOUT' || /timed? ?out/i.test(message)) return `timed out (${message})`;
+  if (/NOAUTH|WRONGPASS|invalid password|AUTH/.test(message)) return `authentication failed (${message})`;
+  return message;
 }
 
 /** Where the backend tried to connect, for messages: host and port only, never a password from the URL. */

@@ -232,6 +232,24 @@ describe.skipIf(redisMissing !== undefined)('redis backend behaviour on a real s
       }
     });
 
+    it('a failed connect says why: refused, or authentication failed', async () => {
+      const refused = await openRedisKv({ url: `redis://127.0.0.1:${await freePort()}`, bucket: 'b' }).catch((caught: unknown) => caught);
+      expect(KvError.is(refused, 'ConnectionFailed'), String(refused)).toBe(true);
+      expect((refused as KvError).message).toContain('connection refused');
+      const { server, raw } = await standalone();
+      try {
+        await raw.config('SET', 'requirepass', 'right-password');
+        const url = `redis://:wrong-password@127.0.0.1:${server.port}`;
+        const denied = await openRedisKv({ url, bucket: 'b' }).catch((caught: unknown) => caught);
+        expect(KvError.is(denied, 'ConnectionFailed'), String(denied)).toBe(true);
+        expect((denied as KvError).message).toContain('authentication failed');
+        expect((denied as KvError).message).not.toContain('wrong-password');
+      } finally {
+        raw.disconnect();
+        await server.stop();
+      }
+    });
+
     it('a read against a stopped server (SIGSTOP) settles as Timeout (retryable), and works again once it answers', async () => {
       const { server, raw } = await standalone();
       const store = await openRedisKv({ url: server.url, bucket: 'paused', sweepIntervalMs: 0, timeoutMs: 200 });
