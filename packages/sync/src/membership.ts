@@ -72,6 +72,8 @@ export interface Member {
   readonly removedAfter: number | undefined;
   /** Set once removed: hex hash of its changeset at `removedAfter` (zeros when that is 0). */
   readonly cutoffHash?: string | undefined;
+  /** Set once removed: the owner whose entry removed it, and that entry's hash. */
+  readonly removedBy?: { readonly author: string; readonly entry: string } | undefined;
 }
 
 /** The membership a set of entries produces. */
@@ -319,7 +321,12 @@ export function deriveMembership(entries: readonly MembershipEntry[], founder: D
         const commitment = commitmentOf(entry);
         if (commitment === undefined) return 'a removal carries no commitment to the new key';
         if (entry.cutoff === 0 && entry.cutoffHash !== zeroHashHex) return 'a cutoff of 0 binds no changeset hash';
-        members.set(entry.subject, { ...subject, removedAfter: entry.cutoff, cutoffHash: entry.cutoffHash });
+        members.set(entry.subject, {
+          ...subject,
+          removedAfter: entry.cutoff,
+          cutoffHash: entry.cutoffHash,
+          removedBy: { author: entry.author, entry: entry.hash },
+        });
         generation = entry.keyGeneration;
         commitments.set(generation, commitment);
         return undefined;

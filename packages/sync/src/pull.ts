@@ -144,7 +144,14 @@ export class Puller {
 
   /** A device is held back this round; the error is an alarm. */
   #hold(device: string, error: SyncError): void {
-    const { board } = this.#context;
+    const { board, library, device: self } = this.#context;
+    const removed = library.member(self)?.removedBy;
+    if (removed !== undefined && error.code === SyncErrorCode.DecryptionFailed) {
+      // A removed device cannot read what was sealed after its removal: that is its removal, not an attack.
+      board.stuck.set(device, `this device was removed by ${removed.author}: it cannot read changesets sealed after its removal`);
+      this.#context.notify();
+      return;
+    }
     board.alarm(error);
     board.stuck.set(device, error.code === SyncErrorCode.SchemaTooNew ? error.message : `${error.code}: ${error.message}`);
     this.#context.notify();

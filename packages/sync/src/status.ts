@@ -31,6 +31,13 @@ export interface SyncStatus {
   readonly rotationPending: boolean;
   /** This device's role (`undefined` when not, or no longer, a member). */
   readonly role: Role | undefined;
+  /**
+   * Set once this device was removed from the library: who removed it, with
+   * which membership entry, and its last changeset that still counts. A
+   * removed device uploads nothing more and cannot read what is written
+   * under the keys that followed its removal.
+   */
+  readonly removed: { readonly by: string; readonly entry: string; readonly cutoff: number } | undefined;
   /** The key generation in force. */
   readonly keyGeneration: number;
   /** Devices whose changesets this device needs were garbage-collected: bootstrap from the snapshot again. */

@@ -159,6 +159,10 @@ export class Sync implements AsyncDisposable {
       waitingForParents: state.parked.length,
       rotationPending: library.rotationPending(),
       role: self?.removedAfter === undefined ? self?.role : undefined,
+      removed:
+        self?.removedAfter === undefined || self.removedBy === undefined
+          ? undefined
+          : { by: self.removedBy.author, entry: self.removedBy.entry, cutoff: self.removedAfter },
       keyGeneration: library.generation(),
       rebootstrapRequired: board.rebootstrap,
       lastError: board.lastError,

@@ -133,6 +133,16 @@ describe('membership, keys and roles', () => {
     await removed.log.append({ entity: 'doc', kind, payload: bytes('honest after removal') });
     await removed.sync.syncOnce();
     expect(removed.sync.status().pendingUploads).toBe(1);
+    // ...says so in its status, with the entry that removed it...
+    expect(removed.sync.status().removed).toMatchObject({ by: owner.identity.deviceId, cutoff: 1 });
+    expect(removed.sync.status().removed?.entry).toMatch(/^[0-9a-f]{64}$/);
+    expect(kept.sync.status().removed).toBeUndefined();
+    // ...and raises no alarm about what it can no longer read, however much is written after.
+    await owner.log.append({ entity: 'doc', kind, payload: bytes('after rotation') });
+    await owner.sync.syncOnce();
+    await removed.sync.syncOnce();
+    expect(removed.sync.status().alarms.map((alarm) => alarm.code)).not.toContain('DecryptionFailed');
+    expect(removed.sync.status().devices[owner.identity.deviceId]?.stuck ?? '').toContain('was removed');
     // ...and a malicious one that keeps its old key and writes anyway is rejected everywhere.
     const raw = await openMemoryKv({ server, bucket: 'lib' });
     const oldKey = unwrapKey(
@@ -193,7 +203,9 @@ describe('membership, keys and roles', () => {
     expect(seenByRemoved).not.toContain('secret after rotation');
     expect(seenByRemoved).not.toContain('kept writes after rotation');
     expect(removed.sync.status().role).toBeUndefined();
-    expect(removed.sync.status().alarms.some((alarm) => alarm.code === 'DecryptionFailed')).toBe(true);
+    // What it cannot read is its removal, said once in its status, not a DecryptionFailed alarm about the new keys.
+    expect(removed.sync.status().alarms.some((alarm) => alarm.code === 'DecryptionFailed')).toBe(false);
+    expect(removed.sync.status().removed?.by).toBe(owner.identity.deviceId);
   });
 
   it('a device below the minimum schema version refuses to sync with a clear error', async () => {
