@@ -1,6 +1,7 @@
 import {
   JetStreamApiCodes,
   JetStreamApiError,
+  type JetStreamManager,
   jetstream,
   jetstreamManager,
   type StreamConfig,
@@ -11,7 +12,7 @@ import { Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection, nanos } from '@nats-io/transport-node';
 import { KvError } from '@weft/kv';
 import { assertBucketName, assertIntegerOptions, describeArgument, KvErrorCode, KvStoreFront, kvError, messageOf } from '@weft/kv/backend';
-import { streamName } from './codec.js';
+import { metaStreamName, streamName } from './codec.js';
 import { NatsDriver } from './driver.js';
 import { backend, toKvError } from './errors.js';
 import { compact } from './horizon.js';
@@ -162,6 +163,7 @@ export async function openNatsKv(options: NatsKvOptions): Promise<NatsKvStore> {
       }
       throw error;
     }
+    await removeStaleCompanion(manager, bucket, info);
     const expireBeforeNextWrite = options.expireBeforeNextWrite === true;
     return new NatsKvStore(
       new NatsDriver({
@@ -181,6 +183,27 @@ export async function openNatsKv(options: NatsKvOptions): Promise<NatsKvStore> {
   } catch (error) {
     if (owned) await connection.close().catch(() => undefined);
     throw toKvError(error, 'open', undefined, false);
+  }
+}
+
+/**
+ * weft's companion stream of a bucket (compaction horizon, TTL index) made
+ * before the bucket's stream was: left behind when another tool deleted the
+ * bucket (`nats kv del`), and describing the old bucket, not this one. It
+ * is deleted; the handle makes a new one when it needs it.
+ */
+async function removeStaleCompanion(manager: JetStreamManager, bucket: string, info: StreamInfo): Promise<void> {
+  let companion: StreamInfo;
+  try {
+    companion = await manager.streams.info(metaStreamName(bucket));
+  } catch (error) {
+    if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound) return;
+    throw error;
+  }
+  if (Date.parse(companion.created) < Date.parse(info.created)) {
+    await manager.streams.delete(metaStreamName(bucket)).catch((error: unknown) => {
+      if (!(error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound)) throw error;
+    });
   }
 }
 

@@ -64,6 +64,31 @@ for (const line of lines)
       await kept.close();
     });
 
+    it("a companion stream left by another tool's delete (nats kv del) is removed when the bucket is made again", async () => {
+      const first = await openNatsKv({ servers: server.url, bucket: 'recycled', create: { history: 5 } });
+      await first.put('a', bytes('1'));
+      await first.delete('a');
+      // Compaction records a horizon in the companion stream.
+      expect((await first.compact({ olderThanMs: 0 })).horizon).toBeGreaterThan(0);
+      await first.close();
+      const manager = await jetstreamManager(raw);
+      await manager.streams.delete('KV_recycled');
+      const companion = (await manager.streams.info('WEFT_recycled')).created;
+      const second = await openNatsKv({ servers: server.url, bucket: 'recycled', create: { history: 5 } });
+      try {
+        const after = await manager.streams.info('WEFT_recycled').then(
+          (info) => info.created,
+          () => undefined,
+        );
+        expect(after === undefined || after !== companion, 'the old companion stream is gone').toBe(true);
+        // The new bucket's own history: no horizon of the old one, so a cursor from its start resumes.
+        expect(await second.horizon()).toBe(0);
+        await second.put('b', bytes('2'));
+      } finally {
+        await second.close();
+      }
+    });
+
     it('interoperates both ways with a plain @nats-io/kv client', async () => {
       const store = await openNatsKv({ servers: server.url, bucket: 'interop', create: { history: 5 } });
       const plain = await new Kvm(raw).open('interop');
