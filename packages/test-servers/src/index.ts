@@ -12,6 +12,7 @@
  */
 
 export { type ChildRun, type RunChildOptions, runChild } from './child.js';
+export { type FaultTarget, type ServerFault, serverFaults } from './faults.js';
 export { type Link, type LinkOptions, startLink } from './link.js';
 export {
   currentNatsBinary,
@@ -24,7 +25,7 @@ export {
   startNatsCluster,
   startNatsServer,
 } from './nats.js';
-export { findBinary, freePort, missingBinary, ServerProcess } from './process.js';
+export { findBinary, freePort, missingBinary, type ServerControls, ServerProcess } from './process.js';
 export {
   type RedisCluster,
   type RedisServer,

@@ -3,15 +3,15 @@ import { get } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  clearData,
-  copyData,
   findBinary,
   freePort,
   makeDataDir,
   missingBinary,
   removeDir,
   retryingPortClash,
+  type ServerControls,
   ServerProcess,
+  serverControls,
 } from './process.js';
 
 /**
@@ -58,7 +58,7 @@ export interface NatsServerOptions {
 }
 
 /** A running `nats-server` with JetStream on 127.0.0.1. */
-export interface NatsServer {
+export interface NatsServer extends ServerControls {
   readonly name: string;
   readonly port: number;
   readonly url: string;
@@ -69,23 +69,6 @@ export interface NatsServer {
   readonly process: ServerProcess;
   /** Stops it gracefully and removes a store directory it created. */
   stop(): Promise<void>;
-  /** SIGKILL, as a crash would; the store directory stays for {@link NatsServer.restart}. */
-  kill(): Promise<void>;
-  /** Starts it again on the same port and store directory. */
-  restart(): Promise<void>;
-  /** Freezes the server (SIGSTOP) and waits until it has stopped: connections stay open and nothing is answered until {@link resume}. */
-  pause(): Promise<void>;
-  /** Lets a paused server go on (SIGCONT). */
-  resume(): void;
-  /** Kills it (-9), deletes everything it stored, and starts it again empty on the same port. */
-  restartEmpty(): Promise<void>;
-  /**
-   * Copies what the server has written to disk so far into a new directory,
-   * for {@link restartFrom}: a backup, or the state an older disk held.
-   */
-  saveData(): Promise<string>;
-  /** Kills it (-9) and starts it again on the data of an earlier {@link saveData} copy, as a restore from backup would. */
-  restartFrom(copy: string): Promise<void>;
 }
 
 /** Why NATS tests of `line` cannot run here (one line naming what to install), or `undefined`. */
@@ -167,29 +150,7 @@ async function launchNats(options: NatsServerOptions, cluster?: ClusterSpec): Pr
       await serverProcess.stop();
       if (ownsStore) removeDir(storeDir);
     },
-    kill: () => serverProcess.kill(),
-    restart: async () => {
-      await serverProcess.stop();
-      await serverProcess.start();
-    },
-    pause: () => serverProcess.pause(),
-    resume: () => serverProcess.resume(),
-    restartEmpty: async () => {
-      await serverProcess.kill();
-      clearData(storeDir, 'nats-server.log');
-      await serverProcess.start();
-    },
-    saveData: async () => {
-      const copy = makeDataDir('nats-copy');
-      copyData(storeDir, copy, 'nats-server.log');
-      return copy;
-    },
-    restartFrom: async (copy: string) => {
-      await serverProcess.kill();
-      clearData(storeDir, 'nats-server.log');
-      copyData(copy, storeDir, 'nats-server.log');
-      await serverProcess.start();
-    },
+    ...serverControls(serverProcess, storeDir, 'nats-server.log', 'nats'),
   };
 }
 

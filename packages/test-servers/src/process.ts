@@ -219,3 +219,53 @@ function allThreadsStopped(pid: number): boolean {
     return true;
   }
 }
+
+/** What the server handles of this package can do to their process and its data directory. */
+export interface ServerControls {
+  /** SIGKILL, as a crash would; the data directory stays for {@link ServerControls.restart}. */
+  kill(): Promise<void>;
+  /** Stops it gracefully and starts it again on the same port and data directory. */
+  restart(): Promise<void>;
+  /** Freezes the server (SIGSTOP) and waits until it has stopped: connections stay open and nothing is answered until {@link resume}. */
+  pause(): Promise<void>;
+  /** Lets a paused server go on (SIGCONT). */
+  resume(): void;
+  /** Kills it (-9), deletes everything it stored, and starts it again empty on the same port. */
+  restartEmpty(): Promise<void>;
+  /**
+   * Copies what the server has written to disk so far into a new directory,
+   * for {@link restartFrom}: a backup, or the state an older disk held.
+   */
+  saveData(): Promise<string>;
+  /** Kills it (-9) and starts it again on the data of an earlier {@link saveData} copy, as a restore from backup would. */
+  restartFrom(copy: string): Promise<void>;
+}
+
+/** The restart and fault controls of a server process whose data lives in `dataDir` beside its log file `log`. */
+export function serverControls(serverProcess: ServerProcess, dataDir: string, log: string, kind: string): ServerControls {
+  return {
+    kill: () => serverProcess.kill(),
+    restart: async () => {
+      await serverProcess.stop();
+      await serverProcess.start();
+    },
+    pause: () => serverProcess.pause(),
+    resume: () => serverProcess.resume(),
+    restartEmpty: async () => {
+      await serverProcess.kill();
+      clearData(dataDir, log);
+      await serverProcess.start();
+    },
+    saveData: async () => {
+      const copy = makeDataDir(`${kind}-copy`);
+      copyData(dataDir, copy, log);
+      return copy;
+    },
+    restartFrom: async (copy: string) => {
+      await serverProcess.kill();
+      clearData(dataDir, log);
+      copyData(copy, dataDir, log);
+      await serverProcess.start();
+    },
+  };
+}

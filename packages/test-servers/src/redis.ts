@@ -1,15 +1,15 @@
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import {
-  clearData,
-  copyData,
   findBinary,
   freePort,
   makeDataDir,
   missingBinary,
   removeDir,
   retryingPortClash,
+  type ServerControls,
   ServerProcess,
+  serverControls,
 } from './process.js';
 
 /** Options of {@link startRedisServer}. */
@@ -29,7 +29,7 @@ export interface RedisServerOptions {
 }
 
 /** A running `redis-server` on 127.0.0.1. */
-export interface RedisServer {
+export interface RedisServer extends ServerControls {
   readonly port: number;
   /** The cluster bus port of a cluster node (0 for a standalone server). */
   readonly clusterBusPort: number;
@@ -38,23 +38,6 @@ export interface RedisServer {
   readonly process: ServerProcess;
   /** Stops it gracefully and removes a data directory it created. */
   stop(): Promise<void>;
-  /** SIGKILL, as a crash would; the data directory stays for {@link RedisServer.restart}. */
-  kill(): Promise<void>;
-  /** Starts it again on the same port and data directory. */
-  restart(): Promise<void>;
-  /** Freezes the server (SIGSTOP) and waits until it has stopped: connections stay open and nothing is answered until {@link resume}. */
-  pause(): Promise<void>;
-  /** Lets a paused server go on (SIGCONT). */
-  resume(): void;
-  /** Kills it (-9), deletes everything it stored, and starts it again empty on the same port. */
-  restartEmpty(): Promise<void>;
-  /**
-   * Copies what the server has written to disk so far into a new directory,
-   * for {@link restartFrom}: a backup, or the state an older disk held.
-   */
-  saveData(): Promise<string>;
-  /** Kills it (-9) and starts it again on the data of an earlier {@link saveData} copy, as a restore from backup would. */
-  restartFrom(copy: string): Promise<void>;
 }
 
 /** Why Redis tests cannot run here (one line naming what to install), or `undefined`. */
@@ -148,29 +131,7 @@ async function launchRedis(options: RedisServerOptions, clusterEnabled: boolean)
       await serverProcess.stop();
       if (ownsDir) removeDir(dataDir);
     },
-    kill: () => serverProcess.kill(),
-    restart: async () => {
-      await serverProcess.stop();
-      await serverProcess.start();
-    },
-    pause: () => serverProcess.pause(),
-    resume: () => serverProcess.resume(),
-    restartEmpty: async () => {
-      await serverProcess.kill();
-      clearData(dataDir, 'redis-server.log');
-      await serverProcess.start();
-    },
-    saveData: async () => {
-      const copy = makeDataDir('redis-copy');
-      copyData(dataDir, copy, 'redis-server.log');
-      return copy;
-    },
-    restartFrom: async (copy: string) => {
-      await serverProcess.kill();
-      clearData(dataDir, 'redis-server.log');
-      copyData(copy, dataDir, 'redis-server.log');
-      await serverProcess.start();
-    },
+    ...serverControls(serverProcess, dataDir, 'redis-server.log', 'redis'),
   };
 }
 
