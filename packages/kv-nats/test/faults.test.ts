@@ -5,8 +5,8 @@
  * idle watch and one under continuous writes.
  */
 import { openNatsKv } from '@weft/kv-nats';
-import { describeKvFaults, type KvFault } from '@weft/kv-testkit';
-import { type Link, type NatsLine, type NatsServer, natsUnavailable, startLink, startNatsServer } from '@weft/test-servers';
+import { describeKvFaults } from '@weft/kv-testkit';
+import { type Link, type NatsLine, type NatsServer, natsUnavailable, serverFaults, startLink, startNatsServer } from '@weft/test-servers';
 import { describe } from 'vitest';
 
 for (const line of ['system', 'current'] as const satisfies readonly NatsLine[]) {
@@ -14,50 +14,13 @@ for (const line of ['system', 'current'] as const satisfies readonly NatsLine[])
   let server: NatsServer;
   let link: Link;
   let lostBucket = '';
-  const faults: KvFault[] = [
-    {
-      name: 'graceful restart',
-      outcome: 'continues',
-      inject: () => server.process.stop(),
-      heal: () => server.process.start(),
+  const faults = serverFaults(() => ({ server, link }), {
+    afterDataLost: {
+      name: 'the bucket created again',
+      // What an operator (or a deployment's setup) does after losing the store: the bucket is made again, empty.
+      run: async () => void (await (await openNatsKv({ servers: server.url, bucket: lostBucket, create: { history: 10 } })).close()),
     },
-    {
-      name: 'kill -9 and restart',
-      outcome: 'continues',
-      inject: () => server.kill(),
-      heal: () => server.process.start(),
-    },
-    {
-      name: 'SIGSTOP, then SIGCONT',
-      outcome: 'continues',
-      unanswered: true,
-      inject: () => server.pause(),
-      heal: async () => server.resume(),
-    },
-    {
-      name: 'every connection reset',
-      outcome: 'continues',
-      inject: async () => link.reset(),
-      heal: async () => undefined,
-    },
-    {
-      name: 'a partition between clients and server, then healed',
-      outcome: 'continues',
-      unanswered: true,
-      inject: async () => link.partition(),
-      heal: async () => link.heal(),
-    },
-    {
-      name: 'kill -9 and restart with the data lost, the bucket created again',
-      outcome: 'expires',
-      inject: () => server.kill(),
-      heal: async () => {
-        await server.restartEmpty();
-        // What an operator (or a deployment's setup) does after losing the store: the bucket is made again, empty.
-        await (await openNatsKv({ servers: server.url, bucket: lostBucket, create: { history: 10 } })).close();
-      },
-    },
-  ];
+  });
   if (missing !== undefined) describe.skip(`kv faults: nats ${line} (${missing})`, () => undefined);
   else
     describeKvFaults(`nats (${line} line)`, {

@@ -7,7 +7,15 @@
  */
 import { openRedisKv, type RedisKvOptions } from '@weft/kv-redis';
 import { describeKvFaults, type KvFault } from '@weft/kv-testkit';
-import { type Link, type RedisCluster, type RedisServer, startLink, startRedisCluster, startRedisServer } from '@weft/test-servers';
+import {
+  type Link,
+  type RedisCluster,
+  type RedisServer,
+  serverFaults,
+  startLink,
+  startRedisCluster,
+  startRedisServer,
+} from '@weft/test-servers';
 import { createClient } from 'redis';
 import { afterAll, describe, expect, vi } from 'vitest';
 import { redisMissing } from './helpers.js';
@@ -27,49 +35,7 @@ let server: RedisServer;
 let link: Link;
 const userClients: Array<{ destroy(): void }> = [];
 
-const faults: KvFault[] = [
-  {
-    name: 'graceful restart (AOF)',
-    outcome: 'continues',
-    inject: () => server.process.stop(),
-    heal: () => server.process.start(),
-  },
-  {
-    name: 'kill -9 and restart (AOF)',
-    outcome: 'continues',
-    inject: () => server.kill(),
-    heal: () => server.process.start(),
-  },
-  {
-    name: 'SIGSTOP, then SIGCONT',
-    outcome: 'continues',
-    unanswered: true,
-    inject: () => server.pause(),
-    heal: async () => server.resume(),
-  },
-  {
-    name: 'every connection reset',
-    outcome: 'continues',
-    inject: async () => link.reset(),
-    heal: async () => undefined,
-  },
-  {
-    name: 'a partition between clients and server, then healed',
-    outcome: 'continues',
-    unanswered: true,
-    inject: async () => link.partition(),
-    heal: async () => link.heal(),
-  },
-  {
-    name: 'kill -9 and restart with the data lost',
-    outcome: 'expires',
-    inject: () => server.kill(),
-    heal: async () => {
-      await server.process.start().catch(() => undefined);
-      await server.restartEmpty();
-    },
-  },
-];
+const faults = serverFaults(() => ({ server, link }), { persistence: 'AOF' });
 
 const setup = async () => {
   server = await startRedisServer({ persistence: 'aof' });
