@@ -64,8 +64,9 @@ const faultCodes: ReadonlySet<string> = new Set([
  * The fault group: for each fault, a running state-sync watch (idle, and
  * under a writer that never stops) goes through the fault. Afterwards:
  *
- * - every operation sent while the server could not answer has settled with
- *   a typed error (nothing hangs);
+ * - every operation sent while the server could not answer (a read, a write
+ *   and, with an idle watch, a listing) has settled with a typed error
+ *   (nothing hangs);
  * - a fault that keeps the history: the watch delivered every acknowledged
  *   write exactly once, in cursor order, writes made after healing included;
  * - a fault that loses it: the watch failed with `CursorExpired`;
@@ -145,6 +146,18 @@ async function runFault(suite: string, harness: KvFaultHarness, fault: KvFault, 
             (error: unknown) => error,
           );
           assertFaultError(write, 'a write while the server cannot answer', true);
+          if (!busy && cycle === 0) {
+            // A listing's step has its deadline too (once: on some backends it waits out a lost fetch first).
+            const listing = await (async () => {
+              for await (const _ of writer.keys()) {
+                // each step must settle
+              }
+            })().then(
+              () => undefined,
+              (error: unknown) => error,
+            );
+            assertFaultError(listing, 'a listing while the server cannot answer', true);
+          }
         }
       } finally {
         // Healed whatever happened, so a failing check leaves the server as the next one needs it.
