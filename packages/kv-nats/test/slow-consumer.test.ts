@@ -1,8 +1,9 @@
 /**
  * Listings and state-sync watches over large values, read by a slow
- * consumer, on a server that lets a connection have only 8 MB pending: the
- * pages a fetch asks for stay under that, and what the server drops when it
- * cuts a slow consumer anyway is noticed and fetched again. Both server lines.
+ * consumer, on a server that lets a connection have only 8 MB pending and
+ * on one with the default 64 MB: the pages a fetch asks for stay under that,
+ * and what the server drops when it cuts a slow consumer anyway is noticed
+ * and fetched again. Both server lines.
  */
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,16 +15,24 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 const values = 256;
 const valueBytes = 280 * 1024;
 
-for (const line of ['system', 'current'] as const satisfies readonly NatsLine[]) {
+/** A server that lets a connection have 8 MB pending, and one with the default (64 MB), with how long the reader spends per value. */
+const setups = [
+  { pending: '8MB', delayMs: 20 },
+  { pending: 'default', delayMs: 5 },
+] as const;
+
+for (const [line, { pending, delayMs }] of (['system', 'current'] as const satisfies readonly NatsLine[]).flatMap((line) =>
+  setups.map((setup) => [line, setup] as const),
+)) {
   const missing = natsUnavailable(line);
   (missing === undefined ? describe : describe.skip)(
-    `nats (${line} line): slow consumers of large values${missing ? ` (${missing})` : ''}`,
+    `nats (${line} line, max_pending ${pending}): slow consumers of large values${missing ? ` (${missing})` : ''}`,
     () => {
       let server: NatsServer;
       let store: NatsKvStore;
       beforeAll(async () => {
-        const config = join(tmpdir(), `weft-nats-small-pending-${process.pid}-${line}.conf`);
-        writeFileSync(config, 'max_pending: 8MB\n');
+        const config = join(tmpdir(), `weft-nats-pending-${process.pid}-${line}-${pending}.conf`);
+        writeFileSync(config, pending === 'default' ? '' : `max_pending: ${pending}\n`);
         server = await startNatsServer({ line, args: ['-c', config] });
         store = await openNatsKv({ servers: server.url, bucket: 'large', create: true });
         const value = new Uint8Array(valueBytes);
@@ -37,23 +46,23 @@ for (const line of ['system', 'current'] as const satisfies readonly NatsLine[])
         await server?.stop();
       });
 
-      it('a state-sync watch that spends 20 ms per event delivers every value, then synced', async () => {
+      it(`a state-sync watch that spends ${delayMs} ms per event delivers every value, then synced`, async () => {
         const keys: string[] = [];
         for await (const event of store.watch({ prefixes: ['large'] })) {
           if (event.type === 'synced') break;
           keys.push(event.key);
-          await new Promise((resolve) => setTimeout(resolve, 20));
+          await new Promise((resolve) => setTimeout(resolve, delayMs));
         }
         expect(new Set(keys).size).toBe(values);
         expect(keys.length).toBe(values);
       }, 120_000);
 
-      it('a listing whose reader spends 20 ms per value lists every key once', async () => {
+      it(`a listing whose reader spends ${delayMs} ms per value lists every key once`, async () => {
         const keys: string[] = [];
         for await (const entry of store.scan('large')) {
           expect(entry.value.length).toBe(valueBytes);
           keys.push(entry.key);
-          await new Promise((resolve) => setTimeout(resolve, 20));
+          await new Promise((resolve) => setTimeout(resolve, delayMs));
         }
         expect(keys.length).toBe(values);
         expect(new Set(keys).size).toBe(values);
