@@ -1,6 +1,6 @@
-import { KvError, KvErrorCode, type Version, type WatchCursor, type WatchEvent } from '@weft/kv';
+import { KvError, KvErrorCode, type KvStore, type Version, type WatchCursor, type WatchEvent, type WatchOptions } from '@weft/kv';
 import { expect } from 'vitest';
-import type { ConformanceCheck } from '../harness.js';
+import type { CheckContext, ConformanceCheck } from '../harness.js';
 import { applyEvents, bytes, eventually, expectCursorOrder, expectKvError, readState, sortedEntries, WatchReader } from '../helpers.js';
 import { check } from './contract.js';
 
@@ -308,18 +308,7 @@ export const watchChecks: ConformanceCheck[] = [
   }),
   check('watch', 'closing the handle ends its running watches with Closed', async (context) => {
     const store = await context.open();
-    const iterator = store.watch()[Symbol.asyncIterator]();
-    expect((await iterator.next()).value?.type).toBe('synced');
-    const pending = iterator.next().then(
-      () => 'ended without error',
-      (error: unknown) => (KvError.is(error, KvErrorCode.Closed) ? 'closed' : `wrong error ${String(error)}`),
-    );
-    await store.close();
-    const outcome = await Promise.race([
-      pending,
-      new Promise<string>((resolve) => setTimeout(() => resolve('hung'), context.harness.watchDeadlineMs ?? 20_000)),
-    ]);
-    expect(outcome).toBe('closed');
+    expect(await endingOnClose(context, store, {})).toBe('closed');
   }),
   check(
     'watch',
@@ -329,20 +318,28 @@ export const watchChecks: ConformanceCheck[] = [
       const count = () => context.harness.watchResources?.(context.bucket) ?? Promise.resolve(0);
       const before = await count();
       const controller = new AbortController();
-      const iterator = store.watch({ signal: controller.signal })[Symbol.asyncIterator]();
-      expect((await iterator.next()).value?.type).toBe('synced');
-      const pending = iterator.next().then(
-        () => 'ended without error',
-        (error: unknown) => (KvError.is(error, KvErrorCode.Closed) ? 'closed' : `wrong error ${String(error)}`),
-      );
-      await store.close();
-      const outcome = await Promise.race([
-        pending,
-        new Promise<string>((resolve) => setTimeout(() => resolve('hung'), context.harness.watchDeadlineMs ?? 20_000)),
-      ]);
-      expect(outcome).toBe('closed');
+      expect(await endingOnClose(context, store, { signal: controller.signal })).toBe('closed');
       expect(controller.signal.aborted, "closing the handle must not abort the caller's own signal").toBe(false);
       await eventually(async () => (await count()) <= before, 'watch resources to be released after close');
     },
   ),
 ];
+
+/**
+ * Starts a watch with `options`, reads up to its `synced`, closes the handle
+ * while the watch waits, and says how the watch ended: `closed`, `ended
+ * without error`, `wrong error ...`, or `hung`.
+ */
+async function endingOnClose(context: CheckContext, store: KvStore, options: WatchOptions): Promise<string> {
+  const iterator = store.watch(options)[Symbol.asyncIterator]();
+  expect((await iterator.next()).value?.type).toBe('synced');
+  const pending = iterator.next().then(
+    () => 'ended without error',
+    (error: unknown) => (KvError.is(error, KvErrorCode.Closed) ? 'closed' : `wrong error ${String(error)}`),
+  );
+  await store.close();
+  return Promise.race([
+    pending,
+    new Promise<string>((resolve) => setTimeout(() => resolve('hung'), context.harness.watchDeadlineMs ?? 20_000)),
+  ]);
+}
