@@ -135,7 +135,10 @@ export class RedisDriver implements KvDriver<string> {
   }
 
   async entry(key: string): Promise<KvRecord | undefined> {
-    const [op, value, version] = await this.read(key, () => this.connection.hashFields(this.keys.record + key, recordFields));
+    // The store front bounds this read with the handle's deadline already: no second one here.
+    const [op, value, version] = await this.connection.hashFields(this.keys.record + key, recordFields).catch((error: unknown) => {
+      throw toKvError(error, 'read', key, false);
+    });
     if (op == null || version == null) return undefined;
     const versionText = version.toString() as Version;
     switch (op.toString()) {
