@@ -21,7 +21,9 @@ import {
   type MembershipFields,
   type MembershipState,
   membershipAt,
+  newMembershipCache,
 } from './membership.js';
+import type { StateFile, SyncStateData } from './state.js';
 import { countField, decodeStatement, type Statement, type StatementKind } from './statements.js';
 import type { StatusBoard } from './status.js';
 import { keyWrapKey, membershipKey, membershipPrefix, minSchemaVersionKey } from './store-layout.js';
@@ -31,7 +33,12 @@ export class Library {
   readonly config: LibraryConfig;
   /** Library keys by generation. */
   readonly keys = new Map<number, Uint8Array>();
-  readonly #entries = new Map<string, MembershipEntry>();
+  /** Every entry this device verified, by store key, with its bytes: persisted, never dropped. */
+  readonly #entries = new Map<string, { entry: MembershipEntry; bytes: Uint8Array }>();
+  readonly #cache = newMembershipCache();
+  readonly #state: SyncStateData;
+  readonly #stateFile: StateFile;
+  #loaded = false;
   #membership: MembershipState | undefined;
   /** Out-of-band mode: the static members. */
   readonly #staticMembers: Map<string, Uint8Array>;
@@ -50,7 +57,11 @@ export class Library {
     cipher: XChaCha;
     board: StatusBoard;
     schemaVersion: number;
+    state: SyncStateData;
+    stateFile: StateFile;
   }) {
+    this.#state = options.state;
+    this.#stateFile = options.stateFile;
     this.config = options.config;
     this.#kv = options.kv;
     this.#identity = options.identity;
@@ -76,6 +87,16 @@ export class Library {
     return this.#membership?.generation ?? this.config.keyGeneration ?? 0;
   }
 
+  /**
+   * The generation in force was created by concurrent rotations, so no key of it is adopted: an owner
+   * that sees this rotates again (`rotateKey`).
+   */
+  rotationNeeded(): boolean {
+    const membership = this.#membership;
+    if (membership === undefined) return false;
+    return membership.contested.has(membership.generation) && this.isActiveOwner(this.#identity.deviceId);
+  }
+
   /** A key generation was announced that this device does not hold yet. */
   rotationPending(): boolean {
     if (this.#board.generationSeen > this.generation()) return true;
@@ -86,7 +107,7 @@ export class Library {
   stateAt(tips: readonly string[]): MembershipState | undefined {
     const founder = this.config.founder;
     if (founder === undefined) return undefined;
-    return membershipAt([...this.#entries.values()], tips, founder);
+    return membershipAt(this.#entryList(), tips, founder, this.#cache);
   }
 
   /** Every device the library has had as a member (removed ones included). */
@@ -161,37 +182,140 @@ export class Library {
     }
   }
 
+  #entryList(): MembershipEntry[] {
+    return [...this.#entries.values()].map((known) => known.entry);
+  }
+
+  /** Decodes the entries this device verified before (its own knowledge, kept in the state file). */
+  #loadKnown(): void {
+    if (this.#loaded) return;
+    this.#loaded = true;
+    for (const encoded of this.#state.membership) {
+      const bytes = new Uint8Array(Buffer.from(encoded, 'base64'));
+      try {
+        const entry = decodeMembershipEntry(bytes, this.#hashers, this.config.id);
+        this.#entries.set(membershipKey(entry.author, entry.seq), { entry, bytes });
+      } catch (error) {
+        if (!SyncError.is(error)) throw error;
+        throw new SyncError(SyncErrorCode.StateFailed, `the sync state holds a membership entry that does not verify: ${error.message}`, {
+          cause: error,
+        });
+      }
+    }
+  }
+
+  /**
+   * Reads the chain from the store and merges it into what this device
+   * verified before. What the device knows is never dropped: an entry the
+   * store lacks is an alarm and is written back; another entry at a key the
+   * device already holds is an equivocation and is not taken.
+   */
   async #refreshMembership(): Promise<void> {
     const founder = this.config.founder;
     if (founder === undefined) return;
+    this.#loadKnown();
+    const listed = new Set<string>();
+    const learned: string[] = [];
     for await (const entry of this.#kv.scan(membershipPrefix)) {
-      if (this.#entries.has(entry.key)) continue;
+      listed.add(entry.key);
+      const known = this.#entries.get(entry.key);
+      if (known !== undefined) {
+        if (!Buffer.from(known.bytes).equals(Buffer.from(entry.value)))
+          this.#board.alarm(
+            new SyncError(SyncErrorCode.Equivocation, `${entry.key} holds another entry than the one this device verified; it is ignored`, {
+              device: known.entry.author,
+              seq: known.entry.seq,
+            }),
+          );
+        continue;
+      }
       try {
-        const decoded = decodeMembershipEntry(entry.value, this.#hashers);
+        const decoded = decodeMembershipEntry(entry.value, this.#hashers, this.config.id);
         if (entry.key !== membershipKey(decoded.author, decoded.seq)) {
           throw new SyncError(SyncErrorCode.ChainBroken, `${entry.key} holds entry ${decoded.author}.${decoded.seq}`, {
             device: decoded.author,
           });
         }
-        this.#entries.set(entry.key, decoded);
+        this.#entries.set(entry.key, { entry: decoded, bytes: entry.value });
+        learned.push(Buffer.from(entry.value).toString('base64'));
       } catch (error) {
         if (!SyncError.is(error)) throw error;
         this.#board.alarm(error);
       }
     }
-    const membership = deriveMembership([...this.#entries.values()], founder);
+    if (learned.length > 0) {
+      this.#state.membership.push(...learned);
+      await this.#stateFile.save(this.#state);
+    }
+    await this.#restoreEntries(listed);
+    const membership = deriveMembership(this.#entryList(), founder, this.#cache);
     this.#membership = membership;
+    // A key that is not the one its generation committed to (a rotation that lost to a concurrent one) is dropped.
+    for (const [generation, key] of this.keys) {
+      const committed = membership.commitments.get(generation);
+      if (committed !== Buffer.from(keyCommitment(key, this.config.id, generation)).toString('hex')) this.keys.delete(generation);
+    }
     if (!membership.members.has(this.#identity.deviceId)) return;
     for (let generation = 0; generation <= membership.generation; generation++) {
-      if (this.keys.has(generation)) continue;
-      const stored = await this.#kv.get(keyWrapKey(this.#identity.deviceId, generation));
-      if (stored === undefined) continue;
+      if (this.keys.has(generation) || !membership.commitments.has(generation)) continue;
+      await this.#adoptKey(generation, membership);
+    }
+  }
+
+  /** Writes back entries this device verified that the store no longer lists (it forgot or hides them). */
+  async #restoreEntries(listed: ReadonlySet<string>): Promise<void> {
+    const missing = [...this.#entries].filter(([key]) => !listed.has(key));
+    if (missing.length === 0) return;
+    this.#board.alarm(
+      new SyncError(
+        SyncErrorCode.MembershipRolledBack,
+        `the store lacks ${missing.length} membership ${missing.length === 1 ? 'entry' : 'entries'} this device verified (${missing[0]?.[0]}${missing.length > 1 ? ', ...' : ''}): written back`,
+        { device: missing[0]?.[1].entry.author ?? '' },
+      ),
+    );
+    for (const [key, known] of missing) {
       try {
-        this.keys.set(generation, this.#openWrap(stored.value, generation, membership));
+        await this.#kv.create(key, known.bytes);
+      } catch (error) {
+        // Someone restored it first, or the store is down: the next refresh looks again.
+        if (!KvError.is(error)) throw error;
+      }
+    }
+  }
+
+  /**
+   * Opens this device's wrap of a generation: the one it kept from before
+   * when there is one (the store may have lost or hidden it; it is written
+   * back), else the store's, which is kept once it opens.
+   */
+  async #adoptKey(generation: number, membership: MembershipState): Promise<void> {
+    const keyPath = keyWrapKey(this.#identity.deviceId, generation);
+    const kept = this.#state.wraps[String(generation)];
+    if (kept !== undefined) {
+      const bytes = new Uint8Array(Buffer.from(kept, 'base64'));
+      try {
+        this.keys.set(generation, this.#openWrap(bytes, generation, membership));
+        const stored = await this.#kv.get(keyPath);
+        if (stored === undefined)
+          await this.#kv.create(keyPath, bytes).catch((error: unknown) => {
+            if (!KvError.is(error)) throw error;
+          });
+        return;
       } catch (error) {
         if (!SyncError.is(error)) throw error;
-        this.#board.alarm(error);
+        // A kept wrap that no longer counts (its generation was contested since) is dropped.
+        delete this.#state.wraps[String(generation)];
       }
+    }
+    const stored = await this.#kv.get(keyPath);
+    if (stored === undefined) return;
+    try {
+      this.keys.set(generation, this.#openWrap(stored.value, generation, membership));
+      this.#state.wraps[String(generation)] = Buffer.from(stored.value).toString('base64');
+      await this.#stateFile.save(this.#state);
+    } catch (error) {
+      if (!SyncError.is(error)) throw error;
+      this.#board.alarm(error);
     }
   }
 
@@ -246,7 +370,7 @@ export class Library {
     for (let attempt = 0; attempt < 10; attempt++) {
       const membership = this.assertOwner();
       const seq = (membership.authorSeqs.get(device) ?? 0) + 1;
-      const bytes = encodeMembershipEntry({ ...fields, author: device, seq, parents: membership.tips }, this.#identity);
+      const bytes = encodeMembershipEntry({ ...fields, author: device, seq, parents: membership.tips }, this.#identity, this.config.id);
       try {
         await this.#kv.create(membershipKey(device, seq), bytes);
         await this.refresh();
@@ -333,6 +457,7 @@ export async function createLibrary(options: {
         keyCommitment: keyCommitment(key, id, 0),
       },
       identity,
+      id,
     );
     await kv.create(membershipKey(identity.deviceId, 1), genesis);
   }

@@ -92,6 +92,32 @@ export async function removeMember(
   return { generation, cutoff };
 }
 
+/** Rotates the library key (owner only): a new generation, wrapped for every current member, then the rotation entry. */
+export async function rotateKey(context: SyncContext): Promise<{ generation: number }> {
+  const { library } = context;
+  const membership = library.assertOwner();
+  const self = membership.members.get(context.device);
+  if (self === undefined) throw new SyncError(SyncErrorCode.NotAllowed, 'only an owner can rotate the library key');
+  const generation = membership.generation + 1;
+  const key = new Uint8Array(randomBytes(32));
+  for (const member of membership.members.values()) {
+    if (member.removedAfter === undefined) await library.writeWrap(member, generation, key);
+  }
+  library.keys.set(generation, key);
+  await library.writeEntry({
+    op: 'rotate',
+    subject: self.deviceId,
+    subjectKey: self.publicKey,
+    subjectX25519: self.x25519PublicKey,
+    role: self.role,
+    keyGeneration: generation,
+    cutoff: 0,
+    keyCommitment: keyCommitment(key, library.id, generation),
+  });
+  context.notify();
+  return { generation };
+}
+
 /** Changes a member's role (owner only). */
 export async function setRole(context: SyncContext, deviceId: string, role: Role): Promise<void> {
   const { library } = context;

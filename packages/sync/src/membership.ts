@@ -1,10 +1,11 @@
 /**
  * The membership chain: signed entries at `membership.<author>.<seq>`, each
  * naming the hashes of the entries its author had seen (its causal parents).
- * The membership of a library is derived by applying the entries in a
- * deterministic topological order (parents first, ties broken by hash): an
- * entry takes effect only when its author is an owner in the state its
- * causal history produces. Wall-clock time plays no part.
+ * The membership of a library is derived from them by `deriveMembership`:
+ * authority is positional (an entry counts only where its own causal past
+ * made its author an owner), removal wins over whatever the removed device
+ * wrote concurrently, and no value an author can grind orders anything.
+ * Wall-clock time plays no part.
  * Format: docs/formats/sync-membership.md.
  */
 import type { Hashers } from '@weft/eventlog';
@@ -13,14 +14,14 @@ import { SyncError, SyncErrorCode } from './errors.js';
 import { type DeviceIdentity, type DevicePublic, deviceIdOf, signWith, verifySignature } from './identity.js';
 
 export type Role = 'owner' | 'member' | 'reader';
-export type MembershipOp = 'add' | 'remove' | 'role';
+export type MembershipOp = 'add' | 'remove' | 'role' | 'rotate';
 
 const magic = new Uint8Array([0x57, 0x4d, 0x45, 0x4d]); // "WMEM"
-const version = 2;
+const version = 3;
 const zeroHash = new Uint8Array(32);
 const zeroHashHex = '0'.repeat(64);
-const opCodes: Record<MembershipOp, number> = { add: 1, remove: 2, role: 3 };
-const opNames: Record<number, MembershipOp> = { 1: 'add', 2: 'remove', 3: 'role' };
+const opCodes: Record<MembershipOp, number> = { add: 1, remove: 2, role: 3, rotate: 4 };
+const opNames: Record<number, MembershipOp> = { 1: 'add', 2: 'remove', 3: 'role', 4: 'rotate' };
 const roleCodes: Record<Role, number> = { owner: 1, member: 2, reader: 3 };
 const roleNames: Record<number, Role> = { 1: 'owner', 2: 'member', 3: 'reader' };
 const encoder = new TextEncoder();
@@ -37,7 +38,7 @@ export interface MembershipFields {
   readonly subjectKey: Uint8Array;
   readonly subjectX25519: Uint8Array;
   readonly role: Role;
-  /** For `remove`: the key generation the library rotates to; otherwise the generation in force. */
+  /** For `remove` and `rotate`: the key generation the library rotates to; otherwise the generation in force. */
   readonly keyGeneration: number;
   /** For `remove`: the subject's last changeset the author accepted; later ones are rejected everywhere. */
   readonly cutoff: number;
@@ -89,6 +90,11 @@ export interface MembershipState {
   readonly ownerGenerations: ReadonlyMap<string, ReadonlySet<number>>;
   /** Per key generation, the hex commitment to its key from the entry that created it. */
   readonly commitments: ReadonlyMap<number, string>;
+  /**
+   * Key generations created by concurrent rotations: no key of theirs is adopted (one of them may be held by a
+   * device the other removed); an owner that has seen them rotates again.
+   */
+  readonly contested: ReadonlySet<number>;
   /** Entries that were not applied, with why. */
   readonly rejected: ReadonlyArray<{ readonly hash: string; readonly author: string; readonly reason: string }>;
   /** Entries waiting for parents not yet seen. */
@@ -122,8 +128,15 @@ function hash32(hex: string, what: string): Uint8Array {
   return new Uint8Array(Buffer.from(hex, 'hex'));
 }
 
-/** Encodes and signs an entry. */
-export function encodeMembershipEntry(fields: MembershipFields, author: DeviceIdentity): Uint8Array {
+/** What the signature covers: the library id (length-prefixed UTF-8), then the signed bytes of the entry. */
+function signedInput(libraryId: string, signed: Uint8Array): Uint8Array {
+  const library = encoder.encode(libraryId);
+  if (library.length > 255) throw new SyncError(SyncErrorCode.InvalidArgument, 'a library id has at most 255 bytes');
+  return concat([new Uint8Array([library.length]), library, signed]);
+}
+
+/** Encodes and signs an entry of library `libraryId`. */
+export function encodeMembershipEntry(fields: MembershipFields, author: DeviceIdentity, libraryId: string): Uint8Array {
   if (fields.parents.length > 255) throw new SyncError(SyncErrorCode.InvalidArgument, 'at most 255 parents');
   const signed = concat([
     magic,
@@ -141,15 +154,17 @@ export function encodeMembershipEntry(fields: MembershipFields, author: DeviceId
     fields.keyCommitment ?? zeroHash,
     author.publicKey,
   ]);
-  return concat([signed, signWith(author, signed)]);
+  return concat([signed, signWith(author, signedInput(libraryId, signed))]);
 }
 
 /**
- * Decodes an entry and checks its signature and that its author key is its author's.
+ * Decodes an entry of library `libraryId` and checks its signature (which
+ * covers the library id: another library's entry does not verify) and that
+ * its author key is its author's.
  *
  * @throws {SyncError} `InvalidEnvelope`, `Forged`
  */
-export function decodeMembershipEntry(bytes: Uint8Array, hashers: Hashers): MembershipEntry {
+export function decodeMembershipEntry(bytes: Uint8Array, hashers: Hashers, libraryId: string): MembershipEntry {
   const invalid = (why: string) => new SyncError(SyncErrorCode.InvalidEnvelope, `membership entry: ${why}`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let at = 0;
@@ -160,8 +175,8 @@ export function decodeMembershipEntry(bytes: Uint8Array, hashers: Hashers): Memb
   for (let index = 0; index < 4; index++) if (bytes[index] !== magic[index]) throw invalid('bad magic');
   if (bytes[4] !== version)
     throw invalid(
-      bytes[4] === 1
-        ? 'version 1 (written before key commitments and bound cutoffs); create the library again with this release'
+      bytes[4] === 1 || bytes[4] === 2
+        ? `version ${bytes[4]} (written before entries bound their library); create the library again with this release`
         : `unsupported version ${bytes[4]}`,
     );
   const op = opNames[bytes[5] as number];
@@ -205,8 +220,11 @@ export function decodeMembershipEntry(bytes: Uint8Array, hashers: Hashers): Memb
   const authorKey = bytes.slice(at + 140, at + 172);
   const signedEnd = at + 172;
   if (bytes.length !== signedEnd + 64) throw invalid('trailing bytes');
-  if (!verifySignature(authorKey, bytes.subarray(0, signedEnd), bytes.subarray(signedEnd))) {
-    throw new SyncError(SyncErrorCode.Forged, `membership entry ${author}.${seq}: the signature does not verify`, { device: author, seq });
+  if (!verifySignature(authorKey, signedInput(libraryId, bytes.subarray(0, signedEnd)), bytes.subarray(signedEnd))) {
+    throw new SyncError(SyncErrorCode.Forged, `membership entry ${author}.${seq}: the signature does not verify for library ${libraryId}`, {
+      device: author,
+      seq,
+    });
   }
   if (deviceIdOf(authorKey) !== author)
     throw new SyncError(SyncErrorCode.Forged, `membership entry ${author}.${seq}: the author key is not ${author}'s`, {
@@ -231,30 +249,262 @@ export function decodeMembershipEntry(bytes: Uint8Array, hashers: Hashers): Memb
   };
 }
 
-/** Applies entries in causal order, from the founder's genesis entry. */
-export function deriveMembership(entries: readonly MembershipEntry[], founder: DevicePublic): MembershipState {
-  const byHash = new Map(entries.map((entry) => [entry.hash, entry]));
+/**
+ * What derivations of one chain share: per entry hash, its ancestors and the
+ * membership its causal past produces. Both depend only on the hash (an
+ * entry names its parents by hash), so a cache can live as long as the chain.
+ */
+export interface MembershipCache {
+  readonly ancestors: Map<string, ReadonlySet<string>>;
+  readonly before: Map<string, MembershipState>;
+}
+
+export function newMembershipCache(): MembershipCache {
+  return { ancestors: new Map(), before: new Map() };
+}
+
+/** Concurrent entries are ordered by author and seq, never by a value the author can grind after the fact. */
+function compareEntries(a: MembershipEntry, b: MembershipEntry): number {
+  if (a.author !== b.author) return a.author < b.author ? -1 : 1;
+  if (a.seq !== b.seq) return a.seq - b.seq;
+  return a.hash < b.hash ? -1 : a.hash > b.hash ? 1 : 0;
+}
+
+function commitmentOf(entry: MembershipEntry): string | undefined {
+  const hex = Buffer.from(entry.keyCommitment).toString('hex');
+  return hex === zeroHashHex ? undefined : hex;
+}
+
+function isGenesis(entry: MembershipEntry, founder: DevicePublic): boolean {
+  return (
+    entry.op === 'add' &&
+    entry.parents.length === 0 &&
+    entry.author === founder.deviceId &&
+    entry.subject === founder.deviceId &&
+    entry.role === 'owner' &&
+    Buffer.from(entry.authorKey).equals(Buffer.from(founder.publicKey))
+  );
+}
+
+function activeOwnersIn(members: ReadonlyMap<string, Member>): number {
+  let count = 0;
+  for (const member of members.values()) if (member.role === 'owner' && member.removedAfter === undefined) count++;
+  return count;
+}
+
+/**
+ * Whether an entry is within its author's authority where its author wrote
+ * it: in the membership its own causal past produces. Returns why not.
+ */
+function positionalReason(entry: MembershipEntry, past: MembershipState): string | undefined {
+  const author = past.members.get(entry.author);
+  if (author === undefined || author.removedAfter !== undefined || author.role !== 'owner')
+    return `${entry.author} is not an owner at this point`;
+  if (!Buffer.from(author.publicKey).equals(Buffer.from(entry.authorKey))) return 'the author key is not the member key';
+  const subject = past.members.get(entry.subject);
+  switch (entry.op) {
+    case 'add':
+      if (subject !== undefined)
+        return subject.removedAfter === undefined
+          ? `${entry.subject} is already a member`
+          : `${entry.subject} was removed; add a new identity instead`;
+      if (deviceIdOf(entry.subjectKey) !== entry.subject) return 'the subject key is not the subject device id';
+      return undefined;
+    case 'remove':
+      if (subject === undefined || subject.removedAfter !== undefined) return `${entry.subject} is not a member`;
+      if (subject.role === 'owner' && activeOwnersIn(past.members) === 1) return 'the last owner cannot be removed';
+      if (entry.keyGeneration <= past.generation) return `a removal must rotate to a new key generation (in force: ${past.generation})`;
+      if (commitmentOf(entry) === undefined) return 'a removal carries no commitment to the new key';
+      if (entry.cutoff === 0 && entry.cutoffHash !== zeroHashHex) return 'a cutoff of 0 binds no changeset hash';
+      return undefined;
+    case 'role':
+      if (subject === undefined || subject.removedAfter !== undefined) return `${entry.subject} is not a member`;
+      if (subject.role === 'owner' && entry.role !== 'owner' && activeOwnersIn(past.members) === 1)
+        return 'the last owner cannot step down';
+      return undefined;
+    case 'rotate':
+      if (entry.subject !== entry.author) return 'a rotation names its author as its subject';
+      if (entry.keyGeneration <= past.generation) return `a rotation must move to a new key generation (in force: ${past.generation})`;
+      if (commitmentOf(entry) === undefined) return 'a rotation carries no commitment to the new key';
+      return undefined;
+  }
+}
+
+/** Strongly connected components of a small graph (Tarjan), each in discovery order. */
+function components(nodes: readonly string[], edges: ReadonlyMap<string, readonly string[]>): string[][] {
+  const index = new Map<string, number>();
+  const low = new Map<string, number>();
+  const stack: string[] = [];
+  const onStack = new Set<string>();
+  const result: string[][] = [];
+  let counter = 0;
+  const visit = (node: string): void => {
+    index.set(node, counter);
+    low.set(node, counter);
+    counter++;
+    stack.push(node);
+    onStack.add(node);
+    for (const next of edges.get(node) ?? []) {
+      if (!index.has(next)) {
+        visit(next);
+        low.set(node, Math.min(low.get(node) as number, low.get(next) as number));
+      } else if (onStack.has(next)) low.set(node, Math.min(low.get(node) as number, index.get(next) as number));
+    }
+    if (low.get(node) === index.get(node)) {
+      const component: string[] = [];
+      for (;;) {
+        const top = stack.pop() as string;
+        onStack.delete(top);
+        component.push(top);
+        if (top === node) break;
+      }
+      result.push(component);
+    }
+  };
+  for (const node of nodes) if (!index.has(node)) visit(node);
+  return result;
+}
+
+/**
+ * The membership a set of entries produces (docs/formats/sync-membership.md,
+ * "Deriving the membership"). In short:
+ *
+ * - **Authority is positional.** An entry counts only if its author was an
+ *   owner, and the change was allowed, in the membership its own causal past
+ *   produces (its parents and everything they follow).
+ * - **Removal wins.** Once a removal of a device counts, every entry of that
+ *   device the removal's author had not seen (its parents did not lead to
+ *   it) counts nowhere: old parents buy a removed owner nothing. The one
+ *   exception is a removal of the very owner that removed it: two owners
+ *   that remove each other concurrently are both removed.
+ * - **Concurrent key generations are void.** A key created by a rotation
+ *   (a removal, or a plain rotation) concurrent with another rotation may be
+ *   held by a device the other removed: neither key is adopted, and an owner
+ *   that has seen both rotates again.
+ * - Concurrent entries apply in the order of author and seq; no hash decides
+ *   anything.
+ */
+export function deriveMembership(
+  entries: readonly MembershipEntry[],
+  founder: DevicePublic,
+  cache: MembershipCache = newMembershipCache(),
+): MembershipState {
+  const byHash = new Map<string, MembershipEntry>();
+  for (const entry of entries) byHash.set(entry.hash, entry);
+  const authorSeqs = new Map<string, number>();
+  for (const entry of byHash.values()) authorSeqs.set(entry.author, Math.max(authorSeqs.get(entry.author) ?? 0, entry.seq));
+
+  // Causal order: parents first, concurrent entries by author and seq. Entries with an unknown parent wait.
+  const order: MembershipEntry[] = [];
+  const placed = new Set<string>();
+  let pending = [...byHash.values()].sort(compareEntries);
+  for (let progress = true; progress; ) {
+    progress = false;
+    const still: MembershipEntry[] = [];
+    for (const entry of pending) {
+      if (entry.parents.every((parent) => placed.has(parent))) {
+        order.push(entry);
+        placed.add(entry.hash);
+        progress = true;
+      } else still.push(entry);
+    }
+    pending = still;
+  }
+  // Ancestors, parents first (memoised: they depend on the hash alone).
+  const ancestorsOf = (entry: MembershipEntry): ReadonlySet<string> => {
+    const cached = cache.ancestors.get(entry.hash);
+    if (cached !== undefined) return cached;
+    const set = new Set<string>();
+    for (const parent of entry.parents) {
+      set.add(parent);
+      for (const hash of cache.ancestors.get(parent) ?? ancestorsOf(byHash.get(parent) as MembershipEntry)) set.add(hash);
+    }
+    cache.ancestors.set(entry.hash, set);
+    return set;
+  };
+  // The order is topological, so each entry's ancestors are known when it is reached.
+  const sorted = order;
+  for (const entry of sorted) ancestorsOf(entry);
+  const concurrent = (a: MembershipEntry, b: MembershipEntry) => a !== b && !ancestorsOf(a).has(b.hash) && !ancestorsOf(b).has(a.hash);
+
+  // 1. Positional authority.
+  const rejected: Array<{ hash: string; author: string; reason: string }> = [];
+  const reasons = new Map<string, string>();
+  const genesis = sorted.find((entry) => isGenesis(entry, founder) && commitmentOf(entry) !== undefined);
+  for (const entry of sorted) {
+    let reason: string | undefined;
+    if (entry.parents.length === 0) {
+      if (entry !== genesis)
+        reason = isGenesis(entry, founder) ? 'the genesis entry carries no key commitment' : 'before the founder created the library';
+    } else {
+      reason = positionalReason(entry, stateBefore(entry));
+    }
+    if (reason !== undefined) reasons.set(entry.hash, reason);
+  }
+  function stateBefore(entry: MembershipEntry): MembershipState {
+    const cached = cache.before.get(entry.hash);
+    if (cached !== undefined) return cached;
+    const past = [...ancestorsOf(entry)].map((hash) => byHash.get(hash) as MembershipEntry);
+    const state = deriveMembership(past, founder, cache);
+    cache.before.set(entry.hash, state);
+    return state;
+  }
+
+  // 2. Removal wins. `voids(r, e)`: r removes e's author, whose entry e r's author had not seen.
+  const removals = sorted.filter((entry) => entry.op === 'remove' && !reasons.has(entry.hash));
+  const voids = (removal: MembershipEntry, entry: MembershipEntry) =>
+    removal.subject === entry.author &&
+    removal !== entry &&
+    !ancestorsOf(removal).has(entry.hash) &&
+    !(entry.op === 'remove' && entry.subject === removal.author);
+  const edges = new Map<string, string[]>();
+  for (const voider of removals)
+    edges.set(
+      voider.hash,
+      removals.filter((entry) => voids(voider, entry)).map((entry) => entry.hash),
+    );
+  // Removals in a cycle of voiding all count; otherwise a removal counts unless a counting removal voids it.
+  const counting = new Set<string>();
+  const componentOf = new Map<string, number>();
+  const parts = components(
+    removals.map((entry) => entry.hash),
+    edges,
+  ).reverse();
+  parts.forEach((part, index) => {
+    for (const hash of part) componentOf.set(hash, index);
+  });
+  for (const [index, part] of parts.entries()) {
+    for (const hash of part) {
+      const entry = byHash.get(hash) as MembershipEntry;
+      const voidedBy = removals.find(
+        (voider) => counting.has(voider.hash) && componentOf.get(voider.hash) !== index && voids(voider, entry),
+      );
+      if (voidedBy === undefined) counting.add(hash);
+      else reasons.set(hash, `concurrent with the removal of ${entry.author} by ${voidedBy.author} (removal wins)`);
+    }
+  }
+  for (const entry of sorted) {
+    if (reasons.has(entry.hash) || entry.op === 'remove') continue;
+    const voidedBy = removals.find((voider) => counting.has(voider.hash) && voids(voider, entry));
+    if (voidedBy !== undefined)
+      reasons.set(entry.hash, `concurrent with the removal of ${entry.author} by ${voidedBy.author} (removal wins)`);
+  }
+
+  // 3. Rotations concurrent with another rotation create no usable key.
+  const rotations = sorted.filter((entry) => (entry.op === 'remove' || entry.op === 'rotate') && !reasons.has(entry.hash));
+  const voidKeys = new Set(rotations.filter((entry) => rotations.some((other) => concurrent(entry, other))).map((entry) => entry.hash));
+
+  // 4. Apply what counts, in order.
   const members = new Map<string, Member>();
   const ownerGenerations = new Map<string, Set<number>>();
   const commitments = new Map<number, string>();
-  const rejected: Array<{ hash: string; author: string; reason: string }> = [];
-  const authorSeqs = new Map<string, number>();
-  for (const entry of entries) authorSeqs.set(entry.author, Math.max(authorSeqs.get(entry.author) ?? 0, entry.seq));
+  const contested = new Set<number>();
   let generation = 0;
-  // Entries whose parents are all known, applied parents first, ties by hash.
-  const known = new Set<string>();
-  const ready = (entry: MembershipEntry) => entry.parents.every((parent) => known.has(parent));
-  let pending = [...byHash.values()];
-  for (;;) {
-    const next = pending.filter(ready).sort((a, b) => (a.hash < b.hash ? -1 : 1))[0];
-    if (next === undefined) break;
-    pending = pending.filter((entry) => entry !== next);
-    known.add(next.hash);
-    const reason = applyEntry(next);
-    if (reason !== undefined) rejected.push({ hash: next.hash, author: next.author, reason });
+  for (const entry of sorted) {
+    const reason = reasons.get(entry.hash) ?? apply(entry);
+    if (reason !== undefined) rejected.push({ hash: entry.hash, author: entry.author, reason });
     else markOwners();
   }
-  /** Every owner in force now is an owner of the generation in force now. */
   function markOwners(): void {
     for (const member of members.values()) {
       if (member.role !== 'owner' || member.removedAfter !== undefined) continue;
@@ -263,26 +513,15 @@ export function deriveMembership(entries: readonly MembershipEntry[], founder: D
       ownerGenerations.set(member.deviceId, owned);
     }
   }
-  function activeOwners(): number {
-    let count = 0;
-    for (const member of members.values()) if (member.role === 'owner' && member.removedAfter === undefined) count++;
-    return count;
+  function rotate(entry: MembershipEntry): void {
+    generation = Math.max(generation, entry.keyGeneration);
+    if (voidKeys.has(entry.hash) || contested.has(entry.keyGeneration)) {
+      contested.add(entry.keyGeneration);
+      commitments.delete(entry.keyGeneration);
+    } else commitments.set(entry.keyGeneration, commitmentOf(entry) as string);
   }
-  function commitmentOf(entry: MembershipEntry): string | undefined {
-    const hex = Buffer.from(entry.keyCommitment).toString('hex');
-    return hex === zeroHashHex ? undefined : hex;
-  }
-  function applyEntry(entry: MembershipEntry): string | undefined {
-    if (members.size === 0) {
-      const genesis =
-        entry.op === 'add' &&
-        entry.author === founder.deviceId &&
-        entry.subject === founder.deviceId &&
-        entry.role === 'owner' &&
-        Buffer.from(entry.authorKey).equals(Buffer.from(founder.publicKey));
-      if (!genesis) return 'before the founder created the library';
-      const commitment = commitmentOf(entry);
-      if (commitment === undefined) return 'the genesis entry carries no key commitment';
+  function apply(entry: MembershipEntry): string | undefined {
+    if (entry === genesis) {
       members.set(entry.subject, {
         deviceId: entry.subject,
         publicKey: entry.subjectKey,
@@ -291,21 +530,15 @@ export function deriveMembership(entries: readonly MembershipEntry[], founder: D
         removedAfter: undefined,
       });
       generation = entry.keyGeneration;
-      commitments.set(generation, commitment);
+      commitments.set(generation, commitmentOf(entry) as string);
       return undefined;
     }
-    const author = members.get(entry.author);
-    if (author === undefined || author.removedAfter !== undefined || author.role !== 'owner')
-      return `${entry.author} is not an owner at this point`;
-    if (!Buffer.from(author.publicKey).equals(Buffer.from(entry.authorKey))) return 'the author key is not the member key';
+    // Its author must be a member by entries that count (an owner added by a void entry never was one).
+    if (!members.has(entry.author)) return `${entry.author} is not a member by entries that count`;
     const subject = members.get(entry.subject);
     switch (entry.op) {
       case 'add':
-        if (subject !== undefined)
-          return subject.removedAfter === undefined
-            ? `${entry.subject} is already a member`
-            : `${entry.subject} was removed; add a new identity instead`;
-        if (deviceIdOf(entry.subjectKey) !== entry.subject) return 'the subject key is not the subject device id';
+        if (subject !== undefined) return `${entry.subject} is already a member (a concurrent entry added it)`;
         members.set(entry.subject, {
           deviceId: entry.subject,
           publicKey: entry.subjectKey,
@@ -314,33 +547,43 @@ export function deriveMembership(entries: readonly MembershipEntry[], founder: D
           removedAfter: undefined,
         });
         return undefined;
-      case 'remove': {
-        if (subject === undefined || subject.removedAfter !== undefined) return `${entry.subject} is not a member`;
-        if (subject.role === 'owner' && activeOwners() === 1) return 'the last owner cannot be removed';
-        if (entry.keyGeneration <= generation) return `a removal must rotate to a new key generation (in force: ${generation})`;
-        const commitment = commitmentOf(entry);
-        if (commitment === undefined) return 'a removal carries no commitment to the new key';
-        if (entry.cutoff === 0 && entry.cutoffHash !== zeroHashHex) return 'a cutoff of 0 binds no changeset hash';
+      case 'remove':
+        rotate(entry);
+        if (subject === undefined) return `${entry.subject} is not a member by entries that count`;
+        if (subject.removedAfter !== undefined) return `${entry.subject} was already removed by a concurrent entry`;
         members.set(entry.subject, {
           ...subject,
           removedAfter: entry.cutoff,
           cutoffHash: entry.cutoffHash,
           removedBy: { author: entry.author, entry: entry.hash },
         });
-        generation = entry.keyGeneration;
-        commitments.set(generation, commitment);
         return undefined;
-      }
       case 'role':
         if (subject === undefined || subject.removedAfter !== undefined) return `${entry.subject} is not a member`;
-        if (subject.role === 'owner' && entry.role !== 'owner' && activeOwners() === 1) return 'the last owner cannot step down';
+        if (subject.role === 'owner' && entry.role !== 'owner' && activeOwnersIn(members) === 1) return 'the last owner cannot step down';
         members.set(entry.subject, { ...subject, role: entry.role });
+        return undefined;
+      case 'rotate':
+        rotate(entry);
         return undefined;
     }
   }
-  const referenced = new Set(entries.flatMap((entry) => entry.parents));
-  const tips = [...known].filter((hash) => !referenced.has(hash)).sort();
-  return { members, generation, ownerGenerations, commitments, rejected, waiting: pending.length, tips, authorSeqs };
+  const referenced = new Set(sorted.flatMap((entry) => entry.parents));
+  const tips = sorted
+    .map((entry) => entry.hash)
+    .filter((hash) => !referenced.has(hash))
+    .sort();
+  return {
+    members,
+    generation,
+    ownerGenerations,
+    commitments,
+    contested,
+    rejected,
+    waiting: pending.length,
+    tips,
+    authorSeqs,
+  };
 }
 
 /**
@@ -353,6 +596,7 @@ export function membershipAt(
   entries: readonly MembershipEntry[],
   tips: readonly string[],
   founder: DevicePublic,
+  cache: MembershipCache = newMembershipCache(),
 ): MembershipState | undefined {
   const byHash = new Map(entries.map((entry) => [entry.hash, entry]));
   const closure = new Map<string, MembershipEntry>();
@@ -365,5 +609,5 @@ export function membershipAt(
     closure.set(hash, entry);
     stack.push(...entry.parents);
   }
-  return deriveMembership([...closure.values()], founder);
+  return deriveMembership([...closure.values()], founder, cache);
 }

@@ -27,7 +27,7 @@ export interface ParkedEvent {
 }
 
 export interface SyncStateData {
-  version: 2;
+  version: 3;
   device: string;
   /** The last own changeset whose head was published. */
   lastSeq: number;
@@ -51,13 +51,17 @@ export interface SyncStateData {
   parked: ParkedEvent[];
   /** Blobs added locally that the next changeset references (uploaded before it). */
   pendingBlobs: string[];
+  /** base64 of every membership entry this device verified: what it knows of the membership, never dropped. */
+  membership: string[];
+  /** Per key generation, base64 of the wrap of it addressed to this device that opened (sealed to this device). */
+  wraps: Record<string, string>;
 }
 
 export const zeroHashHex = '0'.repeat(64);
 
 export function emptyState(device: string): SyncStateData {
   return {
-    version: 2,
+    version: 3,
     device,
     lastSeq: 0,
     lastHash: zeroHashHex,
@@ -69,6 +73,8 @@ export function emptyState(device: string): SyncStateData {
     watchCursor: undefined,
     parked: [],
     pendingBlobs: [],
+    membership: [],
+    wraps: {},
   };
 }
 
@@ -87,16 +93,27 @@ export class StateFile {
     const file = await this.fs.open(path);
     try {
       const text = new TextDecoder().decode(await file.read(0, await file.size()));
-      const data = JSON.parse(text) as Omit<SyncStateData, 'version' | 'pending'> & {
-        version: 1 | 2;
+      const data = JSON.parse(text) as Omit<SyncStateData, 'version' | 'pending' | 'membership' | 'wraps'> & {
+        version: 1 | 2 | 3;
         pending: PendingPush | PendingPush[] | undefined;
+        membership?: string[];
+        wraps?: Record<string, string>;
       };
-      if ((data.version !== 1 && data.version !== 2) || data.device !== device) {
+      if ((data.version !== 1 && data.version !== 2 && data.version !== 3) || data.device !== device) {
         throw new SyncError(SyncErrorCode.StateFailed, `${path} belongs to device ${data.device} (version ${data.version}), not ${device}`);
       }
       // Version 1 kept one pending changeset and no scanned position.
       const pending = data.pending === undefined ? [] : Array.isArray(data.pending) ? data.pending : [data.pending];
-      return { ...data, version: 2, pending, scannedPosition: data.scannedPosition ?? 0, pendingBlobs: data.pendingBlobs ?? [] };
+      // Versions 1 and 2 kept no membership knowledge: it is learned from the store on the first refresh.
+      return {
+        ...data,
+        version: 3,
+        pending,
+        scannedPosition: data.scannedPosition ?? 0,
+        pendingBlobs: data.pendingBlobs ?? [],
+        membership: data.membership ?? [],
+        wraps: data.wraps ?? {},
+      };
     } catch (error) {
       if (error instanceof SyncError) throw error;
       throw new SyncError(SyncErrorCode.StateFailed, `${path} cannot be read: ${error instanceof Error ? error.message : String(error)}`, {

@@ -17,7 +17,7 @@ import { HeadsWatch } from './heads-watch.js';
 import { recoverImports } from './imports.js';
 import { Library } from './library.js';
 import type { MembershipState, Role } from './membership.js';
-import { addMember, removeMember, setMinSchemaVersion, setRole } from './membership-admin.js';
+import { addMember, removeMember, rotateKey, setMinSchemaVersion, setRole } from './membership-admin.js';
 import { Puller } from './pull.js';
 import { Pusher } from './push.js';
 import { Snapshots } from './snapshots.js';
@@ -64,6 +64,8 @@ export async function openSync(options: SyncOptions): Promise<Sync> {
     cipher,
     board,
     schemaVersion,
+    state,
+    stateFile,
   });
   let sync: Sync | undefined;
   const context: SyncContext = {
@@ -206,6 +208,8 @@ export class Sync implements AsyncDisposable {
     return this.#exclusive(async () => {
       const { library, log, state, board } = this.#context;
       await library.refresh();
+      // Concurrent rotations left the generation in force without a key: an owner that sees it rotates again.
+      if (library.rotationNeeded()) await rotateKey(this.#context);
       // A device that has nothing yet starts from the snapshot, if there is one it can open.
       if (this.#bootstrapMode === 'snapshot' && log.head === 0 && Object.keys(state.remote).length === 0 && library.keys.size > 0) {
         await board.alarmOn(this.#snapshots.bootstrap(), false);
@@ -384,6 +388,20 @@ export class Sync implements AsyncDisposable {
     return this.#exclusive(async () => {
       await this.#context.library.refresh();
       return removeMember(this.#context, deviceId, () => this.#puller.pullAll());
+    });
+  }
+
+  /**
+   * Rotates the library key (owner only): wraps a new key generation for
+   * every current member and writes the rotation. Owners do this on their own
+   * when concurrent rotations leave the generation in force without a key.
+   *
+   * @throws {SyncError} `NotAllowed`
+   */
+  rotateKey(): Promise<{ generation: number }> {
+    return this.#exclusive(async () => {
+      await this.#context.library.refresh();
+      return rotateKey(this.#context);
     });
   }
 

@@ -51,8 +51,9 @@ const samples: Record<string, { bytes: Uint8Array; decode: (bytes: Uint8Array) =
         keyCommitment: randomBytes(32),
       },
       author,
+      'family',
     ),
-    decode: (bytes) => decodeMembershipEntry(bytes, hashers),
+    decode: (bytes) => decodeMembershipEntry(bytes, hashers, 'family'),
   },
   'snapshot manifest': {
     bytes: encodeManifest(

@@ -110,6 +110,7 @@ describe('membership, keys and roles', () => {
         cutoff: 0,
       },
       member.identity,
+      'family',
     );
     await raw.put(`membership.${member.identity.deviceId}.1`, forged);
     await owner.sync.syncOnce();

@@ -21,6 +21,7 @@ import {
   wrapKey,
 } from '@weft/sync';
 import { expect } from 'vitest';
+import type { MembershipFields } from '../../src/membership.js';
 import { encodeManifest, encodeSnapshotBody } from '../../src/snapshot.js';
 import { encodeStatement } from '../../src/statements.js';
 import { alarmsOf, bytes, eventOf, expectHealthy, forgeChangeset, kind, type Node, payloads, type World } from './world.js';
@@ -443,6 +444,7 @@ export const memberAttacks: Attack[] = [
           cutoff: 0,
         },
         member.identity,
+        'family',
       );
       await world.raw.create(`membership.${member.identity.deviceId}.1`, entry);
       await world.settle();
@@ -724,6 +726,7 @@ export const removedAttacks: Attack[] = [
           cutoff: 0,
         },
         coOwner.identity,
+        'family',
       );
       await world.raw.create(`membership.${coOwner.identity.deviceId}.9`, entry);
       await world.raw.put('meta.min_schema_version', encodeStatement('min-schema', { version: 50 }, coOwner.identity, 'family'));
@@ -732,6 +735,317 @@ export const removedAttacks: Attack[] = [
       expect(owner.sync.membership()?.members.has(friend.deviceId)).toBe(false);
       expect(alarmsOf(owner)).toContain('Forged');
       expect(owner.sync.status().lastPushedSeq).toBeGreaterThan(0);
+    },
+  },
+];
+
+/**
+ * A removed owner's entries with parents from before its removal, in
+ * `variants` with different hashes (grinding): each at its own seq, one free
+ * field varied. With `below`, it grinds until one of them hashes below that
+ * hash (what would have ordered it first under an order by hash). Returns
+ * their hashes.
+ */
+async function backdate(
+  world: World,
+  author: DeviceIdentity,
+  fields: Omit<MembershipFields, 'author' | 'seq' | 'parents'>,
+  parents: readonly string[],
+  firstSeq: number,
+  variants: number,
+  below?: string,
+): Promise<string[]> {
+  const hashers = await loadHashers();
+  const chosen: Array<{ entry: Uint8Array; hash: string }> = [];
+  let ground = below === undefined;
+  for (let n = 0; chosen.length < variants || !ground; n++) {
+    if (n > 100_000) throw new Error('grinding found no hash below the target');
+    const seq = firstSeq + chosen.length;
+    const varied =
+      fields.op === 'remove' || fields.op === 'rotate'
+        ? { ...fields, keyCommitment: new Uint8Array(randomBytes(32)) }
+        : { ...fields, cutoff: n };
+    const entry = encodeMembershipEntry({ ...varied, author: author.deviceId, seq, parents }, author, 'family');
+    const hash = Buffer.from(hashers.blake3(entry)).toString('hex');
+    const hit = below !== undefined && hash < below;
+    if (chosen.length < variants - 1 || hit || (ground && chosen.length < variants)) {
+      chosen.push({ entry, hash });
+      ground ||= hit;
+    }
+  }
+  for (const [index, { entry }] of chosen.entries()) await world.raw.create(`membership.${author.deviceId}.${firstSeq + index}`, entry);
+  return chosen.map(({ hash }) => hash);
+}
+
+/** The hash of the entry that removed `device`, as `node` derives it. */
+function removalOf(node: Node, device: string): string {
+  const removedBy = node.sync.membership()?.members.get(device)?.removedBy;
+  if (removedBy === undefined) throw new Error(`${device} is not removed on ${node.name}`);
+  return removedBy.entry;
+}
+
+/** A device's membership fields as the owner derives them, for entries naming it as subject. */
+function subjectFields(node: Node, device: string) {
+  const member = node.sync.membership()?.members.get(device);
+  if (member === undefined) throw new Error(`${device} is not known on ${node.name}`);
+  return { subject: device, subjectKey: member.publicKey, subjectX25519: member.x25519PublicKey };
+}
+
+/** What a removed device can read: every key generation it can unwrap from the store. */
+async function keysHeldBy(world: World, identity: DeviceIdentity): Promise<Uint8Array[]> {
+  const keys: Uint8Array[] = [];
+  for await (const entry of world.raw.scan(`keys.${identity.deviceId}`)) {
+    const key = unwrapKey(decodeKeyWrap(entry.value), identity, 'family', nodeXChaCha);
+    if (key !== undefined) keys.push(key);
+  }
+  return keys;
+}
+
+/** Attacks on the order of the membership chain, and on what a device remembers of it. */
+export const chainAttacks: Attack[] = [
+  {
+    claim:
+      'R8 a removed owner gains nothing by backdating: entries with parents from before its removal, ground to order before it, add no one, promote no one, remove no one and rotate nothing',
+    run: async (world) => {
+      const owner = world.node('owner');
+      const coOwner = await world.join('co-owner', 'owner');
+      const third = await world.join('third-owner', 'owner');
+      const member = await world.join('member');
+      await world.settle();
+      const before = owner.sync.membership()?.tips ?? [];
+      await owner.sync.removeMember(coOwner.identity.deviceId);
+      await world.settle([owner, third, member]);
+      const removal = removalOf(owner, coOwner.identity.deviceId);
+      const { createIdentity } = await import('@weft/sync');
+      const accomplice = createIdentity();
+      const attacker = coOwner.identity;
+      const role = { role: 'owner' as const, keyGeneration: 0, cutoff: 0 };
+      const hashes = [
+        ...(await backdate(
+          world,
+          attacker,
+          {
+            op: 'add',
+            subject: accomplice.deviceId,
+            subjectKey: accomplice.publicKey,
+            subjectX25519: invitationOf(accomplice).x25519PublicKey,
+            ...role,
+          },
+          before,
+          10,
+          32,
+          removal,
+        )),
+        ...(await backdate(world, attacker, { op: 'role', ...subjectFields(owner, member.identity.deviceId), ...role }, before, 50, 8)),
+        ...(await backdate(
+          world,
+          attacker,
+          { op: 'remove', ...subjectFields(owner, third.identity.deviceId), role: 'owner', keyGeneration: 1, cutoff: 0 },
+          before,
+          70,
+          8,
+        )),
+        ...(await backdate(
+          world,
+          attacker,
+          { op: 'rotate', ...subjectFields(owner, attacker.deviceId), ...role, keyGeneration: 1 },
+          before,
+          90,
+          8,
+        )),
+      ];
+      // Under an order by hash, some of these would have come before the removal.
+      expect(hashes.some((hash) => hash < removal)).toBe(true);
+      const late = await world.join('late', 'member', 'third-owner');
+      await write(member, 'member after the attack');
+      await world.settle([owner, third, member, late]);
+      for (const node of [owner, third, member, late]) {
+        const membership = node.sync.membership();
+        expect(membership?.members.has(accomplice.deviceId), node.name).toBe(false);
+        expect(membership?.members.get(member.identity.deviceId)?.role).toBe('member');
+        expect(node.sync.membership()?.members.get(third.identity.deviceId)?.removedAfter).toBeUndefined();
+        expect(node.sync.membership()?.members.get(owner.identity.deviceId)?.removedAfter).toBeUndefined();
+        expect(membership?.rejected.filter((entry) => hashes.includes(entry.hash))).toHaveLength(hashes.length);
+        expect(node.sync.status().keyGeneration).toBe(1);
+      }
+      // The removed owner holds no key of the generation in force, and reads nothing written after.
+      for (const key of await keysHeldBy(world, attacker))
+        expect(await readableWith(world, `changes.${member.identity.deviceId}.1`, key)).toBe(false);
+      await expectHealthy([owner, third, member, late]);
+    },
+  },
+  {
+    claim:
+      'R9 a removed owner that backdates a removal of the owner that removed it removes both (stated limit): it gains no role and no key, a remaining owner rotates again, and nothing written after opens with a key it holds',
+    run: async (world) => {
+      const owner = world.node('owner');
+      const coOwner = await world.join('co-owner', 'owner');
+      const third = await world.join('third-owner', 'owner');
+      const member = await world.join('member');
+      await world.settle();
+      const before = owner.sync.membership()?.tips ?? [];
+      await owner.sync.removeMember(coOwner.identity.deviceId);
+      await world.settle([owner, third, member]);
+      await backdate(
+        world,
+        coOwner.identity,
+        { op: 'remove', ...subjectFields(owner, owner.identity.deviceId), role: 'owner', keyGeneration: 1, cutoff: 0 },
+        before,
+        10,
+        8,
+      );
+      await world.settle([third, member]);
+      await write(member, 'member after the mutual removal');
+      await write(third, 'third owner after the mutual removal');
+      const late = await world.join('late', 'member', 'third-owner');
+      await world.settle([third, member, late]);
+      for (const node of [third, member, late]) {
+        const membership = node.sync.membership();
+        expect(membership?.members.get(coOwner.identity.deviceId)?.removedAfter).toBeDefined();
+        expect(membership?.members.get(owner.identity.deviceId)?.removedAfter).toBeDefined();
+        // Generation 1 came from two concurrent rotations: void; the third owner rotated to 2.
+        expect(membership?.contested.has(1)).toBe(true);
+        expect(node.sync.status().keyGeneration).toBe(2);
+        expect(node.sync.status().rotationPending).toBe(false);
+      }
+      for (const key of await keysHeldBy(world, coOwner.identity)) {
+        expect(await readableWith(world, `changes.${member.identity.deviceId}.1`, key)).toBe(false);
+        expect(await readableWith(world, `changes.${third.identity.deviceId}.1`, key)).toBe(false);
+      }
+      await expectHealthy([third, member, late]);
+      expect(await payloads(late.log)).toContain('member after the mutual removal');
+    },
+  },
+  {
+    claim:
+      'R10 two owners that remove two members concurrently leave neither removed device a key: the concurrent generation is void and an owner rotates again',
+    run: async (world) => {
+      const owner = world.node('owner');
+      const coOwner = await world.join('co-owner', 'owner');
+      const x = await world.join('x');
+      const y = await world.join('y');
+      const member = await world.join('member');
+      await world.settle();
+      // The co-owner does not see the owner's removal before it writes its own.
+      const hiddenKey = `membership.${owner.identity.deviceId}.${(owner.sync.membership()?.authorSeqs.get(owner.identity.deviceId) ?? 0) + 1}`;
+      coOwner.store.hidden.add(hiddenKey);
+      await owner.sync.removeMember(x.identity.deviceId);
+      await coOwner.sync.removeMember(y.identity.deviceId);
+      coOwner.store.repair();
+      await world.settle([owner, coOwner, member]);
+      await write(member, 'after both removals');
+      await world.settle([owner, coOwner, member]);
+      for (const node of [owner, coOwner, member]) {
+        const membership = node.sync.membership();
+        expect(membership?.members.get(x.identity.deviceId)?.removedAfter).toBeDefined();
+        expect(membership?.members.get(y.identity.deviceId)?.removedAfter).toBeDefined();
+        expect(membership?.contested.has(1)).toBe(true);
+        expect(node.sync.status().keyGeneration).toBe(2);
+      }
+      for (const removed of [x, y])
+        for (const key of await keysHeldBy(world, removed.identity))
+          expect(await readableWith(world, `changes.${member.identity.deviceId}.1`, key)).toBe(false);
+      await expectHealthy([owner, coOwner, member]);
+    },
+  },
+  {
+    claim:
+      'D1 a restart does not undo a removal: a device keeps every membership entry it verified, and a store that hides one after the restart is a MembershipRolledBack alarm',
+    run: async (world) => {
+      const owner = world.node('owner');
+      await world.join('member');
+      const removed = await world.join('removed');
+      await write(removed, 'before removal');
+      await world.settle();
+      await owner.sync.removeMember(removed.identity.deviceId);
+      await world.settle();
+      const o = owner.identity.deviceId;
+      const r = removed.identity.deviceId;
+      const removalKey = `membership.${o}.${owner.sync.membership()?.authorSeqs.get(o)}`;
+      const member = await world.restart('member');
+      // After the restart the store hides the removal and the member's wrap of the new generation.
+      member.store.hidden.add(removalKey);
+      member.store.hidden.add(`keys.${member.identity.deviceId}.1`);
+      const oldKey = await keyHeldBy(world, removed.identity, 0);
+      await world.raw.create(
+        `changes.${r}.2`,
+        await forgeChangeset({
+          author: removed.identity,
+          seq: 2,
+          previous: await stored(world, `changes.${r}.1`),
+          generation: 0,
+          key: oldKey,
+          events: [eventOf('removed device after its removal')],
+        }),
+      );
+      await write(member, 'member after restart');
+      await world.settle([owner, member]);
+      expect(alarmsOf(member)).toContain('MembershipRolledBack');
+      expect(alarmsOf(member, r)).toContain('Revoked');
+      expect(member.sync.membership()?.members.get(r)?.removedAfter).toBe(1);
+      expect(member.sync.status().keyGeneration).toBe(1);
+      expect(await readableWith(world, `changes.${member.identity.deviceId}.1`, oldKey)).toBe(false);
+      await expectHealthy([owner, member], ['removed device after its removal']);
+    },
+  },
+  {
+    claim:
+      'D2 a store that forgets membership entries and key wraps is healed: devices write back what they verified, and a device added afterwards sees the removal',
+    run: async (world) => {
+      const owner = world.node('owner');
+      const member = await world.join('member');
+      const removed = await world.join('removed');
+      await world.settle();
+      await owner.sync.removeMember(removed.identity.deviceId);
+      await world.settle();
+      const forgotten: string[] = [];
+      for await (const entry of world.raw.scan('membership')) forgotten.push(entry.key);
+      forgotten.push(`keys.${member.identity.deviceId}.1`);
+      for (const key of forgotten) await world.raw.delete(key);
+      await world.restart('member');
+      await world.settle([world.node('member'), owner]);
+      for (const key of forgotten) expect(await world.raw.get(key), key).toBeDefined();
+      const late = await world.join('late');
+      await write(world.node('member'), 'after the store forgot');
+      await world.settle([owner, world.node('member'), late]);
+      expect(late.sync.membership()?.members.get(removed.identity.deviceId)?.removedAfter).toBeDefined();
+      expect(late.sync.status().keyGeneration).toBe(1);
+      await expectHealthy([owner, world.node('member'), late]);
+    },
+  },
+  {
+    claim:
+      'X1 a membership entry of another library is refused (Forged), though its author is an owner in both: every signed object binds its library',
+    run: async (world) => {
+      const owner = world.node('owner');
+      const member = await world.join('member');
+      await world.settle();
+      const { createIdentity } = await import('@weft/sync');
+      const accomplice = createIdentity();
+      // The same founder, an owner of "other" too, adds the accomplice there: the entry is copied into this library.
+      const copied = encodeMembershipEntry(
+        {
+          op: 'add',
+          author: owner.identity.deviceId,
+          seq: 50,
+          parents: owner.sync.membership()?.tips ?? [],
+          subject: accomplice.deviceId,
+          subjectKey: accomplice.publicKey,
+          subjectX25519: invitationOf(accomplice).x25519PublicKey,
+          role: 'owner',
+          keyGeneration: 0,
+          cutoff: 0,
+        },
+        owner.identity,
+        'other',
+      );
+      await world.raw.create(`membership.${owner.identity.deviceId}.50`, copied);
+      const late = await world.join('late');
+      await world.settle([owner, member, late]);
+      for (const node of [owner, member, late]) {
+        expect(node.sync.membership()?.members.has(accomplice.deviceId)).toBe(false);
+        expect(alarmsOf(node, owner.identity.deviceId)).toContain('Forged');
+      }
     },
   },
 ];
@@ -760,4 +1074,4 @@ export const limitAttacks: Attack[] = [
   },
 ];
 
-export const allAttacks: Attack[] = [...storeAttacks, ...memberAttacks, ...removedAttacks, ...limitAttacks];
+export const allAttacks: Attack[] = [...storeAttacks, ...memberAttacks, ...removedAttacks, ...chainAttacks, ...limitAttacks];

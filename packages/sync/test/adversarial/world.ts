@@ -75,6 +75,8 @@ export interface Node {
   readonly sync: Sync;
   /** The store as this device sees it: the attacks on it are set here. */
   readonly store: MaliciousStore;
+  /** The device's disk (simulated): what survives a restart. */
+  readonly fs: MemoryFileSystem;
 }
 
 let buckets = 0;
@@ -111,17 +113,34 @@ export class World {
     const inner = await this.open();
     this.#handles.push(inner);
     const store = new MaliciousStore(inner);
-    const log = await openEventLog({ dir: '/device', fs: new MemoryFileSystem(), encryption: {} });
-    const sync = await openSync({
-      log,
-      kv: store,
-      identity,
-      library: this.library,
-      live: false,
-      bootstrap: options.bootstrap ?? 'snapshot',
-    });
-    const node = { name, identity, log, sync, store };
+    const node = await this.#open(name, identity, store, new MemoryFileSystem(), options.bootstrap ?? 'snapshot');
     this.nodes.push(node);
+    return node;
+  }
+
+  async #open(
+    name: string,
+    identity: DeviceIdentity,
+    store: MaliciousStore,
+    fs: MemoryFileSystem,
+    bootstrap: 'snapshot' | 'replay',
+  ): Promise<Node> {
+    const log = await openEventLog({ dir: '/device', fs, encryption: {} });
+    const sync = await openSync({ log, kv: store, identity, library: this.library, live: false, bootstrap });
+    return { name, identity, log, sync, store, fs };
+  }
+
+  /**
+   * Restarts a device: closes its sync and log and opens them again from its
+   * disk, with the same store handle (whatever that store hides, it still
+   * hides). Returns the new node, which replaces the old one.
+   */
+  async restart(name: string): Promise<Node> {
+    const old = this.node(name);
+    await old.sync.close();
+    await old.log.close();
+    const node = await this.#open(name, old.identity, old.store, old.fs, 'replay');
+    this.nodes.splice(this.nodes.indexOf(old), 1, node);
     return node;
   }
 
