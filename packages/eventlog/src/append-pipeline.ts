@@ -87,6 +87,10 @@ export class AcceptedBatch implements PendingBatch {
 
 export class AppendPipeline {
   readonly #host: PipelineHost;
+  /** Tags the ids of events appended from now on (see `EventLog.tagIds`). */
+  set idTag(tag: Uint8Array | undefined) {
+    this.#ids.tag = tag;
+  }
   readonly #ids = new UuidV7Generator();
   /** The bytes of a caller's own event id. */
   readonly #idScratch = new Uint8Array(16);

@@ -53,6 +53,12 @@ function nibble(code: number): number {
  * even within one millisecond.
  */
 export class UuidV7Generator {
+  /**
+   * When set, the last 6 bytes of every id (the tail of `rand_b`): the ids
+   * then name who made them (a sync layer sets its device's tag). Uniqueness
+   * within one generator rests on the timestamp and the 12-bit counter.
+   */
+  tag: Uint8Array | undefined;
   #lastMs = -1;
   #counter = 0;
   readonly #random = new Uint8Array(16);
@@ -86,6 +92,7 @@ export class UuidV7Generator {
     bytes[6] = 0x70 | ((this.#counter >>> 8) & 0x0f);
     bytes[7] = this.#counter & 0xff;
     bytes[8] = 0x80 | ((bytes[8] as number) & 0x3f);
+    if (this.tag !== undefined) bytes.set(this.tag, 10);
     return formatUuid(bytes);
   }
 }

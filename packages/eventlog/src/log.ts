@@ -256,6 +256,19 @@ export class EventLog implements AsyncDisposable {
     return this.#index.sequenceOf(entity);
   }
 
+  /**
+   * Makes the last 6 bytes of every event id this log generates from now on
+   * `tag` (the ids of events appended before are left as they are). A sync
+   * layer tags its device's events so that an id names its author.
+   *
+   * @throws {LogError} `InvalidArgument` unless `tag` is 6 bytes
+   */
+  tagIds(tag: Uint8Array): void {
+    if (!(tag instanceof Uint8Array) || tag.length !== 6)
+      throw new EventLogError(EventLogErrorCode.InvalidArgument, 'an id tag is 6 bytes');
+    this.#pipeline.idTag = new Uint8Array(tag);
+  }
+
   /** Whether an event id is in the log. */
   has(id: string): boolean {
     return this.#index.byId.has(id);

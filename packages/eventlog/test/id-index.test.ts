@@ -6,7 +6,8 @@
 import { fc, test } from '@fast-check/vitest';
 import { describe, expect } from 'vitest';
 import { IdIndex } from '../src/id-index.js';
-import { formatUuid } from '../src/ids.js';
+import { formatUuid, UuidV7Generator } from '../src/ids.js';
+import { MemoryFileSystem, openEventLog } from '../src/index.js';
 
 const seed = Number(process.env.WEFT_SEED ?? Date.now() % 2 ** 31);
 const runs = Number(process.env.WEFT_PROPERTY_RUNS ?? 100);
@@ -50,5 +51,43 @@ describe('id index', () => {
     });
     for (const id of [...unique, ...probes]) expect(index.get(id)).toBe(model.get(id));
     expect(index.get('not-a-uuid')).toBeUndefined();
+  });
+});
+
+describe('tagged ids', () => {
+  test.prop(
+    [fc.uint8Array({ minLength: 6, maxLength: 6 }), fc.array(fc.integer({ min: 0, max: 5 }), { minLength: 1, maxLength: 20_000 })],
+    {
+      numRuns: Math.min(runs, 20),
+      seed,
+    },
+  )('end in the tag, stay version-7 UUIDs, and stay unique and ordered however many share a millisecond', (tag, steps) => {
+    const ids = new UuidV7Generator();
+    ids.tag = tag;
+    const tail = Buffer.from(tag).toString('hex');
+    let now = 1_700_000_000_000;
+    let previous = '';
+    const seen = new Set<string>();
+    for (const step of steps) {
+      now += step === 0 ? 1 : 0;
+      const id = ids.next(now);
+      expect(id.endsWith(tail)).toBe(true);
+      expect(id[14]).toBe('7');
+      expect(id > previous).toBe(true);
+      expect(seen.has(id)).toBe(false);
+      seen.add(id);
+      previous = id;
+    }
+  });
+
+  test('a log tags the ids it generates once told to, and refuses a tag that is not 6 bytes', async () => {
+    const log = await openEventLog({ dir: '/log', fs: new MemoryFileSystem() });
+    const before = await log.append({ entity: 'e', kind: 0x1001, payload: new Uint8Array([1]) });
+    log.tagIds(new Uint8Array([1, 2, 3, 4, 5, 6]));
+    const after = await log.append({ entity: 'e', kind: 0x1001, payload: new Uint8Array([2]) });
+    expect(after.events[0]?.id.endsWith('010203040506')).toBe(true);
+    expect(before.events[0]?.id.endsWith('010203040506')).toBe(false);
+    expect(() => log.tagIds(new Uint8Array(5))).toThrow(/6 bytes/);
+    await log.close();
   });
 });

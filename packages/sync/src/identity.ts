@@ -43,6 +43,21 @@ export function deviceIdOf(publicKey: Uint8Array): string {
   return createHash('sha256').update(publicKey).digest('hex').slice(0, 32);
 }
 
+/**
+ * The tag a device puts in the last 6 bytes of the ids of events it writes
+ * (the first 6 bytes of its device id): an event id names its author, so a
+ * member that republishes another member's event is caught. Finding a key
+ * whose device id shares these 48 bits with another member's is out of reach.
+ */
+export function idTagOf(deviceId: string): Uint8Array {
+  return new Uint8Array(Buffer.from(deviceId.slice(0, 12), 'hex'));
+}
+
+/** The tag of an event id as hex (its last 12 hex digits): see {@link idTagOf}. */
+export function idTagHex(eventId: string): string {
+  return eventId.slice(-12);
+}
+
 /** The raw 32 bytes of an Ed25519 or X25519 private key object (the tail of its PKCS#8 DER). */
 export function rawPrivateKey(key: KeyObject): Uint8Array {
   return new Uint8Array(key.export({ format: 'der', type: 'pkcs8' }).subarray(-32));

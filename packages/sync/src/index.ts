@@ -47,6 +47,7 @@ export {
   type DevicePublic,
   deviceIdOf,
   identityFromPrivateKey,
+  idTagOf,
   signWith,
   verifySignature,
 } from './identity.js';

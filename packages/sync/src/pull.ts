@@ -9,6 +9,7 @@ import type { Blobs } from './blobs.js';
 import type { SyncContext } from './context.js';
 import { decodeChangeset, decodeEnvelope, encodeChangeset, envelopeSignatureValid, type SyncedEvent } from './envelope.js';
 import { SyncError, SyncErrorCode } from './errors.js';
+import { idTagHex } from './identity.js';
 import { importTag } from './imports.js';
 import { addRange, zeroHashHex } from './state.js';
 import { countField } from './statements.js';
@@ -361,13 +362,63 @@ export class Puller {
     }
   }
 
+  /**
+   * The events of a member's changeset that it may carry: an event whose id
+   * bears another member's tag was written by that member, and is refused
+   * (`Forged`). Events of a snapshot (signed by an owner) carry everyone's.
+   */
+  #authored(device: string, events: readonly SyncedEvent[]): readonly SyncedEvent[] {
+    const { library, board } = this.#context;
+    if (device === 'snapshot') return events;
+    const ownTag = idTagHex(device);
+    if (events.every((event) => idTagHex(event.id) === ownTag)) return events;
+    const tags = new Map(library.memberIds().map((member) => [member.slice(0, 12), member]));
+    return events.filter((event) => {
+      const author = tags.get(idTagHex(event.id));
+      if (author === undefined || author === device) return true;
+      board.alarm(
+        new SyncError(SyncErrorCode.Forged, `${device} published event ${event.id}, which ${author} wrote: the copy is refused`, {
+          device,
+        }),
+      );
+      return false;
+    });
+  }
+
+  /** A copy of an event this device holds must say what the held one says: another is an alarm, and is not taken. */
+  async #compareCopies(device: string, copies: readonly SyncedEvent[]): Promise<void> {
+    const { log, board } = this.#context;
+    for (const copy of copies) {
+      const held = await log.get(copy.id);
+      if (held === undefined) continue;
+      const payloadsComparable = held.disposition !== 'shredded' && !copy.shredded;
+      const same =
+        held.entity === copy.entity &&
+        held.kind === copy.kind &&
+        held.time === copy.time &&
+        (!payloadsComparable || Buffer.from(held.payload).equals(Buffer.from(copy.payload)));
+      if (!same)
+        board.alarm(
+          new SyncError(
+            SyncErrorCode.Equivocation,
+            `${device} published event ${copy.id} with other contents than the copy this device holds: kept the first`,
+            {
+              device,
+            },
+          ),
+        );
+    }
+  }
+
   /** Appends what is new; events whose causal parents are missing wait for them. */
-  async apply(device: string, events: readonly SyncedEvent[]): Promise<void> {
+  async apply(device: string, incoming: readonly SyncedEvent[]): Promise<void> {
     const { state, log, board } = this.#context;
+    const events = this.#authored(device, incoming);
     const parked = state.parked.flatMap((item) =>
       decodeChangeset(new Uint8Array(Buffer.from(item.event, 'base64'))).map((event) => ({ device: item.device, event })),
     );
     let waiting = [...parked, ...events.map((event) => ({ device, event }))];
+    const copies: SyncedEvent[] = [];
     for (;;) {
       const ready: SyncedEvent[] = [];
       const seen = new Set<string>();
@@ -376,6 +427,7 @@ export class Puller {
         const { event } = item;
         if (log.has(event.id) || seen.has(event.id)) {
           board.duplicates.events++;
+          if (item.device === device && device !== 'snapshot') copies.push(event);
           continue;
         }
         const parentsPresent = event.parents.every((parent) => log.has(parent) || seen.has(parent));
@@ -392,6 +444,7 @@ export class Puller {
       device: item.device,
       event: Buffer.from(encodeChangeset([item.event])).toString('base64'),
     }));
+    if (copies.length > 0) await this.#compareCopies(device, copies);
   }
 
   async #append(events: readonly SyncedEvent[]): Promise<void> {

@@ -14,6 +14,7 @@ import type { SyncContext } from './context.js';
 import { SyncError, SyncErrorCode } from './errors.js';
 import { collectGarbage } from './gc.js';
 import { HeadsWatch } from './heads-watch.js';
+import { idTagOf } from './identity.js';
 import { recoverImports } from './imports.js';
 import { Library } from './library.js';
 import type { MembershipState, Role } from './membership.js';
@@ -42,6 +43,8 @@ export const syncPullChannel = weftChannel<SyncRoundContext>('weft:sync:pull');
  */
 export async function openSync(options: SyncOptions): Promise<Sync> {
   assertLibraryConfig(options.library, options.identity);
+  // The ids of events this device writes from now on name it (docs/protocols/sync.md, "Authored events").
+  options.log.tagIds(idTagOf(options.identity.deviceId));
   const fs = options.fs ?? options.log.fileSystem;
   const dir = options.stateDir ?? options.log.dir;
   const stateFile = new StateFile(fs, dir);

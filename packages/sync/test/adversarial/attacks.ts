@@ -400,6 +400,82 @@ export const memberAttacks: Attack[] = [
     },
   },
   {
+    claim:
+      "M6 a member cannot replace another member's event: a copy of it, other payload, in the member's own signed changeset is refused (Forged) on every device, those added later too, and no device keeps it",
+    run: async (world) => {
+      const owner = world.node('owner');
+      const member = await world.join('member');
+      await world.settle();
+      await write(owner, 'original');
+      await write(member, 'member-1');
+      await world.settle();
+      const original = (await owner.log.read().next()).value;
+      if (original === undefined) throw new Error('no event');
+      // The id names its author: its last 6 bytes are the owner's tag.
+      expect(original.id.endsWith(owner.identity.deviceId.slice(0, 12))).toBe(true);
+      const m = member.identity.deviceId;
+      await world.raw.create(
+        `changes.${m}.2`,
+        await forgeChangeset({
+          author: member.identity,
+          seq: 2,
+          previous: await stored(world, `changes.${m}.1`),
+          generation: 0,
+          key: await keyHeldBy(world, member.identity, 0),
+          events: [eventOf('forged copy', original.id), eventOf('member-2')],
+        }),
+      );
+      const late = await world.device('late', undefined, { bootstrap: 'replay' });
+      await owner.sync.addMember(invitationOf(late.identity));
+      const other = await world.join('other');
+      await world.settle([owner, late, other]);
+      for (const node of [owner, late, other]) expect(alarmsOf(node, m), node.name).toContain('Forged');
+      await expectHealthy([owner, late, other], ['forged copy']);
+      // The rest of the member's changeset is its own, and applied.
+      expect(await payloads(late.log)).toContain('member-2');
+      expect(await payloads(late.log)).toContain('original');
+    },
+  },
+  {
+    claim:
+      'M7 an event id seen with other contents than the copy a device holds is an alarm (Equivocation), and the held copy stays (events written before sync tagged their ids: a stated limit)',
+    run: async (world) => {
+      const owner = world.node('owner');
+      const member = await world.join('member');
+      await write(member, 'member-1');
+      await world.settle();
+      // An untagged id (as an event written before its device opened sync has).
+      const untagged = eventOf('untagged original');
+      const m = member.identity.deviceId;
+      const key = await keyHeldBy(world, member.identity, 0);
+      const first = await forgeChangeset({
+        author: member.identity,
+        seq: 2,
+        previous: await stored(world, `changes.${m}.1`),
+        generation: 0,
+        key,
+        events: [untagged],
+      });
+      await world.raw.create(`changes.${m}.2`, first);
+      await world.settle([owner]);
+      await world.raw.create(
+        `changes.${m}.3`,
+        await forgeChangeset({
+          author: member.identity,
+          seq: 3,
+          previous: first,
+          generation: 0,
+          key,
+          events: [{ ...untagged, payload: bytes('untagged rewritten') }],
+        }),
+      );
+      await world.settle([owner]);
+      expect(alarmsOf(owner, m)).toContain('Equivocation');
+      expect(await payloads(owner.log)).toContain('untagged original');
+      expect(await payloads(owner.log)).not.toContain('untagged rewritten');
+    },
+  },
+  {
     claim: 'M3 a reader cannot write (Revoked)',
     run: async (world) => {
       const owner = world.node('owner');
