@@ -4,10 +4,10 @@
  * back positions, and ids the log never held.
  */
 import { fc, test } from '@fast-check/vitest';
+import { MemoryFileSystem, openEventLog } from '@weft/eventlog';
 import { describe, expect } from 'vitest';
 import { IdIndex } from '../src/id-index.js';
 import { formatUuid, UuidV7Generator } from '../src/ids.js';
-import { MemoryFileSystem, openEventLog } from '../src/index.js';
 
 const seed = Number(process.env.WEFT_SEED ?? Date.now() % 2 ** 31);
 const runs = Number(process.env.WEFT_PROPERTY_RUNS ?? 100);
