@@ -1,6 +1,7 @@
 /** What the parts of a device's sync share: its log, its store, its state and its view of the library. */
 import type { EventLog, Hashers, XChaCha } from '@weft/eventlog';
 import type { KvStore } from '@weft/kv';
+import type { ChangesetCopies } from './changeset-copies.js';
 import type { DeviceIdentity } from './identity.js';
 import type { Library } from './library.js';
 import type { ChunkStore } from './sealed-chunks.js';
@@ -15,6 +16,8 @@ export interface SyncContext {
   readonly library: Library;
   readonly state: SyncStateData;
   readonly stateFile: StateFile;
+  /** Copies of the changesets this device pushed or verified, written back when the store forgets them. */
+  readonly copies: ChangesetCopies;
   readonly hashers: Hashers;
   readonly cipher: XChaCha;
   /** Where blobs and snapshot bodies are sealed in chunks. */

@@ -37,8 +37,11 @@ export const SyncErrorCode = {
   Equivocation: 'Equivocation',
   /** A changeset is missing inside a device's chain: a later one exists, or a head or an applied map says it should. */
   ChangesetGap: 'ChangesetGap',
-  /** The store lacks membership entries this device verified before (it forgot or hides them): they are written back. */
-  MembershipRolledBack: 'MembershipRolledBack',
+  /**
+   * The store lacks what this device verified or wrote before (membership entries, key wraps, changesets): it
+   * forgot or hides them. They are written back with identical bytes.
+   */
+  StoreForgot: 'StoreForgot',
   /** A head went backwards against one seen before, or against what another member says it applied. */
   HeadRolledBack: 'HeadRolledBack',
   /** A snapshot is not authorised where it says it was made, or its cursors disagree with the changesets in the store. */

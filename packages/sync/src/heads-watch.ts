@@ -45,6 +45,9 @@ export class HeadsWatch {
       heads.push(learned);
       listed.set(learned[0], learned[1].seq);
     }
+    // A device whose head vanished while this device applied its changesets: the store may have forgotten them.
+    for (const [device, remote] of Object.entries(state.remote)) if (remote.seq > 0 && !listed.has(device)) board.suspects.add(device);
+    if (state.lastSeq > 0 && !listed.has(self)) this.#republish = true;
     for (const device of [...board.known.keys()]) {
       if (device === self) continue;
       board.known.set(device, Math.max(listed.get(device) ?? 0, state.remote[device]?.seq ?? 0));
@@ -101,6 +104,7 @@ export class HeadsWatch {
     // Below a changeset of that device this device verified and applied: the head was rolled back. (What heads said
     // before is a hint, not knowledge: a lie the store repaired is no rollback.)
     const verified = state.remote[device]?.seq ?? 0;
+    if (fresh && device !== self && head.seq < verified) board.suspects.add(device);
     if (fresh && device !== self && head.seq < verified && !head.frozen) {
       board.alarm(
         new SyncError(SyncErrorCode.HeadRolledBack, `heads.${device} says ${head.seq}, but this device applied its changeset ${verified}`, {

@@ -39,6 +39,8 @@ export class Library {
   readonly #state: SyncStateData;
   readonly #stateFile: StateFile;
   #loaded = false;
+  /** The store lost membership entries since the last `takeForgotten`: an owner writes every member's key wraps again. */
+  #forgotten = false;
   #membership: MembershipState | undefined;
   /** Out-of-band mode: the static members. */
   readonly #staticMembers: Map<string, Uint8Array>;
@@ -95,6 +97,13 @@ export class Library {
     const membership = this.#membership;
     if (membership === undefined) return false;
     return membership.contested.has(membership.generation) && this.isActiveOwner(this.#identity.deviceId);
+  }
+
+  /** Whether the store lost membership entries since this was last asked (asking clears it). */
+  takeForgotten(): boolean {
+    const forgotten = this.#forgotten;
+    this.#forgotten = false;
+    return forgotten;
   }
 
   /** A key generation was announced that this device does not hold yet. */
@@ -266,9 +275,10 @@ export class Library {
   async #restoreEntries(listed: ReadonlySet<string>): Promise<void> {
     const missing = [...this.#entries].filter(([key]) => !listed.has(key));
     if (missing.length === 0) return;
+    this.#forgotten = true;
     this.#board.alarm(
       new SyncError(
-        SyncErrorCode.MembershipRolledBack,
+        SyncErrorCode.StoreForgot,
         `the store lacks ${missing.length} membership ${missing.length === 1 ? 'entry' : 'entries'} this device verified (${missing[0]?.[0]}${missing.length > 1 ? ', ...' : ''}): written back`,
         { device: missing[0]?.[1].entry.author ?? '' },
       ),

@@ -118,6 +118,24 @@ export async function rotateKey(context: SyncContext): Promise<{ generation: num
   return { generation };
 }
 
+/**
+ * Writes this owner's wraps of every key generation it holds for every
+ * current member again (each only where the store lacks it or holds other
+ * bytes): after the store forgot, members added since its last good state
+ * get their keys back.
+ */
+export async function restoreWraps(context: SyncContext): Promise<void> {
+  const { library } = context;
+  const membership = library.assertOwner();
+  for (const member of membership.members.values()) {
+    if (member.removedAfter !== undefined) continue;
+    for (let generation = 0; generation <= membership.generation; generation++) {
+      const key = library.keys.get(generation);
+      if (key !== undefined) await library.writeWrap(member, generation, key);
+    }
+  }
+}
+
 /** Changes a member's role (owner only). */
 export async function setRole(context: SyncContext, deviceId: string, role: Role): Promise<void> {
   const { library } = context;

@@ -269,7 +269,7 @@ export class Puller {
     const seqs = Array.from({ length: count }, (_, index) => start.seq + 1 + index);
     const entries = await Promise.all(seqs.map((seq) => context.kv.get(changesetKey(device, seq))));
     const bytes = entries.reduce((largest, entry) => Math.max(largest, entry?.value.length ?? 0), 0);
-    const verified: Array<{ seq: number; hash: string; events: SyncedEvent[] }> = [];
+    const verified: Array<{ seq: number; hash: string; events: SyncedEvent[]; bytes: Uint8Array }> = [];
     let previous = start.hash;
     let stop: 'missing' | 'held' | 'full' = 'full';
     for (const [index, seq] of seqs.entries()) {
@@ -325,7 +325,7 @@ export class Puller {
         stop = 'held';
         break;
       }
-      verified.push({ seq, hash, events: changeset.events });
+      verified.push({ seq, hash, events: changeset.events, bytes: entry.value });
       previous = hash;
     }
     const last = verified.at(-1);
@@ -334,6 +334,9 @@ export class Puller {
       device,
       verified.flatMap((changeset) => changeset.events),
     );
+    // Kept byte for byte before the cursor moves: what this device writes back if the store forgets them.
+    await context.copies.add(device, verified);
+    await context.copies.sync();
     state.remote[device] = { seq: last.seq, hash: last.hash };
     state.scannedPosition = Math.max(state.scannedPosition, context.log.durableHead);
     await context.stateFile.save(state);

@@ -134,6 +134,11 @@ export class Pusher {
       ),
     );
     this.#faults.onPushStage?.('created', last.seq);
+    await context.copies.add(
+      device,
+      pending.map((changeset) => ({ seq: changeset.seq, bytes: new Uint8Array(Buffer.from(changeset.envelope, 'base64')) })),
+    );
+    await context.copies.sync();
     await this.publishHead(last.seq);
     this.#faults.onPushStage?.('head-published', last.seq);
     state.lastSeq = last.seq;

@@ -66,6 +66,10 @@ export class StatusBoard {
   readonly claimed = new Map<string, { seq: number; by: string }>();
   /** Devices with a changeset known to be missing inside their chain, and its seq. */
   readonly gaps = new Map<string, number>();
+  /** Devices whose listed head fell below what this device applied (or vanished): the store may have forgotten their changesets. */
+  readonly suspects = new Set<string>();
+  /** Devices with changesets the store lost that this device could not write back yet, and the first such seq. */
+  readonly unrestored = new Map<string, number>();
   /** The highest key generation seen on a member's signed changeset. */
   generationSeen = 0;
   lastError: string | undefined;

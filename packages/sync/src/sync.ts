@@ -9,16 +9,18 @@ import type { EventId } from '@weft/eventlog';
 import { loadHashers, loadXChaCha } from '@weft/eventlog';
 import { LocalBlobStore } from './blob-store.js';
 import { Blobs } from './blobs.js';
+import { ChangesetCopies } from './changeset-copies.js';
 import { assertLibraryConfig, type Invitation, type SyncOptions } from './config.js';
 import type { SyncContext } from './context.js';
 import { SyncError, SyncErrorCode } from './errors.js';
 import { collectGarbage } from './gc.js';
 import { HeadsWatch } from './heads-watch.js';
+import { Healer } from './heal.js';
 import { idTagOf } from './identity.js';
 import { recoverImports } from './imports.js';
 import { Library } from './library.js';
 import type { MembershipState, Role } from './membership.js';
-import { addMember, removeMember, rotateKey, setMinSchemaVersion, setRole } from './membership-admin.js';
+import { addMember, removeMember, restoreWraps, rotateKey, setMinSchemaVersion, setRole } from './membership-admin.js';
 import { Puller } from './pull.js';
 import { Pusher } from './push.js';
 import { Snapshots } from './snapshots.js';
@@ -49,6 +51,7 @@ export async function openSync(options: SyncOptions): Promise<Sync> {
   const dir = options.stateDir ?? options.log.dir;
   const stateFile = new StateFile(fs, dir);
   const state = await stateFile.load(options.identity.deviceId);
+  const copies = await ChangesetCopies.open(fs, dir);
   // Imports the state does not know yet (it was not saved after them) are found in the log itself.
   const scanned = state.scannedPosition;
   await recoverImports(options.log, state);
@@ -79,6 +82,7 @@ export async function openSync(options: SyncOptions): Promise<Sync> {
     library,
     state,
     stateFile,
+    copies,
     hashers,
     cipher,
     chunkStore: { kv: options.kv, cipher, libraryId: options.library.id },
@@ -101,6 +105,7 @@ export class Sync implements AsyncDisposable {
   readonly #puller: Puller;
   readonly #snapshots: Snapshots;
   readonly #heads: HeadsWatch;
+  readonly #healer: Healer;
   readonly #live: boolean;
   readonly #pollIntervalMs: number;
   readonly #bootstrapMode: 'snapshot' | 'replay';
@@ -127,6 +132,11 @@ export class Sync implements AsyncDisposable {
     this.#puller = new Puller(context, this.#blobs, { window: batch });
     this.#snapshots = new Snapshots(context, this.#puller, this.#blobs);
     this.#heads = new HeadsWatch(context);
+    this.#healer = new Healer(
+      context,
+      (device) => this.#puller.floorOf(device),
+      (seq) => this.#pusher.publishHead(seq),
+    );
     this.#live = options.live ?? true;
     this.#pollIntervalMs = options.pollIntervalMs ?? 5000;
     this.#bootstrapMode = options.bootstrap ?? 'snapshot';
@@ -213,6 +223,8 @@ export class Sync implements AsyncDisposable {
       await library.refresh();
       // Concurrent rotations left the generation in force without a key: an owner that sees it rotates again.
       if (library.rotationNeeded()) await rotateKey(this.#context);
+      // The store forgot membership entries: the wraps written with them may be gone too.
+      if (library.takeForgotten() && library.isActiveOwner(this.device)) await restoreWraps(this.#context);
       // A device that has nothing yet starts from the snapshot, if there is one it can open.
       if (this.#bootstrapMode === 'snapshot' && log.head === 0 && Object.keys(state.remote).length === 0 && library.keys.size > 0) {
         await board.alarmOn(this.#snapshots.bootstrap(), false);
@@ -227,6 +239,8 @@ export class Sync implements AsyncDisposable {
         () => this.#roundContext(),
         () => this.#puller.pullAll(),
       );
+      // What the store forgot of what this device wrote or applied is written back.
+      await this.#healer.heal();
       if (this.#heads.takeRepublish() || pulled > 0) await this.#pusher.publishHead(state.lastSeq);
       this.notify();
       return { pushed, pulled };
@@ -291,7 +305,7 @@ export class Sync implements AsyncDisposable {
 
   #caughtUp(): boolean {
     const { state, board } = this.#context;
-    if (this.#pusher.pendingUploads() > 0 || state.pending.length > 0 || board.gaps.size > 0) return false;
+    if (this.#pusher.pendingUploads() > 0 || state.pending.length > 0 || board.gaps.size > 0 || board.unrestored.size > 0) return false;
     for (const [device, head] of board.known) {
       if (device === this.device || board.stuck.has(device)) continue;
       if ((state.remote[device]?.seq ?? 0) < head) return false;
@@ -499,6 +513,7 @@ export class Sync implements AsyncDisposable {
     stop.abort();
     await Promise.allSettled([this.#watchTask, this.#subscriptionTask]);
     await this.#context.stateFile.save(this.#context.state).catch(() => undefined);
+    await this.#context.copies.close().catch(() => undefined);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

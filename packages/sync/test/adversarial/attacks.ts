@@ -877,6 +877,59 @@ async function keysHeldBy(world: World, identity: DeviceIdentity): Promise<Uint8
   return keys;
 }
 
+/**
+ * A store that goes back to an older copy of itself (`takeCopy` takes it and
+ * returns how to restore it): devices write back what it lost, and everyone
+ * converges (D3). On the memory backend the copy is of the bucket's keys; on
+ * spawned servers, of the server's data directory (store-amnesia.test.ts).
+ */
+export async function storeAmnesia(world: World, takeCopy: (world: World) => Promise<() => Promise<void>>): Promise<void> {
+  const owner = world.node('owner');
+  const member = await world.join('member');
+  const offline = await world.join('offline');
+  for (const node of [owner, member, offline]) await write(node, `${node.name} before the copy`);
+  await world.settle();
+  // The copy the store will be restored from.
+  const restore = await takeCopy(world);
+  for (const node of [owner, member, offline]) await write(node, `${node.name} after the copy`);
+  await world.settle();
+  const added = await world.join('added-after-the-copy');
+  await world.settle([owner, member]);
+  // The offline device is away from now on; the store goes back to the copy.
+  await restore();
+  const healers = [owner, member];
+  await world.settle(healers);
+  // The first device to look finds the loss and writes back what it holds (the others' too).
+  expect(alarmsOf(owner)).toContain('StoreForgot');
+  const late = await world.join('late');
+  const everyone = [owner, member, added, late];
+  await world.settle(everyone);
+  for (const node of everyone) await node.sync.waitUntilCaughtUp({ timeoutMs: 5000 });
+  await expectHealthy(everyone);
+  expect(await payloads(late.log)).toEqual(
+    expect.arrayContaining(['offline after the copy', 'owner after the copy', 'member after the copy']),
+  );
+  expect(alarmsOf(late)).toEqual([]);
+  // The offline author comes back to a store holding its own changesets, with its own bytes: no fork.
+  await world.settle([offline, ...everyone]);
+  await offline.sync.waitUntilCaughtUp({ timeoutMs: 5000 });
+  expect(alarmsOf(offline)).not.toContain('Fork');
+  await expectHealthy([offline, ...everyone]);
+}
+
+/** A copy of every key of the world's bucket; restoring deletes what is newer and puts back what changed. */
+export async function copyOfBucket(world: World): Promise<() => Promise<void>> {
+  const copy = new Map<string, Uint8Array>();
+  for await (const entry of world.raw.scan()) copy.set(entry.key, entry.value);
+  return async () => {
+    for await (const entry of world.raw.scan()) if (!copy.has(entry.key)) await world.raw.delete(entry.key);
+    for (const [key, value] of copy) {
+      const now = await world.raw.get(key);
+      if (now === undefined || !Buffer.from(now.value).equals(Buffer.from(value))) await world.raw.put(key, value);
+    }
+  };
+}
+
 /** Attacks on the order of the membership chain, and on what a device remembers of it. */
 export const chainAttacks: Attack[] = [
   {
@@ -1026,7 +1079,7 @@ export const chainAttacks: Attack[] = [
   },
   {
     claim:
-      'D1 a restart does not undo a removal: a device keeps every membership entry it verified, and a store that hides one after the restart is a MembershipRolledBack alarm',
+      'D1 a restart does not undo a removal: a device keeps every membership entry it verified, and a store that hides one after the restart is a StoreForgot alarm',
     run: async (world) => {
       const owner = world.node('owner');
       await world.join('member');
@@ -1056,7 +1109,7 @@ export const chainAttacks: Attack[] = [
       );
       await write(member, 'member after restart');
       await world.settle([owner, member]);
-      expect(alarmsOf(member)).toContain('MembershipRolledBack');
+      expect(alarmsOf(member)).toContain('StoreForgot');
       expect(alarmsOf(member, r)).toContain('Revoked');
       expect(member.sync.membership()?.members.get(r)?.removedAfter).toBe(1);
       expect(member.sync.status().keyGeneration).toBe(1);
@@ -1088,6 +1141,11 @@ export const chainAttacks: Attack[] = [
       expect(late.sync.status().keyGeneration).toBe(1);
       await expectHealthy([owner, world.node('member'), late]);
     },
+  },
+  {
+    claim:
+      'D3 a store restored from an older copy is healed: devices write back, byte for byte, the changesets, heads, membership entries and key wraps it lost, those of an offline author too; every device, and one added later, holds every event and catches up',
+    run: (world) => storeAmnesia(world, copyOfBucket),
   },
   {
     claim:

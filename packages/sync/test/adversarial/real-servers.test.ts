@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe } from 'vitest';
 import { allAttacks } from './attacks.js';
 import { type Backend, itAttacks, natsBackend, redisBackend } from './world.js';
 
-const subset = ['S2', 'S4', 'S5', 'S8', 'S10', 'R2', 'R4', 'R5', 'R8', 'R9', 'D1', 'D2'];
+const subset = ['S2', 'S4', 'S5', 'S8', 'S10', 'R2', 'R4', 'R5', 'R8', 'R9', 'D1', 'D2', 'D3', 'M6'];
 const attacks = allAttacks.filter((attack) => subset.includes(attack.claim.split(' ')[0] as string));
 
 for (const backend of [redisBackend, natsBackend] satisfies Backend[]) {
