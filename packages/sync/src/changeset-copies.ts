@@ -80,7 +80,10 @@ export class ChangesetCopies {
 
   #note(device: string, seq: number, at: number, length: number): void {
     let seqs = this.#index.get(device);
-    if (seqs === undefined) this.#index.set(device, (seqs = new Map()));
+    if (seqs === undefined) {
+      seqs = new Map();
+      this.#index.set(device, seqs);
+    }
     if (!seqs.has(seq)) seqs.set(seq, { at, length });
   }
 
