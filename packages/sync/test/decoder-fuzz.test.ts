@@ -55,6 +55,26 @@ const samples: Record<string, { bytes: Uint8Array; decode: (bytes: Uint8Array) =
     ),
     decode: (bytes) => decodeMembershipEntry(bytes, hashers, 'family'),
   },
+  'membership entry (rotation, format 3: bound to its library)': {
+    bytes: encodeMembershipEntry(
+      {
+        op: 'rotate',
+        author: author.deviceId,
+        seq: 4,
+        parents: [hex(randomBytes(32))],
+        subject: author.deviceId,
+        subjectKey: author.publicKey,
+        subjectX25519: invitationOf(author).x25519PublicKey,
+        role: 'owner',
+        keyGeneration: 3,
+        cutoff: 0,
+        keyCommitment: randomBytes(32),
+      },
+      author,
+      'family',
+    ),
+    decode: (bytes) => decodeMembershipEntry(bytes, hashers, 'family'),
+  },
   'snapshot manifest': {
     bytes: encodeManifest(
       {
