@@ -11,7 +11,8 @@ import { type DeviceIdentity, signWith, verifySignature } from './identity.js';
 const magic = new Uint8Array([0x57, 0x53, 0x4e, 0x50]); // "WSNP"
 const version = 1;
 /** The manifest's version: 2 names the membership position it was made at. */
-const manifestVersion = 2;
+/** 3 binds the library: the signature covers its id, so another library's manifest does not verify. */
+const manifestVersion = 3;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -58,10 +59,17 @@ export function decodeSnapshotBody(bytes: Uint8Array): { cursors: SnapshotCursor
 }
 
 /** Signs a manifest: JSON of its fields, then the author key and an Ed25519 signature. */
-export function encodeManifest(manifest: SnapshotManifest, author: DeviceIdentity): Uint8Array {
+/** What a manifest's signature covers: the library id (length-prefixed UTF-8), then the signed bytes. */
+function signedInput(libraryId: string, signed: Uint8Array): Uint8Array {
+  const library = encoder.encode(libraryId);
+  if (library.length > 255) throw new SyncError(SyncErrorCode.InvalidArgument, 'a library id has at most 255 bytes');
+  return concat([new Uint8Array([library.length]), library, signed]);
+}
+
+export function encodeManifest(manifest: SnapshotManifest, author: DeviceIdentity, libraryId: string): Uint8Array {
   const body = encoder.encode(JSON.stringify(manifest));
   const signed = concat([magic, new Uint8Array([manifestVersion]), author.publicKey, body]);
-  return concat([signed, signWith(author, signed)]);
+  return concat([signed, signWith(author, signedInput(libraryId, signed))]);
 }
 
 const hex64 = /^[0-9a-f]{64}$/;
@@ -81,8 +89,11 @@ export function checkCursors(value: unknown): SnapshotCursors {
   return cursors;
 }
 
-/** Decodes a manifest and checks its signature; returns the author key to check against the membership. */
-export function decodeManifest(bytes: Uint8Array): { manifest: SnapshotManifest; authorKey: Uint8Array } {
+/**
+ * Decodes a manifest of library `libraryId` and checks its signature; returns the author key to check
+ * against the membership.
+ */
+export function decodeManifest(bytes: Uint8Array, libraryId: string): { manifest: SnapshotManifest; authorKey: Uint8Array } {
   if (bytes.length < 5 + 32 + 64 || !magic.every((byte, index) => bytes[index] === byte))
     throw new SyncError(SyncErrorCode.InvalidEnvelope, 'not a snapshot manifest');
   if (bytes[4] !== manifestVersion)
@@ -92,8 +103,8 @@ export function decodeManifest(bytes: Uint8Array): { manifest: SnapshotManifest;
     );
   const authorKey = bytes.slice(5, 37);
   const signed = bytes.subarray(0, bytes.length - 64);
-  if (!verifySignature(authorKey, signed, bytes.subarray(bytes.length - 64)))
-    throw new SyncError(SyncErrorCode.Forged, 'the snapshot manifest signature does not verify');
+  if (!verifySignature(authorKey, signedInput(libraryId, signed), bytes.subarray(bytes.length - 64)))
+    throw new SyncError(SyncErrorCode.Forged, `the snapshot manifest signature does not verify for library ${libraryId}`);
   let parsed: Partial<Record<keyof SnapshotManifest, unknown>>;
   try {
     parsed = JSON.parse(decoder.decode(bytes.subarray(37, bytes.length - 64))) as typeof parsed;

@@ -101,7 +101,7 @@ export class Snapshots {
         cursors,
         membership: library.membership?.tips ?? [],
       };
-      await kv.put(snapshotChunkKey(id, 0), encodeManifest(manifest, context.identity));
+      await kv.put(snapshotChunkKey(id, 0), encodeManifest(manifest, context.identity, library.id));
       for (let attempt = 0; attempt < 20; attempt++) {
         const current = await kv.get(currentSnapshotKey);
         const value = encoder.encode(JSON.stringify({ id, generation, createdAt }));
@@ -134,7 +134,7 @@ export class Snapshots {
     const id = snapshotIdOf(pointer.value);
     const manifestEntry = await kv.get(snapshotChunkKey(id, 0));
     if (manifestEntry === undefined) throw new SyncError(SyncErrorCode.MissingChangeset, `snapshot ${id} has no manifest`);
-    const { manifest, authorKey } = decodeManifest(manifestEntry.value);
+    const { manifest, authorKey } = decodeManifest(manifestEntry.value, library.id);
     const reject = (why: string) => new SyncError(SyncErrorCode.SnapshotRejected, `snapshot ${id}: ${why}`, { device: manifest.author });
     if (manifest.id !== id) throw reject(`its manifest names snapshot ${manifest.id}`);
     const author = library.member(manifest.author);

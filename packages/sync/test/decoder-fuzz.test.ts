@@ -88,8 +88,9 @@ const samples: Record<string, { bytes: Uint8Array; decode: (bytes: Uint8Array) =
         membership: [hex(randomBytes(32))],
       },
       author,
+      'family',
     ),
-    decode: decodeManifest,
+    decode: (bytes) => decodeManifest(bytes, 'family'),
   },
   'snapshot body': {
     bytes: encodeSnapshotBody({ [subject.deviceId]: { seq: 4, hash: hex(randomBytes(32)) } }, encodeChangeset([])),

@@ -568,6 +568,8 @@ async function publishForgedSnapshot(
     membership: readonly string[];
     cursors: Record<string, { seq: number; hash: string }>;
     events: ReturnType<typeof eventOf>[];
+    /** The library the manifest is signed for (this one unless given). */
+    manifestLibrary?: string;
   },
 ): Promise<void> {
   const { blake3 } = await loadHashers();
@@ -586,7 +588,7 @@ async function publishForgedSnapshot(
     cursors: options.cursors,
     membership: options.membership,
   };
-  await world.raw.put(`snapshots.${id}.0`, encodeManifest(manifest, author));
+  await world.raw.put(`snapshots.${id}.0`, encodeManifest(manifest, author, options.manifestLibrary ?? 'family'));
   await world.raw.put('snapshot.current', bytes(JSON.stringify({ id, generation: options.generation, createdAt: manifest.createdAt })));
 }
 
@@ -1180,6 +1182,23 @@ export const chainAttacks: Attack[] = [
         expect(node.sync.membership()?.members.has(accomplice.deviceId)).toBe(false);
         expect(alarmsOf(node, owner.identity.deviceId)).toContain('Forged');
       }
+      // A snapshot manifest the owner signed for the other library, over a body that is valid here.
+      await write(owner, 'owner-1');
+      const o = owner.identity.deviceId;
+      const hashers = await loadHashers();
+      const first = await stored(world, `changes.${o}.1`);
+      await publishForgedSnapshot(world, owner.identity, await keyHeldBy(world, owner.identity, 0), {
+        generation: 0,
+        membership: owner.sync.membership()?.tips ?? [],
+        cursors: { [o]: { seq: 1, hash: Buffer.from(hashers.blake3(first)).toString('hex') } },
+        events: [eventOf('other-library snapshot')],
+        manifestLibrary: 'other',
+      });
+      const newcomer = await world.join('newcomer');
+      await world.settle([owner, newcomer]);
+      expect(alarmsOf(newcomer)).toContain('Forged');
+      await expectHealthy([owner, newcomer], ['other-library snapshot']);
+      expect(await payloads(newcomer.log)).toContain('owner-1');
     },
   },
 ];
