@@ -8,7 +8,7 @@ import type { ShredTarget } from './crypto/keyset.js';
 import type { EventId } from './ids.js';
 import type { LogEvent } from './types.js';
 
-/** @internal the seam encryption plugs into: turns payloads into stored bytes and back. */
+/** The seam encryption plugs into (not a stable API): turns payloads into stored bytes and back. */
 export interface PayloadCodec {
   /** Runs before any frame of a write is written (the encryption fence); a failure fails those appends and writes nothing. */
   beforeWrite?(): Promise<void>;
@@ -25,7 +25,7 @@ export interface PayloadCodec {
   open(header: FrameHeader, stored: Uint8Array): { payload: Uint8Array; disposition: LogEvent['disposition'] };
 }
 
-/** @internal what the payload codec sees of an event. */
+/** What the payload codec sees of an event (not a stable API). */
 export interface SealInput {
   readonly id: EventId;
   readonly entity: string;
@@ -35,7 +35,7 @@ export interface SealInput {
   readonly reserved: boolean;
 }
 
-/** @internal what a seal gives: the bytes to store and the frame's encryption metadata. */
+/** What a seal gives (not a stable API): the bytes to store and the frame's encryption metadata. */
 export interface Sealed {
   stored: Uint8Array;
   encryption: FrameHeader['encryption'];

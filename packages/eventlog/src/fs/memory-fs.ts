@@ -33,7 +33,7 @@ class Bytes {
   }
 }
 
-/** @internal A file's identity, shared by every directory entry and open handle pointing at it. */
+/** A file's identity (not a stable API), shared by every directory entry and open handle pointing at it. */
 export class Inode {
   constructor(public contents: Bytes) {}
 }
