@@ -8,7 +8,7 @@
  * user's) and run against a server this test spawns.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -30,7 +30,7 @@ let redis: RedisServer | undefined;
 let nats: NatsServer | undefined;
 
 beforeAll(async () => {
-  const publicPackages = ['common', 'kv', 'kv-redis', 'kv-nats', 'eventlog'];
+  const publicPackages = ['common', 'kv', 'kv-redis', 'kv-nats', 'eventlog', 'sync'];
   for (const name of publicPackages) {
     execFileSync('npm', ['pack', '--silent', '--ignore-scripts', '--pack-destination', packed], { cwd: join(root, 'packages', name) });
   }
@@ -49,12 +49,16 @@ async function consumer(
   dependencies: readonly string[],
   program: string,
   env: Record<string, string>,
-  options: { skipLibCheck?: boolean } = {},
+  options: { skipLibCheck?: boolean; packages?: readonly string[] } = {},
 ): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), 'weft-consumer-'));
   try {
     writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }));
-    const tarballs = readdirSync(packed).map((name) => join(packed, name));
+    // Only the named weft packages (and @weft/common, which they depend on) when `packages` is given.
+    const wanted = options.packages?.map((name) => name.replace('@weft/', 'weft-'));
+    const tarballs = readdirSync(packed)
+      .filter((name) => wanted === undefined || name.startsWith('weft-common-') || wanted.some((prefix) => name.startsWith(`${prefix}-0`)))
+      .map((name) => join(packed, name));
     execFileSync('npm', ['install', '--no-audit', '--no-fund', '--ignore-scripts', ...tarballs, ...dependencies], {
       cwd: dir,
       stdio: 'pipe',
@@ -77,7 +81,7 @@ async function consumer(
       }),
     );
     execFileSync(join(root, 'node_modules', '.bin', 'tsc'), ['-p', dir], { encoding: 'utf8', stdio: 'pipe' });
-    const run = await runChild(process.execPath, [join(dir, 'index.js')], { limitMs: 60_000, env });
+    const run = await runChild(process.execPath, [join(dir, 'index.js')], { limitMs: 60_000, env, cwd: dir });
     if (run.code !== 0) throw new Error(`the consumer program failed:\n${run.stdout}${run.stderr}`);
     return run.stdout;
   } catch (error) {
@@ -170,5 +174,24 @@ await connection.close();
       { skipLibCheck: true },
     );
     expect(output).toBe('users.ada {"name":"Ada Lovelace"}\nconnection still open: true\n');
+  }, 180_000);
+});
+
+describe.skipIf(redisMissing !== undefined)('the sync README, as a new user follows it', () => {
+  it('its install line installs what its quick start imports, and the quick start runs and exits as written', async () => {
+    const readme = readFileSync(join(root, 'packages', 'sync', 'README.md'), 'utf8');
+    const install = /## Install\s+```sh\n(npm install [^\n]+)\n```/.exec(readme)?.[1];
+    const program = /## Quick start[\s\S]*?```ts\n([\s\S]*?)```/.exec(readme)?.[1];
+    if (install === undefined || program === undefined) throw new Error('the sync README has no install line or quick start');
+    const named = install.split(/\s+/).slice(2);
+    const imported = [...new Set([...program.matchAll(/from '(@weft\/[a-z-]+)'/g)].map((match) => match[1] as string))];
+    expect(named).toEqual(expect.arrayContaining(imported));
+    const output = await consumer(
+      named.filter((name) => !name.startsWith('@weft/')),
+      program,
+      { REDIS_URL: redis?.url ?? '' },
+      { packages: named.filter((name) => name.startsWith('@weft/')) },
+    );
+    expect(output).toContain("'theme' => Uint8Array(4) [ 100, 97, 114, 107 ]");
   }, 180_000);
 });

@@ -56,6 +56,32 @@ describe.each(publicPackages)('package $manifest.name', ({ dir, manifest }) => {
     expect([...files].some((file) => file.startsWith('src/') || file.startsWith('test/'))).toBe(false);
   });
 
+  it('reads well on the registry: no links off the package, sourcemaps that carry their sources, no internal declarations', () => {
+    const packed = JSON.parse(
+      execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: dir, encoding: 'utf8' }),
+    ) as Array<{ files: Array<{ path: string }> }>;
+    const files = packed[0]?.files.map((file) => file.path) ?? [];
+    // The README is the package's page: a relative link must point at a file the tarball ships.
+    const readme = readFileSync(join(dir, 'README.md'), 'utf8');
+    const relative = [...readme.matchAll(/\]\(([^)#\s]+)[^)]*\)/g)]
+      .map((match) => match[1] as string)
+      .filter((target) => !/^[a-z]+:/.test(target));
+    expect(relative.filter((target) => !files.includes(target.replace(/^\.\//, '')))).toEqual([]);
+    expect(readme).not.toMatch(/\btest\/[\w.-]+\.test\.ts/);
+    // A sourcemap names sources the tarball does not ship, so it must carry their text.
+    for (const file of files.filter((name) => name.endsWith('.js.map'))) {
+      const map = JSON.parse(readFileSync(join(dir, file), 'utf8')) as { sources: string[]; sourcesContent?: Array<string | null> };
+      expect(map.sourcesContent?.length, file).toBe(map.sources.length);
+      expect(
+        map.sourcesContent?.every((text) => typeof text === 'string' && text.length > 0),
+        file,
+      ).toBe(true);
+    }
+    expect(files.filter((name) => name.endsWith('.d.ts.map'))).toEqual([]);
+    const internal = files.filter((name) => name.endsWith('.d.ts') && readFileSync(join(dir, name), 'utf8').includes('@internal'));
+    expect(internal).toEqual([]);
+  });
+
   it('imports at run time and resolves its types from a consumer', async () => {
     const entry = manifest.exports['.'];
     const runtime = typeof entry === 'string' ? entry : entry?.default;
