@@ -37,6 +37,8 @@ export const KvErrorCode = {
   Closed: 'Closed',
   /** Any other failure reported by the backend; see `cause`. */
   OperationFailed: 'OperationFailed',
+  /** A stored value does not decode with the codec of a typed view (`withCodec`); the key is named. */
+  InvalidValue: 'InvalidValue',
 } as const;
 
 export type KvErrorCode = (typeof KvErrorCode)[keyof typeof KvErrorCode];

@@ -18,6 +18,7 @@
  */
 
 export { type Clock, ManualClock, systemClock } from './clock.js';
+export { bytesCodec, jsonCodec, type KvCodec, type TypedEntry, type TypedKv, type TypedWatchEvent, withCodec } from './codec.js';
 export { KvError, KvErrorCode, type KvErrorOptions } from './errors.js';
 export { isValidKey, keyMatchesPrefix, keyProblem, maxKeyBytes } from './keys.js';
 export { acquireLease, Lease, type LeaseOptions } from './lease.js';
