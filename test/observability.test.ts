@@ -15,18 +15,19 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const root = new URL('..', import.meta.url).pathname;
 const guide = readFileSync(join(root, 'docs', 'guides', 'observability.md'), 'utf8');
-const block = /```js\n([\s\S]*?)```/.exec(guide)?.[1];
-// Written under node_modules so the block's own imports (@opentelemetry/api) resolve as in a user's project.
-const bridgeDir = join(root, 'node_modules', '.cache', 'weft-observability-test');
-const bridgeFile = join(bridgeDir, 'bridge.mjs');
+const block = /## An OpenTelemetry bridge[\s\S]*?```ts\n([\s\S]*?)```/.exec(guide)?.[1];
+// Written beside the tests (git-ignored) and imported as TypeScript, so its own imports resolve as in a user's project.
+const bridgeDir = join(root, 'test', '.observability-bridge');
+const bridgeFile = join(bridgeDir, 'bridge.ts');
 
 const exporter = new InMemorySpanExporter();
 const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
 let stop: () => void = () => undefined;
 
 beforeAll(async () => {
-  if (block === undefined) throw new Error('docs/guides/observability.md has no js block');
+  if (block === undefined) throw new Error('docs/guides/observability.md has no bridge block');
   mkdirSync(bridgeDir, { recursive: true });
+  // The block is TypeScript (type-checked by docs-typescript.test.ts), imported as written.
   writeFileSync(bridgeFile, block);
   const { bridgeWeftToOpenTelemetry } = (await import(bridgeFile)) as {
     bridgeWeftToOpenTelemetry: (tracer: unknown) => () => void;
@@ -120,5 +121,25 @@ describe('tracing channels bridged to OpenTelemetry', () => {
     await kv.put('k', bytes('v'));
     await kv.close();
     expect(exporter.getFinishedSpans()).toEqual([]);
+  });
+});
+
+describe('subscribeTrace', () => {
+  it('subscribes only the handlers given, typed with the channel context, and unsubscribes them', async () => {
+    const { subscribeTrace } = await import('@weft/kv');
+    const { kvOperationChannel } = await import('@weft/kv/backend');
+    const seen: string[] = [];
+    const stopOne = subscribeTrace(kvOperationChannel, {
+      asyncEnd(context) {
+        seen.push(`${context.operation} ${context.key ?? ''}`);
+      },
+    });
+    const kv = await openMemoryKv({ server: createMemoryKvServer(), bucket: 'subscribed' });
+    await kv.put('a', bytes('x'));
+    await kv.get('a');
+    stopOne();
+    await kv.get('a');
+    await kv.close();
+    expect(seen).toEqual(['put a', 'get a']);
   });
 });

@@ -8,4 +8,4 @@
 export { WeftError, type WeftErrorOptions } from './error.js';
 export { Notifier } from './notifier.js';
 export { pause } from './pause.js';
-export { traced, type WeftTracingChannel, weftChannel } from './tracing.js';
+export { subscribeTrace, traced, type WeftTraceHandlers, type WeftTracingChannel, weftChannel } from './tracing.js';

@@ -25,3 +25,41 @@ export function traced<Context extends object, Result>(
 ): Promise<Result> {
   return channel.hasSubscribers ? channel.tracePromise(run, context()) : run();
 }
+
+/** The handlers of a traced operation; give only the ones you need. */
+export interface WeftTraceHandlers<Context extends object> {
+  /** The operation starts: `context` is its context, the same object in every later event. */
+  start?(context: Context): void;
+  /** The synchronous part returned. */
+  end?(context: Context): void;
+  /** The promise settled; `result` or `error` is set. */
+  asyncStart?(context: Context & { result?: unknown; error?: unknown }): void;
+  /** After `asyncStart`: where a span ends. */
+  asyncEnd?(context: Context & { result?: unknown; error?: unknown }): void;
+  /** The operation failed (before `asyncStart`); `error` is the error thrown. */
+  error?(context: Context & { error: unknown }): void;
+}
+
+const nothing = (): void => undefined;
+
+/**
+ * Subscribes `handlers` to a tracing channel with their context types; the
+ * handlers not given do nothing. Returns the function that unsubscribes them.
+ */
+export function subscribeTrace<Context extends object>(
+  channel: WeftTracingChannel<Context>,
+  handlers: WeftTraceHandlers<Context>,
+): () => void {
+  type Any = (message: unknown) => void;
+  const full = {
+    start: (handlers.start ?? nothing) as Any,
+    end: (handlers.end ?? nothing) as Any,
+    asyncStart: (handlers.asyncStart ?? nothing) as Any,
+    asyncEnd: (handlers.asyncEnd ?? nothing) as Any,
+    error: (handlers.error ?? nothing) as Any,
+  };
+  channel.subscribe(full as Parameters<WeftTracingChannel<Context>['subscribe']>[0]);
+  return () => {
+    channel.unsubscribe(full as Parameters<WeftTracingChannel<Context>['unsubscribe']>[0]);
+  };
+}

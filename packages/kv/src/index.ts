@@ -17,6 +17,7 @@
  * @packageDocumentation
  */
 
+export { subscribeTrace, type WeftTraceHandlers, type WeftTracingChannel } from '@weft/common';
 export { type Clock, ManualClock, systemClock } from './clock.js';
 export { bytesCodec, jsonCodec, type KvCodec, type TypedEntry, type TypedKv, type TypedWatchEvent, withCodec } from './codec.js';
 export { KvError, KvErrorCode, type KvErrorOptions } from './errors.js';
