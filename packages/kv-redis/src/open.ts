@@ -1,5 +1,5 @@
 import type { KvError } from '@weft/kv';
-import { assertBucketName, assertIntegerOptions, KvErrorCode, KvStoreFront, kvError } from '@weft/kv/backend';
+import { assertBucketName, assertIntegerOptions, KvErrorCode, KvStoreFront, kvError, unreachableReason } from '@weft/kv/backend';
 import { Cluster, Redis } from 'ioredis';
 import type { RedisConnection } from './connection.js';
 import { RedisDriver, type RedisSettings } from './driver.js';
@@ -133,7 +133,7 @@ export async function openRedisKv(options: RedisKvOptions): Promise<RedisKvStore
     });
   } else {
     // Unanswered commands are not re-sent after a reconnect: a re-sent create or update would misreport its own success.
-    client = new Redis(options.url as string, { lazyConnect: true, autoResendUnfulfilledCommands: false });
+    client = new Redis(options.url as string, { lazyConnect: true, autoResendUnfulfilledCommands: false, connectTimeout: timeoutMs });
   }
   // Failures surface through commands; an unhandled 'error' event would only log. The last one says why a
   // connect failed (connect() itself only says the connection is closed).
@@ -145,13 +145,16 @@ export async function openRedisKv(options: RedisKvOptions): Promise<RedisKvStore
   try {
     if (owned) {
       try {
-        await client.connect();
+        // A server that accepts the connection and never answers would hold connect() (the ready check) for good.
+        await within(timeoutMs, client.connect(), () =>
+          Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: 'ETIMEDOUT' }),
+        );
       } catch (error) {
         const cause = lastError ?? error;
         throw kvError(
           KvErrorCode.ConnectionFailed,
           backend,
-          `cannot connect to Redis at ${describeTarget(options)}: ${whyUnreachable(cause)}`,
+          `cannot connect to Redis at ${describeTarget(options)}: ${unreachableReason(cause)}`,
           {
             cause,
           },
@@ -169,7 +172,9 @@ export async function openRedisKv(options: RedisKvOptions): Promise<RedisKvStore
 async function openOn(connection: RedisConnection, bucket: string, namespace: string, settings: RedisSettings): Promise<RedisKvStore> {
   const driver = new RedisDriver(connection, bucket, bucketKeys(namespace, bucket), settings);
   try {
-    await driver.sweepExpired(1000);
+    await within(settings.timeoutMs, driver.sweepExpired(1000), () =>
+      kvError(KvErrorCode.Timeout, backend, `the server did not answer within ${settings.timeoutMs} ms while the bucket was opened`),
+    );
   } catch (error) {
     // Stops the sweeper; an owned client is also disconnected by the caller.
     driver.close().catch(() => undefined);
@@ -178,15 +183,18 @@ async function openOn(connection: RedisConnection, bucket: string, namespace: st
   return new RedisKvStore(driver);
 }
 
-/** Why a connection failed, in words: refused, unknown host, timed out, authentication; else the client's message. */
-function whyUnreachable(error: unknown): string {
-  const code = (error as { code?: unknown } | undefined)?.code;
-  const message = error instanceof Error ? error.message : String(error);
-  if (code === 'ECONNREFUSED') return `connection refused (${message})`;
-  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EAI_NONAME') return `unknown host (${message})`;
-  if (code === 'ETIMEDOUT' || /timed? ?out/i.test(message)) return `timed out (${message})`;
-  if (/NOAUTH|WRONGPASS|invalid password|AUTH/.test(message)) return `authentication failed (${message})`;
-  return message;
+/** `work`, or the error `late()` makes once `ms` pass first. */
+async function within<T>(ms: number, work: Promise<T>, late: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(late()), ms);
+  });
+  try {
+    return await Promise.race([work, deadline]);
+  } finally {
+    clearTimeout(timer);
+    work.catch(() => undefined);
+  }
 }
 
 /** Where the backend tried to connect, for messages: host and port only, never a password from the URL. */

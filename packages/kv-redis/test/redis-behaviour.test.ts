@@ -1,3 +1,4 @@
+import { type AddressInfo, createServer } from 'node:net';
 import { KvError, type KvStore } from '@weft/kv';
 import { openRedisKv } from '@weft/kv-redis';
 import { drain } from '@weft/kv-testkit';
@@ -232,10 +233,25 @@ describe.skipIf(redisMissing !== undefined)('redis backend behaviour on a real s
       }
     });
 
-    it('a failed connect says why: refused, or authentication failed', async () => {
+    it('a failed connect says why: refused, unknown host, timed out (a server that never answers), or authentication failed', async () => {
       const refused = await openRedisKv({ url: `redis://127.0.0.1:${await freePort()}`, bucket: 'b' }).catch((caught: unknown) => caught);
       expect(KvError.is(refused, 'ConnectionFailed'), String(refused)).toBe(true);
       expect((refused as KvError).message).toContain('connection refused');
+      const unknown = await openRedisKv({ url: 'redis://no-such-host.invalid:6379', bucket: 'b' }).catch((caught: unknown) => caught);
+      expect(KvError.is(unknown, 'ConnectionFailed'), String(unknown)).toBe(true);
+      expect((unknown as KvError).message).toContain('unknown host');
+      const silent = createServer(() => undefined);
+      await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+      try {
+        const port = (silent.address() as AddressInfo).port;
+        const late = await openRedisKv({ url: `redis://127.0.0.1:${port}`, bucket: 'b', timeoutMs: 300 }).catch(
+          (caught: unknown) => caught,
+        );
+        expect(KvError.is(late, 'ConnectionFailed'), String(late)).toBe(true);
+        expect((late as KvError).message).toContain('timed out');
+      } finally {
+        silent.close();
+      }
       const { server, raw } = await standalone();
       try {
         await raw.config('SET', 'requirepass', 'right-password');

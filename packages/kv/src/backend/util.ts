@@ -17,3 +17,25 @@ export function ttlLapsed(expiresAt: number | undefined, now: number): boolean {
 export function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
+
+/**
+ * Why a connection failed, in the same words on every backend: `connection
+ * refused`, `unknown host`, `timed out`, `authentication failed`, each with
+ * the client's own message after it; else the client's message. Looks at the
+ * error's `code`, its cause's, and the message.
+ */
+export function unreachableReason(error: unknown): string {
+  const codes = [
+    (error as { code?: unknown } | undefined)?.code,
+    ((error as { cause?: unknown } | undefined)?.cause as { code?: unknown } | undefined)?.code,
+  ];
+  const message = messageOf(error);
+  const has = (...names: string[]) =>
+    codes.some((code) => typeof code === 'string' && names.includes(code)) || names.some((name) => message.includes(name));
+  const reason = (words: string) => (message.toLowerCase() === words ? words : `${words} (${message})`);
+  if (has('ECONNREFUSED') || /connection refused/i.test(message)) return reason('connection refused');
+  if (has('ENOTFOUND', 'EAI_AGAIN', 'EAI_NONAME')) return reason('unknown host');
+  if (has('ETIMEDOUT', 'TIMEOUT') || /timed? ?out/i.test(message)) return reason('timed out');
+  if (/NOAUTH|WRONGPASS|invalid password|authori[sz]ation violation|authentication/i.test(message)) return reason('authentication failed');
+  return message;
+}
