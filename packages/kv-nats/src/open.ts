@@ -1,22 +1,32 @@
 import {
+  DiscardPolicy,
   JetStreamApiCodes,
   JetStreamApiError,
   type JetStreamManager,
   jetstream,
   jetstreamManager,
+  RetentionPolicy,
+  StorageType,
   type StreamConfig,
   type StreamInfo,
   type StreamUpdateConfig,
 } from '@nats-io/jetstream';
-import { Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection, nanos } from '@nats-io/transport-node';
 import { KvError } from '@weft/kv';
-import { assertBucketName, assertIntegerOptions, describeArgument, KvErrorCode, KvStoreFront, kvError, messageOf } from '@weft/kv/backend';
+import {
+  assertBucketName,
+  assertIntegerOptions,
+  describeArgument,
+  KvErrorCode,
+  KvStoreFront,
+  kvError,
+  unreachableReason,
+} from '@weft/kv/backend';
 import { metaStreamName, streamName } from './codec.js';
 import { NatsDriver } from './driver.js';
 import { backend, toKvError } from './errors.js';
 import { compact } from './horizon.js';
-import { compareVersions, nativeTtlSince, nativeTtlUnavailable, parseServerVersion } from './server-version.js';
+import { compareVersions, nativeTtlSince, nativeTtlUnavailable, parseServerVersion, type ServerVersion } from './server-version.js';
 
 /**
  * How long the server keeps the marker it writes when a TTL removes a key's
@@ -131,27 +141,21 @@ export async function openNatsKv(options: NatsKvOptions): Promise<NatsKvStore> {
         timeout: timeoutMs,
       });
     } catch (error) {
-      throw kvError(KvErrorCode.ConnectionFailed, backend, `cannot connect to NATS at ${servers.join(', ')}: ${messageOf(error)}`, {
-        cause: error,
-      });
+      throw kvError(
+        KvErrorCode.ConnectionFailed,
+        backend,
+        `cannot connect to NATS at ${servers.map(withoutCredentials).join(', ')}: ${unreachableReason(error)}`,
+        {
+          cause: error,
+        },
+      );
     }
   }
   try {
     const version = parseServerVersion(connection.info?.version ?? '0.0.0');
     const manager = await jetstreamManager(connection, { timeout: timeoutMs });
     const client = jetstream(connection, { timeout: timeoutMs });
-    if (create !== undefined) {
-      await new Kvm(client).create(bucket, {
-        history: create.history ?? 1,
-        replicas: create.replicas ?? 1,
-        maxValueSize: create.maxValueSize ?? -1,
-        max_bytes: create.maxBytes ?? -1,
-        ...(create.storage === 'memory' ? { storage: 'memory' as never } : {}),
-        // 2.11+ with one version per key: per-message TTL, and a marker whenever the server removes a key's last value
-        // for it (see markerTtlMs and nativeTtlUnavailable).
-        ...(compareVersions(version, nativeTtlSince) >= 0 && (create.history ?? 1) === 1 ? { markerTTL: markerTtlMs } : {}),
-      });
-    }
+    if (create !== undefined) await createBucketStream(manager, bucket, create, version);
     let info: StreamInfo;
     try {
       info = await manager.streams.info(streamName(bucket));
@@ -183,6 +187,66 @@ export async function openNatsKv(options: NatsKvOptions): Promise<NatsKvStore> {
   } catch (error) {
     if (owned) await connection.close().catch(() => undefined);
     throw toKvError(error, 'open', undefined, false);
+  }
+}
+
+/** A server address for messages: never the user name or password a URL may carry. */
+function withoutCredentials(server: string): string {
+  try {
+    const url = new URL(server.includes('://') ? server : `nats://${server}`);
+    return `${url.protocol}//${url.host}`;
+  } catch {
+    return 'the given server';
+  }
+}
+
+/**
+ * Creates the bucket's stream as `nats kv add` does (ADR-8: rollups,
+ * direct gets, discard new, deletes of single messages denied, a two-minute
+ * duplicate window), unless it exists, which is then used as it is. On 2.11+
+ * with one version per key it also allows per-message TTLs and limit markers
+ * (see `markerTtlMs`).
+ */
+async function createBucketStream(
+  manager: JetStreamManager,
+  bucket: string,
+  create: NatsBucketOptions,
+  version: ServerVersion,
+): Promise<void> {
+  try {
+    await manager.streams.info(streamName(bucket));
+    return;
+  } catch (error) {
+    if (!(error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamNotFound)) throw error;
+  }
+  const history = create.history ?? 1;
+  const config: Partial<StreamConfig> & { name: string } = {
+    name: streamName(bucket),
+    subjects: [`$KV.${bucket}.>`],
+    retention: RetentionPolicy.Limits,
+    max_msgs_per_subject: history,
+    max_msgs: -1,
+    max_bytes: create.maxBytes ?? -1,
+    max_msg_size: create.maxValueSize ?? -1,
+    max_consumers: -1,
+    max_age: 0,
+    storage: create.storage === 'memory' ? StorageType.Memory : StorageType.File,
+    num_replicas: create.replicas ?? 1,
+    discard: DiscardPolicy.New,
+    duplicate_window: nanos(120_000),
+    allow_rollup_hdrs: true,
+    deny_delete: true,
+    deny_purge: false,
+    allow_direct: true,
+    ...(compareVersions(version, nativeTtlSince) >= 0 && history === 1
+      ? { allow_msg_ttl: true, subject_delete_marker_ttl: nanos(markerTtlMs) }
+      : {}),
+  };
+  try {
+    await manager.streams.add(config);
+  } catch (error) {
+    // Another handle created it meanwhile: use it.
+    if (!(error instanceof JetStreamApiError && /already in use|already exists/i.test(error.message))) throw error;
   }
 }
 

@@ -1,3 +1,4 @@
+import { type AddressInfo, createServer } from 'node:net';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
@@ -43,6 +44,52 @@ for (const line of lines)
     afterAll(async () => {
       await raw.close();
       await server.stop();
+    });
+
+    it('a bucket weft creates is configured as `nats kv add` makes one (ADR-8), and an existing bucket is used as it is', async () => {
+      const store = await openNatsKv({ servers: server.url, bucket: 'parity', create: { history: 3, maxBytes: 1 << 20 } });
+      const manager = await jetstreamManager(raw);
+      const config = (await manager.streams.info('KV_parity')).config;
+      expect({
+        subjects: config.subjects,
+        retention: config.retention,
+        max_msgs_per_subject: config.max_msgs_per_subject,
+        max_bytes: config.max_bytes,
+        discard: config.discard,
+        allow_rollup_hdrs: config.allow_rollup_hdrs,
+        deny_delete: config.deny_delete,
+        deny_purge: config.deny_purge,
+        allow_direct: config.allow_direct,
+        duplicate_window: config.duplicate_window,
+      }).toEqual({
+        subjects: ['$KV.parity.>'],
+        retention: 'limits',
+        max_msgs_per_subject: 3,
+        max_bytes: 1 << 20,
+        discard: 'new',
+        allow_rollup_hdrs: true,
+        deny_delete: true,
+        deny_purge: false,
+        allow_direct: true,
+        duplicate_window: 120_000_000_000,
+      });
+      // What the contract needs still works on it: deletes, purges, compaction.
+      await store.put('a', bytes('1'));
+      await store.delete('a');
+      await store.put('b', bytes('2'));
+      await store.purge('b');
+      await store.compact({ olderThanMs: 0 });
+      expect(await store.get('a')).toBeUndefined();
+      await store.close();
+      // A bucket another client made (plain @nats-io/kv, no deny_delete) is opened as it is, not changed.
+      await new Kvm(raw).create('theirs', { history: 2 });
+      const before = (await manager.streams.info('KV_theirs')).config;
+      const theirs = await openNatsKv({ servers: server.url, bucket: 'theirs', create: { history: 9 } });
+      await theirs.put('k', bytes('v'));
+      expect((await manager.streams.info('KV_theirs')).config.max_msgs_per_subject).toBe(before.max_msgs_per_subject);
+      await theirs.destroy();
+      const parity = await openNatsKv({ servers: server.url, bucket: 'parity' });
+      await parity.destroy();
     });
 
     it('destroy removes the bucket and its companion stream from the server and leaves other buckets alone', async () => {
@@ -275,6 +322,37 @@ for (const line of lines)
       expect(raw.isClosed()).toBe(false);
     });
   });
+
+describe.skipIf(natsMissing !== undefined)('nats backend: a failed connect says why', () => {
+  it('refused, unknown host, timed out (a server that never answers), or authentication failed', async () => {
+    const reason = async (servers: string, timeoutMs = 2000) => {
+      const error = await openNatsKv({ servers, bucket: 'b', timeoutMs }).catch((caught: unknown) => caught);
+      expect(KvError.is(error, 'ConnectionFailed'), String(error)).toBe(true);
+      return (error as KvError).message;
+    };
+    expect(await reason(`nats://127.0.0.1:${await freePort()}`)).toContain('connection refused');
+    expect(await reason('nats://no-such-host.invalid:4222')).toContain('unknown host');
+    const silent = createServer(() => undefined);
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      expect(await reason(`nats://127.0.0.1:${(silent.address() as AddressInfo).port}`, 300)).toContain('timed out');
+    } finally {
+      silent.close();
+    }
+    const { startNatsServer } = await import('@weft/test-servers');
+    const guarded = await startNatsServer({ args: ['--user', 'weft', '--pass', 'right-password'] });
+    try {
+      const url = new URL(guarded.url);
+      url.username = 'weft';
+      url.password = 'wrong-password';
+      const message = await reason(url.href);
+      expect(message).toContain('authentication failed');
+      expect(message).not.toContain('wrong-password');
+    } finally {
+      await guarded.stop();
+    }
+  });
+});
 
 describe.skipIf(natsMissing !== undefined)('nats backend across server failures', () => {
   it.for(lines)(
