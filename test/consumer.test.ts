@@ -30,7 +30,7 @@ let redis: RedisServer | undefined;
 let nats: NatsServer | undefined;
 
 beforeAll(async () => {
-  const publicPackages = ['common', 'kv', 'kv-redis', 'kv-nats', 'eventlog', 'sync'];
+  const publicPackages = ['common', 'kv', 'kv-redis', 'kv-nats', 'eventlog', 'sync', 'cli'];
   for (const name of publicPackages) {
     execFileSync('npm', ['pack', '--silent', '--ignore-scripts', '--pack-destination', packed], { cwd: join(root, 'packages', name) });
   }
@@ -193,5 +193,34 @@ describe.skipIf(redisMissing !== undefined)('the sync README, as a new user foll
       { packages: named.filter((name) => name.startsWith('@weft/')) },
     );
     expect(output).toContain("'theme' => Uint8Array(4) [ 100, 97, 114, 107 ]");
+  }, 180_000);
+});
+
+describe('the CLI installed on its own', () => {
+  it('installs without the backends, says which package a URL needs, and runs on memory://', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'weft-cli-'));
+    try {
+      writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'cli-user', private: true, type: 'module' }));
+      const tarballs = readdirSync(packed)
+        .filter((name) => /^weft-(common|kv|eventlog|sync|cli)-\d/.test(name))
+        .map((name) => join(packed, name));
+      execFileSync('npm', ['install', '--no-audit', '--no-fund', '--ignore-scripts', ...tarballs], { cwd: dir, stdio: 'pipe' });
+      const installed = readdirSync(join(dir, 'node_modules', '@weft'));
+      expect(installed.filter((name) => name.startsWith('kv-'))).toEqual([]);
+      const bin = join(dir, 'node_modules', '@weft', 'cli', 'bin', 'weft.js');
+      const missing = await runChild(process.execPath, [bin, 'kv', 'get', 'a', '--kv', 'redis://127.0.0.1:6379', '--bucket', 'b'], {
+        limitMs: 30_000,
+        cwd: dir,
+      });
+      expect(missing.code).toBe(1);
+      expect(missing.stderr).toContain('npm install @weft/kv-redis');
+      const memory = await runChild(process.execPath, [bin, 'kv', 'put', 'a', 'hello', '--kv', 'memory://', '--bucket', 'b'], {
+        limitMs: 30_000,
+        cwd: dir,
+      });
+      expect(memory.code, memory.stderr).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   }, 180_000);
 });

@@ -8,7 +8,20 @@ import type { KvStore } from '@weft/kv';
 import { CliError, exitUsage } from './output.js';
 
 // Each backend's package (and its client library) loads only when a command opens a store of its scheme:
-// a command on one backend does not pay for starting the others.
+// a command on one backend does not pay for starting the others. They are optional peer dependencies of
+// @weft/cli: a user installs the ones they use.
+
+/** Imports a backend package, or says which package to install when it is not there. */
+async function backend<Module>(name: string, scheme: string, load: () => Promise<Module>): Promise<Module> {
+  try {
+    return await load();
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if ((code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && String((error as Error).message).includes(name))
+      throw new CliError(`${scheme} URLs need ${name}, which is not installed: npm install ${name}`);
+    throw error;
+  }
+}
 
 interface StoreScheme {
   /** URL protocols, with the colon. */
@@ -23,7 +36,10 @@ const registry: readonly StoreScheme[] = [
     protocols: ['nats:'],
     example: 'nats://127.0.0.1:4222',
     open: async (url, bucket, create) => {
-      const [{ openNatsKv }, { KvError, KvErrorCode }] = await Promise.all([import('@weft/kv-nats'), import('@weft/kv')]);
+      const [{ openNatsKv }, { KvError, KvErrorCode }] = await Promise.all([
+        backend('@weft/kv-nats', 'nats://', () => import('@weft/kv-nats')),
+        import('@weft/kv'),
+      ]);
       try {
         return await openNatsKv({ servers: url.href, bucket, ...(create ? { create: true } : {}) });
       } catch (error) {
@@ -38,13 +54,14 @@ const registry: readonly StoreScheme[] = [
   {
     protocols: ['redis:', 'rediss:'],
     example: 'redis://127.0.0.1:6379',
-    open: async (url, bucket) => (await import('@weft/kv-redis')).openRedisKv({ url: url.href, bucket }),
+    open: async (url, bucket) =>
+      (await backend('@weft/kv-redis', 'redis://', () => import('@weft/kv-redis'))).openRedisKv({ url: url.href, bucket }),
   },
   {
     protocols: ['fdb:'],
     example: 'fdb:///etc/foundationdb/fdb.cluster',
     open: async (url, bucket) => {
-      const { openFdbKv } = await import('@weft/kv-fdb');
+      const { openFdbKv } = await backend('@weft/kv-fdb', 'fdb://', () => import('@weft/kv-fdb'));
       const clusterFile = decodeURIComponent(url.pathname);
       return openFdbKv({ bucket, ...(clusterFile === '' || clusterFile === '/' ? {} : { clusterFile }) });
     },
