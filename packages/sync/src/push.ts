@@ -75,8 +75,11 @@ export class Pusher {
       const self = library.member(device);
       const generation = library.generation();
       const key = library.keys.get(generation);
-      if (self === undefined || self.removedAfter !== undefined || self.role === 'reader' || key === undefined || library.rotationPending())
+      if (self?.removedAfter !== undefined) {
+        context.board.lastError = `this device was removed from library ${library.id} by ${self.removedBy?.author ?? 'an owner'}: it uploads nothing more`;
         return 0;
+      }
+      if (self === undefined || self.role === 'reader' || key === undefined || library.rotationPending()) return 0;
       // Only what is durable here is pushed: a crash must never leave the store holding events this log lost.
       await context.log.flush();
       const groups = await this.#collectLocal();

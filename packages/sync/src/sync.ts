@@ -289,8 +289,14 @@ export class Sync implements AsyncDisposable {
         ]);
         if (outcome === 'late') round.catch(() => undefined);
         else if (this.#caughtUp()) return;
+        const removed = this.status().removed;
+        if (removed !== undefined)
+          throw new SyncError(
+            SyncErrorCode.NotAllowed,
+            `this device was removed from library ${this.#context.library.id} by ${removed.by}: it uploads nothing more and cannot catch up`,
+          );
       } catch (error) {
-        if (SyncError.is(error, SyncErrorCode.Closed)) throw error;
+        if (SyncError.is(error, SyncErrorCode.Closed) || SyncError.is(error, SyncErrorCode.NotAllowed)) throw error;
         board.lastError = error instanceof Error ? error.message : String(error);
       }
       if (clock() > deadline) {

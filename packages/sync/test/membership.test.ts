@@ -137,6 +137,11 @@ describe('membership, keys and roles', () => {
     // ...says so in its status, with the entry that removed it...
     expect(removed.sync.status().removed).toMatchObject({ by: owner.identity.deviceId, cutoff: 1 });
     expect(removed.sync.status().removed?.entry).toMatch(/^[0-9a-f]{64}$/);
+    // ...says why its uploads stopped, and waitUntilCaughtUp says so at once instead of running out its timeout.
+    expect(removed.sync.status().lastError).toContain('was removed');
+    const waited = await removed.sync.waitUntilCaughtUp({ timeoutMs: 60_000 }).catch((error: unknown) => error);
+    expect(SyncError.is(waited, 'NotAllowed')).toBe(true);
+    expect((waited as Error).message).toContain('was removed');
     expect(kept.sync.status().removed).toBeUndefined();
     // ...and raises no alarm about what it can no longer read, however much is written after.
     await owner.log.append({ entity: 'doc', kind, payload: bytes('after rotation') });
