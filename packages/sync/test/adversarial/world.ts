@@ -67,6 +67,9 @@ export const natsBackend: Backend = {
   },
 };
 
+/** The parts of `@weft/sync` a world runs its devices on: the package itself, or a mutated copy of its source. */
+export type SyncImplementation = Pick<typeof import('@weft/sync'), 'createLibrary' | 'openSync'>;
+
 /** An honest device of the world. */
 export interface Node {
   readonly name: string;
@@ -91,15 +94,19 @@ export class World {
     /** An honest handle on the bucket: what anyone with write access to the store uses. */
     readonly raw: KvStore,
     readonly open: () => Promise<KvStore>,
+    readonly implementation: SyncImplementation,
   ) {}
 
   /** A library founded by a new identity in a bucket of its own; its founder's device is `nodes[0]`, named `owner`. */
-  static async create(open: (bucket: string) => Promise<KvStore>): Promise<World> {
+  static async create(
+    open: (bucket: string) => Promise<KvStore>,
+    implementation: SyncImplementation = { createLibrary, openSync },
+  ): Promise<World> {
     const bucket = `adv${++buckets}${Date.now().toString(36)}`;
     const raw = await open(bucket);
     const founder = createIdentity();
-    const library = await createLibrary({ kv: raw, identity: founder, id: 'family' });
-    const world = new World(library, founder, raw, () => open(bucket));
+    const library = await implementation.createLibrary({ kv: raw, identity: founder, id: 'family' });
+    const world = new World(library, founder, raw, () => open(bucket), implementation);
     await world.device('owner', founder);
     return world;
   }
@@ -126,7 +133,7 @@ export class World {
     bootstrap: 'snapshot' | 'replay',
   ): Promise<Node> {
     const log = await openEventLog({ dir: '/device', fs, encryption: {} });
-    const sync = await openSync({ log, kv: store, identity, library: this.library, live: false, bootstrap });
+    const sync = await this.implementation.openSync({ log, kv: store, identity, library: this.library, live: false, bootstrap });
     return { name, identity, log, sync, store, fs };
   }
 
