@@ -33,5 +33,13 @@ export { applyEvents, bytes, drain, expectKvError, readState, sleep, text, Watch
 export { byKey, type Call, checkKeyHistory, type Operation, type Outcome, type Verdict } from './linearizability/checker.js';
 export { formatHistory, shrinkKeyHistory } from './linearizability/report.js';
 export { recordHistory, seededRandom, type WorkloadOptions } from './linearizability/workload.js';
-export { describeKvMutants, type KvMutantsOptions, type SourceMutant, writeMutant } from './mutants.js';
+export {
+  describeKvMutants,
+  describeSourceMutants,
+  type KvMutantsOptions,
+  type SourceCheck,
+  type SourceMutant,
+  type SourceMutantsOptions,
+  writeMutant,
+} from './mutants.js';
 export { type CheckOutcome, type CheckSettings, findFailingCheck, freshBucketName, runConformanceCheck } from './runner.js';

@@ -91,3 +91,70 @@ export function describeKvMutants<Module>(name: string, mutants: readonly Source
     }
   });
 }
+
+/** A named check of a package's behaviour, run on a mutated copy of its module: it throws when the behaviour breaks. */
+export interface SourceCheck<Module> {
+  readonly name: string;
+  readonly run: (module: Module) => Promise<void>;
+}
+
+/** Options of {@link describeSourceMutants}. */
+export interface SourceMutantsOptions<Module> {
+  /** The package's `src/` directory; each mutant is applied to a copy of it. */
+  readonly srcDir: string;
+  /** The checks, run in order on each mutant until one fails. */
+  readonly checks: readonly SourceCheck<Module>[];
+  /** Why the mutants cannot run here, to skip them with that reason. */
+  readonly skip?: string | undefined;
+  /** Per-mutant timeout in milliseconds. @default 300000 */
+  readonly timeoutMs?: number;
+}
+
+/**
+ * The same proof as {@link describeKvMutants} for any package: one test per
+ * mutant applies it to a copy of `srcDir`, imports the copy's `index.ts`
+ * and runs `checks` on it until one fails; the test fails when none does.
+ * The catch rate and the check that caught each mutant are printed.
+ */
+export function describeSourceMutants<Module>(name: string, mutants: readonly SourceMutant[], options: SourceMutantsOptions<Module>): void {
+  describe.skipIf(options.skip !== undefined)(`${name} mutants${options.skip === undefined ? '' : ` (${options.skip})`}`, () => {
+    const caught: string[] = [];
+    afterAll(() => {
+      console.log(`[${name} mutants] caught ${caught.length} of ${mutants.length}:\n${caught.join('\n')}`);
+    });
+    // Without this, a check that always fails would "catch" every mutant.
+    it(
+      'every check passes on the source as it is',
+      async () => {
+        const module = (await import(pathToFileURL(join(options.srcDir, 'index.ts')).href)) as Module;
+        for (const check of options.checks) await check.run(module);
+      },
+      options.timeoutMs ?? 300_000,
+    );
+    for (const mutant of mutants) {
+      it(
+        `catches: ${mutant.name}`,
+        async () => {
+          const copy = writeMutant(options.srcDir, mutant);
+          try {
+            const module = (await import(pathToFileURL(copy.entry).href)) as Module;
+            let failed: string | undefined;
+            for (const check of options.checks) {
+              try {
+                await check.run(module);
+              } catch {
+                failed = check.name;
+                break;
+              }
+            }
+            expect(failed, `no check failed on the mutant "${mutant.name}"`).toBeDefined();
+            caught.push(`  ${mutant.name}: caught by "${failed}"`);
+          } finally {
+            copy.remove();
+          }
+        },
+        options.timeoutMs ?? 300_000,
+      );
+    }
+  });
+}
