@@ -347,6 +347,46 @@ export const storeAttacks: Attack[] = [
       await expectHealthy([owner, member, other]);
     },
   },
+  {
+    claim:
+      'S14 a chain that switches between two forks of one device (a cloned device, each copy signing its own seq 2 and 3) breaks there (ChainBroken): nothing after the switch is applied',
+    run: async (world) => {
+      const owner = world.node('owner');
+      const member = await world.join('member');
+      await write(member, 'member-1');
+      await world.settle();
+      const m = member.identity.deviceId;
+      const key = await keyHeldBy(world, member.identity, 0);
+      const first = await stored(world, `changes.${m}.1`);
+      // Fork A is in the store; fork B, validly signed by the same device, follows its own seq 2.
+      const a2 = await forgeChangeset({
+        author: member.identity,
+        seq: 2,
+        previous: first,
+        generation: 0,
+        key,
+        events: [eventOf('fork-a-2')],
+      });
+      const b2 = await forgeChangeset({
+        author: member.identity,
+        seq: 2,
+        previous: first,
+        generation: 0,
+        key,
+        events: [eventOf('fork-b-2')],
+      });
+      const b3 = await forgeChangeset({ author: member.identity, seq: 3, previous: b2, generation: 0, key, events: [eventOf('fork-b-3')] });
+      await world.raw.create(`changes.${m}.2`, a2);
+      await world.raw.create(`changes.${m}.3`, b3);
+      const late = await world.join('late');
+      await world.settle([owner, late]);
+      for (const node of [owner, late]) {
+        expect(alarmsOf(node, m), node.name).toContain('ChainBroken');
+        expect(await payloads(node.log)).toContain('fork-a-2');
+        expect(await payloads(node.log)).not.toContain('fork-b-3');
+      }
+    },
+  },
 ];
 
 export const memberAttacks: Attack[] = [
