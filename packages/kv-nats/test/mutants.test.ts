@@ -8,6 +8,7 @@
 import { fileURLToPath } from 'node:url';
 import { describeKvMutants, type SourceMutant } from '@weft/kv-testkit';
 import { natsUnavailable } from '@weft/test-servers';
+import { natsClauseChecks } from './clauses.js';
 import { type NatsFixture, natsHarness, natsMissing, natsServer } from './helpers.js';
 
 const srcDir = fileURLToPath(new URL('../src', import.meta.url));
@@ -80,6 +81,18 @@ const mutants: SourceMutant[] = [
     replace: '    horizon: limitsHorizon(info),',
   },
   {
+    name: 'the limits horizon ignores max_bytes (a bucket that dropped old messages to its size resumes across the gap)',
+    file: 'change-feed.ts',
+    find: '  const lossy = config.max_age > 0 || config.max_msgs > 0 || config.max_bytes > 0;',
+    replace: '  const lossy = config.max_age > 0 || config.max_msgs > 0;',
+  },
+  {
+    name: 'the compaction horizon is taken from the oldest removed tombstone, not the newest',
+    file: 'horizon.ts',
+    find: '  const horizon = Math.max(previous, ...doomed.map((message) => message.seq));',
+    replace: '  const horizon = Math.max(previous, Math.min(...doomed.map((message) => message.seq)));',
+  },
+  {
     name: 'expire markers are written as plain delete markers',
     file: 'ttl-index.ts',
     find: "  headers.set(weftOpHeader, 'expire');\n",
@@ -136,6 +149,7 @@ describeKvMutants<typeof import('@weft/kv-nats')>('nats', mutants, {
     await fixture.server?.stop();
   },
   harness: ({ openNatsKv }) => natsHarness(openNatsKv, fixture),
+  extraChecks: ({ openNatsKv }) => natsClauseChecks(openNatsKv, fixture),
 });
 
 describeKvMutants<typeof import('@weft/kv-nats')>('nats (current line)', nativeMutants, {

@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { kvConformanceChecks } from './describe.js';
-import type { KvConformanceHarness } from './harness.js';
+import type { ConformanceCheck, KvConformanceHarness } from './harness.js';
 import { findFailingCheck } from './runner.js';
 
 /** One deliberate bug in a package's source: `find` must occur exactly once in `file`, and becomes `replace`. */
@@ -50,6 +50,8 @@ export interface KvMutantsOptions<Module> {
   readonly teardown?: (() => Promise<void>) | undefined;
   /** The conformance harness on the mutated copy's module (its `index.ts`, imported). */
   readonly harness: (module: Module) => KvConformanceHarness;
+  /** The backend's own clause checks on the mutated copy's module, run after the suite's (clauses only this backend has). */
+  readonly extraChecks?: ((module: Module) => readonly ConformanceCheck[]) | undefined;
 }
 
 /**
@@ -73,7 +75,7 @@ export function describeKvMutants<Module>(name: string, mutants: readonly Source
         try {
           const module = (await import(pathToFileURL(copy.entry).href)) as Module;
           const failing = await findFailingCheck(
-            kvConformanceChecks,
+            [...kvConformanceChecks, ...(options.extraChecks?.(module) ?? [])],
             { watchDeadlineMs: 3000, ...options.harness(module) },
             {
               propertyRuns: 50,
