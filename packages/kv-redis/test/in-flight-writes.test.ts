@@ -37,10 +37,11 @@ async function setUp(library: Library, topology: Topology, bucket: string): Prom
   cleanups.push(() => servers.stop());
   // The node that serves the bucket's hash slot.
   const slot = Number(await raw.cluster('KEYSLOT', `weft:{${bucket}}:log`));
-  await raw.cluster('SLOTS');
-  const owner = (raw as Cluster & { slots: string[][] }).slots[slot]?.[0];
+  // From the server's own answer (ioredis fills its slot table in the background, so it may still be empty).
+  const ranges = await raw.cluster('SLOTS');
+  const owner = ranges.find(([start, end]) => slot >= start && slot <= end)?.[2]?.[1];
   raw.disconnect();
-  const node = servers.nodes.find((candidate) => `127.0.0.1:${candidate.port}` === owner);
+  const node = servers.nodes.find((candidate) => candidate.port === Number(owner));
   if (node === undefined) throw new Error(`no node serves slot ${slot}`);
   const store = await openStore(library, { cluster: servers.startupNodes }, bucket);
   return { node, store };
