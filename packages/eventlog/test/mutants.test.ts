@@ -15,6 +15,15 @@ const srcDir = fileURLToPath(new URL('../src', import.meta.url));
 const kind = 0x1001;
 const bytes = (text: string) => new TextEncoder().encode(text);
 
+/** The newest segment file of the log in `/log`, open. */
+async function lastSegment(fs: import('@weft/eventlog').MemoryFileSystem) {
+  const segment = (await fs.readdir('/log'))
+    .filter((name) => name.startsWith('seg-'))
+    .sort()
+    .at(-1) as string;
+  return fs.open(`/log/${segment}`);
+}
+
 const mutants: SourceMutant[] = [
   {
     name: "a frame larger than a read chunk that ends exactly at its segment's end is taken for a torn one",
@@ -86,11 +95,7 @@ const checks: SourceCheck<EventLogModule>[] = [
       const log = await openEventLog({ dir: '/log', fs, sync: 'always' });
       for (let index = 0; index < 5; index++) await log.append({ entity: 'e', kind, payload: bytes(`durable-${index}`) });
       await log.close();
-      const segment = (await fs.readdir('/log'))
-        .filter((name) => name.startsWith('seg-'))
-        .sort()
-        .at(-1) as string;
-      const file = await fs.open(`/log/${segment}`);
+      const file = await lastSegment(fs);
       const size = await file.size();
       const middle = await file.read(Math.floor(size / 2), 1);
       await file.write(new Uint8Array([(middle[0] as number) ^ 0xff]), Math.floor(size / 2));
@@ -107,11 +112,7 @@ const checks: SourceCheck<EventLogModule>[] = [
       const log = await openEventLog({ dir: '/log', fs });
       for (let index = 0; index < 5; index++) await log.append({ entity: 'e', kind, payload: bytes(`event-${index}`) });
       await log.close();
-      const segment = (await fs.readdir('/log'))
-        .filter((name) => name.startsWith('seg-'))
-        .sort()
-        .at(-1) as string;
-      const file = await fs.open(`/log/${segment}`);
+      const file = await lastSegment(fs);
       // Part of a frame, longer than the next one: what a crash in the middle of a large write leaves.
       const torn = new Uint8Array(300).fill(7);
       new DataView(torn.buffer).setUint32(0, 4000, true);

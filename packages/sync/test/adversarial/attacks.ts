@@ -59,6 +59,27 @@ async function readableWith(world: World, keyPath: string, key: Uint8Array): Pro
   return openEnvelope(envelope, key, 'family', keyPath, nodeXChaCha) !== undefined;
 }
 
+/**
+ * What a removed device that keeps its generation-0 key can do: sign and
+ * store its changeset 2 (after its first), carrying `payload`. Returns that key.
+ */
+async function writeAfterRemoval(world: World, removed: DeviceIdentity, payload: string): Promise<Uint8Array> {
+  const r = removed.deviceId;
+  const key = await keyHeldBy(world, removed, 0);
+  await world.raw.create(
+    `changes.${r}.2`,
+    await forgeChangeset({
+      author: removed,
+      seq: 2,
+      previous: await stored(world, `changes.${r}.1`),
+      generation: 0,
+      key,
+      events: [eventOf(payload)],
+    }),
+  );
+  return key;
+}
+
 async function expectNotCaughtUp(node: Node): Promise<void> {
   await expect(node.sync.waitUntilCaughtUp({ timeoutMs: 300 })).rejects.toThrow(/not caught up/);
 }
@@ -644,18 +665,7 @@ export const removedAttacks: Attack[] = [
       const { cutoff } = await owner.sync.removeMember(removed.identity.deviceId);
       expect(cutoff).toBe(1);
       const r = removed.identity.deviceId;
-      const oldKey = await keyHeldBy(world, removed.identity, 0);
-      await world.raw.create(
-        `changes.${r}.2`,
-        await forgeChangeset({
-          author: removed.identity,
-          seq: 2,
-          previous: await stored(world, `changes.${r}.1`),
-          generation: 0,
-          key: oldKey,
-          events: [eventOf('after removal')],
-        }),
-      );
+      const oldKey = await writeAfterRemoval(world, removed.identity, 'after removal');
       await write(owner, 'owner after rotation');
       await write(member, 'member after rotation');
       const late = await world.join('late');
@@ -972,20 +982,30 @@ export async function copyOfBucket(world: World): Promise<() => Promise<void>> {
   };
 }
 
+/**
+ * A library with the founder, a co-owner, a third owner and a member, where
+ * the founder has just removed the co-owner; `before` are the chain's tips
+ * from before that removal (what a backdating co-owner names as parents).
+ */
+async function coOwnerRemoved(world: World) {
+  const owner = world.node('owner');
+  const coOwner = await world.join('co-owner', 'owner');
+  const third = await world.join('third-owner', 'owner');
+  const member = await world.join('member');
+  await world.settle();
+  const before = owner.sync.membership()?.tips ?? [];
+  await owner.sync.removeMember(coOwner.identity.deviceId);
+  await world.settle([owner, third, member]);
+  return { owner, coOwner, third, member, before };
+}
+
 /** Attacks on the order of the membership chain, and on what a device remembers of it. */
 export const chainAttacks: Attack[] = [
   {
     claim:
       'R8 a removed owner gains nothing by backdating: entries with parents from before its removal, ground to order before it, add no one, promote no one, remove no one and rotate nothing',
     run: async (world) => {
-      const owner = world.node('owner');
-      const coOwner = await world.join('co-owner', 'owner');
-      const third = await world.join('third-owner', 'owner');
-      const member = await world.join('member');
-      await world.settle();
-      const before = owner.sync.membership()?.tips ?? [];
-      await owner.sync.removeMember(coOwner.identity.deviceId);
-      await world.settle([owner, third, member]);
+      const { owner, coOwner, third, member, before } = await coOwnerRemoved(world);
       const removal = removalOf(owner, coOwner.identity.deviceId);
       const { createIdentity } = await import('@weft/sync');
       const accomplice = createIdentity();
@@ -1049,14 +1069,7 @@ export const chainAttacks: Attack[] = [
     claim:
       'R9 a removed owner that backdates a removal of the owner that removed it removes both (stated limit): it gains no role and no key, a remaining owner rotates again, and nothing written after opens with a key it holds',
     run: async (world) => {
-      const owner = world.node('owner');
-      const coOwner = await world.join('co-owner', 'owner');
-      const third = await world.join('third-owner', 'owner');
-      const member = await world.join('member');
-      await world.settle();
-      const before = owner.sync.membership()?.tips ?? [];
-      await owner.sync.removeMember(coOwner.identity.deviceId);
-      await world.settle([owner, third, member]);
+      const { owner, coOwner, third, member, before } = await coOwnerRemoved(world);
       await backdate(
         world,
         coOwner.identity,
@@ -1137,18 +1150,7 @@ export const chainAttacks: Attack[] = [
       // After the restart the store hides the removal and the member's wrap of the new generation.
       member.store.hidden.add(removalKey);
       member.store.hidden.add(`keys.${member.identity.deviceId}.1`);
-      const oldKey = await keyHeldBy(world, removed.identity, 0);
-      await world.raw.create(
-        `changes.${r}.2`,
-        await forgeChangeset({
-          author: removed.identity,
-          seq: 2,
-          previous: await stored(world, `changes.${r}.1`),
-          generation: 0,
-          key: oldKey,
-          events: [eventOf('removed device after its removal')],
-        }),
-      );
+      const oldKey = await writeAfterRemoval(world, removed.identity, 'removed device after its removal');
       await write(member, 'member after restart');
       await world.settle([owner, member]);
       expect(alarmsOf(member)).toContain('StoreForgot');
