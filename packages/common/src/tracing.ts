@@ -16,14 +16,16 @@ export function weftChannel<Context extends object>(name: string): WeftTracingCh
 /**
  * Runs `run` traced on `channel` when it has subscribers (start, end,
  * asyncStart, asyncEnd, and error with `context.error`; `context.result`
- * holds the result); otherwise calls it directly.
+ * holds the result); otherwise calls it directly. A runtime whose channels
+ * cannot say whether they have subscribers (Bun) traces every call.
  */
 export function traced<Context extends object, Result>(
   channel: WeftTracingChannel<Context>,
   context: () => Context,
   run: () => Promise<Result>,
 ): Promise<Result> {
-  return channel.hasSubscribers ? channel.tracePromise(run, context()) : run();
+  // Bun's TracingChannel has no `hasSubscribers` (undefined): there, every operation is traced.
+  return channel.hasSubscribers === false ? run() : channel.tracePromise(run, context());
 }
 
 /** The handlers of a traced operation; give only the ones you need. */

@@ -297,7 +297,7 @@ export class EventLog implements AsyncDisposable {
    * @throws {EventLogError} `InvalidArgument`, `SequenceMismatch`, `GateDenied`, `IoFailed`, `Closed`
    */
   appendBatch(inputs: readonly AppendInput[], options: AppendOptions = noOptions): Promise<AppendReceipt> {
-    if (logAppendChannel.hasSubscribers) {
+    if (logAppendChannel.hasSubscribers !== false) {
       const events = Array.isArray(inputs) ? inputs.length : 0;
       return logAppendChannel.tracePromise(() => this.#appendBatch(inputs, options), { dir: this.dir, events, sync: this.sync });
     }
@@ -339,7 +339,8 @@ export class EventLog implements AsyncDisposable {
    */
   flush(): Promise<void> {
     const head = this.#index.head;
-    if (logFlushChannel.hasSubscribers) return logFlushChannel.tracePromise(() => this.#writer.flush(head), { dir: this.dir, head });
+    if (logFlushChannel.hasSubscribers !== false)
+      return logFlushChannel.tracePromise(() => this.#writer.flush(head), { dir: this.dir, head });
     return this.#writer.flush(head);
   }
 

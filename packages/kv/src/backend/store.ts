@@ -15,7 +15,10 @@ export interface KvOperationContext {
   readonly key: string;
 }
 
-/** The tracing channel of KV operations: `weft:kv:operation`. */
+/**
+ * The tracing channel of KV operations: `weft:kv:operation`. Operations check
+ * `hasSubscribers !== false`: Bun's channels leave it undefined, and are traced.
+ */
 export const kvOperationChannel = weftChannel<KvOperationContext>('weft:kv:operation');
 
 /**
@@ -62,7 +65,8 @@ export class KvStoreFront<Position = unknown> implements KvStore {
     } catch (error) {
       return Promise.reject(error);
     }
-    if (kvOperationChannel.hasSubscribers) return kvOperationChannel.tracePromise(() => this.#get(key), this.#context('get', key));
+    if (kvOperationChannel.hasSubscribers !== false)
+      return kvOperationChannel.tracePromise(() => this.#get(key), this.#context('get', key));
     return this.#get(key);
   }
 
@@ -73,7 +77,8 @@ export class KvStoreFront<Position = unknown> implements KvStore {
     } catch (error) {
       return Promise.reject(error);
     }
-    if (kvOperationChannel.hasSubscribers) return kvOperationChannel.tracePromise(() => this.#entry(key), this.#context('entry', key));
+    if (kvOperationChannel.hasSubscribers !== false)
+      return kvOperationChannel.tracePromise(() => this.#entry(key), this.#context('entry', key));
     return this.#entry(key);
   }
 
@@ -192,7 +197,7 @@ export class KvStoreFront<Position = unknown> implements KvStore {
   }
 
   #mutate(mutation: KvMutation): Promise<Version> {
-    if (kvOperationChannel.hasSubscribers) {
+    if (kvOperationChannel.hasSubscribers !== false) {
       return kvOperationChannel.tracePromise(() => this.#write(mutation), this.#context(mutation.kind, mutation.key));
     }
     return this.#write(mutation);
