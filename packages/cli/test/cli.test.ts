@@ -35,13 +35,22 @@ const redisMissing = redisUnavailable();
 describe('weft starts without loading what the command does not use', () => {
   /** Runs weft with a module hook that reports every package it loads (on stderr, one per line). */
   async function loadedPackages(args: readonly string[]): Promise<string[]> {
-    const hooks = `export async function resolve(specifier, context, next) {
-      const resolved = await next(specifier, context);
-      const match = /node_modules\\/((?:@[^/]+\\/)?[^/]+)\\/|packages\\/([^/]+)\\/dist\\//.exec(resolved.url);
+    // Every module the command resolves is written to stderr: with module.registerHooks where the runtime has it
+    // (in the main thread; Node 22.15+), else with an async loader hook (Node 20).
+    const note = `const note = (url) => {
+      const match = /node_modules\\/((?:@[^/]+\\/)?[^/]+)\\/|packages\\/([^/]+)\\/dist\\//.exec(url);
       if (match) process.stderr.write('loaded ' + (match[1] ?? '@weft/' + match[2]) + '\\n');
+    };`;
+    const hooks = `${note} export async function resolve(specifier, context, next) {
+      const resolved = await next(specifier, context);
+      note(resolved.url);
       return resolved;
     }`;
-    const register = `import { register } from 'node:module'; register(${JSON.stringify(`data:text/javascript,${encodeURIComponent(hooks)}`)});`;
+    const register = `import * as module from 'node:module';
+    ${note}
+    if (typeof module.registerHooks === 'function') {
+      module.registerHooks({ resolve(specifier, context, next) { const resolved = next(specifier, context); note(resolved.url); return resolved; } });
+    } else module.register(${JSON.stringify(`data:text/javascript,${encodeURIComponent(hooks)}`)});`;
     const run = await runChild(process.execPath, ['--import', `data:text/javascript,${encodeURIComponent(register)}`, bin, ...args], {
       limitMs: 60_000,
     });
