@@ -11,7 +11,7 @@
 import { KvError, type KvStore } from '@weft/kv';
 import { openRedisKv } from '@weft/kv-redis';
 import type { RedisServer } from '@weft/test-servers';
-import { type Cluster, Redis } from 'ioredis';
+import { Redis } from 'ioredis';
 import { createClient, createCluster } from 'redis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { busyScript, bytes, cluster, putRetrying, redisMissing, standalone } from './helpers.js';
