@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# Installs the pinned Node.js LTS the CI runs on into the git-ignored
-# .cache/node24 from the npm registry (the `node` package ships its binary),
-# unless it is already there. `.ci/run` puts it first on PATH.
+# Installs a pinned Node.js LTS into the git-ignored .cache/node<major> from
+# the npm registry (the `node` package ships its binary), unless it is
+# already there: `bash scripts/install-node.sh` for 24 (what CI runs on, put
+# first on PATH by .ci/run), `bash scripts/install-node.sh 22` for the
+# consumer test's second runtime.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-version=24.21.0
-dir=.cache/node24
+major=${1:-24}
+case "$major" in
+  24) version=24.21.0 ;;
+  22) version=22.23.3 ;;
+  *) echo "no pinned Node.js $major" >&2; exit 2 ;;
+esac
+dir=.cache/node$major
 if [ -x "$dir/node_modules/.bin/node" ] && [ "$("$dir/node_modules/.bin/node" --version)" = "v$version" ]; then
   echo "node ${version}: $dir/node_modules/.bin/node"
   exit 0

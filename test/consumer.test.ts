@@ -5,10 +5,12 @@
  * @nats-io/transport-node 3),
  * which the packages take as a peer dependency. Each program is
  * type-checked against what was installed (one copy of the client: the
- * user's) and run against a server this test spawns.
+ * user's) and run against a server this test spawns; the Redis programs also
+ * on Node.js 22 (`bash scripts/install-node.sh 22`), next to the runtime of
+ * the test (24 in CI).
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -23,6 +25,9 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const root = new URL('..', import.meta.url).pathname;
+const node22 = join(root, '.cache', 'node22', 'node_modules', '.bin', 'node');
+const node22Missing = existsSync(node22) ? undefined : 'Node.js 22 is not installed: bash scripts/install-node.sh 22';
+if (node22Missing !== undefined) console.warn(`SKIPPING the consumer runs on Node.js 22: ${node22Missing}`);
 const packed = mkdtempSync(join(tmpdir(), 'weft-packed-'));
 const natsMissing = natsUnavailable();
 const redisMissing = redisUnavailable();
@@ -49,7 +54,7 @@ async function consumer(
   dependencies: readonly string[],
   program: string,
   env: Record<string, string>,
-  options: { skipLibCheck?: boolean; packages?: readonly string[] } = {},
+  options: { skipLibCheck?: boolean; packages?: readonly string[]; alsoOnNode22?: boolean } = {},
 ): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), 'weft-consumer-'));
   try {
@@ -83,6 +88,16 @@ async function consumer(
     execFileSync(join(root, 'node_modules', '.bin', 'tsc'), ['-p', dir], { encoding: 'utf8', stdio: 'pipe' });
     const run = await runChild(process.execPath, [join(dir, 'index.js')], { limitMs: 60_000, env, cwd: dir });
     if (run.code !== 0) throw new Error(`the consumer program failed:\n${run.stdout}${run.stderr}`);
+    // The same compiled program on the other maintained LTS line, in a bucket of its own: the same output.
+    if (options.alsoOnNode22 === true && node22Missing === undefined) {
+      const again = await runChild(node22, [join(dir, 'index.js')], {
+        limitMs: 60_000,
+        env: { ...env, BUCKET: `${env.BUCKET ?? 'b'}-node22` },
+        cwd: dir,
+      });
+      if (again.code !== 0) throw new Error(`the consumer program failed on Node.js 22:\n${again.stdout}${again.stderr}`);
+      if (again.stdout !== run.stdout) throw new Error(`Node.js 22 printed other output:\n${again.stdout}\nthan:\n${run.stdout}`);
+    }
     return run.stdout;
   } catch (error) {
     const output = error as { stdout?: string; stderr?: string };
@@ -140,7 +155,13 @@ describe.skipIf(redisMissing !== undefined)('a user project with its own Redis c
     const dependency = dependencies[0];
     it(`${dependency}: the client type-checks as openRedisKv's client, and the README example runs on it`, async () => {
       const bucket = dependency.replace(/[^A-Za-z0-9]/g, '-');
-      const output = await consumer([...dependencies], redisProgram(client), { REDIS_URL: redis?.url ?? '', BUCKET: bucket });
+      const output = await consumer(
+        [...dependencies],
+        redisProgram(client),
+        { REDIS_URL: redis?.url ?? '', BUCKET: bucket },
+        // Every client's program runs on Node.js 22 as well as on the runtime of the test.
+        { alsoOnNode22: true },
+      );
       expect(output).toBe('users.ada {"name":"Ada Lovelace"}\nclient still open: true\n');
     }, 180_000);
   }
