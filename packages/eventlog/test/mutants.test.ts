@@ -26,6 +26,12 @@ async function lastSegment(fs: import('@weft/eventlog').MemoryFileSystem) {
 
 const mutants: SourceMutant[] = [
   {
+    name: "verify() does not check an entity's hash chain (a payload rewritten with a matching CRC passes)",
+    file: 'verify.ts',
+    find: '        if (!equalBytes(hash, header.hash)) return fail(',
+    replace: '        if (false) return fail(',
+  },
+  {
     name: "a frame larger than a read chunk that ends exactly at its segment's end is taken for a torn one",
     file: 'frame-reader.ts',
     find: '          if (offset + at + 8 + length <= segment.size) {',
@@ -70,6 +76,34 @@ const mutants: SourceMutant[] = [
 ];
 
 const checks: SourceCheck<EventLogModule>[] = [
+  {
+    name: 'verify() finds a payload rewritten on disk with a CRC that matches it (the hash chain breaks)',
+    run: async ({ MemoryFileSystem, openEventLog, loadHashers }) => {
+      const fs = new MemoryFileSystem();
+      const log = await openEventLog({ dir: '/log', fs });
+      await log.append({ entity: 'e', kind, payload: bytes('original payload') });
+      await log.append({ entity: 'e', kind, payload: bytes('second payload') });
+      await log.close();
+      const file = await lastSegment(fs);
+      const contents = await file.read(0, await file.size());
+      const at = Buffer.from(contents).indexOf('original payload');
+      contents[at] = 'O'.charCodeAt(0);
+      // Frames follow the 32-byte segment header: walk their lengths to the one holding the payload, then fix its CRC.
+      const view = new DataView(contents.buffer, contents.byteOffset, contents.byteLength);
+      let start = 32;
+      while (start + 8 + view.getUint32(start, true) <= at) start += 8 + view.getUint32(start, true);
+      const { crc32c } = await loadHashers();
+      view.setUint32(start + 4, crc32c(contents, start + 8, start + 8 + view.getUint32(start, true)), true);
+      await file.write(contents, 0);
+      await file.close();
+      const reopened = await openEventLog({ dir: '/log', fs });
+      try {
+        expect((await reopened.verify()).ok).toBe(false);
+      } finally {
+        await reopened.close();
+      }
+    },
+  },
   {
     name: "a frame larger than a read chunk that ends exactly at its segment's end is valid",
     run: async ({ MemoryFileSystem, openEventLog }) => {
