@@ -44,13 +44,35 @@ export function deviceIdOf(publicKey: Uint8Array): string {
 }
 
 /**
+ * What a signature bound to library `libraryId` covers: the library id
+ * (1-byte length, UTF-8), then `signed`. The id is not stored with the object:
+ * another library's object does not verify (membership entries, manifests).
+ *
+ * @throws {SyncError} `InvalidArgument` for an id over 255 bytes
+ */
+export function libraryBound(libraryId: string, signed: Uint8Array): Uint8Array {
+  const library = new TextEncoder().encode(libraryId);
+  if (library.length > 255) throw new SyncError(SyncErrorCode.InvalidArgument, 'a library id has at most 255 bytes');
+  const bound = new Uint8Array(1 + library.length + signed.length);
+  bound[0] = library.length;
+  bound.set(library, 1);
+  bound.set(signed, 1 + library.length);
+  return bound;
+}
+
+/**
  * The tag a device puts in the last 6 bytes of the ids of events it writes
  * (the first 6 bytes of its device id): an event id names its author, so a
  * member that republishes another member's event is caught. Finding a key
  * whose device id shares these 48 bits with another member's is out of reach.
  */
 export function idTagOf(deviceId: string): Uint8Array {
-  return new Uint8Array(Buffer.from(deviceId.slice(0, 12), 'hex'));
+  return new Uint8Array(Buffer.from(deviceTagHex(deviceId), 'hex'));
+}
+
+/** A device's tag as hex (the first 12 hex digits of its device id): what {@link idTagHex} of its events gives. */
+export function deviceTagHex(deviceId: string): string {
+  return deviceId.slice(0, 12);
 }
 
 /** The tag of an event id as hex (its last 12 hex digits): see {@link idTagOf}. */

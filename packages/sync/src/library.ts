@@ -257,8 +257,9 @@ export class Library {
       await this.#stateFile.save(this.#state);
     }
     await this.#restoreEntries(listed);
-    const membership = deriveMembership(this.#entryList(), founder, this.#cache);
-    this.#membership = membership;
+    // Derived again only when the entries changed: a round that learned nothing keeps the membership it had.
+    if (this.#membership === undefined || learned.length > 0) this.#membership = deriveMembership(this.#entryList(), founder, this.#cache);
+    const membership = this.#membership;
     // A key that is not the one its generation committed to (a rotation that lost to a concurrent one) is dropped.
     for (const [generation, key] of this.keys) {
       const committed = membership.commitments.get(generation);

@@ -11,7 +11,7 @@
 import type { Hashers } from '@weft/eventlog';
 import { concat } from './envelope.js';
 import { SyncError, SyncErrorCode } from './errors.js';
-import { type DeviceIdentity, type DevicePublic, deviceIdOf, signWith, verifySignature } from './identity.js';
+import { type DeviceIdentity, type DevicePublic, deviceIdOf, libraryBound, signWith, verifySignature } from './identity.js';
 
 export type Role = 'owner' | 'member' | 'reader';
 export type MembershipOp = 'add' | 'remove' | 'role' | 'rotate';
@@ -128,13 +128,6 @@ function hash32(hex: string, what: string): Uint8Array {
   return new Uint8Array(Buffer.from(hex, 'hex'));
 }
 
-/** What the signature covers: the library id (length-prefixed UTF-8), then the signed bytes of the entry. */
-function signedInput(libraryId: string, signed: Uint8Array): Uint8Array {
-  const library = encoder.encode(libraryId);
-  if (library.length > 255) throw new SyncError(SyncErrorCode.InvalidArgument, 'a library id has at most 255 bytes');
-  return concat([new Uint8Array([library.length]), library, signed]);
-}
-
 /** Encodes and signs an entry of library `libraryId`. */
 export function encodeMembershipEntry(fields: MembershipFields, author: DeviceIdentity, libraryId: string): Uint8Array {
   if (fields.parents.length > 255) throw new SyncError(SyncErrorCode.InvalidArgument, 'at most 255 parents');
@@ -154,7 +147,7 @@ export function encodeMembershipEntry(fields: MembershipFields, author: DeviceId
     fields.keyCommitment ?? zeroHash,
     author.publicKey,
   ]);
-  return concat([signed, signWith(author, signedInput(libraryId, signed))]);
+  return concat([signed, signWith(author, libraryBound(libraryId, signed))]);
 }
 
 /**
@@ -220,7 +213,7 @@ export function decodeMembershipEntry(bytes: Uint8Array, hashers: Hashers, libra
   const authorKey = bytes.slice(at + 140, at + 172);
   const signedEnd = at + 172;
   if (bytes.length !== signedEnd + 64) throw invalid('trailing bytes');
-  if (!verifySignature(authorKey, signedInput(libraryId, bytes.subarray(0, signedEnd)), bytes.subarray(signedEnd))) {
+  if (!verifySignature(authorKey, libraryBound(libraryId, bytes.subarray(0, signedEnd)), bytes.subarray(signedEnd))) {
     throw new SyncError(SyncErrorCode.Forged, `membership entry ${author}.${seq}: the signature does not verify for library ${libraryId}`, {
       device: author,
       seq,
@@ -423,15 +416,14 @@ export function deriveMembership(
     return set;
   };
   // The order is topological, so each entry's ancestors are known when it is reached.
-  const sorted = order;
-  for (const entry of sorted) ancestorsOf(entry);
+  for (const entry of order) ancestorsOf(entry);
   const concurrent = (a: MembershipEntry, b: MembershipEntry) => a !== b && !ancestorsOf(a).has(b.hash) && !ancestorsOf(b).has(a.hash);
 
   // 1. Positional authority.
   const rejected: Array<{ hash: string; author: string; reason: string }> = [];
   const reasons = new Map<string, string>();
-  const genesis = sorted.find((entry) => isGenesis(entry, founder) && commitmentOf(entry) !== undefined);
-  for (const entry of sorted) {
+  const genesis = order.find((entry) => isGenesis(entry, founder) && commitmentOf(entry) !== undefined);
+  for (const entry of order) {
     let reason: string | undefined;
     if (entry.parents.length === 0) {
       if (entry !== genesis)
@@ -451,7 +443,7 @@ export function deriveMembership(
   }
 
   // 2. Removal wins. `voids(r, e)`: r removes e's author, whose entry e r's author had not seen.
-  const removals = sorted.filter((entry) => entry.op === 'remove' && !reasons.has(entry.hash));
+  const removals = order.filter((entry) => entry.op === 'remove' && !reasons.has(entry.hash));
   const voids = (removal: MembershipEntry, entry: MembershipEntry) =>
     removal.subject === entry.author &&
     removal !== entry &&
@@ -483,7 +475,7 @@ export function deriveMembership(
       else reasons.set(hash, `concurrent with the removal of ${entry.author} by ${voidedBy.author} (removal wins)`);
     }
   }
-  for (const entry of sorted) {
+  for (const entry of order) {
     if (reasons.has(entry.hash) || entry.op === 'remove') continue;
     const voidedBy = removals.find((voider) => counting.has(voider.hash) && voids(voider, entry));
     if (voidedBy !== undefined)
@@ -491,7 +483,7 @@ export function deriveMembership(
   }
 
   // 3. Rotations concurrent with another rotation create no usable key.
-  const rotations = sorted.filter((entry) => (entry.op === 'remove' || entry.op === 'rotate') && !reasons.has(entry.hash));
+  const rotations = order.filter((entry) => (entry.op === 'remove' || entry.op === 'rotate') && !reasons.has(entry.hash));
   const voidKeys = new Set(rotations.filter((entry) => rotations.some((other) => concurrent(entry, other))).map((entry) => entry.hash));
 
   // 4. Apply what counts, in order.
@@ -500,7 +492,7 @@ export function deriveMembership(
   const commitments = new Map<number, string>();
   const contested = new Set<number>();
   let generation = 0;
-  for (const entry of sorted) {
+  for (const entry of order) {
     const reason = reasons.get(entry.hash) ?? apply(entry);
     if (reason !== undefined) rejected.push({ hash: entry.hash, author: entry.author, reason });
     else markOwners();
@@ -568,8 +560,8 @@ export function deriveMembership(
         return undefined;
     }
   }
-  const referenced = new Set(sorted.flatMap((entry) => entry.parents));
-  const tips = sorted
+  const referenced = new Set(order.flatMap((entry) => entry.parents));
+  const tips = order
     .map((entry) => entry.hash)
     .filter((hash) => !referenced.has(hash))
     .sort();

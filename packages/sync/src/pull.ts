@@ -9,7 +9,7 @@ import type { Blobs } from './blobs.js';
 import type { SyncContext } from './context.js';
 import { decodeChangeset, decodeEnvelope, encodeChangeset, envelopeSignatureValid, type SyncedEvent } from './envelope.js';
 import { SyncError, SyncErrorCode } from './errors.js';
-import { idTagHex } from './identity.js';
+import { deviceTagHex, idTagHex } from './identity.js';
 import { importTag } from './imports.js';
 import { addRange, zeroHashHex } from './state.js';
 import { countField } from './statements.js';
@@ -373,9 +373,9 @@ export class Puller {
   #authored(device: string, events: readonly SyncedEvent[]): readonly SyncedEvent[] {
     const { library, board } = this.#context;
     if (device === 'snapshot') return events;
-    const ownTag = idTagHex(device);
+    const ownTag = deviceTagHex(device);
     if (events.every((event) => idTagHex(event.id) === ownTag)) return events;
-    const tags = new Map(library.memberIds().map((member) => [member.slice(0, 12), member]));
+    const tags = new Map(library.memberIds().map((member) => [deviceTagHex(member), member]));
     return events.filter((event) => {
       const author = tags.get(idTagHex(event.id));
       if (author === undefined || author === device) return true;

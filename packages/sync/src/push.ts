@@ -126,21 +126,14 @@ export class Pusher {
     }
     const pending = state.pending;
     const last = pending.at(-1) as PendingPush;
+    const envelopes = pending.map((changeset) => ({
+      seq: changeset.seq,
+      bytes: new Uint8Array(Buffer.from(changeset.envelope, 'base64')),
+    }));
     this.#faults.onPushStage?.('prepared', last.seq);
-    await Promise.all(
-      pending.map((changeset) =>
-        this.#createChangeset(
-          changesetKey(device, changeset.seq),
-          new Uint8Array(Buffer.from(changeset.envelope, 'base64')),
-          changeset.seq,
-        ),
-      ),
-    );
+    await Promise.all(envelopes.map(({ seq, bytes }) => this.#createChangeset(changesetKey(device, seq), bytes, seq)));
     this.#faults.onPushStage?.('created', last.seq);
-    await context.copies.add(
-      device,
-      pending.map((changeset) => ({ seq: changeset.seq, bytes: new Uint8Array(Buffer.from(changeset.envelope, 'base64')) })),
-    );
+    await context.copies.add(device, envelopes);
     await context.copies.sync();
     await this.publishHead(last.seq);
     this.#faults.onPushStage?.('head-published', last.seq);

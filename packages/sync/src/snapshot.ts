@@ -6,7 +6,7 @@
  */
 import { concat } from './envelope.js';
 import { SyncError, SyncErrorCode } from './errors.js';
-import { type DeviceIdentity, signWith, verifySignature } from './identity.js';
+import { type DeviceIdentity, libraryBound, signWith, verifySignature } from './identity.js';
 
 const magic = new Uint8Array([0x57, 0x53, 0x4e, 0x50]); // "WSNP"
 const version = 1;
@@ -59,17 +59,10 @@ export function decodeSnapshotBody(bytes: Uint8Array): { cursors: SnapshotCursor
 }
 
 /** Signs a manifest: JSON of its fields, then the author key and an Ed25519 signature. */
-/** What a manifest's signature covers: the library id (length-prefixed UTF-8), then the signed bytes. */
-function signedInput(libraryId: string, signed: Uint8Array): Uint8Array {
-  const library = encoder.encode(libraryId);
-  if (library.length > 255) throw new SyncError(SyncErrorCode.InvalidArgument, 'a library id has at most 255 bytes');
-  return concat([new Uint8Array([library.length]), library, signed]);
-}
-
 export function encodeManifest(manifest: SnapshotManifest, author: DeviceIdentity, libraryId: string): Uint8Array {
   const body = encoder.encode(JSON.stringify(manifest));
   const signed = concat([magic, new Uint8Array([manifestVersion]), author.publicKey, body]);
-  return concat([signed, signWith(author, signedInput(libraryId, signed))]);
+  return concat([signed, signWith(author, libraryBound(libraryId, signed))]);
 }
 
 const hex64 = /^[0-9a-f]{64}$/;
@@ -103,7 +96,7 @@ export function decodeManifest(bytes: Uint8Array, libraryId: string): { manifest
     );
   const authorKey = bytes.slice(5, 37);
   const signed = bytes.subarray(0, bytes.length - 64);
-  if (!verifySignature(authorKey, signedInput(libraryId, signed), bytes.subarray(bytes.length - 64)))
+  if (!verifySignature(authorKey, libraryBound(libraryId, signed), bytes.subarray(bytes.length - 64)))
     throw new SyncError(SyncErrorCode.Forged, `the snapshot manifest signature does not verify for library ${libraryId}`);
   let parsed: Partial<Record<keyof SnapshotManifest, unknown>>;
   try {

@@ -289,11 +289,11 @@ export class Sync implements AsyncDisposable {
         ]);
         if (outcome === 'late') round.catch(() => undefined);
         else if (this.#caughtUp()) return;
-        const removed = this.status().removed;
-        if (removed !== undefined)
+        const removedBy = this.#context.library.member(this.device)?.removedBy;
+        if (removedBy !== undefined)
           throw new SyncError(
             SyncErrorCode.NotAllowed,
-            `this device was removed from library ${this.#context.library.id} by ${removed.by}: it uploads nothing more and cannot catch up`,
+            `this device was removed from library ${this.#context.library.id} by ${removedBy.author}: it uploads nothing more and cannot catch up`,
           );
       } catch (error) {
         if (SyncError.is(error, SyncErrorCode.Closed) || SyncError.is(error, SyncErrorCode.NotAllowed)) throw error;

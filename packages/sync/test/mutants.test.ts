@@ -46,9 +46,9 @@ const mutants: SourceMutant[] = [
     replace: '    if (contested.has(entry.keyGeneration)) {',
   },
   {
-    name: "membership entries do not bind their library (another library's entry verifies)",
-    file: 'membership.ts',
-    find: '  return concat([new Uint8Array([library.length]), library, signed]);',
+    name: "membership entries and manifests do not bind their library (another library's entry verifies)",
+    file: 'identity.ts',
+    find: '  return bound;',
     replace: '  return signed;',
   },
   {
