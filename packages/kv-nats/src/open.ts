@@ -20,6 +20,7 @@ import {
   KvErrorCode,
   KvStoreFront,
   kvError,
+  serverAddress,
   unreachableReason,
 } from '@weft/kv/backend';
 import { metaStreamName, streamName } from './codec.js';
@@ -144,7 +145,7 @@ export async function openNatsKv(options: NatsKvOptions): Promise<NatsKvStore> {
       throw kvError(
         KvErrorCode.ConnectionFailed,
         backend,
-        `cannot connect to NATS at ${servers.map(withoutCredentials).join(', ')}: ${unreachableReason(error)}`,
+        `cannot connect to NATS at ${servers.map((server) => serverAddress(server, 'nats:')).join(', ')}: ${unreachableReason(error)}`,
         {
           cause: error,
         },
@@ -187,16 +188,6 @@ export async function openNatsKv(options: NatsKvOptions): Promise<NatsKvStore> {
   } catch (error) {
     if (owned) await connection.close().catch(() => undefined);
     throw toKvError(error, 'open', undefined, false);
-  }
-}
-
-/** A server address for messages: never the user name or password a URL may carry. */
-function withoutCredentials(server: string): string {
-  try {
-    const url = new URL(server.includes('://') ? server : `nats://${server}`);
-    return `${url.protocol}//${url.host}`;
-  } catch {
-    return 'the given server';
   }
 }
 

@@ -1,5 +1,13 @@
 import type { KvError } from '@weft/kv';
-import { assertBucketName, assertIntegerOptions, KvErrorCode, KvStoreFront, kvError, unreachableReason } from '@weft/kv/backend';
+import {
+  assertBucketName,
+  assertIntegerOptions,
+  KvErrorCode,
+  KvStoreFront,
+  kvError,
+  serverAddress,
+  unreachableReason,
+} from '@weft/kv/backend';
 import { Cluster, Redis } from 'ioredis';
 import type { RedisConnection } from './connection.js';
 import { RedisDriver, type RedisSettings } from './driver.js';
@@ -200,12 +208,7 @@ async function within<T>(ms: number, work: Promise<T>, late: () => Error): Promi
 /** Where the backend tried to connect, for messages: host and port only, never a password from the URL. */
 function describeTarget(options: RedisKvOptions): string {
   if (options.cluster !== undefined) return `cluster nodes ${options.cluster.map((node) => describeNode(node)).join(', ')}`;
-  try {
-    const url = new URL(options.url as string);
-    return `${url.protocol}//${url.host}`;
-  } catch {
-    return 'the given URL';
-  }
+  return serverAddress(options.url as string, 'redis:');
 }
 
 function describeNode(node: unknown): string {

@@ -27,5 +27,5 @@ export {
 export { Deadlines, readTimeout, writeTimeout } from './deadline.js';
 export type { ChangeFeedItem, ChangeRequest, CursorCodec, KvDriver, KvMutation, KvMutationKind, ParsedCursor } from './driver.js';
 export { defineKvStore, type KvOperationContext, KvStoreFront, kvOperationChannel } from './store.js';
-export { backoffMs, copyBytes, messageOf, ttlLapsed, unreachableReason } from './util.js';
+export { backoffMs, copyBytes, messageOf, serverAddress, ttlLapsed, unreachableReason } from './util.js';
 export { runWatch, type WatchRun } from './watch-loop.js';

@@ -39,3 +39,17 @@ export function unreachableReason(error: unknown): string {
   if (/NOAUTH|WRONGPASS|invalid password|authori[sz]ation violation|authentication/i.test(message)) return reason('authentication failed');
   return message;
 }
+
+/**
+ * A server address for messages: protocol, host and port of `url`, never the
+ * user name or password it may carry. An address without a protocol takes
+ * `protocol` (e.g. `nats:`).
+ */
+export function serverAddress(url: string, protocol: string): string {
+  try {
+    const parsed = new URL(url.includes('://') ? url : `${protocol}//${url}`);
+    return `${parsed.protocol}//${parsed.host}`;
+  } catch {
+    return 'the given address';
+  }
+}
