@@ -6,18 +6,11 @@
 # consumer test's second runtime.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/npm-runtime.sh
 major=${1:-24}
 case "$major" in
   24) version=24.21.0 ;;
   22) version=22.23.3 ;;
   *) echo "no pinned Node.js $major" >&2; exit 2 ;;
 esac
-dir=.cache/node$major
-if [ -x "$dir/node_modules/.bin/node" ] && [ "$("$dir/node_modules/.bin/node" --version)" = "v$version" ]; then
-  echo "node ${version}: $dir/node_modules/.bin/node"
-  exit 0
-fi
-mkdir -p "$dir"
-echo '{"name":"weft-node-runtime","private":true}' > "$dir/package.json"
-(cd "$dir" && npm install --no-audit --no-fund --foreground-scripts --loglevel=error "node@${version}" >/dev/null)
-echo "node $("$dir/node_modules/.bin/node" --version): $dir/node_modules/.bin/node"
+install_runtime ".cache/node$major" node "$version" node "v$version"
