@@ -56,7 +56,6 @@ export { createLibrary } from './library.js';
 export { type LwwState, lwwDelete, lwwDeleteKind, lwwSet, lwwSetKind, projectLww } from './lww.js';
 export {
   decodeMembershipEntry,
-  deriveMembership,
   encodeMembershipEntry,
   type Member,
   type MembershipEntry,
@@ -65,6 +64,7 @@ export {
   type MembershipState,
   type Role,
 } from './membership.js';
+export { deriveMembership } from './membership-derive.js';
 export type { SyncStateData } from './state.js';
 export type { SyncAlarm, SyncStatus } from './status.js';
 export { openSync, Sync, type SyncRoundContext, syncPullChannel, syncPushChannel } from './sync.js';

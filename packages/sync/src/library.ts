@@ -14,15 +14,13 @@ import type { DeviceIdentity } from './identity.js';
 import { decodeKeyWrap, keyCommitment, unwrapKey, wrapKey } from './keys.js';
 import {
   decodeMembershipEntry,
-  deriveMembership,
   encodeMembershipEntry,
   type Member,
   type MembershipEntry,
   type MembershipFields,
   type MembershipState,
-  membershipAt,
-  newMembershipCache,
 } from './membership.js';
+import { deriveMembership, membershipAt, newMembershipCache } from './membership-derive.js';
 import type { StateFile, SyncStateData } from './state.js';
 import { countField, decodeStatement, type Statement, type StatementKind } from './statements.js';
 import type { StatusBoard } from './status.js';
@@ -258,8 +256,9 @@ export class Library {
     }
     await this.#restoreEntries(listed);
     // Derived again only when the entries changed: a round that learned nothing keeps the membership it had.
-    if (this.#membership === undefined || learned.length > 0) this.#membership = deriveMembership(this.#entryList(), founder, this.#cache);
-    const membership = this.#membership;
+    const membership =
+      this.#membership === undefined || learned.length > 0 ? deriveMembership(this.#entryList(), founder, this.#cache) : this.#membership;
+    this.#membership = membership;
     // A key that is not the one its generation committed to (a rotation that lost to a concurrent one) is dropped.
     for (const [generation, key] of this.keys) {
       const committed = membership.commitments.get(generation);

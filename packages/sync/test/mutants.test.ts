@@ -35,13 +35,13 @@ const mutants: SourceMutant[] = [
   },
   {
     name: "removal does not win: a removed owner's backdated entries count",
-    file: 'membership.ts',
+    file: 'membership-derive.ts',
     find: '    removal.subject === entry.author &&\n',
     replace: '    false &&\n',
   },
   {
     name: 'concurrent rotations are not voided (a key a removed device holds stays in force)',
-    file: 'membership.ts',
+    file: 'membership-derive.ts',
     find: '    if (voidKeys.has(entry.hash) || contested.has(entry.keyGeneration)) {',
     replace: '    if (contested.has(entry.keyGeneration)) {',
   },
