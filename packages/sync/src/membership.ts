@@ -11,7 +11,7 @@
 import type { Hashers } from '@weft/eventlog';
 import { concat } from './envelope.js';
 import { SyncError, SyncErrorCode } from './errors.js';
-import { type DeviceIdentity, type DevicePublic, deviceIdOf, libraryBound, signWith, verifySignature } from './identity.js';
+import { type DeviceIdentity, deviceIdOf, libraryBound, signWith, verifySignature } from './identity.js';
 
 export type Role = 'owner' | 'member' | 'reader';
 export type MembershipOp = 'add' | 'remove' | 'role' | 'rotate';
@@ -19,7 +19,6 @@ export type MembershipOp = 'add' | 'remove' | 'role' | 'rotate';
 const magic = new Uint8Array([0x57, 0x4d, 0x45, 0x4d]); // "WMEM"
 const version = 3;
 const zeroHash = new Uint8Array(32);
-const zeroHashHex = '0'.repeat(64);
 const opCodes: Record<MembershipOp, number> = { add: 1, remove: 2, role: 3, rotate: 4 };
 const opNames: Record<number, MembershipOp> = { 1: 'add', 2: 'remove', 3: 'role', 4: 'rotate' };
 const roleCodes: Record<Role, number> = { owner: 1, member: 2, reader: 3 };

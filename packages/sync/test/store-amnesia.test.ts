@@ -12,7 +12,7 @@ import { openNatsKv } from '@weft/kv-nats';
 import { openRedisKv } from '@weft/kv-redis';
 import { natsUnavailable, redisCommand, redisUnavailable, startNatsServer, startRedisServer } from '@weft/test-servers';
 import { afterEach, describe, it } from 'vitest';
-import { storeAmnesia } from './adversarial/attacks.js';
+import { storeAmnesia } from './adversarial/chain-attacks.js';
 import { World } from './adversarial/world.js';
 
 let world: World | undefined;
