@@ -381,6 +381,32 @@ export const contractChecks: ConformanceCheck[] = [
     },
     ['ttl'],
   ),
+  check(
+    'ttl',
+    'a delete or purge before the TTL passes ends the TTL: no expire event follows and the tombstone stays',
+    async (context) => {
+      const store = await context.open();
+      const watch = new WatchReader(store, {});
+      await watch.untilSynced();
+      const ttl = context.harness.clock === undefined ? 300 : 1000;
+      await store.putWithTtl('deleted', bytes('1'), ttl);
+      await store.putWithTtl('purged', bytes('1'), ttl);
+      await store.delete('deleted');
+      await store.purge('purged');
+      // The witness expires no earlier than the two would have: once its expire event is seen, theirs would have come.
+      await store.putWithTtl('witness', bytes('1'), ttl);
+      await waitForExpiry(context, ttl);
+      await watch.until((event) => event.type === 'expire' && event.key === 'witness', expireDelay(context) + 10_000);
+      await store.put('after', bytes('a'));
+      await watch.until((event) => event.type === 'put' && event.key === 'after');
+      const late = watch.events.filter((event) => event.type === 'expire' && event.key !== 'witness');
+      expect(late, 'expire events of keys deleted or purged before their TTL passed').toEqual([]);
+      expect((await store.entry('deleted'))?.op).toBe('delete');
+      expect((await store.entry('purged'))?.op).toBe('purge');
+      await watch.stop();
+    },
+    ['ttl'],
+  ),
 
   // --------------------------------------------------------------- purge
   check(
