@@ -181,7 +181,8 @@ export class RedisDriver implements KvDriver<string> {
     try {
       const { record, log, expiries, index, meta, tombstones } = this.keys;
       keys = [record + key, log, expiries, index, meta, tombstones];
-      args = [key, this.nextEpochCandidate(), this.#maxEntries];
+      // The epoch candidate's place stays empty: only the change reader sets the epoch.
+      args = [key, '', this.#maxEntries];
       if ('value' in mutation) args.push(toBuffer(mutation.value));
       if (mutation.kind === 'putWithTtl') args.push(String(Math.max(1, Math.ceil(mutation.ttlMs))));
       if (mutation.kind === 'update' || mutation.kind === 'deleteWithVersion') {

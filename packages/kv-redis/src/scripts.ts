@@ -19,21 +19,31 @@
  *
  * Mutation KEYS: record, log, exp, idx, meta, tomb.
  * Mutation ARGV: key, epoch candidate, max history entries, then per script.
+ *
+ * The epoch (a random id of this incarnation of the bucket's data) is set by
+ * the change reader, the only place it is read: a bucket whose data vanished
+ * (a restart without persistence) gets a new one at the first read after,
+ * which is how watches holding old cursors find out. Mutations leave the
+ * epoch candidate unused and keep its place so every script has one layout.
  */
 
 const prelude = `
 local record, log, expiries, index, meta, tombstones = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local key, epoch_candidate, max_entries = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 
--- A bucket whose data vanished (a restart without persistence) gets a new epoch,
--- which is how watches holding old cursors find out.
-redis.call('HSETNX', meta, 'epoch', epoch_candidate)
+-- The server's clock (ms), read once per call and only when an expiry needs it.
+local now
+local function clock()
+  if not now then
+    local time = redis.call('TIME')
+    now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  end
+  return now
+end
 
 local function append(change_key, change_type)
   local id = redis.call('XADD', log, '*', 'k', change_key, 't', change_type)
-  -- Trim in steps of at least 64 entries; XINFO's max-deleted-entry-id then marks the horizon.
+  -- Trim in steps of at least 64 entries; XINFO's first entry then marks the horizon.
   if redis.call('XLEN', log) > max_entries + math.max(64, math.floor(max_entries / 100)) then
     redis.call('XTRIM', log, 'MAXLEN', max_entries)
   end
@@ -41,16 +51,26 @@ local function append(change_key, change_type)
 end
 
 -- Redis already removed an expired record (PEXPIREAT); emit its expire event and clear the side indexes.
-local function settle_expiry(change_key, record_key)
-  local due = redis.call('ZSCORE', expiries, change_key)
-  if due and tonumber(due) <= now then
-    redis.call('ZREM', expiries, change_key)
-    redis.call('ZREM', index, change_key)
-    redis.call('DEL', record_key)
-    append(change_key, 'e')
-    return 1
-  end
-  return 0
+local function expire(change_key, record_key)
+  redis.call('ZREM', expiries, change_key)
+  redis.call('ZREM', index, change_key)
+  redis.call('DEL', record_key)
+  append(change_key, 'e')
+end
+`;
+
+/**
+ * What every mutation does first: settles a passed TTL of its key. A record
+ * has an expiry exactly when its key is in the expiry index, so a bucket
+ * without TTLs costs one ZCARD here, and `due` (the key's expiry, or false)
+ * tells the writes below whether there is an expiry to clear.
+ */
+const mutationPrelude = `${prelude}
+local due = false
+if redis.call('ZCARD', expiries) > 0 then due = redis.call('ZSCORE', expiries, key) end
+if due and tonumber(due) <= clock() then
+  expire(key, record)
+  due = false
 end
 
 local function live_version()
@@ -61,16 +81,17 @@ end
 
 local function write_put(value, ttl)
   local id = append(key, 'p')
-  redis.call('HSET', record, 'o', 'p', 'v', value, 'n', id)
+  -- HSET counts the fields it added: none when the record held a value (only puts have v), whose key is indexed already.
+  local added = redis.call('HSET', record, 'o', 'p', 'v', value, 'n', id)
   if ttl then
     -- Redis hides a key once now > at, so at = expiry - 1 hides it from the expiry instant on.
-    redis.call('PEXPIREAT', record, now + ttl - 1)
-    redis.call('ZADD', expiries, now + ttl, key)
-  else
+    redis.call('PEXPIREAT', record, clock() + ttl - 1)
+    redis.call('ZADD', expiries, clock() + ttl, key)
+  elseif due then
     redis.call('PERSIST', record)
     redis.call('ZREM', expiries, key)
   end
-  redis.call('ZADD', index, 0, key)
+  if added > 0 then redis.call('ZADD', index, 0, key) end
   return id
 end
 
@@ -78,35 +99,33 @@ local function write_tombstone(op)
   local id = append(key, op)
   redis.call('DEL', record)
   redis.call('HSET', record, 'o', op, 'n', id)
-  redis.call('ZREM', expiries, key)
+  if due then redis.call('ZREM', expiries, key) end
   redis.call('ZREM', index, key)
   redis.call('ZADD', tombstones, tonumber(string.sub(id, 1, string.find(id, '-', 1, true) - 1)), key)
   return id
 end
-
-settle_expiry(key, record)
 `;
 
 /** The mutation scripts; a table reply `{code, current}` means the precondition failed. */
 export const mutationScripts = {
-  weftPut: `${prelude}
+  weftPut: `${mutationPrelude}
 return write_put(ARGV[4], nil)`,
-  weftPutTtl: `${prelude}
+  weftPutTtl: `${mutationPrelude}
 return write_put(ARGV[4], tonumber(ARGV[5]))`,
-  weftCreate: `${prelude}
+  weftCreate: `${mutationPrelude}
 if live_version() then return {'AlreadyExists', live_version()} end
 return write_put(ARGV[4], nil)`,
-  weftUpdate: `${prelude}
+  weftUpdate: `${mutationPrelude}
 local current = live_version()
 if current ~= ARGV[5] then return {'RevisionMismatch', current or ''} end
 return write_put(ARGV[4], nil)`,
-  weftDelete: `${prelude}
+  weftDelete: `${mutationPrelude}
 return write_tombstone('d')`,
-  weftDeleteIf: `${prelude}
+  weftDeleteIf: `${mutationPrelude}
 local current = live_version()
 if current ~= ARGV[4] then return {'RevisionMismatch', current or ''} end
 return write_tombstone('d')`,
-  weftPurge: `${prelude}
+  weftPurge: `${mutationPrelude}
 return write_tombstone('x')`,
 } as const;
 
@@ -117,14 +136,13 @@ export type MutationScript = keyof typeof mutationScripts;
  * ARGV: unused key, epoch candidate, max entries, record key prefix, limit.
  * Returns how many entries expired.
  */
-export const sweepScript = `${prelude.replace('settle_expiry(key, record)', '')}
+export const sweepScript = `${prelude}
 local record_prefix, limit = ARGV[4], tonumber(ARGV[5])
-local due = redis.call('ZRANGEBYSCORE', expiries, '-inf', now, 'LIMIT', 0, limit)
-local expired = 0
+local due = redis.call('ZRANGEBYSCORE', expiries, '-inf', clock(), 'LIMIT', 0, limit)
 for _, due_key in ipairs(due) do
-  expired = expired + settle_expiry(due_key, record_prefix .. due_key)
+  expire(due_key, record_prefix .. due_key)
 end
-return expired`;
+return #due`;
 
 /**
  * Removes tombstone records (deletes and purges) older than an age by the

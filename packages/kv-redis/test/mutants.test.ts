@@ -41,8 +41,8 @@ const mutants: SourceMutant[] = [
   {
     name: 'a TTL put lives a second longer than asked',
     file: 'scripts.ts',
-    find: "redis.call('PEXPIREAT', record, now + ttl - 1)",
-    replace: "redis.call('PEXPIREAT', record, now + ttl + 1000)",
+    find: "redis.call('PEXPIREAT', record, clock() + ttl - 1)",
+    replace: "redis.call('PEXPIREAT', record, clock() + ttl + 1000)",
   },
   {
     name: 'a tombstone is logged as a put',
@@ -59,20 +59,44 @@ const mutants: SourceMutant[] = [
   {
     name: 'the sweeper expires entries without logging an expire event',
     file: 'scripts.ts',
-    find: "    redis.call('DEL', record_key)\n    append(change_key, 'e')",
-    replace: "    redis.call('DEL', record_key)",
+    find: "  redis.call('DEL', record_key)\n  append(change_key, 'e')",
+    replace: "  redis.call('DEL', record_key)",
   },
   {
     name: 'purge writes a delete marker instead of a purge marker',
     file: 'scripts.ts',
-    find: 'weftPurge: `$' + "{prelude}\nreturn write_tombstone('x')`",
-    replace: 'weftPurge: `$' + "{prelude}\nreturn write_tombstone('d')`",
+    find: 'weftPurge: `$' + "{mutationPrelude}\nreturn write_tombstone('x')`",
+    replace: 'weftPurge: `$' + "{mutationPrelude}\nreturn write_tombstone('d')`",
   },
   {
     name: 'a write does not settle a passed TTL of its key first (no expire before the next write)',
     file: 'scripts.ts',
-    find: '\nsettle_expiry(key, record)\n`;',
-    replace: '\n`;',
+    find: 'if due and tonumber(due) <= clock() then\n  expire(key, record)',
+    replace: 'if false then\n  expire(key, record)',
+  },
+  {
+    name: 'a put indexes only brand-new records (a key written again after its delete drops out of listings)',
+    file: 'scripts.ts',
+    find: "if added > 0 then redis.call('ZADD', index, 0, key) end",
+    replace: "if added == 3 then redis.call('ZADD', index, 0, key) end",
+  },
+  {
+    name: 'a put without TTL leaves the key in the expiry index (the sweeper later expires a permanent value)',
+    file: 'scripts.ts',
+    find: "    redis.call('PERSIST', record)\n    redis.call('ZREM', expiries, key)\n",
+    replace: "    redis.call('PERSIST', record)\n",
+  },
+  {
+    name: 'a delete leaves the key in the expiry index (the sweeper later logs an expire of a deleted key)',
+    file: 'scripts.ts',
+    find: "  if due then redis.call('ZREM', expiries, key) end\n",
+    replace: '',
+  },
+  {
+    name: 'a write settles passed TTLs only while more than one key has a TTL',
+    file: 'scripts.ts',
+    find: "if redis.call('ZCARD', expiries) > 0 then due",
+    replace: "if redis.call('ZCARD', expiries) > 1 then due",
   },
   {
     name: 'the change reader reports no epoch (a reset bucket looks like the one a cursor came from)',
