@@ -101,6 +101,21 @@ function judge(target: Target | undefined, weft: Stat, ratio: Stat | undefined):
 
 export type Operation = (index: number) => Promise<unknown>;
 
+/** A system weft is measured against: a raw client of the server, or a peer library doing the same job. */
+export interface Contender {
+  readonly name: string;
+  readonly op: Operation;
+  readonly kind: 'raw' | 'peer' | 'weft';
+}
+
+/** A figure id segment from a contender's name. */
+export function slug(name: string): string {
+  return name
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-|-$/g, '');
+}
+
 /** Runs `ops` operations with `concurrency` in flight; returns operations per second. */
 export async function timeOps(op: Operation, ops: number, concurrency: number, offset = 0): Promise<number> {
   let next = 0;
@@ -218,6 +233,78 @@ export class Bench {
       ratio: stat(ratios),
       ...(options.target === undefined ? {} : { target: options.target }),
     });
+  }
+
+  /**
+   * Throughput of weft against several other systems at once, interleaved:
+   * each round runs weft and every contender, in an order that rotates from
+   * round to round. Raw clients set the bar: the main figure compares weft
+   * with the fastest of them in this run (by median) and says which it was;
+   * every other contender gets a figure of its own (peers with `peerTarget`).
+   */
+  async contest(options: {
+    id: string;
+    label: string;
+    weft: Operation;
+    contenders: readonly Contender[];
+    ops: number;
+    concurrency: number;
+    target?: Target;
+    peerTarget?: Target;
+  }): Promise<Figure[]> {
+    const runners = [{ name: 'weft', op: options.weft }, ...options.contenders];
+    const rates = runners.map(() => [] as number[]);
+    let offset = 0;
+    const nextOffset = () => {
+      offset += options.ops;
+      return offset;
+    };
+    for (const runner of runners) await timeOps(runner.op, Math.min(options.ops, 200), options.concurrency, nextOffset());
+    for (let round = 0; round < this.rounds; round++) {
+      this.progress.update(`${options.label}: round ${round + 1}/${this.rounds}`);
+      for (let step = 0; step < runners.length; step++) {
+        const index = (round + step) % runners.length;
+        (rates[index] as number[]).push(await timeOps((runners[index] as Contender).op, options.ops, options.concurrency, nextOffset()));
+      }
+    }
+    const [weft, ...others] = rates as [number[], ...number[][]];
+    const against = (index: number, id: string, label: string, name: string, target: Target | undefined): Figure => {
+      const base = others[index] as number[];
+      return this.record({
+        id,
+        label,
+        unit: 'ops/s',
+        higherIsBetter: true,
+        weft: stat(weft),
+        baseline: { name, stat: stat(base) },
+        ratio: stat(weft.map((rate, round) => rate / (base[round] as number))),
+        ...(target === undefined ? {} : { target }),
+      });
+    };
+    const raw = options.contenders.flatMap((contender, index) => (contender.kind === 'raw' ? [index] : []));
+    const fastest = raw.reduce<number | undefined>(
+      (best, index) =>
+        best === undefined || stat(others[index] as number[]).median > stat(others[best] as number[]).median ? index : best,
+      undefined,
+    );
+    const figures: Figure[] = [];
+    if (fastest !== undefined) {
+      const name = (options.contenders[fastest] as Contender).name;
+      figures.push(against(fastest, options.id, `${options.label} vs the fastest raw client`, `fastest raw: ${name}`, options.target));
+    }
+    for (const [index, contender] of options.contenders.entries()) {
+      if (index === fastest) continue;
+      figures.push(
+        against(
+          index,
+          `${options.id}.${slug(contender.name)}`,
+          `${options.label} vs ${contender.name}`,
+          contender.name,
+          contender.kind === 'peer' ? options.peerTarget : undefined,
+        ),
+      );
+    }
+    return figures;
   }
 
   /** Throughput without a baseline. */

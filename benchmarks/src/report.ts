@@ -164,7 +164,8 @@ export function writeReport(dir: string, results: readonly SuiteResult[], titles
   if (missed.length > 0) {
     lines.push('### Missed targets', '');
     for (const figure of missed) {
-      const explanation = explanations[figure.id] ?? explanations[figure.id.replace(/\.\d+$/, '')];
+      const explanation =
+        explanations[figure.id] ?? explanations[figure.id.replace(/\.\d+$/, '')] ?? explanations[figure.id.replace(/\.\d+\./, '.')];
       lines.push(
         `- **${figure.label}** (${figure.ratio === undefined || figure.target?.kind.startsWith('value') ? `${number(figure.weft.median)} ${figure.unit}` : `${figure.ratio.median.toFixed(2)}x`}, target ${targetText(figure.target, figure.unit)}): ${explanation ?? 'not yet explained.'}`,
       );

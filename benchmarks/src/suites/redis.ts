@@ -1,129 +1,269 @@
 /**
- * Redis: weft against raw ioredis on the same spawned server. `get` against a
- * raw `GET`; `put` and `update` against a raw `EVALSHA` of the very script
- * weft runs (the layer's own overhead) and against a raw `SET` (the price of
- * versioning); sequential and with 100 in flight; put-to-watch-event latency
- * against a raw `XADD` read by a blocked `XREAD`.
+ * Redis: weft with its default client against what a user would pick
+ * instead, on the same spawned server, interleaved: raw clients (ioredis as
+ * configured by default, ioredis with `enableAutoPipelining`, node-redis,
+ * which pipelines on its own) and peer libraries (keyv with `@keyv/redis`,
+ * unstorage's Redis driver), for get and put, sequential and with 100 in
+ * flight; the targets are taken against the fastest raw client of the run.
+ * Then the layer's own cost: put and update against a raw `EVALSHA` of the
+ * very script weft runs, get against the same `HMGET`; put-to-watch-event
+ * latency; and the same contest on a 3-master Redis Cluster.
  */
 import { createHash } from 'node:crypto';
+import KeyvRedis, { createCluster as createKeyvCluster } from '@keyv/redis';
 import type { KvStore, Version } from '@weft/kv';
 import { openRedisKv } from '@weft/kv-redis';
 import { mutationScripts } from '@weft/kv-redis/scripts';
-import { type RedisServer, redisUnavailable, startRedisServer } from '@weft/test-servers';
-import { Redis } from 'ioredis';
-import type { Bench } from '../harness.js';
+import { type RedisServer, redisUnavailable, startRedisCluster, startRedisServer } from '@weft/test-servers';
+import { Cluster, Redis } from 'ioredis';
+import Keyv from 'keyv';
+import { createClient, createCluster } from 'redis';
+import { createClient as createClient5, createCluster as createCluster5 } from 'redis5';
+import { createStorage } from 'unstorage';
+import redisDriver from 'unstorage/drivers/redis';
+import type { Bench, Contender } from '../harness.js';
 import { watchLatency } from './watch-latency.js';
 
 export const redisMissing = redisUnavailable;
 
+const valueBytes = 100;
+const keys = 1000;
+const modes = [
+  [1, 'sequential'],
+  [100, '100 in flight'],
+] as const;
+
+/** The members of a node-redis client or cluster the suite uses. */
+interface NodeRedis {
+  get(key: string): Promise<unknown>;
+  set(key: string, value: Buffer): Promise<unknown>;
+  sendCommand(args: Array<string | Buffer>): Promise<unknown>;
+  destroy(): void;
+}
+
+/** Clients a user would reach for, each on its own connection(s) to one server or cluster. */
+interface Alternatives {
+  readonly ioredis: Redis | Cluster;
+  readonly ioredisAuto: Redis | Cluster;
+  readonly nodeRedis: NodeRedis;
+  readonly nodeRedis5: NodeRedis;
+  readonly keyv: Keyv;
+  readonly unstorage: ReturnType<typeof createStorage>;
+  close(): Promise<void>;
+}
+
+async function alternatives(target: { url: string } | { nodes: ReadonlyArray<{ host: string; port: number }> }): Promise<Alternatives> {
+  const standalone = 'url' in target;
+  const ioredis = standalone ? new Redis(target.url) : new Cluster([...target.nodes]);
+  const ioredisAuto = standalone
+    ? new Redis(target.url, { enableAutoPipelining: true })
+    : new Cluster([...target.nodes], { enableAutoPipelining: true });
+  const nodeRedis = standalone
+    ? createClient({ url: target.url })
+    : createCluster({ rootNodes: target.nodes.map((node) => ({ url: `redis://${node.host}:${node.port}` })) });
+  await nodeRedis.connect();
+  const nodeRedis5 = standalone
+    ? createClient5({ url: target.url })
+    : createCluster5({ rootNodes: target.nodes.map((node) => ({ url: `redis://${node.host}:${node.port}` })) });
+  await nodeRedis5.connect();
+  const keyvStore = standalone
+    ? new KeyvRedis(target.url)
+    : new KeyvRedis(createKeyvCluster({ rootNodes: target.nodes.map((node) => ({ url: `redis://${node.host}:${node.port}` })) }) as never);
+  const keyv = new Keyv({ store: keyvStore, namespace: 'keyv' });
+  keyv.on('error', () => undefined);
+  const unstorage = createStorage({
+    driver: standalone
+      ? redisDriver({ url: target.url, base: 'unstorage' })
+      : redisDriver({ cluster: [...target.nodes], base: 'unstorage' }),
+  });
+  return {
+    ioredis,
+    ioredisAuto,
+    nodeRedis: nodeRedis as unknown as NodeRedis,
+    nodeRedis5: nodeRedis5 as unknown as NodeRedis,
+    keyv,
+    unstorage,
+    async close() {
+      ioredis.disconnect();
+      ioredisAuto.disconnect();
+      nodeRedis.destroy();
+      nodeRedis5.destroy();
+      await keyv.disconnect();
+      await unstorage.dispose();
+    },
+  };
+}
+
+/** Get and put of weft's default client against every alternative, sequential and with 100 in flight. */
+async function contestReadsAndWrites(
+  bench: Bench,
+  prefix: string,
+  where: string,
+  kv: KvStore,
+  others: Alternatives,
+  weftVariant?: { name: string; kv: KvStore },
+): Promise<void> {
+  const value = new Uint8Array(valueBytes).fill(7);
+  const buffer = Buffer.from(value);
+  // keyv and unstorage take text (and keyv wraps it in JSON with its expiry): a string of the same length.
+  const text = 'x'.repeat(valueBytes);
+  const rawKey = (i: number) => `raw:{k}.${i % keys}`;
+  const key = (i: number) => `k.${i % keys}`;
+  for (let index = 0; index < keys; index++) {
+    await kv.put(key(index), value);
+    await weftVariant?.kv.put(key(index), value);
+    await others.ioredis.set(rawKey(index), buffer);
+    await others.keyv.set(key(index), text);
+    await others.unstorage.setItem(key(index), text);
+  }
+  const ops = bench.size(5000, 300);
+  for (const [concurrency, mode] of modes) {
+    const scaled = concurrency === 1 ? ops : ops * 4;
+    const variant = (op: (store: KvStore, i: number) => Promise<unknown>): Contender[] =>
+      weftVariant === undefined || concurrency === 1 ? [] : [{ name: weftVariant.name, op: (i) => op(weftVariant.kv, i), kind: 'weft' }];
+    await bench.contest({
+      id: `${prefix}.get.${concurrency}`,
+      label: `${where} get, ${mode}`,
+      weft: (i) => kv.get(key(i)),
+      contenders: [
+        { name: 'raw ioredis GET', op: (i) => others.ioredis.getBuffer(rawKey(i)), kind: 'raw' },
+        { name: 'raw ioredis GET, auto-pipelining', op: (i) => others.ioredisAuto.getBuffer(rawKey(i)), kind: 'raw' },
+        { name: 'raw node-redis 6 GET', op: (i) => others.nodeRedis.get(rawKey(i)), kind: 'raw' },
+        { name: 'raw node-redis 5 GET', op: (i) => others.nodeRedis5.get(rawKey(i)), kind: 'raw' },
+        { name: 'keyv + @keyv/redis', op: (i) => others.keyv.get(key(i)), kind: 'peer' },
+        { name: 'unstorage redis driver', op: (i) => others.unstorage.getItem(key(i)), kind: 'peer' },
+        ...variant((store, i) => store.get(key(i))),
+      ],
+      ops: scaled,
+      concurrency,
+      target: { kind: 'ratio-at-least', value: 0.9 },
+      ...(concurrency === 1 ? {} : { peerTarget: { kind: 'ratio-at-least', value: 1 } }),
+    });
+    await bench.contest({
+      id: `${prefix}.put.${concurrency}`,
+      label: `${where} put, ${mode}`,
+      weft: (i) => kv.put(key(i), value),
+      contenders: [
+        { name: 'raw ioredis SET', op: (i) => others.ioredis.set(rawKey(i), buffer), kind: 'raw' },
+        { name: 'raw ioredis SET, auto-pipelining', op: (i) => others.ioredisAuto.set(rawKey(i), buffer), kind: 'raw' },
+        { name: 'raw node-redis 6 SET', op: (i) => others.nodeRedis.set(rawKey(i), buffer), kind: 'raw' },
+        { name: 'raw node-redis 5 SET', op: (i) => others.nodeRedis5.set(rawKey(i), buffer), kind: 'raw' },
+        { name: 'keyv + @keyv/redis', op: (i) => others.keyv.set(key(i), text), kind: 'peer' },
+        { name: 'unstorage redis driver', op: (i) => others.unstorage.setItem(key(i), text), kind: 'peer' },
+        ...variant((store, i) => store.put(key(i), value)),
+      ],
+      ops: scaled,
+      concurrency,
+      target: { kind: 'ratio-at-least', value: concurrency === 1 ? 0.9 : 0.6 },
+      ...(concurrency === 1 ? {} : { peerTarget: { kind: 'ratio-at-least', value: 1 } }),
+    });
+  }
+}
+
 export async function redisSuite(bench: Bench): Promise<void> {
   const server: RedisServer = await startRedisServer({ persistence: 'none' });
-  const raw = new Redis(server.url, { lazyConnect: false, enableAutoPipelining: false });
+  const others = await alternatives({ url: server.url });
   const kv = await openRedisKv({ url: server.url, bucket: 'bench', sweepIntervalMs: 0 });
+  const nodeRedisKv = await openRedisKv({ client: others.nodeRedis5 as never, bucket: 'bench-node-redis', sweepIntervalMs: 0 });
+  const raw = createClient5({ url: server.url });
+  await raw.connect();
   try {
-    bench.notes.push(`redis-server ${(await raw.info('server')).match(/redis_version:(\S+)/)?.[1] ?? '?'} on loopback, no persistence`);
-    const value = new Uint8Array(256).fill(7);
-    const valueBuffer = Buffer.from(value);
-    const keys = 1000;
-    for (let index = 0; index < keys; index++) {
-      await kv.put(`k.${index}`, value);
-      await raw.set(`raw:k.${index}`, valueBuffer);
-    }
-
-    // The same script weft registers, called by hand on a bucket of its own.
-    const base = 'weft:{raw}:';
-    const sha = {
-      put: await scriptSha(raw, mutationScripts.weftPut),
-      update: await scriptSha(raw, mutationScripts.weftUpdate),
-    };
-    const scriptKeys = (key: string) => [`${base}r:${key}`, `${base}log`, `${base}exp`, `${base}idx`, `${base}meta`];
-    const evalPut = (key: string) => raw.evalsha(sha.put, 5, ...scriptKeys(key), key, 'epoch', 1_000_000, valueBuffer);
-    const rawVersions = new Map<string, string>();
-    const evalUpdate = async (key: string) => {
-      const expected = rawVersions.get(key) ?? String(await evalPut(key));
-      const result = await raw.evalsha(sha.update, 5, ...scriptKeys(key), key, 'epoch', 1_000_000, valueBuffer, expected);
-      rawVersions.set(key, String(result));
-    };
-    const weftVersions = new Map<string, Version>();
-    const weftUpdate = async (key: string) => {
-      const expected = weftVersions.get(key) ?? (await kv.put(key, value));
-      weftVersions.set(key, await kv.update(key, value, expected));
-    };
-
-    const ops = bench.size(5000, 300);
-    for (const [concurrency, mode] of [
-      [1, 'sequential'],
-      [100, '100 in flight'],
-    ] as const) {
-      const scaled = concurrency === 1 ? ops : ops * 4;
-      await bench.compare({
-        id: `redis.get.${concurrency}`,
-        label: `redis get, ${mode}`,
-        weft: (i) => kv.get(`k.${i % keys}`),
-        baseline: { name: 'raw GET', op: (i) => raw.getBuffer(`raw:k.${i % keys}`) },
-        ops: scaled,
-        concurrency,
-        target: { kind: 'ratio-at-least', value: 0.9 },
-      });
-      await bench.compare({
-        id: `redis.put.${concurrency}`,
-        label: `redis put, ${mode}`,
-        weft: (i) => kv.put(`k.${i % keys}`, value),
-        baseline: { name: 'raw EVALSHA', op: (i) => evalPut(`k.${i % keys}`) },
-        ops: scaled,
-        concurrency,
-        target: { kind: 'ratio-at-least', value: 0.9 },
-      });
-      await bench.compare({
-        id: `redis.put-vs-set.${concurrency}`,
-        label: `redis put vs SET, ${mode}`,
-        weft: (i) => kv.put(`k.${i % keys}`, value),
-        baseline: { name: 'raw SET', op: (i) => raw.set(`raw:k.${i % keys}`, valueBuffer) },
-        ops: scaled,
-        concurrency,
-      });
-      // Updates use a key per operation in flight, so each compare-and-swap expects the version it last wrote.
-      const weftKeys = keyPool(`u${concurrency}.`, concurrency);
-      const rawKeys = keyPool(`raw.u${concurrency}.`, concurrency);
-      await bench.compare({
-        id: `redis.update.${concurrency}`,
-        label: `redis update, ${mode}`,
-        weft: () => weftKeys(weftUpdate),
-        baseline: { name: 'raw EVALSHA', op: () => rawKeys(evalUpdate) },
-        ops: scaled,
-        concurrency,
-        target: { kind: 'ratio-at-least', value: 0.9 },
-      });
-    }
-    await bench.compare({
-      id: 'redis.update-vs-set.1',
-      label: 'redis update vs SET, sequential',
-      weft: () => weftUpdate('u.0'),
-      baseline: { name: 'raw SET', op: () => raw.set('raw:u.0', valueBuffer) },
-      ops,
-      concurrency: 1,
-    });
-
-    // What a weft get costs over the command it sends: the record is a hash, read with one HMGET.
-    for (const [concurrency, mode] of [
-      [1, 'sequential'],
-      [100, '100 in flight'],
-    ] as const) {
-      await bench.compare({
-        id: `redis.get-vs-hmget.${concurrency}`,
-        label: `redis get vs the same HMGET, ${mode}`,
-        weft: (i) => kv.get(`k.${i % keys}`),
-        baseline: { name: 'raw HMGET o v n', op: (i) => raw.hmgetBuffer(`weft:{bench}:r:k.${i % keys}`, 'o', 'v', 'n') },
-        ops: concurrency === 1 ? ops : ops * 4,
-        concurrency,
-      });
-    }
-
+    bench.notes.push(
+      `redis-server ${(await others.ioredis.info('server')).match(/redis_version:(\S+)/)?.[1] ?? '?'} on loopback, no persistence; ${valueBytes}-byte values (keyv and unstorage store a ${valueBytes}-character string)`,
+      "weft's default: `openRedisKv({ url })`, which opens an ioredis client and sends the commands of one tick in one write; 'weft (user's node-redis 5 client)' passes a node-redis 5 client instead; keyv's adapter runs on node-redis 5, unstorage's driver on ioredis 5",
+      'the ratio of each main figure is against the fastest raw client of the run, named in the baseline column; every other system has a row of its own',
+    );
+    await contestReadsAndWrites(bench, 'redis', 'redis', kv, others, { name: "weft (user's node-redis 5 client)", kv: nodeRedisKv });
+    await layerCost(bench, kv, raw as unknown as NodeRedis);
     await redisWatchLatency(bench, kv, server);
   } finally {
     await kv.close();
-    raw.disconnect();
+    await nodeRedisKv.close();
+    await others.close();
+    raw.destroy();
     await server.stop();
+  }
+  await redisClusterContest(bench);
+}
+
+async function redisClusterContest(bench: Bench): Promise<void> {
+  const cluster = await startRedisCluster({ masters: 3 });
+  const others = await alternatives({ nodes: cluster.startupNodes });
+  const kv = await openRedisKv({ cluster: cluster.startupNodes, bucket: 'bench', sweepIntervalMs: 0 });
+  try {
+    bench.notes.push(
+      'redis cluster: 3 masters on loopback, no replicas; a weft bucket lives on one slot, the raw clients and peers spread their keys over all three',
+    );
+    await contestReadsAndWrites(bench, 'redis-cluster', 'redis cluster', kv, others);
+  } finally {
+    await kv.close();
+    await others.close();
+    await cluster.stop();
+  }
+}
+
+/**
+ * What weft adds to the commands it sends: put and update against a raw
+ * `EVALSHA` of the very script weft runs, on a bucket of its own, and get
+ * against the same `HMGET`, all through node-redis 5 (which pipelines).
+ */
+async function layerCost(bench: Bench, kv: KvStore, raw: NodeRedis): Promise<void> {
+  const value = new Uint8Array(valueBytes).fill(7);
+  const valueBuffer = Buffer.from(value);
+  const base = 'weft:{raw}:';
+  const sha = {
+    put: await scriptSha(raw, mutationScripts.weftPut),
+    update: await scriptSha(raw, mutationScripts.weftUpdate),
+  };
+  const scriptKeys = (key: string) => [`${base}r:${key}`, `${base}log`, `${base}exp`, `${base}idx`, `${base}meta`, `${base}tomb`];
+  const evalPut = (key: string) => raw.sendCommand(['EVALSHA', sha.put, '6', ...scriptKeys(key), key, 'epoch', '1000000', valueBuffer]);
+  const rawVersions = new Map<string, string>();
+  const evalUpdate = async (key: string) => {
+    const expected = rawVersions.get(key) ?? String(await evalPut(key));
+    const result = await raw.sendCommand(['EVALSHA', sha.update, '6', ...scriptKeys(key), key, 'epoch', '1000000', valueBuffer, expected]);
+    rawVersions.set(key, String(result));
+  };
+  const weftVersions = new Map<string, Version>();
+  const weftUpdate = async (key: string) => {
+    const expected = weftVersions.get(key) ?? (await kv.put(key, value));
+    weftVersions.set(key, await kv.update(key, value, expected));
+  };
+  const ops = bench.size(5000, 300);
+  for (const [concurrency, mode] of modes) {
+    const scaled = concurrency === 1 ? ops : ops * 4;
+    await bench.compare({
+      id: `redis.put-script.${concurrency}`,
+      label: `redis put vs the same script, ${mode}`,
+      weft: (i) => kv.put(`k.${i % keys}`, value),
+      baseline: { name: 'raw EVALSHA (node-redis 5)', op: (i) => evalPut(`k.${i % keys}`) },
+      ops: scaled,
+      concurrency,
+      target: { kind: 'ratio-at-least', value: 0.9 },
+    });
+    // Updates use a key per operation in flight, so each compare-and-swap expects the version it last wrote.
+    const weftKeys = keyPool(`u${concurrency}.`, concurrency);
+    const rawKeys = keyPool(`raw.u${concurrency}.`, concurrency);
+    await bench.compare({
+      id: `redis.update.${concurrency}`,
+      label: `redis update, ${mode}`,
+      weft: () => weftKeys(weftUpdate),
+      baseline: { name: 'raw EVALSHA (node-redis 5)', op: () => rawKeys(evalUpdate) },
+      ops: scaled,
+      concurrency,
+      target: { kind: 'ratio-at-least', value: 0.9 },
+    });
+    // What a weft get costs over the command it sends: the record is a hash, read with one HMGET.
+    await bench.compare({
+      id: `redis.get-vs-hmget.${concurrency}`,
+      label: `redis get vs the same HMGET, ${mode}`,
+      weft: (i) => kv.get(`k.${i % keys}`),
+      baseline: {
+        name: 'raw HMGET o v n (node-redis 5)',
+        op: (i) => raw.sendCommand(['HMGET', `weft:{bench}:r:k.${i % keys}`, 'o', 'v', 'n']),
+      },
+      ops: scaled,
+      concurrency,
+    });
   }
 }
 
@@ -146,9 +286,9 @@ export function keyPool(prefix: string, size: number): (op: (key: string) => Pro
   };
 }
 
-async function scriptSha(client: Redis, lua: string): Promise<string> {
+async function scriptSha(client: Redis | NodeRedis, lua: string): Promise<string> {
   const sha = createHash('sha1').update(lua).digest('hex');
-  await client.script('LOAD', lua);
+  await (client instanceof Redis ? client.script('LOAD', lua) : client.sendCommand(['SCRIPT', 'LOAD', lua]));
   return sha;
 }
 
@@ -195,12 +335,13 @@ async function redisWatchLatency(bench: Bench, kv: KvStore, server: RedisServer)
         const read = consumer.xread('BLOCK', 5000, 'STREAMS', `${base}log`, lastChange);
         await producer.evalsha(
           putSha,
-          5,
+          6,
           `${base}r:${key}`,
           `${base}log`,
           `${base}exp`,
           `${base}idx`,
           `${base}meta`,
+          `${base}tomb`,
           key,
           'epoch',
           1_000_000,

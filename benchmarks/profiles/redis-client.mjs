@@ -1,0 +1,36 @@
+// 100 gets or puts in flight through weft's Redis backend on its default client (ioredis) or a node-redis 5 client,
+// and the server's time per command (INFO commandstats) for weft's put script against SET and XADD.
+//   node benchmarks/profiles/redis-client.mjs ioredis|node-redis5 get|put
+import { openRedisKv } from '@weft/kv-redis';
+import { startRedisServer } from '@weft/test-servers';
+import { Redis } from 'ioredis';
+import { createClient } from 'redis5';
+
+const [client = 'ioredis', op = 'get'] = process.argv.slice(2);
+const server = await startRedisServer({ persistence: 'none' });
+const raw = new Redis(server.url);
+let nodeRedis;
+if (client === 'node-redis5') nodeRedis = await createClient({ url: server.url }).connect();
+const kv = await openRedisKv({ ...(nodeRedis ? { client: nodeRedis } : { url: server.url }), bucket: 'profile', sweepIntervalMs: 0 });
+const value = new Uint8Array(100).fill(7);
+for (let index = 0; index < 1000; index++) await kv.put(`k.${index}`, value);
+const run = op === 'put' ? (index) => kv.put(`k.${index % 1000}`, value) : (index) => kv.get(`k.${index % 1000}`);
+await raw.config('RESETSTAT');
+for (let round = 0; round < 4; round++) {
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: 100 }, async () => {
+      while (next < 50_000) await run(next++);
+    }),
+  );
+  console.log(`${client} ${op}: ${Math.round(50_000 / ((performance.now() - started) / 1000))}/s`);
+}
+await Promise.all(Array.from({ length: 20_000 }, (_, index) => raw.set(`raw.${index % 1000}`, Buffer.from(value))));
+await Promise.all(Array.from({ length: 20_000 }, (_, index) => raw.xadd('raw.log', '*', 'k', `k.${index}`, 't', 'p')));
+const stats = (await raw.info('commandstats')).split('\n').filter((line) => /^cmdstat_(evalsha|set|xadd|hmget):/.test(line));
+console.log(stats.map((line) => line.replace(/,rejected_calls.*/, '')).join('\n'));
+await kv.close();
+nodeRedis?.destroy();
+raw.disconnect();
+await server.stop();
