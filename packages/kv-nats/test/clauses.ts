@@ -2,12 +2,14 @@
  * Clauses only the NATS backend has, as conformance checks on a spawned
  * server (run by clauses.test.ts, and by the mutant set on mutated copies of
  * this package): resume horizons of buckets that lose messages to a size
- * limit, and of compaction.
+ * limit, and of compaction; where the backend emulates TTLs (NATS before
+ * 2.11), the expire marker racing a write.
  */
 import { DiscardPolicy, jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
 import { KvErrorCode, type WatchCursor } from '@weft/kv';
 import type { NatsKvStore, openNatsKv } from '@weft/kv-nats';
-import { bytes, type ConformanceCheck, expectKvError, WatchReader } from '@weft/kv-testkit';
+import { bytes, type ConformanceCheck, expectKvError, text, WatchReader } from '@weft/kv-testkit';
 import { expect } from 'vitest';
 import { dropBucket, type NatsFixture } from './helpers.js';
 
@@ -21,8 +23,13 @@ async function resume(store: NatsKvStore, from: WatchCursor): Promise<void> {
   }
 }
 
-export function natsClauseChecks(open: typeof openNatsKv, fixture: NatsFixture): ConformanceCheck[] {
+export function natsClauseChecks(
+  open: typeof openNatsKv,
+  fixture: NatsFixture,
+  { emulatedTtl }: { readonly emulatedTtl: boolean },
+): ConformanceCheck[] {
   return [
+    ...(emulatedTtl ? [expireMarkerRace(open, fixture)] : []),
     {
       group: 'watch',
       name: 'a bucket that dropped old messages to its size limit (max_bytes, discard old) answers a cursor below them with CursorExpired',
@@ -77,4 +84,49 @@ export function natsClauseChecks(open: typeof openNatsKv, fixture: NatsFixture):
       },
     },
   ];
+}
+
+/**
+ * The sweeper reads a key's latest message, finds its TTL passed and writes
+ * an expire marker; another client's write may land in between. The marker
+ * must be conditional on the message the sweeper read, so that write
+ * survives. The backend talks through a connection of the check's own,
+ * which holds the marker's publish until another handle's write to the key
+ * has been acknowledged: the interleaving happens every run.
+ */
+function expireMarkerRace(open: typeof openNatsKv, fixture: NatsFixture): ConformanceCheck {
+  return {
+    group: 'ttl',
+    name: "the sweeper's expire marker is conditional on the message it read: a write landing between its read and its marker survives",
+    run: async (context) => {
+      const bucket = `${context.bucket}race`;
+      const connection = await connect({ servers: fixture.server.url });
+      const other = await open({ servers: fixture.server.url, bucket, create: true, sweepIntervalMs: 0 });
+      const store = await open({ connection, bucket, sweepIntervalMs: 0 });
+      const request = connection.request.bind(connection);
+      let held = 0;
+      Object.assign(connection, {
+        request: async (subject: string, payload?: Uint8Array, options?: { headers?: { get(name: string): string } }) => {
+          if (subject === `$KV.${bucket}.raced` && options?.headers?.get('Weft-Op') === 'expire') {
+            held++;
+            await other.put('raced', bytes('fresh'));
+          }
+          return request(subject, payload, options as never);
+        },
+      });
+      try {
+        await store.putWithTtl('raced', bytes('old'), 200);
+        while ((await store.get('raced')) !== undefined) await new Promise((resolve) => setTimeout(resolve, 20));
+        await store.sweepExpired();
+        expect(held, 'expire markers the sweeper tried to write').toBe(1);
+        expect(text((await store.get('raced'))?.value ?? bytes('(absent)'))).toBe('fresh');
+        expect(text((await other.get('raced'))?.value ?? bytes('(absent)'))).toBe('fresh');
+      } finally {
+        await store.close();
+        await other.close();
+        await connection.close();
+        await dropBucket(fixture.raw, bucket);
+      }
+    },
+  };
 }
