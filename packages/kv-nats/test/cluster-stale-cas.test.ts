@@ -5,10 +5,14 @@
  * must win every time (a refused write changes nothing, so nothing else can
  * have replaced the version it expects).
  */
+
+import { connect } from '@nats-io/transport-node';
 import { KvError, type Version } from '@weft/kv';
-import { bytes } from '@weft/kv-testkit';
-import { type NatsCluster, natsUnavailable, startNatsCluster } from '@weft/test-servers';
+import { bytes, runConformanceCheck } from '@weft/kv-testkit';
+import { type NatsCluster, type NatsServer, natsUnavailable, startNatsCluster } from '@weft/test-servers';
 import { afterAll, describe, expect, it } from 'vitest';
+import { undecidedCasCheck } from './cluster-clauses.js';
+import { natsHarness } from './helpers.js';
 
 type NatsModule = typeof import('@weft/kv-nats');
 
@@ -82,3 +86,22 @@ describe.skipIf(missing !== undefined)(
     }, 300_000);
   },
 );
+
+describe.skipIf(missing !== undefined)('nats 3-node cluster (current line): an undecided compare-and-swap', () => {
+  it('waits for the leader to decide, and its refusal names the version that won', async () => {
+    const { openNatsKv } = await import('@weft/kv-nats');
+    const check = undecidedCasCheck(openNatsKv, started);
+    const server = (await started()).nodes[0] as NatsServer;
+    const raw = await connect({ servers: server.url });
+    try {
+      const outcome = await runConformanceCheck(check, natsHarness(openNatsKv, { server, raw }), {
+        propertyRuns: 1,
+        seed: 1,
+        log: () => undefined,
+      });
+      expect(outcome.status).toBe('passed');
+    } finally {
+      await raw.close();
+    }
+  }, 120_000);
+});

@@ -7,8 +7,10 @@
  */
 import { fileURLToPath } from 'node:url';
 import { describeKvMutants, type SourceMutant } from '@weft/kv-testkit';
-import { natsUnavailable } from '@weft/test-servers';
+import { type NatsCluster, natsUnavailable, startNatsCluster } from '@weft/test-servers';
+import { afterAll } from 'vitest';
 import { natsClauseChecks } from './clauses.js';
+import { undecidedCasCheck } from './cluster-clauses.js';
 import { type NatsFixture, natsHarness, natsMissing, natsServer } from './helpers.js';
 
 const srcDir = fileURLToPath(new URL('../src', import.meta.url));
@@ -138,11 +140,31 @@ const nativeMutants: SourceMutant[] = [
     find: "  if (reason === 'MaxAge') return 'expire';",
     replace: "  if (reason === 'MaxAge') return 'delete';",
   },
+  {
+    name: "a replicated stream leader's undecided answer (10164) is reported as a mismatch",
+    file: 'driver.ts',
+    find: '          if (undecided < maxUndecidedRetries) {\n            await pause(Math.min(50, 1 + undecided * 2));\n            continue;\n          }\n',
+    replace:
+      "          throw kvError(KvErrorCode.RevisionMismatch, backend, 'expected version is not the current one', { key, cause: error });\n",
+  },
+  {
+    name: "a replicated stream leader's undecided answer (10164) is given up on at once",
+    file: 'driver.ts',
+    find: '          if (undecided < maxUndecidedRetries) {',
+    replace: '          if (undecided < 0) {',
+  },
 ];
 
 const fixture = {} as NatsFixture;
 const currentFixture = {} as NatsFixture;
 const currentMissing = natsUnavailable('current');
+// A 3-node cluster for the replicated-bucket clause, started the first time a check needs it.
+let cluster: Promise<NatsCluster> | undefined;
+const replicated = () => {
+  cluster ??= startNatsCluster({ nodes: 3, line: 'current' });
+  return cluster;
+};
+afterAll(async () => (await cluster)?.stop(), 60_000);
 
 describeKvMutants<typeof import('@weft/kv-nats')>('nats', mutants, {
   srcDir,
@@ -169,4 +191,5 @@ describeKvMutants<typeof import('@weft/kv-nats')>('nats (current line)', nativeM
     await currentFixture.server?.stop();
   },
   harness: ({ openNatsKv }) => natsHarness(openNatsKv, currentFixture, 1),
+  extraChecks: ({ openNatsKv }) => [undecidedCasCheck(openNatsKv, replicated)],
 });
