@@ -60,26 +60,31 @@ end
 `;
 
 /**
- * What every mutation does first: settles a passed TTL of its key. A record
- * has an expiry exactly when its key is in the expiry index, so a bucket
- * without TTLs costs one ZCARD here, and `due` (the key's expiry, or false)
- * tells the writes below whether there is an expiry to clear.
+ * Writes of one key, parameterized by the key and its record so that a
+ * script may write several. A record has an expiry exactly when its key is
+ * in the expiry index, so a bucket without TTLs answers \`settle\` with one
+ * ZCARD, and the key's \`due\` (its expiry, or false) tells the writes
+ * whether there is an expiry to clear.
  */
-const mutationPrelude = `${prelude}
-local due = false
-if redis.call('ZCARD', expiries) > 0 then due = redis.call('ZSCORE', expiries, key) end
-if due and tonumber(due) <= clock() then
-  expire(key, record)
-  due = false
+const keyWrites = `
+-- The key's expiry, or false; a passed one is settled first (its expire event), which leaves none.
+local function settle(key, record)
+  local due = false
+  if redis.call('ZCARD', expiries) > 0 then due = redis.call('ZSCORE', expiries, key) end
+  if due and tonumber(due) <= clock() then
+    expire(key, record)
+    due = false
+  end
+  return due
 end
 
-local function live_version()
+local function live_version(record)
   local fields = redis.call('HMGET', record, 'o', 'n')
   if fields[1] == 'p' then return fields[2] end
   return false
 end
 
-local function write_put(value, ttl)
+local function write_put(key, record, due, value, ttl)
   local id = append(key, 'p')
   -- HSET counts the fields it added: none when the record held a value (only puts have v), whose key is indexed already.
   local added = redis.call('HSET', record, 'o', 'p', 'v', value, 'n', id)
@@ -95,7 +100,7 @@ local function write_put(value, ttl)
   return id
 end
 
-local function write_tombstone(op)
+local function write_tombstone(key, record, due, op)
   local id = append(key, op)
   redis.call('DEL', record)
   redis.call('HSET', record, 'o', op, 'n', id)
@@ -106,27 +111,32 @@ local function write_tombstone(op)
 end
 `;
 
+/** What every single-key mutation does first: settles a passed TTL of its key. */
+const mutationPrelude = `${prelude}${keyWrites}
+local due = settle(key, record)
+`;
+
 /** The mutation scripts; a table reply `{code, current}` means the precondition failed. */
 export const mutationScripts = {
   weftPut: `${mutationPrelude}
-return write_put(ARGV[4], nil)`,
+return write_put(key, record, due, ARGV[4], nil)`,
   weftPutTtl: `${mutationPrelude}
-return write_put(ARGV[4], tonumber(ARGV[5]))`,
+return write_put(key, record, due, ARGV[4], tonumber(ARGV[5]))`,
   weftCreate: `${mutationPrelude}
-if live_version() then return {'AlreadyExists', live_version()} end
-return write_put(ARGV[4], nil)`,
+if live_version(record) then return {'AlreadyExists', live_version(record)} end
+return write_put(key, record, due, ARGV[4], nil)`,
   weftUpdate: `${mutationPrelude}
-local current = live_version()
+local current = live_version(record)
 if current ~= ARGV[5] then return {'RevisionMismatch', current or ''} end
-return write_put(ARGV[4], nil)`,
+return write_put(key, record, due, ARGV[4], nil)`,
   weftDelete: `${mutationPrelude}
-return write_tombstone('d')`,
+return write_tombstone(key, record, due, 'd')`,
   weftDeleteIf: `${mutationPrelude}
-local current = live_version()
+local current = live_version(record)
 if current ~= ARGV[4] then return {'RevisionMismatch', current or ''} end
-return write_tombstone('d')`,
+return write_tombstone(key, record, due, 'd')`,
   weftPurge: `${mutationPrelude}
-return write_tombstone('x')`,
+return write_tombstone(key, record, due, 'x')`,
 } as const;
 
 export type MutationScript = keyof typeof mutationScripts;

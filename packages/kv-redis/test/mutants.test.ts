@@ -17,20 +17,20 @@ const mutants: SourceMutant[] = [
   {
     name: 'create refuses over a tombstone (checks that any record exists, not a live one)',
     file: 'scripts.ts',
-    find: "if live_version() then return {'AlreadyExists', live_version()} end",
-    replace: "if redis.call('EXISTS', record) == 1 then return {'AlreadyExists', live_version() or ''} end",
+    find: "if live_version(record) then return {'AlreadyExists', live_version(record)} end",
+    replace: "if redis.call('EXISTS', record) == 1 then return {'AlreadyExists', live_version(record) or ''} end",
   },
   {
     name: 'update compares against the record version whatever its op (a tombstone version matches)',
     file: 'scripts.ts',
-    find: "local current = live_version()\nif current ~= ARGV[5] then return {'RevisionMismatch', current or ''} end",
+    find: "local current = live_version(record)\nif current ~= ARGV[5] then return {'RevisionMismatch', current or ''} end",
     replace: "local current = redis.call('HGET', record, 'n')\nif current ~= ARGV[5] then return {'RevisionMismatch', current or ''} end",
   },
   {
     name: 'deleteWithVersion skips its version check',
     file: 'scripts.ts',
-    find: "if current ~= ARGV[4] then return {'RevisionMismatch', current or ''} end\nreturn write_tombstone('d')",
-    replace: "return write_tombstone('d')",
+    find: "if current ~= ARGV[4] then return {'RevisionMismatch', current or ''} end\nreturn write_tombstone(key, record, due, 'd')",
+    replace: "return write_tombstone(key, record, due, 'd')",
   },
   {
     name: 'a plain put keeps an earlier TTL (PERSIST forgotten)',
@@ -47,8 +47,8 @@ const mutants: SourceMutant[] = [
   {
     name: 'a tombstone is logged as a put',
     file: 'scripts.ts',
-    find: 'local function write_tombstone(op)\n  local id = append(key, op)',
-    replace: "local function write_tombstone(op)\n  local id = append(key, 'p')",
+    find: 'local function write_tombstone(key, record, due, op)\n  local id = append(key, op)',
+    replace: "local function write_tombstone(key, record, due, op)\n  local id = append(key, 'p')",
   },
   {
     name: 'trimming does not move the horizon (only XDEL does)',
@@ -65,14 +65,14 @@ const mutants: SourceMutant[] = [
   {
     name: 'purge writes a delete marker instead of a purge marker',
     file: 'scripts.ts',
-    find: 'weftPurge: `$' + "{mutationPrelude}\nreturn write_tombstone('x')`",
-    replace: 'weftPurge: `$' + "{mutationPrelude}\nreturn write_tombstone('d')`",
+    find: 'weftPurge: `$' + "{mutationPrelude}\nreturn write_tombstone(key, record, due, 'x')`",
+    replace: 'weftPurge: `$' + "{mutationPrelude}\nreturn write_tombstone(key, record, due, 'd')`",
   },
   {
     name: 'a write does not settle a passed TTL of its key first (no expire before the next write)',
     file: 'scripts.ts',
-    find: 'if due and tonumber(due) <= clock() then\n  expire(key, record)',
-    replace: 'if false then\n  expire(key, record)',
+    find: '  if due and tonumber(due) <= clock() then\n    expire(key, record)',
+    replace: '  if false then\n    expire(key, record)',
   },
   {
     name: 'a put indexes only brand-new records (a key written again after its delete drops out of listings)',
