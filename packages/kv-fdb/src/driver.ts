@@ -1,6 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { type Clock, type KvCapabilities, type KvEntry, type KvError, type KvRecord, keyMatchesPrefix, type Version } from '@weft/kv';
-import { alreadyExists, type ChangeRequest, type CursorCodec, type KvDriver, type KvMutation, revisionMismatch } from '@weft/kv/backend';
+import {
+  alreadyExists,
+  type ChangeRequest,
+  type CursorCodec,
+  type KvDriver,
+  type KvMutation,
+  revisionMismatch,
+} from '@weft/kv/backend';
 import { changeFeed } from './change-log.js';
 import {
   type BucketLayout,
@@ -157,48 +164,75 @@ export class FdbDriver implements KvDriver<Buffer>, TransactionContext {
   async mutate(mutation: KvMutation): Promise<Version> {
     const { kind, key } = mutation;
     const layout = this.layout;
-    const value = 'value' in mutation ? mutation.value : undefined;
-    const expected = 'expected' in mutation ? fromHex(mutation.expected, 'version', key) : undefined;
-    const ttlMs = kind === 'putWithTtl' ? Math.max(1, Math.ceil(mutation.ttlMs)) : undefined;
-    // Identifies this write across retries: a retry after commit_unknown_result finds it if the first attempt landed.
-    const writeId = Buffer.alloc(16);
-    writeId.writeBigUInt64BE(BigInt(Math.max(0, Math.floor(this.clock.now()))), 0);
-    randomBytes(8).copy(writeId, 8);
-    const marker = layout.writeMarker(writeId);
+    const marker = this.#writeMarker();
     return runWrite(this, kind, key, async (tn, retryingUnknown) => {
       if (retryingUnknown) {
         const landed = decodeVersionValue(await tn.get(marker), 'write id');
         if (landed !== undefined) return done(toHex(landed));
       }
-      const found = await this.readRecord(tn, key, false);
-      const record = found?.record;
-      const live = record !== undefined && record.op === 'put' && !this.expired(record);
-      if (kind === 'create' && live) {
-        throw alreadyExists(backend, key, toHex(record.version));
-      }
-      if ((kind === 'update' || kind === 'deleteWithVersion') && (!live || !record.version.equals(expected as Buffer))) {
-        throw revisionMismatch(backend, key, toHex(expected as Buffer), live ? toHex(record.version) : undefined);
-      }
-      if (record !== undefined) {
-        if (record.chunks > 0) tn.clearRange(...layout.chunkRange(key));
-        if (record.expiresAt > 0) tn.clear(layout.expiry(record.expiresAt, key));
-      }
+      const found = await this.#checked(tn, mutation);
       // A passed TTL not swept yet: its `expire` goes first, in the same transaction, so watchers see the removal in order.
-      const lapsed = record !== undefined && record.op === 'put' && !live;
-      const at = lapsed ? 1 : 0;
-      if (lapsed) tn.setVersionstampedKey(layout.log, order(0), encodeLogEntry('expire', key));
-      const op: Op = kind === 'delete' || kind === 'deleteWithVersion' ? 'delete' : kind === 'purge' ? 'purge' : 'put';
-      const expiresAt = ttlMs === undefined ? 0 : this.clock.now() + ttlMs;
-      tn.setVersionstampedValue(layout.record(key), encodeRecordSuffix(at, op as 'put' | 'delete' | 'purge', expiresAt, value));
-      if (value !== undefined && value.byteLength > inlineLimit) {
-        for (const [index, chunk] of splitChunks(value).entries()) tn.set(layout.chunk(key, index), chunk);
-      }
-      if (expiresAt > 0) tn.set(layout.expiry(expiresAt, key), Buffer.alloc(0));
-      tn.setVersionstampedKey(layout.log, order(at), encodeLogEntry(op, key));
+      const at = found.lapsed ? 1 : 0;
+      this.#write(tn, mutation, found, 0, at);
       tn.setVersionstampedValue(layout.head, order(at));
       tn.setVersionstampedValue(marker, order(at));
       return { commit: true, stamp: tn.getVersionstamp(), finish: (stamp) => toHex(versionOf(stamp as Buffer, at)) };
     });
+  }
+
+  /** A key that records this write's version once it lands: a retry after commit_unknown_result finds it there. */
+  #writeMarker(): Buffer {
+    const writeId = Buffer.alloc(16);
+    writeId.writeBigUInt64BE(BigInt(Math.max(0, Math.floor(this.clock.now()))), 0);
+    randomBytes(8).copy(writeId, 8);
+    return this.layout.writeMarker(writeId);
+  }
+
+  /** Reads the key's record and throws when the mutation's precondition fails. */
+  async #checked(tn: FdbTransaction, mutation: KvMutation): Promise<{ record: StoredRecord | undefined; lapsed: boolean }> {
+    const { kind, key } = mutation;
+    const expected = 'expected' in mutation ? fromHex(mutation.expected, 'version', key) : undefined;
+    const record = (await this.readRecord(tn, key, false))?.record;
+    const live = record !== undefined && record.op === 'put' && !this.expired(record);
+    if (kind === 'create' && live) {
+      throw alreadyExists(backend, key, toHex(record.version));
+    }
+    if ((kind === 'update' || kind === 'deleteWithVersion') && (!live || !record.version.equals(expected as Buffer))) {
+      throw revisionMismatch(backend, key, toHex(expected as Buffer), live ? toHex(record.version) : undefined);
+    }
+    return { record, lapsed: record !== undefined && record.op === 'put' && !live };
+  }
+
+  /**
+   * Writes a checked mutation: its record, value chunks and expiry, and its
+   * change-log entry at the order `at` within the transaction's versionstamp;
+   * a lapsed TTL's `expire` entry goes at `expireAt`, before it.
+   */
+  #write(
+    tn: FdbTransaction,
+    mutation: KvMutation,
+    found: { record: StoredRecord | undefined; lapsed: boolean },
+    expireAt: number,
+    at: number,
+  ): void {
+    const { kind, key } = mutation;
+    const layout = this.layout;
+    const { record } = found;
+    const value = 'value' in mutation ? mutation.value : undefined;
+    const ttlMs = kind === 'putWithTtl' ? Math.max(1, Math.ceil(mutation.ttlMs)) : undefined;
+    if (record !== undefined) {
+      if (record.chunks > 0) tn.clearRange(...layout.chunkRange(key));
+      if (record.expiresAt > 0) tn.clear(layout.expiry(record.expiresAt, key));
+    }
+    if (found.lapsed) tn.setVersionstampedKey(layout.log, order(expireAt), encodeLogEntry('expire', key));
+    const op: Op = kind === 'delete' || kind === 'deleteWithVersion' ? 'delete' : kind === 'purge' ? 'purge' : 'put';
+    const expiresAt = ttlMs === undefined ? 0 : this.clock.now() + ttlMs;
+    tn.setVersionstampedValue(layout.record(key), encodeRecordSuffix(at, op as 'put' | 'delete' | 'purge', expiresAt, value));
+    if (value !== undefined && value.byteLength > inlineLimit) {
+      for (const [index, chunk] of splitChunks(value).entries()) tn.set(layout.chunk(key, index), chunk);
+    }
+    if (expiresAt > 0) tn.set(layout.expiry(expiresAt, key), Buffer.alloc(0));
+    tn.setVersionstampedKey(layout.log, order(at), encodeLogEntry(op, key));
   }
 
   changes(request: ChangeRequest<Buffer>) {

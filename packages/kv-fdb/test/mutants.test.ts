@@ -48,7 +48,7 @@ const mutants: SourceMutant[] = [
   {
     name: 'a write over a passed, unswept TTL logs no expire before itself',
     file: 'driver.ts',
-    find: "      if (lapsed) tn.setVersionstampedKey(layout.log, order(0), encodeLogEntry('expire', key));\n",
+    find: "    if (found.lapsed) tn.setVersionstampedKey(layout.log, order(expireAt), encodeLogEntry('expire', key));\n",
     replace: '',
   },
   {
