@@ -44,11 +44,12 @@ async function placement(connection: NatsConnection, stream: string, cluster: Na
  * Two compare-and-swap writes expect the same version of a key. The first
  * reaches the stream leader while both followers are stopped, so it stays
  * uncommitted, and the leader answers the second "wrong last sequence"
- * without a number (it cannot decide yet). The followers go on when that
- * answer has been seen, every run. The second write must wait for the
- * decision: refused only once the first is committed, naming the first's
- * version as the one found; an undecided answer taken for a refusal names
- * the very version it expected (the first was not visible yet).
+ * without a number (it cannot decide yet). The followers go on only when
+ * the second is sent again (or has settled), every run. The second write
+ * must wait for the decision: refused only once the first is committed,
+ * naming the first's version as the one found; an undecided answer taken
+ * for a refusal names the very version it expected (the first is not
+ * visible yet), and giving up on it is a `Timeout`.
  */
 export function undecidedCasCheck(open: typeof openNatsKv, cluster: () => Promise<NatsCluster>): ConformanceCheck {
   return {
@@ -72,11 +73,11 @@ export function undecidedCasCheck(open: typeof openNatsKv, cluster: () => Promis
       const request = connection.request.bind(connection);
       Object.assign(connection, {
         request: async (subject: string, payload?: Uint8Array, options?: object) => {
+          const key = subject === `$KV.${bucket}.k`;
+          // Asked again after an undecided answer: the followers go on, and the leader can now decide.
+          if (key && undecidedAnswers > 0) await goOn();
           const reply: Msg = await request(subject, payload, options as never);
-          if (subject === `$KV.${bucket}.k` && reply.string().includes(`"err_code":${undecided}`)) {
-            undecidedAnswers++;
-            await goOn();
-          }
+          if (key && reply.string().includes(`"err_code":${undecided}`)) undecidedAnswers++;
           return reply;
         },
       });
@@ -89,6 +90,7 @@ export function undecidedCasCheck(open: typeof openNatsKv, cluster: () => Promis
           () => undefined,
           (error: unknown) => error,
         );
+        await goOn();
         const winner = await first;
         expect(undecidedAnswers, 'undecided answers of the leader to the second write').toBeGreaterThan(0);
         expect(KvError.is(second, KvErrorCode.RevisionMismatch), `the second write's outcome: ${String(second)}`).toBe(true);
