@@ -1,7 +1,7 @@
 import type { KvError } from '@weft/kv';
 import { type ChangeFeedItem, type ChangeRequest, KvErrorCode, keyMatchesAnyPrefix, kvError, pause } from '@weft/kv/backend';
-import { type FdbDriver, listPage } from './driver.js';
-import { decodeLogEntry, decodeVersionValue, fromHex, toHex } from './layout.js';
+import { type FdbDriver, listPage, maxCommitOps } from './driver.js';
+import { decodeLogEntry, decodeVersionValue, fromHex, stampBytes, toHex } from './layout.js';
 import { backend, runRead } from './transactions.js';
 import type { FdbTransaction } from './transactor.js';
 
@@ -100,9 +100,20 @@ async function readLog(driver: FdbDriver, position: Buffer, prefixes: readonly s
     async (tn) => {
       const bounds = await readBounds(driver, tn);
       const rows = await tn.getRange(layout.logAfter(position), layout.logEnd(), { limit: logBatch });
+      // The changes of one transaction (a commit's) are read together: whether a put is still current is then
+      // decided for all of them at once, so a reader never delivers part of a commit and passes over the rest.
+      const stampOf = (row: (typeof rows)[number]) => layout.logVersion(row[0]).subarray(0, stampBytes);
+      const last = rows.at(-1);
+      if (rows.length === logBatch && last !== undefined) {
+        const more = await tn.getRange(layout.logAfter(layout.logVersion(last[0])), layout.logEnd(), { limit: 2 * maxCommitOps });
+        for (const row of more) {
+          if (!stampOf(row).equals(stampOf(last))) break;
+          rows.push(row);
+        }
+      }
       const items: LogBatch['items'] = [];
       let valueBytes = 0;
-      for (const [logKey, entry] of rows) {
+      for (const [index, [logKey, entry]] of rows.entries()) {
         const version = Buffer.from(layout.logVersion(logKey));
         const { op, key } = decodeLogEntry(entry);
         // Passed over: the feed's position still moves past it, but nothing is delivered.
@@ -121,7 +132,9 @@ async function readLog(driver: FdbDriver, position: Buffer, prefixes: readonly s
           const value = found.value ?? new Uint8Array(0);
           items.push({ type: 'change', position: version, key, op: 'put', value, version: cursor });
           valueBytes += value.byteLength;
-          if (valueBytes > batchValueBytes) break;
+          const next = rows[index + 1];
+          if (valueBytes > batchValueBytes && (next === undefined || !stampOf(next).equals(stampOf(rows[index] as (typeof rows)[number]))))
+            break;
         } else if (op === 'expire') {
           items.push({ type: 'change', position: version, key, op: 'expire' });
         } else {

@@ -4,6 +4,7 @@ import {
   alreadyExists,
   type ChangeRequest,
   type CursorCodec,
+  type KvCommitMutation,
   type KvDriver,
   type KvMutation,
   revisionMismatch,
@@ -21,6 +22,7 @@ import {
   type Op,
   type StoredRecord,
   splitChunks,
+  stampBytes,
   toHex,
   versionOf,
 } from './layout.js';
@@ -88,6 +90,8 @@ export class FdbDriver implements KvDriver<Buffer>, TransactionContext {
       history: 1,
       // A mutation over a passed, unswept TTL writes its expire first, in the same transaction.
       expireBeforeNextWrite: true,
+      // One transaction of at most 10 MB: the values of a commit stay below it.
+      commit: { maxOps: maxCommitOps, maxBytes: 9 * 1024 * 1024 },
     });
   }
 
@@ -177,6 +181,31 @@ export class FdbDriver implements KvDriver<Buffer>, TransactionContext {
       tn.setVersionstampedValue(layout.head, order(at));
       tn.setVersionstampedValue(marker, order(at));
       return { commit: true, stamp: tn.getVersionstamp(), finish: (stamp) => toHex(versionOf(stamp as Buffer, at)) };
+    });
+  }
+
+  /**
+   * One transaction: every record read and every precondition checked, then
+   * every write. Operation i logs its lapsed TTL's `expire` at order i and its
+   * change at order n + i, so the expires come first and the commit's
+   * changes follow one another; its version is that change's.
+   */
+  async commit(mutations: readonly KvCommitMutation[]): Promise<Version[]> {
+    const layout = this.layout;
+    const count = mutations.length;
+    const versionsOf = (stamp: Buffer) => mutations.map((_, index) => toHex(versionOf(stamp, count + index)));
+    const marker = this.#writeMarker();
+    return runWrite(this, 'commit', (mutations[0] as KvCommitMutation).key, async (tn, retryingUnknown) => {
+      if (retryingUnknown) {
+        const landed = decodeVersionValue(await tn.get(marker), 'write id');
+        if (landed !== undefined) return done(versionsOf(landed.subarray(0, stampBytes)));
+      }
+      const found = await Promise.all(mutations.map((mutation) => this.#checked(tn, mutation)));
+      for (const [index, mutation] of mutations.entries())
+        this.#write(tn, mutation, found[index] as (typeof found)[number], index, count + index);
+      tn.setVersionstampedValue(layout.head, order(2 * count - 1));
+      tn.setVersionstampedValue(marker, order(count));
+      return { commit: true, stamp: tn.getVersionstamp(), finish: (stamp) => versionsOf(stamp as Buffer) };
     });
   }
 
@@ -294,6 +323,9 @@ export class FdbDriver implements KvDriver<Buffer>, TransactionContext {
 }
 
 /** The user version within a transaction's versionstamp, so one transaction can log several changes in order. */
+/** The most operations of one commit: a commit logs at most twice as many entries (its changes and expires). */
+export const maxCommitOps = 1000;
+
 export function order(value: number): Buffer {
   const bytes = Buffer.alloc(2);
   bytes.writeUInt16BE(value, 0);

@@ -57,6 +57,13 @@ const mutants: SourceMutant[] = [
     find: 'const expiresAt = ttlMs === undefined ? 0 : this.clock.now() + ttlMs;',
     replace: 'const expiresAt = ttlMs === undefined ? 0 : this.clock.now() + ttlMs + 1000;',
   },
+  {
+    name: "a commit runs one transaction per operation (not all or nothing; another commit's writes interleave)",
+    file: 'driver.ts',
+    find: "    return runWrite(this, 'commit',",
+    replace:
+      "    if (count > 0) return Promise.all(mutations.map((mutation) => this.mutate(mutation)));\n    return runWrite(this, 'commit',",
+  },
 ];
 
 describeKvMutants<typeof import('@weft/kv-fdb')>('fdb-simulated', mutants, {

@@ -136,6 +136,8 @@ export class NatsDriver implements KvDriver<number> {
       // it without an expire. The marker is written with compare-and-swap. With one version per key the write
       // that follows it removes the marker from the stream, so a watch may never see it.
       expireBeforeNextWrite: parts.expireBeforeNextWrite && this.conditionalWrites && config.max_msgs_per_subject !== 1,
+      // Atomic batch publish (2.12+) is not used yet: no commit on NATS.
+      commit: false,
     });
     if (parts.sweepIntervalMs > 0 && this.conditionalWrites) {
       this.#sweeper = setInterval(() => {

@@ -5,6 +5,7 @@ import {
   type ChangeRequest,
   copyBytes,
   Deadlines,
+  type KvCommitMutation,
   type KvDriver,
   KvErrorCode,
   type KvMutation,
@@ -17,7 +18,7 @@ import { changeFeed, indexPages } from './change-stream.js';
 import { type RedisConnection, type RedisScript, redisScript, type Waker } from './connection.js';
 import { backend, toKvError } from './errors.js';
 import type { BucketKeys } from './layout.js';
-import { compactScript, type MutationScript, mutationScripts, sweepScript } from './scripts.js';
+import { commitScript, compactScript, type MutationScript, mutationScripts, sweepScript } from './scripts.js';
 import { parseStreamId, redisCursors } from './stream-ids.js';
 
 export interface RedisSettings {
@@ -33,6 +34,7 @@ const scripts = Object.fromEntries(Object.entries(mutationScripts).map(([name, l
   RedisScript
 >;
 const sweep = redisScript(sweepScript);
+const commit = redisScript(commitScript);
 const compact = redisScript(compactScript);
 
 /** How long a watch's connection blocks in `XREAD` before it reads again. */
@@ -94,6 +96,8 @@ export class RedisDriver implements KvDriver<string> {
       history: 1,
       // Each mutation script settles a passed TTL of its key first.
       expireBeforeNextWrite: true,
+      // One script holds the server while it runs: a commit is bounded so that it stays short.
+      commit: { maxOps: 1000, maxBytes: 16 * 1024 * 1024 },
     });
     if (settings.sweepIntervalMs > 0) {
       this.#sweeper = setInterval(() => {
@@ -202,6 +206,40 @@ export class RedisDriver implements KvDriver<string> {
       throw toKvError(error, mutation.kind, key, true);
     };
     return this.connection.runScript(scripts[script], keys, args, false).then(settle, fail);
+  }
+
+  /** Runs the commit script: every precondition checked, then every write applied, in one script. */
+  commit(mutations: readonly KvCommitMutation[]): Promise<Version[]> {
+    const [first] = mutations as [KvCommitMutation];
+    let keys: string[];
+    const args: Array<Buffer | string> = ['', '', this.#maxEntries];
+    const expected: string[] = [];
+    try {
+      const { record, log, expiries, index, meta, tombstones } = this.keys;
+      keys = [record + first.key, log, expiries, index, meta, tombstones, ...mutations.slice(1).map((mutation) => record + mutation.key)];
+      for (const mutation of mutations) {
+        let last = '';
+        if (mutation.kind === 'update' || mutation.kind === 'deleteWithVersion')
+          last = parseStreamId(mutation.expected, 'version', mutation.key);
+        if (mutation.kind === 'putWithTtl') last = String(Math.max(1, Math.ceil(mutation.ttlMs)));
+        expected.push(last);
+        args.push(mutation.kind, mutation.key, 'value' in mutation ? toBuffer(mutation.value) : '', last);
+      }
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const settle = (reply: unknown): Version[] => {
+      const items = reply as unknown[];
+      if (items[0] !== 'AlreadyExists' && items[0] !== 'RevisionMismatch') return items as Version[];
+      const [code, current, position] = items as [string, string, number];
+      const failed = mutations[Number(position) - 1] as KvCommitMutation;
+      if (code === 'AlreadyExists') throw alreadyExists(backend, failed.key, current);
+      throw revisionMismatch(backend, failed.key, String(expected[Number(position) - 1]), current === '' ? undefined : current);
+    };
+    const fail = (error: unknown): never => {
+      throw toKvError(error, 'commit', first.key, true);
+    };
+    return this.connection.runScript(commit, keys, args, false).then(settle, fail);
   }
 
   changes(request: ChangeRequest<string>) {

@@ -10,7 +10,8 @@
  * one slot):
  *
  *   weft:{B}:r:<key>  hash   o = p (put) | d (delete) | x (purge), v = value, n = version
- *   weft:{B}:log      stream one entry per change: k = key, t = p | d | x | e (expire); no values
+ *   weft:{B}:log      stream one entry per change: k = key, t = p | d | x | e (expire); no values; an entry
+ *                            of a commit followed by more of it also has r = how many follow
  *   weft:{B}:exp      zset   key -> expiry time (ms, server clock)
  *   weft:{B}:idx      zset   live keys (score 0), for prefix listing with ZRANGEBYLEX
  *   weft:{B}:meta     hash   epoch = random id of this incarnation of the bucket's data
@@ -41,8 +42,14 @@ local function clock()
   return now
 end
 
-local function append(change_key, change_type)
-  local id = redis.call('XADD', log, '*', 'k', change_key, 't', change_type)
+-- rest: how many entries of the same commit follow this one (nil outside a commit), so that a reader takes them together.
+local function append(change_key, change_type, rest)
+  local id
+  if rest and rest > 0 then
+    id = redis.call('XADD', log, '*', 'k', change_key, 't', change_type, 'r', rest)
+  else
+    id = redis.call('XADD', log, '*', 'k', change_key, 't', change_type)
+  end
   -- Trim in steps of at least 64 entries; XINFO's first entry then marks the horizon.
   if redis.call('XLEN', log) > max_entries + math.max(64, math.floor(max_entries / 100)) then
     redis.call('XTRIM', log, 'MAXLEN', max_entries)
@@ -84,8 +91,8 @@ local function live_version(record)
   return false
 end
 
-local function write_put(key, record, due, value, ttl)
-  local id = append(key, 'p')
+local function write_put(key, record, due, value, ttl, rest)
+  local id = append(key, 'p', rest)
   -- HSET counts the fields it added: none when the record held a value (only puts have v), whose key is indexed already.
   local added = redis.call('HSET', record, 'o', 'p', 'v', value, 'n', id)
   if ttl then
@@ -100,8 +107,8 @@ local function write_put(key, record, due, value, ttl)
   return id
 end
 
-local function write_tombstone(key, record, due, op)
-  local id = append(key, op)
+local function write_tombstone(key, record, due, op, rest)
+  local id = append(key, op, rest)
   redis.call('DEL', record)
   redis.call('HSET', record, 'o', op, 'n', id)
   if due then redis.call('ZREM', expiries, key) end
@@ -140,6 +147,50 @@ return write_tombstone(key, record, due, 'x')`,
 } as const;
 
 export type MutationScript = keyof typeof mutationScripts;
+
+/**
+ * Several writes in one step. KEYS: the first operation's record, log, exp,
+ * idx, meta, tomb, then the other operations' records. ARGV: unused key,
+ * epoch candidate, max entries, then four per operation: kind, key, value
+ * (or ''), the expected version or the TTL (or ''). Passed TTLs of every key
+ * are settled first, then every precondition is checked, then every write
+ * applied, so the commit's stream entries follow one another. Returns the
+ * versions in op order, or \`{code, current, index}\` (1-based) for the first
+ * operation whose precondition failed, with nothing written.
+ */
+export const commitScript = `${prelude}${keyWrites}
+local count = (#ARGV - 3) / 4
+local function op_record(i) if i == 1 then return KEYS[1] end return KEYS[5 + i] end
+local function op_arg(i, field) return ARGV[3 + (i - 1) * 4 + field] end
+local dues = {}
+for i = 1, count do dues[i] = settle(op_arg(i, 2), op_record(i)) end
+local function check(i)
+  local kind = op_arg(i, 1)
+  if kind == 'create' then
+    local current = live_version(op_record(i))
+    if current then return {'AlreadyExists', current, i} end
+  elseif kind == 'update' or kind == 'deleteWithVersion' then
+    local current = live_version(op_record(i))
+    if current ~= op_arg(i, 4) then return {'RevisionMismatch', current or '', i} end
+  end
+  return nil
+end
+for i = 1, count do
+  local failed = check(i)
+  if failed then return failed end
+end
+local versions = {}
+for i = 1, count do
+  local kind, op_key = op_arg(i, 1), op_arg(i, 2)
+  if kind == 'delete' or kind == 'deleteWithVersion' then
+    versions[i] = write_tombstone(op_key, op_record(i), dues[i], 'd', count - i)
+  elseif kind == 'putWithTtl' then
+    versions[i] = write_put(op_key, op_record(i), dues[i], op_arg(i, 3), tonumber(op_arg(i, 4)), count - i)
+  else
+    versions[i] = write_put(op_key, op_record(i), dues[i], op_arg(i, 3), nil, count - i)
+  end
+end
+return versions`;
 
 /**
  * Expires due entries: KEYS as for mutations with a placeholder record key;
@@ -215,6 +266,13 @@ end
 reply[3] = horizon
 if count == 0 then return reply end
 local entries = redis.call('XRANGE', log, '(' .. after, '+', 'COUNT', count)
+-- The entries of one commit are read together: whether a put is still current is then decided for all of them at
+-- once, so a reader never delivers part of a commit and skips the rest as superseded.
+local last = entries[#entries]
+local rest = last and tonumber(last[2][6] or '0') or 0
+if rest > 0 then
+  for _, entry in ipairs(redis.call('XRANGE', log, '(' .. last[1], '+', 'COUNT', rest)) do entries[#entries + 1] = entry end
+end
 for _, entry in ipairs(entries) do
   local id, entry_fields = entry[1], entry[2]
   local change_key, change_type = entry_fields[2], entry_fields[4]

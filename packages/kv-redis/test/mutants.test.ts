@@ -47,8 +47,8 @@ const mutants: SourceMutant[] = [
   {
     name: 'a tombstone is logged as a put',
     file: 'scripts.ts',
-    find: 'local function write_tombstone(key, record, due, op)\n  local id = append(key, op)',
-    replace: "local function write_tombstone(key, record, due, op)\n  local id = append(key, 'p')",
+    find: 'local function write_tombstone(key, record, due, op, rest)\n  local id = append(key, op, rest)',
+    replace: "local function write_tombstone(key, record, due, op, rest)\n  local id = append(key, 'p', rest)",
   },
   {
     name: 'trimming does not move the horizon (only XDEL does)',
@@ -121,6 +121,18 @@ const mutants: SourceMutant[] = [
     file: 'driver.ts',
     find: "return { key, op: 'purge', version: versionText };",
     replace: "return { key, op: 'delete', version: versionText };",
+  },
+  {
+    name: 'a commit applies each operation before checking the next one (a later failing precondition leaves earlier writes)',
+    file: 'scripts.ts',
+    find: 'for i = 1, count do\n  local failed = check(i)\n  if failed then return failed end\nend\nlocal versions = {}\nfor i = 1, count do\n',
+    replace: 'local versions = {}\nfor i = 1, count do\n  local failed = check(i)\n  if failed then return failed end\n',
+  },
+  {
+    name: "a commit is sent as one script per operation (another commit's writes interleave with them)",
+    file: 'driver.ts',
+    find: 'return this.connection.runScript(commit, keys, args, false).then(settle, fail);',
+    replace: 'return Promise.all(mutations.map((mutation) => this.mutate(mutation)));',
   },
 ];
 

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import { badInputChecks } from './checks/bad-input.js';
+import { commitChecks } from './checks/commit.js';
 import { contractChecks } from './checks/contract.js';
 import { leaseChecks } from './checks/lease.js';
 import { lifecycleChecks } from './checks/lifecycle.js';
@@ -13,6 +14,7 @@ import { runConformanceCheck } from './runner.js';
 /** Every check of the conformance suite, grouped by contract clause, in the order they run. */
 export const kvConformanceChecks: readonly ConformanceCheck[] = [
   ...contractChecks,
+  ...commitChecks,
   ...badInputChecks,
   ...watchChecks,
   ...listingChecks,

@@ -107,7 +107,7 @@ export interface CheckContext {
 
 /** A precondition a check needs; a check whose precondition fails is skipped with the reason. */
 export type Requirement =
-  | keyof Pick<KvCapabilities, 'ttl' | 'purge' | 'expireBeforeNextWrite'>
+  | keyof Pick<KvCapabilities, 'ttl' | 'purge' | 'expireBeforeNextWrite' | 'commit'>
   | 'forgetHistory'
   | 'watchResources'
   | 'openUnswept'

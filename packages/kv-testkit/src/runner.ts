@@ -87,6 +87,10 @@ function missingRequirement(requires: readonly Requirement[], store: KvStore, ha
       case 'purge':
         if (!store.capabilities.purge) return `the ${store.backend} backend reports purge: false (purge throws Unsupported)`;
         break;
+      case 'commit':
+        if (store.capabilities.commit === false)
+          return `bucket '${store.bucket}' on ${store.backend} reports commit: false (commit throws Unsupported)`;
+        break;
       case 'forgetHistory':
         if (harness.forgetHistory === undefined) return 'the harness has no forgetHistory hook to make history expire';
         break;

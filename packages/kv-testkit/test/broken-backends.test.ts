@@ -6,6 +6,7 @@
 import {
   createMemoryKvServer,
   type KvCapabilities,
+  type KvCommitOp,
   KvError,
   KvErrorCode,
   type KvStore,
@@ -55,6 +56,9 @@ class ForwardingStore implements KvStore {
   }
   delete(key: string) {
     return this.inner.delete(key);
+  }
+  commit(ops: readonly KvCommitOp[]) {
+    return this.inner.commit(ops);
   }
   deleteWithVersion(key: string, expected: Version) {
     return this.inner.deleteWithVersion(key, expected);

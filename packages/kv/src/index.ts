@@ -27,6 +27,9 @@ export { type MemoryBucketOptions, type MemoryKvOptions, MemoryKvStore, openMemo
 export { createMemoryKvServer, MemoryKvServer } from './memory/server.js';
 export type {
   KvCapabilities,
+  KvCommit,
+  KvCommitLimits,
+  KvCommitOp,
   KvEntry,
   KvPurge,
   KvReader,

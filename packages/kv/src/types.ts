@@ -96,7 +96,32 @@ export interface KvCapabilities {
    * moment its TTL passes).
    */
   readonly expireBeforeNextWrite: boolean;
+  /**
+   * `commit` applies several writes atomically, within these limits; `false`
+   * when this bucket cannot (`commit` then throws `Unsupported`).
+   */
+  readonly commit: KvCommitLimits | false;
 }
+
+/** How much one {@link KvCommit.commit} may carry. */
+export interface KvCommitLimits {
+  /** The most operations in one commit. */
+  readonly maxOps: number;
+  /** The most value bytes in one commit, all operations together. */
+  readonly maxBytes: number;
+}
+
+/**
+ * One write of a commit, with its precondition: the same writes as the
+ * store's methods of those names.
+ */
+export type KvCommitOp =
+  | { readonly op: 'put'; readonly key: string; readonly value: Uint8Array }
+  | { readonly op: 'putWithTtl'; readonly key: string; readonly value: Uint8Array; readonly ttlMs: number }
+  | { readonly op: 'create'; readonly key: string; readonly value: Uint8Array }
+  | { readonly op: 'update'; readonly key: string; readonly value: Uint8Array; readonly expected: Version }
+  | { readonly op: 'delete'; readonly key: string }
+  | { readonly op: 'deleteWithVersion'; readonly key: string; readonly expected: Version };
 
 /** Reads. Expired entries and tombstones are never returned as live values. */
 export interface KvReader {
@@ -185,6 +210,28 @@ export interface KvPurge {
   purge(key: string): Promise<Version>;
 }
 
+/** Several writes in one atomic step. */
+export interface KvCommit {
+  /**
+   * Applies every operation or none. When every precondition holds, all of
+   * them apply in one step: no reader sees some applied and not others, and
+   * watchers receive them one after another, in op order, with nothing
+   * between them. When one fails, nothing is written and the error names the
+   * first failing operation's key. A key may appear once per commit. An
+   * empty commit writes nothing and returns `[]`.
+   *
+   * @returns one version per operation, in op order
+   * @throws {KvError} `Unsupported` when `capabilities.commit` is false, for
+   *   more operations than `maxOps` and for a `putWithTtl` where TTLs are
+   *   not supported (before any I/O); `ValueTooLarge` for more value bytes
+   *   than `maxBytes` or one value over `maxValueBytes`; `InvalidKey`,
+   *   `InvalidArgument` (a key twice, an unknown op, a bad TTL or version);
+   *   `AlreadyExists`, `RevisionMismatch` (nothing written); `Indeterminate`
+   *   when the outcome is unknown (all or nothing still holds)
+   */
+  commit(ops: readonly KvCommitOp[]): Promise<Version[]>;
+}
+
 /** Watches: state-sync or resumed streams of changes. */
 export interface KvWatcher {
   /**
@@ -213,7 +260,7 @@ export interface KvWatcher {
  * A handle on one bucket. Several handles on one bucket behave like several
  * clients of one server.
  */
-export interface KvStore extends KvReader, KvWriter, KvWatcher, KvTtl, KvPurge, AsyncDisposable {
+export interface KvStore extends KvReader, KvWriter, KvWatcher, KvTtl, KvPurge, KvCommit, AsyncDisposable {
   /** The backend's name, e.g. `memory`, `nats`, `redis`, `fdb`. */
   readonly backend: string;
   /** The bucket this handle is bound to. */

@@ -56,6 +56,25 @@ const mutants: SourceMutant[] = [
     find: '            if (step.done === true) break;\n            assertOpen();\n',
     replace: '            if (step.done === true) break;\n',
   },
+  {
+    name: 'a commit applies each operation before checking the next one (a later failing precondition leaves earlier writes)',
+    file: 'memory/driver.ts',
+    find: '    for (const mutation of mutations) this.#check(mutation);\n    const versions: Version[] = [];\n    for (const mutation of mutations) versions.push(this.#apply(mutation));',
+    replace:
+      '    const versions: Version[] = [];\n    for (const mutation of mutations) {\n      this.#check(mutation);\n      versions.push(this.#apply(mutation));\n    }',
+  },
+  {
+    name: "a commit's writes are applied a step apart (another commit's writes interleave with them)",
+    file: 'memory/driver.ts',
+    find: 'for (const mutation of mutations) versions.push(this.#apply(mutation));',
+    replace: 'for (const mutation of mutations) versions.push(await Promise.resolve().then(() => this.#apply(mutation)));',
+  },
+  {
+    name: 'the store front lets a key appear twice in one commit',
+    file: 'backend/store.ts',
+    find: '      if (keys.has(key))\n',
+    replace: '      if (keys.has(key) && false)\n',
+  },
 ];
 
 describeKvMutants<typeof import('@weft/kv')>('kv backend layer (memory)', mutants, {

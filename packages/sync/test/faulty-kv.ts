@@ -7,6 +7,7 @@
  */
 import {
   type KvCapabilities,
+  type KvCommitOp,
   type KvEntry,
   KvError,
   KvErrorCode,
@@ -104,6 +105,10 @@ export class FaultyKv implements KvStore {
   }
   deleteWithVersion(key: string, expected: Version): Promise<Version> {
     return this.#write(key, () => this.inner.deleteWithVersion(key, expected));
+  }
+  /** Sync does not commit: forwarded without faults. */
+  commit(ops: readonly KvCommitOp[]): Promise<Version[]> {
+    return this.inner.commit(ops);
   }
   putWithTtl(key: string, value: Uint8Array, ttlMs: number): Promise<Version> {
     return this.#write(key, () => this.inner.putWithTtl(key, value, ttlMs));

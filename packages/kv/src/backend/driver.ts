@@ -19,6 +19,9 @@ export type KvMutation =
   | { readonly kind: 'deleteWithVersion'; readonly key: string; readonly expected: Version }
   | { readonly kind: 'purge'; readonly key: string };
 
+/** The mutations a commit may carry: every kind but purge. */
+export type KvCommitMutation = Exclude<KvMutation, { readonly kind: 'purge' }>;
+
 /** The kinds of {@link KvMutation}, which are also the names of the store's write methods. */
 export type KvMutationKind = KvMutation['kind'];
 
@@ -126,6 +129,14 @@ export interface KvDriver<Position> {
   list(prefix: string | undefined, options: { readonly values: boolean }): AsyncIterable<KvEntry>;
   /** Applies one mutation atomically with its precondition; returns the new version. */
   mutate(mutation: KvMutation): Promise<Version>;
+  /**
+   * Applies every mutation or none, in one step (see `KvCommit`): required
+   * when `capabilities.commit` is not false. The front has validated every
+   * key, value and TTL, that no key repeats and that the limits hold; a
+   * failed precondition throws the single-key error (`RevisionMismatch`,
+   * `AlreadyExists`) naming that mutation's key, with nothing written.
+   */
+  commit?(mutations: readonly KvCommitMutation[]): Promise<Version[]>;
   /**
    * The change feed of one watch; see {@link ChangeFeedItem}. A feed may
    * yield several items at once as an array (what one read of the server

@@ -25,7 +25,16 @@ export {
   describe as describeArgument,
 } from '../validate.js';
 export { Deadlines, readTimeout, writeTimeout } from './deadline.js';
-export type { ChangeFeedItem, ChangeRequest, CursorCodec, KvDriver, KvMutation, KvMutationKind, ParsedCursor } from './driver.js';
+export type {
+  ChangeFeedItem,
+  ChangeRequest,
+  CursorCodec,
+  KvCommitMutation,
+  KvDriver,
+  KvMutation,
+  KvMutationKind,
+  ParsedCursor,
+} from './driver.js';
 export { defineKvStore, type KvOperationContext, KvStoreFront, kvOperationChannel } from './store.js';
 export { backoffMs, copyBytes, messageOf, serverAddress, ttlLapsed, unreachableReason } from './util.js';
 export { runWatch, type WatchRun } from './watch-loop.js';

@@ -1,15 +1,16 @@
 import { weftChannel } from '@weft/common';
 import { KvErrorCode, kvError } from '../errors.js';
 import { assertValidKey, assertValidPrefix, normalizePrefixes } from '../keys.js';
-import type { KvCapabilities, KvEntry, KvRecord, KvStore, Version, WatchCursor, WatchEvent, WatchOptions } from '../types.js';
-import { assertSignal, assertTtl, assertValue } from '../validate.js';
+import type { KvCapabilities, KvCommitOp, KvEntry, KvRecord, KvStore, Version, WatchCursor, WatchEvent, WatchOptions } from '../types.js';
+import { assertSignal, assertTtl, assertValue, describe } from '../validate.js';
 import { readTimeout, writeTimeout } from './deadline.js';
-import type { KvDriver, KvMutation, KvMutationKind } from './driver.js';
+import type { KvCommitMutation, KvDriver, KvMutation, KvMutationKind } from './driver.js';
 import { runWatch } from './watch-loop.js';
 
 /** What a traced KV operation publishes (docs/guides/observability.md): never a value. */
 export interface KvOperationContext {
-  readonly operation: 'get' | 'entry' | KvMutationKind;
+  readonly operation: 'get' | 'entry' | KvMutationKind | 'commit';
+  /** The key, or for a commit its first operation's key. */
   readonly backend: string;
   readonly bucket: string;
   readonly key: string;
@@ -123,6 +124,21 @@ export class KvStoreFront<Position = unknown> implements KvStore {
     return this.#refuse('purge', key) ?? this.#mutate({ kind: 'purge', key });
   }
 
+  commit(ops: readonly KvCommitOp[]): Promise<Version[]> {
+    let mutations: KvCommitMutation[];
+    try {
+      mutations = this.#commitMutations(ops);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (mutations.length === 0) return Promise.resolve([]);
+    const first = (mutations[0] as KvCommitMutation).key;
+    if (kvOperationChannel.hasSubscribers !== false) {
+      return kvOperationChannel.tracePromise(() => this.#commit(mutations, first), this.#context('commit', first));
+    }
+    return this.#commit(mutations, first);
+  }
+
   compareCursors(a: WatchCursor, b: WatchCursor): number {
     const { cursors } = this.driver;
     return cursors.compare(cursors.parse(a).position, cursors.parse(b).position);
@@ -182,6 +198,75 @@ export class KvStoreFront<Position = unknown> implements KvStore {
       return Promise.reject(error);
     }
     return undefined;
+  }
+
+  /**
+   * Checks a commit before the driver sees it, as each write of it would be
+   * checked on its own, plus what only a commit has: the capability and its
+   * limits, and each key at most once.
+   */
+  #commitMutations(ops: readonly KvCommitOp[]): KvCommitMutation[] {
+    this.assertOpen();
+    const { backend } = this;
+    if (!Array.isArray(ops))
+      throw kvError(KvErrorCode.InvalidArgument, backend, `a commit takes an array of operations, got ${describe(ops)}`);
+    const limits = this.capabilities.commit;
+    if (limits === false || this.driver.commit === undefined) {
+      throw kvError(KvErrorCode.Unsupported, backend, `bucket '${this.bucket}' does not support commit (capabilities.commit is false)`);
+    }
+    if (ops.length > limits.maxOps) {
+      throw kvError(
+        KvErrorCode.Unsupported,
+        backend,
+        `a commit of ${ops.length} operations exceeds this bucket's limit of ${limits.maxOps}`,
+      );
+    }
+    const keys = new Set<string>();
+    const mutations: KvCommitMutation[] = [];
+    let bytes = 0;
+    for (const [index, op] of ops.entries()) {
+      if (typeof op !== 'object' || op === null) {
+        throw kvError(KvErrorCode.InvalidArgument, backend, `commit operation ${index} must be an object, got ${describe(op)}`);
+      }
+      const kind = (op as { op?: unknown }).op;
+      if (typeof kind !== 'string' || !commitKinds.has(kind)) {
+        throw kvError(
+          KvErrorCode.InvalidArgument,
+          backend,
+          `commit operation ${index} has an unknown op ${describe(kind)}: one of ${[...commitKinds].join(', ')}`,
+        );
+      }
+      const { key } = op;
+      assertValidKey(key, backend);
+      if (keys.has(key))
+        throw kvError(KvErrorCode.InvalidArgument, backend, `the key appears twice in one commit (operation ${index})`, { key });
+      keys.add(key);
+      const unsupported =
+        this.driver.refusal?.(op.op) ??
+        (op.op === 'putWithTtl' && !this.capabilities.ttl ? 'this bucket does not support putWithTtl' : undefined);
+      if (unsupported !== undefined) throw kvError(KvErrorCode.Unsupported, backend, `commit operation ${index}: ${unsupported}`, { key });
+      if ('value' in op || (op.op !== 'delete' && op.op !== 'deleteWithVersion')) {
+        assertValue((op as { value?: unknown }).value, this.capabilities.maxValueBytes, backend, key);
+        bytes += (op as { value: Uint8Array }).value.byteLength;
+      }
+      if (op.op === 'putWithTtl') assertTtl(op.ttlMs, backend, key);
+      mutations.push(mutationOf(op));
+    }
+    if (bytes > limits.maxBytes) {
+      throw kvError(
+        KvErrorCode.ValueTooLarge,
+        backend,
+        `a commit of ${bytes} value bytes exceeds this bucket's limit of ${limits.maxBytes}`,
+      );
+    }
+    return mutations;
+  }
+
+  #commit(mutations: readonly KvCommitMutation[], first: string): Promise<Version[]> {
+    const driver = this.driver as KvDriver<Position> & Required<Pick<KvDriver<Position>, 'commit'>>;
+    const { deadlines } = driver;
+    if (deadlines === undefined) return driver.commit(mutations);
+    return deadlines.within(driver.commit(mutations), () => writeTimeout(this.backend, 'commit', deadlines.timeoutMs, first));
   }
 
   #get(key: string): Promise<KvEntry | undefined> {
@@ -248,6 +333,26 @@ export class KvStoreFront<Position = unknown> implements KvStore {
         assertOpen();
       },
     };
+  }
+}
+
+/** The ops a commit takes. */
+const commitKinds: ReadonlySet<string> = new Set(['put', 'putWithTtl', 'create', 'update', 'delete', 'deleteWithVersion']);
+
+/** The driver's mutation for a checked commit op: only the fields its kind has. */
+function mutationOf(op: KvCommitOp): KvCommitMutation {
+  switch (op.op) {
+    case 'put':
+    case 'create':
+      return { kind: op.op, key: op.key, value: op.value };
+    case 'putWithTtl':
+      return { kind: op.op, key: op.key, value: op.value, ttlMs: op.ttlMs };
+    case 'update':
+      return { kind: op.op, key: op.key, value: op.value, expected: op.expected };
+    case 'delete':
+      return { kind: op.op, key: op.key };
+    case 'deleteWithVersion':
+      return { kind: op.op, key: op.key, expected: op.expected };
   }
 }
 

@@ -89,6 +89,7 @@ export class MemoryBucket {
       readYourWrites: true,
       history,
       expireBeforeNextWrite: true,
+      commit: { maxOps: 1000, maxBytes: 64 * 1024 * 1024 },
     });
   }
 
@@ -121,6 +122,12 @@ export class MemoryBucket {
     if (op === 'purge') this.#removeKeyHistory(key);
     this.#append({ seq, key, type: op, value, removed: false });
     return seq;
+  }
+
+  /** Writes the `expire` of `key` now if its TTL has passed and its timer has not fired yet. */
+  settle(key: string): void {
+    const record = this.records.get(key);
+    if (record?.op === 'put' && record.expiresAt !== undefined && this.clock.now() >= record.expiresAt) this.expire(key, record.seq);
   }
 
   /** Expires `key` if its TTL'd record `seq` is still current and due. */

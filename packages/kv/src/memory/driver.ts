@@ -1,4 +1,4 @@
-import type { ChangeRequest, KvDriver, KvMutation } from '../backend/driver.js';
+import type { ChangeRequest, KvCommitMutation, KvDriver, KvMutation } from '../backend/driver.js';
 import { alreadyExists, revisionMismatch } from '../errors.js';
 import { keyMatchesPrefix } from '../keys.js';
 import type { KvEntry, KvRecord, Version } from '../types.js';
@@ -74,6 +74,44 @@ export class MemoryDriver implements KvDriver<number> {
         return versionOf(state.write(key, 'delete', undefined));
       case 'purge':
         return versionOf(state.write(key, 'purge', undefined));
+    }
+  }
+
+  /**
+   * Checks every precondition, then applies every write, in one synchronous
+   * step: nothing else runs in between. Passed TTLs of the commit's keys are
+   * settled first, so their expire events come before the commit's writes,
+   * which follow one another with nothing between them.
+   */
+  async commit(mutations: readonly KvCommitMutation[]): Promise<Version[]> {
+    for (const { key } of mutations) this.#state.settle(key);
+    for (const mutation of mutations) this.#check(mutation);
+    const versions: Version[] = [];
+    for (const mutation of mutations) versions.push(this.#apply(mutation));
+    return versions;
+  }
+
+  /** Throws the error of a commit's mutation whose precondition fails. */
+  #check(mutation: KvCommitMutation): void {
+    const { key } = mutation;
+    if (mutation.kind === 'create') {
+      const live = this.#state.live(key);
+      if (live !== undefined) throw alreadyExists(backend, key, versionOf(live.seq));
+    }
+    if (mutation.kind === 'update' || mutation.kind === 'deleteWithVersion') this.#assertExpected(key, mutation.expected);
+  }
+
+  /** Writes a commit's mutation, its precondition already checked. */
+  #apply(mutation: KvCommitMutation): Version {
+    const state = this.#state;
+    switch (mutation.kind) {
+      case 'delete':
+      case 'deleteWithVersion':
+        return versionOf(state.write(mutation.key, 'delete', undefined));
+      case 'putWithTtl':
+        return versionOf(state.write(mutation.key, 'put', copy(mutation.value), mutation.ttlMs));
+      default:
+        return versionOf(state.write(mutation.key, 'put', copy(mutation.value)));
     }
   }
 

@@ -7,7 +7,7 @@
  * repaired. Writes go through unchanged: the store keeps what it is given.
  * It is a stand-in for a hostile server, for tests.
  */
-import type { KvCapabilities, KvEntry, KvRecord, KvStore, Version, WatchCursor, WatchEvent, WatchOptions } from '@weft/kv';
+import type { KvCapabilities, KvCommitOp, KvEntry, KvRecord, KvStore, Version, WatchCursor, WatchEvent, WatchOptions } from '@weft/kv';
 
 export class MaliciousStore implements KvStore {
   /** Keys this handle says are absent: reads, listings and watches. */
@@ -93,6 +93,10 @@ export class MaliciousStore implements KvStore {
   }
   deleteWithVersion(key: string, expected: Version): Promise<Version> {
     return this.inner.deleteWithVersion(key, expected);
+  }
+  /** Sync does not commit: forwarded untouched. */
+  commit(ops: readonly KvCommitOp[]): Promise<Version[]> {
+    return this.inner.commit(ops);
   }
   putWithTtl(key: string, value: Uint8Array, ttlMs: number): Promise<Version> {
     return this.inner.putWithTtl(key, value, ttlMs);
