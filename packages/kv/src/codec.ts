@@ -5,7 +5,7 @@
  * cursors, compare-and-swap and watch semantics are the store's own.
  */
 import { KvError, KvErrorCode } from './errors.js';
-import type { KvStore, Version, WatchCursor, WatchOptions } from './types.js';
+import type { KvCommitOp, KvStore, Version, WatchCursor, WatchOptions } from './types.js';
 
 /** Turns values into bytes and back. `decode` throws on bytes it does not accept. */
 export interface KvCodec<T> {
@@ -61,6 +61,14 @@ export type TypedWatchEvent<T> =
   | { readonly type: 'expire'; readonly key: string; readonly cursor: WatchCursor }
   | { readonly type: 'synced'; readonly cursor: WatchCursor };
 
+/** A commit operation of a typed view: values are `T`, encoded with the view's codec. */
+export type TypedCommitOp<T> =
+  | { readonly op: 'put' | 'create'; readonly key: string; readonly value: T }
+  | { readonly op: 'putWithTtl'; readonly key: string; readonly value: T; readonly ttlMs: number }
+  | { readonly op: 'update'; readonly key: string; readonly value: T; readonly expected: Version }
+  | { readonly op: 'delete'; readonly key: string }
+  | { readonly op: 'deleteWithVersion'; readonly key: string; readonly expected: Version };
+
 /** The typed view `withCodec` returns. Deletes, purges, keys and closing go to `store`. */
 export interface TypedKv<T> {
   /** The store underneath. */
@@ -70,6 +78,8 @@ export interface TypedKv<T> {
   create(key: string, value: T): Promise<Version>;
   update(key: string, value: T, expected: Version): Promise<Version>;
   putWithTtl(key: string, value: T, ttlMs: number): Promise<Version>;
+  /** `store.commit` with typed values: every value is encoded before anything is sent. */
+  commit(ops: readonly TypedCommitOp<T>[]): Promise<Version[]>;
   scan(prefix?: string): AsyncIterable<TypedEntry<T>>;
   watch(options?: WatchOptions): AsyncIterable<TypedWatchEvent<T>>;
 }
@@ -117,6 +127,17 @@ export function withCodec<T>(kv: KvStore, codec: KvCodec<T>): TypedKv<T> {
     create: async (key, value) => kv.create(key, encode(key, value)),
     update: async (key, value, expected) => kv.update(key, encode(key, value), expected),
     putWithTtl: async (key, value, ttlMs) => kv.putWithTtl(key, encode(key, value), ttlMs),
+    // Anything but an array goes to the store as it is, which refuses it with the store's own words.
+    commit: async (ops) =>
+      kv.commit(
+        Array.isArray(ops)
+          ? ops.map((op) =>
+              op !== null && typeof op === 'object' && 'value' in op
+                ? ({ ...op, value: encode(op.key, op.value) } as KvCommitOp)
+                : (op as KvCommitOp),
+            )
+          : (ops as never),
+      ),
     async *scan(prefix) {
       for await (const entry of kv.scan(prefix)) yield { key: entry.key, value: decode(entry.key, entry.value), version: entry.version };
     },

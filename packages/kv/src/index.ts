@@ -19,7 +19,16 @@
 
 export { subscribeTrace, type WeftTraceHandlers, type WeftTracingChannel } from '@weft/common';
 export { type Clock, ManualClock, systemClock } from './clock.js';
-export { bytesCodec, jsonCodec, type KvCodec, type TypedEntry, type TypedKv, type TypedWatchEvent, withCodec } from './codec.js';
+export {
+  bytesCodec,
+  jsonCodec,
+  type KvCodec,
+  type TypedCommitOp,
+  type TypedEntry,
+  type TypedKv,
+  type TypedWatchEvent,
+  withCodec,
+} from './codec.js';
 export { KvError, KvErrorCode, type KvErrorOptions } from './errors.js';
 export { isValidKey, keyMatchesPrefix, keyProblem, maxKeyBytes } from './keys.js';
 export { acquireLease, Lease, type LeaseOptions } from './lease.js';

@@ -44,6 +44,30 @@ describe('withCodec', () => {
     );
   });
 
+  it('commits typed values: all encoded before anything is sent, and a value the codec refuses writes nothing', async () => {
+    await using kv = await openMemoryKv();
+    const users = withCodec(kv, jsonCodec<User>(parseUser));
+    const ada = await users.put('users.ada', { name: 'Ada', age: 36 });
+    const [updated] = await users.commit([
+      { op: 'update', key: 'users.ada', value: { name: 'Ada', age: 37 }, expected: ada },
+      { op: 'create', key: 'users.alan', value: { name: 'Alan', age: 41 } },
+    ]);
+    expect(await users.get('users.ada')).toEqual({ key: 'users.ada', value: { name: 'Ada', age: 37 }, version: updated });
+    expect((await users.get('users.alan'))?.value.age).toBe(41);
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    const refused = await users
+      .commit([
+        { op: 'put', key: 'users.grace', value: { name: 'Grace', age: 45 } },
+        { op: 'put', key: 'users.cycle', value: cyclic as unknown as User },
+      ])
+      .catch((error: unknown) => error);
+    expect(KvError.is(refused, 'InvalidArgument') && refused.key).toBe('users.cycle');
+    expect(await users.get('users.grace')).toBeUndefined();
+    await users.commit([{ op: 'delete', key: 'users.alan' }]);
+    expect(await users.get('users.alan')).toBeUndefined();
+  });
+
   it('reports stored bytes that do not decode as InvalidValue, naming the key, on get, scan and watch', async () => {
     await using kv = await openMemoryKv();
     const users = withCodec(kv, jsonCodec<User>(parseUser));
