@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
-# Builds the pinned current nats-server line with `go install` into the
-# git-ignored .cache/ (the tests' `line: 'current'`), unless it is already
-# there. Debian's nats-server on PATH stays the old line.
+# Builds a pinned nats-server line with `go install` into the git-ignored
+# .cache/, unless it is already there: the current line (the tests'
+# `line: 'current'`) by default, or `previous` (2.12, the tests' `line:
+# 'previous'`, run by WEFT_LONG=1). Debian's nats-server on PATH stays the
+# old line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-version=$(sed -n "s/^export const currentNatsVersion = '\(.*\)';$/\1/p" packages/test-servers/src/nats.ts)
+line="${1:-current}"
+case "$line" in
+  current) constant=currentNatsVersion ;;
+  previous) constant=previousNatsVersion ;;
+  *) echo "usage: bash scripts/install-nats-server.sh [current|previous]" >&2; exit 2 ;;
+esac
+version=$(sed -n "s/^export const ${constant} = '\(.*\)';$/\1/p" packages/test-servers/src/nats.ts)
 dir=".cache/nats-server-v${version}"
 if [ -x "$dir/nats-server" ]; then
   echo "nats-server ${version}: $dir/nats-server"

@@ -22,6 +22,8 @@ export {
   type NatsServer,
   type NatsServerOptions,
   natsUnavailable,
+  pinnedNatsBinary,
+  previousNatsVersion,
   startNatsCluster,
   startNatsServer,
 } from './nats.js';

@@ -16,25 +16,36 @@ import {
 
 /**
  * Which nats-server to run: `system` is the one on PATH (Debian's 2.9 line
- * here), `current` the pinned current line that `scripts/install-nats-server.sh`
- * builds with `go install` into the git-ignored `.cache/`.
+ * here), `current` the pinned current line and `previous` the pinned 2.12
+ * line (the one Jepsen analysed, run by `WEFT_LONG=1`), each built by
+ * `scripts/install-nats-server.sh [previous]` with `go install` into the
+ * git-ignored `.cache/`.
  */
-export type NatsLine = 'system' | 'current';
+export type NatsLine = 'system' | 'current' | 'previous';
 
 /** The pinned patch of the current nats-server line. */
 export const currentNatsVersion = '2.15.3';
 
-/** Where the current line's binary lives: `WEFT_NATS_SERVER_CURRENT`, else the repository's cache. */
-export function currentNatsBinary(): string {
+/** The pinned patch of the previous line, 2.12. */
+export const previousNatsVersion = '2.12.15';
+
+/** Where a pinned line's binary lives: `WEFT_NATS_SERVER_CURRENT` (or `_PREVIOUS`), else the repository's cache. */
+export function pinnedNatsBinary(line: Exclude<NatsLine, 'system'>): string {
+  const version = line === 'current' ? currentNatsVersion : previousNatsVersion;
   return (
-    process.env.WEFT_NATS_SERVER_CURRENT ??
-    fileURLToPath(new URL(`../../../.cache/nats-server-v${currentNatsVersion}/nats-server`, import.meta.url))
+    process.env[`WEFT_NATS_SERVER_${line.toUpperCase()}`] ??
+    fileURLToPath(new URL(`../../../.cache/nats-server-v${version}/nats-server`, import.meta.url))
   );
+}
+
+/** Where the current line's binary lives. */
+export function currentNatsBinary(): string {
+  return pinnedNatsBinary('current');
 }
 
 function natsBinary(line: NatsLine): string | undefined {
   if (line === 'system') return findBinary('nats-server');
-  const binary = currentNatsBinary();
+  const binary = pinnedNatsBinary(line);
   try {
     accessSync(binary, constants.X_OK);
     return binary;
@@ -71,11 +82,12 @@ export interface NatsServer extends ServerControls {
   stop(): Promise<void>;
 }
 
-/** Why NATS tests of `line` cannot run here (one line naming what to install), or `undefined`. */
 export function natsUnavailable(line: NatsLine = 'system'): string | undefined {
   if (line === 'system') return missingBinary('nats-server');
   if (natsBinary(line) !== undefined) return undefined;
-  return `nats-server ${currentNatsVersion} not found at ${currentNatsBinary()}: build it with \`bash scripts/install-nats-server.sh\` (needs Go) to run these tests`;
+  const version = line === 'current' ? currentNatsVersion : previousNatsVersion;
+  const script = line === 'current' ? 'bash scripts/install-nats-server.sh' : 'bash scripts/install-nats-server.sh previous';
+  return `nats-server ${version} not found at ${pinnedNatsBinary(line)}: build it with \`${script}\` (needs Go) to run these tests`;
 }
 
 function httpJson(port: number, path: string): Promise<{ status: number; body: unknown }> {
