@@ -29,6 +29,8 @@ export const explanations: Readonly<Record<string, string>> = {
     'measured with benchmarks/profiles/redis-client.mjs: the baseline sends the same script through node-redis 5, which costs about half of ioredis per call; through the default ioredis client weft puts at 106,000-111,000/s and through a node-redis 5 client at 148,000-158,000/s, so the gap is the client, not the layer',
   'redis.update':
     'as for put against the same script: the baseline runs on node-redis 5, weft on its default ioredis client, which costs about twice as much per call; the script is the same',
+  'redis.commit':
+    "measured in the same run: the baseline sends the very commit script through node-redis 5, weft through its default ioredis client, which costs about twice as much per call (see 'redis put vs the same script'); with 64 puts per commit the script's own work dominates and weft runs at the baseline's rate, with 1 or 8 the client's per-call cost shows. A commit of 64 puts writes 3,352 commits/s here, about 214,000 puts/s, three times what single puts reach",
   'redis-cluster.get':
     'as on one server (see redis get): the default ioredis cluster client against node-redis 5; a weft bucket lives on one slot, so its reads all go to one of the three masters while the raw clients spread theirs over all three',
   'redis-cluster.get.keyv-keyv-redis': 'as on one server (see redis get vs keyv), with the bucket on one master of three',

@@ -6,14 +6,15 @@
  * unstorage's Redis driver), for get and put, sequential and with 100 in
  * flight; the targets are taken against the fastest raw client of the run.
  * Then the layer's own cost: put and update against a raw `EVALSHA` of the
- * very script weft runs, get against the same `HMGET`; put-to-watch-event
- * latency; and the same contest on a 3-master Redis Cluster.
+ * very script weft runs, get against the same `HMGET`, commits of 1, 8 and
+ * 64 puts against the same commit script; put-to-watch-event latency; and
+ * the same contest on a 3-master Redis Cluster.
  */
 import { createHash } from 'node:crypto';
 import KeyvRedis, { createCluster as createKeyvCluster } from '@keyv/redis';
 import type { KvStore, Version } from '@weft/kv';
 import { openRedisKv } from '@weft/kv-redis';
-import { mutationScripts } from '@weft/kv-redis/scripts';
+import { commitScript, mutationScripts } from '@weft/kv-redis/scripts';
 import { type RedisServer, redisUnavailable, startRedisCluster, startRedisServer } from '@weft/test-servers';
 import { Cluster, Redis } from 'ioredis';
 import Keyv from 'keyv';
@@ -175,6 +176,7 @@ export async function redisSuite(bench: Bench): Promise<void> {
     );
     await contestReadsAndWrites(bench, 'redis', 'redis', kv, others, { name: "weft (user's node-redis 5 client)", kv: nodeRedisKv });
     await layerCost(bench, kv, raw as unknown as NodeRedis);
+    await commitCost(bench, kv, raw as unknown as NodeRedis);
     await redisWatchLatency(bench, kv, server);
   } finally {
     await kv.close();
@@ -263,6 +265,55 @@ async function layerCost(bench: Bench, kv: KvStore, raw: NodeRedis): Promise<voi
       },
       ops: scaled,
       concurrency,
+    });
+  }
+}
+
+/**
+ * `commit` of 1, 8 and 64 puts against a raw `EVALSHA` of the very commit
+ * script weft runs, through node-redis 5, with 16 commits in flight: what
+ * the layer adds to an atomic multi-key write (checks of every key and
+ * value, the arguments, the reply).
+ */
+async function commitCost(bench: Bench, kv: KvStore, raw: NodeRedis): Promise<void> {
+  const value = new Uint8Array(valueBytes).fill(7);
+  const valueBuffer = Buffer.from(value);
+  const base = 'weft:{rawcommit}:';
+  const sha = await scriptSha(raw, commitScript);
+  for (const size of [1, 8, 64]) {
+    const keysOf = (i: number) => Array.from({ length: size }, (_, index) => `c${size}.${i % 50}.${index}`);
+    await bench.compare({
+      id: `redis.commit.${size}`,
+      label: `redis commit of ${size} put${size === 1 ? '' : 's'}, 16 in flight`,
+      weft: (i) => kv.commit(keysOf(i).map((key) => ({ op: 'put' as const, key, value }))),
+      baseline: {
+        name: 'raw EVALSHA of the commit script (node-redis 5)',
+        op: (i) => {
+          const keys = keysOf(i);
+          const records = keys.map((key) => `${base}r:${key}`);
+          const args = keys.flatMap((key) => ['put', key, valueBuffer, '']);
+          return raw.sendCommand([
+            'EVALSHA',
+            sha,
+            String(5 + keys.length),
+            records[0] as string,
+            `${base}log`,
+            `${base}exp`,
+            `${base}idx`,
+            `${base}meta`,
+            `${base}tomb`,
+            ...records.slice(1),
+            '',
+            '',
+            '1000000',
+            ...args,
+          ]);
+        },
+      },
+      ops: bench.size(2000, 100),
+      concurrency: 16,
+      unit: 'commits/s',
+      target: { kind: 'ratio-at-least', value: 0.9 },
     });
   }
 }

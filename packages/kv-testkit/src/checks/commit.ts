@@ -215,8 +215,8 @@ export const commitChecks = [
       const last = (name: string) =>
         watch.events.some((event) => event.type === 'put' && event.key === `${name}.z` && text(event.value) === String(count));
       await watch.until(() => last('one') && last('two'));
-      // Every round's last commit arrives (a backend keeping one version per key may skip superseded ones, but
-      // only whole commits); each commit's writes arrive together, in op order, with nothing between them.
+      // Every round's last commit arrives (a backend keeping one version per key may skip writes whose keys were
+      // written again; here every commit writes all three keys); each commit's writes arrive together, in op order.
       const puts = watch.events.flatMap((event) => (event.type === 'put' ? [`${event.key}=${text(event.value)}`] : []));
       for (const [index, put] of puts.entries()) {
         const [key, round] = put.split('=') as [string, string];
