@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStreamManager, type StreamInfo } from '@nats-io/jetstream';
 import { type MsgHdrs, headers as makeHeaders, type NatsConnection } from '@nats-io/transport-node';
 import { type KvCapabilities, type KvEntry, KvError, type KvRecord, keyMatchesPrefix, type Version } from '@weft/kv';
@@ -5,6 +6,7 @@ import {
   alreadyExists,
   type ChangeRequest,
   Deadlines,
+  type KvCommitMutation,
   type KvDriver,
   KvErrorCode,
   type KvMutation,
@@ -34,6 +36,7 @@ import { consume, fetchStallMs } from './consumer.js';
 import { backend, toKvError } from './errors.js';
 import { markerHorizon } from './horizon.js';
 import {
+  atomicBatchSince,
   compareVersions,
   conditionalWritesUnsupported,
   nativeTtlUnavailable,
@@ -94,6 +97,8 @@ export class NatsDriver implements KvDriver<number> {
   readonly fetchByBytes: boolean;
   /** Whether TTLs are the server's own (see {@link nativeTtlUnavailable}) instead of emulated with sweepers. */
   readonly nativeTtl: boolean;
+  /** The bucket takes atomic batches: `commit` runs on them. */
+  readonly atomicBatch: boolean;
   /** Whether the server serialises conditional publishes on this stream (see {@link conditionalWritesUnsupported}). */
   readonly conditionalWrites: boolean;
   /** Aborted when the handle closes. */
@@ -121,6 +126,8 @@ export class NatsDriver implements KvDriver<number> {
     const config = parts.info.config;
     this.conditionalWrites = conditionalWritesUnsupported(parts.version, config.num_replicas) === undefined;
     this.nativeTtl = nativeTtlUnavailable(parts.version, config) === undefined;
+    this.atomicBatch =
+      compareVersions(parts.version, atomicBatchSince) >= 0 && (config as { allow_atomic?: boolean }).allow_atomic === true;
     // Headers and the subject travel in the same message; keep room for them below the server's limit.
     const serverLimit = (parts.connection.info?.max_payload ?? 1024 * 1024) - 1024;
     const streamLimit = config.max_msg_size > 0 ? config.max_msg_size - 1024 : Number.POSITIVE_INFINITY;
@@ -136,8 +143,8 @@ export class NatsDriver implements KvDriver<number> {
       // it without an expire. The marker is written with compare-and-swap. With one version per key the write
       // that follows it removes the marker from the stream, so a watch may never see it.
       expireBeforeNextWrite: parts.expireBeforeNextWrite && this.conditionalWrites && config.max_msgs_per_subject !== 1,
-      // Atomic batch publish (2.12+) is not used yet: no commit on NATS.
-      commit: false,
+      // Atomic batch publish (2.12+) on a stream that allows it; at most 1000 messages a batch (the server's limit).
+      commit: this.atomicBatch ? { maxOps: 1000, maxBytes: 8 * 1024 * 1024 } : false,
     });
     if (parts.sweepIntervalMs > 0 && this.conditionalWrites) {
       this.#sweeper = setInterval(() => {
@@ -242,6 +249,157 @@ export class NatsDriver implements KvDriver<number> {
         await settleLapsed(this, key);
         return versionOf(await this.publish(key, new Uint8Array(0), 'purge', undefined, 'PURGE'), 'purge');
     }
+  }
+
+  /**
+   * One atomic batch (ADR-50): every message carries its precondition as an
+   * expected last subject sequence, the server checks them all against the
+   * stream before the batch and stores every message or none, at consecutive
+   * sequences. Preconditions a read can decide (a live value under a create,
+   * a tombstone or lapsed version expected) are refused before anything is
+   * sent; when the server refuses the batch, the keys are read again to name
+   * the first operation whose precondition failed.
+   */
+  async commit(mutations: readonly KvCommitMutation[]): Promise<Version[]> {
+    if (!this.nativeTtl && mutations.some((mutation) => mutation.kind === 'putWithTtl')) {
+      throw kvError(
+        KvErrorCode.Unsupported,
+        backend,
+        'putWithTtl in a commit needs the server to hold TTLs (a bucket with native TTL): this bucket emulates them',
+        { key: mutations.find((mutation) => mutation.kind === 'putWithTtl')?.key },
+      );
+    }
+    if (mutations.length === 1) return [await this.mutate(mutations[0] as KvCommitMutation)];
+    for (const { key } of mutations) await settleLapsed(this, key);
+    let expected: Array<number | undefined>;
+    try {
+      expected = await Promise.all(mutations.map((mutation) => this.#commitExpectation(mutation)));
+    } catch (error) {
+      // A read decided a precondition fails: name the first operation whose precondition fails, in op order.
+      if (KvError.is(error, KvErrorCode.AlreadyExists) || KvError.is(error, KvErrorCode.RevisionMismatch))
+        throw await this.#commitRefusal(mutations, error);
+      throw error;
+    }
+    const messages = mutations.map((mutation, index) => {
+      const headers = makeHeaders();
+      let value: Uint8Array = new Uint8Array(0);
+      let expiresAt = 0;
+      if (mutation.kind === 'delete' || mutation.kind === 'deleteWithVersion') headers.set(keyHeader, 'DEL');
+      else value = mutation.value;
+      if (mutation.kind === 'putWithTtl') {
+        expiresAt = Date.now() + Math.max(1, Math.ceil(mutation.ttlMs));
+        headers.set(expiresHeader, String(expiresAt));
+        headers.set(ttlHeader, serverTtl(mutation.ttlMs));
+      }
+      const seq = expected[index];
+      if (seq !== undefined) headers.set('Nats-Expected-Last-Subject-Sequence', String(seq));
+      return { subject: this.subjects.record(mutation.key), value, headers, expiresAt };
+    });
+    for (let undecided = 0; ; undecided++) {
+      let ack: { seq?: number; count?: number; error?: { err_code?: number; description?: string } };
+      try {
+        ack = await this.#sendBatch(messages);
+      } catch (error) {
+        throw toKvError(error, 'commit', mutations[0]?.key, true);
+      }
+      const code = ack.error?.err_code;
+      if (code === undefined && typeof ack.seq === 'number' && ack.count === messages.length) {
+        const base = ack.seq - messages.length + 1;
+        return mutations.map((mutation, index) =>
+          mutation.kind === 'delete' || mutation.kind === 'deleteWithVersion'
+            ? versionOf(base + index, 'delete')
+            : versionOf(base + index, 'put', (messages[index] as (typeof messages)[number]).expiresAt),
+        );
+      }
+      if (code === JetStreamApiCodes.StreamWrongLastSequenceUnknown) {
+        // Undecided while another write to one of the keys is in flight: nothing was stored, ask again.
+        if (undecided < maxUndecidedRetries) {
+          await pause(Math.min(50, 1 + undecided * 2));
+          continue;
+        }
+        throw kvError(
+          KvErrorCode.Timeout,
+          backend,
+          'the server could not decide the commit while other writes to its keys were in flight; nothing was written',
+          { key: mutations[0]?.key, retryable: true },
+        );
+      }
+      if (code === JetStreamApiCodes.StreamWrongLastSequence) throw await this.#commitRefusal(mutations, ack.error);
+      throw kvError(
+        KvErrorCode.OperationFailed,
+        backend,
+        `the server refused the commit: ${ack.error?.description ?? JSON.stringify(ack)}`,
+        {
+          key: mutations[0]?.key,
+        },
+      );
+    }
+  }
+
+  /**
+   * Sends an atomic batch (ADR-50): the first message as a request (the
+   * server answers it empty, or with an error), the middle ones published,
+   * the last with `Nats-Batch-Commit`; returns the server's answer to it.
+   */
+  async #sendBatch(messages: ReadonlyArray<{ subject: string; value: Uint8Array; headers: MsgHdrs }>) {
+    const connection = this.parts.connection;
+    const id = randomUUID();
+    const options = { timeout: this.parts.timeoutMs };
+    for (const [index, message] of messages.entries()) {
+      message.headers.set('Nats-Batch-Id', id);
+      message.headers.set('Nats-Batch-Sequence', String(index + 1));
+      if (index === messages.length - 1) message.headers.set('Nats-Batch-Commit', '1');
+    }
+    const [first, ...rest] = messages as [(typeof messages)[number], ...typeof messages];
+    const last = rest.pop() as (typeof messages)[number];
+    const started = await connection.request(first.subject, first.value, { ...options, headers: first.headers });
+    if (started.data.length > 0) return started.json<{ error?: { err_code?: number; description?: string } }>();
+    for (const message of rest) connection.publish(message.subject, message.value, { headers: message.headers });
+    const reply = await connection.request(last.subject, last.value, { ...options, headers: last.headers });
+    return reply.json<{ seq?: number; count?: number; error?: { err_code?: number; description?: string } }>();
+  }
+
+  /** The expected last subject sequence of a commit's mutation, or none; throws when a read already decides it fails. */
+  async #commitExpectation(mutation: KvCommitMutation): Promise<number | undefined> {
+    const { key } = mutation;
+    switch (mutation.kind) {
+      case 'create': {
+        const current = await this.lastMessage(key);
+        if (current !== undefined && current.op === 'put' && !expired(current)) {
+          throw alreadyExists(backend, key, versionOf(current.seq, 'put', current.expiresAt));
+        }
+        return current?.seq ?? 0;
+      }
+      case 'update':
+      case 'deleteWithVersion':
+        return this.#expectedLiveSeq(key, mutation.expected);
+      default:
+        return undefined;
+    }
+  }
+
+  /** The error of a commit the server refused: the first operation whose precondition fails on a fresh read. */
+  async #commitRefusal(mutations: readonly KvCommitMutation[], cause: unknown): Promise<KvError> {
+    for (const mutation of mutations) {
+      const { key } = mutation;
+      if (mutation.kind === 'create') {
+        const current = await this.lastMessage(key);
+        if (current !== undefined && current.op === 'put' && !expired(current)) {
+          return alreadyExists(backend, key, versionOf(current.seq, 'put', current.expiresAt));
+        }
+      } else if (mutation.kind === 'update' || mutation.kind === 'deleteWithVersion') {
+        const live = await this.#liveVersion(key);
+        if (live !== mutation.expected) return revisionMismatch(backend, key, mutation.expected, live, cause);
+      }
+    }
+    // Every precondition holds again on a fresh read: a key changed and changed back (a create over a new tombstone).
+    const first = mutations.find(
+      (mutation) => mutation.kind === 'create' || mutation.kind === 'update' || mutation.kind === 'deleteWithVersion',
+    );
+    return kvError(KvErrorCode.RevisionMismatch, backend, 'the server refused the commit: a key changed between the read and the commit', {
+      key: first?.key,
+      cause,
+    });
   }
 
   changes(request: ChangeRequest<number>) {

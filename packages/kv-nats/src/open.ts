@@ -27,7 +27,14 @@ import { metaStreamName, streamName } from './codec.js';
 import { NatsDriver } from './driver.js';
 import { backend, toKvError } from './errors.js';
 import { compact } from './horizon.js';
-import { compareVersions, nativeTtlSince, nativeTtlUnavailable, parseServerVersion, type ServerVersion } from './server-version.js';
+import {
+  atomicBatchSince,
+  compareVersions,
+  nativeTtlSince,
+  nativeTtlUnavailable,
+  parseServerVersion,
+  type ServerVersion,
+} from './server-version.js';
 
 /**
  * How long the server keeps the marker it writes when a TTL removes a key's
@@ -232,6 +239,8 @@ async function createBucketStream(
     ...(compareVersions(version, nativeTtlSince) >= 0 && history === 1
       ? { allow_msg_ttl: true, subject_delete_marker_ttl: nanos(markerTtlMs) }
       : {}),
+    // Atomic batches, for commit (2.12+).
+    ...(compareVersions(version, atomicBatchSince) >= 0 ? { allow_atomic: true } : {}),
   };
   try {
     await manager.streams.add(config);

@@ -37,6 +37,9 @@ export function conditionalWritesUnsupported(version: ServerVersion, replicas: n
   );
 }
 
+/** The first server line with atomic batch publish (`allow_atomic`, ADR-50), which `commit` runs on. */
+export const atomicBatchSince = parseServerVersion('2.12.0');
+
 /** The first server line with per-message TTL (`Nats-TTL`) and limit markers (`subject_delete_marker_ttl`). */
 export const nativeTtlSince = parseServerVersion('2.11.0');
 

@@ -1,5 +1,5 @@
 /**
- * Compare-and-swap on a replicated bucket (3-node cluster, current line)
+ * Compare-and-swap and commit on a replicated bucket (3-node cluster, current line)
  * while refused writes are in flight: stale conditional writes from clients
  * on every node race one valid update, round after round, and the valid one
  * must win every time (a refused write changes nothing, so nothing else can
@@ -8,7 +8,7 @@
 
 import { connect } from '@nats-io/transport-node';
 import { KvError, type Version } from '@weft/kv';
-import { bytes, runConformanceCheck } from '@weft/kv-testkit';
+import { bytes, kvConformanceChecks, runConformanceCheck } from '@weft/kv-testkit';
 import { type NatsCluster, type NatsServer, natsUnavailable, startNatsCluster } from '@weft/test-servers';
 import { afterAll, describe, expect, it } from 'vitest';
 import { undecidedCasCheck } from './cluster-clauses.js';
@@ -104,4 +104,24 @@ describe.skipIf(missing !== undefined)('nats 3-node cluster (current line): an u
       await raw.close();
     }
   }, 120_000);
+});
+
+describe.skipIf(missing !== undefined)('nats 3-node cluster (current line): commit on a replicated bucket', () => {
+  for (const check of kvConformanceChecks.filter((candidate) => candidate.group === 'commit')) {
+    it(check.name, async () => {
+      const { openNatsKv } = await import('@weft/kv-nats');
+      const server = (await started()).nodes[0] as NatsServer;
+      const raw = await connect({ servers: server.url });
+      try {
+        const outcome = await runConformanceCheck(check, natsHarness(openNatsKv, { server, raw }, 1, 3), {
+          propertyRuns: 1,
+          seed: 1,
+          log: () => undefined,
+        });
+        expect(outcome.status).toBe('passed');
+      } finally {
+        await raw.close();
+      }
+    }, 120_000);
+  }
 });

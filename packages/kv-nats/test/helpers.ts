@@ -38,9 +38,15 @@ export interface NatsFixture {
  * Buckets keep `history` versions per key; with 1, a 2.11+ server's buckets
  * have native TTLs.
  */
-export function natsHarness(open: typeof openNatsKv, fixture: NatsFixture, history = 10): KvConformanceHarness {
+export function natsHarness(open: typeof openNatsKv, fixture: NatsFixture, history = 10, replicas = 1): KvConformanceHarness {
   const handle = (bucket: string, sweepIntervalMs: number) =>
-    open({ servers: fixture.server.url, bucket, create: { history }, sweepIntervalMs, expireBeforeNextWrite: sweepIntervalMs === 0 });
+    open({
+      servers: fixture.server.url,
+      bucket,
+      create: { history, replicas },
+      sweepIntervalMs,
+      expireBeforeNextWrite: sweepIntervalMs === 0,
+    });
   return {
     open: (bucket) => handle(bucket, 100),
     openUnswept: (bucket) => handle(bucket, 0),

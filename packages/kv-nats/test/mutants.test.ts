@@ -153,6 +153,19 @@ const nativeMutants: SourceMutant[] = [
     find: '          if (undecided < maxUndecidedRetries) {',
     replace: '          if (undecided < 0) {',
   },
+  {
+    name: "a commit's batch carries only its first operation's precondition (a later one is never checked)",
+    file: 'driver.ts',
+    find: "      if (seq !== undefined) headers.set('Nats-Expected-Last-Subject-Sequence', String(seq));",
+    replace: "      if (seq !== undefined && index === 0) headers.set('Nats-Expected-Last-Subject-Sequence', String(seq));",
+  },
+  {
+    name: 'a commit is published message by message, not as one atomic batch',
+    file: 'driver.ts',
+    find: '        ack = await this.#sendBatch(messages);',
+    replace:
+      '        let reply = {};\n        for (const m of messages) reply = (await this.parts.connection.request(m.subject, m.value, { headers: m.headers, timeout: this.parts.timeoutMs })).json();\n        ack = { ...reply, count: messages.length };',
+  },
 ];
 
 const fixture = {} as NatsFixture;
