@@ -42,16 +42,16 @@ export interface Operation {
 }
 
 /** The register: no live value, or a live value with its version (`undefined` when written by an `unknown` write). */
-type State = { readonly live: false } | { readonly live: true; readonly value: string; readonly version: string | undefined };
+export type State = { readonly live: false } | { readonly live: true; readonly value: string; readonly version: string | undefined };
 
-const absent: State = { live: false };
+export const absent: State = { live: false };
 
-function stateKey(state: State): string {
+export function stateKey(state: State): string {
   return state.live ? `1|${state.value}|${state.version ?? '?'}` : '0';
 }
 
 /** The states a register in `state` can be in after `operation` with its outcome; none when the outcome is impossible there. */
-function step(state: State, { call, outcome }: Operation): State[] {
+export function step(state: State, { call, outcome }: Pick<Operation, 'call' | 'outcome'>): State[] {
   const expected = 'expected' in call ? call.expected : undefined;
   // An unknown version (written by an `unknown` write) may or may not equal the expected one.
   const mayMatch = state.live && (state.version === undefined || state.version === expected);
@@ -87,13 +87,6 @@ function step(state: State, { call, outcome }: Operation): State[] {
   }
 }
 
-/** Every state reachable from any of `states`, deduplicated: the search stays deterministic over sets of states. */
-function stepAll(states: ReadonlyMap<string, State>, operation: Operation): Map<string, State> {
-  const next = new Map<string, State>();
-  for (const state of states.values()) for (const successor of step(state, operation)) next.set(stateKey(successor), successor);
-  return next;
-}
-
 interface Entry {
   readonly operation: number;
   readonly isCall: boolean;
@@ -105,6 +98,13 @@ interface Entry {
 /** The verdict on one key's history. `inconclusive` when the search ran out of its step budget. */
 export type Verdict = 'linearizable' | 'not linearizable' | 'inconclusive';
 
+/** A sequential specification: where each state can go on each operation, and a name per state for memoising. */
+export interface Specification<O, S> {
+  readonly initial: S;
+  step(state: S, operation: O): S[];
+  key(state: S): string;
+}
+
 /**
  * Decides whether the history of one key is linearizable, starting from a
  * key with no live value.
@@ -112,6 +112,27 @@ export type Verdict = 'linearizable' | 'not linearizable' | 'inconclusive';
  * @param maxSteps search budget; past it the verdict is `inconclusive`
  */
 export function checkKeyHistory(operations: readonly Operation[], maxSteps = 2_000_000): Verdict {
+  return linearize<Operation, State>(operations, { initial: absent, step, key: stateKey }, maxSteps);
+}
+
+/**
+ * Wing & Gong's search with Lowe's memoisation over any sequential
+ * specification: an order of the operations that respects real time and in
+ * which every outcome is one the specification allows. It follows sets of
+ * states, so an operation with several possible effects (an unknown outcome)
+ * costs no backtracking of its own.
+ */
+export function linearize<O extends { readonly invokedAt: number; readonly completedAt: number }, S>(
+  operations: readonly O[],
+  specification: Specification<O, S>,
+  maxSteps = 2_000_000,
+): Verdict {
+  const stepAll = (states: ReadonlyMap<string, S>, operation: O): Map<string, S> => {
+    const next = new Map<string, S>();
+    for (const state of states.values())
+      for (const successor of specification.step(state, operation)) next.set(specification.key(successor), successor);
+    return next;
+  };
   const head: Entry = { operation: -1, isCall: false, match: undefined, previous: undefined, next: undefined };
   const events = operations.flatMap((operation, index) => [
     { time: operation.invokedAt, isCall: true, index },
@@ -148,16 +169,16 @@ export function checkKeyHistory(operations: readonly Operation[], maxSteps = 2_0
     if (entry.next !== undefined) entry.next.previous = entry;
   };
 
-  let states = new Map<string, State>([[stateKey(absent), absent]]);
+  let states = new Map<string, S>([[specification.key(specification.initial), specification.initial]]);
   let linearized = 0n;
   const seen = new Set<string>();
-  const stack: Array<{ entry: Entry; states: Map<string, State> }> = [];
+  const stack: Array<{ entry: Entry; states: Map<string, S> }> = [];
   let entry = head.next;
   for (let steps = 0; head.next !== undefined; steps++) {
     if (steps > maxSteps) return 'inconclusive';
     if (entry === undefined) return 'not linearizable';
     if (entry.isCall) {
-      const next = stepAll(states, operations[entry.operation] as Operation);
+      const next = stepAll(states, operations[entry.operation] as O);
       if (next.size > 0) {
         const bits = linearized | (1n << BigInt(entry.operation));
         const memo = `${bits.toString(36)}/${[...next.keys()].sort().join(',')}`;
