@@ -65,6 +65,8 @@ const releaseWaitMs = 2000;
 
 /** How often a conditional publish is tried again while the leader cannot decide it (about 2 s in all). */
 const maxUndecidedRetries = 60;
+/** How many times in a row a commit is sent again after deletes of its keys raced it. */
+const maxTombstoneRaces = 50;
 
 /**
  * The NATS driver: records are plain KV messages on the bucket's stream,
@@ -271,13 +273,29 @@ export class NatsDriver implements KvDriver<number> {
     }
     if (mutations.length === 1) return [await this.mutate(mutations[0] as KvCommitMutation)];
     for (const { key } of mutations) await settleLapsed(this, key);
+    // A create expects the sequence of the key's tombstone (or none); another tombstone written before the batch
+    // lands makes the server refuse it though every precondition still holds: read again and send again.
+    for (let attempt = 0; attempt < maxTombstoneRaces; attempt++) {
+      const versions = await this.#commitOnce(mutations);
+      if (versions !== undefined) return versions;
+    }
+    throw kvError(
+      KvErrorCode.Timeout,
+      backend,
+      `the commit lost ${maxTombstoneRaces} races against deletes of its keys in a row; nothing was written`,
+      { key: mutations[0]?.key, retryable: true },
+    );
+  }
+
+  /** One attempt of a commit: its versions, or `undefined` when the server refused it though every precondition holds again. */
+  async #commitOnce(mutations: readonly KvCommitMutation[]): Promise<Version[] | undefined> {
     let expected: Array<number | undefined>;
     try {
       expected = await Promise.all(mutations.map((mutation) => this.#commitExpectation(mutation)));
     } catch (error) {
       // A read decided a precondition fails: name the first operation whose precondition fails, in op order.
       if (KvError.is(error, KvErrorCode.AlreadyExists) || KvError.is(error, KvErrorCode.RevisionMismatch))
-        throw await this.#commitRefusal(mutations, error);
+        throw (await this.#commitRefusal(mutations, error)) ?? error;
       throw error;
     }
     const messages = mutations.map((mutation, index) => {
@@ -324,7 +342,11 @@ export class NatsDriver implements KvDriver<number> {
           { key: mutations[0]?.key, retryable: true },
         );
       }
-      if (code === JetStreamApiCodes.StreamWrongLastSequence) throw await this.#commitRefusal(mutations, ack.error);
+      if (code === JetStreamApiCodes.StreamWrongLastSequence) {
+        const refusal = await this.#commitRefusal(mutations, ack.error);
+        if (refusal !== undefined) throw refusal;
+        return undefined;
+      }
       throw kvError(
         KvErrorCode.OperationFailed,
         backend,
@@ -378,8 +400,8 @@ export class NatsDriver implements KvDriver<number> {
     }
   }
 
-  /** The error of a commit the server refused: the first operation whose precondition fails on a fresh read. */
-  async #commitRefusal(mutations: readonly KvCommitMutation[], cause: unknown): Promise<KvError> {
+  /** The error of a commit the server refused: the first operation whose precondition fails on a fresh read, if one does. */
+  async #commitRefusal(mutations: readonly KvCommitMutation[], cause: unknown): Promise<KvError | undefined> {
     for (const mutation of mutations) {
       const { key } = mutation;
       if (mutation.kind === 'create') {
@@ -392,14 +414,8 @@ export class NatsDriver implements KvDriver<number> {
         if (live !== mutation.expected) return revisionMismatch(backend, key, mutation.expected, live, cause);
       }
     }
-    // Every precondition holds again on a fresh read: a key changed and changed back (a create over a new tombstone).
-    const first = mutations.find(
-      (mutation) => mutation.kind === 'create' || mutation.kind === 'update' || mutation.kind === 'deleteWithVersion',
-    );
-    return kvError(KvErrorCode.RevisionMismatch, backend, 'the server refused the commit: a key changed between the read and the commit', {
-      key: first?.key,
-      cause,
-    });
+    // Every precondition holds on a fresh read (a tombstone was written under a create): no refusal.
+    return undefined;
   }
 
   changes(request: ChangeRequest<number>) {

@@ -16,7 +16,7 @@ for (const line of ['system', 'current'] satisfies NatsLine[]) {
       await fixture.raw?.close();
       await fixture.server?.stop();
     });
-    for (const check of natsClauseChecks(openNatsKv, fixture, { emulatedTtl: line === 'system' })) {
+    for (const check of natsClauseChecks(openNatsKv, fixture, { emulatedTtl: line === 'system', atomicBatch: line !== 'system' })) {
       it(check.name, async () => {
         const outcome = await runConformanceCheck(check, natsHarness(openNatsKv, fixture), {
           propertyRuns: 10,

@@ -26,10 +26,11 @@ async function resume(store: NatsKvStore, from: WatchCursor): Promise<void> {
 export function natsClauseChecks(
   open: typeof openNatsKv,
   fixture: NatsFixture,
-  { emulatedTtl }: { readonly emulatedTtl: boolean },
+  { emulatedTtl, atomicBatch = false }: { readonly emulatedTtl: boolean; readonly atomicBatch?: boolean },
 ): ConformanceCheck[] {
   return [
     ...(emulatedTtl ? [expireMarkerRace(open, fixture)] : []),
+    ...(atomicBatch ? [commitTombstoneRace(open, fixture)] : []),
     {
       group: 'watch',
       name: 'a bucket that dropped old messages to its size limit (max_bytes, discard old) answers a cursor below them with CursorExpired',
@@ -121,6 +122,53 @@ function expireMarkerRace(open: typeof openNatsKv, fixture: NatsFixture): Confor
         expect(held, 'expire markers the sweeper tried to write').toBe(1);
         expect(text((await store.get('raced'))?.value ?? bytes('(absent)'))).toBe('fresh');
         expect(text((await other.get('raced'))?.value ?? bytes('(absent)'))).toBe('fresh');
+      } finally {
+        await store.close();
+        await other.close();
+        await connection.close();
+        await dropBucket(fixture.raw, bucket);
+      }
+    },
+  };
+}
+
+/**
+ * A commit's create expects the sequence of the key's tombstone; a delete of
+ * the key landing before the batch writes a newer tombstone, and the server
+ * refuses the batch though every precondition still holds (the key is still
+ * absent). The commit must read again and send again. The backend talks
+ * through a connection of the check's own, which holds the batch's first
+ * message until another handle's delete is acknowledged, every run.
+ */
+export function commitTombstoneRace(open: typeof openNatsKv, fixture: NatsFixture): ConformanceCheck {
+  return {
+    group: 'commit',
+    name: "a commit's create over a tombstone that a delete replaced just before the batch is sent again, not refused",
+    run: async (context) => {
+      const bucket = `${context.bucket}tomb`;
+      const connection = await connect({ servers: fixture.server.url });
+      const other = await open({ servers: fixture.server.url, bucket, create: true, sweepIntervalMs: 0 });
+      const store = await open({ connection, bucket, sweepIntervalMs: 0 });
+      const request = connection.request.bind(connection);
+      let raced = 0;
+      Object.assign(connection, {
+        request: async (subject: string, payload?: Uint8Array, options?: { headers?: { get(name: string): string } }) => {
+          if (subject === `$KV.${bucket}.k` && options?.headers?.get('Nats-Batch-Sequence') === '1' && raced === 0) {
+            raced++;
+            await other.delete('k');
+          }
+          return request(subject, payload, options as never);
+        },
+      });
+      try {
+        await other.delete('k');
+        const [created] = await store.commit([
+          { op: 'create', key: 'k', value: bytes('created') },
+          { op: 'put', key: 'j', value: bytes('with it') },
+        ]);
+        expect(raced, 'deletes raced under the batch').toBe(1);
+        expect((await other.get('k'))?.version).toBe(created);
+        expect(text((await other.get('j'))?.value ?? bytes('(absent)'))).toBe('with it');
       } finally {
         await store.close();
         await other.close();

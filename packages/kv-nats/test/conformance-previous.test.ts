@@ -37,7 +37,7 @@ if (missing !== undefined) {
     it('reports the server it runs on as 2.12', () => {
       expect(clauses.server.version.startsWith('2.12.')).toBe(true);
     });
-    for (const check of natsClauseChecks(openNatsKv, clauses, { emulatedTtl: false })) {
+    for (const check of natsClauseChecks(openNatsKv, clauses, { emulatedTtl: false, atomicBatch: true })) {
       it(check.name, async () => {
         const outcome = await runConformanceCheck(check, natsHarness(openNatsKv, clauses), {
           propertyRuns: 10,

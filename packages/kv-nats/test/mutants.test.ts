@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { describeKvMutants, type SourceMutant } from '@weft/kv-testkit';
 import { type NatsCluster, natsUnavailable, startNatsCluster } from '@weft/test-servers';
 import { afterAll } from 'vitest';
-import { natsClauseChecks } from './clauses.js';
+import { commitTombstoneRace, natsClauseChecks } from './clauses.js';
 import { undecidedCasCheck } from './cluster-clauses.js';
 import { type NatsFixture, natsHarness, natsMissing, natsServer } from './helpers.js';
 
@@ -166,6 +166,12 @@ const nativeMutants: SourceMutant[] = [
     replace:
       '        let reply = {};\n        for (const m of messages) reply = (await this.parts.connection.request(m.subject, m.value, { headers: m.headers, timeout: this.parts.timeoutMs })).json();\n        ack = { ...reply, count: messages.length };',
   },
+  {
+    name: 'a commit refused because a delete wrote a new tombstone under its create is reported refused, not sent again',
+    file: 'driver.ts',
+    find: '    // Every precondition holds on a fresh read (a tombstone was written under a create): no refusal.\n    return undefined;',
+    replace: "    return kvError(KvErrorCode.RevisionMismatch, backend, 'the server refused the commit', { key: mutations[0]?.key });",
+  },
 ];
 
 const fixture = {} as NatsFixture;
@@ -204,5 +210,5 @@ describeKvMutants<typeof import('@weft/kv-nats')>('nats (current line)', nativeM
     await currentFixture.server?.stop();
   },
   harness: ({ openNatsKv }) => natsHarness(openNatsKv, currentFixture, 1),
-  extraChecks: ({ openNatsKv }) => [undecidedCasCheck(openNatsKv, replicated)],
+  extraChecks: ({ openNatsKv }) => [commitTombstoneRace(openNatsKv, currentFixture), undecidedCasCheck(openNatsKv, replicated)],
 });
