@@ -22,7 +22,12 @@
 export { contractChecks, invalidKeys } from './checks/contract.js';
 export { leaseChecks } from './checks/lease.js';
 export { lifecycleChecks } from './checks/lifecycle.js';
-export { checkLinearizability, type LinearizabilityRun, linearizabilityChecks } from './checks/linearizability.js';
+export {
+  checkCommitLinearizability,
+  checkLinearizability,
+  type LinearizabilityRun,
+  linearizabilityChecks,
+} from './checks/linearizability.js';
 export { listingChecks } from './checks/listing.js';
 export { modelChecks } from './checks/model.js';
 export { watchChecks } from './checks/watch.js';
@@ -31,8 +36,16 @@ export { describeKvFaults, type KvFault, type KvFaultHarness } from './faults.js
 export type { CheckContext, ConformanceCheck, KvConformanceHarness, KvConformanceOptions, Requirement } from './harness.js';
 export { applyEvents, bytes, drain, expectKvError, readState, sleep, text, WatchReader } from './helpers.js';
 export { byKey, type Call, checkKeyHistory, type Operation, type Outcome, type Verdict } from './linearizability/checker.js';
+export {
+  type AnyOperation,
+  type CommitOperation,
+  type CommitOutcome,
+  type CommitWrite,
+  checkHistory,
+  connectedGroups,
+} from './linearizability/multi-key.js';
 export { formatHistory, shrinkKeyHistory } from './linearizability/report.js';
-export { recordHistory, seededRandom, type WorkloadOptions } from './linearizability/workload.js';
+export { recordCommitHistory, recordHistory, seededRandom, type WorkloadOptions } from './linearizability/workload.js';
 export {
   describeKvMutants,
   describeSourceMutants,

@@ -5,7 +5,19 @@
  * must be accepted.
  */
 import { fc, test } from '@fast-check/vitest';
-import { type Call, checkKeyHistory, formatHistory, type Operation, type Outcome, shrinkKeyHistory } from '@weft/kv-testkit';
+import {
+  type AnyOperation,
+  type Call,
+  type CommitOperation,
+  type CommitWrite,
+  checkHistory,
+  checkKeyHistory,
+  connectedGroups,
+  formatHistory,
+  type Operation,
+  type Outcome,
+  shrinkKeyHistory,
+} from '@weft/kv-testkit';
 import { describe, expect, it } from 'vitest';
 
 /** An operation on key `k` from `invokedAt` to `completedAt` (Infinity for an unknown outcome). */
@@ -181,5 +193,88 @@ describe('linearizability checker on histories of a real register', () => {
     numRuns: 300,
   })('accepts every history a register produced, however much its operations overlap', (steps, spreads) => {
     expect(checkKeyHistory(registerHistory(steps, spreads))).toBe('linearizable');
+  });
+});
+
+/** An operation on `key`. */
+function on(key: string, client: number, invokedAt: number, completedAt: number, call: Call, outcome: Outcome): Operation {
+  return { client, key, call, outcome, invokedAt, completedAt };
+}
+function commit(
+  client: number,
+  invokedAt: number,
+  completedAt: number,
+  writes: readonly CommitWrite[],
+  outcome: CommitOperation['outcome'],
+): CommitOperation {
+  return { client, writes, outcome, invokedAt, completedAt };
+}
+const put = (key: string, text: string): CommitWrite => ({ key, call: { op: 'put', value: text } });
+
+describe('linearizability checker, histories with commits', () => {
+  it('accepts reads that see a commit whole, before or after it, while it overlaps them', () => {
+    const history: AnyOperation[] = [
+      commit(0, 0, 10, [put('a', 'a1'), put('b', 'b1')], { kind: 'committed', versions: ['1', '2'] }),
+      on('a', 1, 1, 2, get, absent),
+      on('b', 1, 3, 4, get, absent),
+      on('a', 2, 5, 6, get, value('a1', '1')),
+      on('b', 2, 7, 8, get, value('b1', '2')),
+    ];
+    expect(checkHistory(history).verdict).toBe('linearizable');
+  });
+
+  it('refuses a read that saw part of a commit', () => {
+    const history: AnyOperation[] = [
+      commit(0, 0, 1, [put('a', 'a1'), put('b', 'b1')], { kind: 'committed', versions: ['1', '2'] }),
+      on('a', 1, 2, 3, get, value('a1', '1')),
+      on('b', 1, 4, 5, get, absent),
+    ];
+    const { verdict, group } = checkHistory(history);
+    expect(verdict).toBe('not linearizable');
+    expect(formatHistory(group ?? [])).toContain('commit(a: put(a1), b: put(b1)) -> versions 1, 2');
+  });
+
+  it('refuses a refused commit whose every precondition held, and accepts one whose precondition failed', () => {
+    const created = on('a', 1, 0, 1, { op: 'create', value: 'a0' }, written('1'));
+    const refusedWithoutCause: AnyOperation[] = [
+      created,
+      commit(0, 2, 3, [{ key: 'a', call: { op: 'update', value: 'x', expected: '1' } }, put('b', 'y')], { kind: 'refused' }),
+    ];
+    expect(checkHistory(refusedWithoutCause).verdict).toBe('not linearizable');
+    const refusedStale: AnyOperation[] = [
+      created,
+      commit(0, 2, 3, [put('b', 'y'), { key: 'a', call: { op: 'update', value: 'x', expected: '9' } }], { kind: 'refused' }),
+      on('b', 1, 4, 5, get, absent),
+    ];
+    expect(checkHistory(refusedStale).verdict).toBe('linearizable');
+  });
+
+  it('lets a commit of unknown outcome land late or never, but whole', () => {
+    const late: AnyOperation[] = [
+      commit(0, 0, Number.POSITIVE_INFINITY, [put('a', 'a1'), put('b', 'b1')], { kind: 'unknown' }),
+      on('a', 1, 1, 2, get, absent),
+      on('a', 1, 3, 4, get, value('a1', '7')),
+      on('b', 1, 5, 6, get, value('b1', '8')),
+    ];
+    expect(checkHistory(late).verdict).toBe('linearizable');
+    const torn: AnyOperation[] = [
+      commit(0, 0, Number.POSITIVE_INFINITY, [put('a', 'a1'), put('b', 'b1')], { kind: 'unknown' }),
+      on('a', 1, 1, 2, get, value('a1', '7')),
+      on('b', 1, 3, 4, get, absent),
+    ];
+    expect(checkHistory(torn).verdict).toBe('not linearizable');
+  });
+
+  it('checks keys that no commit connects apart, and keys a commit connects together', () => {
+    const history: AnyOperation[] = [
+      commit(0, 0, 1, [put('a', 'a1'), put('b', 'b1')], { kind: 'committed', versions: ['1', '2'] }),
+      on('c', 1, 0, 1, { op: 'put', value: 'c1' }, written('3')),
+      commit(0, 2, 3, [put('b', 'b2'), put('d', 'd1')], { kind: 'committed', versions: ['4', '5'] }),
+    ];
+    expect(
+      connectedGroups(history)
+        .map((group) => group.length)
+        .sort(),
+    ).toEqual([1, 2]);
   });
 });

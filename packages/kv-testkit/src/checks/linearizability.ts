@@ -1,8 +1,9 @@
 import type { KvStore } from '@weft/kv';
 import type { ConformanceCheck } from '../harness.js';
 import { byKey, checkKeyHistory, type Operation } from '../linearizability/checker.js';
+import { checkHistory } from '../linearizability/multi-key.js';
 import { formatHistory, shrinkKeyHistory } from '../linearizability/report.js';
-import { recordHistory } from '../linearizability/workload.js';
+import { recordCommitHistory, recordHistory } from '../linearizability/workload.js';
 import { check } from './contract.js';
 
 /** The shape of a linearizability run. */
@@ -69,6 +70,42 @@ export async function checkLinearizability(stores: readonly KvStore[], run: Line
   );
 }
 
+/**
+ * Records histories with commits across two or three keys among single-key
+ * operations, and decides each as a whole: keys that commits connect are
+ * checked together against a store of several registers (linearizability
+ * is local to each such group). Fewer clients and operations per history
+ * than the single-key check keep the whole-group search within its budget;
+ * a group past the budget counts as inconclusive and is reported.
+ */
+export async function checkCommitLinearizability(stores: readonly KvStore[], run: LinearizabilityRun): Promise<void> {
+  const keyCount = run.keys ?? 3;
+  const operationsPerClient = run.operationsPerClient ?? 12;
+  run.log(
+    `linearizability with commits: ${run.histories} histories of ${stores.length} clients x ${operationsPerClient} operations on ${keyCount} keys, seed ${run.seed} (replay with WEFT_SEED=${run.seed})`,
+  );
+  let inconclusive = 0;
+  let operations = 0;
+  let commits = 0;
+  for (let index = 0; index < run.histories; index++) {
+    const seed = run.seed + index;
+    const keys = Array.from({ length: keyCount }, (_, key) => `lin.c${index}.k${key}`);
+    const history = await recordCommitHistory(stores, { keys, operationsPerClient, seed });
+    operations += history.length;
+    commits += history.filter((operation) => 'writes' in operation).length;
+    const { verdict, group } = checkHistory(history, 500_000);
+    if (verdict === 'inconclusive') inconclusive++;
+    if (verdict === 'not linearizable') {
+      throw new Error(
+        `history ${index} with commits is not linearizable (workload seed ${seed}; replay the run with WEFT_SEED=${run.seed}); its keys' operations:\n${formatHistory(group ?? history)}`,
+      );
+    }
+  }
+  run.log(
+    `linearizability with commits: ${operations} operations (${commits} commits), every history linearizable as a whole${inconclusive > 0 ? ` (${inconclusive} inconclusive: search budget spent)` : ''}`,
+  );
+}
+
 /** The linearizability clause: concurrent clients on separate handles see one register per key. */
 export const linearizabilityChecks: readonly ConformanceCheck[] = [
   check(
@@ -84,5 +121,19 @@ export const linearizabilityChecks: readonly ConformanceCheck[] = [
         log: context.log,
       });
     },
+  ),
+  check(
+    'linearizability',
+    'concurrent commits across two or three keys, among single-key operations from separate handles, are linearizable as a whole',
+    async (context) => {
+      const stores = [];
+      for (let client = 0; client < 4; client++) stores.push(await context.open());
+      await checkCommitLinearizability(stores, {
+        histories: Math.max(4, Math.ceil(context.linearizabilityHistories / 3)),
+        seed: context.seed ?? (Math.random() * 0x7fffffff) | 0,
+        log: context.log,
+      });
+    },
+    ['commit'],
   ),
 ];

@@ -1,4 +1,5 @@
 import { checkKeyHistory, type Operation } from './checker.js';
+import type { AnyOperation } from './multi-key.js';
 
 /** An operation that leaves the register as it found it, whatever the order: a read or a refused conditional write. */
 function isReadOnly(operation: Operation): boolean {
@@ -47,7 +48,7 @@ export function shrinkKeyHistory(operations: readonly Operation[], maxSteps?: nu
   return current;
 }
 
-function describeCall(operation: Operation): string {
+function describeCall(operation: Pick<Operation, 'call'>): string {
   const { call } = operation;
   switch (call.op) {
     case 'get':
@@ -79,15 +80,24 @@ function describeOutcome(operation: Operation): string {
   }
 }
 
-/** One line per operation in invocation order, with times in milliseconds from the first invocation. */
-export function formatHistory(operations: readonly Operation[]): string {
+/** One line per operation in invocation order, with times in milliseconds from the first invocation; a commit names each write. */
+export function formatHistory(operations: readonly AnyOperation[]): string {
   const sorted = [...operations].sort((a, b) => a.invokedAt - b.invokedAt);
   const start = sorted[0]?.invokedAt ?? 0;
   const ms = (time: number) => (Number.isFinite(time) ? (time - start).toFixed(3).padStart(9) : '      end');
   return sorted
-    .map(
-      (operation) =>
-        `  [${ms(operation.invokedAt)} .. ${ms(operation.completedAt)}] client ${operation.client} ${operation.key}: ${describeCall(operation)} -> ${describeOutcome(operation)}`,
-    )
+    .map((operation) => {
+      const when = `  [${ms(operation.invokedAt)} .. ${ms(operation.completedAt)}] client ${operation.client}`;
+      if (!('writes' in operation)) return `${when} ${operation.key}: ${describeCall(operation)} -> ${describeOutcome(operation)}`;
+      const writes = operation.writes.map((write) => `${write.key}: ${describeCall(write)}`).join(', ');
+      const { outcome } = operation;
+      const result =
+        outcome.kind === 'committed'
+          ? `versions ${outcome.versions.join(', ')}`
+          : outcome.kind === 'refused'
+            ? 'refused'
+            : 'outcome unknown';
+      return `${when} commit(${writes}) -> ${result}`;
+    })
     .join('\n');
 }

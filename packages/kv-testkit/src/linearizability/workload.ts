@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
-import { KvError, KvErrorCode, type KvStore, type Version } from '@weft/kv';
+import { type KvCommitOp, KvError, KvErrorCode, type KvStore, type Version } from '@weft/kv';
 import type { Call, Operation, Outcome } from './checker.js';
+import type { AnyOperation, CommitOutcome, CommitWrite } from './multi-key.js';
 
 /** A seeded pseudo-random source (mulberry32): one seed, one workload. */
 export function seededRandom(seed: number): () => number {
@@ -36,7 +37,7 @@ const weights: ReadonlyArray<readonly [Call['op'], number]> = [
 ];
 const totalWeight = weights.reduce((sum, [, weight]) => sum + weight, 0);
 
-function pick(random: () => number): Call['op'] {
+export function pick(random: () => number): Call['op'] {
   let roll = random() * totalWeight;
   for (const [op, weight] of weights) {
     roll -= weight;
@@ -45,7 +46,7 @@ function pick(random: () => number): Call['op'] {
   return 'get';
 }
 
-function outcomeOfError(error: unknown, call: Call): Outcome | undefined {
+export function outcomeOfError(error: unknown, call: Call): Outcome | undefined {
   if (KvError.is(error, KvErrorCode.AlreadyExists) && call.op === 'create') return { kind: 'AlreadyExists' };
   if (KvError.is(error, KvErrorCode.RevisionMismatch) && (call.op === 'update' || call.op === 'deleteWithVersion')) {
     return { kind: 'RevisionMismatch' };
@@ -54,7 +55,7 @@ function outcomeOfError(error: unknown, call: Call): Outcome | undefined {
   return call.op === 'get' ? undefined : { kind: 'unknown' };
 }
 
-async function perform(store: KvStore, key: string, call: Call): Promise<Outcome> {
+export async function perform(store: KvStore, key: string, call: Call): Promise<Outcome> {
   switch (call.op) {
     case 'get': {
       const entry = await store.get(key);
@@ -120,6 +121,100 @@ export async function recordHistory(stores: readonly KvStore[], options: Workloa
         if (version !== undefined) {
           lastSeen.set(plan.key, version);
           versionsSeen.set(plan.key, [...(versionsSeen.get(plan.key) ?? []), version]);
+        }
+      }
+    }),
+  );
+  return history;
+}
+
+/**
+ * The workload of {@link recordHistory} with commits among the single-key
+ * operations: one operation in three is a commit of writes to two or three
+ * of the keys, each write of a kind the single-key workload picks (a read
+ * becomes a put), conditional ones expecting the version the client saw
+ * last or, one time in four, any version seen.
+ */
+export async function recordCommitHistory(stores: readonly KvStore[], options: WorkloadOptions): Promise<AnyOperation[]> {
+  const random = seededRandom(options.seed);
+  const history: AnyOperation[] = [];
+  const versionsSeen = new Map<string, string[]>();
+  const plans = stores.map((_, client) =>
+    Array.from({ length: options.operationsPerClient }, (_, index) => {
+      const commit = random() < 1 / 3;
+      const count = commit ? Math.min(options.keys.length, 2 + Math.floor(random() * 2)) : 1;
+      const start = Math.floor(random() * options.keys.length);
+      const keys = Array.from({ length: count }, (_, offset) => options.keys[(start + offset) % options.keys.length] as string);
+      return {
+        commit,
+        writes: keys.map((key) => ({ key, op: pick(random), stale: random() < 0.25, pickStale: random() })),
+        value: `c${client}.${index}`,
+      };
+    }),
+  );
+  await Promise.all(
+    stores.map(async (store, client) => {
+      const lastSeen = new Map<string, string>();
+      const saw = (key: string, version: string) => {
+        lastSeen.set(key, version);
+        versionsSeen.set(key, [...(versionsSeen.get(key) ?? []), version]);
+      };
+      const callOf = (plan: { key: string; op: Call['op']; stale: boolean; pickStale: number }, value: string, write: boolean): Call => {
+        const seen = versionsSeen.get(plan.key) ?? [];
+        const expected = plan.stale && seen.length > 0 ? seen[Math.floor(plan.pickStale * seen.length)] : lastSeen.get(plan.key);
+        if (plan.op === 'update' && expected !== undefined) return { op: 'update', value, expected };
+        if (plan.op === 'deleteWithVersion' && expected !== undefined) return { op: 'deleteWithVersion', expected };
+        if (plan.op === 'delete') return { op: 'delete' };
+        if (plan.op === 'create') return { op: 'create', value };
+        return write || plan.op === 'put' ? { op: 'put', value } : { op: 'get' };
+      };
+      for (const plan of plans[client] ?? []) {
+        if (!plan.commit) {
+          const [single] = plan.writes as [(typeof plan.writes)[number]];
+          const call = callOf(single, plan.value, false);
+          const invokedAt = performance.now();
+          let outcome: Outcome | undefined;
+          try {
+            outcome = await perform(store, single.key, call);
+          } catch (error) {
+            outcome = outcomeOfError(error, call);
+          }
+          const completedAt = outcome?.kind === 'unknown' ? Number.POSITIVE_INFINITY : performance.now();
+          if (outcome === undefined) continue;
+          history.push({ client, key: single.key, call, outcome, invokedAt, completedAt });
+          if (outcome.kind === 'written' || outcome.kind === 'value') saw(single.key, outcome.version);
+          continue;
+        }
+        const writes = plan.writes.map((write, index) => ({
+          key: write.key,
+          call: callOf(write, `${plan.value}.${index}`, true) as CommitWrite['call'],
+        }));
+        const ops = writes.map(({ key, call }): KvCommitOp => {
+          switch (call.op) {
+            case 'update':
+              return { op: 'update', key, value: encoder.encode(call.value), expected: call.expected as Version };
+            case 'deleteWithVersion':
+              return { op: 'deleteWithVersion', key, expected: call.expected as Version };
+            case 'delete':
+              return { op: 'delete', key };
+            default:
+              return { op: call.op, key, value: encoder.encode(call.value) };
+          }
+        });
+        const invokedAt = performance.now();
+        let outcome: CommitOutcome;
+        try {
+          outcome = { kind: 'committed', versions: await store.commit(ops) };
+        } catch (error) {
+          outcome =
+            KvError.is(error, KvErrorCode.AlreadyExists) || KvError.is(error, KvErrorCode.RevisionMismatch)
+              ? { kind: 'refused' }
+              : { kind: 'unknown' };
+        }
+        const completedAt = outcome.kind === 'unknown' ? Number.POSITIVE_INFINITY : performance.now();
+        history.push({ client, writes, outcome, invokedAt, completedAt });
+        if (outcome.kind === 'committed') {
+          for (const [index, { key }] of writes.entries()) saw(key, outcome.versions[index] as string);
         }
       }
     }),
