@@ -3,7 +3,7 @@
  * the others. Heads are unsigned hints, moved with compare-and-swap; every
  * changeset they point at is verified on its own.
  */
-import { KvError, KvErrorCode, type KvStore } from '@weft/kv';
+import { type KvEntry, KvError, KvErrorCode, type KvStore } from '@weft/kv';
 import { SyncError, SyncErrorCode } from './errors.js';
 import { headKey } from './store-layout.js';
 
@@ -60,25 +60,8 @@ export async function publishHead(
   const key = headKey(device);
   for (let attempt = 0; attempt < 50; attempt++) {
     const current = await kv.get(key);
-    const head = current === undefined ? undefined : parseHead(current.value);
-    const behind = Object.entries(applied).some(([other, value]) => (head?.applied?.[other] ?? 0) < value);
-    if (head?.frozen === true) {
-      if (head.seq >= seq) return;
-      throw new SyncError(SyncErrorCode.NotAllowed, `${device} was removed from the library: its head is frozen at changeset ${head.seq}`);
-    }
-    if (head !== undefined && head.seq >= seq && !behind) return;
-    const value = encoder.encode(
-      JSON.stringify({
-        seq: Math.max(seq, head?.seq ?? 0),
-        time: clock(),
-        applied: Object.fromEntries(
-          [...new Set([...Object.keys(applied), ...Object.keys(head?.applied ?? {})])].map((other) => [
-            other,
-            Math.max(applied[other] ?? 0, head?.applied?.[other] ?? 0),
-          ]),
-        ),
-      } satisfies HeadValue),
-    );
+    const value = nextHead(current, device, seq, applied, clock);
+    if (value === undefined) return;
     try {
       if (current === undefined) await kv.create(key, value);
       else await kv.update(key, value, current.version);
@@ -90,6 +73,40 @@ export async function publishHead(
     }
   }
   throw new SyncError(SyncErrorCode.StateFailed, `could not move ${key} to ${seq}`);
+}
+
+/**
+ * The value `heads.<device>` (now `current`) moves to for `seq`, merging
+ * `applied` into what it says; `undefined` when it already says as much.
+ *
+ * @throws {SyncError} `NotAllowed` when the head is frozen below `seq`
+ */
+export function nextHead(
+  current: KvEntry | undefined,
+  device: string,
+  seq: number,
+  applied: Readonly<Record<string, number>>,
+  clock: () => number,
+): Uint8Array | undefined {
+  const head = current === undefined ? undefined : parseHead(current.value);
+  const behind = Object.entries(applied).some(([other, value]) => (head?.applied?.[other] ?? 0) < value);
+  if (head?.frozen === true) {
+    if (head.seq >= seq) return undefined;
+    throw new SyncError(SyncErrorCode.NotAllowed, `${device} was removed from the library: its head is frozen at changeset ${head.seq}`);
+  }
+  if (head !== undefined && head.seq >= seq && !behind) return undefined;
+  return encoder.encode(
+    JSON.stringify({
+      seq: Math.max(seq, head?.seq ?? 0),
+      time: clock(),
+      applied: Object.fromEntries(
+        [...new Set([...Object.keys(applied), ...Object.keys(head?.applied ?? {})])].map((other) => [
+          other,
+          Math.max(applied[other] ?? 0, head?.applied?.[other] ?? 0),
+        ]),
+      ),
+    } satisfies HeadValue),
+  );
 }
 
 /** Marks `heads.<device>` frozen at its current seq with compare-and-swap; returns that seq. */
