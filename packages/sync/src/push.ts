@@ -5,7 +5,7 @@
  * compare-and-swap. The exact bytes are saved before they leave, so every
  * step is safe to crash and retry.
  */
-import { KvError, KvErrorCode } from '@weft/kv';
+import { type KvCommitOp, KvError, KvErrorCode } from '@weft/kv';
 import type { Blobs } from './blobs.js';
 import type { SyncFaultHooks } from './config.js';
 import type { SyncContext } from './context.js';
@@ -20,7 +20,7 @@ import {
   syncedOf,
 } from './envelope.js';
 import { SyncError, SyncErrorCode } from './errors.js';
-import { parseHead, publishHead } from './heads.js';
+import { nextHead, parseHead, publishHead } from './heads.js';
 import { batchBudgetBytes } from './pull.js';
 import { inRanges, type PendingPush } from './state.js';
 import { changesetKey, headKey } from './store-layout.js';
@@ -131,11 +131,13 @@ export class Pusher {
       bytes: new Uint8Array(Buffer.from(changeset.envelope, 'base64')),
     }));
     this.#faults.onPushStage?.('prepared', last.seq);
-    await Promise.all(envelopes.map(({ seq, bytes }) => this.#createChangeset(changesetKey(device, seq), bytes, seq)));
-    this.#faults.onPushStage?.('created', last.seq);
-    await context.copies.add(device, envelopes);
-    await context.copies.sync();
-    await this.publishHead(last.seq);
+    if (!(await this.#commitPush(envelopes, last.seq))) {
+      await Promise.all(envelopes.map(({ seq, bytes }) => this.#createChangeset(changesetKey(device, seq), bytes, seq)));
+      this.#faults.onPushStage?.('created', last.seq);
+      await context.copies.add(device, envelopes);
+      await context.copies.sync();
+      await this.publishHead(last.seq);
+    }
     this.#faults.onPushStage?.('head-published', last.seq);
     state.lastSeq = last.seq;
     state.lastHash = last.hash;
@@ -147,6 +149,47 @@ export class Pusher {
     this.#faults.onPushStage?.('done', last.seq);
     context.board.known.set(device, last.seq);
     return pending.length;
+  }
+
+  /**
+   * Where the store commits: the changesets and the head move in one commit,
+   * so a device stopped in the middle of a push leaves no changeset above
+   * its head for others to report as a gap. The copies are kept first (the
+   * head moves with the commit). False when the store cannot commit, the
+   * batch is over its limits, or a precondition failed (a retry of this
+   * device's own, a fork, a head that moved meanwhile): the step-by-step
+   * path then decides, as it does on every store without commit.
+   */
+  async #commitPush(envelopes: ReadonlyArray<{ seq: number; bytes: Uint8Array }>, seq: number): Promise<boolean> {
+    const { kv, device, state, clock, copies } = this.#context;
+    const limits = kv.capabilities.commit;
+    const bytes = envelopes.reduce((sum, envelope) => sum + envelope.bytes.byteLength, 0) + 64 * 1024;
+    if (limits === false || envelopes.length + 1 > limits.maxOps || bytes > limits.maxBytes) return false;
+    const current = await kv.get(headKey(device));
+    const applied = Object.fromEntries(Object.entries(state.remote).map(([other, remote]) => [other, remote.seq]));
+    const head = nextHead(current, device, seq, applied, clock);
+    const ops: KvCommitOp[] = envelopes.map((envelope) => ({
+      op: 'create',
+      key: changesetKey(device, envelope.seq),
+      value: envelope.bytes,
+    }));
+    if (head !== undefined) {
+      ops.push(
+        current === undefined
+          ? { op: 'create', key: headKey(device), value: head }
+          : { op: 'update', key: headKey(device), value: head, expected: current.version },
+      );
+    }
+    await copies.add(device, envelopes);
+    await copies.sync();
+    try {
+      await kv.commit(ops);
+    } catch (error) {
+      if (KvError.is(error, KvErrorCode.AlreadyExists) || KvError.is(error, KvErrorCode.RevisionMismatch)) return false;
+      throw error;
+    }
+    this.#faults.onPushStage?.('created', seq);
+    return true;
   }
 
   /** This device's own events not pushed yet, durable here, in changesets of at most `maxEvents` and the store's value limit. */

@@ -68,7 +68,7 @@ export class FaultyKv implements KvStore {
     return this.scheduler === undefined ? result : this.scheduler.schedule(result);
   }
 
-  async #write(key: string, call: () => Promise<Version>): Promise<Version> {
+  async #write<T>(key: string, call: () => Promise<T>): Promise<T> {
     const version = await this.#io(call);
     if (this.random() < this.knobs.ambiguousWrites) {
       this.stats.ambiguous++;
@@ -106,9 +106,9 @@ export class FaultyKv implements KvStore {
   deleteWithVersion(key: string, expected: Version): Promise<Version> {
     return this.#write(key, () => this.inner.deleteWithVersion(key, expected));
   }
-  /** Sync does not commit: forwarded without faults. */
+  /** A commit meets the faults a write meets: unreachable, or landed with its answer lost. */
   commit(ops: readonly KvCommitOp[]): Promise<Version[]> {
-    return this.inner.commit(ops);
+    return this.#write(ops[0]?.key ?? '', () => this.inner.commit(ops));
   }
   putWithTtl(key: string, value: Uint8Array, ttlMs: number): Promise<Version> {
     return this.#write(key, () => this.inner.putWithTtl(key, value, ttlMs));

@@ -94,7 +94,7 @@ export class MaliciousStore implements KvStore {
   deleteWithVersion(key: string, expected: Version): Promise<Version> {
     return this.inner.deleteWithVersion(key, expected);
   }
-  /** Sync does not commit: forwarded untouched. */
+  /** Forwarded untouched, like every write: the attacks work on what the store holds and answers. */
   commit(ops: readonly KvCommitOp[]): Promise<Version[]> {
     return this.inner.commit(ops);
   }
