@@ -1,9 +1,11 @@
 /**
  * NATS: weft against raw `@nats-io/kv` on the same bucket of a spawned
  * server: get, put, create and update, sequential and with 100 in flight;
+ * commit of 1, 8 and 64 puts against a raw atomic batch (2.12+);
  * put-to-watch-event latency against a raw `@nats-io/kv` watch.
  */
 
+import { jetstream } from '@nats-io/jetstream';
 import { Kvm, KvWatchInclude } from '@nats-io/kv';
 import { connect } from '@nats-io/transport-node';
 import type { Version } from '@weft/kv';
@@ -84,6 +86,34 @@ async function natsSuiteOn(line: NatsLine, bench: Bench): Promise<void> {
         concurrency,
       });
     }
+
+    if (kv.capabilities.commit !== false) {
+      // commit against a raw atomic batch of the same puts on the same stream (@nats-io/jetstream's batch API).
+      const js = jetstream(connection);
+      for (const size of [1, 8, 64]) {
+        const keysOf = (i: number, side: string) => Array.from({ length: size }, (_, index) => `c${size}.${side}.${i % 50}.${index}`);
+        await bench.compare({
+          id: `nats.commit.${size}`,
+          label: `nats commit of ${size} put${size === 1 ? '' : 's'}, 16 in flight`,
+          weft: (i) => kv.commit(keysOf(i, 'weft').map((key) => ({ op: 'put' as const, key, value }))),
+          baseline: {
+            name: size === 1 ? 'raw @nats-io/kv put' : 'raw atomic batch (@nats-io/jetstream)',
+            op: async (i) => {
+              const subjects = keysOf(i, 'raw').map((key) => `$KV.bench.${key}`);
+              if (size === 1) return raw.put(keysOf(i, 'raw')[0] as string, value);
+              const [first, ...rest] = subjects as [string, ...string[]];
+              const last = rest.pop() as string;
+              const batch = await js.startBatch(first, value);
+              for (const subject of rest) batch.add(subject, value);
+              return batch.commit(last, value);
+            },
+          },
+          ops: bench.size(1000, 50),
+          concurrency: 16,
+          unit: 'commits/s',
+        });
+      }
+    } else bench.notes.push(`nats-server ${server.version}: no commit (atomic batches need 2.12), so no commit figures`);
 
     const rawWatch = (await raw.watch({ key: 'rawlatency.>', include: KvWatchInclude.UpdatesOnly }))[Symbol.asyncIterator]();
     let counter = 0;
