@@ -84,12 +84,14 @@ const mutants: SourceMutant[] = [
   },
   {
     name: 'the limits horizon ignores max_bytes (a bucket that dropped old messages to its size resumes across the gap)',
+    firstCheck: 'max_bytes',
     file: 'change-feed.ts',
     find: '  const lossy = config.max_age > 0 || config.max_msgs > 0 || config.max_bytes > 0;',
     replace: '  const lossy = config.max_age > 0 || config.max_msgs > 0;',
   },
   {
     name: 'the compaction horizon is taken from the oldest removed tombstone, not the newest',
+    firstCheck: "compaction's horizon is the newest tombstone",
     file: 'horizon.ts',
     find: '  const horizon = Math.max(previous, ...doomed.map((message) => message.seq));',
     replace: '  const horizon = Math.max(previous, Math.min(...doomed.map((message) => message.seq)));',
@@ -108,6 +110,7 @@ const mutants: SourceMutant[] = [
   },
   {
     name: "the sweeper's expire marker is written unconditionally (a write landing after the sweeper's read is deleted)",
+    firstCheck: 'expire marker is conditional',
     file: 'ttl-index.ts',
     find: 'await driver.publish(key, new Uint8Array(0), operation, { lastSubjectSequence: seq }, undefined, headers);',
     replace: 'await driver.publish(key, new Uint8Array(0), operation, undefined, undefined, headers);',
@@ -142,6 +145,7 @@ const nativeMutants: SourceMutant[] = [
   },
   {
     name: "a replicated stream leader's undecided answer (10164) is reported as a mismatch",
+    firstCheck: 'the leader cannot decide yet',
     file: 'driver.ts',
     find: '          if (undecided < maxUndecidedRetries) {\n            await pause(Math.min(50, 1 + undecided * 2));\n            continue;\n          }\n',
     replace:
@@ -149,6 +153,7 @@ const nativeMutants: SourceMutant[] = [
   },
   {
     name: "a replicated stream leader's undecided answer (10164) is given up on at once",
+    firstCheck: 'the leader cannot decide yet',
     file: 'driver.ts',
     find: '          if (undecided < maxUndecidedRetries) {',
     replace: '          if (undecided < 0) {',
@@ -168,6 +173,7 @@ const nativeMutants: SourceMutant[] = [
   },
   {
     name: 'a commit refused because a delete wrote a new tombstone under its create is reported refused, not sent again',
+    firstCheck: 'a tombstone that a delete replaced',
     file: 'driver.ts',
     find: '    // Every precondition holds on a fresh read (a tombstone was written under a create): no refusal.\n    return undefined;',
     replace: "    return kvError(KvErrorCode.RevisionMismatch, backend, 'the server refused the commit', { key: mutations[0]?.key });",
