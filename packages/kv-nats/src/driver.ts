@@ -65,6 +65,17 @@ const releaseWaitMs = 2000;
 
 /** How often a conditional publish is tried again while the leader cannot decide it (about 2 s in all). */
 const maxUndecidedRetries = 60;
+/**
+ * Waits before asking a replicated stream's leader again after its undecided
+ * answer (10164: another write to the subject is in flight, nothing was
+ * written); throws `unsettled()` once it answered so `maxUndecidedRetries`
+ * times in a row.
+ */
+async function awaitDecision(undecided: number, unsettled: () => KvError): Promise<void> {
+  if (undecided >= maxUndecidedRetries) throw unsettled();
+  await pause(Math.min(50, 1 + undecided * 2));
+}
+
 /** How many times in a row a commit is sent again after deletes of its keys raced it. */
 const maxTombstoneRaces = 50;
 
@@ -331,16 +342,15 @@ export class NatsDriver implements KvDriver<number> {
       }
       if (code === JetStreamApiCodes.StreamWrongLastSequenceUnknown) {
         // Undecided while another write to one of the keys is in flight: nothing was stored, ask again.
-        if (undecided < maxUndecidedRetries) {
-          await pause(Math.min(50, 1 + undecided * 2));
-          continue;
-        }
-        throw kvError(
-          KvErrorCode.Timeout,
-          backend,
-          'the server could not decide the commit while other writes to its keys were in flight; nothing was written',
-          { key: mutations[0]?.key, retryable: true },
+        await awaitDecision(undecided, () =>
+          kvError(
+            KvErrorCode.Timeout,
+            backend,
+            'the server could not decide the commit while other writes to its keys were in flight; nothing was written',
+            { key: mutations[0]?.key, retryable: true },
+          ),
         );
+        continue;
       }
       if (code === JetStreamApiCodes.StreamWrongLastSequence) {
         const refusal = await this.#commitRefusal(mutations, ack.error);
@@ -517,16 +527,15 @@ export class NatsDriver implements KvDriver<number> {
         return ack.seq;
       } catch (error) {
         if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown) {
-          if (undecided < maxUndecidedRetries) {
-            await pause(Math.min(50, 1 + undecided * 2));
-            continue;
-          }
-          throw kvError(
-            KvErrorCode.Timeout,
-            backend,
-            `the server could not decide the expected version ${expect?.lastSubjectSequence ?? '?'} while other writes to the key were in flight; nothing was written`,
-            { key, cause: error, retryable: true },
+          await awaitDecision(undecided, () =>
+            kvError(
+              KvErrorCode.Timeout,
+              backend,
+              `the server could not decide the expected version ${expect?.lastSubjectSequence ?? '?'} while other writes to the key were in flight; nothing was written`,
+              { key, cause: error, retryable: true },
+            ),
           );
+          continue;
         }
         if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.StreamWrongLastSequence) {
           throw kvError(

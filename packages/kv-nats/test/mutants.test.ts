@@ -147,16 +147,15 @@ const nativeMutants: SourceMutant[] = [
     name: "a replicated stream leader's undecided answer (10164) is reported as a mismatch",
     firstCheck: 'the leader cannot decide yet',
     file: 'driver.ts',
-    find: '          if (undecided < maxUndecidedRetries) {\n            await pause(Math.min(50, 1 + undecided * 2));\n            continue;\n          }\n',
-    replace:
-      "          throw kvError(KvErrorCode.RevisionMismatch, backend, 'expected version is not the current one', { key, cause: error });\n",
+    find: '  if (undecided >= maxUndecidedRetries) throw unsettled();',
+    replace: "  throw kvError(KvErrorCode.RevisionMismatch, backend, 'expected version is not the current one');",
   },
   {
     name: "a replicated stream leader's undecided answer (10164) is given up on at once",
     firstCheck: 'the leader cannot decide yet',
     file: 'driver.ts',
-    find: '          if (undecided < maxUndecidedRetries) {',
-    replace: '          if (undecided < 0) {',
+    find: '  if (undecided >= maxUndecidedRetries) throw unsettled();',
+    replace: '  throw unsettled();',
   },
   {
     name: "a commit's batch carries only its first operation's precondition (a later one is never checked)",
