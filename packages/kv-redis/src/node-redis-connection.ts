@@ -6,6 +6,7 @@ import { type RedisArgument, type RedisConnection, scriptRunner, type Waker } fr
  */
 export interface NodeRedisCommandOptions {
   readonly typeMapping?: object;
+  readonly timeout?: number;
 }
 
 /**
@@ -41,9 +42,12 @@ export interface NodeRedisCluster {
 
 /** RESP's bulk string type (`$`), mapped to Buffers for binary replies. */
 const bulkString = 36;
-const binaryReplies: NodeRedisCommandOptions = { typeMapping: { [bulkString]: Buffer } };
+// No timeout of node-redis' own (node-redis 6 gives every command 5 s by default): the handle's deadlines bound each
+// operation, and a blocked XREAD waits longer than that on purpose. node-redis 6 arms an AbortSignal.timeout per
+// command for it, which cut its pipelined rate to a fifth here.
+const binaryReplies: NodeRedisCommandOptions = { typeMapping: { [bulkString]: Buffer }, timeout: 0 };
 // Explicitly empty: a client made with `withTypeMapping` must not turn the backend's text replies into Buffers.
-const textReplies: NodeRedisCommandOptions = { typeMapping: {} };
+const textReplies: NodeRedisCommandOptions = { typeMapping: {}, timeout: 0 };
 
 /** Whether `client` is a node-redis client or cluster (ioredis clients have no `isOpen`). */
 export function isNodeRedis(client: object): client is NodeRedisClient | NodeRedisCluster {
@@ -63,14 +67,18 @@ export function nodeRedisProblem(client: NodeRedisClient | NodeRedisCluster): st
   return undefined;
 }
 
+/** How long closing an owned client waits for the commands in flight to be answered before it cuts the connection. */
+const closeGraceMs = 1000;
+
 /**
- * The driver's view of a caller-owned node-redis client, standalone or
- * cluster: raw commands through `sendCommand` with a type mapping per call
- * (Buffers only where the backend reads bytes), the client's own
- * auto-pipelining for reads of many keys, and a duplicate per watch for
- * `XREAD BLOCK`. The client stays open when the handle closes.
+ * The driver's view of a node-redis client, standalone or cluster: raw
+ * commands through `sendCommand` with a type mapping per call (Buffers only
+ * where the backend reads bytes), the client's own pipelining (the commands
+ * of one tick leave in one write), and a duplicate per watch for
+ * `XREAD BLOCK`. A caller's client stays open when the handle closes; an
+ * `owned` one (the backend made it) is closed with it.
  */
-export function nodeRedisConnection(client: NodeRedisClient | NodeRedisCluster): RedisConnection {
+export function nodeRedisConnection(client: NodeRedisClient | NodeRedisCluster, owned = false): RedisConnection {
   const cluster = 'masters' in client;
   // Every command of the backend names a key of one bucket first, which routes it on a cluster.
   const send = cluster
@@ -117,8 +125,22 @@ export function nodeRedisConnection(client: NodeRedisClient | NodeRedisCluster):
         : (client as NodeRedisClient).duplicate({ name });
       return nodeRedisWaker(duplicate);
     },
-    // The client is the caller's: it stays open.
-    close: async () => undefined,
+    async close() {
+      // A caller's client stays open.
+      if (!owned) return;
+      // close() waits for every command in flight: against a paused server they would never be answered.
+      const closing = (client as { close?: () => Promise<void> }).close?.();
+      if (closing !== undefined) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([closing.catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, closeGraceMs)))]);
+        clearTimeout(timer);
+      }
+      try {
+        client.destroy();
+      } catch {
+        // already closed
+      }
+    },
   };
 }
 
@@ -158,11 +180,15 @@ function nodeRedisWaker(client: NodeRedisClient | NodeRedisCluster): Waker {
     disconnect() {
       if (ended) return;
       ended = true;
-      // Destroyed now, and again once its connect settles: a client destroyed while it connects can still finish
-      // connecting and keep that connection (a watch that ends at once, resumed from a cursor, did this), and a
-      // cluster destroyed while it discovers its nodes keeps the node connections it opens afterwards.
-      if (!cluster) destroy();
-      void connecting.then(destroy);
+      // Destroyed once its connect settles: a client destroyed while it connects can still finish connecting and
+      // keep that connection (node-redis 5 then refuses a second destroy), and a cluster destroyed while it
+      // discovers its nodes keeps the node connections it opens afterwards. A connect that does not settle (the
+      // server is down and the client retries) is cut after a second.
+      const fallback = setTimeout(destroy, 1000);
+      void connecting.then(() => {
+        clearTimeout(fallback);
+        destroy();
+      });
     },
   };
 }
