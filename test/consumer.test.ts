@@ -142,7 +142,7 @@ const nodeRedis = {
 };
 
 describe.skipIf(redisMissing !== undefined)('a user project with its own Redis client', () => {
-  // The node-redis projects also get ioredis installed (the default client, a peer): weft's types must not pull
+  // ioredis and node-redis are optional peers, so each project holds only its own client: weft's types must not pull
   // ioredis' declarations into their compilation (ioredis 6.1's need @types/redis-errors, docs/guides/redis-clients.md).
   const clients = [
     [['ioredis@5.9.3'], ioredis],

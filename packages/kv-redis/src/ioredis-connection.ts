@@ -1,34 +1,23 @@
-import type { Socket } from 'node:net';
-import { pause } from '@weft/kv/backend';
 import type { Cluster, Redis } from 'ioredis';
 import { type RedisConnection, scriptRunner, type Waker } from './connection.js';
-
-/** How long closing an owned client waits for its QUIT to be answered before it cuts the connection. */
-const closeGraceMs = 1000;
 
 /** An ioredis `Redis` or `Cluster` client. */
 export type IoredisClient = Redis | Cluster;
 
 /**
- * The driver's view of an ioredis client; `owned` clients are closed with the
- * handle, and their commands sent in one tick leave in one write.
+ * The driver's view of a caller's ioredis client, used as the caller
+ * configured it and left open when the handle closes.
  */
-export function ioredisConnection(client: IoredisClient, owned: boolean): RedisConnection {
+export function ioredisConnection(client: IoredisClient): RedisConnection {
   // Not `instanceof`: the user's client may come from another copy of ioredis (another major) than this package's.
   const cluster = (client as { isCluster?: boolean }).isCluster === true;
   const stopSettling = settleUnansweredOnClose(client, cluster);
-  // A client the caller brings keeps its own way of writing.
-  const batch = owned ? batchWritesPerTick(client, cluster) : () => undefined;
-  const runScript = scriptRunner((command, scriptOrSha, rest, binary) => {
-    batch();
-    return binary ? client.callBuffer(command, scriptOrSha, ...rest) : client.call(command, scriptOrSha, ...rest);
-  });
+  const runScript = scriptRunner((command, scriptOrSha, rest, binary) =>
+    binary ? client.callBuffer(command, scriptOrSha, ...rest) : client.call(command, scriptOrSha, ...rest),
+  );
   return {
     library: 'ioredis',
-    hashFields(key, fields) {
-      batch();
-      return client.hmgetBuffer(key, ...fields);
-    },
+    hashFields: (key, fields) => client.hmgetBuffer(key, ...fields),
     async hashFieldsOfMany(keys, fields, binary) {
       if (keys.length === 0) return [];
       const command = binary ? 'hmgetBuffer' : 'hmget';
@@ -39,10 +28,7 @@ export function ioredisConnection(client: IoredisClient, owned: boolean): RedisC
       });
     },
     runScript,
-    rangeByLex(key, low, high, count) {
-      batch();
-      return client.zrangebylex(key, low, high, 'LIMIT', 0, count);
-    },
+    rangeByLex: (key, low, high, count) => client.zrangebylex(key, low, high, 'LIMIT', 0, count),
     async *scanMasters(pattern) {
       const nodes = cluster ? (client as Cluster).nodes('master') : [client as Redis];
       for (const node of nodes) {
@@ -77,49 +63,9 @@ export function ioredisConnection(client: IoredisClient, owned: boolean): RedisC
       return ioredisWaker(duplicate);
     },
     async close() {
+      // The client is the caller's: it stays open.
       stopSettling();
-      if (!owned) return;
-      // QUIT waits behind every command in flight: against a paused server it would never be answered.
-      const giveUp = new AbortController();
-      await Promise.race([client.quit().catch(() => undefined), pause(closeGraceMs, giveUp.signal)]);
-      giveUp.abort();
-      client.disconnect();
     },
-  };
-}
-
-/**
- * ioredis writes every command to its socket on its own, a system call each:
- * with many operations in flight that, not Redis, is the limit (a raw client
- * with 100 gets in flight reached a third of the rate it reaches with its
- * writes batched). This corks the client's sockets on the first command of a
- * tick and uncorks them when the tick ends, so the commands sent in one tick
- * leave in one write, as node-redis does on its own; a lone command waits
- * only for the end of its tick. ioredis' `enableAutoPipelining` batches too,
- * but sends each batch from `setImmediate`, so the client and the server
- * take turns: it made weft's puts slower, not faster, and sequential calls
- * lost a fifth to a third of their rate.
- *
- * @returns a function each operation calls before it sends its command
- */
-function batchWritesPerTick(client: IoredisClient, cluster: boolean): () => void {
-  let corked: Socket[] | undefined;
-  const uncork = () => {
-    const sockets = corked ?? [];
-    corked = undefined;
-    for (const socket of sockets) socket.uncork();
-  };
-  const sockets = (): Array<Socket | undefined> =>
-    cluster ? (client as Cluster).nodes('master').map((node) => node.stream as Socket | undefined) : [(client as Redis).stream as Socket];
-  return () => {
-    if (corked !== undefined) return;
-    corked = [];
-    for (const socket of sockets()) {
-      if (socket === undefined || socket.destroyed) continue;
-      socket.cork();
-      corked.push(socket);
-    }
-    process.nextTick(uncork);
   };
 }
 
@@ -129,8 +75,8 @@ interface SentCommands {
 }
 
 /**
- * With `autoResendUnfulfilledCommands: false` (how the backend opens its own
- * clients: a re-sent create or update would misreport its own success),
+ * With `autoResendUnfulfilledCommands: false` (how the docs advise users to
+ * make their clients: a re-sent create or update would misreport its own success),
  * ioredis drops the commands that were waiting for replies when a connection
  * closes and reconnects within `maxRetriesPerRequest`, without settling
  * them: a write in flight across a Redis restart would never settle. This

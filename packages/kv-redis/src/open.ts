@@ -1,3 +1,4 @@
+import { createClient, createCluster } from '@redis/client';
 import type { KvError } from '@weft/kv';
 import {
   assertBucketName,
@@ -8,7 +9,6 @@ import {
   serverAddress,
   unreachableReason,
 } from '@weft/kv/backend';
-import { Cluster, Redis } from 'ioredis';
 import type { RedisConnection } from './connection.js';
 import { RedisDriver, type RedisSettings } from './driver.js';
 import { backend, toKvError } from './errors.js';
@@ -120,59 +120,97 @@ export async function openRedisKv(options: RedisKvOptions): Promise<RedisKvStore
   if (!/^[A-Za-z0-9_-]+$/.test(namespace)) throw kvError(KvErrorCode.InvalidArgument, backend, `a namespace must match [A-Za-z0-9_-]+`);
   const settings: RedisSettings = { timeoutMs, watchOutageMs, maxValueBytes, maxHistoryEntries, sweepIntervalMs };
 
-  if (options.client !== undefined && isNodeRedis(options.client)) {
-    const problem = nodeRedisProblem(options.client);
-    if (problem !== undefined) throw kvError(KvErrorCode.InvalidArgument, backend, problem);
-    return openOn(nodeRedisConnection(options.client), bucket, namespace, settings);
-  }
-  const owned = options.client === undefined;
-  let client: IoredisClient;
   if (options.client !== undefined) {
-    client = options.client as unknown as IoredisClient;
+    if (isNodeRedis(options.client)) {
+      const problem = nodeRedisProblem(options.client);
+      if (problem !== undefined) throw kvError(KvErrorCode.InvalidArgument, backend, problem);
+      return openOn(nodeRedisConnection(options.client), bucket, namespace, settings);
+    }
+    const client = options.client as unknown as IoredisClient;
     if (client.options.keyPrefix) {
       throw kvError(KvErrorCode.InvalidArgument, backend, 'a client with keyPrefix is not supported: the scripts build keys on the server');
     }
-  } else if (options.cluster !== undefined) {
-    // Nor re-sent to the slot's node after a node's connection closed (retryDelayOnFailover): the same reason.
-    client = new Cluster([...options.cluster], {
-      lazyConnect: true,
-      retryDelayOnFailover: 0,
-      redisOptions: { autoResendUnfulfilledCommands: false },
-    });
-  } else {
-    // Unanswered commands are not re-sent after a reconnect: a re-sent create or update would misreport its own success.
-    client = new Redis(options.url as string, { lazyConnect: true, autoResendUnfulfilledCommands: false, connectTimeout: timeoutMs });
+    return openOn(ioredisConnection(client), bucket, namespace, settings);
   }
-  // Failures surface through commands; an unhandled 'error' event would only log. The last one says why a
-  // connect failed (connect() itself only says the connection is closed).
+  const client = ownedClient(options, timeoutMs);
+  // Failures surface through commands; the listener stays for the client's life (node-redis emits 'error' on every
+  // dropped connection, and an unhandled one would end the process). The last one says why a connect failed.
   let lastError: unknown;
-  if (owned)
-    client.on('error', (error: unknown) => {
-      lastError = error;
-    });
+  client.on('error', (error: unknown) => {
+    lastError = error;
+  });
   try {
-    if (owned) {
-      try {
-        // A server that accepts the connection and never answers would hold connect() (the ready check) for good.
-        await within(timeoutMs, client.connect(), () =>
-          Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: 'ETIMEDOUT' }),
-        );
-      } catch (error) {
-        const cause = lastError ?? error;
-        throw kvError(
-          KvErrorCode.ConnectionFailed,
-          backend,
-          `cannot connect to Redis at ${describeTarget(options)}: ${unreachableReason(cause)}`,
-          {
-            cause,
-          },
-        );
-      }
+    try {
+      // A server that accepts the connection and never answers would hold the first command for good.
+      await within(
+        timeoutMs,
+        client.connect().then(() => ping(client)),
+        () => Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: 'ETIMEDOUT' }),
+      );
+    } catch (error) {
+      const cause = lastError ?? error;
+      throw kvError(
+        KvErrorCode.ConnectionFailed,
+        backend,
+        `cannot connect to Redis at ${describeTarget(options)}: ${unreachableReason(cause)}`,
+        {
+          cause,
+        },
+      );
     }
-    return await openOn(ioredisConnection(client, owned), bucket, namespace, settings);
+    return await openOn(nodeRedisConnection(client, true), bucket, namespace, settings);
   } catch (error) {
-    if (owned) client.disconnect();
+    destroyQuietly(client);
     throw error;
+  }
+}
+
+/**
+ * The client `url` or `cluster` makes: node-redis 5 (`@redis/client`), which
+ * sends the commands of one tick in one write and costs the Node process
+ * about half of what ioredis does per command (docs/guides/redis-clients.md
+ * has the measurements). It never re-sends a written command; a connect that
+ * fails before the first answer is not retried, later drops are.
+ */
+function ownedClient(options: RedisKvOptions, timeoutMs: number): NodeRedisClient | NodeRedisCluster {
+  let connected = false;
+  const socket = {
+    connectTimeout: timeoutMs,
+    reconnectStrategy: (retries: number, cause: Error) => (connected ? Math.min(retries * 50, 1000) : cause),
+  };
+  const client =
+    options.cluster !== undefined
+      ? (createCluster({
+          rootNodes: options.cluster.map((node) => ({ url: nodeUrl(node) })),
+          defaults: { socket },
+        }) as unknown as NodeRedisCluster)
+      : (createClient({ url: options.url as string, socket }) as unknown as NodeRedisClient);
+  const connect = client.connect.bind(client);
+  return Object.assign(client, {
+    connect: () =>
+      connect().then((result: unknown) => {
+        connected = true;
+        return result;
+      }),
+  });
+}
+
+function nodeUrl(node: RedisClusterNode): string {
+  if (typeof node === 'number') return `redis://127.0.0.1:${node}`;
+  if (typeof node === 'string') return node.includes('://') ? node : `redis://${node}`;
+  return `redis://${node.host ?? '127.0.0.1'}:${node.port ?? 6379}`;
+}
+
+/** A PING the server must answer: node-redis' connect resolves once the socket is open when it has no handshake to send. */
+function ping(client: NodeRedisClient | NodeRedisCluster): Promise<unknown> {
+  return 'masters' in client ? client.sendCommand(undefined, true, ['PING']) : client.sendCommand(['PING']);
+}
+
+function destroyQuietly(client: NodeRedisClient | NodeRedisCluster): void {
+  try {
+    client.destroy();
+  } catch {
+    // already closed
   }
 }
 

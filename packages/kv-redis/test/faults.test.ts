@@ -2,8 +2,9 @@
  * The fault group on a real redis-server (append-only file, fsync always)
  * reached through a loopback link that can reset and partition: restarts,
  * kill -9, pauses, resets, partitions and a restart that lost the data, each
- * with an idle watch and one under continuous writes, on ioredis and
- * node-redis.
+ * with an idle watch and one under continuous writes, on the client the
+ * backend opens itself (node-redis 5), a user's ioredis and a user's
+ * node-redis 6.
  */
 import { openRedisKv, type RedisKvOptions } from '@weft/kv-redis';
 import { describeKvFaults, type KvFault } from '@weft/kv-testkit';
@@ -18,7 +19,7 @@ import {
 } from '@weft/test-servers';
 import { createClient } from 'redis';
 import { afterAll, describe, expect, vi } from 'vitest';
-import { redisMissing } from './helpers.js';
+import { ioredisClient, redisMissing } from './helpers.js';
 
 // No connection of the backend's may log an unhandled error event while servers restart under it.
 const unhandled: string[] = [];
@@ -33,7 +34,7 @@ afterAll(() => {
 
 let server: RedisServer;
 let link: Link;
-const userClients: Array<{ destroy(): void }> = [];
+const userClients: Array<{ disconnect(): unknown }> = [];
 
 const faults = serverFaults(() => ({ server, link }), { persistence: 'AOF' });
 
@@ -42,7 +43,7 @@ const setup = async () => {
   link = await startLink({ target: server.port });
 };
 const teardown = async () => {
-  for (const client of userClients.splice(0)) client.destroy();
+  for (const client of userClients.splice(0)) client.disconnect();
   await link.close();
   await server.stop();
 };
@@ -51,13 +52,23 @@ const timing: Pick<RedisKvOptions, 'timeoutMs' | 'watchOutageMs'> = { timeoutMs:
 
 if (redisMissing !== undefined) describe.skip(`kv faults: redis (${redisMissing})`, () => undefined);
 else {
-  describeKvFaults('redis (ioredis)', {
+  describeKvFaults('redis (default client)', {
     setup,
     teardown,
     faults,
     open: (bucket) => openRedisKv({ url: `redis://127.0.0.1:${link.port}`, bucket, ...timing }),
   });
-  describeKvFaults('redis (node-redis)', {
+  describeKvFaults("redis (user's ioredis)", {
+    setup,
+    teardown,
+    faults,
+    open: (bucket) => {
+      const client = ioredisClient({ url: `redis://127.0.0.1:${link.port}` });
+      userClients.push(client);
+      return openRedisKv({ client, bucket, ...timing });
+    },
+  });
+  describeKvFaults("redis (user's node-redis 6)", {
     setup,
     teardown,
     faults,
@@ -92,8 +103,8 @@ const clusterFaults: KvFault[] = [
 ];
 
 if (redisMissing !== undefined) describe.skip(`kv faults: redis-cluster (${redisMissing})`, () => undefined);
-else
-  describeKvFaults('redis-cluster (ioredis)', {
+else {
+  describeKvFaults('redis-cluster (default client)', {
     setup: async () => {
       nodes = await startRedisCluster({ persistence: 'aof' });
     },
@@ -101,3 +112,19 @@ else
     faults: clusterFaults,
     open: (bucket) => openRedisKv({ cluster: nodes.startupNodes, bucket, ...timing }),
   });
+  describeKvFaults("redis-cluster (user's ioredis)", {
+    setup: async () => {
+      nodes = await startRedisCluster({ persistence: 'aof' });
+    },
+    teardown: async () => {
+      for (const client of userClients.splice(0)) client.disconnect();
+      await nodes.stop();
+    },
+    faults: clusterFaults,
+    open: (bucket) => {
+      const client = ioredisClient({ cluster: nodes.startupNodes });
+      userClients.push(client);
+      return openRedisKv({ client, bucket, ...timing });
+    },
+  });
+}

@@ -52,6 +52,19 @@ export async function watchConnections(raw: Redis | Cluster, bucket: string): Pr
   return count;
 }
 
+/**
+ * The user's own ioredis client for `target`, made as docs/guides/redis-clients.md
+ * advises (no re-sending of unanswered commands); the handle leaves it open.
+ */
+export function ioredisClient(target: RedisFixture['target']): Redis | Cluster {
+  const client =
+    'url' in target
+      ? new Redis(target.url, { autoResendUnfulfilledCommands: false })
+      : new Cluster([...target.cluster], { retryDelayOnFailover: 0, redisOptions: { autoResendUnfulfilledCommands: false } });
+  client.on('error', () => undefined);
+  return client;
+}
+
 /** Where a harness connects: a standalone server's URL or a cluster's nodes, and the raw client that inspects it. */
 export interface RedisFixture {
   target: { readonly url: string } | { readonly cluster: ReadonlyArray<{ host: string; port: number }> };

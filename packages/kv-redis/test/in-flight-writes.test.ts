@@ -3,7 +3,8 @@
  * as `Indeterminate` (it may have been applied), never hang and never be
  * re-sent behind the caller's back (a re-sent create would report its own
  * write as a conflict). Attacked on both client libraries, on a standalone
- * server and on the node of a cluster that holds the bucket, with the server
+ * server and on the node of a cluster that holds the bucket (the client the
+ * backend opens itself, a user's ioredis, a user's node-redis), with the server
  * killed for good and killed then restarted at once (the case where ioredis,
  * reconnecting in time, would drop the unanswered command without settling
  * it).
@@ -14,14 +15,14 @@ import type { RedisServer } from '@weft/test-servers';
 import { Redis } from 'ioredis';
 import { createClient, createCluster } from 'redis';
 import { afterEach, describe, expect, it } from 'vitest';
-import { busyScript, bytes, cluster, putRetrying, redisMissing, standalone } from './helpers.js';
+import { busyScript, bytes, cluster, ioredisClient, putRetrying, redisMissing, standalone } from './helpers.js';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-type Library = 'ioredis' | 'node-redis';
+type Library = 'default client' | 'ioredis' | 'node-redis';
 type Topology = 'standalone' | 'cluster';
 
 /** The server holding the bucket, and a handle on it through `library`. */
@@ -53,8 +54,12 @@ async function openStore(
   bucket: string,
 ): Promise<KvStore> {
   let store: KvStore;
-  if (library === 'ioredis') {
+  if (library === 'default client') {
     store = await openRedisKv({ ...target, bucket, sweepIntervalMs: 0 });
+  } else if (library === 'ioredis') {
+    const client = ioredisClient(target);
+    cleanups.push(() => client.disconnect());
+    store = await openRedisKv({ client, bucket, sweepIntervalMs: 0 });
   } else {
     const client =
       'url' in target
@@ -84,7 +89,7 @@ async function writeAcrossKill(node: RedisServer, store: KvStore, restart: boole
 }
 
 describe.skipIf(redisMissing !== undefined)('a write in flight when Redis dies', () => {
-  for (const library of ['ioredis', 'node-redis'] as const) {
+  for (const library of ['default client', 'ioredis', 'node-redis'] as const) {
     for (const topology of ['standalone', 'cluster'] as const) {
       for (const restart of [false, true]) {
         const what = restart ? 'killed and restarted at once' : 'killed';

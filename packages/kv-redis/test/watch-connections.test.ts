@@ -7,13 +7,21 @@ import type { KvStore, WatchCursor } from '@weft/kv';
 import { openRedisKv } from '@weft/kv-redis';
 import { createClient } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bytes, eventually, redisMissing, standalone, watchConnections } from './helpers.js';
+import { bytes, eventually, ioredisClient, redisMissing, standalone, watchConnections } from './helpers.js';
 
 let started: Awaited<ReturnType<typeof standalone>>;
-const userClients: Array<{ destroy(): void }> = [];
+const userClients: Array<{ disconnect(): unknown }> = [];
 
 const clients: Array<{ name: string; open: (bucket: string) => Promise<Awaited<ReturnType<typeof openRedisKv>>> }> = [
-  { name: 'ioredis', open: (bucket) => openRedisKv({ url: started.server.url, bucket, sweepIntervalMs: 0 }) },
+  { name: 'default', open: (bucket) => openRedisKv({ url: started.server.url, bucket, sweepIntervalMs: 0 }) },
+  {
+    name: 'ioredis',
+    open: (bucket) => {
+      const client = ioredisClient({ url: started.server.url });
+      userClients.push(client);
+      return openRedisKv({ client, bucket, sweepIntervalMs: 0 });
+    },
+  },
   {
     name: 'node-redis',
     open: async (bucket) => {
@@ -75,7 +83,7 @@ describe.skipIf(redisMissing !== undefined)('a watch connection is closed on eve
     started = await standalone();
   });
   afterAll(async () => {
-    for (const client of userClients.splice(0)) client.destroy();
+    for (const client of userClients.splice(0)) client.disconnect();
     started.raw.disconnect();
     await started.server.stop();
   });
