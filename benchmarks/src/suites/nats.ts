@@ -1,11 +1,14 @@
 /**
  * NATS: weft against raw `@nats-io/kv` on the same bucket of a spawned
  * server: get, put, create and update, sequential and with 100 in flight;
+ * get and put also against the raw JetStream API underneath (a direct get,
+ * the stream's message get that weft sends, a plain publish), the fastest
+ * of them taken for the target;
  * commit of 1, 8 and 64 puts against a raw atomic batch (2.12+);
  * put-to-watch-event latency against a raw `@nats-io/kv` watch.
  */
 
-import { jetstream } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm, KvWatchInclude } from '@nats-io/kv';
 import { connect } from '@nats-io/transport-node';
 import type { Version } from '@weft/kv';
@@ -25,6 +28,8 @@ async function natsSuiteOn(line: NatsLine, bench: Bench): Promise<void> {
   const kv = await openNatsKv({ servers: server.url, bucket: 'bench', create: { history: 1 } });
   const connection = await connect({ servers: server.url });
   const raw = await new Kvm(connection).open('bench');
+  const js = jetstream(connection);
+  const manager = await jetstreamManager(connection);
   try {
     bench.notes.push(`nats-server ${server.version} on loopback, file storage`);
     const value = new Uint8Array(256).fill(7);
@@ -49,20 +54,35 @@ async function natsSuiteOn(line: NatsLine, bench: Bench): Promise<void> {
       [100, '100 in flight'],
     ] as const) {
       const scaled = concurrency === 1 ? ops : ops * 4;
-      await bench.compare({
+      await bench.contest({
         id: `nats.get.${concurrency}`,
         label: `nats get, ${mode}`,
         weft: (i) => kv.get(`k.${i % keys}`),
-        baseline: { name: 'raw @nats-io/kv', op: (i) => raw.get(`k.${i % keys}`) },
+        contenders: [
+          { name: 'raw @nats-io/kv', op: (i) => raw.get(`k.${i % keys}`), kind: 'raw' },
+          {
+            name: 'raw JetStream direct get',
+            op: (i) => manager.direct.getMessage('KV_bench', { last_by_subj: `$KV.bench.k.${i % keys}` }),
+            kind: 'raw',
+          },
+          {
+            name: 'raw JetStream message get (the API weft uses)',
+            op: (i) => manager.streams.getMessage('KV_bench', { last_by_subj: `$KV.bench.k.${i % keys}` }),
+            kind: 'raw',
+          },
+        ],
         ops: scaled,
         concurrency,
         target: { kind: 'ratio-at-least', value: 0.9 },
       });
-      await bench.compare({
+      await bench.contest({
         id: `nats.put.${concurrency}`,
         label: `nats put, ${mode}`,
         weft: (i) => kv.put(`k.${i % keys}`, value),
-        baseline: { name: 'raw @nats-io/kv', op: (i) => raw.put(`k.${i % keys}`, value) },
+        contenders: [
+          { name: 'raw @nats-io/kv', op: (i) => raw.put(`k.${i % keys}`, value), kind: 'raw' },
+          { name: 'raw JetStream publish', op: (i) => js.publish(`$KV.bench.k.${i % keys}`, value), kind: 'raw' },
+        ],
         ops: scaled,
         concurrency,
         target: { kind: 'ratio-at-least', value: 0.9 },
@@ -89,7 +109,6 @@ async function natsSuiteOn(line: NatsLine, bench: Bench): Promise<void> {
 
     if (kv.capabilities.commit !== false) {
       // commit against a raw atomic batch of the same puts on the same stream (@nats-io/jetstream's batch API).
-      const js = jetstream(connection);
       for (const size of [1, 8, 64]) {
         const keysOf = (i: number, side: string) => Array.from({ length: size }, (_, index) => `c${size}.${side}.${i % 50}.${index}`);
         await bench.compare({
