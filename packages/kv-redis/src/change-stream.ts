@@ -15,6 +15,8 @@ interface StreamHead {
   readonly lastId: string;
   /** Positions below this may have lost changes to trimming. */
   readonly horizon: string;
+  /** The entry at the position read after is gone although it lies above the horizon. */
+  readonly lost: boolean;
 }
 
 interface Change {
@@ -66,7 +68,7 @@ export async function* changeFeed(
       const { head } = batch;
       // One read, one step of the feed: its bounds and its changes together.
       const items: ChangeFeedItem<string>[] = [
-        { type: 'bounds', epoch: head.epoch, reading: position, head: head.lastId, horizon: head.horizon },
+        { type: 'bounds', epoch: head.epoch, reading: position, head: head.lastId, horizon: head.horizon, lost: head.lost },
       ];
       for (const change of batch.changes) {
         position = change.id;
@@ -170,9 +172,9 @@ async function readChanges(
         driver.connection.runScript(readChangesLua, [log, meta], [position, String(count), record, driver.nextEpochCandidate()], true),
         () => readTimeout(backend, 'watch', timeoutMs),
       )) as Buffer[];
-      const head = { epoch: text(reply[0]), lastId: text(reply[1]), horizon: text(reply[2]) };
+      const head = { epoch: text(reply[0]), lastId: text(reply[1]), horizon: text(reply[2]), lost: text(reply[3]) === '1' };
       const changes: Change[] = [];
-      for (let index = 3; index + 3 < reply.length; index += 4) {
+      for (let index = 4; index + 3 < reply.length; index += 4) {
         changes.push({
           id: text(reply[index]),
           key: text(reply[index + 1]),

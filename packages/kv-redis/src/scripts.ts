@@ -237,7 +237,9 @@ return {#due, removed}`;
  * again later in the stream). KEYS: log, meta. ARGV: after id, count, record
  * key prefix, epoch candidate.
  *
- * Returns {epoch, last-generated-id, horizon, id1, key1, type1, value1, ...}.
+ * Returns {epoch, last-generated-id, horizon, lost, id1, key1, type1, value1, ...}:
+ * lost is '1' when the entry at the position read after is gone although it
+ * lies above the horizon (the stream forgot acknowledged writes).
  * A position below the horizon may have lost changes: weft only ever removes
  * entries by trimming the head of the stream, so once anything was removed
  * (entries-added > length) every position below the first retained entry is
@@ -248,8 +250,18 @@ export const readChangesScript = `
 local log, meta = KEYS[1], KEYS[2]
 local after, count, record_prefix = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 redis.call('HSETNX', meta, 'epoch', ARGV[4])
-local reply = {redis.call('HGET', meta, 'epoch'), '0-0', '0-0'}
-if redis.call('EXISTS', log) == 0 then return reply end
+local reply = {redis.call('HGET', meta, 'epoch'), '0-0', '0-0', '0'}
+local function id_parts(id) local dash = string.find(id, '-', 1, true) return tonumber(string.sub(id, 1, dash - 1)), tonumber(string.sub(id, dash + 1)) end
+local function stream_id_after(a, b)
+  local am, as = id_parts(a)
+  local bm, bs = id_parts(b)
+  return am > bm or (am == bm and as > bs)
+end
+if redis.call('EXISTS', log) == 0 then
+  -- Nothing at all, yet the reader has a position past nothing: the stream lost everything it handed out.
+  if after ~= '0-0' then reply[4] = '1' end
+  return reply
+end
 local info = redis.call('XINFO', 'STREAM', log)
 local fields = {}
 for i = 1, #info, 2 do fields[info[i]] = info[i + 1] end
@@ -258,12 +270,14 @@ local horizon = fields['max-deleted-entry-id'] or '0-0'
 if tonumber(fields['entries-added'] or 0) > tonumber(fields['length']) then
   local first = fields['first-entry']
   local trimmed_below = (first and first[1]) or reply[2]
-  local function parts(id) local dash = string.find(id, '-', 1, true) return tonumber(string.sub(id, 1, dash - 1)), tonumber(string.sub(id, dash + 1)) end
-  local hm, hs = parts(horizon)
-  local tm, ts = parts(trimmed_below)
-  if tm > hm or (tm == hm and ts > hs) then horizon = trimmed_below end
+  if stream_id_after(trimmed_below, horizon) then horizon = trimmed_below end
 end
 reply[3] = horizon
+-- The entry read after must still exist when it lies above the horizon: a stream that lost it (a failover to a
+-- replica that lacked it, a restart from an older copy) forgot writes it had acknowledged, even if newer writes
+-- have since moved its head past the position.
+reply[4] = '0'
+if after ~= '0-0' and stream_id_after(after, horizon) and #redis.call('XRANGE', log, after, after) == 0 then reply[4] = '1' end
 if count == 0 then return reply end
 local entries = redis.call('XRANGE', log, '(' .. after, '+', 'COUNT', count)
 -- The entries of one commit are read together: whether a put is still current is then decided for all of them at

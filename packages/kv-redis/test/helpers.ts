@@ -85,6 +85,17 @@ export function redisHarness(open: typeof openRedisKv, fixture: RedisFixture): K
     recreateBucket: (bucket) => dropBucket(fixture.raw, bucket),
     // What retention does when it trims the change stream, all at once.
     forgetHistory: async (bucket) => void (await fixture.raw.xtrim(`weft:{${bucket}}:log`, 'MAXLEN', 0)),
+    // DUMP of every key of the bucket now; putting it back replaces whatever the bucket holds by then.
+    rewind: async (bucket) => {
+      const raw = fixture.raw;
+      const copies = await Promise.all(
+        (await bucketKeys(raw, bucket)).map(async (key) => ({ key, dump: await raw.dumpBuffer(key), ttl: await raw.pttl(key) })),
+      );
+      return async () => {
+        await dropBucket(raw, bucket);
+        for (const { key, dump, ttl } of copies) if (dump !== null) await raw.restore(key, Math.max(0, ttl), dump, 'REPLACE');
+      };
+    },
     watchResources: (bucket) => watchConnections(fixture.raw, bucket),
     expireDelayMs: 1000,
   };

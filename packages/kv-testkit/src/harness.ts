@@ -37,6 +37,13 @@ export interface KvConformanceHarness {
    */
   forgetHistory?(bucket: string, store: KvStore): Promise<void>;
   /**
+   * Takes a copy of the bucket's data on the server now; the function it
+   * returns puts that copy back, as a failover to a replica that missed the
+   * latest writes, or a restart from an older copy, would: the server then
+   * forgets writes it had acknowledged.
+   */
+  rewind?(bucket: string): Promise<() => Promise<void>>;
+  /**
    * Counts the server-side resources held by watches on `bucket` (consumers,
    * blocked connections, registered watchers), to prove that ending a watch
    * releases them.
@@ -109,6 +116,7 @@ export interface CheckContext {
 export type Requirement =
   | keyof Pick<KvCapabilities, 'ttl' | 'purge' | 'expireBeforeNextWrite' | 'commit'>
   | 'forgetHistory'
+  | 'rewind'
   | 'watchResources'
   | 'openUnswept'
   | 'recreateBucket'

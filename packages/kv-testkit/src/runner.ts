@@ -94,6 +94,9 @@ function missingRequirement(requires: readonly Requirement[], store: KvStore, ha
       case 'forgetHistory':
         if (harness.forgetHistory === undefined) return 'the harness has no forgetHistory hook to make history expire';
         break;
+      case 'rewind':
+        if (harness.rewind === undefined) return 'the harness has no rewind hook to put back an older copy of the bucket on the server';
+        break;
       case 'watchResources':
         if (harness.watchResources === undefined) return 'the harness has no watchResources hook to count server-side watch resources';
         break;

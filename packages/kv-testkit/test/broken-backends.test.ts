@@ -378,6 +378,8 @@ async function failingChecks(harness: KvConformanceHarness): Promise<string[]> {
   for (const check of kvConformanceChecks) {
     // The memory backend keeps its TTLs itself, to the millisecond: no server holds a rounded one.
     if (check.requires?.includes('ttlHeld') === true) continue;
+    // Nor does it forget what it acknowledged: there is no older copy of it to put back.
+    if (check.requires?.includes('rewind') === true) continue;
     try {
       const outcome = await runConformanceCheck(check, harness, { propertyRuns: 50, seed: 42, log: () => undefined });
       expect(outcome.status, check.name).toBe('passed');

@@ -29,6 +29,12 @@ export interface Link {
   heal(): void;
   /** Delays every chunk by `ms` in both directions (`0` to stop). */
   delay(ms: number): void;
+  /**
+   * Points the link at another loopback port, as a failover moves an
+   * address to a promoted replica: open connections are reset, new ones go
+   * to `target`.
+   */
+  retarget(target: number): void;
   /** Connections open through the link now. */
   readonly connections: number;
   /** Closes the link and every connection through it. */
@@ -43,6 +49,7 @@ export function startLink(options: LinkOptions): Promise<Link> {
   const pairs = new Set<{ client: Socket; server: Socket }>();
   let partitioned = false;
   let delayMs = 0;
+  let target = options.target;
   const held: Array<{ to: Socket; chunk: Buffer }> = [];
   const send = (to: Socket, chunk: Buffer) => {
     if (to.destroyed) return;
@@ -56,7 +63,7 @@ export function startLink(options: LinkOptions): Promise<Link> {
     });
   };
   const server: Server = createServer((client) => {
-    const upstream = createConnection({ host: '127.0.0.1', port: options.target });
+    const upstream = createConnection({ host: '127.0.0.1', port: target });
     const pair = { client, server: upstream };
     pairs.add(pair);
     const end = () => {
@@ -94,6 +101,14 @@ export function startLink(options: LinkOptions): Promise<Link> {
         },
         delay(ms: number) {
           delayMs = ms;
+        },
+        retarget(port: number) {
+          target = port;
+          for (const pair of [...pairs]) {
+            pair.client.resetAndDestroy();
+            pair.server.resetAndDestroy();
+            pairs.delete(pair);
+          }
         },
         get connections() {
           return pairs.size;

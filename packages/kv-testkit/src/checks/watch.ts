@@ -241,6 +241,42 @@ export const watchChecks: ConformanceCheck[] = [
     },
     ['forgetHistory'],
   ),
+  check(
+    'watch',
+    'a server that forgets acknowledged writes (an older copy of the bucket put back) fails the watches that saw them with CursorExpired, even after newer writes; watches from before the loss go on',
+    async (context) => {
+      const store = await context.open();
+      await store.put('a', bytes('1'));
+      const watch = new WatchReader(store);
+      await watch.untilSynced();
+      const beforeLoss = (watch.events.at(-1) as WatchEvent).cursor;
+      const putBack = await (context.harness.rewind as NonNullable<typeof context.harness.rewind>)(context.bucket);
+      await store.put('b', bytes('lost'));
+      const lost = (await watch.until(isPutOf('b'))).at(-1) as WatchEvent;
+      await putBack();
+      // The server takes writes again: its head moves past the forgotten position.
+      await store.put('c', bytes('3'));
+      await store.put('d', bytes('4'));
+      const running = await expectKvError(async () => {
+        for (;;) if ((await watch.next()) === undefined) return;
+      }, KvErrorCode.CursorExpired);
+      expect(running.retryable).toBe(false);
+      await expectKvError(async () => {
+        const resumed = new WatchReader(store, { from: lost.cursor });
+        try {
+          await resumed.until(isPutOf('d'));
+        } finally {
+          await resumed.stop();
+        }
+      }, KvErrorCode.CursorExpired);
+      const resumed = new WatchReader(store, { from: beforeLoss });
+      const seen = changes(await resumed.until(isPutOf('d'))).map((event) => event.key);
+      expect(seen).toEqual(['c', 'd']);
+      await resumed.stop();
+      expect(await store.get('b')).toBeUndefined();
+    },
+    ['rewind'],
+  ),
   check('watch', 'several prefixes make one stream in one cursor order, not one stream per prefix', async (context) => {
     const store = await context.open();
     const watch = new WatchReader(store, { prefixes: ['x', 'z.y'] });

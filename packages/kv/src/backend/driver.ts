@@ -69,7 +69,9 @@ export interface ChangeRequest<Position> {
  * - `bounds`: the bucket's head and horizon as read by the driver, and the
  *   position it is reading after. The loop fails the watch with
  *   `CursorExpired` when that position is below the horizon or past the
- *   head, or when the epoch differs from the watch's. The first bounds with a
+ *   head, when the change at that position is `lost` (the server no longer
+ *   has a change it handed out: it forgot acknowledged writes), or when the
+ *   epoch differs from the watch's. The first bounds with a
  *   `head` fixes where `synced` falls if the feed never reports `through`.
  * - `through`: every change up to `position` has been delivered (the feed
  *   is caught up, or the listing is complete as of `position`).
@@ -94,6 +96,12 @@ export type ChangeFeedItem<Position> =
       readonly reading?: Position | undefined;
       readonly head?: Position | undefined;
       readonly horizon?: Position | undefined;
+      /**
+       * The change at `reading` is gone although it is above the horizon:
+       * the server lost writes it had acknowledged (a failover to a replica
+       * that lacked them, a restart from an older copy of its data).
+       */
+      readonly lost?: boolean | undefined;
     }
   | { readonly type: 'through'; readonly position: Position };
 

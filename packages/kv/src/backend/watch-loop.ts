@@ -65,7 +65,7 @@ export async function* runWatch<Position>(driver: KvDriver<Position>, run: Watch
               `bucket '${driver.bucket}' was recreated or lost its data since this watch's cursor was issued; re-list`,
             );
           }
-          if (item.reading !== undefined) assertResumable(driver, item.reading, item.head, item.horizon, epoch);
+          if (item.reading !== undefined) assertResumable(driver, item.reading, item.head, item.horizon, epoch, item.lost === true);
           if (!synced && head === undefined) head = item.head;
           continue;
         }
@@ -110,8 +110,16 @@ function assertResumable<Position>(
   head: Position | undefined,
   horizon: Position | undefined,
   epoch: string,
+  lost: boolean,
 ): void {
   const { cursors, backend } = driver;
+  if (lost) {
+    throw kvError(
+      KvErrorCode.CursorExpired,
+      backend,
+      `bucket '${driver.bucket}' no longer holds the change at cursor ${cursors.format(reading, epoch)}: the server lost writes it had acknowledged (a failover to a replica without them, or a restart from an older copy); re-list`,
+    );
+  }
   if (horizon !== undefined && cursors.compare(reading, horizon) < 0) {
     throw kvError(
       KvErrorCode.CursorExpired,
