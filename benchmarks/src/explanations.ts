@@ -27,10 +27,9 @@ export const explanations: Readonly<Record<string, string>> = {
     'keyv stores a value with one SET (0.4-0.6 µs of server time); a weft put is a versioned write that also feeds watches (about 5 µs, see the put figure above), and the server is the limit at 100 in flight. keyv has no versions, no compare-and-swap and no change feed to pay for',
   'redis.put-script':
     'measured in the same run: the baseline sends the same script through node-redis 5, as weft now does by default; sequentially the figures are within the rounds of each other',
-  'redis.update':
-    'as for put against the same script: the same client and the same script on both sides',
+  'redis.update': 'as for put against the same script: the same client and the same script on both sides',
   'redis.commit':
-    "measured in the same run: the baseline sends the very commit script through node-redis 5, as weft does; with 1 put per commit the rounds spread from 0.75x to 1.04x on this shared machine, with 8 and 64 puts weft runs at 0.96-0.97x of the baseline. A commit of 64 puts writes 3,528 commits/s here, about 226,000 puts/s",
+    'measured in the same run: the baseline sends the very commit script through node-redis 5, as weft does; with 1 put per commit the rounds spread from 0.75x to 1.04x on this shared machine, with 8 and 64 puts weft runs at 0.96-0.97x of the baseline. A commit of 64 puts writes 3,528 commits/s here, about 226,000 puts/s',
   'redis-cluster.get':
     'as on one server (see redis get): the copy of each value and the deadline on top of node-redis 5; a weft bucket lives on one slot, so its reads all go to one of the three masters while the raw clients spread theirs over all three',
   'redis-cluster.get.keyv-keyv-redis': 'as on one server (see redis get vs keyv), with the bucket on one master of three',

@@ -5,13 +5,17 @@
  * the stream's message get that weft sends, a plain publish), the fastest
  * of them taken for the target;
  * commit of 1, 8 and 64 puts against a raw atomic batch (2.12+);
- * put-to-watch-event latency against a raw `@nats-io/kv` watch.
+ * put-to-watch-event latency against a raw `@nats-io/kv` watch; on the
+ * current line, what `sync_interval: always` costs a put.
  */
 
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm, KvWatchInclude } from '@nats-io/kv';
 import { connect } from '@nats-io/transport-node';
-import type { Version } from '@weft/kv';
+import type { KvStore, Version } from '@weft/kv';
 import { openNatsKv } from '@weft/kv-nats';
 import { type NatsLine, natsUnavailable, startNatsServer } from '@weft/test-servers';
 import type { Bench } from '../harness.js';
@@ -154,9 +158,45 @@ async function natsSuiteOn(line: NatsLine, bench: Bench): Promise<void> {
       },
     });
     await rawWatch.return?.(undefined);
+    if (line === 'current') await syncAlwaysCost(bench, kv, value);
   } finally {
     await kv.close();
     await connection.close();
     await server.stop();
+  }
+}
+
+/**
+ * What fsync before every acknowledgement costs: weft's put on a server
+ * configured with `jetstream { sync_interval: always }` against the same put
+ * on the default server (which fsyncs every two minutes), interleaved.
+ */
+async function syncAlwaysCost(bench: Bench, lazy: KvStore, value: Uint8Array): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'weft-nats-sync-'));
+  const conf = join(dir, 'sync-always.conf');
+  writeFileSync(conf, 'jetstream { sync_interval: always }\n');
+  const server = await startNatsServer({ line: 'current', args: ['-c', conf] });
+  const always = await openNatsKv({ servers: server.url, bucket: 'bench', create: { history: 1 } });
+  try {
+    bench.notes.push(
+      'nats sync_interval: a second server of the current line with `jetstream { sync_interval: always }` (fsync before each acknowledgement) against the default (every two minutes)',
+    );
+    for (const [concurrency, mode] of [
+      [1, 'sequential'],
+      [100, '100 in flight'],
+    ] as const) {
+      await bench.compare({
+        id: `nats.put-sync-always.${concurrency}`,
+        label: `nats put with sync_interval: always, ${mode}`,
+        weft: (i) => always.put(`k.${i % 1000}`, value),
+        baseline: { name: 'weft put, default sync_interval', op: (i) => lazy.put(`k.${i % 1000}`, value) },
+        ops: bench.size(concurrency === 1 ? 1000 : 4000, 100),
+        concurrency,
+      });
+    }
+  } finally {
+    await always.close();
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
   }
 }
