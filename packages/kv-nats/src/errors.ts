@@ -20,11 +20,12 @@ export function toKvError(error: unknown, operation: string, key: string | undef
       );
     return kvError(KvErrorCode.Timeout, backend, `${operation}: NATS did not answer in time`, extra);
   }
-  // A restarting server answers before its JetStream is up: nothing was applied, and it will be soon.
+  // A restarting server answers before its JetStream is up, and a cluster answers 503 (10008, "JetStream system
+  // temporarily unavailable") while it elects a meta leader: nothing was applied, and it will be soon.
   if (
     error instanceof NoRespondersError ||
-    (error instanceof JetStreamApiError && error.code === 503) ||
-    (error instanceof Error && /jetstream (is )?not enabled|jetstream (is )?temporarily unavailable/i.test(message))
+    (error instanceof JetStreamApiError && (error.status === 503 || error.code === 10008)) ||
+    (error instanceof Error && /jetstream (is )?not enabled|jetstream (is |system )?temporarily unavailable/i.test(message))
   ) {
     return kvError(KvErrorCode.NotConnected, backend, `${operation}: JetStream is not available right now (${message})`, {
       ...extra,
