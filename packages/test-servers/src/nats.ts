@@ -2,6 +2,7 @@ import { accessSync, constants } from 'node:fs';
 import { get } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { type Link, startLink } from './link.js';
 import {
   findBinary,
   freePort,
@@ -182,41 +183,122 @@ export interface NatsCluster {
   readonly nodes: readonly NatsServer[];
   /** Client URLs of every node, for a client's `servers` option. */
   readonly urls: readonly string[];
+  /**
+   * Cuts node `index` off from every other node (started with `links`):
+   * the route traffic in both directions is held, connections stay open,
+   * as a network partition shorter than TCP's timeouts leaves them.
+   */
+  isolate(index: number): void;
+  /** Ends every partition {@link isolate} made: what was held is delivered, in order. */
+  rejoin(): void;
+  /**
+   * Waits until every node has routes to all the others and reports itself
+   * healthy (caught up with the cluster's JetStream metadata and its
+   * streams), as after a partition or a pause healed.
+   */
+  settled(): Promise<void>;
   /** Stops every node and removes their store directories. */
   stop(): Promise<void>;
 }
 
 let clusterCounter = 0;
 
+/** Every node routed to every other and healthy (its monitoring endpoint's /healthz answers 200). */
+async function settled(nodes: readonly NatsServer[]): Promise<void> {
+  await Promise.all(nodes.map((node) => routedToAll(node, nodes.length - 1)));
+  const started = Date.now();
+  for (const node of nodes) {
+    for (;;) {
+      const { status } = await httpJson(node.monitorPort, '/healthz').catch(() => ({ status: 0 }));
+      if (status === 200) break;
+      if (Date.now() - started > 60_000) throw new Error(`nats-server ${node.name} is not healthy 60 s after the cluster settled`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
+
+/** Waits until `node` has routes to `others` distinct servers (its monitoring endpoint's /routez). */
+async function routedToAll(node: NatsServer, others: number): Promise<void> {
+  const started = Date.now();
+  for (;;) {
+    const { body } = await httpJson(node.monitorPort, '/routez').catch(() => ({ body: {} as Record<string, unknown> }));
+    const routes = ((body as { routes?: Array<{ remote_id?: string }> }).routes ?? []).map((route) => route.remote_id);
+    if (new Set(routes).size >= others) return;
+    if (Date.now() - started > 30_000)
+      throw new Error(`nats-server ${node.name} has routes to ${new Set(routes).size} of ${others} other nodes after 30 s`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 /**
  * Starts a JetStream cluster of `nodes` servers (default 3) on loopback and
  * waits until every node is healthy (a meta leader is elected).
  */
-export async function startNatsCluster(options: { nodes?: number; name?: string; line?: NatsLine } = {}): Promise<NatsCluster> {
+export async function startNatsCluster(
+  options: { nodes?: number; name?: string; line?: NatsLine; links?: boolean } = {},
+): Promise<NatsCluster> {
   const count = options.nodes ?? 3;
   const clusterName = options.name ?? `weft-${process.pid}-${++clusterCounter}`;
   // Ports are free when picked, but another process may take one before a node binds it: then try new ones.
   return retryingPortClash(async () => {
     const clusterPorts = await Promise.all(Array.from({ length: count }, () => freePort()));
+    // With links, every route goes through a link of its own (from node i to node j), and no node advertises a
+    // reachable route address, so no route bypasses them by gossip.
+    const links: Array<{ from: number; to: number; link: Link }> = [];
+    if (options.links === true) {
+      for (const [from] of clusterPorts.entries()) {
+        for (const [to, target] of clusterPorts.entries()) {
+          if (from !== to) links.push({ from, to, link: await startLink({ target }) });
+        }
+      }
+    }
+    const routesOf = (index: number) =>
+      options.links === true
+        ? links.filter((entry) => entry.from === index).map((entry) => entry.link.port)
+        : clusterPorts.filter((_, other) => other !== index);
     const launched = await Promise.allSettled(
       clusterPorts.map((clusterPort, index) =>
         launchNats(
-          { name: `${clusterName}-n${index + 1}`, ...(options.line === undefined ? {} : { line: options.line }) },
-          { clusterName, clusterPort, routes: clusterPorts.filter((other) => other !== clusterPort) },
+          {
+            name: `${clusterName}-n${index + 1}`,
+            ...(options.line === undefined ? {} : { line: options.line }),
+            ...(options.links === true ? { args: ['--cluster_advertise', '127.0.0.1:1'] } : {}),
+          },
+          { clusterName, clusterPort, routes: routesOf(index) },
         ),
       ),
     );
     const nodes = launched.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));
     const failure = launched.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+    const closeLinks = () => Promise.all(links.map((entry) => entry.link.close()));
     if (failure !== undefined) {
       await Promise.all(nodes.map((node) => node.stop()));
+      await closeLinks();
       throw failure.reason;
+    }
+    // Healthy means a meta leader exists, which two nodes of three suffice for; a stream of three replicas can be
+    // placed only once every node has a route to every other.
+    try {
+      await settled(nodes);
+    } catch (error) {
+      await Promise.all(nodes.map((node) => node.stop()));
+      await closeLinks();
+      throw error;
     }
     return {
       nodes,
       urls: nodes.map((node) => node.url),
+      isolate(index: number) {
+        if (links.length === 0) throw new Error('isolate() needs a cluster started with links: true');
+        for (const entry of links) if (entry.from === index || entry.to === index) entry.link.partition();
+      },
+      rejoin() {
+        for (const entry of links) entry.link.heal();
+      },
+      settled: () => settled(nodes),
       stop: async () => {
         await Promise.all(nodes.map((node) => node.stop()));
+        await closeLinks();
       },
     };
   });
