@@ -6,8 +6,8 @@
  * which the packages take as a peer dependency. Each program is
  * type-checked against what was installed (one copy of the client: the
  * user's) and run against a server this test spawns; the Redis programs also
- * on Node.js 22 (`bash scripts/install-node.sh 22`), next to the runtime of
- * the test (24 in CI).
+ * on Node.js 22 (`bash scripts/install-node.sh 22`) and on Bun (`bash
+ * scripts/install-bun.sh`), next to the runtime of the test (24 in CI).
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -28,6 +28,9 @@ const root = new URL('..', import.meta.url).pathname;
 const node22 = join(root, '.cache', 'node22', 'node_modules', '.bin', 'node');
 const node22Missing = existsSync(node22) ? undefined : 'Node.js 22 is not installed: bash scripts/install-node.sh 22';
 if (node22Missing !== undefined) console.warn(`SKIPPING the consumer runs on Node.js 22: ${node22Missing}`);
+const bun = join(root, '.cache', 'bun', 'node_modules', '.bin', 'bun');
+const bunMissing = existsSync(bun) ? undefined : 'Bun is not installed: bash scripts/install-bun.sh';
+if (bunMissing !== undefined) console.warn(`SKIPPING the consumer runs on Bun: ${bunMissing}`);
 const packed = mkdtempSync(join(tmpdir(), 'weft-packed-'));
 const natsMissing = natsUnavailable();
 const redisMissing = redisUnavailable();
@@ -88,15 +91,24 @@ async function consumer(
     execFileSync(join(root, 'node_modules', '.bin', 'tsc'), ['-p', dir], { encoding: 'utf8', stdio: 'pipe' });
     const run = await runChild(process.execPath, [join(dir, 'index.js')], { limitMs: 60_000, env, cwd: dir });
     if (run.code !== 0) throw new Error(`the consumer program failed:\n${run.stdout}${run.stderr}`);
-    // The same compiled program on the other maintained LTS line, in a bucket of its own: the same output.
-    if (options.alsoOnNode22 === true && node22Missing === undefined) {
-      const again = await runChild(node22, [join(dir, 'index.js')], {
+    // The same compiled program on the other maintained LTS line and on Bun, each in a bucket of its own: the same
+    // output.
+    const others: Array<[string, string, string | undefined]> =
+      options.alsoOnNode22 === true
+        ? [
+            ['Node.js 22', node22, node22Missing],
+            ['Bun', bun, bunMissing],
+          ]
+        : [];
+    for (const [runtime, binary, missing] of others) {
+      if (missing !== undefined) continue;
+      const again = await runChild(binary, [join(dir, 'index.js')], {
         limitMs: 60_000,
-        env: { ...env, BUCKET: `${env.BUCKET ?? 'b'}-node22` },
+        env: { ...env, BUCKET: `${env.BUCKET ?? 'b'}-${runtime.replace(/[^A-Za-z0-9]/g, '')}` },
         cwd: dir,
       });
-      if (again.code !== 0) throw new Error(`the consumer program failed on Node.js 22:\n${again.stdout}${again.stderr}`);
-      if (again.stdout !== run.stdout) throw new Error(`Node.js 22 printed other output:\n${again.stdout}\nthan:\n${run.stdout}`);
+      if (again.code !== 0) throw new Error(`the consumer program failed on ${runtime}:\n${again.stdout}${again.stderr}`);
+      if (again.stdout !== run.stdout) throw new Error(`${runtime} printed other output:\n${again.stdout}\nthan:\n${run.stdout}`);
     }
     return run.stdout;
   } catch (error) {
@@ -159,7 +171,7 @@ describe.skipIf(redisMissing !== undefined)('a user project with its own Redis c
         [...dependencies],
         redisProgram(client),
         { REDIS_URL: redis?.url ?? '', BUCKET: bucket },
-        // Every client's program runs on Node.js 22 as well as on the runtime of the test.
+        // Every client's program runs on Node.js 22 and on Bun as well as on the runtime of the test.
         { alsoOnNode22: true },
       );
       expect(output).toBe('users.ada {"name":"Ada Lovelace"}\nclient still open: true\n');
