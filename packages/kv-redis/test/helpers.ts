@@ -1,10 +1,9 @@
 import { KvError, type KvStore, type WatchEvent } from '@weft/kv';
-import type { openRedisKv } from '@weft/kv-redis';
-import type { KvConformanceHarness } from '@weft/kv-testkit';
-import { WatchReader } from '@weft/kv-testkit';
+import type { openRedisKv, RedisKvOptions } from '@weft/kv-redis';
+import { describeKvConformance, type KvConformanceHarness, WatchReader } from '@weft/kv-testkit';
 import { type RedisCluster, type RedisServer, redisUnavailable, startRedisCluster, startRedisServer } from '@weft/test-servers';
 import { Cluster, Redis } from 'ioredis';
-import { expect } from 'vitest';
+import { describe, expect } from 'vitest';
 
 export const redisMissing = redisUnavailable();
 if (redisMissing !== undefined) console.warn(`SKIPPING Redis backend tests: ${redisMissing}`);
@@ -183,4 +182,55 @@ export async function watchAcrossVolatileRestart(store: KvStore, server: RedisSe
   const relist = new WatchReader(store, {});
   expect(summary(await relist.untilSynced())).toEqual(['put:after-restart=x', 'synced']);
   await relist.stop();
+}
+
+/** A user's client, connected, and how the test closes it (the handle leaves it open). */
+export interface UserClient {
+  readonly client: NonNullable<RedisKvOptions['client']>;
+  close(): unknown;
+}
+
+/**
+ * The conformance suite on handles made from user clients that `connect`
+ * makes, against a standalone server (or a cluster) the suite's setup starts.
+ */
+export function describeConformanceOnUserClients(
+  open: typeof openRedisKv,
+  name: string,
+  topology: 'standalone' | 'cluster',
+  connect: (target: RedisFixture['target']) => Promise<UserClient>,
+): void {
+  const fixture = {} as RedisFixture;
+  const clients: UserClient[] = [];
+  let stop: () => Promise<void>;
+  const openOnUserClient = async (bucket: string, sweepIntervalMs: number) => {
+    const user = await connect(fixture.target);
+    clients.push(user);
+    return open({ client: user.client, bucket, sweepIntervalMs });
+  };
+  if (redisMissing !== undefined) {
+    describe.skip(`kv conformance: ${name} (${redisMissing})`, () => undefined);
+    return;
+  }
+  describeKvConformance(name, {
+    ...redisHarness(open, fixture),
+    open: (bucket) => openOnUserClient(bucket, 100),
+    openUnswept: (bucket) => openOnUserClient(bucket, 0),
+    setup: async () => {
+      if (topology === 'standalone') {
+        const { server, raw } = await standalone();
+        Object.assign(fixture, { target: { url: server.url }, raw });
+        stop = () => server.stop();
+      } else {
+        const started = await cluster();
+        Object.assign(fixture, { target: { cluster: started.cluster.startupNodes }, raw: started.raw });
+        stop = () => started.cluster.stop();
+      }
+    },
+    teardown: async () => {
+      for (const user of clients.splice(0)) user.close();
+      fixture.raw.disconnect();
+      await stop();
+    },
+  });
 }
