@@ -147,6 +147,11 @@ export async function openNatsKv(options: NatsKvOptions): Promise<NatsKvStore> {
         maxReconnectAttempts: -1,
         reconnectTimeWait: 250,
         timeout: timeoutMs,
+        // A connection that stalls without closing (a half-open socket, a partition) is found only by pings that go
+        // unanswered: one every timeoutMs (at least a second), two missed, instead of the library's two minutes, so
+        // the handle reconnects through another of its servers within a few deadlines.
+        pingInterval: Math.max(1000, timeoutMs),
+        maxPingOut: 2,
       });
     } catch (error) {
       throw kvError(
