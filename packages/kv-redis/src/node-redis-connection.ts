@@ -1,3 +1,4 @@
+import { pause } from '@weft/kv/backend';
 import { type RedisArgument, type RedisConnection, scriptRunner, type Waker } from './connection.js';
 
 /**
@@ -131,15 +132,11 @@ export function nodeRedisConnection(client: NodeRedisClient | NodeRedisCluster, 
       // close() waits for every command in flight: against a paused server they would never be answered.
       const closing = (client as { close?: () => Promise<void> }).close?.();
       if (closing !== undefined) {
-        let timer: NodeJS.Timeout | undefined;
-        await Promise.race([closing.catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, closeGraceMs)))]);
-        clearTimeout(timer);
+        const giveUp = new AbortController();
+        await Promise.race([closing.catch(() => undefined), pause(closeGraceMs, giveUp.signal)]);
+        giveUp.abort();
       }
-      try {
-        client.destroy();
-      } catch {
-        // already closed
-      }
+      destroyQuietly(client);
     },
   };
 }
@@ -151,18 +148,20 @@ function routingKey(args: RedisArgument[]): RedisArgument | undefined {
   return args[1];
 }
 
+/** Destroys a node-redis client, which refuses to be destroyed twice. */
+export function destroyQuietly(client: NodeRedisClient | NodeRedisCluster): void {
+  try {
+    client.destroy();
+  } catch {
+    // already closed
+  }
+}
+
 function nodeRedisWaker(client: NodeRedisClient | NodeRedisCluster): Waker {
   const cluster = 'masters' in client;
   let ended = false;
-  // Destroyed, not closed: a polite close would wait for the blocked read to end. node-redis refuses to destroy a
-  // client twice.
-  const destroy = () => {
-    try {
-      client.destroy();
-    } catch {
-      // already closed
-    }
-  };
+  // Destroyed, not closed: a polite close would wait for the blocked read to end.
+  const destroy = () => destroyQuietly(client);
   // The duplicate reconnects by the client's own strategy; its failures surface through the blocked read.
   client.on('error', () => undefined);
   const connecting = client.connect().then(

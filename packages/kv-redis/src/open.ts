@@ -15,6 +15,7 @@ import { backend, toKvError } from './errors.js';
 import { type IoredisClient, ioredisConnection } from './ioredis-connection.js';
 import { bucketKeys } from './layout.js';
 import {
+  destroyQuietly,
   isNodeRedis,
   type NodeRedisClient,
   type NodeRedisCluster,
@@ -132,7 +133,7 @@ export async function openRedisKv(options: RedisKvOptions): Promise<RedisKvStore
     }
     return openOn(ioredisConnection(client), bucket, namespace, settings);
   }
-  const client = ownedClient(options, timeoutMs);
+  const { client, connect } = ownedClient(options, timeoutMs);
   // Failures surface through commands; the listener stays for the client's life (node-redis emits 'error' on every
   // dropped connection, and an unhandled one would end the process). The last one says why a connect failed.
   let lastError: unknown;
@@ -144,7 +145,7 @@ export async function openRedisKv(options: RedisKvOptions): Promise<RedisKvStore
       // A server that accepts the connection and never answers would hold the first command for good.
       await within(
         timeoutMs,
-        client.connect().then(() => ping(client)),
+        connect().then(() => ping(client)),
         () => Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: 'ETIMEDOUT' }),
       );
     } catch (error) {
@@ -170,9 +171,10 @@ export async function openRedisKv(options: RedisKvOptions): Promise<RedisKvStore
  * sends the commands of one tick in one write and costs the Node process
  * about half of what ioredis does per command (docs/guides/redis-clients.md
  * has the measurements). It never re-sends a written command; a connect that
- * fails before the first answer is not retried, later drops are.
+ * fails before the first answer is not retried, later drops are. `connect`
+ * connects it and from then on lets it reconnect.
  */
-function ownedClient(options: RedisKvOptions, timeoutMs: number): NodeRedisClient | NodeRedisCluster {
+function ownedClient(options: RedisKvOptions, timeoutMs: number): { client: NodeRedisClient | NodeRedisCluster; connect(): Promise<void> } {
   let connected = false;
   const socket = {
     connectTimeout: timeoutMs,
@@ -185,14 +187,13 @@ function ownedClient(options: RedisKvOptions, timeoutMs: number): NodeRedisClien
           defaults: { socket },
         }) as unknown as NodeRedisCluster)
       : (createClient({ url: options.url as string, socket }) as unknown as NodeRedisClient);
-  const connect = client.connect.bind(client);
-  return Object.assign(client, {
-    connect: () =>
-      connect().then((result: unknown) => {
-        connected = true;
-        return result;
-      }),
-  });
+  return {
+    client,
+    connect: async () => {
+      await client.connect();
+      connected = true;
+    },
+  };
 }
 
 function nodeUrl(node: RedisClusterNode): string {
@@ -204,14 +205,6 @@ function nodeUrl(node: RedisClusterNode): string {
 /** A PING the server must answer: node-redis' connect resolves once the socket is open when it has no handshake to send. */
 function ping(client: NodeRedisClient | NodeRedisCluster): Promise<unknown> {
   return 'masters' in client ? client.sendCommand(undefined, true, ['PING']) : client.sendCommand(['PING']);
-}
-
-function destroyQuietly(client: NodeRedisClient | NodeRedisCluster): void {
-  try {
-    client.destroy();
-  } catch {
-    // already closed
-  }
 }
 
 /** Opens the bucket on a connected client: the first sweep also checks that the server runs the scripts. */

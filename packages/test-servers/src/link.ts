@@ -78,6 +78,14 @@ export function startLink(options: LinkOptions): Promise<Link> {
     forward(client, upstream);
     forward(upstream, client);
   });
+  /** Resets every open connection: both sides see ECONNRESET. */
+  const resetAll = () => {
+    for (const pair of [...pairs]) {
+      pair.client.resetAndDestroy();
+      pair.server.resetAndDestroy();
+      pairs.delete(pair);
+    }
+  };
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port ?? 0, '127.0.0.1', () => {
@@ -85,13 +93,7 @@ export function startLink(options: LinkOptions): Promise<Link> {
       if (typeof address !== 'object' || address === null) return reject(new Error('the link has no address'));
       resolve({
         port: address.port,
-        reset() {
-          for (const pair of [...pairs]) {
-            pair.client.resetAndDestroy();
-            pair.server.resetAndDestroy();
-            pairs.delete(pair);
-          }
-        },
+        reset: resetAll,
         partition() {
           partitioned = true;
         },
@@ -104,11 +106,7 @@ export function startLink(options: LinkOptions): Promise<Link> {
         },
         retarget(port: number) {
           target = port;
-          for (const pair of [...pairs]) {
-            pair.client.resetAndDestroy();
-            pair.server.resetAndDestroy();
-            pairs.delete(pair);
-          }
+          resetAll();
         },
         get connections() {
           return pairs.size;
