@@ -32,6 +32,7 @@ import {
   ttlHeader,
   versionOf,
 } from './codec.js';
+import { ConnectionGate } from './connection-gate.js';
 import { consume, fetchStallMs } from './consumer.js';
 import { backend, toKvError } from './errors.js';
 import { markerHorizon } from './horizon.js';
@@ -116,6 +117,8 @@ export class NatsDriver implements KvDriver<number> {
   readonly conditionalWrites: boolean;
   /** Aborted when the handle closes. */
   readonly closing = new AbortController();
+  /** Requests wait here while the connection is down (see {@link ConnectionGate}). */
+  readonly gate: ConnectionGate;
   /** Settle once each running listing or watch has deleted its consumer; close() waits for them before it disconnects. */
   readonly consumersReleased = new Set<Promise<void>>();
   #closed = false;
@@ -130,6 +133,7 @@ export class NatsDriver implements KvDriver<number> {
 
   constructor(parts: NatsParts) {
     this.parts = parts;
+    this.gate = new ConnectionGate(parts.connection);
     this.deadlines = new Deadlines(parts.timeoutMs + fetchStallMs);
     this.bucket = parts.bucket;
     this.subjects = new BucketSubjects(parts.bucket);
@@ -326,6 +330,7 @@ export class NatsDriver implements KvDriver<number> {
     });
     for (let undecided = 0; ; undecided++) {
       let ack: { seq?: number; count?: number; error?: { err_code?: number; description?: string } };
+      if (!this.gate.up) await this.gate.ready(this.parts.timeoutMs, mutations[0]?.key);
       try {
         ack = await this.#sendBatch(messages);
       } catch (error) {
@@ -518,6 +523,7 @@ export class NatsDriver implements KvDriver<number> {
     // Taking that for a mismatch breaks linearizability (a later read may not see the in-flight write yet), so
     // the same conditional publish is tried again until the leader can decide.
     for (let undecided = 0; ; undecided++) {
+      if (!this.gate.up) await this.gate.ready(this.parts.timeoutMs, key);
       try {
         const ack = await this.parts.client.publish(this.subjects.record(key), value, {
           ...(expect === undefined ? {} : { expect }),
@@ -555,6 +561,7 @@ export class NatsDriver implements KvDriver<number> {
 
   async call<T>(key: string | undefined, call: () => Promise<T>): Promise<T> {
     if (this.#closed) throw kvError(KvErrorCode.Closed, backend, `the handle on bucket '${this.bucket}' is closed`);
+    if (!this.gate.up) await this.gate.ready(this.parts.timeoutMs, key);
     try {
       return await call();
     } catch (error) {
