@@ -59,7 +59,7 @@ function changeOf(message: ConsumedMessage): ChangeFeedItem<number> {
       key,
       op,
       value: message.data,
-      version: versionOf(seq, op, message.expiresAt),
+      version: versionOf(seq, op, message.expiresAt, message.writeId),
       expiresAt: message.expiresAt,
     };
   }

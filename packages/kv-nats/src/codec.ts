@@ -19,6 +19,38 @@ export const weftOpHeader = 'Weft-Op';
 export const ttlHeader = 'Nats-TTL';
 /** On a marker the server writes when it removed a subject's last message (2.11+, with `subject_delete_marker_ttl`). */
 export const markerReasonHeader = 'Nats-Marker-Reason';
+/** On every put weft writes: an id of that write, which its version names (see {@link versionOf}). */
+export const writeIdHeader = 'Weft-Write';
+
+/**
+ * Ids for the puts of one handle: a random prefix of its own, then a count.
+ * A server that forgot its last messages hands their sequences out again;
+ * the id tells the write a version names from a later one at its sequence.
+ */
+export class WriteIds {
+  readonly #prefix: string;
+  #count = 0;
+
+  constructor() {
+    const random = new Uint32Array(2);
+    crypto.getRandomValues(random);
+    this.#prefix =
+      ((random[0] as number) % 36 ** 6).toString(36).padStart(6, '0') + ((random[1] as number) % 36 ** 4).toString(36).padStart(4, '0');
+  }
+
+  next(): string {
+    this.#count++;
+    return this.#prefix + this.#count.toString(36);
+  }
+}
+
+/** The write id a message carries, when it is one weft wrote (anything else reads as none). */
+export function writeIdOf(headers: MsgHdrs | undefined): string | undefined {
+  const id = headers?.get(writeIdHeader);
+  return id !== undefined && writeIdPattern.test(id) ? id : undefined;
+}
+
+const writeIdPattern = /^[0-9a-z]{1,24}$/;
 
 export function streamName(bucket: string): string {
   return `KV_${bucket}`;
@@ -63,6 +95,8 @@ export class BucketSubjects {
 export interface StreamedMessage {
   readonly seq: number;
   readonly key: string;
+  /** The id weft gave the write ({@link writeIdHeader}), or `undefined` for a message another client wrote. */
+  readonly writeId: string | undefined;
   /** `expire` is a delete marker the sweeper wrote for a passed TTL. */
   readonly op: 'put' | 'delete' | 'purge' | 'expire';
   /** A put's TTL, in epoch milliseconds (0 for none). */
@@ -130,20 +164,36 @@ export function expired(message: StreamedMessage): boolean {
 
 /**
  * Versions are the stream sequence (what `nats kv` shows as the revision);
- * tombstones carry a suffix so CAS against a deleted key can never match, and
- * a put with a TTL carries its expiry, so CAS against it fails once it passed.
+ * a put weft wrote adds its write id (`-w<id>`), so a version names that
+ * write and not only its sequence, and a put with a TTL its expiry
+ * (`-t<expiry>`), so CAS against it fails once it passed. Tombstones carry
+ * a suffix so CAS against a deleted key can never match.
  */
-export function versionOf(seq: number, op: 'put' | 'delete' | 'purge', expiresAt = 0): Version {
-  if (op === 'put') return (expiresAt > 0 ? `${seq}-t${expiresAt.toString(36)}` : String(seq)) as Version;
-  return `${seq}-${op === 'delete' ? 'd' : 'p'}` as Version;
+export function versionOf(seq: number, op: 'put' | 'delete' | 'purge', expiresAt = 0, writeId?: string): Version {
+  if (op !== 'put') return `${seq}-${op === 'delete' ? 'd' : 'p'}` as Version;
+  const named = writeId === undefined ? String(seq) : `${seq}-w${writeId}`;
+  return (expiresAt > 0 ? `${named}-t${expiresAt.toString(36)}` : named) as Version;
 }
 
-export function parseVersion(version: unknown, key: string): { seq: number; op: 'put' | 'delete' | 'purge'; expiresAt: number } {
+/** A version taken apart: a version without a write id names the sequence alone, as a nats.js revision does. */
+export interface ParsedVersion {
+  readonly seq: number;
+  readonly op: 'put' | 'delete' | 'purge';
+  readonly expiresAt: number;
+  readonly writeId: string | undefined;
+}
+
+export function parseVersion(version: unknown, key: string): ParsedVersion {
   if (typeof version === 'string') {
-    const match = /^([1-9][0-9]{0,15})(?:(-d|-p)|-t([0-9a-z]{1,11}))?$/.exec(version);
+    const match = /^([1-9][0-9]{0,15})(?:(-d|-p)|(?:-w([0-9a-z]{1,24}))?(?:-t([0-9a-z]{1,11}))?)$/.exec(version);
     if (match !== null) {
       const op = match[2] === '-d' ? 'delete' : match[2] === '-p' ? 'purge' : 'put';
-      return { seq: Number(match[1]), op, expiresAt: match[3] === undefined ? 0 : Number.parseInt(match[3], 36) };
+      return {
+        seq: Number(match[1]),
+        op,
+        expiresAt: match[4] === undefined ? 0 : Number.parseInt(match[4], 36),
+        writeId: match[3],
+      };
     }
   }
   throw kvError(KvErrorCode.InvalidArgument, backend, `${describeArgument(version)} is not a version of the nats backend`, { key });

@@ -2,7 +2,7 @@ import { AckPolicy, type ConsumerConfig, DeliverPolicy, type JsMsg, type StreamI
 import { nanos, nuid } from '@nats-io/transport-node';
 import { KvError } from '@weft/kv';
 import { backoffMs, KvErrorCode, kvError, messageOf, pause } from '@weft/kv/backend';
-import { expiryOf, operationOf, type StreamedMessage } from './codec.js';
+import { expiryOf, operationOf, type StreamedMessage, writeIdOf } from './codec.js';
 import type { NatsDriver } from './driver.js';
 import { backend, GapError, StalledFetchError } from './errors.js';
 
@@ -259,6 +259,7 @@ function decode(driver: NatsDriver, message: JsMsg, seq: number): ConsumedMessag
     kind: 'message',
     seq,
     key: message.subject.slice(recordPrefix.length),
+    writeId: writeIdOf(message.headers),
     op: operationOf(message.headers),
     expiresAt: expiryOf(message.headers, timeMs),
     data: new Uint8Array(message.data),

@@ -1,5 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { JetStreamApiCodes, JetStreamApiError, type JetStreamClient, type JetStreamManager, type StreamInfo } from '@nats-io/jetstream';
+import {
+  JetStreamApiCodes,
+  JetStreamApiError,
+  type JetStreamClient,
+  type JetStreamManager,
+  type StoredMsg,
+  type StreamInfo,
+} from '@nats-io/jetstream';
 import { type MsgHdrs, headers as makeHeaders, type NatsConnection } from '@nats-io/transport-node';
 import { type KvCapabilities, type KvEntry, KvError, type KvRecord, keyMatchesPrefix, type Version } from '@weft/kv';
 import {
@@ -25,12 +32,16 @@ import {
   keyHeader,
   natsCursors,
   operationOf,
+  type ParsedVersion,
   parseVersion,
   rollupHeader,
   type StreamedMessage,
   serverTtl,
   ttlHeader,
   versionOf,
+  WriteIds,
+  writeIdHeader,
+  writeIdOf,
 } from './codec.js';
 import { ConnectionGate } from './connection-gate.js';
 import { consume, fetchStallMs } from './consumer.js';
@@ -117,6 +128,8 @@ export class NatsDriver implements KvDriver<number> {
   readonly conditionalWrites: boolean;
   /** Aborted when the handle closes. */
   readonly closing = new AbortController();
+  /** The ids of the puts this handle writes. */
+  readonly writeIds = new WriteIds();
   /** Requests wait here while the connection is down (see {@link ConnectionGate}). */
   readonly gate: ConnectionGate;
   /** Settle once each running listing or watch has deleted its consumer; close() waits for them before it disconnects. */
@@ -197,7 +210,7 @@ export class NatsDriver implements KvDriver<number> {
     const message = await this.lastMessage(key);
     // A passed TTL reads as never written, before and after the sweeper has marked it.
     if (message === undefined || message.op === 'expire' || expired(message)) return undefined;
-    if (message.op === 'put') return { key, op: 'put', value: message.data, version: versionOf(message.seq, 'put', message.expiresAt) };
+    if (message.op === 'put') return { key, op: 'put', value: message.data, version: liveVersionOf(message) };
     return { key, op: message.op, version: versionOf(message.seq, message.op) };
   }
 
@@ -211,7 +224,7 @@ export class NatsDriver implements KvDriver<number> {
         if (message === 'caught-up' || (message.kind === 'message' && message.seq > head)) return;
         if (message.kind !== 'message') continue;
         if (message.op === 'put' && !expired(message) && keyMatchesPrefix(message.key, prefix)) {
-          yield { key: message.key, value: message.data, version: versionOf(message.seq, 'put', message.expiresAt) };
+          yield { key: message.key, value: message.data, version: liveVersionOf(message) };
         }
         if (message.pending === 0) return;
       }
@@ -228,18 +241,18 @@ export class NatsDriver implements KvDriver<number> {
   async mutate(mutation: KvMutation): Promise<Version> {
     const { key } = mutation;
     switch (mutation.kind) {
-      case 'put':
+      case 'put': {
         await settleLapsed(this, key);
-        return versionOf(await this.publish(key, mutation.value, 'put'), 'put');
+        const { headers, id } = this.#written();
+        return versionOf(await this.publish(key, mutation.value, 'put', undefined, undefined, headers), 'put', 0, id);
+      }
       case 'create':
         return this.#create(key, mutation.value);
       case 'update': {
         const seq = await this.#expectedLiveSeq(key, mutation.expected);
-        const expected = mutation.expected;
-        return versionOf(
-          await this.#compared(key, expected, this.publish(key, mutation.value, 'update', { lastSubjectSequence: seq })),
-          'put',
-        );
+        const { headers, id } = this.#written();
+        const published = this.publish(key, mutation.value, 'update', { lastSubjectSequence: seq }, undefined, headers);
+        return versionOf(await this.#compared(key, mutation.expected, published), 'put', 0, id);
       }
       case 'delete':
         await settleLapsed(this, key);
@@ -257,10 +270,10 @@ export class NatsDriver implements KvDriver<number> {
         const expiresAt = Date.now() + Math.max(1, Math.ceil(mutation.ttlMs));
         if (!this.nativeTtl) await publishTtlIndexEntry(this, key, expiresAt);
         await settleLapsed(this, key);
-        const headers = makeHeaders();
+        const { headers, id } = this.#written();
         headers.set(expiresHeader, String(expiresAt));
         if (this.nativeTtl) headers.set(ttlHeader, serverTtl(mutation.ttlMs));
-        return versionOf(await this.publish(key, mutation.value, 'putWithTtl', undefined, undefined, headers), 'put', expiresAt);
+        return versionOf(await this.publish(key, mutation.value, 'putWithTtl', undefined, undefined, headers), 'put', expiresAt, id);
       }
       case 'purge':
         await settleLapsed(this, key);
@@ -317,8 +330,13 @@ export class NatsDriver implements KvDriver<number> {
       const headers = makeHeaders();
       let value: Uint8Array = new Uint8Array(0);
       let expiresAt = 0;
+      let id: string | undefined;
       if (mutation.kind === 'delete' || mutation.kind === 'deleteWithVersion') headers.set(keyHeader, 'DEL');
-      else value = mutation.value;
+      else {
+        value = mutation.value;
+        id = this.writeIds.next();
+        headers.set(writeIdHeader, id);
+      }
       if (mutation.kind === 'putWithTtl') {
         expiresAt = Date.now() + Math.max(1, Math.ceil(mutation.ttlMs));
         headers.set(expiresHeader, String(expiresAt));
@@ -326,7 +344,7 @@ export class NatsDriver implements KvDriver<number> {
       }
       const seq = expected[index];
       if (seq !== undefined) headers.set('Nats-Expected-Last-Subject-Sequence', String(seq));
-      return { subject: this.subjects.record(mutation.key), value, headers, expiresAt };
+      return { subject: this.subjects.record(mutation.key), value, headers, expiresAt, id };
     });
     for (let undecided = 0; ; undecided++) {
       let ack: { seq?: number; count?: number; error?: { err_code?: number; description?: string } };
@@ -339,11 +357,11 @@ export class NatsDriver implements KvDriver<number> {
       const code = ack.error?.err_code;
       if (code === undefined && typeof ack.seq === 'number' && ack.count === messages.length) {
         const base = ack.seq - messages.length + 1;
-        return mutations.map((mutation, index) =>
-          mutation.kind === 'delete' || mutation.kind === 'deleteWithVersion'
-            ? versionOf(base + index, 'delete')
-            : versionOf(base + index, 'put', (messages[index] as (typeof messages)[number]).expiresAt),
-        );
+        return mutations.map((mutation, index) => {
+          if (mutation.kind === 'delete' || mutation.kind === 'deleteWithVersion') return versionOf(base + index, 'delete');
+          const { expiresAt, id } = messages[index] as (typeof messages)[number];
+          return versionOf(base + index, 'put', expiresAt, id);
+        });
       }
       if (code === JetStreamApiCodes.StreamWrongLastSequenceUnknown) {
         // Undecided while another write to one of the keys is in flight: nothing was stored, ask again.
@@ -403,7 +421,7 @@ export class NatsDriver implements KvDriver<number> {
       case 'create': {
         const current = await this.lastMessage(key);
         if (current !== undefined && current.op === 'put' && !expired(current)) {
-          throw alreadyExists(backend, key, versionOf(current.seq, 'put', current.expiresAt));
+          throw alreadyExists(backend, key, liveVersionOf(current));
         }
         return current?.seq ?? 0;
       }
@@ -422,7 +440,7 @@ export class NatsDriver implements KvDriver<number> {
       if (mutation.kind === 'create') {
         const current = await this.lastMessage(key);
         if (current !== undefined && current.op === 'put' && !expired(current)) {
-          return alreadyExists(backend, key, versionOf(current.seq, 'put', current.expiresAt));
+          return alreadyExists(backend, key, liveVersionOf(current));
         }
       } else if (mutation.kind === 'update' || mutation.kind === 'deleteWithVersion') {
         const live = await this.#liveVersion(key);
@@ -483,15 +501,28 @@ export class NatsDriver implements KvDriver<number> {
     return Math.max(compacted, markers);
   }
 
+  /** The key's last message, read from the stream's leader. */
   async lastMessage(key: string): Promise<StreamedMessage | undefined> {
     const stored = await this.call(key, () =>
       this.parts.manager.streams.getMessage(this.subjects.stream, { last_by_subj: this.subjects.record(key) }),
     );
+    return stored === null ? undefined : this.#decodeStored(stored, key);
+  }
+
+  /** The message at `seq`, if the stream still holds one there (of any key). */
+  async messageAt(seq: number): Promise<StreamedMessage | undefined> {
+    const stored = await this.call(undefined, () => this.parts.manager.streams.getMessage(this.subjects.stream, { seq }));
     if (stored === null) return undefined;
+    const prefix = this.subjects.recordPrefix;
+    return this.#decodeStored(stored, stored.subject.startsWith(prefix) ? stored.subject.slice(prefix.length) : stored.subject);
+  }
+
+  #decodeStored(stored: StoredMsg, key: string): StreamedMessage {
     const timeMs = stored.time.getTime();
     return {
       seq: stored.seq,
       key,
+      writeId: writeIdOf(stored.header),
       op: operationOf(stored.header),
       expiresAt: expiryOf(stored.header, timeMs),
       data: new Uint8Array(stored.data),
@@ -569,20 +600,29 @@ export class NatsDriver implements KvDriver<number> {
     }
   }
 
+  /** Headers for a put: its write id, which its version names. */
+  #written(): { headers: MsgHdrs; id: string } {
+    const headers = makeHeaders();
+    const id = this.writeIds.next();
+    headers.set(writeIdHeader, id);
+    return { headers, id };
+  }
+
   async #create(key: string, value: Uint8Array): Promise<Version> {
     // Compare-and-swap against the key's latest message (none: sequence 0). A mismatch only says that
     // something was written meanwhile, perhaps another tombstone: read again and decide, and answer
     // AlreadyExists only when the latest record is a live, unexpired value.
     let expectedSeq = 0;
     for (;;) {
+      const { headers, id } = this.#written();
       try {
-        return versionOf(await this.publish(key, value, 'create', { lastSubjectSequence: expectedSeq }), 'put');
+        return versionOf(await this.publish(key, value, 'create', { lastSubjectSequence: expectedSeq }, undefined, headers), 'put', 0, id);
       } catch (error) {
         if (!KvError.is(error, KvErrorCode.RevisionMismatch)) throw error;
       }
       const current = await this.lastMessage(key);
       if (current !== undefined && current.op === 'put' && !expired(current)) {
-        throw alreadyExists(backend, key, versionOf(current.seq, 'put', current.expiresAt));
+        throw alreadyExists(backend, key, liveVersionOf(current));
       }
       // A passed TTL not swept yet: its expire marker goes first (the next round trip creates over the marker).
       if (current !== undefined && expired(current)) await writeExpireMarker(this, key, current.seq, 'create');
@@ -590,11 +630,21 @@ export class NatsDriver implements KvDriver<number> {
     }
   }
 
-  /** A version's sequence when it names a live value; tombstone and lapsed versions can never match. */
+  /**
+   * The sequence a compare-and-swap expects for a version of a live value;
+   * tombstone and lapsed versions can never match. A version that names a
+   * write is checked against the key's last message first: the server
+   * checks sequences only, and one that forgot the write hands its sequence
+   * to a later one.
+   */
   async #expectedLiveSeq(key: string, expected: Version): Promise<number> {
     const parsed = parseVersion(expected, key);
     if (parsed.op !== 'put' || (parsed.expiresAt > 0 && parsed.expiresAt <= Date.now())) {
       throw revisionMismatch(backend, key, expected, await this.#liveVersion(key));
+    }
+    if (parsed.writeId !== undefined) {
+      const current = await this.lastMessage(key);
+      if (current === undefined || !names(parsed, current)) throw revisionMismatch(backend, key, expected, liveVersion(current));
     }
     return parsed.seq;
   }
@@ -611,9 +661,27 @@ export class NatsDriver implements KvDriver<number> {
 
   /** The key's live version now, or `undefined` (only for error messages: a mismatch was already decided). */
   async #liveVersion(key: string): Promise<Version | undefined> {
-    const current = await this.lastMessage(key);
-    return current !== undefined && current.op === 'put' && !expired(current)
-      ? versionOf(current.seq, 'put', current.expiresAt)
-      : undefined;
+    return liveVersion(await this.lastMessage(key));
   }
+}
+
+/** The version of a put message. */
+function liveVersionOf(message: StreamedMessage): Version {
+  return versionOf(message.seq, 'put', message.expiresAt, message.writeId);
+}
+
+/** The version of a key's last message when it is a live value, else `undefined`. */
+function liveVersion(message: StreamedMessage | undefined): Version | undefined {
+  return message !== undefined && message.op === 'put' && !expired(message) ? liveVersionOf(message) : undefined;
+}
+
+/** Whether a version that names a write names this message: its sequence, write id and expiry, and it is live. */
+function names(parsed: ParsedVersion, message: StreamedMessage): boolean {
+  return (
+    message.op === 'put' &&
+    !expired(message) &&
+    message.seq === parsed.seq &&
+    message.writeId === parsed.writeId &&
+    message.expiresAt === parsed.expiresAt
+  );
 }

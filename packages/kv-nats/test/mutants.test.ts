@@ -31,8 +31,8 @@ const mutants: SourceMutant[] = [
   {
     name: 'tombstone versions carry no suffix (a CAS against a deleted key can match)',
     file: 'codec.ts',
-    find: '  return `$' + '{seq}-$' + "{op === 'delete' ? 'd' : 'p'}` as Version;",
-    replace: '  return String(seq) as Version;',
+    find: "  if (op !== 'put') return `$" + '{seq}-$' + "{op === 'delete' ? 'd' : 'p'}` as Version;",
+    replace: "  if (op !== 'put') return String(seq) as Version;",
   },
   {
     name: 'get shows a passed TTL until the sweeper replaced it',
