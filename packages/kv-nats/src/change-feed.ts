@@ -1,6 +1,6 @@
 import type { StreamInfo } from '@nats-io/jetstream';
 import type { ChangeFeedItem, ChangeRequest } from '@weft/kv/backend';
-import { epochOf, versionOf } from './codec.js';
+import { epochOf, type NatsPosition, stampOf, startOfStream, versionOf } from './codec.js';
 import { type ConsumedMessage, type ConsumerStart, consume } from './consumer.js';
 import type { NatsDriver } from './driver.js';
 
@@ -9,31 +9,34 @@ import type { NatsDriver } from './driver.js';
  * matching subject (when not resuming), then every message after it. Each
  * consumer (re)creation reports the stream's bounds, so the watch loop
  * checks the resume point against the compaction horizon, the stream's own
- * limits and the bucket's incarnation.
+ * limits, the bucket's incarnation, and whether the server still holds the
+ * message it read last (`lost`: a server that forgot acknowledged writes).
  */
 export async function* changeFeed(
   driver: NatsDriver,
-  { from, prefixes, signal }: ChangeRequest<number>,
-): AsyncGenerator<ChangeFeedItem<number>> {
-  let position = from ?? 0;
+  { from, prefixes, signal }: ChangeRequest<NatsPosition>,
+): AsyncGenerator<ChangeFeedItem<NatsPosition>> {
+  let position = from ?? startOfStream;
   for await (const item of consume(driver, prefixes, from, false, signal)) {
     if (item === 'caught-up') yield { type: 'through', position };
     else if (item.kind === 'start') yield boundsOf(item);
     else {
-      position = item.seq;
-      yield changeOf(item);
+      const change = changeOf(item);
+      position = change.position;
+      yield change;
     }
   }
 }
 
-function boundsOf(start: ConsumerStart): ChangeFeedItem<number> {
-  const { info, reading, horizon } = start;
+function boundsOf(start: ConsumerStart): ChangeFeedItem<NatsPosition> {
+  const { info, reading, horizon, lost } = start;
   return {
     type: 'bounds',
     epoch: epochOf(info.created),
     reading,
-    head: info.state.last_seq,
-    horizon: Math.max(horizon, limitsHorizon(info)),
+    head: { seq: info.state.last_seq, stamp: stampOf(info.state.last_ts) },
+    horizon: { seq: Math.max(horizon, limitsHorizon(info)), stamp: 0 },
+    lost,
   };
 }
 
@@ -49,13 +52,16 @@ function limitsHorizon(info: StreamInfo): number {
   return lossy ? Math.max(0, info.state.first_seq - 1) : 0;
 }
 
-function changeOf(message: ConsumedMessage): ChangeFeedItem<number> {
+type Change = Extract<ChangeFeedItem<NatsPosition>, { type: 'change' }>;
+
+function changeOf(message: ConsumedMessage): Change {
   // Literals of one shape each, not spreads of a shared base: this runs once per change per watch.
   const { seq, key, op } = message;
+  const position = { seq, stamp: message.timeMs };
   if (op === 'put') {
     return {
       type: 'change',
-      position: seq,
+      position,
       key,
       op,
       value: message.data,
@@ -63,6 +69,6 @@ function changeOf(message: ConsumedMessage): ChangeFeedItem<number> {
       expiresAt: message.expiresAt,
     };
   }
-  if (op === 'expire') return { type: 'change', position: seq, key, op };
-  return { type: 'change', position: seq, key, op, version: versionOf(seq, op) };
+  if (op === 'expire') return { type: 'change', position, key, op };
+  return { type: 'change', position, key, op, version: versionOf(seq, op) };
 }

@@ -199,18 +199,46 @@ export function parseVersion(version: unknown, key: string): ParsedVersion {
   throw kvError(KvErrorCode.InvalidArgument, backend, `${describeArgument(version)} is not a version of the nats backend`, { key });
 }
 
-/** Cursors are `<stream sequence>@<epoch>`; the epoch ties them to one incarnation of the bucket's stream. */
-export const natsCursors: CursorCodec<number> = {
+/**
+ * A position in a bucket's stream: the sequence, and the time (epoch ms,
+ * 0 when unknown) the server stored the message there. A server that
+ * forgot its last messages gives their sequences to later ones; the time
+ * tells them apart, so a watch can see that the change it read after is
+ * gone.
+ */
+export interface NatsPosition {
+  readonly seq: number;
+  readonly stamp: number;
+}
+
+export const startOfStream: NatsPosition = { seq: 0, stamp: 0 };
+
+/** Cursors are `<stream sequence>[.<stamp>]@<epoch>`; the epoch ties them to one incarnation of the bucket's stream. */
+export const natsCursors: CursorCodec<NatsPosition> = {
   parse(cursor) {
     if (typeof cursor === 'string') {
-      const match = /^(0|[1-9][0-9]{0,15})@([0-9a-z]{1,16})$/.exec(cursor);
-      if (match !== null) return { position: Number(match[1]), epoch: match[2] as string };
+      const match = /^(0|[1-9][0-9]{0,15})(?:\.([0-9a-z]{1,11}))?@([0-9a-z]{1,16})$/.exec(cursor);
+      if (match !== null) {
+        const position = { seq: Number(match[1]), stamp: match[2] === undefined ? 0 : Number.parseInt(match[2], 36) };
+        return { position, epoch: match[3] as string };
+      }
     }
     throw kvError(KvErrorCode.InvalidArgument, backend, `${describeArgument(cursor)} is not a cursor of the nats backend`);
   },
-  format: (position, epoch) => `${position}@${epoch}` as never,
-  compare: (a, b) => a - b,
+  format: ({ seq, stamp }, epoch) => (stamp > 0 ? `${seq}.${stamp.toString(36)}@${epoch}` : `${seq}@${epoch}`) as never,
+  compare: (a, b) => a.seq - b.seq,
 };
+
+/** A stamp from the server's RFC 3339 time (0 for the zero time of an empty stream). */
+export function stampOf(time: string | undefined): number {
+  const ms = time === undefined ? Number.NaN : Date.parse(time);
+  return Number.isFinite(ms) && ms > 0 ? ms : 0;
+}
+
+/** Whether two stamps name the same message's time: nanoseconds read as doubles may round across a millisecond. */
+export function sameStamp(a: number, b: number): boolean {
+  return Math.abs(a - b) <= 1;
+}
 
 /** The epoch of a stream: its creation time, so a deleted and recreated bucket gets a new one. */
 export function epochOf(created: string): string {

@@ -2,7 +2,7 @@ import { AckPolicy, type ConsumerConfig, DeliverPolicy, type JsMsg, type StreamI
 import { nanos, nuid } from '@nats-io/transport-node';
 import { KvError } from '@weft/kv';
 import { backoffMs, KvErrorCode, kvError, messageOf, pause } from '@weft/kv/backend';
-import { expiryOf, operationOf, type StreamedMessage, writeIdOf } from './codec.js';
+import { expiryOf, type NatsPosition, operationOf, type StreamedMessage, sameStamp, stampOf, writeIdOf } from './codec.js';
 import type { NatsDriver } from './driver.js';
 import { backend, GapError, StalledFetchError } from './errors.js';
 
@@ -26,15 +26,17 @@ export type ConsumedMessage = StreamedMessage & { readonly kind: 'message' };
 
 /**
  * The stream as a consumer found it when it was (re)created: `reading` is
- * the sequence it delivers after (`undefined` while it lists the last
+ * the position it delivers after (`undefined` while it lists the last
  * message of every subject).
  */
 export interface ConsumerStart {
   readonly kind: 'start';
   readonly info: StreamInfo;
-  readonly reading: number | undefined;
+  readonly reading: NatsPosition | undefined;
   /** The compaction horizon recorded in the companion stream. */
   readonly horizon: number;
+  /** The message at `reading` is not the one read there: the server forgot it (see {@link forgotten}). */
+  readonly lost: boolean;
 }
 
 /**
@@ -50,13 +52,15 @@ export interface ConsumerStart {
 export async function* consume(
   driver: NatsDriver,
   prefixes: readonly string[] | undefined,
-  from: number | undefined,
+  from: NatsPosition | undefined,
   headersOnly: boolean,
   signal: AbortSignal,
 ): AsyncGenerator<ConsumedMessage | ConsumerStart | 'caught-up'> {
   const { manager, client, connection } = driver.parts;
   const stream = driver.subjects.stream;
-  let position = from ?? 0;
+  let position = from?.seq ?? 0;
+  /** When the server stored the message at `position` (0: unknown). */
+  let stamp = from?.stamp ?? 0;
   let initial = from === undefined;
   let consumerName: string | undefined;
   let failures = 0;
@@ -78,7 +82,12 @@ export async function* consume(
           void manager.consumers.delete(stream, stale).catch(() => undefined);
         }
         const info = await driver.streamInfo();
-        yield { kind: 'start', info, reading: initial ? undefined : position, horizon: initial ? 0 : await driver.resumeHorizon(info) };
+        if (initial) yield { kind: 'start', info, reading: undefined, horizon: 0, lost: false };
+        else {
+          const reading = { seq: position, stamp };
+          const [horizon, lost] = await Promise.all([driver.resumeHorizon(info), forgotten(driver, reading, info)]);
+          yield { kind: 'start', info, reading, horizon, lost };
+        }
         const name = `weft_${nuid.next()}`;
         const config: Partial<ConsumerConfig> = {
           name,
@@ -96,7 +105,10 @@ export async function* consume(
         consumerName = name;
         if (created.num_pending === 0) {
           // Nothing matched up to the head as of creation, so the head is where this consumer stands.
-          position = Math.max(position, info.state.last_seq);
+          if (info.state.last_seq > position) {
+            position = info.state.last_seq;
+            stamp = stampOf(info.state.last_ts);
+          }
           initial = false;
           yield 'caught-up';
         }
@@ -151,6 +163,7 @@ export async function* consume(
                   continue;
                 }
                 position = seq;
+                stamp = stampOfNanos(message.info.timestampNanos);
                 if (decoded !== undefined) yield decoded;
                 if (message.info.pending === 0) {
                   initial = false;
@@ -182,7 +195,9 @@ export async function* consume(
           // A consumer that is catching up may be behind a compaction: make sure nothing it needs was removed.
           if (received > 0 && pendingAfter > 0 && !initial) {
             const horizon = await driver.resumeHorizon();
-            if (position < horizon) yield { kind: 'start', info: await driver.streamInfo(), reading: position, horizon };
+            if (position < horizon) {
+              yield { kind: 'start', info: await driver.streamInfo(), reading: { seq: position, stamp }, horizon, lost: false };
+            }
           }
         }
       } catch (error) {
@@ -251,10 +266,28 @@ function filterOf(driver: NatsDriver, prefixes: readonly string[] | undefined): 
   return { filter_subject: `${recordPrefix}${common.map((token) => `${token}.`).join('')}>` };
 }
 
+/**
+ * Whether the server forgot the message at `reading`: its stream ends
+ * before it, or another message, stored at another time, holds its
+ * sequence now. A message removed since (a key's history limit, a purge)
+ * leaves nothing to compare: not counted as forgotten.
+ */
+async function forgotten(driver: NatsDriver, reading: NatsPosition, info: StreamInfo): Promise<boolean> {
+  if (reading.seq === 0 || reading.stamp === 0) return false;
+  if (reading.seq > info.state.last_seq) return true;
+  const stored = await driver.messageAt(reading.seq);
+  return stored !== undefined && !sameStamp(stored.timeMs, reading.stamp);
+}
+
+/** Milliseconds from the server's nanoseconds, exactly (a bigint from a delivered message). */
+function stampOfNanos(nanos: bigint | number): number {
+  return typeof nanos === 'bigint' ? Number(nanos / 1_000_000n) : Math.floor(nanos / 1_000_000);
+}
+
 function decode(driver: NatsDriver, message: JsMsg, seq: number): ConsumedMessage | undefined {
   const recordPrefix = driver.subjects.recordPrefix;
   if (!message.subject.startsWith(recordPrefix)) return undefined;
-  const timeMs = Math.floor(Number(message.info.timestampNanos) / 1_000_000);
+  const timeMs = stampOfNanos(message.info.timestampNanos);
   return {
     kind: 'message',
     seq,

@@ -30,6 +30,7 @@ import {
   expiresHeader,
   expiryOf,
   keyHeader,
+  type NatsPosition,
   natsCursors,
   operationOf,
   type ParsedVersion,
@@ -97,7 +98,7 @@ const maxTombstoneRaces = 50;
  * leader's message get of a subject's last message (read-your-writes), and
  * listings and watches run on ephemeral consumers (`consumer.ts`).
  */
-export class NatsDriver implements KvDriver<number> {
+export class NatsDriver implements KvDriver<NatsPosition> {
   readonly backend = backend;
   readonly bucket: string;
   readonly capabilities: KvCapabilities;
@@ -451,7 +452,7 @@ export class NatsDriver implements KvDriver<number> {
     return undefined;
   }
 
-  changes(request: ChangeRequest<number>) {
+  changes(request: ChangeRequest<NatsPosition>) {
     return changeFeed(this, request);
   }
 

@@ -14,7 +14,7 @@
  * @packageDocumentation
  */
 
-export { metaStreamName, parseTtlMs } from './codec.js';
+export { metaStreamName, type NatsPosition, parseTtlMs } from './codec.js';
 export { toKvError } from './errors.js';
 export { markerTtlMs, type NatsBucketOptions, type NatsKvOptions, NatsKvStore, openNatsKv } from './open.js';
 export {

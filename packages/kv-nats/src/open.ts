@@ -23,7 +23,7 @@ import {
   serverAddress,
   unreachableReason,
 } from '@weft/kv/backend';
-import { metaStreamName, streamName } from './codec.js';
+import { metaStreamName, type NatsPosition, streamName } from './codec.js';
 import { NatsDriver } from './driver.js';
 import { backend, toKvError } from './errors.js';
 import { compact } from './horizon.js';
@@ -277,7 +277,7 @@ async function removeStaleCompanion(manager: JetStreamManager, bucket: string, i
 }
 
 /** A handle on a NATS KV bucket. See {@link openNatsKv}. */
-export class NatsKvStore extends KvStoreFront<number> {
+export class NatsKvStore extends KvStoreFront<NatsPosition> {
   /** The server version detected at open, e.g. `2.9.10`. */
   readonly serverVersion: string;
   readonly #driver: NatsDriver;

@@ -6,10 +6,15 @@
  * the next writes. JetStream's compare-and-swap compares sequences only,
  * so a compare-and-swap naming a forgotten write would apply to whatever
  * write now holds its sequence: weft's versions name the write, and a
- * compare-and-swap reads the key first. What was lost is printed.
+ * compare-and-swap reads the key first. A watch that read a forgotten
+ * write would go on after the sequence it read, past the writes that took
+ * the forgotten sequences: weft's cursors carry the time the server stored
+ * the message they name, and a watch whose message is gone fails with
+ * `CursorExpired`. What was lost is printed.
  */
-import { KvError, KvErrorCode, type Version } from '@weft/kv';
+import { KvError, KvErrorCode, type Version, type WatchCursor, type WatchEvent } from '@weft/kv';
 import { type NatsKvStore, openNatsKv } from '@weft/kv-nats';
+import { WatchReader } from '@weft/kv-testkit';
 import { type NatsLine, type NatsServer, natsUnavailable, startNatsServer } from '@weft/test-servers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -84,6 +89,56 @@ for (const line of ['system', 'current'] as const satisfies readonly NatsLine[])
       } finally {
         await device.close();
         await other?.close();
+      }
+    });
+
+    it('watches that read a forgotten write fail with CursorExpired, even after later writes took its sequence; a watch from before the loss goes on', async () => {
+      const bucket = `watch_${line}`;
+      const writer = await openNatsKv({ servers: server.url, bucket, create: { history: 5 } });
+      const watcher = await openNatsKv({ servers: server.url, bucket, create: { history: 5 } });
+      try {
+        await writer.put('a', bytes('kept'));
+        const running = new WatchReader(watcher, {});
+        const beforeLoss = (await running.untilSynced()).at(-1) as WatchEvent;
+        const idle = new WatchReader(watcher, { prefixes: ['unrelated'] });
+        await idle.untilSynced();
+        const putBack = await copyOfStore();
+        await writer.put('b', bytes('lost'));
+        await writer.put('c', bytes('lost'));
+        const lost = (await running.until((event) => event.type === 'put' && event.key === 'c')).at(-1) as WatchEvent;
+        await putBack();
+        console.log(`[nats ${line}] the running watch read up to ${lost.cursor}, which the server forgot`);
+        // The server takes writes again, at the forgotten sequences and past them.
+        for (const key of ['x', 'y', 'z']) await writer.put(key, bytes('after the loss'));
+
+        const failure = await running.failure();
+        expect(KvError.is(failure, KvErrorCode.CursorExpired), String(failure)).toBe(true);
+        expect(String(failure)).toMatch(/lost writes|no longer holds/);
+        for (const from of [lost.cursor]) {
+          const resumed = new WatchReader(watcher, { from });
+          const error = await resumed.failure();
+          expect(KvError.is(error, KvErrorCode.CursorExpired), `resumed from ${from}: ${String(error)}`).toBe(true);
+        }
+        // A watch on other keys read nothing the server forgot: it goes on, and sees their next write.
+        await writer.put('unrelated.1', bytes('after the loss'));
+        const [next] = (await idle.until((event) => event.type === 'put')).slice(-1);
+        expect(next).toMatchObject({ type: 'put', key: 'unrelated.1' });
+        await idle.stop();
+
+        // From before the loss: every write after it, none forgotten.
+        const resumed = new WatchReader(watcher, { from: beforeLoss.cursor });
+        const seen = await resumed.until((event) => event.type === 'put' && event.key === 'z');
+        expect(seen.flatMap((event) => (event.type === 'put' ? [event.key] : []))).toEqual(['x', 'y', 'z']);
+        await resumed.stop();
+        // A cursor in the older form, without the time, still resumes (it cannot be checked).
+        const plain = beforeLoss.cursor.replace(/\.[0-9a-z]+@/, '@') as WatchCursor;
+        expect(plain).not.toBe(beforeLoss.cursor);
+        const old = new WatchReader(watcher, { from: plain });
+        expect((await old.until((event) => event.type === 'put' && event.key === 'z')).length).toBeGreaterThan(0);
+        await old.stop();
+      } finally {
+        await writer.close();
+        await watcher.close();
       }
     });
   });

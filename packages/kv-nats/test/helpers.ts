@@ -55,6 +55,16 @@ export function natsHarness(open: typeof openNatsKv, fixture: NatsFixture, histo
     recreateBucket: (bucket) => dropBucket(fixture.raw, bucket),
     // weft's own tombstone compaction, the way history becomes unprovable on NATS.
     forgetHistory: async (_bucket, store) => void (await (store as NatsKvStore).compact({ olderThanMs: 0 })),
+    // A server of its own: stopped cleanly so its store holds every acknowledged write, copied, and put back later.
+    ...(replicas === 1
+      ? {
+          rewind: async () => {
+            await fixture.server.restart();
+            const copy = await fixture.server.saveData();
+            return () => fixture.server.restartFrom(copy);
+          },
+        }
+      : {}),
     watchResources: (bucket) => consumerCount(fixture.raw, bucket),
     ttlHeld: (bucket, key) => serverTtlOf(fixture.raw, bucket, key),
     expireDelayMs: 1500,

@@ -79,8 +79,8 @@ const mutants: SourceMutant[] = [
   {
     name: 'the compaction horizon is ignored on resume',
     file: 'change-feed.ts',
-    find: '    horizon: Math.max(horizon, limitsHorizon(info)),',
-    replace: '    horizon: limitsHorizon(info),',
+    find: '    horizon: { seq: Math.max(horizon, limitsHorizon(info)), stamp: 0 },',
+    replace: '    horizon: { seq: limitsHorizon(info), stamp: 0 },',
   },
   {
     name: 'the limits horizon ignores max_bytes (a bucket that dropped old messages to its size resumes across the gap)',
@@ -114,6 +114,20 @@ const mutants: SourceMutant[] = [
     file: 'ttl-index.ts',
     find: 'await driver.publish(key, new Uint8Array(0), operation, { lastSubjectSequence: seq }, undefined, headers);',
     replace: 'await driver.publish(key, new Uint8Array(0), operation, undefined, undefined, headers);',
+  },
+  {
+    name: 'compare-and-swap trusts the sequence alone (a server that forgot a write applies its version to the next write at that sequence)',
+    firstCheck: 'forgets acknowledged writes',
+    file: 'driver.ts',
+    find: '    if (parsed.writeId !== undefined) {',
+    replace: '    if (parsed.writeId === "never") {',
+  },
+  {
+    name: 'a watch resumes after a sequence whose message the server forgot once a later write took that sequence',
+    firstCheck: 'forgets acknowledged writes',
+    file: 'consumer.ts',
+    find: '  return stored !== undefined && !sameStamp(stored.timeMs, reading.stamp);',
+    replace: '  return false;',
   },
 ];
 

@@ -109,6 +109,20 @@ export class WatchReader {
     }
   }
 
+  /** Reads events until the watch fails, and returns its error; fails the check if the watch ends without one. */
+  async failure(deadlineMs?: number): Promise<unknown> {
+    for (;;) {
+      try {
+        if ((await this.next(deadlineMs)) === undefined)
+          expect.fail(`the watch ended without an error; events: ${describeEvents(this.events)}`);
+      } catch (error) {
+        if (error instanceof Error && error.name === 'AssertionError') throw error;
+        this.#ended = true;
+        return error;
+      }
+    }
+  }
+
   /** Reads events up to and including the `synced` marker. */
   untilSynced(): Promise<WatchEvent[]> {
     return this.until((event) => event.type === 'synced');

@@ -98,12 +98,13 @@ export const lifecycleChecks: readonly ConformanceCheck[] = [
       const early = await store.put('k.0', bytes('old-again'));
       await context.harness.recreateBucket?.(context.bucket);
       const fresh = await context.open();
-      // More writes than before, so the new incarnation's positions pass the old cursor's.
-      for (let index = 0; index < 20; index++) await fresh.put(`k.${index % 5}`, bytes(`new-${index}`));
+      // More writes than before, so the new incarnation's positions pass the old cursor's; all to one key, so a
+      // backend that keeps a few versions per key no longer holds what is at the old cursor's position to compare.
+      for (let index = 0; index < 20; index++) await fresh.put('k.0', bytes(`new-${index}`));
       const error = await firstError(fresh, synced);
       expect((error as { code?: string }).code, `resuming from ${synced}: ${String(error)}`).toBe(KvErrorCode.CursorExpired);
       const read = await fresh.get('k.0');
-      expect(read && text(read.value)).toBe('new-15');
+      expect(read && text(read.value)).toBe('new-19');
       expect(read?.version).not.toBe(early);
     },
     ['recreateBucket'],
