@@ -185,8 +185,7 @@ export class RedisDriver implements KvDriver<string> {
     try {
       const { record, log, expiries, index, meta, tombstones } = this.keys;
       keys = [record + key, log, expiries, index, meta, tombstones];
-      // The epoch candidate's place stays empty: only the change reader sets the epoch.
-      args = [key, '', this.#maxEntries];
+      args = [key, idSeed(), this.#maxEntries];
       if ('value' in mutation) args.push(toBuffer(mutation.value));
       if (mutation.kind === 'putWithTtl') args.push(String(Math.max(1, Math.ceil(mutation.ttlMs))));
       if (mutation.kind === 'update' || mutation.kind === 'deleteWithVersion') {
@@ -212,7 +211,7 @@ export class RedisDriver implements KvDriver<string> {
   commit(mutations: readonly KvCommitMutation[]): Promise<Version[]> {
     const [first] = mutations as [KvCommitMutation];
     let keys: string[];
-    const args: Array<Buffer | string> = ['', '', this.#maxEntries];
+    const args: Array<Buffer | string> = ['', idSeed(), this.#maxEntries];
     const expected: string[] = [];
     try {
       const { record, log, expiries, index, meta, tombstones } = this.keys;
@@ -261,7 +260,7 @@ export class RedisDriver implements KvDriver<string> {
       this.connection.runScript(
         sweep,
         [`${record}-`, log, expiries, index, meta, tombstones],
-        ['', this.nextEpochCandidate(), this.#maxEntries, record, String(limit)],
+        ['', idSeed(), this.#maxEntries, record, String(limit)],
         false,
       ),
       () => writeTimeout(backend, 'sweep', this.settings.timeoutMs),
@@ -340,4 +339,13 @@ export class RedisDriver implements KvDriver<string> {
 
 function toBuffer(value: Uint8Array): Buffer {
   return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+}
+
+/**
+ * The random integer a write script draws its change-stream ids from (see
+ * `scripts.ts`): ids must not repeat by accident after a server forgot
+ * some; they are no secret, so `Math.random` serves.
+ */
+function idSeed(): string {
+  return String(1 + Math.floor(Math.random() * 2147483646));
 }

@@ -4,7 +4,7 @@
  * atomically on the server: it settles a passed TTL of its key first (so
  * watchers see `expire` before whatever comes next), checks the expected
  * version, writes the record, appends to the bucket's change stream and
- * returns the new version (the stream id).
+ * returns the new version (the stream id, chosen as {@link prelude} says).
  *
  * Key layout for bucket B (one hash tag, so Redis Cluster keeps a bucket on
  * one slot):
@@ -14,23 +14,34 @@
  *                            of a commit followed by more of it also has r = how many follow
  *   weft:{B}:exp      zset   key -> expiry time (ms, server clock)
  *   weft:{B}:idx      zset   live keys (score 0), for prefix listing with ZRANGEBYLEX
- *   weft:{B}:meta     hash   epoch = random id of this incarnation of the bucket's data
+ *   weft:{B}:meta     hash   epoch = random id of this incarnation of the bucket's data,
+ *                            last = the last change-stream id a script chose
  *   weft:{B}:tomb     zset   key -> time (ms) of its delete or purge, for compaction (a key written
  *                            again since stays until compaction finds it live and drops it)
  *
  * Mutation KEYS: record, log, exp, idx, meta, tomb.
- * Mutation ARGV: key, epoch candidate, max history entries, then per script.
+ * Mutation ARGV: key, a random integer from 1 to 2^31 - 2 (see below), max
+ * history entries, then per script.
  *
  * The epoch (a random id of this incarnation of the bucket's data) is set by
  * the change reader, the only place it is read: a bucket whose data vanished
  * (a restart without persistence) gets a new one at the first read after,
- * which is how watches holding old cursors find out. Mutations leave the
- * epoch candidate unused and keep its place so every script has one layout.
+ * which is how watches holding old cursors find out. The reader's script
+ * takes an epoch candidate where mutations take their random integer.
+ *
+ * Change-stream ids are chosen by the scripts, not by \`XADD *\`: the
+ * server's clock in ms, then a sequence that starts at a random number in
+ * each new millisecond and steps by a random amount within one. A server
+ * that forgot entries it had handed out (a failover to a replica that
+ * lacked them, an older copy put back) would give \`XADD *\` the same ids
+ * again, within the same millisecond or later with a clock behind the old
+ * one's, and a version or cursor naming a forgotten write would then name
+ * the write that took its id.
  */
 
 const prelude = `
 local record, log, expiries, index, meta, tombstones = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local key, epoch_candidate, max_entries = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local key, random, max_entries = ARGV[1], tonumber(ARGV[2]) or 1, tonumber(ARGV[3])
 
 -- The server's clock (ms), read once per call and only when an expiry needs it.
 local now
@@ -42,13 +53,43 @@ local function clock()
   return now
 end
 
+-- The next of the client's random numbers (Park and Miller's generator: exact in Lua's doubles), below range.
+local function draw(range)
+  random = (random * 16807) % 2147483647
+  return random % range
+end
+
+-- The id of the next change-stream entry: the clock, a random sequence in a new millisecond, a random step in one.
+local function next_id()
+  local last = redis.call('HGET', meta, 'last')
+  if not last then
+    last = '0-0'
+    if redis.call('EXISTS', log) == 1 then
+      local info = redis.call('XINFO', 'STREAM', log)
+      for i = 1, #info, 2 do if info[i] == 'last-generated-id' then last = info[i + 1] end end
+    end
+  end
+  local dash = string.find(last, '-', 1, true)
+  local last_ms, last_seq = tonumber(string.sub(last, 1, dash - 1)), tonumber(string.sub(last, dash + 1))
+  local ms, seq = clock(), 0
+  if ms > last_ms then
+    seq = draw(2147483647)
+  else
+    ms, seq = last_ms, last_seq + 1
+    if seq < 2^52 then seq = seq + draw(65536) end
+  end
+  local id = string.format('%.0f-%.0f', ms, seq)
+  redis.call('HSET', meta, 'last', id)
+  return id
+end
+
 -- rest: how many entries of the same commit follow this one (nil outside a commit), so that a reader takes them together.
 local function append(change_key, change_type, rest)
-  local id
+  local id = next_id()
   if rest and rest > 0 then
-    id = redis.call('XADD', log, '*', 'k', change_key, 't', change_type, 'r', rest)
+    redis.call('XADD', log, id, 'k', change_key, 't', change_type, 'r', rest)
   else
-    id = redis.call('XADD', log, '*', 'k', change_key, 't', change_type)
+    redis.call('XADD', log, id, 'k', change_key, 't', change_type)
   end
   -- Trim in steps of at least 64 entries; XINFO's first entry then marks the horizon.
   if redis.call('XLEN', log) > max_entries + math.max(64, math.floor(max_entries / 100)) then
@@ -151,7 +192,7 @@ export type MutationScript = keyof typeof mutationScripts;
 /**
  * Several writes in one step. KEYS: the first operation's record, log, exp,
  * idx, meta, tomb, then the other operations' records. ARGV: unused key,
- * epoch candidate, max entries, then four per operation: kind, key, value
+ * random integer, max entries, then four per operation: kind, key, value
  * (or ''), the expected version or the TTL (or ''). Passed TTLs of every key
  * are settled first, then every precondition is checked, then every write
  * applied, so the commit's stream entries follow one another. Returns the
@@ -194,7 +235,7 @@ return versions`;
 
 /**
  * Expires due entries: KEYS as for mutations with a placeholder record key;
- * ARGV: unused key, epoch candidate, max entries, record key prefix, limit.
+ * ARGV: unused key, random integer, max entries, record key prefix, limit.
  * Returns how many entries expired.
  */
 export const sweepScript = `${prelude}
