@@ -55,14 +55,20 @@ export function toKvError(error: unknown, operation: string, key: string | undef
   if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'ETIMEDOUT' || name === 'ClusterAllFailedError') {
     return kvError(KvErrorCode.ConnectionFailed, backend, `${operation}: cannot reach Redis (${message})`, extra);
   }
-  // The server refused the command (ioredis wraps a refusal it kept getting in "Too many Cluster redirections"): not applied.
+  // The server refused the command (ioredis wraps a refusal it kept getting in "Too many Cluster redirections"): not
+  // applied. A node that turned replica in a failover refuses writes (READONLY) and ends blocked reads (UNBLOCKED).
   if (
     message.startsWith('LOADING') ||
+    message.startsWith('READONLY') ||
+    message.startsWith('UNBLOCKED') ||
     message.startsWith('CLUSTERDOWN') ||
     message.startsWith('TRYAGAIN') ||
     (message.startsWith('Too many Cluster redirections') && /CLUSTERDOWN|TRYAGAIN|LOADING|MOVED|ASK/.test(message))
   ) {
-    return kvError(KvErrorCode.NotConnected, backend, `${operation}: Redis is not ready (${message})`, { ...extra, retryable: true });
+    return kvError(KvErrorCode.NotConnected, backend, `${operation}: Redis is not ready or changed roles (${message})`, {
+      ...extra,
+      retryable: true,
+    });
   }
   return kvError(KvErrorCode.OperationFailed, backend, `${operation} failed: ${message}`, extra);
 }

@@ -104,8 +104,93 @@ const clusterFaults: KvFault[] = [
   },
 ];
 
+// A Redis Cluster of three masters with a replica each (append-only files): the bucket's master fails and the
+// cluster promotes its replica on its own, after the node timeout (2 s); the old master comes back as a replica.
+// Replication is asynchronous: writes the old master acknowledged that its replica lacked are lost (a paused master
+// resumed answers what clients sent it while paused before it learns it was replaced), and must never be lost
+// silently.
+let replicated: RedisCluster;
+let replicatedBucket = '';
+let failedMaster: RedisServer | undefined;
+const bucketKey = () => `weft:{${replicatedBucket}}:log`;
+async function masterNow(): Promise<RedisServer> {
+  const master = await replicated.masterOf(bucketKey());
+  if (master === undefined) throw new Error(`no node serves ${bucketKey()}`);
+  return master;
+}
+/** Waits until the cluster names another master for the bucket than `old`. */
+async function promotedFrom(old: RedisServer): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const master = await replicated.masterOf(bucketKey());
+    if (master !== undefined && master !== old) return;
+    if (Date.now() > deadline) throw new Error(`no replica took over from the master on port ${old.port}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+const long = process.env.WEFT_LONG === '1';
+const failoverFaults: KvFault[] = [
+  {
+    name: "the bucket's master killed (-9): its replica takes over, the old master comes back as a replica",
+    outcome: 'may-lose',
+    inject: async () => {
+      failedMaster = await masterNow();
+      await failedMaster.kill();
+      await promotedFrom(failedMaster);
+    },
+    heal: async () => {
+      await failedMaster?.process.start();
+      await replicated.settled();
+    },
+  },
+  {
+    name: "the bucket's master stopped (SIGSTOP) past the node timeout: its replica takes over, the old master resumed comes back as a replica",
+    outcome: 'may-lose',
+    inject: async () => {
+      failedMaster = await masterNow();
+      await failedMaster.pause();
+      await promotedFrom(failedMaster);
+    },
+    heal: async () => {
+      failedMaster?.resume();
+      await replicated.settled();
+    },
+  },
+];
+
 if (redisMissing !== undefined) describe.skip(`kv faults: redis-cluster (${redisMissing})`, () => undefined);
 else {
+  // The default run pauses the master (the fault that loses writes); WEFT_LONG=1 kills it too, and runs both on a
+  // user's ioredis.
+  describeKvFaults('redis-cluster with replicas, automatic failover (default client)', {
+    setup: async () => {
+      replicated = await startRedisCluster({ replicas: 1, persistence: 'aof' });
+    },
+    teardown: () => replicated.stop(),
+    faults: long ? failoverFaults : failoverFaults.slice(1),
+    open: (bucket) => {
+      replicatedBucket = bucket;
+      return openRedisKv({ cluster: replicated.startupNodes, bucket, ...timing });
+    },
+  });
+  if (long) {
+    describeKvFaults("redis-cluster with replicas, automatic failover (user's ioredis)", {
+      setup: async () => {
+        replicated = await startRedisCluster({ replicas: 1, persistence: 'aof' });
+      },
+      teardown: async () => {
+        for (const client of userClients.splice(0)) client.disconnect();
+        await replicated.stop();
+      },
+      faults: failoverFaults,
+      open: (bucket) => {
+        replicatedBucket = bucket;
+        const client = ioredisClient({ cluster: replicated.startupNodes });
+        userClients.push(client);
+        return openRedisKv({ client, bucket, ...timing });
+      },
+    });
+  }
   describeKvFaults('redis-cluster (default client)', {
     setup: async () => {
       nodes = await startRedisCluster({ persistence: 'aof' });

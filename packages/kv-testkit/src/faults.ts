@@ -12,10 +12,14 @@ export interface KvFault {
   readonly name: string;
   /**
    * What a watch running across it must do: `continues` (the server kept
-   * its history: no gap, no duplicate) or `expires` (the history is gone:
-   * it fails with `CursorExpired`, never silently).
+   * its history: no gap, no duplicate), `expires` (the history is gone:
+   * it fails with `CursorExpired`, never silently), or `may-lose` (a
+   * failover that may drop the last acknowledged writes: the lost writes
+   * are found and printed, a compare-and-swap naming one is refused, and the
+   * watch either continues with every surviving write exactly once and none
+   * of the lost ones, or fails with `CursorExpired`).
    */
-  readonly outcome: 'continues' | 'expires';
+  readonly outcome: 'continues' | 'expires' | 'may-lose';
   /**
    * True when the server cannot answer while the fault holds (paused,
    * partitioned): a read and a write sent then must settle, with `Timeout`,
@@ -81,7 +85,11 @@ export function describeKvFaults(name: string, harness: KvFaultHarness): void {
       for (const busy of [false, true]) {
         const what = busy ? 'under continuous writes' : 'idle';
         const expectation =
-          fault.outcome === 'continues' ? 'continues with no gap and no duplicate' : 'fails with CursorExpired (the history is gone)';
+          fault.outcome === 'continues'
+            ? 'continues with no gap and no duplicate'
+            : fault.outcome === 'expires'
+              ? 'fails with CursorExpired (the history is gone)'
+              : 'continues exactly or fails with CursorExpired, and every acknowledged write is readable or reported lost';
         it(`${fault.name}: a watch ${what} ${expectation}`, () => runFault(name, harness, fault, busy, settleMs), settleMs * 3);
       }
     }
@@ -179,6 +187,10 @@ async function runFault(suite: string, harness: KvFaultHarness, fault: KvFault, 
     // A fault that loses acknowledged writes breaks linearizability by design; the watch's CursorExpired is the check there.
     const history = await racing;
     if (fault.outcome === 'continues') checkHistory(suite, fault, history, seed);
+    // A failover that lost acknowledged writes breaks linearizability by design: checked only when it lost none.
+    const checkUnlessLost = (lost: ReadonlySet<string>) => {
+      if (fault.outcome === 'may-lose' && lost.size === 0) checkHistory(suite, fault, history, seed);
+    };
     const last = acknowledged[acknowledged.length - 1] as Acknowledged;
     await watch.until(
       (events) => events.some((event) => event.type === 'put' && event.key === last.key && event.version === last.version),
@@ -191,6 +203,19 @@ async function runFault(suite: string, harness: KvFaultHarness, fault: KvFault, 
       expect(KvError.is(watch.error) && watch.error.code).toBe(KvErrorCode.CursorExpired);
       return;
     }
+    let lost = new Set<string>();
+    if (fault.outcome === 'may-lose') {
+      lost = await lostWrites(writer, acknowledged);
+      console.log(
+        `[kv faults: ${suite}] ${fault.name}: ${lost.size} of ${acknowledged.length} acknowledged writes lost${lost.size > 0 ? ` (${[...lost].join(', ')})` : ''}; the watch ${watch.error === undefined ? 'continued' : `failed: ${String(watch.error)}`}`,
+      );
+      checkUnlessLost(lost);
+      if (watch.error !== undefined) {
+        expect(KvError.is(watch.error) && watch.error.code, `the watch failed: ${String(watch.error)}`).toBe(KvErrorCode.CursorExpired);
+        return;
+      }
+      acknowledged.splice(0, acknowledged.length, ...acknowledged.filter(({ key, version }) => !lost.has(`${key}@${version}`)));
+    }
     expect(watch.error, `the watch failed: ${String(watch.error)}`).toBeUndefined();
     const puts = watch.events.filter((event): event is Extract<WatchEvent, { type: 'put' }> => event.type === 'put');
     const delivered = new Map<string, number>();
@@ -198,6 +223,8 @@ async function runFault(suite: string, harness: KvFaultHarness, fault: KvFault, 
       const id = `${event.key}@${event.version}`;
       delivered.set(id, (delivered.get(id) ?? 0) + 1);
     }
+    const deliveredLost = [...lost].filter((id) => delivered.has(id));
+    expect(deliveredLost, 'lost writes delivered by a watch that went on without CursorExpired').toEqual([]);
     const duplicates = [...delivered].filter(([, count]) => count > 1).map(([id]) => id);
     expect(duplicates, 'delivered more than once').toEqual([]);
     const missing = acknowledged.map(({ key, version }) => `${key}@${version}`).filter((id) => !delivered.has(id));
@@ -215,6 +242,29 @@ async function runFault(suite: string, harness: KvFaultHarness, fault: KvFault, 
     await writer.close().catch(() => undefined);
     for (const racer of racers) await racer.close().catch(() => undefined);
   }
+}
+
+/**
+ * The acknowledged writes the server no longer holds (each key is written
+ * once, so its version must still be current); a compare-and-swap naming
+ * one must be refused.
+ */
+async function lostWrites(store: KvStore, acknowledged: readonly Acknowledged[]): Promise<Set<string>> {
+  const lost = new Set<string>();
+  for (const { key, version } of acknowledged) {
+    const current = await store.get(key);
+    if (current?.version === version) continue;
+    lost.add(`${key}@${version}`);
+    const refused = await store.update(key, bytes('over a lost write'), version).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    expect(
+      KvError.is(refused, KvErrorCode.RevisionMismatch),
+      `a compare-and-swap naming the lost ${key}@${version}: ${String(refused)}`,
+    ).toBe(true);
+  }
+  return lost;
 }
 
 /** Every key's history of the racing clients is linearizable; the verdict is printed with its seed. */

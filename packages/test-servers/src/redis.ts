@@ -146,24 +146,36 @@ export function startRedisServer(options: RedisServerOptions = {}): Promise<Redi
   return options.port === undefined ? retryingPortClash(() => launchRedis(options, false)) : launchRedis(options, false);
 }
 
-/** A Redis Cluster of masters on loopback, every slot assigned. */
+/** A Redis Cluster on loopback, every slot assigned. */
 export interface RedisCluster {
+  /** Every node: the masters first, then their replicas (roles change with failovers: see {@link masterOf}). */
   readonly nodes: readonly RedisServer[];
   /** `{ host, port }` of every node, for ioredis `new Cluster(startupNodes)`. */
   readonly startupNodes: ReadonlyArray<{ host: string; port: number }>;
+  /** The node that is master of `key`'s slot now, as the running nodes see it (none during a failover). */
+  masterOf(key: string): Promise<RedisServer | undefined>;
+  /**
+   * Waits until every running node reports `cluster_state:ok`, knows every
+   * node, and every replica's link to its master is up: a failover is
+   * over and a restarted node has joined again.
+   */
+  settled(timeoutMs?: number): Promise<void>;
   /** Stops every node and removes their data directories. */
   stop(): Promise<void>;
 }
 
 /**
- * Starts a Redis Cluster of `masters` nodes (default 3, no replicas; `persistence` as for one server), splits
- * the 16384 slots evenly between them and waits until every node reports
- * `cluster_state:ok`.
+ * Starts a Redis Cluster of `masters` nodes (default 3; `persistence` as
+ * for one server) with `replicas` replicas each (default none), splits the
+ * 16384 slots evenly between the masters and waits until every node reports
+ * `cluster_state:ok` and every replica has synchronised. With replicas, a
+ * master that fails for the node timeout (2 s) is replaced by its replica.
  */
 export async function startRedisCluster(
-  options: { masters?: number; persistence?: RedisServerOptions['persistence'] } = {},
+  options: { masters?: number; replicas?: number; persistence?: RedisServerOptions['persistence'] } = {},
 ): Promise<RedisCluster> {
-  const count = options.masters ?? 3;
+  const masters = options.masters ?? 3;
+  const count = masters * (1 + (options.replicas ?? 0));
   const persistence = options.persistence ?? 'none';
   const nodes = await retryingPortClash(async () => {
     const launched = await Promise.allSettled(Array.from({ length: count }, () => launchRedis({ persistence }, true)));
@@ -177,8 +189,8 @@ export async function startRedisCluster(
     await Promise.all(nodes.map((node) => node.stop()));
   };
   try {
-    const slotsPerNode = Math.ceil(16384 / count);
-    for (const [index, node] of nodes.entries()) {
+    const slotsPerNode = Math.ceil(16384 / masters);
+    for (const [index, node] of nodes.slice(0, masters).entries()) {
       const first = index * slotsPerNode;
       const last = Math.min(16383, first + slotsPerNode - 1);
       await expectOk(node.port, ['CLUSTER', 'ADDSLOTSRANGE', String(first), String(last)]);
@@ -187,19 +199,74 @@ export async function startRedisCluster(
     for (const node of nodes.slice(1)) {
       await expectOk(node.port, ['CLUSTER', 'MEET', '127.0.0.1', String(seed.port), String(seed.clusterBusPort)]);
     }
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      const infos = await Promise.all(nodes.map((node) => redisCommand(node.port, ['CLUSTER', 'INFO'])));
-      const ready = infos.every((info) => info.includes('cluster_state:ok') && info.includes(`cluster_known_nodes:${count}`));
-      if (ready) break;
-      if (Date.now() > deadline) throw new Error(`Redis Cluster did not converge:\n${infos.join('\n')}`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
+    const settled = (timeoutMs = 30_000) => clusterSettled(nodes, timeoutMs);
+    await settled();
+    // Replica i follows master i modulo the number of masters, once it knows the master's id.
+    for (const [index, replica] of nodes.slice(masters).entries()) {
+      const master = nodes[index % masters] as RedisServer;
+      const id = (await redisCommand(master.port, ['CLUSTER', 'MYID'])).split('\r\n')[1] as string;
+      await expectOk(replica.port, ['CLUSTER', 'REPLICATE', id]);
     }
-    return { nodes, startupNodes: nodes.map((node) => ({ host: '127.0.0.1', port: node.port })), stop };
+    await settled();
+    const masterOf = async (key: string): Promise<RedisServer | undefined> => {
+      const live = nodes.filter((node) => node.process.running);
+      for (const node of live) {
+        try {
+          const slot = Number((await redisCommand(node.port, ['CLUSTER', 'KEYSLOT', key], 1000)).slice(1));
+          for (const line of (await bulkReply(node.port, ['CLUSTER', 'NODES'])).split('\n')) {
+            const [, address, flags, , , , , , ...ranges] = line.split(' ');
+            if (!flags?.split(',').includes('master') || flags.includes('fail')) continue;
+            const port = Number(address?.split('@')[0]?.split(':')[1]);
+            const serves = ranges.some((range) => {
+              const [low, high = low] = range.split('-').map(Number);
+              return (low as number) <= slot && slot <= (high as number);
+            });
+            const found = nodes.find((candidate) => candidate.port === port);
+            if (serves && found !== undefined) return found;
+          }
+        } catch {
+          // a node that does not answer: ask the next one
+        }
+      }
+      return undefined;
+    };
+    return { nodes, startupNodes: nodes.map((node) => ({ host: '127.0.0.1', port: node.port })), masterOf, settled, stop };
   } catch (error) {
     await stop();
     throw error;
   }
+}
+
+/** Waits until every running node of a cluster reports ok, knows every node, and every replica's link is up. */
+async function clusterSettled(nodes: readonly RedisServer[], timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last: string[] = [];
+  for (;;) {
+    const live = nodes.filter((node) => node.process.running);
+    try {
+      last = await Promise.all(
+        live.map(async (node) => (await bulkReply(node.port, ['CLUSTER', 'INFO'])) + (await bulkReply(node.port, ['INFO', 'replication']))),
+      );
+      const ready = last.every(
+        (info) =>
+          info.includes('cluster_state:ok') &&
+          info.includes(`cluster_known_nodes:${nodes.length}`) &&
+          (!info.includes('role:slave') || info.includes('master_link_status:up')),
+      );
+      if (ready) return;
+    } catch (error) {
+      last = [String(error)];
+    }
+    if (Date.now() > deadline) throw new Error(`Redis Cluster did not settle:\n${last.join('\n')}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** The text of a bulk-string reply (CLUSTER NODES, INFO). */
+async function bulkReply(port: number, args: readonly string[]): Promise<string> {
+  const reply = await redisCommand(port, args, 2000);
+  if (!reply.startsWith('$')) throw new Error(`redis ${args.join(' ')} on port ${port}: ${reply.trim()}`);
+  return reply.slice(reply.indexOf('\r\n') + 2);
 }
 
 async function expectOk(port: number, args: readonly string[]): Promise<void> {
