@@ -14,10 +14,20 @@ export class ConnectionGate {
   readonly #connection: NatsConnection;
   #back: Promise<void> | undefined;
   #release: () => void = () => undefined;
+  #generation = 0;
 
   constructor(connection: NatsConnection) {
     this.#connection = connection;
     void this.#follow();
+  }
+
+  /**
+   * Counts the connection's interruptions: what a server told this
+   * connection within one generation was said by a server that has not
+   * restarted since (a restart closes every connection to it).
+   */
+  get generation(): number {
+    return this.#generation;
   }
 
   /** Whether a request sent now goes out on a live connection (as far as the client knows). */
@@ -47,6 +57,7 @@ export class ConnectionGate {
 
   async #follow(): Promise<void> {
     for await (const status of this.#connection.status()) {
+      if (status.type === 'disconnect' || status.type === 'reconnect') this.#generation++;
       if (status.type === 'disconnect' && this.#back === undefined) {
         this.#back = new Promise((resolve) => {
           this.#release = resolve;

@@ -89,6 +89,9 @@ async function awaitDecision(undecided: number, unsettled: () => KvError): Promi
   await pause(Math.min(50, 1 + undecided * 2));
 }
 
+/** How many keys' versions a handle remembers as vouched for by its own connection (see `NatsDriver.#vouch`). */
+const maxVouched = 16_384;
+
 /** How many times in a row a commit is sent again after deletes of its keys raced it. */
 const maxTombstoneRaces = 50;
 
@@ -138,6 +141,18 @@ export class NatsDriver implements KvDriver<NatsPosition> {
   #closed = false;
   #sweeper: NodeJS.Timeout | undefined;
   #sweeping: Promise<number> | undefined;
+  /**
+   * The last version of each key this handle wrote or read in connection
+   * generation {@link #vouchedGeneration} (see {@link NatsDriver.#vouched}).
+   */
+  readonly #vouchedVersions = new Map<string, Version>();
+  #vouchedGeneration = 0;
+  /**
+   * The one server that holds the stream: `standalone` for a server outside
+   * a cluster, the node's name for a one-replica stream in one, `undefined`
+   * for a replicated stream.
+   */
+  readonly #soleServer: string | undefined;
   /** Set once the companion stream is known to exist. */
   metaStreamReady = false;
   /** Set by a sweep that found no TTL index entry at all. */
@@ -159,6 +174,8 @@ export class NatsDriver implements KvDriver<NatsPosition> {
     this.nativeTtl = nativeTtlUnavailable(parts.version, config) === undefined;
     this.atomicBatch =
       compareVersions(parts.version, atomicBatchSince) >= 0 && (config as { allow_atomic?: boolean }).allow_atomic === true;
+    const leader = parts.info.cluster?.leader;
+    this.#soleServer = leader === undefined ? 'standalone' : config.num_replicas === 1 ? leader : undefined;
     // Headers and the subject travel in the same message; keep room for them below the server's limit.
     const serverLimit = (parts.connection.info?.max_payload ?? 1024 * 1024) - 1024;
     const streamLimit = config.max_msg_size > 0 ? config.max_msg_size - 1024 : Number.POSITIVE_INFINITY;
@@ -208,10 +225,11 @@ export class NatsDriver implements KvDriver<NatsPosition> {
   }
 
   async entry(key: string): Promise<KvRecord | undefined> {
+    const generation = this.gate.generation;
     const message = await this.lastMessage(key);
     // A passed TTL reads as never written, before and after the sweeper has marked it.
     if (message === undefined || message.op === 'expire' || expired(message)) return undefined;
-    if (message.op === 'put') return { key, op: 'put', value: message.data, version: liveVersionOf(message) };
+    if (message.op === 'put') return { key, op: 'put', value: message.data, version: this.#vouch(key, liveVersionOf(message), generation) };
     return { key, op: message.op, version: versionOf(message.seq, message.op) };
   }
 
@@ -240,6 +258,11 @@ export class NatsDriver implements KvDriver<NatsPosition> {
   }
 
   async mutate(mutation: KvMutation): Promise<Version> {
+    const generation = this.gate.generation;
+    return this.#vouch(mutation.key, await this.#mutate(mutation), generation);
+  }
+
+  async #mutate(mutation: KvMutation): Promise<Version> {
     const { key } = mutation;
     switch (mutation.kind) {
       case 'put': {
@@ -305,8 +328,10 @@ export class NatsDriver implements KvDriver<NatsPosition> {
     // A create expects the sequence of the key's tombstone (or none); another tombstone written before the batch
     // lands makes the server refuse it though every precondition still holds: read again and send again.
     for (let attempt = 0; attempt < maxTombstoneRaces; attempt++) {
+      const generation = this.gate.generation;
       const versions = await this.#commitOnce(mutations);
-      if (versions !== undefined) return versions;
+      if (versions !== undefined)
+        return versions.map((version, index) => this.#vouch((mutations[index] as KvCommitMutation).key, version, generation));
     }
     throw kvError(
       KvErrorCode.Timeout,
@@ -643,7 +668,7 @@ export class NatsDriver implements KvDriver<NatsPosition> {
     if (parsed.op !== 'put' || (parsed.expiresAt > 0 && parsed.expiresAt <= Date.now())) {
       throw revisionMismatch(backend, key, expected, await this.#liveVersion(key));
     }
-    if (parsed.writeId !== undefined) {
+    if (parsed.writeId !== undefined && !this.#vouched(key, expected)) {
       const current = await this.lastMessage(key);
       if (current === undefined || !names(parsed, current)) throw revisionMismatch(backend, key, expected, liveVersion(current));
     }
@@ -658,6 +683,33 @@ export class NatsDriver implements KvDriver<NatsPosition> {
       if (!KvError.is(error, KvErrorCode.RevisionMismatch)) throw error;
       throw revisionMismatch(backend, key, expected, await this.#liveVersion(key), error);
     }
+  }
+
+  /**
+   * Remembers a version this handle wrote or read, with the generation of
+   * its connection when the request was sent. A version is vouched for when
+   * the one server that holds the stream said it over this connection, and
+   * the connection has not been interrupted since: that server has not
+   * restarted, so it cannot have forgotten the write, and a compare-and-swap
+   * on the sequence alone is safe without reading the key first.
+   */
+  #vouch(key: string, version: Version, generation: number): Version {
+    if (this.#soleServer === undefined || generation !== this.gate.generation) return version;
+    const versions = this.#vouchedVersions;
+    // What an earlier generation vouched for is void; past the bound, start over (a read is the fallback, not a loss).
+    if (this.#vouchedGeneration !== generation || (versions.size >= maxVouched && !versions.has(key))) {
+      versions.clear();
+      this.#vouchedGeneration = generation;
+    }
+    versions.set(key, version);
+    return version;
+  }
+
+  /** Whether {@link #vouch} vouches for `version` of `key` still: the same connection generation, to the sole server. */
+  #vouched(key: string, version: Version): boolean {
+    if (this.#vouchedGeneration !== this.gate.generation || this.#vouchedVersions.get(key) !== version) return false;
+    const server = this.parts.connection.info;
+    return this.#soleServer === 'standalone' ? server?.cluster === undefined : this.#soleServer === server?.server_name;
   }
 
   /** The key's live version now, or `undefined` (only for error messages: a mismatch was already decided). */

@@ -119,8 +119,15 @@ const mutants: SourceMutant[] = [
     name: 'compare-and-swap trusts the sequence alone (a server that forgot a write applies its version to the next write at that sequence)',
     firstCheck: 'forgets acknowledged writes',
     file: 'driver.ts',
-    find: '    if (parsed.writeId !== undefined) {',
-    replace: '    if (parsed.writeId === "never") {',
+    find: '    if (parsed.writeId !== undefined && !this.#vouched(key, expected)) {',
+    replace: "    if (parsed.writeId === 'never') {",
+  },
+  {
+    name: 'a version this handle wrote stays vouched for across an interrupted connection (its compare-and-swap skips the read)',
+    firstCheck: 'forgets acknowledged writes',
+    file: 'driver.ts',
+    find: '    if (this.#vouchedGeneration !== this.gate.generation || this.#vouchedVersions.get(key) !== version) return false;',
+    replace: '    if (this.#vouchedVersions.get(key) !== version) return false;',
   },
   {
     name: 'a watch resumes after a sequence whose message the server forgot once a later write took that sequence',

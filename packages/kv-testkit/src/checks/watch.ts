@@ -261,16 +261,19 @@ export const watchChecks: ConformanceCheck[] = [
       await watch.untilSynced();
       const beforeLoss = (watch.events.at(-1) as WatchEvent).cursor;
       const putBack = await (context.harness.rewind as NonNullable<typeof context.harness.rewind>)(context.bucket);
+      expect(text((await store.get('a'))?.value ?? new Uint8Array())).toBe('1');
       const lostVersion = await store.put('b', bytes('lost'));
       const lost = (await watch.until(isPutOf('b'))).at(-1) as WatchEvent;
       await putBack();
-      // The server takes writes again: the next one goes where the forgotten write was (a server that numbers
-      // writes in sequence hands the forgotten number out again), and its head moves past the forgotten position.
-      await store.put('b', bytes('again'));
-      await store.put('c', bytes('3'));
-      await store.put('d', bytes('4'));
+      // The server takes writes again: the next one, from another handle, goes where the forgotten write was (a
+      // server that numbers writes in sequence hands the forgotten number out again), and its head moves past the
+      // forgotten position.
+      const other = await context.open();
+      await other.put('b', bytes('again'));
       await expectKvError(() => store.update('b', bytes('over a forgotten write'), lostVersion), KvErrorCode.RevisionMismatch);
       await expectKvError(() => store.deleteWithVersion('b', lostVersion), KvErrorCode.RevisionMismatch);
+      await store.put('c', bytes('3'));
+      await store.put('d', bytes('4'));
       const running = await expectKvError(async () => {
         for (;;) if ((await watch.next()) === undefined) return;
       }, KvErrorCode.CursorExpired);
