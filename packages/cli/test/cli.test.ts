@@ -297,7 +297,7 @@ describe.skipIf(natsMissing !== undefined)('weft kv on a spawned NATS server', (
       expect((await weft(['kv', 'update', 'n.one', 'second', '--expect', put.stdout.trim(), ...store])).code).toBe(0);
       expect((await weft(['kv', 'keys', 'n', ...store])).stdout.trim()).toBe('n.one');
       const watch = await weft(['kv', 'watch', '--until-synced', ...store]);
-      expect(watch.stdout).toMatch(/^put n\.one \d+ \S+ second\nsynced \S+\n$/);
+      expect(watch.stdout).toMatch(/^put n\.one \d+(-w[0-9a-z]+)? \S+ second\nsynced \S+\n$/);
       const ttl = await weft(['kv', 'put', 'n.ttl', 'x', '--ttl', '60000', ...store]);
       expect(ttl.code, ttl.stderr).toBe(0);
       expect((await weft(['kv', 'get', 'n.ttl', ...store])).stdout).toBe('x');

@@ -579,6 +579,10 @@ export class NatsDriver implements KvDriver<NatsPosition> {
     // subject is still in flight: it cannot tell yet whether the expectation holds, and nothing was written.
     // Taking that for a mismatch breaks linearizability (a later read may not see the in-flight write yet), so
     // the same conditional publish is tried again until the leader can decide.
+    // JetStream answering that it is not available (no stream listening yet on a node that just learned of it, a
+    // leader election) stored nothing: asked again, within the handle's deadline.
+    const started = performance.now();
+    let unavailable = 0;
     for (let undecided = 0; ; undecided++) {
       if (!this.gate.up) await this.gate.ready(this.parts.timeoutMs, key);
       try {
@@ -611,7 +615,18 @@ export class NatsDriver implements KvDriver<NatsPosition> {
             },
           );
         }
-        throw toKvError(error, operation, key, true);
+        const failure = toKvError(error, operation, key, true);
+        if (
+          failure.code === KvErrorCode.NotConnected &&
+          failure.retryable &&
+          !this.#closed &&
+          performance.now() - started < this.parts.timeoutMs
+        ) {
+          unavailable++;
+          await pause(Math.min(100, unavailable * 10));
+          continue;
+        }
+        throw failure;
       }
     }
   }
