@@ -57,6 +57,7 @@ import {
   type ServerVersion,
 } from './server-version.js';
 import { publishTtlIndexEntry, settleLapsed, sweepExpired, writeExpireMarker } from './ttl-index.js';
+import { VouchedVersions } from './vouched.js';
 
 /** What {@link openNatsKv} hands the driver. */
 export interface NatsParts {
@@ -88,9 +89,6 @@ async function awaitDecision(undecided: number, unsettled: () => KvError): Promi
   if (undecided >= maxUndecidedRetries) throw unsettled();
   await pause(Math.min(50, 1 + undecided * 2));
 }
-
-/** How many keys' versions a handle remembers as vouched for by its own connection (see `NatsDriver.#vouch`). */
-const maxVouched = 16_384;
 
 /** How many times in a row a commit is sent again after deletes of its keys raced it. */
 const maxTombstoneRaces = 50;
@@ -141,18 +139,8 @@ export class NatsDriver implements KvDriver<NatsPosition> {
   #closed = false;
   #sweeper: NodeJS.Timeout | undefined;
   #sweeping: Promise<number> | undefined;
-  /**
-   * The last version of each key this handle wrote or read in connection
-   * generation {@link #vouchedGeneration} (see {@link NatsDriver.#vouched}).
-   */
-  readonly #vouchedVersions = new Map<string, Version>();
-  #vouchedGeneration = 0;
-  /**
-   * The one server that holds the stream: `standalone` for a server outside
-   * a cluster, the node's name for a one-replica stream in one, `undefined`
-   * for a replicated stream.
-   */
-  readonly #soleServer: string | undefined;
+  /** Versions a compare-and-swap may use without reading the key first. */
+  readonly #vouched: VouchedVersions;
   /** Set once the companion stream is known to exist. */
   metaStreamReady = false;
   /** Set by a sweep that found no TTL index entry at all. */
@@ -174,8 +162,7 @@ export class NatsDriver implements KvDriver<NatsPosition> {
     this.nativeTtl = nativeTtlUnavailable(parts.version, config) === undefined;
     this.atomicBatch =
       compareVersions(parts.version, atomicBatchSince) >= 0 && (config as { allow_atomic?: boolean }).allow_atomic === true;
-    const leader = parts.info.cluster?.leader;
-    this.#soleServer = leader === undefined ? 'standalone' : config.num_replicas === 1 ? leader : undefined;
+    this.#vouched = new VouchedVersions(this.gate, parts.connection, parts.info);
     // Headers and the subject travel in the same message; keep room for them below the server's limit.
     const serverLimit = (parts.connection.info?.max_payload ?? 1024 * 1024) - 1024;
     const streamLimit = config.max_msg_size > 0 ? config.max_msg_size - 1024 : Number.POSITIVE_INFINITY;
@@ -225,11 +212,12 @@ export class NatsDriver implements KvDriver<NatsPosition> {
   }
 
   async entry(key: string): Promise<KvRecord | undefined> {
-    const generation = this.gate.generation;
+    const generation = this.#vouched.generation;
     const message = await this.lastMessage(key);
     // A passed TTL reads as never written, before and after the sweeper has marked it.
     if (message === undefined || message.op === 'expire' || expired(message)) return undefined;
-    if (message.op === 'put') return { key, op: 'put', value: message.data, version: this.#vouch(key, liveVersionOf(message), generation) };
+    if (message.op === 'put')
+      return { key, op: 'put', value: message.data, version: this.#vouched.vouch(key, liveVersionOf(message), generation) };
     return { key, op: message.op, version: versionOf(message.seq, message.op) };
   }
 
@@ -258,8 +246,8 @@ export class NatsDriver implements KvDriver<NatsPosition> {
   }
 
   async mutate(mutation: KvMutation): Promise<Version> {
-    const generation = this.gate.generation;
-    return this.#vouch(mutation.key, await this.#mutate(mutation), generation);
+    const generation = this.#vouched.generation;
+    return this.#vouched.vouch(mutation.key, await this.#mutate(mutation), generation);
   }
 
   async #mutate(mutation: KvMutation): Promise<Version> {
@@ -328,10 +316,10 @@ export class NatsDriver implements KvDriver<NatsPosition> {
     // A create expects the sequence of the key's tombstone (or none); another tombstone written before the batch
     // lands makes the server refuse it though every precondition still holds: read again and send again.
     for (let attempt = 0; attempt < maxTombstoneRaces; attempt++) {
-      const generation = this.gate.generation;
+      const generation = this.#vouched.generation;
       const versions = await this.#commitOnce(mutations);
       if (versions !== undefined)
-        return versions.map((version, index) => this.#vouch((mutations[index] as KvCommitMutation).key, version, generation));
+        return versions.map((version, index) => this.#vouched.vouch((mutations[index] as KvCommitMutation).key, version, generation));
     }
     throw kvError(
       KvErrorCode.Timeout,
@@ -353,16 +341,12 @@ export class NatsDriver implements KvDriver<NatsPosition> {
       throw error;
     }
     const messages = mutations.map((mutation, index) => {
-      const headers = makeHeaders();
+      const deletes = mutation.kind === 'delete' || mutation.kind === 'deleteWithVersion';
+      const { headers, id } = deletes ? { headers: makeHeaders(), id: undefined } : this.#written();
       let value: Uint8Array = new Uint8Array(0);
       let expiresAt = 0;
-      let id: string | undefined;
-      if (mutation.kind === 'delete' || mutation.kind === 'deleteWithVersion') headers.set(keyHeader, 'DEL');
-      else {
-        value = mutation.value;
-        id = this.writeIds.next();
-        headers.set(writeIdHeader, id);
-      }
+      if (deletes) headers.set(keyHeader, 'DEL');
+      else value = mutation.value;
       if (mutation.kind === 'putWithTtl') {
         expiresAt = Date.now() + Math.max(1, Math.ceil(mutation.ttlMs));
         headers.set(expiresHeader, String(expiresAt));
@@ -683,7 +667,7 @@ export class NatsDriver implements KvDriver<NatsPosition> {
     if (parsed.op !== 'put' || (parsed.expiresAt > 0 && parsed.expiresAt <= Date.now())) {
       throw revisionMismatch(backend, key, expected, await this.#liveVersion(key));
     }
-    if (parsed.writeId !== undefined && !this.#vouched(key, expected)) {
+    if (parsed.writeId !== undefined && !this.#vouched.has(key, expected)) {
       const current = await this.lastMessage(key);
       if (current === undefined || !names(parsed, current)) throw revisionMismatch(backend, key, expected, liveVersion(current));
     }
@@ -698,33 +682,6 @@ export class NatsDriver implements KvDriver<NatsPosition> {
       if (!KvError.is(error, KvErrorCode.RevisionMismatch)) throw error;
       throw revisionMismatch(backend, key, expected, await this.#liveVersion(key), error);
     }
-  }
-
-  /**
-   * Remembers a version this handle wrote or read, with the generation of
-   * its connection when the request was sent. A version is vouched for when
-   * the one server that holds the stream said it over this connection, and
-   * the connection has not been interrupted since: that server has not
-   * restarted, so it cannot have forgotten the write, and a compare-and-swap
-   * on the sequence alone is safe without reading the key first.
-   */
-  #vouch(key: string, version: Version, generation: number): Version {
-    if (this.#soleServer === undefined || generation !== this.gate.generation) return version;
-    const versions = this.#vouchedVersions;
-    // What an earlier generation vouched for is void; past the bound, start over (a read is the fallback, not a loss).
-    if (this.#vouchedGeneration !== generation || (versions.size >= maxVouched && !versions.has(key))) {
-      versions.clear();
-      this.#vouchedGeneration = generation;
-    }
-    versions.set(key, version);
-    return version;
-  }
-
-  /** Whether {@link #vouch} vouches for `version` of `key` still: the same connection generation, to the sole server. */
-  #vouched(key: string, version: Version): boolean {
-    if (this.#vouchedGeneration !== this.gate.generation || this.#vouchedVersions.get(key) !== version) return false;
-    const server = this.parts.connection.info;
-    return this.#soleServer === 'standalone' ? server?.cluster === undefined : this.#soleServer === server?.server_name;
   }
 
   /** The key's live version now, or `undefined` (only for error messages: a mismatch was already decided). */
