@@ -251,9 +251,16 @@ async function runFault(suite: string, harness: KvFaultHarness, fault: KvFault, 
  */
 async function lostWrites(store: KvStore, acknowledged: readonly Acknowledged[]): Promise<Set<string>> {
   const lost = new Set<string>();
-  for (const { key, version } of acknowledged) {
-    const current = await store.get(key);
-    if (current?.version === version) continue;
+  const missing: Acknowledged[] = [];
+  // Read back in groups, not one round trip after another: a long run acknowledges tens of thousands of writes.
+  for (let index = 0; index < acknowledged.length; index += 64) {
+    const group = acknowledged.slice(index, index + 64);
+    const current = await Promise.all(group.map(({ key }) => store.get(key)));
+    group.forEach((written, at) => {
+      if (current[at]?.version !== written.version) missing.push(written);
+    });
+  }
+  for (const { key, version } of missing) {
     lost.add(`${key}@${version}`);
     const refused = await store.update(key, bytes('over a lost write'), version).then(
       () => undefined,
