@@ -70,10 +70,16 @@ export function undecidedCasCheck(open: typeof openNatsKv, cluster: () => Promis
         await Promise.all(followers.map((node) => node.resume()));
       };
       let undecidedAnswers = 0;
+      // The first write's publish reaches the leader before the second write starts (each reads the key first).
+      let firstSent: () => void = () => undefined;
+      const firstOut = new Promise<void>((resolve) => {
+        firstSent = resolve;
+      });
       const request = connection.request.bind(connection);
       Object.assign(connection, {
         request: async (subject: string, payload?: Uint8Array, options?: object) => {
           const key = subject === `$KV.${bucket}.k`;
+          if (key && paused) firstSent();
           // Asked again after an undecided answer: the followers go on, and the leader can now decide.
           if (key && undecidedAnswers > 0) await goOn();
           const reply: Msg = await request(subject, payload, options as never);
@@ -86,6 +92,8 @@ export function undecidedCasCheck(open: typeof openNatsKv, cluster: () => Promis
         await Promise.all(followers.map((node) => node.pause()));
         paused = true;
         const first = store.update('k', bytes('first'), before);
+        first.catch(() => undefined);
+        await firstOut;
         const second = await store.update('k', bytes('second'), before).then(
           () => undefined,
           (error: unknown) => error,
