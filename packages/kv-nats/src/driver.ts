@@ -668,8 +668,12 @@ export class NatsDriver implements KvDriver<NatsPosition> {
       throw revisionMismatch(backend, key, expected, await this.#liveVersion(key));
     }
     if (parsed.writeId !== undefined && !this.#vouched.has(key, expected)) {
+      // Only another write at the version's own sequence is refused here; any other difference the server's own
+      // compare-and-swap decides (a read that a partitioned leader answers late must not refuse a current version).
       const current = await this.lastMessage(key);
-      if (current === undefined || !names(parsed, current)) throw revisionMismatch(backend, key, expected, liveVersion(current));
+      if (current !== undefined && current.seq === parsed.seq && !names(parsed, current)) {
+        throw revisionMismatch(backend, key, expected, liveVersion(current));
+      }
     }
     return parsed.seq;
   }
