@@ -1,14 +1,16 @@
-import { setTimeout as delay } from 'node:timers/promises';
-
 /**
  * Waits `ms` milliseconds, or less when `signal` aborts; never rejects, so
  * retry loops can wait without a try around it (they check their signal).
  */
-export async function pause(ms: number, signal?: AbortSignal): Promise<void> {
-  if (signal?.aborted) return;
-  try {
-    await delay(ms, undefined, signal === undefined ? undefined : { signal });
-  } catch {
-    // Aborted.
-  }
+export function pause(ms: number, signal?: AbortSignal): Promise<void> {
+  if (signal?.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
 }

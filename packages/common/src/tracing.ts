@@ -3,7 +3,8 @@
  * publish on (names and payloads in docs/guides/observability.md). With no
  * subscriber an operation runs as it would without them: one property read.
  */
-import { type TracingChannel, tracingChannel } from 'node:diagnostics_channel';
+import type { TracingChannel } from 'node:diagnostics_channel';
+import { tracingChannel } from '#platform';
 
 /** A tracing channel with its context type. */
 export type WeftTracingChannel<Context extends object> = TracingChannel<unknown, Context>;
