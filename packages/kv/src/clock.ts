@@ -3,6 +3,8 @@
  * tests can move time by hand with {@link ManualClock} instead of sleeping.
  */
 
+import { unrefTimer } from '@weft/common';
+
 /** A source of time plus one-shot timers on the same timeline. */
 export interface Clock {
   /** Milliseconds since the epoch on this clock's timeline. */
@@ -11,12 +13,12 @@ export interface Clock {
   setTimer(delayMs: number, callback: () => void): () => void;
 }
 
-/** Wall-clock time and Node timers; timers do not keep the process alive. */
+/** Wall-clock time and the runtime's timers; on Node.js, timers do not keep the process alive. */
 export const systemClock: Clock = {
   now: () => Date.now(),
   setTimer(delayMs, callback) {
     const timer = setTimeout(callback, Math.max(0, delayMs));
-    timer.unref();
+    unrefTimer(timer);
     return () => clearTimeout(timer);
   },
 };

@@ -3,7 +3,7 @@
  * key, taken with `create`, kept with compare-and-swap `update`, given back
  * with `deleteWithVersion`, and taken over once it has expired.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, toHex } from '@weft/common';
 import { KvError, KvErrorCode, kvError } from './errors.js';
 import { assertValidKey } from './keys.js';
 import type { KvStore, Version } from './types.js';
@@ -127,7 +127,7 @@ export async function acquireLease(kv: KvStore, options: LeaseOptions): Promise<
     });
   }
   const clock = options.clock ?? Date.now;
-  const token = randomBytes(12).toString('hex');
+  const token = toHex(randomBytes(12));
   for (let attempt = 0; attempt < 5; attempt++) {
     const expiresAt = clock() + options.ttlMs;
     const value = encode({ holder: options.holder, token, expiresAt });
