@@ -4,6 +4,8 @@
  * gates. Pure functions over a view of the log: a failure throws and the
  * log is untouched.
  */
+
+import { utf8Length } from '@weft/common';
 import { maxNameBytes, maxParents } from './codec.js';
 import { EventLogError, EventLogErrorCode } from './errors.js';
 import { type EventId, isUuid } from './ids.js';
@@ -48,7 +50,7 @@ export function checkBatchOptions(
   if (idempotencyKey?.startsWith(labelPrefix) === true) throw invalidArgument(`an idempotency key must not start with "${labelPrefix}"`);
   const label = options.label === undefined ? undefined : `${labelPrefix}${checkName(options.label, 'label')}`;
   if (label !== undefined && idempotencyKey !== undefined) throw invalidArgument('a batch takes a label or an idempotency key, not both');
-  if (label !== undefined && Buffer.byteLength(label) > maxNameBytes)
+  if (label !== undefined && utf8Length(label) > maxNameBytes)
     throw invalidArgument(`a label is at most ${maxNameBytes - labelPrefix.length} bytes`);
   return { idempotencyKey, label };
 }

@@ -9,13 +9,13 @@
  * ids chosen by someone else (imported from another device) cannot be made
  * to collide on purpose.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes } from '@weft/common';
 import { isUuid, writeUuid } from './ids.js';
 
 const empty = 0;
 /** A slot whose position was removed (a rolled-back append); probing goes past it. */
 const removed = -1;
-const seed = randomBytes(4).readUInt32LE(0);
+const seed = new DataView(randomBytes(4).buffer).getUint32(0, true);
 
 export class IdIndex {
   /** The id of position p at bytes [(p - 1) * 16, p * 16). */

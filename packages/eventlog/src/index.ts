@@ -20,6 +20,7 @@
  * @packageDocumentation
  */
 
+export { nodeFileSystem } from '#platform';
 export {
   checkFrames,
   type DecodedFrame,
@@ -40,7 +41,7 @@ export { loadSodiumXChaCha } from './crypto/sodium.js';
 export { defaultXChaCha, hchacha20, nobleXChaCha, nodeXChaCha, type XChaCha } from './crypto/xchacha.js';
 export { EventLogError, EventLogErrorCode, type EventLogErrorOptions } from './errors.js';
 export { MemoryFileSystem } from './fs/memory-fs.js';
-export { nodeFileSystem } from './fs/node-fs.js';
+export { type OpfsDirectoryHandle, type OpfsFileSystemOptions, opfsFileSystem } from './fs/opfs-fs.js';
 export { type DurableOperation, type InjectedFault, SimulatedCrash, SimulatedFileSystem } from './fs/simulated-fs.js';
 export { FileSystemError, type LogFile, type LogFileSystem, type OpenOptions } from './fs/types.js';
 export { type Hashers, loadHashers } from './hash.js';

@@ -4,10 +4,11 @@
  * (or by this process before a crash) is taken over; a second writer in the
  * same process is refused.
  */
+
+import { isAlive, processId } from '#platform';
 import { EventLogError, EventLogErrorCode } from './errors.js';
 import { FileSystemError, joinPath, type LogFileSystem } from './fs/types.js';
 import { ioFailed } from './rules.js';
-import { isAlive } from './util.js';
 
 const lockName = 'LOCK';
 
@@ -17,6 +18,7 @@ const heldLocks = new Map<LogFileSystem, Map<string, number>>();
 export class DirectoryLock {
   readonly #fs: LogFileSystem;
   readonly dir: string;
+  #exclusive: (() => void) | undefined;
 
   constructor(fs: LogFileSystem, dir: string) {
     this.#fs = fs;
@@ -31,11 +33,26 @@ export class DirectoryLock {
     const bootId = this.#fs.bootId ?? 0;
     if (held.get(this.dir) === bootId)
       throw new EventLogError(EventLogErrorCode.Locked, `the log in ${this.dir} is already open in this process`);
+    if (this.#fs.exclusive !== undefined) {
+      this.#exclusive = await this.#fs.exclusive(this.dir);
+      if (this.#exclusive === undefined)
+        throw new EventLogError(EventLogErrorCode.Locked, `the log in ${this.dir} is open in another tab or worker`);
+    }
+    try {
+      await this.#takeFile(held, bootId);
+    } catch (error) {
+      this.#exclusive?.();
+      this.#exclusive = undefined;
+      throw error;
+    }
+  }
+
+  async #takeFile(held: Map<string, number>, bootId: number): Promise<void> {
     const path = joinPath(this.dir, lockName);
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
         const file = await this.#fs.open(path, { create: true, exclusive: true });
-        await file.write(new TextEncoder().encode(String(process.pid)), 0);
+        await file.write(new TextEncoder().encode(String(processId)), 0);
         await file.sync();
         await file.close();
         await this.#fs.syncDir(this.dir);
@@ -45,7 +62,7 @@ export class DirectoryLock {
         if (!(error instanceof FileSystemError && error.code === 'EEXIST')) throw ioFailed('taking the lock', error);
       }
       const owner = await this.#owner(path);
-      if (owner !== undefined && owner !== process.pid && isAlive(owner)) {
+      if (owner !== undefined && owner !== processId && isAlive(owner)) {
         throw new EventLogError(EventLogErrorCode.Locked, `the log in ${this.dir} is open in process ${owner}`);
       }
       // A lock left by a process that is gone (or by this process before a crash): take it over.
@@ -69,5 +86,7 @@ export class DirectoryLock {
   async release(): Promise<void> {
     heldLocks.get(this.#fs)?.delete(this.dir);
     await this.#fs.unlink(joinPath(this.dir, lockName)).catch(() => undefined);
+    this.#exclusive?.();
+    this.#exclusive = undefined;
   }
 }

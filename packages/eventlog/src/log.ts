@@ -1,4 +1,5 @@
-import { Notifier, pause, weftChannel } from '@weft/common';
+import { Notifier, pause, unrefTimer, weftChannel } from '@weft/common';
+import { nodeFileSystem } from '#platform';
 import { type AcceptedBatch, AppendPipeline } from './append-pipeline.js';
 import { ancestorsOf, descendantsOf } from './causal.js';
 import type { FrameHeader } from './codec.js';
@@ -7,7 +8,6 @@ import { keysetFileName, type ShredTarget } from './crypto/keyset.js';
 import type { DurabilityTracker } from './durability.js';
 import { EventLogError, EventLogErrorCode } from './errors.js';
 import { FrameReader, scanChunkBytes } from './frame-reader.js';
-import { nodeFileSystem } from './fs/node-fs.js';
 import { joinPath, type LogFileSystem } from './fs/types.js';
 import { type Hashers, loadHashers } from './hash.js';
 import { type EventId, HybridLogicalClock } from './ids.js';
@@ -231,7 +231,7 @@ export class EventLog implements AsyncDisposable {
     }
     if (sync === 'interval' && !log.readOnly) {
       log.#intervalTimer = setInterval(() => void log.flush().catch(() => undefined), log.#syncIntervalMs);
-      log.#intervalTimer.unref();
+      unrefTimer(log.#intervalTimer);
     }
     return log;
   }

@@ -1,8 +1,8 @@
-import { randomFillSync } from 'node:crypto';
+import { fillRandom } from '@weft/common';
 
 /**
  * Cryptographically random bytes drawn from a buffer refilled 4 KiB at a
- * time. One `randomFillSync` call per event id or nonce cost a third of an
+ * time. One `getRandomValues` call per event id or nonce cost a third of an
  * append; every byte handed out is still used once only.
  */
 export class RandomPool {
@@ -17,7 +17,7 @@ export class RandomPool {
   /** Copies `count` fresh random bytes into `target` at `offset`. */
   fill(target: Uint8Array, count = target.length, offset = 0): void {
     if (this.#offset + count > this.#pool.length) {
-      randomFillSync(this.#pool);
+      fillRandom(this.#pool);
       this.#offset = 0;
     }
     // A loop, not `set(subarray(...))`: ids and nonces are short, and a view per call was garbage on every append.

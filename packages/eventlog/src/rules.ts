@@ -1,4 +1,5 @@
 /** What the log accepts as names, kinds and labels, and the errors it gives for what it refuses. */
+import { utf8Length } from '@weft/common';
 import { maxNameBytes } from './codec.js';
 import { EventLogError, EventLogErrorCode } from './errors.js';
 
@@ -8,7 +9,7 @@ export function invalidArgument(message: string): EventLogError {
 
 export function checkName(value: unknown, what: string): string {
   if (typeof value !== 'string') throw invalidArgument(`${what} must be a string, got ${typeof value}`);
-  const bytes = Buffer.byteLength(value);
+  const bytes = utf8Length(value);
   if (bytes === 0 || bytes > maxNameBytes) throw invalidArgument(`${what} must be 1 to ${maxNameBytes} bytes, got ${bytes}`);
   // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what is refused
   if (/[\u0000-\u001f\u007f]/.test(value)) throw invalidArgument(`${what} must not contain control characters`);

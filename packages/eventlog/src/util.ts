@@ -1,18 +1,9 @@
-/** Small helpers of the log: byte comparison, process liveness, reasons as text. */
+/** Small helpers of the log: byte comparison, reasons as text. */
 
 export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let index = 0; index < a.length; index++) if (a[index] !== b[index]) return false;
   return true;
-}
-
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as { code?: string }).code === 'EPERM';
-  }
 }
 
 export function describeReason(reason: unknown): string {

@@ -7,7 +7,7 @@
  * as durable. A failed write rolls back every batch not yet written; a
  * failed fsync fails the log until it is reopened.
  */
-import { Notifier } from '@weft/common';
+import { Notifier, nextTask } from '@weft/common';
 import { checkpointOffset, encodeCheckpoint, encodeSegmentHeader, segmentHeaderSize } from './codec.js';
 import { DurabilityTracker } from './durability.js';
 import { EventLogError, EventLogErrorCode } from './errors.js';
@@ -57,7 +57,7 @@ export class SegmentWriter {
   #durableHead = 0;
   #pumping = false;
   #pumpScheduled = false;
-  /** The scheduled pump waits for the event loop (setImmediate) rather than the end of the current job. */
+  /** The scheduled pump waits for the event loop (the next task) rather than the end of the current job. */
   #pumpDeferred = false;
   #failed: EventLogError | undefined;
 
@@ -143,7 +143,7 @@ export class SegmentWriter {
       this.#pumpDeferred = false;
       void this.#pump();
     };
-    if (defer) setImmediate(run);
+    if (defer) nextTask(run);
     else queueMicrotask(run);
   }
 
@@ -359,7 +359,7 @@ export class SegmentWriter {
         this.#schedulePump();
         await last.written.promise.catch(() => undefined);
       } else {
-        await new Promise((resolve) => setImmediate(resolve));
+        await new Promise<void>((resolve) => nextTask(resolve));
       }
     }
   }

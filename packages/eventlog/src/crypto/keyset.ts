@@ -3,7 +3,7 @@
  * atomically (temp file, fsync, rename, fsync of the directory), optionally
  * wrapped with a caller's master key. Format: docs/formats/keyset.md.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes } from '@weft/common';
 import { EventLogError, EventLogErrorCode } from '../errors.js';
 import { FileSystemError, joinPath, type LogFileSystem } from '../fs/types.js';
 import type { EventId } from '../ids.js';

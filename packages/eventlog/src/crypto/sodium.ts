@@ -9,7 +9,6 @@
  * module's memory and zeroes everything it used there before returning, so
  * no key or plaintext stays in that memory between calls.
  */
-import { randomFillSync } from 'node:crypto';
 import { keySize, nonceSize, tagSize, type XChaCha } from './xchacha.js';
 
 /** What this module uses of libsodium's WebAssembly build. */
@@ -58,7 +57,7 @@ export function loadSodiumXChaCha(): Promise<XChaCha | undefined> {
   loading ??= (async () => {
     try {
       const factory = (await import('libsodium')).default as SodiumFactory;
-      const sodium = await factory({ getRandomValue: () => randomFillSync(new Uint32Array(1))[0] as number });
+      const sodium = await factory({ getRandomValue: () => globalThis.crypto.getRandomValues(new Uint32Array(1))[0] as number });
       if (sodium._sodium_init() < 0) return undefined;
       return sodiumXChaCha(sodium);
     } catch {

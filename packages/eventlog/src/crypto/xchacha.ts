@@ -6,8 +6,9 @@
  * path); `auto` (cipher-choice.ts) picks by length. Output is ciphertext
  * followed by the 16-byte tag.
  */
-import { createCipheriv, createDecipheriv } from 'node:crypto';
+
 import { xchacha20poly1305 } from '@noble/ciphers/chacha.js';
+import { nodeChaCha } from '#platform';
 
 export const keySize = 32;
 export const nonceSize = 24;
@@ -179,7 +180,7 @@ function ietfNonce(nonce: Uint8Array): Uint8Array {
 export const nodeXChaCha: XChaCha = {
   name: 'node',
   seal(key, nonce, plaintext, aad) {
-    const cipher = createCipheriv('chacha20-poly1305', hchacha20(key, nonce.subarray(0, 16), subkey), ietfNonce(nonce), {
+    const cipher = nodeChaCha.createCipheriv('chacha20-poly1305', hchacha20(key, nonce.subarray(0, 16), subkey), ietfNonce(nonce), {
       authTagLength: tagSize,
     });
     subkey.fill(0); // the cipher holds its own copy; no derived key stays in this module's memory
@@ -196,7 +197,7 @@ export const nodeXChaCha: XChaCha = {
   open(key, nonce, sealed, aad) {
     if (sealed.length < tagSize) return undefined;
     const body = sealed.subarray(0, sealed.length - tagSize);
-    const decipher = createDecipheriv('chacha20-poly1305', hchacha20(key, nonce.subarray(0, 16), subkey), ietfNonce(nonce), {
+    const decipher = nodeChaCha.createDecipheriv('chacha20-poly1305', hchacha20(key, nonce.subarray(0, 16), subkey), ietfNonce(nonce), {
       authTagLength: tagSize,
     });
     subkey.fill(0);

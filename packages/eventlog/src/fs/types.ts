@@ -42,6 +42,13 @@ export interface LogFileSystem {
   unlink(path: string): Promise<void>;
   /** Makes the directory's entries (creations, renames, removals) durable. */
   syncDir(path: string): Promise<void>;
+  /**
+   * Takes exclusive use of a directory for one open log across every
+   * process, tab or worker that could open it, where the filesystem has such
+   * a lock (OPFS: a Web Lock); returns its release, or `undefined` when
+   * another holds it. Without it, the lock file alone guards a directory.
+   */
+  exclusive?(path: string): Promise<(() => void) | undefined>;
   /** For simulations: changes when the simulated machine reboots, which releases the locks of its dead processes. */
   readonly bootId?: number;
 }
