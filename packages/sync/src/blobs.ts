@@ -4,8 +4,9 @@
  * before the changeset that references them, fetched before a changeset that
  * references them counts as applied.
  */
-import { createHmac } from 'node:crypto';
+import { toHex } from '@weft/common';
 import { KvError, KvErrorCode } from '@weft/kv';
+import { hmacSha256 } from '#platform';
 import type { LocalBlobStore } from './blob-store.js';
 import type { SyncContext } from './context.js';
 import { SyncError, SyncErrorCode } from './errors.js';
@@ -29,11 +30,11 @@ export class Blobs {
     const generation = Math.min(...keys.keys());
     const key = keys.get(generation);
     if (key === undefined) throw new SyncError(SyncErrorCode.NotAllowed, 'this device holds no library key yet');
-    return new Uint8Array(createHmac('sha256', key).update('weft-blob-id-v1').digest());
+    return hmacSha256(key, new TextEncoder().encode('weft-blob-id-v1'));
   }
 
   idOf(bytes: Uint8Array): string {
-    return createHmac('sha256', this.#idKey()).update(bytes).digest('hex');
+    return toHex(hmacSha256(this.#idKey(), bytes));
   }
 
   /** Stores a blob on this device and queues it for the next changeset; returns its id. */

@@ -7,6 +7,7 @@
  * cheap: the newest changeset of this device each round, and of each device
  * whose listed head fell below what this device applied.
  */
+import { bytesEqual } from '@weft/common';
 import { KvError, KvErrorCode } from '@weft/kv';
 import type { SyncContext } from './context.js';
 import { decodeEnvelope, envelopeSignatureValid } from './envelope.js';
@@ -90,7 +91,7 @@ export class Healer {
       } catch (error) {
         if (!KvError.is(error, KvErrorCode.AlreadyExists)) throw error;
         const existing = await kv.get(keyPath);
-        if (existing === undefined || !Buffer.from(existing.value).equals(Buffer.from(bytes))) {
+        if (existing === undefined || !bytesEqual(existing.value, bytes)) {
           // Someone wrote another changeset there meanwhile: not ours to overwrite. Pull reports it.
           board.unrestored.set(device, seq);
           return true;

@@ -5,24 +5,14 @@
  * with an ephemeral X25519 key, HKDF-SHA256 and XChaCha20-Poly1305, and the
  * wrap is signed by the owner who made it (docs/formats/sync-membership.md).
  */
-import {
-  createHash,
-  createHmac,
-  createPrivateKey,
-  createPublicKey,
-  diffieHellman,
-  generateKeyPairSync,
-  hkdfSync,
-  type KeyObject,
-  randomBytes,
-} from 'node:crypto';
+
+import { randomBytes } from '@weft/common';
 import type { XChaCha } from '@weft/eventlog';
+import { hkdfSha256, hmacSha256, sha512, x25519Generate, x25519PublicKey, x25519Shared } from '#platform';
 import { concat } from './envelope.js';
 import { SyncError, SyncErrorCode } from './errors.js';
-import { type DeviceIdentity, rawPublicKey, signWith, verifySignature } from './identity.js';
+import { type DeviceIdentity, signWith, verifySignature } from './identity.js';
 
-const pkcs8Prefix = Buffer.from('302e020100300506032b656e04220420', 'hex');
-const spkiPrefix = Buffer.from('302a300506032b656e032100', 'hex');
 const magic = new Uint8Array([0x57, 0x4b, 0x45, 0x59]); // "WKEY"
 const version = 1;
 const encoder = new TextEncoder();
@@ -31,7 +21,6 @@ const decoder = new TextDecoder();
 interface X25519Pair {
   readonly privateKey: Uint8Array;
   readonly publicKey: Uint8Array;
-  readonly keyObject: KeyObject;
 }
 
 // A device's X25519 key is derived once per identity: importing a private key is the costly step.
@@ -40,12 +29,10 @@ const derived = new WeakMap<Uint8Array, X25519Pair>();
 function x25519PairOf(identity: DeviceIdentity): X25519Pair {
   let pair = derived.get(identity.privateKey);
   if (pair === undefined) {
-    const digest = createHash('sha512').update(identity.privateKey).digest();
-    const privateKey = new Uint8Array(digest.subarray(0, 32));
+    const privateKey = sha512(identity.privateKey).slice(0, 32);
     privateKey[0] = (privateKey[0] as number) & 248;
     privateKey[31] = ((privateKey[31] as number) & 127) | 64;
-    const keyObject = createPrivateKey({ key: Buffer.concat([pkcs8Prefix, privateKey]), format: 'der', type: 'pkcs8' });
-    pair = { privateKey, publicKey: rawPublicKey(createPublicKey(keyObject)), keyObject };
+    pair = { privateKey, publicKey: x25519PublicKey(privateKey) };
     derived.set(identity.privateKey, pair);
   }
   return pair;
@@ -57,12 +44,6 @@ export function x25519Of(identity: DeviceIdentity): { privateKey: Uint8Array; pu
   return { privateKey: new Uint8Array(privateKey), publicKey: new Uint8Array(publicKey) };
 }
 
-function sharedSecret(privateKey: KeyObject, publicKey: Uint8Array): Uint8Array {
-  return new Uint8Array(
-    diffieHellman({ privateKey, publicKey: createPublicKey({ key: Buffer.concat([spkiPrefix, publicKey]), format: 'der', type: 'spki' }) }),
-  );
-}
-
 function keyEncryptionKey(
   shared: Uint8Array,
   ephemeral: Uint8Array,
@@ -71,7 +52,7 @@ function keyEncryptionKey(
   generation: number,
 ): Uint8Array {
   const info = concat([encoder.encode('weft-key-wrap-v1'), encoder.encode(storeId), u32(generation)]);
-  return new Uint8Array(hkdfSync('sha256', shared, concat([ephemeral, recipient]), info, 32));
+  return hkdfSha256(shared, concat([ephemeral, recipient]), info, 32);
 }
 
 /**
@@ -81,10 +62,9 @@ function keyEncryptionKey(
  * the key, and no other key gives the same value.
  */
 export function keyCommitment(libraryKey: Uint8Array, storeId: string, generation: number): Uint8Array {
-  return new Uint8Array(
-    createHmac('sha256', libraryKey)
-      .update(concat([encoder.encode('weft-key-commitment-v1'), u32(storeId.length), encoder.encode(storeId), u32(generation)]))
-      .digest(),
+  return hmacSha256(
+    libraryKey,
+    concat([encoder.encode('weft-key-commitment-v1'), u32(storeId.length), encoder.encode(storeId), u32(generation)]),
   );
 }
 
@@ -110,9 +90,8 @@ export function wrapKey(
   storeId: string,
   cipher: XChaCha,
 ): Uint8Array {
-  const { privateKey: ephemeralKey, publicKey: ephemeralPublicKey } = generateKeyPairSync('x25519');
-  const ephemeral = rawPublicKey(ephemeralPublicKey);
-  const kek = keyEncryptionKey(sharedSecret(ephemeralKey, member.x25519PublicKey), ephemeral, member.x25519PublicKey, storeId, generation);
+  const { privateKey: ephemeralKey, publicKey: ephemeral } = x25519Generate();
+  const kek = keyEncryptionKey(x25519Shared(ephemeralKey, member.x25519PublicKey), ephemeral, member.x25519PublicKey, storeId, generation);
   const nonce = randomBytes(24);
   const header = concat([
     magic,
@@ -172,7 +151,7 @@ export function decodeKeyWrap(bytes: Uint8Array): KeyWrap {
 export function unwrapKey(wrap: KeyWrap, identity: DeviceIdentity, storeId: string, cipher: XChaCha): Uint8Array | undefined {
   if (!verifySignature(wrap.authorKey, wrap.signed, wrap.signature)) return undefined;
   const own = x25519PairOf(identity);
-  const kek = keyEncryptionKey(sharedSecret(own.keyObject, wrap.ephemeral), wrap.ephemeral, own.publicKey, storeId, wrap.generation);
+  const kek = keyEncryptionKey(x25519Shared(own.privateKey, wrap.ephemeral), wrap.ephemeral, own.publicKey, storeId, wrap.generation);
   const header = wrap.signed.subarray(0, wrap.signed.length - wrap.sealed.length);
   const key = cipher.open(kek, wrap.nonce, wrap.sealed, header);
   return key?.length === 32 ? key : undefined;

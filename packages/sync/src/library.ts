@@ -4,7 +4,7 @@
  * library keys it holds by generation, and the owner's writes of entries and
  * key wraps.
  */
-import { randomBytes } from 'node:crypto';
+import { bytesEqual, fromBase64, randomBytes, toBase64, toHex } from '@weft/common';
 import { type CipherName, type Hashers, loadXChaCha, type XChaCha } from '@weft/eventlog';
 import { KvError, KvErrorCode, type KvStore } from '@weft/kv';
 import { assertLibraryId, invitationOf, type LibraryConfig } from './config.js';
@@ -157,7 +157,7 @@ export class Library {
   authorises(statement: Statement): boolean {
     const member = this.member(statement.author);
     if (member === undefined || member.removedAfter !== undefined) return false;
-    if (!Buffer.from(member.publicKey).equals(Buffer.from(statement.authorKey))) return false;
+    if (!bytesEqual(member.publicKey, statement.authorKey)) return false;
     return this.config.founder === undefined || member.role === 'owner';
   }
 
@@ -198,7 +198,7 @@ export class Library {
     if (this.#loaded) return;
     this.#loaded = true;
     for (const encoded of this.#state.membership) {
-      const bytes = new Uint8Array(Buffer.from(encoded, 'base64'));
+      const bytes = fromBase64(encoded);
       try {
         const entry = decodeMembershipEntry(bytes, this.#hashers, this.config.id);
         this.#entries.set(membershipKey(entry.author, entry.seq), { entry, bytes });
@@ -227,7 +227,7 @@ export class Library {
       listed.add(entry.key);
       const known = this.#entries.get(entry.key);
       if (known !== undefined) {
-        if (!Buffer.from(known.bytes).equals(Buffer.from(entry.value)))
+        if (!bytesEqual(known.bytes, entry.value))
           this.#board.alarm(
             new SyncError(SyncErrorCode.Equivocation, `${entry.key} holds another entry than the one this device verified; it is ignored`, {
               device: known.entry.author,
@@ -244,7 +244,7 @@ export class Library {
           });
         }
         this.#entries.set(entry.key, { entry: decoded, bytes: entry.value });
-        learned.push(Buffer.from(entry.value).toString('base64'));
+        learned.push(toBase64(entry.value));
       } catch (error) {
         if (!SyncError.is(error)) throw error;
         this.#board.alarm(error);
@@ -262,7 +262,7 @@ export class Library {
     // A key that is not the one its generation committed to (a rotation that lost to a concurrent one) is dropped.
     for (const [generation, key] of this.keys) {
       const committed = membership.commitments.get(generation);
-      if (committed !== Buffer.from(keyCommitment(key, this.config.id, generation)).toString('hex')) this.keys.delete(generation);
+      if (committed !== toHex(keyCommitment(key, this.config.id, generation))) this.keys.delete(generation);
     }
     if (!membership.members.has(this.#identity.deviceId)) return;
     for (let generation = 0; generation <= membership.generation; generation++) {
@@ -302,7 +302,7 @@ export class Library {
     const keyPath = keyWrapKey(this.#identity.deviceId, generation);
     const kept = this.#state.wraps[String(generation)];
     if (kept !== undefined) {
-      const bytes = new Uint8Array(Buffer.from(kept, 'base64'));
+      const bytes = fromBase64(kept);
       try {
         this.keys.set(generation, this.#openWrap(bytes, generation, membership));
         const stored = await this.#kv.get(keyPath);
@@ -321,7 +321,7 @@ export class Library {
     if (stored === undefined) return;
     try {
       this.keys.set(generation, this.#openWrap(stored.value, generation, membership));
-      this.#state.wraps[String(generation)] = Buffer.from(stored.value).toString('base64');
+      this.#state.wraps[String(generation)] = toBase64(stored.value);
       await this.#stateFile.save(this.#state);
     } catch (error) {
       if (!SyncError.is(error)) throw error;
@@ -344,7 +344,7 @@ export class Library {
       wrap.generation === generation &&
       author !== undefined &&
       membership.ownerGenerations.get(wrap.author)?.has(generation) === true &&
-      Buffer.from(author.publicKey).equals(Buffer.from(wrap.authorKey));
+      bytesEqual(author.publicKey, wrap.authorKey);
     if (!authorised)
       throw new SyncError(SyncErrorCode.KeyCommitmentMismatch, `${keyPath} is not a key wrap from an owner of generation ${generation}`, {
         device: wrap.author,
@@ -354,7 +354,7 @@ export class Library {
     if (key === undefined)
       throw new SyncError(SyncErrorCode.DecryptionFailed, `${keyPath} does not open`, { device: wrap.author, seq: generation });
     const committed = membership.commitments.get(generation);
-    const commitment = Buffer.from(keyCommitment(key, this.config.id, generation)).toString('hex');
+    const commitment = toHex(keyCommitment(key, this.config.id, generation));
     if (committed === undefined || committed !== commitment)
       throw new SyncError(
         SyncErrorCode.KeyCommitmentMismatch,
@@ -389,7 +389,7 @@ export class Library {
         if (!KvError.is(error, KvErrorCode.AlreadyExists) && !KvError.is(error, KvErrorCode.Indeterminate)) throw error;
         const existing = await this.#kv.get(membershipKey(device, seq));
         await this.refresh();
-        if (existing !== undefined && Buffer.from(existing.value).equals(Buffer.from(bytes))) return;
+        if (existing !== undefined && bytesEqual(existing.value, bytes)) return;
       }
     }
     throw new SyncError(SyncErrorCode.StateFailed, 'could not write the membership entry');
@@ -407,7 +407,7 @@ export class Library {
       const current = await this.#kv.get(keyPath);
       try {
         if (current === undefined) await this.#kv.create(keyPath, wrap);
-        else if (!Buffer.from(current.value).equals(Buffer.from(wrap))) await this.#kv.update(keyPath, wrap, current.version);
+        else if (!bytesEqual(current.value, wrap)) await this.#kv.update(keyPath, wrap, current.version);
         return;
       } catch (error) {
         if (!isCasRetry(error)) throw error;
@@ -447,7 +447,7 @@ export async function createLibrary(options: {
       if (wrap.author === identity.deviceId) key = unwrapKey(wrap, identity, id, cipher);
     }
     if (key === undefined) {
-      key = new Uint8Array(randomBytes(32));
+      key = randomBytes(32);
       const wrap = wrapKey(key, 0, self, identity, id, cipher);
       if (stored === undefined) await kv.create(keyWrapKey(identity.deviceId, 0), wrap);
       else await kv.update(keyWrapKey(identity.deviceId, 0), wrap, stored.version);

@@ -3,7 +3,7 @@
  * generation for it), remove one (freezing its head, rotating the library
  * key for the rest), change a role, raise the minimum schema version.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes } from '@weft/common';
 import type { Invitation } from './config.js';
 import type { SyncContext } from './context.js';
 import { SyncError, SyncErrorCode } from './errors.js';
@@ -72,7 +72,7 @@ export async function removeMember(
   const cutoff = verified.seq;
   const cutoffHash = verified.hash;
   const generation = membership.generation + 1;
-  const key = new Uint8Array(randomBytes(32));
+  const key = randomBytes(32);
   for (const member of membership.members.values()) {
     if (member.removedAfter === undefined && member.deviceId !== deviceId) await library.writeWrap(member, generation, key);
   }
@@ -99,7 +99,7 @@ export async function rotateKey(context: SyncContext): Promise<{ generation: num
   const self = membership.members.get(context.device);
   if (self === undefined) throw new SyncError(SyncErrorCode.NotAllowed, 'only an owner can rotate the library key');
   const generation = membership.generation + 1;
-  const key = new Uint8Array(randomBytes(32));
+  const key = randomBytes(32);
   for (const member of membership.members.values()) {
     if (member.removedAfter === undefined) await library.writeWrap(member, generation, key);
   }

@@ -4,6 +4,7 @@
  * authority, removal wins, concurrent rotations void. The entry format
  * itself is membership.ts.
  */
+import { bytesEqual, toHex } from '@weft/common';
 import { type DevicePublic, deviceIdOf } from './identity.js';
 import type { Member, MembershipEntry, MembershipState } from './membership.js';
 
@@ -31,7 +32,7 @@ function compareEntries(a: MembershipEntry, b: MembershipEntry): number {
 }
 
 function commitmentOf(entry: MembershipEntry): string | undefined {
-  const hex = Buffer.from(entry.keyCommitment).toString('hex');
+  const hex = toHex(entry.keyCommitment);
   return hex === zeroHashHex ? undefined : hex;
 }
 
@@ -42,7 +43,7 @@ function isGenesis(entry: MembershipEntry, founder: DevicePublic): boolean {
     entry.author === founder.deviceId &&
     entry.subject === founder.deviceId &&
     entry.role === 'owner' &&
-    Buffer.from(entry.authorKey).equals(Buffer.from(founder.publicKey))
+    bytesEqual(entry.authorKey, founder.publicKey)
   );
 }
 
@@ -60,7 +61,7 @@ function positionalReason(entry: MembershipEntry, past: MembershipState): string
   const author = past.members.get(entry.author);
   if (author === undefined || author.removedAfter !== undefined || author.role !== 'owner')
     return `${entry.author} is not an owner at this point`;
-  if (!Buffer.from(author.publicKey).equals(Buffer.from(entry.authorKey))) return 'the author key is not the member key';
+  if (!bytesEqual(author.publicKey, entry.authorKey)) return 'the author key is not the member key';
   const subject = past.members.get(entry.subject);
   switch (entry.op) {
     case 'add':

@@ -8,6 +8,7 @@
  * Wall-clock time plays no part.
  * Format: docs/formats/sync-membership.md.
  */
+import { fromHex, toHex } from '@weft/common';
 import type { Hashers } from '@weft/eventlog';
 import { concat } from './envelope.js';
 import { SyncError, SyncErrorCode } from './errors.js';
@@ -124,7 +125,7 @@ function text8(value: string): Uint8Array {
 
 function hash32(hex: string, what: string): Uint8Array {
   if (!/^[0-9a-f]{64}$/.test(hex)) throw new SyncError(SyncErrorCode.InvalidArgument, `a ${what} is 64 hex digits`);
-  return new Uint8Array(Buffer.from(hex, 'hex'));
+  return fromHex(hex);
 }
 
 /** Encodes and signs an entry of library `libraryId`. */
@@ -136,7 +137,7 @@ export function encodeMembershipEntry(fields: MembershipFields, author: DeviceId
     text8(fields.author),
     u64(fields.seq),
     new Uint8Array([fields.parents.length]),
-    ...fields.parents.map((parent) => new Uint8Array(Buffer.from(parent, 'hex'))),
+    ...fields.parents.map((parent) => fromHex(parent)),
     text8(fields.subject),
     fields.subjectKey,
     fields.subjectX25519,
@@ -196,8 +197,7 @@ export function decodeMembershipEntry(bytes: Uint8Array, hashers: Hashers, libra
   at += 9;
   need(parentCount * 32);
   const parents: string[] = [];
-  for (let index = 0; index < parentCount; index++)
-    parents.push(Buffer.from(bytes.subarray(at + index * 32, at + index * 32 + 32)).toString('hex'));
+  for (let index = 0; index < parentCount; index++) parents.push(toHex(bytes.subarray(at + index * 32, at + index * 32 + 32)));
   at += parentCount * 32;
   const subject = readText();
   need(32 + 32 + 4 + 8 + 32 + 32 + 32 + 64);
@@ -207,7 +207,7 @@ export function decodeMembershipEntry(bytes: Uint8Array, hashers: Hashers, libra
   const cutoffBig = view.getBigUint64(at + 68, true);
   if (cutoffBig > BigInt(Number.MAX_SAFE_INTEGER)) throw invalid('cutoff out of range');
   const cutoff = Number(cutoffBig);
-  const cutoffHash = Buffer.from(bytes.subarray(at + 76, at + 108)).toString('hex');
+  const cutoffHash = toHex(bytes.subarray(at + 76, at + 108));
   const keyCommitment = bytes.slice(at + 108, at + 140);
   const authorKey = bytes.slice(at + 140, at + 172);
   const signedEnd = at + 172;
@@ -237,6 +237,6 @@ export function decodeMembershipEntry(bytes: Uint8Array, hashers: Hashers, libra
     cutoffHash,
     keyCommitment,
     authorKey,
-    hash: Buffer.from(hashers.blake3(bytes)).toString('hex'),
+    hash: toHex(hashers.blake3(bytes)),
   };
 }

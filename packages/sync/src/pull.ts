@@ -4,6 +4,7 @@
  * references, apply its events idempotently (events whose causal parents are
  * missing wait for them) and move the device's cursor.
  */
+import { bytesEqual, fromBase64, toBase64 } from '@weft/common';
 import { type EventId, EventLogError } from '@weft/eventlog';
 import type { Blobs } from './blobs.js';
 import type { SyncContext } from './context.js';
@@ -356,7 +357,7 @@ export class Puller {
       const envelope = decodeEnvelope(bytes);
       if (
         envelope.keyGeneration > board.generationSeen &&
-        Buffer.from(envelope.authorKey).equals(Buffer.from(member.publicKey)) &&
+        bytesEqual(envelope.authorKey, member.publicKey) &&
         envelopeSignatureValid(envelope)
       )
         board.generationSeen = envelope.keyGeneration;
@@ -399,7 +400,7 @@ export class Puller {
         held.entity === copy.entity &&
         held.kind === copy.kind &&
         held.time === copy.time &&
-        (!payloadsComparable || Buffer.from(held.payload).equals(Buffer.from(copy.payload)));
+        (!payloadsComparable || bytesEqual(held.payload, copy.payload));
       if (!same)
         board.alarm(
           new SyncError(
@@ -417,9 +418,7 @@ export class Puller {
   async apply(device: string, incoming: readonly SyncedEvent[]): Promise<void> {
     const { state, log, board } = this.#context;
     const events = this.#authored(device, incoming);
-    const parked = state.parked.flatMap((item) =>
-      decodeChangeset(new Uint8Array(Buffer.from(item.event, 'base64'))).map((event) => ({ device: item.device, event })),
-    );
+    const parked = state.parked.flatMap((item) => decodeChangeset(fromBase64(item.event)).map((event) => ({ device: item.device, event })));
     let waiting = [...parked, ...events.map((event) => ({ device, event }))];
     const copies: SyncedEvent[] = [];
     for (;;) {
@@ -445,7 +444,7 @@ export class Puller {
     }
     state.parked = waiting.map((item) => ({
       device: item.device,
-      event: Buffer.from(encodeChangeset([item.event])).toString('base64'),
+      event: toBase64(encodeChangeset([item.event])),
     }));
     if (copies.length > 0) await this.#compareCopies(device, copies);
   }
@@ -488,8 +487,6 @@ export class Puller {
 
   /** The ids of events waiting for parents. */
   waitingEventIds(): EventId[] {
-    return this.#context.state.parked.flatMap((item) =>
-      decodeChangeset(new Uint8Array(Buffer.from(item.event, 'base64'))).map((event) => event.id),
-    );
+    return this.#context.state.parked.flatMap((item) => decodeChangeset(fromBase64(item.event)).map((event) => event.id));
   }
 }

@@ -5,6 +5,7 @@
  * compare-and-swap. The exact bytes are saved before they leave, so every
  * step is safe to crash and retry.
  */
+import { bytesEqual, fromBase64, fromHex, toBase64 } from '@weft/common';
 import { type KvCommitOp, KvError, KvErrorCode } from '@weft/kv';
 import type { Blobs } from './blobs.js';
 import type { SyncFaultHooks } from './config.js';
@@ -98,7 +99,7 @@ export class Pusher {
             schemaVersion: context.schemaVersion,
             timestamp: context.clock(),
             authorKey: context.identity.publicKey,
-            previousHash: Buffer.from(previousHash, 'hex'),
+            previousHash: fromHex(previousHash),
             keyGeneration: generation,
           },
           encodeChangeset(
@@ -114,7 +115,7 @@ export class Pusher {
         const hash = hexOf(context.hashers.blake3(envelope));
         state.pending.push({
           seq,
-          envelope: Buffer.from(envelope).toString('base64'),
+          envelope: toBase64(envelope),
           hash,
           lastPosition: events.at(-1)?.position ?? state.pushedPosition,
           blobs: carried,
@@ -128,7 +129,7 @@ export class Pusher {
     const last = pending.at(-1) as PendingPush;
     const envelopes = pending.map((changeset) => ({
       seq: changeset.seq,
-      bytes: new Uint8Array(Buffer.from(changeset.envelope, 'base64')),
+      bytes: fromBase64(changeset.envelope),
     }));
     this.#faults.onPushStage?.('prepared', last.seq);
     if (!(await this.#commitPush(envelopes, last.seq))) {
@@ -229,7 +230,7 @@ export class Pusher {
       if (!KvError.is(error, KvErrorCode.AlreadyExists)) throw error;
     }
     const existing = await kv.get(keyPath);
-    if (existing !== undefined && Buffer.from(existing.value).equals(Buffer.from(envelope))) {
+    if (existing !== undefined && bytesEqual(existing.value, envelope)) {
       board.duplicates.identicalRetries++;
       return;
     }

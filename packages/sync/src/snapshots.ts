@@ -4,7 +4,7 @@
  * described by a signed manifest; a new device bootstraps from it and pulls
  * the changesets after its cursors.
  */
-import { randomBytes } from 'node:crypto';
+import { bytesEqual, randomBytes, toHex } from '@weft/common';
 import { acquireLease } from '@weft/kv';
 import type { Blobs } from './blobs.js';
 import type { SyncContext } from './context.js';
@@ -88,7 +88,7 @@ export class Snapshots {
       const queued = new Set(state.pendingBlobs);
       const blobs = (await this.#blobs.list()).filter((blob) => !queued.has(blob));
       const body = encodeSnapshotBody(cursors, encodeChangeset(events, blobs));
-      const id = randomBytes(12).toString('hex');
+      const id = toHex(randomBytes(12));
       const chunks = await putSealedChunks(context.chunkStore, key, generation, body, (index) => snapshotChunkKey(id, index));
       const createdAt = context.clock();
       const manifest = {
@@ -138,8 +138,7 @@ export class Snapshots {
     const reject = (why: string) => new SyncError(SyncErrorCode.SnapshotRejected, `snapshot ${id}: ${why}`, { device: manifest.author });
     if (manifest.id !== id) throw reject(`its manifest names snapshot ${manifest.id}`);
     const author = library.member(manifest.author);
-    if (author === undefined || !Buffer.from(author.publicKey).equals(Buffer.from(authorKey)))
-      throw reject(`${manifest.author} is not a member with that key`);
+    if (author === undefined || !bytesEqual(author.publicKey, authorKey)) throw reject(`${manifest.author} is not a member with that key`);
     if (library.config.founder !== undefined) {
       const position = library.stateAt(manifest.membership);
       if (position === undefined) throw reject('it names a membership position this device does not know');

@@ -4,7 +4,7 @@
  * watch and, in live mode, the local trigger and the retry timer.
  */
 
-import { pause, traced, weftChannel } from '@weft/common';
+import { pause, traced, unrefTimer, weftChannel } from '@weft/common';
 import type { EventId } from '@weft/eventlog';
 import { loadHashers, loadXChaCha } from '@weft/eventlog';
 import { LocalBlobStore } from './blob-store.js';
@@ -323,7 +323,7 @@ export class Sync implements AsyncDisposable {
     if (this.#closed || !this.#live) return;
     clearTimeout(this.#timer);
     this.#timer = setTimeout(() => void this.#tick(), delayMs);
-    this.#timer.unref();
+    unrefTimer(this.#timer);
   }
 
   async #tick(): Promise<void> {

@@ -3,6 +3,7 @@
  * library in, a verdict out, no I/O. Every check a changeset must pass before
  * any of its events reach the local log lives here.
  */
+import { bytesEqual } from '@weft/common';
 import type { XChaCha } from '@weft/eventlog';
 import { decodeChangesetBody, decodeEnvelope, type Envelope, envelopeSignatureValid, openEnvelope, type SyncedEvent } from './envelope.js';
 import { SyncError, SyncErrorCode } from './errors.js';
@@ -68,7 +69,7 @@ export function checkEnvelope(bytes: Uint8Array, expected: Omit<ChangesetExpecta
     );
   }
   if (member === undefined) throw fail(SyncErrorCode.Forged, `device ${device} is not a member of the library`);
-  if (deviceIdOf(envelope.authorKey) !== device || !Buffer.from(member.publicKey).equals(Buffer.from(envelope.authorKey))) {
+  if (deviceIdOf(envelope.authorKey) !== device || !bytesEqual(member.publicKey, envelope.authorKey)) {
     throw fail(SyncErrorCode.Forged, 'the author key is not the device member key');
   }
   if (member.role === 'reader') throw fail(SyncErrorCode.Revoked, `${device} is a reader and cannot write`);

@@ -18,7 +18,7 @@ const mutants: SourceMutant[] = [
   {
     name: 'a different changeset at its next seq is taken for a retry of its own (a fork goes unreported)',
     file: 'push.ts',
-    find: '    if (existing !== undefined && Buffer.from(existing.value).equals(Buffer.from(envelope))) {',
+    find: '    if (existing !== undefined && bytesEqual(existing.value, envelope)) {',
     replace: '    if (existing !== undefined) {',
   },
   {
