@@ -4,7 +4,7 @@
  * stream (built here and nowhere else).
  */
 
-import type { MsgHdrs } from '@nats-io/transport-node';
+import type { MsgHdrs } from '@nats-io/nats-core';
 import type { Version } from '@weft/kv';
 import { type CursorCodec, describeArgument, KvErrorCode, kvError } from '@weft/kv/backend';
 import { backend } from './errors.js';

@@ -1,4 +1,4 @@
-import type { NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/nats-core';
 import { KvErrorCode, kvError } from '@weft/kv/backend';
 import { backend } from './errors.js';
 

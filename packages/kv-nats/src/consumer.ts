@@ -1,5 +1,5 @@
 import { AckPolicy, type ConsumerConfig, DeliverPolicy, type JsMsg, type StreamInfo } from '@nats-io/jetstream';
-import { nanos, nuid } from '@nats-io/transport-node';
+import { nanos, nuid } from '@nats-io/nats-core';
 import { KvError } from '@weft/kv';
 import { backoffMs, KvErrorCode, kvError, messageOf, pause } from '@weft/kv/backend';
 import { expiryOf, type NatsPosition, operationOf, type StreamedMessage, sameStamp, stampOf, writeIdOf } from './codec.js';

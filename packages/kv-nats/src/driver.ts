@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import {
   JetStreamApiCodes,
   JetStreamApiError,
@@ -7,7 +6,8 @@ import {
   type StoredMsg,
   type StreamInfo,
 } from '@nats-io/jetstream';
-import { type MsgHdrs, headers as makeHeaders, type NatsConnection } from '@nats-io/transport-node';
+import { type MsgHdrs, headers as makeHeaders, type NatsConnection } from '@nats-io/nats-core';
+import { unrefTimer } from '@weft/common';
 import { type KvCapabilities, type KvEntry, KvError, type KvRecord, keyMatchesPrefix, type Version } from '@weft/kv';
 import {
   alreadyExists,
@@ -198,7 +198,7 @@ export class NatsDriver implements KvDriver<NatsPosition> {
           },
         );
       }, parts.sweepIntervalMs);
-      this.#sweeper.unref();
+      unrefTimer(this.#sweeper);
     }
   }
 
@@ -408,7 +408,7 @@ export class NatsDriver implements KvDriver<NatsPosition> {
    */
   async #sendBatch(messages: ReadonlyArray<{ subject: string; value: Uint8Array; headers: MsgHdrs }>) {
     const connection = this.parts.connection;
-    const id = randomUUID();
+    const id = globalThis.crypto.randomUUID();
     const options = { timeout: this.parts.timeoutMs };
     for (const [index, message] of messages.entries()) {
       message.headers.set('Nats-Batch-Id', id);

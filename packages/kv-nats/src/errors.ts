@@ -1,5 +1,5 @@
 import { JetStreamApiError } from '@nats-io/jetstream';
-import { ClosedConnectionError, NoRespondersError, TimeoutError } from '@nats-io/transport-node';
+import { ClosedConnectionError, NoRespondersError, TimeoutError } from '@nats-io/nats-core';
 import { KvError } from '@weft/kv';
 import { KvErrorCode, kvError, messageOf } from '@weft/kv/backend';
 

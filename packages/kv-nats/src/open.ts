@@ -11,7 +11,7 @@ import {
   type StreamInfo,
   type StreamUpdateConfig,
 } from '@nats-io/jetstream';
-import { connect, type NatsConnection, nanos } from '@nats-io/transport-node';
+import { type NatsConnection, nanos } from '@nats-io/nats-core';
 import { KvError } from '@weft/kv';
 import {
   assertBucketName,
@@ -23,6 +23,7 @@ import {
   serverAddress,
   unreachableReason,
 } from '@weft/kv/backend';
+import { connect } from '#platform';
 import { metaStreamName, type NatsPosition, streamName } from './codec.js';
 import { NatsDriver } from './driver.js';
 import { backend, toKvError } from './errors.js';

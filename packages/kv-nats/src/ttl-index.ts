@@ -6,7 +6,7 @@
  * compare-and-swap.
  */
 import { AckPolicy, type ConsumerInfo, DeliverPolicy, JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
-import { headers as makeHeaders, nanos, nuid } from '@nats-io/transport-node';
+import { headers as makeHeaders, nanos, nuid } from '@nats-io/nats-core';
 import { KvError } from '@weft/kv';
 import { KvErrorCode } from '@weft/kv/backend';
 import { expired, keyHeader, weftOpHeader } from './codec.js';

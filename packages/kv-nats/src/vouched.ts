@@ -1,5 +1,5 @@
 import type { StreamInfo } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/nats-core';
 import type { Version } from '@weft/kv';
 import type { ConnectionGate } from './connection-gate.js';
 

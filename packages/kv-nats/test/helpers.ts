@@ -8,8 +8,8 @@ export const natsMissing = natsUnavailable();
 if (natsMissing !== undefined) console.warn(`SKIPPING NATS backend tests: ${natsMissing}`);
 
 /** A spawned server plus a raw connection for inspecting what the backend stored. */
-export async function natsServer(line: NatsLine = 'system'): Promise<{ server: NatsServer; raw: NatsConnection }> {
-  const server = await startNatsServer({ line });
+export async function natsServer(line: NatsLine = 'system', websocket = false): Promise<{ server: NatsServer; raw: NatsConnection }> {
+  const server = await startNatsServer({ line, websocket });
   return { server, raw: await connect({ servers: server.url }) };
 }
 

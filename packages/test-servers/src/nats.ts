@@ -1,4 +1,4 @@
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, mkdirSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -67,6 +67,8 @@ export interface NatsServerOptions {
   readonly name?: string;
   /** Extra command-line arguments. */
   readonly args?: readonly string[];
+  /** Also listen for WebSocket clients (plain `ws://`, on a free loopback port): see {@link NatsServer.wsUrl}. */
+  readonly websocket?: boolean;
 }
 
 /** A running `nats-server` with JetStream on 127.0.0.1. */
@@ -74,6 +76,8 @@ export interface NatsServer extends ServerControls {
   readonly name: string;
   readonly port: number;
   readonly url: string;
+  /** The `ws://` URL of its WebSocket listener, when started with `websocket: true`. */
+  readonly wsUrl?: string;
   readonly monitorPort: number;
   readonly storeDir: string;
   /** The server's version, e.g. `2.9.10`, read from its monitoring endpoint. */
@@ -127,7 +131,13 @@ async function launchNats(options: NatsServerOptions, cluster?: ClusterSpec): Pr
   const ownsStore = options.storeDir === undefined;
   const storeDir = options.storeDir ?? makeDataDir('nats');
   const name = options.name ?? `weft-nats-${port}`;
+  // The WebSocket listener has no command-line flag: it goes in a configuration file, the flags beside it.
+  const wsPort = options.websocket === true ? await freePort() : undefined;
+  const configFile = join(storeDir, 'websocket.conf');
+  if (wsPort !== undefined) mkdirSync(storeDir, { recursive: true });
+  if (wsPort !== undefined) writeFileSync(configFile, `websocket {\n  listen: "127.0.0.1:${wsPort}"\n  no_tls: true\n}\n`);
   const args = () => [
+    ...(wsPort === undefined ? [] : ['-c', configFile]),
     ...['-a', '127.0.0.1', '-p', String(port), '-m', String(monitorPort), '-js', '-sd', storeDir, '-n', name],
     ...(cluster === undefined
       ? []
@@ -155,6 +165,7 @@ async function launchNats(options: NatsServerOptions, cluster?: ClusterSpec): Pr
     name,
     port,
     url: `nats://127.0.0.1:${port}`,
+    ...(wsPort === undefined ? {} : { wsUrl: `ws://127.0.0.1:${wsPort}` }),
     monitorPort,
     storeDir,
     version: varz.version ?? 'unknown',
