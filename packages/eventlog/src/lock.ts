@@ -18,7 +18,7 @@ const heldLocks = new Map<LogFileSystem, Map<string, number>>();
 export class DirectoryLock {
   readonly #fs: LogFileSystem;
   readonly dir: string;
-  #exclusive: (() => void) | undefined;
+  #exclusive: (() => Promise<void>) | undefined;
 
   constructor(fs: LogFileSystem, dir: string) {
     this.#fs = fs;
@@ -41,7 +41,7 @@ export class DirectoryLock {
     try {
       await this.#takeFile(held, bootId);
     } catch (error) {
-      this.#exclusive?.();
+      await this.#exclusive?.();
       this.#exclusive = undefined;
       throw error;
     }
@@ -86,7 +86,7 @@ export class DirectoryLock {
   async release(): Promise<void> {
     heldLocks.get(this.#fs)?.delete(this.dir);
     await this.#fs.unlink(joinPath(this.dir, lockName)).catch(() => undefined);
-    this.#exclusive?.();
+    await this.#exclusive?.();
     this.#exclusive = undefined;
   }
 }

@@ -154,7 +154,7 @@ class OpfsFileSystem implements LogFileSystem {
   readonly #options: OpfsFileSystemOptions;
   #root: Promise<DirectoryHandle> | undefined;
   readonly #open = new Map<string, SharedHandle>();
-  readonly #held = new Map<string, () => void>();
+  readonly #held = new Map<string, () => Promise<void>>();
 
   constructor(options: OpfsFileSystemOptions) {
     this.#options = options;
@@ -291,31 +291,37 @@ class OpfsFileSystem implements LogFileSystem {
     // OPFS applies directory changes at once; there is no directory flush to ask for.
   }
 
-  async exclusive(path: string): Promise<(() => void) | undefined> {
+  async exclusive(path: string): Promise<(() => Promise<void>) | undefined> {
     const key = segmentsOf(path).join('/');
     if (this.#held.has(key)) return undefined;
     const locks = (globalThis as { navigator?: Navigator }).navigator?.locks;
     if (locks === undefined) {
-      this.#held.set(key, () => undefined);
+      this.#held.set(key, async () => undefined);
     } else {
-      const taken = await new Promise<(() => void) | undefined>((resolve, reject) => {
-        locks
-          .request(`weft-eventlog:${key}`, { ifAvailable: true }, (lock) => {
-            if (lock === null) {
-              resolve(undefined);
-              return undefined;
-            }
-            // Held until released: the lock manager keeps it while this promise is pending.
-            return new Promise<void>((release) => resolve(release as () => void));
-          })
-          .catch(reject);
+      let release: () => void = () => undefined;
+      const held = new Promise<void>((resolve) => {
+        release = resolve;
       });
-      if (taken === undefined) return undefined;
-      this.#held.set(key, taken);
+      let granted: (taken: boolean) => void = () => undefined;
+      const decided = new Promise<boolean>((resolve) => {
+        granted = resolve;
+      });
+      // The lock manager holds the lock while the callback's promise is pending; request() settles once it is free.
+      const freed = locks.request(`weft-eventlog:${key}`, { ifAvailable: true }, (lock) => {
+        granted(lock !== null);
+        return lock === null ? undefined : held;
+      });
+      freed.catch(() => granted(false));
+      if (!(await decided)) return undefined;
+      this.#held.set(key, async () => {
+        release();
+        await freed.catch(() => undefined);
+      });
     }
-    return () => {
-      this.#held.get(key)?.();
+    return async () => {
+      const release = this.#held.get(key);
       this.#held.delete(key);
+      await release?.();
     };
   }
 }

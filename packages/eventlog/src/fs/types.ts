@@ -45,10 +45,11 @@ export interface LogFileSystem {
   /**
    * Takes exclusive use of a directory for one open log across every
    * process, tab or worker that could open it, where the filesystem has such
-   * a lock (OPFS: a Web Lock); returns its release, or `undefined` when
-   * another holds it. Without it, the lock file alone guards a directory.
+   * a lock (OPFS: a Web Lock); returns its release, which settles once the
+   * lock is free again, or `undefined` when another holds it. Without it,
+   * the lock file alone guards a directory.
    */
-  exclusive?(path: string): Promise<(() => void) | undefined>;
+  exclusive?(path: string): Promise<(() => Promise<void>) | undefined>;
   /** For simulations: changes when the simulated machine reboots, which releases the locks of its dead processes. */
   readonly bootId?: number;
 }
