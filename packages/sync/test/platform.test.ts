@@ -85,6 +85,19 @@ describe('Ed25519', () => {
     );
   });
 
+  it('verifies alike before and after a key often used gets its precomputed multiples (from its 16th use in a browser)', () => {
+    const { privateKey, publicKey } = node.ed25519Generate();
+    for (let index = 0; index < 40; index++) {
+      const message = new TextEncoder().encode(`entry ${index}`);
+      const signature = node.ed25519Sign(privateKey, message);
+      const bent = new Uint8Array(signature);
+      bent[index % 64] = (bent[index % 64] as number) ^ 0x10;
+      expect(browser.ed25519Verify(publicKey, message, signature), `signature ${index}`).toBe(true);
+      expect(browser.ed25519Verify(publicKey, message, bent), `bent signature ${index}`).toBe(node.ed25519Verify(publicKey, message, bent));
+      expect(browser.ed25519Verify(publicKey, new TextEncoder().encode(`other ${index}`), signature)).toBe(false);
+    }
+  });
+
   // The eight points of small order, and encodings that are not canonical (y at or past p, x = 0 with the sign bit set).
   const smallOrder = [
     `01${'00'.repeat(31)}`,

@@ -32,6 +32,34 @@ export const ed25519Sign = (privateKey: Uint8Array, message: Uint8Array): Uint8A
 
 const order = 2n ** 252n + 27742317777372353535851937790883648493n;
 
+type Point = InstanceType<typeof ed25519.Point>;
+const keys = new Map<string, { readonly point: Point; uses: number }>();
+
+/**
+ * The decoded point of a public key (as ref10 decodes it: a y past p or an
+ * x of 0 with the sign bit set are taken), or undefined when it is not a
+ * point. Kept for the keys verified again and again (a library's members):
+ * from a key's 16th use its multiples are precomputed (about 30 ms once),
+ * which makes each later verification about three times faster.
+ */
+function keyPoint(publicKey: Uint8Array): Point | undefined {
+  const id = String.fromCharCode(...publicKey);
+  let entry = keys.get(id);
+  if (entry === undefined) {
+    let point: Point;
+    try {
+      point = ed25519.Point.fromBytes(publicKey, true);
+    } catch {
+      return undefined;
+    }
+    if (keys.size >= 1024) keys.clear();
+    entry = { point, uses: 0 };
+    keys.set(id, entry);
+  }
+  if (++entry.uses === 16) entry.point.precompute(8, false);
+  return entry.point;
+}
+
 function littleEndian(bytes: Uint8Array): bigint {
   let value = 0n;
   for (let index = bytes.length - 1; index >= 0; index--) value = (value << 8n) | BigInt(bytes[index] as number);
@@ -50,12 +78,8 @@ export function ed25519Verify(publicKey: Uint8Array, message: Uint8Array, signat
   if (publicKey.length !== 32 || signature.length !== 64 || hasSmallOrder(publicKey) || hasSmallOrder(signature)) return false;
   const s = littleEndian(signature.subarray(32));
   if (s >= order) return false;
-  let key: InstanceType<typeof ed25519.Point>;
-  try {
-    key = ed25519.Point.fromBytes(publicKey, true);
-  } catch {
-    return false;
-  }
+  const key = keyPoint(publicKey);
+  if (key === undefined) return false;
   const r = signature.subarray(0, 32);
   const hashed = new Uint8Array(64 + message.length);
   hashed.set(r, 0);
