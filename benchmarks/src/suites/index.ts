@@ -1,4 +1,5 @@
 import type { Bench } from '../harness.js';
+import { browserMissing, browserSuite } from './browser.js';
 import { cliSuite } from './cli.js';
 import { eventlogSuite } from './eventlog.js';
 import { memorySuite } from './memory.js';
@@ -34,4 +35,5 @@ export const suites: readonly Suite[] = [
   { name: 'sync', title: 'Sync through Redis and NATS', run: syncSuite },
   { name: 'scaling', title: 'Scaling curves', run: scalingSuite },
   { name: 'cli', title: 'The weft command: start to exit', run: cliSuite },
+  { name: 'browser', title: 'weft in headless Chromium against weft on Node.js', missing: browserMissing, run: browserSuite },
 ];
