@@ -6,7 +6,7 @@
  * `{ id, result }` or `{ id, error }` back, and `{ status }` whenever the
  * sync status changes.
  */
-import { type EventLog, type LogFileSystem, openEventLog, opfsFileSystem } from '@weft/eventlog';
+import { type EventLog, FileSystemError, type LogFileSystem, openEventLog, opfsFileSystem } from '@weft/eventlog';
 import type { KvStore } from '@weft/kv';
 import { openNatsKv } from '@weft/kv-nats';
 import {
@@ -139,7 +139,14 @@ const methods = {
       for (const name of await device.fs.readdir(dir)) {
         const path = `${dir}/${name}`;
         if (name === 'log') continue;
-        const file = await device.fs.open(path, { readOnly: true });
+        let file: Awaited<ReturnType<LogFileSystem['open']>>;
+        try {
+          file = await device.fs.open(path, { readOnly: true });
+        } catch (error) {
+          // Renamed away since the listing (a state save's temporary file): its bytes are in the file it became.
+          if (error instanceof FileSystemError && error.code === 'ENOENT') continue;
+          throw error;
+        }
         try {
           const bytes = await file.read(0, await file.size());
           if (indexOf(bytes, wanted) >= 0) found.push(path);

@@ -6,7 +6,9 @@
  * this worker; a sync access handle is exclusive, so a file open here cannot
  * be opened by another tab or worker (`EBUSY`). A log directory is held with
  * a Web Lock for as long as the log is open, so a second tab opening the same
- * log is refused `Locked`, and a tab that died releases it.
+ * log is refused `Locked` (after waiting `lockWaitMs` for it to be let go: a
+ * reloaded page opens its log while the page it replaces is torn down), and
+ * a tab that died releases it.
  *
  * Durability (docs/guides/browser.md): `sync()` is the handle's `flush()`,
  * which hands the bytes to the browser's storage; directory changes
@@ -43,7 +45,11 @@ export interface OpfsDirectoryHandle {
 type DirectoryHandle = OpfsDirectoryHandle;
 
 interface LockManager {
-  request(name: string, options: { ifAvailable: boolean }, callback: (lock: unknown) => Promise<void> | undefined): Promise<void>;
+  request(
+    name: string,
+    options: { ifAvailable?: boolean; signal?: AbortSignal },
+    callback: (lock: unknown) => Promise<void> | undefined,
+  ): Promise<void>;
 }
 
 interface Navigator {
@@ -55,6 +61,12 @@ interface Navigator {
 export interface OpfsFileSystemOptions {
   /** The directory paths are relative to. @default the origin's OPFS root (`navigator.storage.getDirectory()`) */
   readonly root?: OpfsDirectoryHandle;
+  /**
+   * How long opening a log waits for another tab or worker to let go of it
+   * before it is refused `Locked`: a reloaded page opens its log while the
+   * page it replaces is still being torn down. @default 3000
+   */
+  readonly lockWaitMs?: number;
 }
 
 function failure(error: unknown, path: string): FileSystemError {
@@ -68,6 +80,8 @@ function failure(error: unknown, path: string): FileSystemError {
   if (name === 'QuotaExceededError') return new FileSystemError('ENOSPC', `${path}: the origin's storage quota is used up`);
   return new FileSystemError('EIO', `${path}: ${message}`);
 }
+
+const defaultLockWaitMs = 3000;
 
 function segmentsOf(path: string): string[] {
   const segments = path.split('/').filter((segment) => segment !== '' && segment !== '.');
@@ -236,7 +250,16 @@ class OpfsFileSystem implements LogFileSystem {
             'OPFS sync access handles exist only in a dedicated worker: open the log in a Worker (docs/guides/browser.md)',
           );
         }
-        return file.createSyncAccessHandle();
+        // A handle of a worker that just ended (a reloaded page's) can take a moment to close: try again briefly.
+        const deadline = Date.now() + (this.#options.lockWaitMs ?? defaultLockWaitMs);
+        for (;;) {
+          try {
+            return await file.createSyncAccessHandle();
+          } catch (error) {
+            if ((error as { name?: string }).name !== 'NoModificationAllowedError' || Date.now() > deadline) throw error;
+            await new Promise((resolve) => setTimeout(resolve, 20));
+          }
+        }
       })();
       shared = { ready, refs: 0 };
       this.#open.set(key, shared);
@@ -307,7 +330,9 @@ class OpfsFileSystem implements LogFileSystem {
         granted = resolve;
       });
       // The lock manager holds the lock while the callback's promise is pending; request() settles once it is free.
-      const freed = locks.request(`weft-eventlog:${key}`, { ifAvailable: true }, (lock) => {
+      // It waits up to lockWaitMs for another holder to let go, then gives up (the request is aborted).
+      const signal = AbortSignal.timeout(this.#options.lockWaitMs ?? defaultLockWaitMs);
+      const freed = locks.request(`weft-eventlog:${key}`, { signal }, (lock) => {
         granted(lock !== null);
         return lock === null ? undefined : held;
       });
