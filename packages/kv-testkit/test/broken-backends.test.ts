@@ -36,6 +36,9 @@ class ForwardingStore implements KvStore {
   get(key: string) {
     return this.inner.get(key);
   }
+  getMany(keys: readonly string[]) {
+    return this.inner.getMany(keys);
+  }
   entry(key: string) {
     return this.inner.entry(key);
   }

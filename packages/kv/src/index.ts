@@ -53,3 +53,4 @@ export type {
   WatchEventType,
   WatchOptions,
 } from './types.js';
+export { maxGetManyKeys } from './types.js';

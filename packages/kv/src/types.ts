@@ -123,6 +123,9 @@ export type KvCommitOp =
   | { readonly op: 'delete'; readonly key: string }
   | { readonly op: 'deleteWithVersion'; readonly key: string; readonly expected: Version };
 
+/** The most keys one {@link KvReader.getMany} call takes. */
+export const maxGetManyKeys = 4096;
+
 /** Reads. Expired entries and tombstones are never returned as live values. */
 export interface KvReader {
   /**
@@ -131,6 +134,16 @@ export interface KvReader {
    * @throws {KvError} `InvalidKey`, `Closed`, connection errors
    */
   get(key: string): Promise<KvEntry | undefined>;
+  /**
+   * The live values of `keys`, in their order (`undefined` where `get` gives
+   * `undefined`): each as `get` gives it at some moment during the call, not
+   * one snapshot of all of them. Backends that can read many keys in one
+   * request do (NATS 2.11 and later: a batch direct get); the others read
+   * them at once, each on its own. At most {@link maxGetManyKeys} keys.
+   *
+   * @throws {KvError} `InvalidKey`, `InvalidArgument` (not an array, or too many keys), `Closed`, connection errors
+   */
+  getMany(keys: readonly string[]): Promise<(KvEntry | undefined)[]>;
   /**
    * The raw latest record of `key`, tombstones included; `undefined` when the
    * key was never written, or has expired.

@@ -80,6 +80,10 @@ export class FaultyKv implements KvStore {
   get(key: string): Promise<KvEntry | undefined> {
     return this.#io(() => this.inner.get(key));
   }
+  getMany(keys: readonly string[]): Promise<(KvEntry | undefined)[]> {
+    // Each key as its own read, so every fault applies to each.
+    return Promise.all(keys.map((key) => this.get(key)));
+  }
   entry(key: string): Promise<KvRecord | undefined> {
     return this.#io(() => this.inner.entry(key));
   }

@@ -1,7 +1,7 @@
-import { type KvError, KvErrorCode, type KvStore, type Version, type WatchCursor } from '@weft/kv';
+import { type KvError, KvErrorCode, type KvStore, maxGetManyKeys, type Version, type WatchCursor } from '@weft/kv';
 import { expect } from 'vitest';
 import type { CheckContext, ConformanceCheck, Requirement } from '../harness.js';
-import { bytes, drain, expectKvError, readState, sleep, text, WatchReader } from '../helpers.js';
+import { bytes, drain, eventually, expectKvError, readState, sleep, text, WatchReader } from '../helpers.js';
 
 /** Builds a check; exported checks are plain data so they can run outside vitest too. */
 export function check(
@@ -37,6 +37,7 @@ export function keyedOperations(store: KvStore, key: string, version: Version): 
   const value = bytes('x');
   return [
     ['get', () => store.get(key)],
+    ['getMany', () => store.getMany(['fine', key])],
     ['entry', () => store.entry(key)],
     ['put', () => store.put(key, value)],
     ['create', () => store.create(key, value)],
@@ -171,6 +172,57 @@ export const contractChecks: ConformanceCheck[] = [
       await store.purge('purged');
       expect(await store.get('purged')).toBeUndefined();
     }
+  }),
+  check(
+    'reads',
+    "getMany gives, in the keys' order, what get gives for each: live, absent, deleted, purged, expired and repeated keys, another handle's latest write, and more keys than one request of a batching backend reads",
+    async (context) => {
+      const store = await context.open();
+      const other = await context.open();
+      const clock = context.harness.clock;
+      const keys: string[] = [];
+      for (let index = 0; index < 300; index++) {
+        const key = `many.k${index}`;
+        keys.push(key);
+        if (index % 3 !== 2) await (index % 2 === 0 ? store : other).put(key, bytes(`v${index}`));
+      }
+      await store.put('many.deleted', bytes('x'));
+      await store.delete('many.deleted');
+      if (store.capabilities.purge) {
+        await store.put('many.purged', bytes('x'));
+        await store.purge('many.purged');
+      }
+      await other.put('many.k0', bytes('newest'));
+      if (store.capabilities.ttl) {
+        await store.putWithTtl('many.expired', bytes('gone'), clock === undefined ? 50 : 1000);
+        if (clock !== undefined) clock.advance(1000);
+        await eventually(async () => (await store.get('many.expired')) === undefined, 'the TTL to pass');
+      }
+      const asked = ['many.never', ...keys, 'many.deleted', 'many.purged', 'many.expired', 'many.k1', 'many.k0', 'many.never'];
+      const expected = await Promise.all(asked.map((key) => store.get(key)));
+      for (const reader of [store, other]) {
+        const got = await reader.getMany(asked);
+        expect(got.length).toBe(asked.length);
+        for (const [index, key] of asked.entries()) {
+          const want = expected[index];
+          const have = got[index];
+          expect(have === undefined ? undefined : { key: have.key, value: text(have.value), version: have.version }, key).toEqual(
+            want === undefined ? undefined : { key: want.key, value: text(want.value), version: want.version },
+          );
+        }
+      }
+      expect(text((await store.getMany(['many.k0']))[0]?.value ?? bytes(''))).toBe('newest');
+      expect(await store.getMany([])).toEqual([]);
+    },
+  ),
+  check('reads', 'getMany refuses what is not an array of keys, or more than maxGetManyKeys, with InvalidArgument', async (context) => {
+    const store = await context.open();
+    await expectKvError(() => store.getMany('many.k0' as unknown as string[]), KvErrorCode.InvalidArgument, 'getMany of a string');
+    await expectKvError(
+      () => store.getMany(Array.from({ length: maxGetManyKeys + 1 }, (_, index) => `k${index}`)),
+      KvErrorCode.InvalidArgument,
+      'getMany of too many keys',
+    );
   }),
   check('reads', 'entry returns the raw latest record, tombstones included', async (context) => {
     const store = await context.open();

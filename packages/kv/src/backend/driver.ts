@@ -128,6 +128,13 @@ export interface KvDriver<Position> {
   now?(): number;
   /** The live value of `key` (a lapsed TTL is absent). */
   get(key: string): Promise<KvEntry | undefined>;
+  /**
+   * The live values of `keys` in their order, where the backend reads many
+   * keys in fewer requests than one each; the front reads them one by one
+   * (all at once) without it. `keys` are valid and at most
+   * `maxGetManyKeys`.
+   */
+  getMany?(keys: readonly string[]): Promise<(KvEntry | undefined)[]>;
   /** The latest record of `key`, tombstones included (a lapsed TTL is absent). */
   entry(key: string): Promise<KvRecord | undefined>;
   /**

@@ -1,7 +1,18 @@
 import { weftChannel } from '@weft/common';
 import { KvErrorCode, kvError } from '../errors.js';
 import { assertValidKey, assertValidPrefix, normalizePrefixes } from '../keys.js';
-import type { KvCapabilities, KvCommitOp, KvEntry, KvRecord, KvStore, Version, WatchCursor, WatchEvent, WatchOptions } from '../types.js';
+import {
+  type KvCapabilities,
+  type KvCommitOp,
+  type KvEntry,
+  type KvRecord,
+  type KvStore,
+  maxGetManyKeys,
+  type Version,
+  type WatchCursor,
+  type WatchEvent,
+  type WatchOptions,
+} from '../types.js';
 import { assertSignal, assertTtl, assertValue, describe } from '../validate.js';
 import { readTimeout, writeTimeout } from './deadline.js';
 import type { KvCommitMutation, KvDriver, KvMutation, KvMutationKind } from './driver.js';
@@ -9,7 +20,7 @@ import { runWatch } from './watch-loop.js';
 
 /** What a traced KV operation publishes (docs/guides/observability.md): never a value. */
 export interface KvOperationContext {
-  readonly operation: 'get' | 'entry' | KvMutationKind | 'commit';
+  readonly operation: 'get' | 'getMany' | 'entry' | KvMutationKind | 'commit';
   /** The key, or for a commit its first operation's key. */
   readonly backend: string;
   readonly bucket: string;
@@ -69,6 +80,23 @@ export class KvStoreFront<Position = unknown> implements KvStore {
     if (kvOperationChannel.hasSubscribers !== false)
       return kvOperationChannel.tracePromise(() => this.#get(key), this.#context('get', key));
     return this.#get(key);
+  }
+
+  getMany(keys: readonly string[]): Promise<(KvEntry | undefined)[]> {
+    try {
+      this.assertOpen();
+      if (!Array.isArray(keys))
+        throw kvError(KvErrorCode.InvalidArgument, this.backend, `getMany takes an array of keys, got ${describe(keys)}`);
+      if (keys.length > maxGetManyKeys)
+        throw kvError(KvErrorCode.InvalidArgument, this.backend, `getMany takes at most ${maxGetManyKeys} keys, got ${keys.length}`);
+      for (const key of keys) assertValidKey(key, this.backend);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (keys.length === 0) return Promise.resolve([]);
+    if (kvOperationChannel.hasSubscribers !== false)
+      return kvOperationChannel.tracePromise(() => this.#getMany(keys), this.#context('getMany', keys[0] as string));
+    return this.#getMany(keys);
   }
 
   entry(key: string): Promise<KvRecord | undefined> {
@@ -273,6 +301,13 @@ export class KvStoreFront<Position = unknown> implements KvStore {
     const { deadlines } = this.driver;
     if (deadlines === undefined) return this.driver.get(key);
     return deadlines.within(this.driver.get(key), () => readTimeout(this.backend, 'get', deadlines.timeoutMs, key));
+  }
+
+  #getMany(keys: readonly string[]): Promise<(KvEntry | undefined)[]> {
+    const { deadlines } = this.driver;
+    const read = this.driver.getMany?.(keys) ?? Promise.all(keys.map((key) => this.driver.get(key)));
+    if (deadlines === undefined) return read;
+    return deadlines.within(read, () => readTimeout(this.backend, 'getMany', deadlines.timeoutMs, keys[0]));
   }
 
   #entry(key: string): Promise<KvRecord | undefined> {

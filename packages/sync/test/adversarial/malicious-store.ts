@@ -65,6 +65,16 @@ export class MaliciousStore implements KvStore {
     if (lie !== undefined) return { key, value: lie, version: entry?.version ?? ('1' as Version) };
     return entry;
   }
+  async getMany(keys: readonly string[]): Promise<(KvEntry | undefined)[]> {
+    // Through the inner store's batch read, with every lie applied to each key.
+    const entries = await this.inner.getMany(keys);
+    return entries.map((entry, index) => {
+      const key = keys[index] as string;
+      if (this.hidden.has(key)) return undefined;
+      const lie = this.lies.get(key);
+      return lie !== undefined ? { key, value: lie, version: entry?.version ?? ('1' as Version) } : entry;
+    });
+  }
   async entry(key: string): Promise<KvRecord | undefined> {
     if (this.hidden.has(key)) return undefined;
     return this.inner.entry(key);
