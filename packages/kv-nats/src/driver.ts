@@ -90,6 +90,18 @@ async function awaitDecision(undecided: number, unsettled: () => KvError): Promi
   await pause(Math.min(50, 1 + undecided * 2));
 }
 
+/** Batch direct gets of last messages for many subjects (ADR-31), since nats-server 2.11. */
+const batchDirectGetSince = parseServerVersion('2.11.0');
+
+/** Keys per batch direct get: one request, its answers streamed back. */
+const batchReadKeys = 256;
+
+/** A batch direct get's answer that no subject asked for has a message (status 404). */
+function isNoMessages(error: unknown): boolean {
+  const text = error instanceof Error ? `${error.message} ${String((error as { code?: unknown }).code ?? '')}` : String(error);
+  return /404|no message|no results/i.test(text);
+}
+
 /** How many times in a row a commit is sent again after deletes of its keys raced it. */
 const maxTombstoneRaces = 50;
 
@@ -126,6 +138,14 @@ export class NatsDriver implements KvDriver<NatsPosition> {
   readonly nativeTtl: boolean;
   /** The bucket takes atomic batches: `commit` runs on them. */
   readonly atomicBatch: boolean;
+  /**
+   * `getMany` reads many keys per request: a batch direct get of their last
+   * messages (nats-server 2.11+, `allow_direct`), on a one-replica stream,
+   * whose only replica answers as its leader would. A replicated stream's
+   * direct gets may be answered by a follower behind the leader, so there
+   * each key is read from the leader on its own, as `get` reads it.
+   */
+  readonly batchReads: boolean;
   /** Whether the server serialises conditional publishes on this stream (see {@link conditionalWritesUnsupported}). */
   readonly conditionalWrites: boolean;
   /** Aborted when the handle closes. */
@@ -162,6 +182,7 @@ export class NatsDriver implements KvDriver<NatsPosition> {
     this.nativeTtl = nativeTtlUnavailable(parts.version, config) === undefined;
     this.atomicBatch =
       compareVersions(parts.version, atomicBatchSince) >= 0 && (config as { allow_atomic?: boolean }).allow_atomic === true;
+    this.batchReads = compareVersions(parts.version, batchDirectGetSince) >= 0 && config.allow_direct === true && config.num_replicas === 1;
     this.#vouched = new VouchedVersions(this.gate, parts.connection, parts.info);
     // Headers and the subject travel in the same message; keep room for them below the server's limit.
     const serverLimit = (parts.connection.info?.max_payload ?? 1024 * 1024) - 1024;
@@ -209,6 +230,37 @@ export class NatsDriver implements KvDriver<NatsPosition> {
   async get(key: string): Promise<KvEntry | undefined> {
     const record = await this.entry(key);
     return record?.op === 'put' ? { key, value: record.value, version: record.version } : undefined;
+  }
+
+  async getMany(keys: readonly string[]): Promise<(KvEntry | undefined)[]> {
+    if (!this.batchReads) return Promise.all(keys.map((key) => this.get(key)));
+    const generation = this.#vouched.generation;
+    const unique = [...new Set(keys)];
+    const found = new Map<string, StreamedMessage>();
+    const prefix = this.subjects.recordPrefix;
+    for (let start = 0; start < unique.length; start += batchReadKeys) {
+      const chunk = unique.slice(start, start + batchReadKeys);
+      await this.call(chunk[0], async () => {
+        const messages = await this.parts.manager.direct.getLastMessagesFor(this.subjects.stream, {
+          multi_last: chunk.map((key) => this.subjects.record(key)),
+          batch: chunk.length,
+        });
+        try {
+          for await (const stored of messages) {
+            if (stored.subject.startsWith(prefix))
+              found.set(stored.subject.slice(prefix.length), this.#decodeStored(stored, stored.subject.slice(prefix.length)));
+          }
+        } catch (error) {
+          // None of the chunk's keys has a message: the server answers 404, which ends the batch empty.
+          if (!isNoMessages(error)) throw error;
+        }
+      });
+    }
+    return keys.map((key) => {
+      const message = found.get(key);
+      if (message === undefined || message.op !== 'put' || expired(message)) return undefined;
+      return { key, value: message.data, version: this.#vouched.vouch(key, liveVersionOf(message), generation) };
+    });
   }
 
   async entry(key: string): Promise<KvRecord | undefined> {

@@ -411,6 +411,16 @@ describe.skipIf(natsMissing !== undefined)('nats backend across server failures'
         const read = await retrying(() => store.get('after'));
         expect(read && decode(read.value)).toBe('2');
         const current = await retrying(() => store.get('before'));
+        // getMany on a replicated stream reads each key from the leader, as get does (a follower's direct get may lag).
+        const observer = await connect({ servers: cluster.urls.filter((_url, index) => cluster.nodes[index] !== leader) });
+        let directGets = 0;
+        observer.subscribe('$JS.API.DIRECT.GET.KV_replicated', { callback: () => void directGets++ });
+        await observer.flush();
+        const many = await retrying(() => store.getMany(['before', 'after', 'never']));
+        await observer.flush();
+        await observer.close();
+        expect(many.map((entry) => entry && decode(entry.value))).toEqual([current && decode(current.value), '2', undefined]);
+        expect(directGets).toBe(0);
         // Compare-and-swap where the server serialises it (see cluster-cas.test.ts), a plain put where it is refused.
         const cas = conditionalWritesUnsupported(parseServerVersion(cluster.nodes[0]?.version ?? '0.0.0'), 3) === undefined;
         await retrying(() =>
