@@ -6,6 +6,7 @@
  */
 import { bytesEqual, fromBase64, toBase64 } from '@weft/common';
 import { type EventId, EventLogError } from '@weft/eventlog';
+import { maxGetManyKeys } from '@weft/kv';
 import type { Blobs } from './blobs.js';
 import type { SyncContext } from './context.js';
 import { decodeChangeset, decodeEnvelope, encodeChangeset, envelopeSignatureValid, type SyncedEvent } from './envelope.js';
@@ -254,8 +255,8 @@ export class Puller {
   }
 
   /**
-   * Fetches the next `count` changesets of `device` at once (pipelined
-   * reads), verifies them in chain order and stops at the first that is
+   * Fetches the next `count` changesets of `device` at once (one batch read,
+   * or pipelined reads), verifies them in chain order and stops at the first that is
    * missing, unverifiable or waiting for a blob; applies the verified ones
    * with one append, one flush and one state save.
    */
@@ -268,7 +269,11 @@ export class Puller {
     const { board, state, library } = context;
     const start = state.remote[device] ?? { seq: 0, hash: zeroHashHex };
     const seqs = Array.from({ length: count }, (_, index) => start.seq + 1 + index);
-    const entries = await Promise.all(seqs.map((seq) => context.kv.get(changesetKey(device, seq))));
+    // One batch read where the store has one (NATS 2.11+: a batch direct get), in pieces of at most maxGetManyKeys.
+    const keys = seqs.map((seq) => changesetKey(device, seq));
+    const pieces: string[][] = [];
+    for (let at = 0; at < keys.length; at += maxGetManyKeys) pieces.push(keys.slice(at, at + maxGetManyKeys));
+    const entries = (await Promise.all(pieces.map((piece) => context.kv.getMany(piece)))).flat();
     const bytes = entries.reduce((largest, entry) => Math.max(largest, entry?.value.length ?? 0), 0);
     const verified: Array<{ seq: number; hash: string; events: SyncedEvent[]; bytes: Uint8Array }> = [];
     let previous = start.hash;

@@ -136,6 +136,8 @@ describe('what a pull asks the store for', () => {
           return entry;
         });
     };
+    // A pull reads a batch with getMany: each of its keys through the recording get above, all at once.
+    kv.getMany = (keys: readonly string[]) => Promise.all(keys.map((key) => kv.get(key)));
     return bursts;
   }
 
