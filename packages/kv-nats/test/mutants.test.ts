@@ -138,8 +138,14 @@ const mutants: SourceMutant[] = [
   },
 ];
 
-/** Bugs in the native TTL of 2.11+, run on the current line, where buckets weft creates are native. */
+/** Bugs in the native TTL and the batch reads of 2.11+, run on the current line, where buckets weft creates are native. */
 const nativeMutants: SourceMutant[] = [
+  {
+    name: "getMany's batch read takes a key's tombstone or passed TTL for its value",
+    file: 'driver.ts',
+    find: "if (message === undefined || message.op !== 'put' || expired(message)) return undefined;",
+    replace: 'if (message === undefined) return undefined;',
+  },
   {
     name: 'the TTL handed to the server is rounded down to whole seconds (a value disappears early)',
     file: 'codec.ts',
