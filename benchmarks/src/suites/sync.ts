@@ -51,9 +51,14 @@ export async function syncSuite(bench: Bench): Promise<void> {
       await server.stop();
     }
   } else bench.notes.push(`sync through Redis skipped: ${redisMissing}`);
-  const natsMissing = natsUnavailable();
+  // The line users run today, whose batch direct gets serve a pull's reads; Debian's 2.9 where it is not built.
+  const natsLine = natsUnavailable('current') === undefined ? 'current' : 'system';
+  const natsMissing = natsUnavailable(natsLine);
   if (natsMissing === undefined) {
-    const server = await startNatsServer();
+    const server = await startNatsServer({ line: natsLine });
+    bench.notes.push(
+      `nats: nats-server ${server.version}${natsLine === 'current' ? ' (a pull reads its changesets in batch direct gets)' : ' (one get per changeset: no batch direct get before 2.11)'}.`,
+    );
     try {
       const raw = await natsBounds(bench, server.url);
       await throughStore(
