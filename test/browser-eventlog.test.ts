@@ -9,7 +9,7 @@
 
 import type { Browser, Page } from 'puppeteer-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { browserMissing, bundleForBrowser, launchChromium, serveFiles } from './browser-harness.js';
+import { browserMissing, bundleForBrowser, launchChromium, serveFiles, until } from './browser-harness.js';
 
 if (browserMissing !== undefined) console.warn(`SKIPPING the event log in the browser: ${browserMissing}`);
 
@@ -59,16 +59,6 @@ declare const killed: (key: string) => boolean;
 declare const call: (key: string, method: string, ...args: unknown[]) => Promise<unknown>;
 declare const acked: (key: string) => string[];
 declare const kill: (key: string) => string[];
-
-async function until<T>(what: string, probe: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (done(value)) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}; last: ${JSON.stringify(value)}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 describe.skipIf(browserMissing !== undefined)('the event log in headless Chromium (OPFS, a dedicated worker)', () => {
   let browser: Browser;

@@ -67,3 +67,14 @@ export async function serveFiles(files: ReadonlyMap<string, Uint8Array | string>
     },
   };
 }
+
+/** Polls `probe` until `done` holds of its value (at most `timeoutMs`); returns that value. */
+export async function until<T>(what: string, probe: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (done(value)) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}; last: ${JSON.stringify(value)}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

@@ -9,22 +9,18 @@
  * store or the tabs' OPFS files. A screenshot is saved to
  * test/.artifacts/browser-notes.png.
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createIdentity, invitationOf } from '@weft/sync';
 import { type NatsServer, natsUnavailable, startNatsServer } from '@weft/test-servers';
-import puppeteer, { type Browser, type Page } from 'puppeteer-core';
+import type { Browser, Page } from 'puppeteer-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error: the example is plain JavaScript
 import { startBrowserNotes } from '../examples/browser-notes/serve.mjs';
+import { browserMissing, launchChromium, until } from './browser-harness.js';
 
-const chromium = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((path) => existsSync(path));
-const natsMissing = natsUnavailable('current');
-const missing =
-  chromium === undefined
-    ? 'no Chromium at /usr/bin/chromium (`apt-get install chromium`; .ci/run installs it)'
-    : (natsMissing ?? (typeof WebSocket === 'undefined' ? 'this Node.js has no WebSocket (22 or later has)' : undefined));
+const missing = browserMissing ?? natsUnavailable('current');
 if (missing !== undefined) console.warn(`SKIPPING browser device: ${missing}`);
 
 const artifacts = new URL('./.artifacts/', import.meta.url).pathname;
@@ -56,16 +52,6 @@ function filesUnder(dir: string): { path: string; bytes: Buffer }[] {
   });
 }
 
-async function until<T>(what: string, probe: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (done(value)) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}; last: ${JSON.stringify(value)}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
 describe.skipIf(missing !== undefined)('a device in headless Chromium (OPFS log, NATS over WebSocket)', () => {
   let nats: NatsServer;
   let example: Notes;
@@ -85,12 +71,7 @@ describe.skipIf(missing !== undefined)('a device in headless Chromium (OPFS log,
     nats = await startNatsServer({ line: 'current', websocket: true });
     dataDir = mkdtempSync(join(tmpdir(), 'weft-browser-notes-'));
     example = (await startBrowserNotes({ nats, dataDir, bucket: `notes_${Date.now().toString(36)}` })) as Notes;
-    browser = await puppeteer.launch({
-      executablePath: chromium as string,
-      headless: true,
-      // The sandbox needs a user namespace, which a root CI container lacks.
-      args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
-    });
+    browser = await launchChromium();
   }, 120_000);
 
   afterAll(async () => {
