@@ -283,7 +283,8 @@ function checkHistory(suite: string, fault: KvFault, history: readonly Operation
     if (verdict === 'not linearizable') {
       const shrunk = shrinkKeyHistory(operations);
       expect.fail(
-        `${fault.name}: the history of ${key} is not linearizable (replay with WEFT_SEED=${seed}); ${shrunk.length} of its ${operations.length} operations:\n${formatHistory(shrunk)}`,
+        `${fault.name}: the history of ${key} is not linearizable (replay with WEFT_SEED=${seed}); ${shrunk.length} of its ${operations.length} operations:\n${formatHistory(shrunk)}` +
+          (operations.length <= 80 ? `\nthe whole history of ${key}:\n${formatHistory(operations)}` : ''),
       );
     }
   }
