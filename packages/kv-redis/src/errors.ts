@@ -55,6 +55,18 @@ export function toKvError(error: unknown, operation: string, key: string | undef
   if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'ETIMEDOUT' || name === 'ClusterAllFailedError') {
     return kvError(KvErrorCode.ConnectionFailed, backend, `${operation}: cannot reach Redis (${message})`, extra);
   }
+  // node-redis's cluster client, while it rediscovers the slots (every master restarted at once), looks up a slot's
+  // master in a table it has just emptied and throws a TypeError before sending anything: not sent, try again.
+  if (
+    error instanceof TypeError &&
+    /reading 'master'/.test(message) &&
+    /cluster-slots|RedisClusterSlots/.test(String((error as { stack?: unknown }).stack))
+  ) {
+    return kvError(KvErrorCode.NotConnected, backend, `${operation}: the cluster client is rediscovering its slots (${message})`, {
+      ...extra,
+      retryable: true,
+    });
+  }
   // The server refused the command (ioredis wraps a refusal it kept getting in "Too many Cluster redirections"): not
   // applied. A node that turned replica in a failover refuses writes (READONLY) and ends blocked reads (UNBLOCKED).
   if (
