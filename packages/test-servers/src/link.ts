@@ -27,7 +27,7 @@ export interface Link {
   partition(): void;
   /** Ends a partition: what was held is delivered and traffic flows again. */
   heal(): void;
-  /** Delays every chunk by `ms` in both directions (`0` to stop). */
+  /** Delays every chunk by `ms` in both directions (`0` to stop), never out of order. */
   delay(ms: number): void;
   /**
    * Points the link at another loopback port, as a failover moves an
@@ -57,9 +57,21 @@ export function startLink(options: LinkOptions): Promise<Link> {
     else to.write(chunk);
   };
   const forward = (from: Socket, to: Socket) => {
+    // Delayed chunks leave in the order they came, whatever the delay was when each came (changing it never
+    // reorders the stream).
+    const queue: Array<{ due: number; chunk: Buffer }> = [];
+    let timer: NodeJS.Timeout | undefined;
+    const pump = () => {
+      timer = undefined;
+      const now = performance.now();
+      while (queue.length > 0 && (queue[0]?.due ?? 0) <= now) send(to, (queue.shift() as { chunk: Buffer }).chunk);
+      if (queue.length > 0) timer = setTimeout(pump, Math.max(0, (queue[0]?.due ?? now) - now));
+    };
     from.on('data', (chunk: Buffer) => {
-      if (delayMs === 0) send(to, chunk);
-      else setTimeout(() => send(to, chunk), delayMs);
+      if (delayMs === 0 && queue.length === 0) return send(to, chunk);
+      const due = Math.max(performance.now() + delayMs, queue.at(-1)?.due ?? 0);
+      queue.push({ due, chunk });
+      if (timer === undefined) timer = setTimeout(pump, Math.max(0, due - performance.now()));
     });
   };
   const server: Server = createServer((client) => {

@@ -200,8 +200,13 @@ export interface NatsCluster {
    * as a network partition shorter than TCP's timeouts leaves them.
    */
   isolate(index: number): void;
-  /** Ends every partition {@link isolate} made: what was held is delivered, in order. */
+  /** Ends every partition {@link isolate} made, and every {@link delay}: what was held is delivered, in order. */
   rejoin(): void;
+  /**
+   * Delays all route traffic between nodes `a` and `b` by `ms`, both ways
+   * (started with `links`): one replica falls behind the others.
+   */
+  delay(a: number, b: number, ms: number): void;
   /**
    * Waits until every node has routes to all the others and reports itself
    * healthy (caught up with the cluster's JetStream metadata and its
@@ -304,7 +309,16 @@ export async function startNatsCluster(
         for (const entry of links) if (entry.from === index || entry.to === index) entry.link.partition();
       },
       rejoin() {
-        for (const entry of links) entry.link.heal();
+        for (const entry of links) {
+          entry.link.heal();
+          entry.link.delay(0);
+        }
+      },
+      delay(a: number, b: number, ms: number) {
+        if (links.length === 0) throw new Error('delay() needs a cluster started with links: true');
+        for (const entry of links) {
+          if ((entry.from === a && entry.to === b) || (entry.from === b && entry.to === a)) entry.link.delay(ms);
+        }
       },
       settled: () => settled(nodes),
       stop: async () => {
