@@ -48,6 +48,7 @@ import { ConnectionGate } from './connection-gate.js';
 import { consume, fetchStallMs } from './consumer.js';
 import { backend, toKvError } from './errors.js';
 import { markerHorizon } from './horizon.js';
+import { confirmLeader } from './leader.js';
 import {
   atomicBatchSince,
   compareVersions,
@@ -148,6 +149,12 @@ export class NatsDriver implements KvDriver<NatsPosition> {
   readonly batchReads: boolean;
   /** Whether the server serialises conditional publishes on this stream (see {@link conditionalWritesUnsupported}). */
   readonly conditionalWrites: boolean;
+  /**
+   * The stream has more than one replica: what its leader reads, and the
+   * refusals it decides alone, are trusted only once it is confirmed to have
+   * heard from a quorum recently (see {@link confirmLeader}).
+   */
+  readonly replicated: boolean;
   /** Aborted when the handle closes. */
   readonly closing = new AbortController();
   /** The ids of the puts this handle writes. */
@@ -183,6 +190,7 @@ export class NatsDriver implements KvDriver<NatsPosition> {
     this.atomicBatch =
       compareVersions(parts.version, atomicBatchSince) >= 0 && (config as { allow_atomic?: boolean }).allow_atomic === true;
     this.batchReads = compareVersions(parts.version, batchDirectGetSince) >= 0 && config.allow_direct === true && config.num_replicas === 1;
+    this.replicated = config.num_replicas > 1;
     this.#vouched = new VouchedVersions(this.gate, parts.connection, parts.info);
     // Headers and the subject travel in the same message; keep room for them below the server's limit.
     const serverLimit = (parts.connection.info?.max_payload ?? 1024 * 1024) - 1024;
@@ -233,6 +241,15 @@ export class NatsDriver implements KvDriver<NatsPosition> {
   }
 
   async getMany(keys: readonly string[]): Promise<(KvEntry | undefined)[]> {
+    if (!this.batchReads && this.replicated) {
+      // Each key from the leader, and one confirmation of the leader for them all.
+      const generation = this.#vouched.generation;
+      const [messages] = await Promise.all([
+        Promise.all(keys.map((key) => this.#leaderMessage(key))),
+        confirmLeader(this, keys[0], 'getMany'),
+      ]);
+      return keys.map((key, index) => this.#liveEntry(key, messages[index], generation));
+    }
     if (!this.batchReads) return Promise.all(keys.map((key) => this.get(key)));
     const generation = this.#vouched.generation;
     const unique = [...new Set(keys)];
@@ -256,11 +273,13 @@ export class NatsDriver implements KvDriver<NatsPosition> {
         }
       });
     }
-    return keys.map((key) => {
-      const message = found.get(key);
-      if (message === undefined || message.op !== 'put' || expired(message)) return undefined;
-      return { key, value: message.data, version: this.#vouched.vouch(key, liveVersionOf(message), generation) };
-    });
+    return keys.map((key) => this.#liveEntry(key, found.get(key), generation));
+  }
+
+  /** What `get` gives for a key whose last message is `message`: a live, unexpired value, or nothing. */
+  #liveEntry(key: string, message: StreamedMessage | undefined, generation: number): KvEntry | undefined {
+    if (message === undefined || message.op !== 'put' || expired(message)) return undefined;
+    return { key, value: message.data, version: this.#vouched.vouch(key, liveVersionOf(message), generation) };
   }
 
   async entry(key: string): Promise<KvRecord | undefined> {
@@ -563,8 +582,14 @@ export class NatsDriver implements KvDriver<NatsPosition> {
     return Math.max(compacted, markers);
   }
 
-  /** The key's last message, read from the stream's leader. */
+  /** The key's last message, read from the stream's leader (a replicated stream's leader confirmed). */
   async lastMessage(key: string): Promise<StreamedMessage | undefined> {
+    if (!this.replicated) return this.#leaderMessage(key);
+    const [message] = await Promise.all([this.#leaderMessage(key), confirmLeader(this, key, 'read')]);
+    return message;
+  }
+
+  async #leaderMessage(key: string): Promise<StreamedMessage | undefined> {
     const stored = await this.call(key, () =>
       this.parts.manager.streams.getMessage(this.subjects.stream, { last_by_subj: this.subjects.record(key) }),
     );

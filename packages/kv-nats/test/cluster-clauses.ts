@@ -5,7 +5,7 @@
  */
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type Msg, type NatsConnection } from '@nats-io/transport-node';
-import { KvError, KvErrorCode } from '@weft/kv';
+import { KvError, KvErrorCode, type Version } from '@weft/kv';
 import type { openNatsKv } from '@weft/kv-nats';
 import { bytes, type ConformanceCheck, text } from '@weft/kv-testkit';
 import type { NatsCluster } from '@weft/test-servers';
@@ -110,6 +110,135 @@ export function undecidedCasCheck(open: typeof openNatsKv, cluster: () => Promis
         await connection.close();
         await raw.close();
         await setup.destroy().catch(() => setup.close().catch(() => undefined));
+      }
+    },
+  };
+}
+
+/**
+ * Retries `call` on retryable failures, on `Indeterminate` ones (only for
+ * writes that may land twice) and on a placement the meta leader refuses
+ * while it counts a node offline after a fault, for up to 30 s.
+ */
+async function retrying<T>(call: () => Promise<T>): Promise<T> {
+  const started = Date.now();
+  for (;;) {
+    try {
+      return await call();
+    } catch (error) {
+      const again =
+        KvError.is(error) && (error.retryable || error.code === KvErrorCode.Indeterminate || /peer offline/.test(error.message));
+      if (!again || Date.now() - started > 30_000) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
+
+/** What an operation gave: its result, or the code of the typed error it failed with. */
+async function outcome<T>(call: () => Promise<T>): Promise<{ ok: T } | { code: string; retryable: boolean }> {
+  try {
+    return { ok: await call() };
+  } catch (error) {
+    if (!KvError.is(error)) throw error;
+    return { code: error.code, retryable: error.retryable };
+  }
+}
+
+/** The stream's leader, once it has one. */
+async function leaderOf(urls: readonly string[], stream: string): Promise<string> {
+  const admin = await connect({ servers: [...urls] });
+  try {
+    const manager = await jetstreamManager(admin);
+    for (const deadline = Date.now() + 30_000; ; ) {
+      const leader = (await manager.streams.info(stream)).cluster?.leader;
+      if (leader !== undefined && leader !== '') return leader;
+      if (Date.now() > deadline) throw new Error(`${stream} has no leader after 30 s`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  } finally {
+    await admin.close();
+  }
+}
+
+/**
+ * A leader cut off from its replicas goes on answering the clients on its
+ * node from its own, older state until it notices it lost its quorum
+ * (10-20 s), while the other two elect a new leader after 4-9 s and take
+ * writes. Its client must never be given that older state: a read gives
+ * the current value or fails retryable, a compare-and-swap on the current
+ * version is never refused `RevisionMismatch`, a create over the new
+ * leader's delete never `AlreadyExists`. Healed, the client reads and
+ * writes the current state. Needs a cluster started with `links`.
+ */
+export function cutOffLeaderCheck(open: typeof openNatsKv, cluster: () => Promise<NatsCluster>): ConformanceCheck {
+  return {
+    group: 'linearizability',
+    name: 'on a replicated bucket, a leader cut off from its replicas gives its clients no read or refusal from its older state',
+    run: async (context) => {
+      const nodes = await cluster();
+      const bucket = `${context.bucket}cut`;
+      const openOn = (servers: string | string[]) =>
+        open({ servers, bucket, create: { replicas: 3, history: 5 }, timeoutMs: 2000, sweepIntervalMs: 0 });
+      const urls = [...nodes.urls];
+      const writer = await retrying(() => openOn(urls));
+      const stores = [writer];
+      try {
+        await retrying(() => writer.put('k', bytes('v1')));
+        await retrying(() => writer.put('gone', bytes('x')));
+        const leaderName = await leaderOf(urls, `KV_${bucket}`);
+        const leader = nodes.nodes.findIndex((node) => node.name === leaderName);
+        // One client on the leader's node only, one on the others.
+        const onLeader = await openOn(nodes.nodes[leader]?.url as string);
+        const others = await openOn(urls.filter((_, index) => index !== leader));
+        stores.push(onLeader, others);
+        // A version the cut-off leader will still hold as the current one.
+        const before = (await onLeader.get('k'))?.version as Version;
+
+        nodes.isolate(leader);
+        const cutAt = Date.now();
+        // The other two elect a leader of their own and take writes.
+        const current = await retrying(() => others.put('k', bytes('v2')));
+        await retrying(() => others.delete('gone'));
+        const elected = Date.now() - cutAt;
+        // Whether the cut-off node still takes itself for the leader when its client asks (it does for 10-20 s).
+        const local = await connect({ servers: nodes.nodes[leader]?.url as string });
+        const stillLeads = await jetstreamManager(local, { timeout: 1000, checkAPI: false })
+          .then((manager) => manager.streams.info(`KV_${bucket}`))
+          .then((info) => info.cluster?.leader === leaderName)
+          .catch(() => false);
+        await local.close();
+
+        const read = await outcome(() => onLeader.get('k'));
+        const update = await outcome(() => onLeader.update('k', bytes('v3'), current));
+        const create = await outcome(() => onLeader.create('gone', bytes('again')));
+        const outdated = await outcome(() => onLeader.update('k', bytes('v3'), before));
+        context.log(
+          `a new leader took writes ${elected} ms after the cut; the cut-off node ${stillLeads ? 'still took itself for the leader' : 'did not answer as the leader'} when its client asked: ` +
+            `get ${JSON.stringify('ok' in read ? { value: text(read.ok?.value ?? bytes('(absent)')) } : read)}, update ${JSON.stringify(update)}, create ${JSON.stringify(create)}`,
+        );
+        if ('ok' in read) expect(text(read.ok?.value ?? bytes('(absent)')), 'a read on the cut-off node').toBe('v2');
+        else expect(read.retryable, `a failed read on the cut-off node: ${read.code}`).toBe(true);
+        expect('ok' in update, 'an update on the cut-off node').toBe(false);
+        expect(update, 'an update of the current version on the cut-off node').not.toMatchObject({ code: 'RevisionMismatch' });
+        expect('ok' in create, 'a create on the cut-off node').toBe(false);
+        expect(create, "a create over the new leader's delete on the cut-off node").not.toMatchObject({ code: 'AlreadyExists' });
+        expect('ok' in outdated, 'an update of an outdated version').toBe(false);
+
+        nodes.rejoin();
+        await nodes.settled();
+        // Healed: the client on the old leader's node reads what the others wrote, and its writes apply.
+        let healed = await outcome(() => onLeader.get('k'));
+        for (const deadline = Date.now() + 30_000; !('ok' in healed) && Date.now() < deadline; ) {
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          healed = await outcome(() => onLeader.get('k'));
+        }
+        expect('ok' in healed ? healed.ok?.version : healed, 'the version read on the healed node').toBe(current);
+        await retrying(() => onLeader.update('k', bytes('v3'), current));
+        expect(text((await writer.get('k'))?.value ?? bytes('(absent)'))).toBe('v3');
+      } finally {
+        nodes.rejoin();
+        await writer.destroy().catch(() => undefined);
+        for (const store of stores) await store.close().catch(() => undefined);
       }
     },
   };

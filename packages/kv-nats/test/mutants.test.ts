@@ -10,7 +10,7 @@ import { describeKvMutants, type SourceMutant } from '@weft/kv-testkit';
 import { type NatsCluster, natsUnavailable, startNatsCluster } from '@weft/test-servers';
 import { afterAll } from 'vitest';
 import { commitTombstoneRace, natsClauseChecks } from './clauses.js';
-import { undecidedCasCheck } from './cluster-clauses.js';
+import { cutOffLeaderCheck, undecidedCasCheck } from './cluster-clauses.js';
 import { type NatsFixture, natsHarness, natsMissing, natsServer } from './helpers.js';
 
 const srcDir = fileURLToPath(new URL('../src', import.meta.url));
@@ -138,10 +138,20 @@ const mutants: SourceMutant[] = [
   },
 ];
 
-/** Bugs in the native TTL and the batch reads of 2.11+, run on the current line, where buckets weft creates are native. */
+/**
+ * Bugs in the native TTL and the batch reads of 2.11+, run on the current line, where buckets weft creates are native,
+ * and in what replicated buckets trust of nodes that are behind.
+ */
 const nativeMutants: SourceMutant[] = [
   {
-    name: "getMany's batch read takes a key's tombstone or passed TTL for its value",
+    name: "a replicated bucket's reads and refusals trust a leader that has not heard from its replicas (a cut-off leader answers from its older state)",
+    firstCheck: 'a leader cut off from its replicas',
+    file: 'leader.ts',
+    find: '    if (silence !== undefined && silence < leaderContactMs) return;',
+    replace: '    return;',
+  },
+  {
+    name: "getMany takes a key's tombstone or passed TTL for its value (batch reads, and the leader's reads on replicated buckets)",
     file: 'driver.ts',
     find: "if (message === undefined || message.op !== 'put' || expired(message)) return undefined;",
     replace: 'if (message === undefined) return undefined;',
@@ -216,6 +226,13 @@ const replicated = () => {
   return cluster;
 };
 afterAll(async () => (await cluster)?.stop(), 60_000);
+// A 3-node cluster with every route through a link, for the checks that cut a node off.
+let linkedCluster: Promise<NatsCluster> | undefined;
+const linked = () => {
+  linkedCluster ??= startNatsCluster({ nodes: 3, line: 'current', links: true });
+  return linkedCluster;
+};
+afterAll(async () => (await linkedCluster)?.stop(), 60_000);
 
 describeKvMutants<typeof import('@weft/kv-nats')>('nats', mutants, {
   srcDir,
@@ -242,5 +259,9 @@ describeKvMutants<typeof import('@weft/kv-nats')>('nats (current line)', nativeM
     await currentFixture.server?.stop();
   },
   harness: ({ openNatsKv }) => natsHarness(openNatsKv, currentFixture, 1),
-  extraChecks: ({ openNatsKv }) => [commitTombstoneRace(openNatsKv, currentFixture), undecidedCasCheck(openNatsKv, replicated)],
+  extraChecks: ({ openNatsKv }) => [
+    commitTombstoneRace(openNatsKv, currentFixture),
+    undecidedCasCheck(openNatsKv, replicated),
+    cutOffLeaderCheck(openNatsKv, linked),
+  ],
 });
