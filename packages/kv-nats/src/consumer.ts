@@ -4,7 +4,7 @@ import { KvError } from '@weft/kv';
 import { backoffMs, KvErrorCode, kvError, messageOf, pause } from '@weft/kv/backend';
 import { expiryOf, type NatsPosition, operationOf, type StreamedMessage, sameStamp, stampOf, writeIdOf } from './codec.js';
 import type { NatsDriver } from './driver.js';
-import { backend, GapError, StalledFetchError } from './errors.js';
+import { backend, GapError, LaggingConsumerError, StalledFetchError } from './errors.js';
 
 /**
  * The bytes one fetch may bring: bounded, so a page of large values never
@@ -73,6 +73,8 @@ export async function* consume(
   driver.consumersReleased.add(released);
   /** The largest message seen (or the stream's average before any), for servers that cannot limit a fetch by bytes. */
   let largest = 0;
+  const filter = filterOf(driver, prefixes);
+  const filters = filter.filter_subjects ?? (filter.filter_subject === undefined ? [] : [filter.filter_subject]);
   try {
     while (!signal.aborted) {
       try {
@@ -82,6 +84,17 @@ export async function* consume(
           void manager.consumers.delete(stream, stale).catch(() => undefined);
         }
         const info = await driver.streamInfo();
+        // The last sequence the leader held before this consumer was made. A one-replica consumer of a replicated
+        // stream may sit on a follower that has not applied all of it yet, and counts then only what that follower
+        // holds: it is caught up only once it passed this point or the leader holds nothing it must deliver up to it.
+        const target = info.state.last_seq;
+        let reachedTarget = !driver.replicated;
+        const settled = async (): Promise<boolean> => {
+          if (reachedTarget || position >= target) return true;
+          const next = await driver.firstMatching(position + 1, filters);
+          reachedTarget = next === undefined || next > target;
+          return reachedTarget;
+        };
         if (initial) yield { kind: 'start', info, reading: undefined, horizon: 0, lost: false };
         else {
           const reading = { seq: position, stamp };
@@ -96,14 +109,14 @@ export async function* consume(
           num_replicas: 1,
           inactive_threshold: nanos(30_000),
           headers_only: headersOnly,
-          ...filterOf(driver, prefixes),
+          ...filter,
           ...(initial
             ? { deliver_policy: DeliverPolicy.LastPerSubject }
             : { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: position + 1 }),
         };
         const created = await manager.consumers.add(stream, config);
         consumerName = name;
-        if (created.num_pending === 0) {
+        if (created.num_pending === 0 && (await settled())) {
           // Nothing matched up to the head as of creation, so the head is where this consumer stands.
           if (info.state.last_seq > position) {
             position = info.state.last_seq;
@@ -156,7 +169,7 @@ export async function* consume(
                 const decoded = decode(driver, message, seq);
                 // After a restart of the listing, what was already delivered is skipped.
                 if (seq <= position) {
-                  if (message.info.pending === 0) {
+                  if (message.info.pending === 0 && (await settled())) {
                     initial = false;
                     yield 'caught-up';
                   }
@@ -165,7 +178,7 @@ export async function* consume(
                 position = seq;
                 stamp = stampOfNanos(message.info.timestampNanos);
                 if (decoded !== undefined) yield decoded;
-                if (message.info.pending === 0) {
+                if (message.info.pending === 0 && (await settled())) {
                   initial = false;
                   yield 'caught-up';
                 }
@@ -190,6 +203,8 @@ export async function* consume(
             // had pending) leave no gap to see when they were the last ones: ask the consumer what it delivered.
             const state = await consumer.info();
             if (state.delivered.consumer_seq >= expectedDelivery) throw new GapError();
+            // A whole fetch without a message while the leader holds one for it: its follower is not catching up.
+            if (!(await settled())) throw new LaggingConsumerError();
             if (!initial) yield 'caught-up';
           }
           // A consumer that is catching up may be behind a compaction: make sure nothing it needs was removed.

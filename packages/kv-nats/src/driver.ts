@@ -3,6 +3,7 @@ import {
   JetStreamApiError,
   type JetStreamClient,
   type JetStreamManager,
+  type MsgRequest,
   type StoredMsg,
   type StreamInfo,
 } from '@nats-io/jetstream';
@@ -297,14 +298,27 @@ export class NatsDriver implements KvDriver<NatsPosition> {
     const signal = AbortSignal.any([controller.signal, this.closing.signal]);
     // The listing is of the bucket as of now: it ends at today's last sequence even while writes go on.
     const head = (await this.streamInfo()).state.last_seq;
+    // A replicated stream's consumer may sit on a follower that lags: it lists that follower's last messages, then
+    // what the follower applies after. A key listed again means the listing already gave an older value for it.
+    const listed = this.replicated ? new Set<string>() : undefined;
     try {
       for await (const message of consume(this, prefix === undefined ? undefined : [prefix], undefined, !values, signal)) {
         if (message === 'caught-up' || (message.kind === 'message' && message.seq > head)) return;
         if (message.kind !== 'message') continue;
+        if (listed !== undefined) {
+          if (listed.has(message.key)) {
+            throw kvError(
+              KvErrorCode.OperationFailed,
+              backend,
+              `the listing read a replica behind the stream's leader and gave an older value of '${message.key}' than the current one; list again`,
+              { key: message.key, retryable: true },
+            );
+          }
+          listed.add(message.key);
+        }
         if (message.op === 'put' && !expired(message) && keyMatchesPrefix(message.key, prefix)) {
           yield { key: message.key, value: message.data, version: liveVersionOf(message) };
         }
-        if (message.pending === 0) return;
       }
     } finally {
       controller.abort();
@@ -594,6 +608,25 @@ export class NatsDriver implements KvDriver<NatsPosition> {
       this.parts.manager.streams.getMessage(this.subjects.stream, { last_by_subj: this.subjects.record(key) }),
     );
     return stored === null ? undefined : this.#decodeStored(stored, key);
+  }
+
+  /**
+   * The sequence of the first message at or after `from` whose subject
+   * matches one of `filters`, as the stream's leader holds them (confirmed
+   * on a replicated stream), or `undefined` when there is none.
+   */
+  async firstMatching(from: number, filters: readonly string[]): Promise<number | undefined> {
+    const next = (filter: string) =>
+      this.call(undefined, () =>
+        // The leader's message get takes `next_by_subj` (nats-server 2.9+); nats.js types only the direct get's.
+        this.parts.manager.streams.getMessage(this.subjects.stream, { seq: from, next_by_subj: filter } as unknown as MsgRequest),
+      );
+    const [found] = await Promise.all([
+      Promise.all(filters.map(next)),
+      this.replicated ? confirmLeader(this, undefined, 'watch') : undefined,
+    ]);
+    const seqs = found.flatMap((stored) => (stored === null ? [] : [stored.seq]));
+    return seqs.length === 0 ? undefined : Math.min(...seqs);
   }
 
   /** The message at `seq`, if the stream still holds one there (of any key). */

@@ -55,3 +55,16 @@ export class StalledFetchError extends Error {
     super('a fetch neither delivered nor ended in time; the consumer is recreated from the last delivered sequence');
   }
 }
+
+/**
+ * A consumer of a replicated stream delivered nothing for a whole fetch
+ * while the stream's leader holds a message it must deliver: the follower
+ * it sits on is not catching up (cut off, or lagging far behind). It is
+ * recreated from the last delivered sequence, perhaps on another node.
+ */
+export class LaggingConsumerError extends Error {
+  override readonly name = 'LaggingConsumerError';
+  constructor() {
+    super('the consumer delivered nothing the stream leader holds for it; it is recreated from the last delivered sequence');
+  }
+}

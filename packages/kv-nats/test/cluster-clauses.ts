@@ -243,3 +243,74 @@ export function cutOffLeaderCheck(open: typeof openNatsKv, cluster: () => Promis
     },
   };
 }
+
+/**
+ * A watch's or a listing's consumer has one replica and may sit on a
+ * follower that has not yet applied what the leader acknowledged: the
+ * watch's `synced`, and the listing's end, still come after every write
+ * acknowledged before they began. Round after round, on a new bucket, the
+ * route traffic between the stream's leader and one follower is delayed
+ * (that follower falls half a second behind), a writer on the leader's
+ * node writes three keys, and three watches and three listings start at
+ * once through the other follower's node; a consumer placed on the delayed
+ * follower is made there before the writes reach it. Needs a cluster
+ * started with `links`.
+ */
+export function laggingReplicaCheck(open: typeof openNatsKv, cluster: () => Promise<NatsCluster>, rounds: number): ConformanceCheck {
+  return {
+    group: 'watch',
+    name: "on a replicated bucket, a watch's synced and a listing's end come after every write acknowledged before they began, wherever their consumer sits",
+    run: async (context) => {
+      const nats = await cluster();
+      const { nodes, urls } = nats;
+      const admin = await connect({ servers: [...urls] });
+      try {
+        for (let round = 0; round < rounds; round++) {
+          const bucket = `${context.bucket}sync${round}`;
+          const openOn = (servers: string | string[]) =>
+            open({ servers, bucket, create: { replicas: 3, history: 5 }, timeoutMs: 2000, sweepIntervalMs: 0 });
+          const setup = await retrying(() => openOn([...urls]));
+          const info = await (await jetstreamManager(admin)).streams.info(`KV_${bucket}`);
+          const leader = nodes.findIndex((node) => node.name === info.cluster?.leader);
+          const behind = nodes.findIndex((node) => node.name === info.cluster?.replicas?.[0]?.name);
+          const other = [0, 1, 2].find((index) => index !== leader && index !== behind) as number;
+          const writer = await openOn(nodes[leader]?.url as string);
+          const reader = await openOn(nodes[other]?.url as string);
+          nats.delay(leader, behind, 500);
+          try {
+            const written: Record<string, string> = {};
+            await Promise.all(
+              [0, 1, 2].map(async (index) => {
+                await retrying(() => writer.put(`k.${index}`, bytes(`v${round}.${index}`)));
+                written[`k.${index}`] = `v${round}.${index}`;
+              }),
+            );
+            const watches = [0, 1, 2].map(async () => {
+              const watched: Record<string, string> = {};
+              for await (const event of reader.watch()) {
+                if (event.type === 'put') watched[event.key] = text(event.value);
+                if (event.type === 'synced') break;
+              }
+              return watched;
+            });
+            const listings = [0, 1, 2].map(async () => {
+              const listed: Record<string, string> = {};
+              for await (const entry of reader.scan()) listed[entry.key] = text(entry.value);
+              return listed;
+            });
+            const [watched, listed] = await Promise.all([Promise.all(watches), Promise.all(listings)]);
+            for (const state of watched) expect(state, `round ${round}: a watch's state at synced`).toEqual(written);
+            for (const state of listed) expect(state, `round ${round}: a listing`).toEqual(written);
+          } finally {
+            nats.delay(leader, behind, 0);
+            await reader.close();
+            await writer.close();
+            await setup.destroy().catch(() => setup.close());
+          }
+        }
+      } finally {
+        await admin.close();
+      }
+    },
+  };
+}

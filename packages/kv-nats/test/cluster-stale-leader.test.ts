@@ -1,20 +1,23 @@
 /**
  * What a replicated bucket's clients are told while part of the cluster is
  * behind (3-node cluster, current line, every route through a link of its
- * own): a leader cut off from its replicas (cluster-clauses.ts; the
- * mutant set runs the same checks on mutated copies of this package).
+ * own): a leader cut off from its replicas, and a watch's or a listing's
+ * consumer on a follower that has not applied every acknowledged write
+ * (cluster-clauses.ts; the mutant set runs the same checks on mutated
+ * copies of this package).
  */
 
 import { connect } from '@nats-io/transport-node';
 import { type ConformanceCheck, runConformanceCheck } from '@weft/kv-testkit';
 import { type NatsCluster, type NatsServer, natsUnavailable, startNatsCluster } from '@weft/test-servers';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cutOffLeaderCheck } from './cluster-clauses.js';
+import { cutOffLeaderCheck, laggingReplicaCheck } from './cluster-clauses.js';
 import { natsHarness } from './helpers.js';
 
 type NatsModule = typeof import('@weft/kv-nats');
 
 const missing = natsUnavailable('current');
+const rounds = process.env.WEFT_LONG === '1' ? 40 : 6;
 
 let cluster: Promise<NatsCluster> | undefined;
 const started = () => {
@@ -44,4 +47,8 @@ describe.skipIf(missing !== undefined)('nats 3-node cluster (current line): answ
   it('a leader cut off from its replicas gives its clients no read or refusal from its older state', async () => {
     await passes(({ openNatsKv }) => cutOffLeaderCheck(openNatsKv, started));
   }, 120_000);
+
+  it(`a watch's synced and a listing's end come after every acknowledged write, wherever their consumer sits (${rounds} rounds)`, async () => {
+    await passes(({ openNatsKv }) => laggingReplicaCheck(openNatsKv, started, rounds));
+  }, 300_000);
 });

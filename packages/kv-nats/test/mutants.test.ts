@@ -10,7 +10,7 @@ import { describeKvMutants, type SourceMutant } from '@weft/kv-testkit';
 import { type NatsCluster, natsUnavailable, startNatsCluster } from '@weft/test-servers';
 import { afterAll } from 'vitest';
 import { commitTombstoneRace, natsClauseChecks } from './clauses.js';
-import { cutOffLeaderCheck, undecidedCasCheck } from './cluster-clauses.js';
+import { cutOffLeaderCheck, laggingReplicaCheck, undecidedCasCheck } from './cluster-clauses.js';
 import { type NatsFixture, natsHarness, natsMissing, natsServer } from './helpers.js';
 
 const srcDir = fileURLToPath(new URL('../src', import.meta.url));
@@ -151,6 +151,13 @@ const nativeMutants: SourceMutant[] = [
     replace: '    return;',
   },
   {
+    name: 'a watch or a listing on a replicated bucket counts as caught up once the follower its consumer sits on has nothing pending',
+    firstCheck: "a watch's synced and a listing's end",
+    file: 'consumer.ts',
+    find: '          if (reachedTarget || position >= target) return true;',
+    replace: '          return true;',
+  },
+  {
     name: "getMany takes a key's tombstone or passed TTL for its value (batch reads, and the leader's reads on replicated buckets)",
     file: 'driver.ts',
     find: "if (message === undefined || message.op !== 'put' || expired(message)) return undefined;",
@@ -263,5 +270,6 @@ describeKvMutants<typeof import('@weft/kv-nats')>('nats (current line)', nativeM
     commitTombstoneRace(openNatsKv, currentFixture),
     undecidedCasCheck(openNatsKv, replicated),
     cutOffLeaderCheck(openNatsKv, linked),
+    laggingReplicaCheck(openNatsKv, linked, 10),
   ],
 });
