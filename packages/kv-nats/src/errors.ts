@@ -32,6 +32,14 @@ export function toKvError(error: unknown, operation: string, key: string | undef
       retryable: true,
     });
   }
+  // A cluster whose meta leader counts a node offline (for a while after a partition healed or a node restarted)
+  // cannot place a stream on enough nodes: nothing was created, and it can be soon.
+  if (error instanceof JetStreamApiError && error.code === 10005 && /offline/i.test(message)) {
+    return kvError(KvErrorCode.OperationFailed, backend, `${operation}: the cluster cannot place the stream now (${message})`, {
+      ...extra,
+      retryable: true,
+    });
+  }
   if (error instanceof ClosedConnectionError)
     return kvError(KvErrorCode.NotConnected, backend, `${operation}: the NATS connection is closed`, extra);
   if (error instanceof Error && /MAX_PAYLOAD|max payload|maximum payload/i.test(message)) {

@@ -116,9 +116,10 @@ export function undecidedCasCheck(open: typeof openNatsKv, cluster: () => Promis
 }
 
 /**
- * Retries `call` on retryable failures, on `Indeterminate` ones (only for
- * writes that may land twice) and on a placement the meta leader refuses
- * while it counts a node offline after a fault, for up to 30 s.
+ * Retries `call` on retryable failures (a cluster electing a leader, or
+ * placing no stream while it counts a node offline after a fault) and on
+ * `Indeterminate` ones (only for writes that may land twice), for up to
+ * 30 s.
  */
 async function retrying<T>(call: () => Promise<T>): Promise<T> {
   const started = Date.now();
@@ -126,8 +127,7 @@ async function retrying<T>(call: () => Promise<T>): Promise<T> {
     try {
       return await call();
     } catch (error) {
-      const again =
-        KvError.is(error) && (error.retryable || error.code === KvErrorCode.Indeterminate || /peer offline/.test(error.message));
+      const again = KvError.is(error) && (error.retryable || error.code === KvErrorCode.Indeterminate);
       if (!again || Date.now() - started > 30_000) throw error;
       await new Promise((resolve) => setTimeout(resolve, 100));
     }

@@ -20,6 +20,7 @@
  */
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { KvError } from '@weft/kv';
 import { openNatsKv } from '@weft/kv-nats';
 import { describeKvFaults, type KvFault, seededRandom } from '@weft/kv-testkit';
 import { type NatsCluster, type NatsLine, natsUnavailable, startNatsCluster } from '@weft/test-servers';
@@ -183,9 +184,19 @@ for (const line of lines) {
         await cluster?.stop();
       },
       faults,
-      open: (name) => {
+      open: async (name) => {
         bucket = name;
-        return openNatsKv({ servers: [...cluster.urls], bucket: name, create: { replicas: 3, history: 10 }, timeoutMs: 2000 });
+        // After a heal the meta leader may count a node offline for a while, and a bucket of three replicas cannot
+        // be placed until it counts it again: the open is retryable, tried again for up to a minute.
+        const started = Date.now();
+        for (;;) {
+          try {
+            return await openNatsKv({ servers: [...cluster.urls], bucket: name, create: { replicas: 3, history: 10 }, timeoutMs: 2000 });
+          } catch (error) {
+            if (!(KvError.is(error) && error.retryable) || Date.now() - started > 60_000) throw error;
+            await new Promise((resolve) => setTimeout(resolve, 250));
+          }
+        }
       },
     });
 }

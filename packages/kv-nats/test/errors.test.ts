@@ -18,6 +18,14 @@ describe('nats errors', () => {
     }
   });
 
+  it('a stream the meta leader cannot place while it counts a node offline (10005, after a heal) is retryable', () => {
+    const answer = new JetStreamApiError({ code: 400, err_code: 10005, description: 'no suitable peers for placement, peer offline' });
+    const error = toKvError(answer, 'open', undefined, false);
+    expect(error.code).toBe(KvErrorCode.OperationFailed);
+    expect(error.retryable).toBe(true);
+    expect(error.message).toContain('cannot place the stream now');
+  });
+
   it('a refusal that is not transient stays OperationFailed and not retryable', () => {
     const answer = new JetStreamApiError({ code: 400, err_code: 10052, description: 'invalid request' });
     const error = toKvError(answer, 'put', 'k', true);
