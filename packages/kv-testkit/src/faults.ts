@@ -207,7 +207,7 @@ async function runFault(suite: string, harness: KvFaultHarness, fault: KvFault, 
     if (fault.outcome === 'may-lose') {
       lost = await lostWrites(writer, acknowledged);
       console.log(
-        `[kv faults: ${suite}] ${fault.name}: ${lost.size} of ${acknowledged.length} acknowledged writes lost${lost.size > 0 ? ` (${[...lost].join(', ')})` : ''}; the watch ${watch.error === undefined ? 'continued' : `failed: ${String(watch.error)}`}`,
+        `[kv faults: ${suite}] ${fault.name}: ${lost.size} of ${acknowledged.length} acknowledged writes lost${lost.size > 0 ? ` (${namedLost([...lost])})` : ''}; the watch ${watch.error === undefined ? 'continued' : `failed: ${String(watch.error)}`}`,
       );
       checkUnlessLost(lost);
       if (watch.error !== undefined) {
@@ -360,4 +360,10 @@ function collect(store: KvStore): Collected {
     }
   })();
   return collected;
+}
+
+/** The lost writes by name: all of a few, the first and last ten of many. */
+function namedLost(lost: readonly string[]): string {
+  if (lost.length <= 24) return lost.join(', ');
+  return `${lost.slice(0, 10).join(', ')}, ... ${lost.length - 20} more ..., ${lost.slice(-10).join(', ')}`;
 }
