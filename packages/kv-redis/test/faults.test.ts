@@ -7,7 +7,7 @@
  * node-redis 6.
  */
 import { openRedisKv, type RedisKvOptions } from '@weft/kv-redis';
-import { describeKvFaults, type KvFault } from '@weft/kv-testkit';
+import { describeKvFaults, type KvFault, seededRandom } from '@weft/kv-testkit';
 import {
   type Link,
   type RedisCluster,
@@ -104,11 +104,12 @@ const clusterFaults: KvFault[] = [
   },
 ];
 
-// A Redis Cluster of three masters with a replica each (append-only files): the bucket's master fails and the
-// cluster promotes its replica on its own, after the node timeout (2 s); the old master comes back as a replica.
-// Replication is asynchronous: writes the old master acknowledged that its replica lacked are lost (a paused master
-// resumed answers what clients sent it while paused before it learns it was replaced), and must never be lost
-// silently.
+// A Redis Cluster of three masters with a replica each (append-only files, every node's bus and client port through
+// links): the bucket's master fails and the cluster promotes its replica on its own, after the node timeout (2 s);
+// the old master comes back as a replica. Replication is asynchronous: writes the old master acknowledged that its
+// replica lacked are lost (a paused master resumed answers what clients sent it while paused before it learns it was
+// replaced; a master cut off from the other nodes and its replica goes on taking its clients' writes until the node
+// timeout tells it it is alone), and must never be lost silently.
 let replicated: RedisCluster;
 let replicatedBucket = '';
 let failedMaster: RedisServer | undefined;
@@ -118,11 +119,11 @@ async function masterNow(): Promise<RedisServer> {
   if (master === undefined) throw new Error(`no node serves ${bucketKey()}`);
   return master;
 }
-/** Waits until the cluster names another master for the bucket than `old`. */
+/** Waits until the cluster names another master for the bucket than `old` (asking the other nodes). */
 async function promotedFrom(old: RedisServer): Promise<void> {
   const deadline = Date.now() + 30_000;
   for (;;) {
-    const master = await replicated.masterOf(bucketKey());
+    const master = await replicated.masterOf(bucketKey(), old);
     if (master !== undefined && master !== old) return;
     if (Date.now() > deadline) throw new Error(`no replica took over from the master on port ${old.port}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
@@ -156,18 +157,89 @@ const failoverFaults: KvFault[] = [
       await replicated.settled();
     },
   },
+  {
+    name: "the bucket's master cut off from the cluster bus past the node timeout, clients still reaching it: its replica takes over, the old master joined again comes back as a replica",
+    outcome: 'may-lose',
+    inject: async () => {
+      failedMaster = await masterNow();
+      replicated.isolate(replicated.nodes.indexOf(failedMaster));
+      await promotedFrom(failedMaster);
+    },
+    heal: async () => {
+      replicated.rejoin();
+      await replicated.settled();
+    },
+  },
 ];
+
+/** Waits until the other nodes flag node `index` as failed: it was cut off or paused past the node timeout. */
+async function flaggedFailed(index: number): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (!(await replicated.failed(index))) {
+    if (Date.now() > deadline) throw new Error(`the other nodes do not flag node ${index} as failed after 30 s`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+failoverFaults.push(
+  {
+    name: "the clients cut off from the bucket's master, the cluster whole: calls sent meanwhile settle typed, then everything goes on",
+    outcome: 'continues',
+    unanswered: true,
+    inject: async () => {
+      failedMaster = await masterNow();
+      replicated.cutClients(replicated.nodes.indexOf(failedMaster));
+    },
+    heal: async () => {
+      replicated.rejoin();
+      await replicated.settled();
+    },
+  },
+  {
+    name: 'a seeded schedule of three cuts and pauses of random nodes, masters and replicas, each held until the others flag the node failed',
+    outcome: 'may-lose',
+    inject: async () => {
+      const seed = Number(process.env.WEFT_SEED ?? Math.floor(Math.random() * 2 ** 31));
+      const random = seededRandom(seed);
+      const steps: string[] = [];
+      for (let step = 0; step < 3; step++) {
+        const index = Math.floor(random() * replicated.nodes.length);
+        const node = replicated.nodes[index] as RedisServer;
+        const role = (await replicated.masterOf(bucketKey())) === node ? " (the bucket's master)" : '';
+        const cut = random() < 0.5;
+        steps.push(`${cut ? 'cut' : 'pause'} node ${index}${role}`);
+        if (cut) replicated.isolate(index);
+        else await node.pause();
+        try {
+          await flaggedFailed(index);
+        } finally {
+          if (cut) replicated.rejoin();
+          else node.resume();
+        }
+        await replicated.settled();
+      }
+      console.log(`[redis-cluster partitions] schedule (seed ${seed}, replay with WEFT_SEED): ${steps.join(', ')}`);
+    },
+    heal: async () => {
+      replicated.rejoin();
+      for (const node of replicated.nodes) node.resume();
+      await replicated.settled();
+    },
+  },
+);
 
 if (redisMissing !== undefined) describe.skip(`kv faults: redis-cluster (${redisMissing})`, () => undefined);
 else {
-  // The default run pauses the master (the fault that loses writes); WEFT_LONG=1 kills it too, and runs both on a
-  // user's ioredis.
+  // The default run cuts the master off (the fault that loses the most writes); WEFT_LONG=1 also pauses it, kills it,
+  // cuts the clients off from it and runs a seeded schedule, and runs them all on a user's ioredis.
   describeKvFaults('redis-cluster with replicas, automatic failover (default client)', {
     setup: async () => {
-      replicated = await startRedisCluster({ replicas: 1, persistence: 'aof' });
+      replicated = await startRedisCluster({ replicas: 1, persistence: 'aof', links: true });
     },
-    teardown: () => replicated.stop(),
-    faults: long ? failoverFaults : failoverFaults.slice(1),
+    teardown: async () => {
+      replicated.rejoin();
+      await replicated.stop();
+    },
+    faults: long ? failoverFaults : failoverFaults.filter((fault) => fault.name.includes('cut off')),
     open: (bucket) => {
       replicatedBucket = bucket;
       return openRedisKv({ cluster: replicated.startupNodes, bucket, ...timing });
@@ -176,7 +248,7 @@ else {
   if (long) {
     describeKvFaults("redis-cluster with replicas, automatic failover (user's ioredis)", {
       setup: async () => {
-        replicated = await startRedisCluster({ replicas: 1, persistence: 'aof' });
+        replicated = await startRedisCluster({ replicas: 1, persistence: 'aof', links: true });
       },
       teardown: async () => {
         for (const client of userClients.splice(0)) client.disconnect();

@@ -25,7 +25,13 @@ export interface Link {
    * in order, as TCP's retransmissions would.
    */
   partition(): void;
-  /** Ends a partition: what was held is delivered and traffic flows again. */
+  /**
+   * Holds, as {@link partition} does, only the connections made from
+   * `address` (a loopback address a server binds its outgoing connections
+   * to): one peer cut off, the others' traffic flowing.
+   */
+  partitionFrom(address: string): void;
+  /** Ends every partition: what was held is delivered and traffic flows again. */
   heal(): void;
   /** Delays every chunk by `ms` in both directions (`0` to stop), never out of order. */
   delay(ms: number): void;
@@ -45,18 +51,27 @@ export interface Link {
  * Starts a fault-injecting TCP link to `target` on 127.0.0.1. Loopback only:
  * it never forwards anywhere else.
  */
+/** One connection through a link: what it holds while it is cut off, in order. */
+interface Pair {
+  readonly client: Socket;
+  readonly server: Socket;
+  /** Where the connection came from. */
+  readonly source: string;
+  readonly held: Array<{ to: Socket; chunk: Buffer }>;
+}
+
 export function startLink(options: LinkOptions): Promise<Link> {
-  const pairs = new Set<{ client: Socket; server: Socket }>();
+  const pairs = new Set<Pair>();
   let partitioned = false;
+  const cutSources = new Set<string>();
   let delayMs = 0;
   let target = options.target;
-  const held: Array<{ to: Socket; chunk: Buffer }> = [];
-  const send = (to: Socket, chunk: Buffer) => {
+  const send = (pair: Pair, to: Socket, chunk: Buffer) => {
     if (to.destroyed) return;
-    if (partitioned || held.length > 0) held.push({ to, chunk });
+    if (partitioned || cutSources.has(pair.source) || pair.held.length > 0) pair.held.push({ to, chunk });
     else to.write(chunk);
   };
-  const forward = (from: Socket, to: Socket) => {
+  const forward = (pair: Pair, from: Socket, to: Socket) => {
     // Delayed chunks leave in the order they came, whatever the delay was when each came (changing it never
     // reorders the stream).
     const queue: Array<{ due: number; chunk: Buffer }> = [];
@@ -64,11 +79,11 @@ export function startLink(options: LinkOptions): Promise<Link> {
     const pump = () => {
       timer = undefined;
       const now = performance.now();
-      while (queue.length > 0 && (queue[0]?.due ?? 0) <= now) send(to, (queue.shift() as { chunk: Buffer }).chunk);
+      while (queue.length > 0 && (queue[0]?.due ?? 0) <= now) send(pair, to, (queue.shift() as { chunk: Buffer }).chunk);
       if (queue.length > 0) timer = setTimeout(pump, Math.max(0, (queue[0]?.due ?? now) - now));
     };
     from.on('data', (chunk: Buffer) => {
-      if (delayMs === 0 && queue.length === 0) return send(to, chunk);
+      if (delayMs === 0 && queue.length === 0) return send(pair, to, chunk);
       const due = Math.max(performance.now() + delayMs, queue.at(-1)?.due ?? 0);
       queue.push({ due, chunk });
       if (timer === undefined) timer = setTimeout(pump, Math.max(0, due - performance.now()));
@@ -76,7 +91,7 @@ export function startLink(options: LinkOptions): Promise<Link> {
   };
   const server: Server = createServer((client) => {
     const upstream = createConnection({ host: '127.0.0.1', port: target });
-    const pair = { client, server: upstream };
+    const pair: Pair = { client, server: upstream, source: client.remoteAddress ?? '', held: [] };
     pairs.add(pair);
     const end = () => {
       pairs.delete(pair);
@@ -87,8 +102,8 @@ export function startLink(options: LinkOptions): Promise<Link> {
     upstream.on('error', end);
     client.on('close', end);
     upstream.on('close', end);
-    forward(client, upstream);
-    forward(upstream, client);
+    forward(pair, client, upstream);
+    forward(pair, upstream, client);
   });
   /** Resets every open connection: both sides see ECONNRESET. */
   const resetAll = () => {
@@ -109,9 +124,13 @@ export function startLink(options: LinkOptions): Promise<Link> {
         partition() {
           partitioned = true;
         },
+        partitionFrom(address: string) {
+          cutSources.add(address);
+        },
         heal() {
           partitioned = false;
-          for (const { to, chunk } of held.splice(0)) if (!to.destroyed) to.write(chunk);
+          cutSources.clear();
+          for (const pair of pairs) for (const { to, chunk } of pair.held.splice(0)) if (!to.destroyed) to.write(chunk);
         },
         delay(ms: number) {
           delayMs = ms;

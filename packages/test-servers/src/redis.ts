@@ -1,5 +1,6 @@
 import { connect } from 'node:net';
 import { join } from 'node:path';
+import { type Link, startLink } from './link.js';
 import {
   findBinary,
   freePort,
@@ -88,11 +89,24 @@ function isCompleteReply(reply: string): boolean {
   return reply[0] !== '*';
 }
 
-async function launchRedis(options: RedisServerOptions, clusterEnabled: boolean): Promise<RedisServer> {
+/**
+ * How a cluster node's bus goes through a link: the port it announces for
+ * its bus (the link's), and the loopback address its own outgoing
+ * connections come from, so links can tell its traffic from the others'.
+ */
+interface BusLink {
+  readonly busPort: number;
+  readonly announceBusPort: number;
+  /** The port it announces for clients and replicas (a link's). */
+  readonly announcePort: number;
+  readonly sourceAddress: string;
+}
+
+async function launchRedis(options: RedisServerOptions, clusterEnabled: boolean, bus?: BusLink): Promise<RedisServer> {
   const binary = findBinary('redis-server');
   if (binary === undefined) throw new Error(redisUnavailable());
   const port = options.port ?? (await freePort());
-  const busPort = clusterEnabled ? await freePort() : 0;
+  const busPort = clusterEnabled ? (bus?.busPort ?? (await freePort())) : 0;
   const ownsDir = options.dataDir === undefined;
   const dataDir = options.dataDir ?? makeDataDir('redis');
   const aof = options.persistence === 'aof';
@@ -110,6 +124,19 @@ async function launchRedis(options: RedisServerOptions, clusterEnabled: boolean)
           '2000',
           '--cluster-port',
           String(busPort),
+          ...(bus === undefined
+            ? []
+            : // Protected mode takes loopback addresses other than 127.0.0.1 for remote ones (a replica's link).
+              [
+                '--cluster-announce-bus-port',
+                String(bus.announceBusPort),
+                '--cluster-announce-port',
+                String(bus.announcePort),
+                '--bind-source-addr',
+                bus.sourceAddress,
+                '--protected-mode',
+                'no',
+              ]),
         ]
       : []),
     ...(options.args ?? []),
@@ -152,8 +179,27 @@ export interface RedisCluster {
   readonly nodes: readonly RedisServer[];
   /** `{ host, port }` of every node, for ioredis `new Cluster(startupNodes)`. */
   readonly startupNodes: ReadonlyArray<{ host: string; port: number }>;
-  /** The node that is master of `key`'s slot now, as the running nodes see it (none during a failover). */
-  masterOf(key: string): Promise<RedisServer | undefined>;
+  /**
+   * The node that is master of `key`'s slot now, as the running nodes see it
+   * (none during a failover); `excluding` a node that is not asked (one cut
+   * off still takes itself for the master).
+   */
+  masterOf(key: string, excluding?: RedisServer): Promise<RedisServer | undefined>;
+  /**
+   * Cuts node `index` off from every other node (started with `links`):
+   * its cluster bus and replication traffic is held both ways, connections
+   * left open; clients still reach it.
+   */
+  isolate(index: number): void;
+  /**
+   * Cuts the clients (every connection from 127.0.0.1) off from node
+   * `index` (started with `links`); the nodes still reach each other.
+   */
+  cutClients(index: number): void;
+  /** Ends every cut {@link isolate} and {@link cutClients} made: what was held is delivered, in order. */
+  rejoin(): void;
+  /** Whether every other running node flags node `index` as failed (cut off or paused past the node timeout). */
+  failed(index: number): Promise<boolean>;
   /**
    * Waits until every running node reports `cluster_state:ok`, knows every
    * node, and every replica's link to its master is up: a failover is
@@ -170,23 +216,60 @@ export interface RedisCluster {
  * 16384 slots evenly between the masters and waits until every node reports
  * `cluster_state:ok` and every replica has synchronised. With replicas, a
  * master that fails for the node timeout (2 s) is replaced by its replica.
+ * With `links`, every node's cluster bus and client port are reached
+ * through links of their own (the nodes announce the links' ports, so
+ * cluster clients and replicas go through them too) and each node's
+ * outgoing connections come from a loopback address of its own (127.0.0.10
+ * and up), so {@link RedisCluster.isolate} can cut one node off the others
+ * while clients still reach it.
  */
 export async function startRedisCluster(
-  options: { masters?: number; replicas?: number; persistence?: RedisServerOptions['persistence'] } = {},
+  options: { masters?: number; replicas?: number; persistence?: RedisServerOptions['persistence']; links?: boolean } = {},
 ): Promise<RedisCluster> {
   const masters = options.masters ?? 3;
   const count = masters * (1 + (options.replicas ?? 0));
   const persistence = options.persistence ?? 'none';
+  let busLinks: Link[] = [];
+  let clientLinks: Link[] = [];
+  let busPorts: number[] = [];
+  const sourceAddress = (index: number) => `127.0.0.${10 + index}`;
   const nodes = await retryingPortClash(async () => {
-    const launched = await Promise.allSettled(Array.from({ length: count }, () => launchRedis({ persistence }, true)));
+    busLinks = [];
+    clientLinks = [];
+    busPorts = [];
+    const ports: number[] = [];
+    if (options.links === true) {
+      for (let index = 0; index < count; index++) {
+        busPorts.push(await freePort());
+        ports.push(await freePort());
+        busLinks.push(await startLink({ target: busPorts[index] as number }));
+        clientLinks.push(await startLink({ target: ports[index] as number }));
+      }
+    }
+    const launched = await Promise.allSettled(
+      Array.from({ length: count }, (_, index) => {
+        const busLink = busLinks[index];
+        const clientLink = clientLinks[index];
+        if (busLink === undefined || clientLink === undefined) return launchRedis({ persistence }, true);
+        return launchRedis({ persistence, port: ports[index] as number }, true, {
+          busPort: busPorts[index] as number,
+          announceBusPort: busLink.port,
+          announcePort: clientLink.port,
+          sourceAddress: sourceAddress(index),
+        });
+      }),
+    );
     const started = launched.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));
     const failure = launched.find((result): result is PromiseRejectedResult => result.status === 'rejected');
     if (failure === undefined) return started;
     await Promise.all(started.map((node) => node.stop()));
+    await Promise.all([...busLinks, ...clientLinks].map((link) => link.close()));
     throw failure.reason;
   });
+  const announcedBusPort = (index: number) => busLinks[index]?.port ?? (nodes[index] as RedisServer).clusterBusPort;
   const stop = async () => {
     await Promise.all(nodes.map((node) => node.stop()));
+    await Promise.all([...busLinks, ...clientLinks].map((link) => link.close()));
   };
   try {
     const slotsPerNode = Math.ceil(16384 / masters);
@@ -197,7 +280,7 @@ export async function startRedisCluster(
     }
     const [seed] = nodes as [RedisServer];
     for (const node of nodes.slice(1)) {
-      await expectOk(node.port, ['CLUSTER', 'MEET', '127.0.0.1', String(seed.port), String(seed.clusterBusPort)]);
+      await expectOk(node.port, ['CLUSTER', 'MEET', '127.0.0.1', String(seed.port), String(announcedBusPort(0))]);
     }
     const settled = (timeoutMs = 30_000) => clusterSettled(nodes, timeoutMs);
     await settled();
@@ -208,20 +291,25 @@ export async function startRedisCluster(
       await expectOk(replica.port, ['CLUSTER', 'REPLICATE', id]);
     }
     await settled();
-    const masterOf = async (key: string): Promise<RedisServer | undefined> => {
-      const live = nodes.filter((node) => node.process.running);
+    /** The node at an address of CLUSTER NODES (`ip:port@bus`; with links, nodes announce their client link's port). */
+    const nodeAt = (address: string | undefined): RedisServer | undefined => {
+      const announced = Number(address?.split('@')[0]?.split(':')[1]);
+      const linked = clientLinks.findIndex((link) => link.port === announced);
+      return linked < 0 ? nodes.find((node) => node.port === announced) : nodes[linked];
+    };
+    const masterOf = async (key: string, excluding?: RedisServer): Promise<RedisServer | undefined> => {
+      const live = nodes.filter((node) => node.process.running && node !== excluding);
       for (const node of live) {
         try {
           const slot = Number((await redisCommand(node.port, ['CLUSTER', 'KEYSLOT', key], 1000)).slice(1));
           for (const line of (await bulkReply(node.port, ['CLUSTER', 'NODES'])).split('\n')) {
             const [, address, flags, , , , , , ...ranges] = line.split(' ');
             if (!flags?.split(',').includes('master') || flags.includes('fail')) continue;
-            const port = Number(address?.split('@')[0]?.split(':')[1]);
             const serves = ranges.some((range) => {
               const [low, high = low] = range.split('-').map(Number);
               return (low as number) <= slot && slot <= (high as number);
             });
-            const found = nodes.find((candidate) => candidate.port === port);
+            const found = nodeAt(address);
             if (serves && found !== undefined) return found;
           }
         } catch {
@@ -230,7 +318,51 @@ export async function startRedisCluster(
       }
       return undefined;
     };
-    return { nodes, startupNodes: nodes.map((node) => ({ host: '127.0.0.1', port: node.port })), masterOf, settled, stop };
+    const isolate = (index: number) => {
+      if (busLinks.length === 0) throw new Error('isolate() needs a cluster started with links: true');
+      for (const [other, link] of busLinks.entries()) {
+        if (other === index) link.partition();
+        else link.partitionFrom(sourceAddress(index));
+      }
+      // Replication between it and the others is cut too; clients (from 127.0.0.1) still reach every node.
+      for (const [other, link] of clientLinks.entries()) {
+        if (other === index) for (const peer of nodes.keys()) if (peer !== index) link.partitionFrom(sourceAddress(peer));
+        if (other !== index) link.partitionFrom(sourceAddress(index));
+      }
+    };
+    const cutClients = (index: number) => {
+      const link = clientLinks[index];
+      if (link === undefined) throw new Error('cutClients() needs a cluster started with links: true');
+      link.partitionFrom('127.0.0.1');
+    };
+    const rejoin = () => {
+      for (const link of [...busLinks, ...clientLinks]) link.heal();
+    };
+    const failed = async (index: number): Promise<boolean> => {
+      const target = nodes[index] as RedisServer;
+      const others = nodes.filter((node, other) => other !== index && node.process.running);
+      const views = await Promise.all(
+        others.map(async (node) => {
+          const lines = (await bulkReply(node.port, ['CLUSTER', 'NODES'])).split('\n');
+          return lines.some((line) => {
+            const [, address, flags] = line.split(' ');
+            return nodeAt(address) === target && (flags?.split(',').includes('fail') ?? false);
+          });
+        }),
+      );
+      return views.length > 0 && views.every(Boolean);
+    };
+    return {
+      nodes,
+      startupNodes: nodes.map((node) => ({ host: '127.0.0.1', port: node.port })),
+      masterOf,
+      isolate,
+      cutClients,
+      rejoin,
+      failed,
+      settled,
+      stop,
+    };
   } catch (error) {
     await stop();
     throw error;
