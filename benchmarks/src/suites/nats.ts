@@ -5,8 +5,10 @@
  * the stream's message get that weft sends, a plain publish), the fastest
  * of them taken for the target;
  * commit of 1, 8 and 64 puts against a raw atomic batch (2.12+);
- * put-to-watch-event latency against a raw `@nats-io/kv` watch; on the
- * current line, what `sync_interval: always` costs a put.
+ * put-to-watch-event latency against a raw `@nats-io/kv` watch; a scan of
+ * 100 keys with their values against a raw `@nats-io/kv` watch of last
+ * values (on 2.11+ weft reads them in batch direct gets); on the current
+ * line, what `sync_interval: always` costs a put.
  */
 
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -137,6 +139,35 @@ async function natsSuiteOn(line: NatsLine, bench: Bench): Promise<void> {
         });
       }
     } else bench.notes.push(`nats-server ${server.version}: no commit (atomic batches need 2.12), so no commit figures`);
+
+    // Listing 100 keys with their values: what a user of @nats-io/kv does is a watch of last values until none is
+    // pending.
+    for (let index = 0; index < 100; index++) await kv.put(`list.${index}`, value);
+    await bench.compare({
+      id: 'nats.scan-100',
+      label: 'nats scan of 100 keys with their values, sequential',
+      weft: async () => {
+        let listed = 0;
+        for await (const _entry of kv.scan('list')) listed++;
+        if (listed !== 100) throw new Error(`weft listed ${listed} keys of 100`);
+      },
+      baseline: {
+        name: 'raw @nats-io/kv watch of last values',
+        op: async () => {
+          const watch = await raw.watch({ key: 'list.>', include: KvWatchInclude.LastValue });
+          let listed = 0;
+          for await (const entry of watch) {
+            listed++;
+            if (entry.delta === 0) break;
+          }
+          watch.stop();
+          if (listed !== 100) throw new Error(`the raw watch listed ${listed} keys of 100`);
+        },
+      },
+      // 2.9 filters a prefix on its parent and the client the rest: there a scan reads the whole bucket.
+      ops: bench.size(line === 'current' ? 300 : 60, 20),
+      concurrency: 1,
+    });
 
     const rawWatch = (await raw.watch({ key: 'rawlatency.>', include: KvWatchInclude.UpdatesOnly }))[Symbol.asyncIterator]();
     let counter = 0;

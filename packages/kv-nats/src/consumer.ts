@@ -5,6 +5,7 @@ import { backoffMs, KvErrorCode, kvError, messageOf, pause } from '@weft/kv/back
 import { expiryOf, type NatsPosition, operationOf, type StreamedMessage, sameStamp, stampOf, writeIdOf } from './codec.js';
 import type { NatsDriver } from './driver.js';
 import { backend, GapError, LaggingConsumerError, StalledFetchError } from './errors.js';
+import { lastMessagesUpTo } from './last-messages.js';
 
 /**
  * The bytes one fetch may bring: bounded, so a page of large values never
@@ -55,6 +56,8 @@ export async function* consume(
   from: NatsPosition | undefined,
   headersOnly: boolean,
   signal: AbortSignal,
+  /** Whether a first listing may come in batch direct gets (false once the caller found too many subjects for them). */
+  lastInBatches = true,
 ): AsyncGenerator<ConsumedMessage | ConsumerStart | 'caught-up'> {
   const { manager, client, connection } = driver.parts;
   const stream = driver.subjects.stream;
@@ -74,7 +77,7 @@ export async function* consume(
   /** The largest message seen (or the stream's average before any), for servers that cannot limit a fetch by bytes. */
   let largest = 0;
   const filter = filterOf(driver, prefixes);
-  const filters = filter.filter_subjects ?? (filter.filter_subject === undefined ? [] : [filter.filter_subject]);
+  const filters = filterSubjects(driver, prefixes);
   try {
     while (!signal.aborted) {
       try {
@@ -100,6 +103,26 @@ export async function* consume(
           const reading = { seq: position, stamp };
           const [horizon, lost] = await Promise.all([driver.resumeHorizon(info), forgotten(driver, reading, info)]);
           yield { kind: 'start', info, reading, horizon, lost };
+        }
+        // On a one-replica stream of 2.11+ with few enough subjects, the last message of every subject comes in
+        // batch direct gets instead of a consumer's first deliveries; the consumer made next starts after them.
+        if (initial && driver.batchReads && !headersOnly && lastInBatches) {
+          const snapshot = await lastMessagesUpTo(driver, filters, info.state.last_seq);
+          if (snapshot !== undefined) {
+            for await (const message of snapshot) {
+              // After a restart of the listing, what was already delivered is skipped.
+              if (message.seq <= position) continue;
+              position = message.seq;
+              stamp = message.timeMs;
+              yield { kind: 'message', ...message };
+            }
+            if (info.state.last_seq > position) {
+              position = info.state.last_seq;
+              stamp = stampOf(info.state.last_ts);
+            }
+            // Caught up once the consumer that goes on from here exists (and has delivered what it has pending).
+            initial = false;
+          }
         }
         const name = `weft_${nuid.next()}`;
         const config: Partial<ConsumerConfig> = {
@@ -262,6 +285,12 @@ function isPageFull(error: unknown): boolean {
     (error as { code?: unknown }).code === 409 &&
     /exceeds maxbytes|batch completed/i.test(error.message)
   );
+}
+
+/** The subjects a listing or watch of `prefixes` reads (one filter on 2.9, which the client narrows). */
+export function filterSubjects(driver: NatsDriver, prefixes: readonly string[] | undefined): string[] {
+  const filter = filterOf(driver, prefixes);
+  return filter.filter_subjects ?? (filter.filter_subject === undefined ? [] : [filter.filter_subject]);
 }
 
 function filterOf(driver: NatsDriver, prefixes: readonly string[] | undefined): Partial<ConsumerConfig> {

@@ -46,9 +46,10 @@ import {
   writeIdOf,
 } from './codec.js';
 import { ConnectionGate } from './connection-gate.js';
-import { consume, fetchStallMs } from './consumer.js';
+import { consume, fetchStallMs, filterSubjects } from './consumer.js';
 import { backend, toKvError } from './errors.js';
 import { markerHorizon } from './horizon.js';
+import { lastMessagesPage, lastMessagesUpTo } from './last-messages.js';
 import { confirmLeader } from './leader.js';
 import {
   atomicBatchSince,
@@ -97,12 +98,6 @@ const batchDirectGetSince = parseServerVersion('2.11.0');
 
 /** Keys per batch direct get: one request, its answers streamed back. */
 const batchReadKeys = 256;
-
-/** A batch direct get's answer that no subject asked for has a message (status 404). */
-function isNoMessages(error: unknown): boolean {
-  const text = error instanceof Error ? `${error.message} ${String((error as { code?: unknown }).code ?? '')}` : String(error);
-  return /404|no message|no results/i.test(text);
-}
 
 /** How many times in a row a commit is sent again after deletes of its keys raced it. */
 const maxTombstoneRaces = 50;
@@ -255,24 +250,17 @@ export class NatsDriver implements KvDriver<NatsPosition> {
     const generation = this.#vouched.generation;
     const unique = [...new Set(keys)];
     const found = new Map<string, StreamedMessage>();
-    const prefix = this.subjects.recordPrefix;
     for (let start = 0; start < unique.length; start += batchReadKeys) {
-      const chunk = unique.slice(start, start + batchReadKeys);
-      await this.call(chunk[0], async () => {
-        const messages = await this.parts.manager.direct.getLastMessagesFor(this.subjects.stream, {
-          multi_last: chunk.map((key) => this.subjects.record(key)),
-          batch: chunk.length,
-        });
-        try {
-          for await (const stored of messages) {
-            if (stored.subject.startsWith(prefix))
-              found.set(stored.subject.slice(prefix.length), this.#decodeStored(stored, stored.subject.slice(prefix.length)));
-          }
-        } catch (error) {
-          // None of the chunk's keys has a message: the server answers 404, which ends the batch empty.
-          if (!isNoMessages(error)) throw error;
-        }
-      });
+      const subjects = unique.slice(start, start + batchReadKeys).map((key) => this.subjects.record(key));
+      // A page cut short by its byte limit (large values) goes on from after its last message.
+      for (let from = 0; ; ) {
+        const page = await lastMessagesPage(this, subjects, 0, from);
+        if (page === 'too-many') throw new Error(`a batch read of ${subjects.length} keys was refused as too many`);
+        for (const message of page.messages) found.set(message.key, message);
+        const last = page.messages.at(-1);
+        if (page.pending === 0 || last === undefined) break;
+        from = last.seq + 1;
+      }
     }
     return keys.map((key) => this.#liveEntry(key, found.get(key), generation));
   }
@@ -298,11 +286,22 @@ export class NatsDriver implements KvDriver<NatsPosition> {
     const signal = AbortSignal.any([controller.signal, this.closing.signal]);
     // The listing is of the bucket as of now: it ends at today's last sequence even while writes go on.
     const head = (await this.streamInfo()).state.last_seq;
+    if (this.batchReads && values) {
+      // The last message of every key up to the head, in batch direct gets: no consumer at all.
+      const snapshot = await lastMessagesUpTo(this, filterSubjects(this, prefix === undefined ? undefined : [prefix]), head);
+      if (snapshot !== undefined) {
+        for await (const message of snapshot) {
+          const entry = listedEntry(message, prefix);
+          if (entry !== undefined) yield entry;
+        }
+        return;
+      }
+    }
     // A replicated stream's consumer may sit on a follower that lags: it lists that follower's last messages, then
     // what the follower applies after. A key listed again means the listing already gave an older value for it.
     const listed = this.replicated ? new Set<string>() : undefined;
     try {
-      for await (const message of consume(this, prefix === undefined ? undefined : [prefix], undefined, !values, signal)) {
+      for await (const message of consume(this, prefix === undefined ? undefined : [prefix], undefined, !values, signal, false)) {
         if (message === 'caught-up' || (message.kind === 'message' && message.seq > head)) return;
         if (message.kind !== 'message') continue;
         if (listed !== undefined) {
@@ -316,9 +315,8 @@ export class NatsDriver implements KvDriver<NatsPosition> {
           }
           listed.add(message.key);
         }
-        if (message.op === 'put' && !expired(message) && keyMatchesPrefix(message.key, prefix)) {
-          yield { key: message.key, value: message.data, version: liveVersionOf(message) };
-        }
+        const entry = listedEntry(message, prefix);
+        if (entry !== undefined) yield entry;
       }
     } finally {
       controller.abort();
@@ -802,6 +800,14 @@ export class NatsDriver implements KvDriver<NatsPosition> {
   async #liveVersion(key: string): Promise<Version | undefined> {
     return liveVersion(await this.lastMessage(key));
   }
+}
+
+/** What a listing of `prefix` gives for a key's last message: a live, unexpired value under the prefix, or nothing. */
+function listedEntry(message: StreamedMessage, prefix: string | undefined): KvEntry | undefined {
+  if (message.op === 'put' && !expired(message) && keyMatchesPrefix(message.key, prefix)) {
+    return { key: message.key, value: message.data, version: liveVersionOf(message) };
+  }
+  return undefined;
 }
 
 /** The version of a put message. */

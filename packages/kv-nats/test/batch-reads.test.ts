@@ -1,12 +1,15 @@
 /**
- * `getMany` on NATS: on nats-server 2.11 and later it reads many keys per
- * request, a batch direct get of their last messages (one request per 256
- * keys, seen on the wire by a subscriber of the API subject); on 2.9 it
- * reads each key from the stream leader, as `get` does. Either way it gives
- * what `get` gives for each key (the conformance suite's getMany check runs
- * on both lines too).
+ * Batch direct gets on NATS (nats-server 2.11+, one-replica buckets):
+ * `getMany` reads many keys per request (one request per 256 keys, seen on
+ * the wire by a subscriber of the API subject); on 2.9 it reads each key
+ * from the stream leader, as `get` does. A listing (`scan`) and a watch's
+ * state-sync read the last message of every matching key the same way, in
+ * pages of at most 8 MiB, with no consumer for the listing; more than 1024
+ * matching keys (the server's limit) go through a consumer as before.
+ * Either way they give what they give on 2.9 (the conformance suite runs on
+ * both lines too).
  */
-import { connect } from '@nats-io/transport-node';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
 import type { KvEntry } from '@weft/kv';
 import { openNatsKv } from '@weft/kv-nats';
 import { type NatsLine, type NatsServer, natsUnavailable, startNatsServer } from '@weft/test-servers';
@@ -63,3 +66,131 @@ for (const line of ['system', 'current'] as const satisfies readonly NatsLine[])
     });
   });
 }
+
+/** Counts the requests a bucket's stream receives on its direct get and consumer create APIs while `run` runs. */
+async function requestsDuring(watcher: NatsConnection, bucket: string, run: () => Promise<void>) {
+  const counts = { direct: 0, consumers: 0 };
+  const direct = watcher.subscribe(`$JS.API.DIRECT.GET.KV_${bucket}`, { callback: () => void counts.direct++ });
+  const consumers = watcher.subscribe(`$JS.API.CONSUMER.CREATE.KV_${bucket}.>`, { callback: () => void counts.consumers++ });
+  await watcher.flush();
+  try {
+    await run();
+    await watcher.flush();
+    return { ...counts };
+  } finally {
+    direct.unsubscribe();
+    consumers.unsubscribe();
+  }
+}
+
+const missingCurrent = natsUnavailable('current');
+describe.skipIf(missingCurrent !== undefined)('listings and state-sync in batch direct gets (current line)', () => {
+  let server: NatsServer;
+  let watcher: NatsConnection;
+  beforeAll(async () => {
+    server = await startNatsServer({ line: 'current' });
+    watcher = await connect({ servers: server.url });
+  });
+  afterAll(async () => {
+    await watcher?.close();
+    await server?.stop();
+  });
+
+  it('a scan reads every live key in batch direct gets with no consumer, and a watch syncs from them with one consumer for what follows', async () => {
+    const bucket = 'list_batch';
+    const store = await openNatsKv({ servers: server.url, bucket, create: { history: 1 } });
+    try {
+      const expected = new Map<string, string>();
+      for (let index = 0; index < 200; index++) {
+        const key = index % 2 === 0 ? `a.${index}` : `b.${index}`;
+        await store.put(key, bytes(`v${index}`));
+        expected.set(key, `v${index}`);
+      }
+      await store.delete('a.0');
+      expected.delete('a.0');
+      await store.putWithTtl('a.2', bytes('short'), 1);
+      expected.delete('a.2');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      const listed = new Map<string, string>();
+      const scan = await requestsDuring(watcher, bucket, async () => {
+        for await (const entry of store.scan()) listed.set(entry.key, new TextDecoder().decode(entry.value));
+      });
+      expect(scan).toEqual({ direct: 1, consumers: 0 });
+      expect(listed).toEqual(expected);
+      // A prefix reads only its keys.
+      const prefixed: string[] = [];
+      for await (const entry of store.scan('b')) prefixed.push(entry.key);
+      expect(prefixed.sort()).toEqual([...expected.keys()].filter((key) => key.startsWith('b.')).sort());
+
+      // A watch's state-sync: the same batch, then one consumer that goes on after it.
+      const watched = new Map<string, string>();
+      const controller = new AbortController();
+      let after = '';
+      const sync = await requestsDuring(watcher, bucket, async () => {
+        const iterator = store.watch({ signal: controller.signal })[Symbol.asyncIterator]();
+        for (;;) {
+          const next = await iterator.next();
+          if (next.done === true) throw new Error('the watch ended before synced');
+          if (next.value.type === 'put') watched.set(next.value.key, new TextDecoder().decode(next.value.value));
+          if (next.value.type === 'synced') break;
+        }
+        await store.put('b.new', bytes('live'));
+        for (;;) {
+          const next = await iterator.next();
+          if (next.done === true) throw new Error('the watch ended before the live put');
+          if (next.value.type === 'put') {
+            after = `${next.value.key}=${new TextDecoder().decode(next.value.value)}`;
+            break;
+          }
+        }
+        controller.abort();
+        await iterator.return?.();
+      });
+      expect(sync).toEqual({ direct: 1, consumers: 1 });
+      expect(watched).toEqual(expected);
+      expect(after).toBe('b.new=live');
+    } finally {
+      await store.destroy();
+    }
+  });
+
+  it('large values come in several pages, and more than 1024 keys go through a consumer; both list every key once', async () => {
+    const big = 'large_batch';
+    const store = await openNatsKv({ servers: server.url, bucket: big, create: { history: 1 } });
+    const many = 'many_batch';
+    const manyStore = await openNatsKv({ servers: server.url, bucket: many, create: { history: 1 } });
+    try {
+      // 24 values of 512 KiB: 12 MiB, more than one page of 8 MiB.
+      const value = new Uint8Array(512 * 1024).fill(7);
+      for (let index = 0; index < 24; index++) await store.put(`big.${index}`, value);
+      const keys: string[] = [];
+      const pages = await requestsDuring(watcher, big, async () => {
+        for await (const entry of store.scan()) {
+          expect(entry.value.length).toBe(value.length);
+          keys.push(entry.key);
+        }
+      });
+      expect(pages.direct).toBe(2);
+      expect(pages.consumers).toBe(0);
+      expect(keys.sort()).toEqual(Array.from({ length: 24 }, (_, index) => `big.${index}`).sort());
+      // getMany too: the page the server cut at its byte limit goes on, no key is taken for absent.
+      const read = await requestsDuring(watcher, big, async () => {
+        const entries = await store.getMany(keys);
+        expect(entries.every((entry) => entry?.value.length === value.length)).toBe(true);
+      });
+      expect(read.direct).toBe(2);
+
+      await Promise.all(Array.from({ length: 1100 }, (_, index) => manyStore.put(`m.${index}`, bytes(String(index)))));
+      const listed: string[] = [];
+      const fallback = await requestsDuring(watcher, many, async () => {
+        for await (const entry of manyStore.scan()) listed.push(entry.key);
+      });
+      expect(fallback).toEqual({ direct: 1, consumers: 1 });
+      expect(new Set(listed).size).toBe(1100);
+      expect(listed.length).toBe(1100);
+    } finally {
+      await store.destroy();
+      await manyStore.destroy();
+    }
+  });
+});
