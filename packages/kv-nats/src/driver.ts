@@ -347,15 +347,17 @@ export class NatsDriver implements KvDriver<NatsPosition> {
         const seq = await this.#expectedLiveSeq(key, mutation.expected);
         const { headers, id } = this.#written();
         const published = this.publish(key, mutation.value, 'update', { lastSubjectSequence: seq }, undefined, headers);
-        return versionOf(await this.#compared(key, mutation.expected, published), 'put', 0, id);
+        return versionOf(await this.#compared(key, mutation.expected, published, id), 'put', 0, id);
       }
       case 'delete':
         await settleLapsed(this, key);
         return versionOf(await this.publish(key, new Uint8Array(0), 'delete', undefined, 'DEL'), 'delete');
       case 'deleteWithVersion': {
         const seq = await this.#expectedLiveSeq(key, mutation.expected);
-        const published = this.publish(key, new Uint8Array(0), 'deleteWithVersion', { lastSubjectSequence: seq }, 'DEL');
-        return versionOf(await this.#compared(key, mutation.expected, published), 'delete');
+        // The marker carries a write id too: an attempt that landed though its answer was lost is recognised.
+        const { headers, id } = this.#written();
+        const published = this.publish(key, new Uint8Array(0), 'deleteWithVersion', { lastSubjectSequence: seq }, 'DEL', headers);
+        return versionOf(await this.#compared(key, mutation.expected, published, id), 'delete');
       }
       case 'putWithTtl': {
         // The put carries its expiry to the millisecond in a header, and reads hide a passed TTL at once. A native
@@ -754,6 +756,8 @@ export class NatsDriver implements KvDriver<NatsPosition> {
         if (!KvError.is(error, KvErrorCode.RevisionMismatch)) throw error;
       }
       const current = await this.lastMessage(key);
+      // This very create, applied by an attempt whose answer was lost (see #compared).
+      if (current !== undefined && current.op === 'put' && current.writeId === id) return versionOf(current.seq, 'put', 0, id);
       if (current !== undefined && current.op === 'put' && !expired(current)) {
         throw alreadyExists(backend, key, liveVersionOf(current));
       }
@@ -786,13 +790,22 @@ export class NatsDriver implements KvDriver<NatsPosition> {
     return parsed.seq;
   }
 
-  /** A compare-and-swap write; when the server refuses it, the error names the version found, as on every backend. */
-  async #compared(key: string, expected: Version, published: Promise<number>): Promise<number> {
+  /**
+   * A compare-and-swap write; when the server refuses it, the error names
+   * the version found, as on every backend. A refusal of a write sent again
+   * (its first answer lost, or "unavailable" from a leader that was being
+   * replaced while the write it had proposed still committed) may be the
+   * write itself in the way: when the key's last message carries this
+   * write's id, the write applied, and that is its outcome.
+   */
+  async #compared(key: string, expected: Version, published: Promise<number>, writeId: string): Promise<number> {
     try {
       return await published;
     } catch (error) {
       if (!KvError.is(error, KvErrorCode.RevisionMismatch)) throw error;
-      throw revisionMismatch(backend, key, expected, await this.#liveVersion(key), error);
+      const current = await this.lastMessage(key);
+      if (current !== undefined && current.writeId === writeId) return current.seq;
+      throw revisionMismatch(backend, key, expected, liveVersion(current), error);
     }
   }
 
