@@ -6,7 +6,7 @@
  * 2.11), the expire marker racing a write.
  */
 import { DiscardPolicy, jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
-import { connect } from '@nats-io/transport-node';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { KvErrorCode, type WatchCursor } from '@weft/kv';
 import type { NatsKvStore, openNatsKv } from '@weft/kv-nats';
 import { bytes, type ConformanceCheck, expectKvError, text, WatchReader } from '@weft/kv-testkit';
@@ -29,6 +29,7 @@ export function natsClauseChecks(
   { emulatedTtl, atomicBatch = false }: { readonly emulatedTtl: boolean; readonly atomicBatch?: boolean },
 ): ConformanceCheck[] {
   return [
+    lostAnswer(open, fixture),
     ...(emulatedTtl ? [expireMarkerRace(open, fixture)] : []),
     ...(atomicBatch ? [commitTombstoneRace(open, fixture)] : []),
     {
@@ -174,6 +175,54 @@ export function commitTombstoneRace(open: typeof openNatsKv, fixture: NatsFixtur
         await other.close();
         await connection.close();
         await dropBucket(fixture.raw, bucket);
+      }
+    },
+  };
+}
+
+/** Makes the next request to `subject` reach the server and then fail as unavailable, once. */
+export function loseNextAnswer(connection: NatsConnection, subject: string): { lost: () => number } {
+  const request = connection.request.bind(connection);
+  let armed = true;
+  let lost = 0;
+  Object.assign(connection, {
+    request: async (to: string, payload?: Uint8Array, options?: object) => {
+      const reply = await request(to, payload, options as never);
+      if (armed && to === subject) {
+        armed = false;
+        lost++;
+        throw new Error('JetStream system temporarily unavailable');
+      }
+      return reply;
+    },
+  });
+  return { lost: () => lost };
+}
+
+/**
+ * An update whose first attempt applied but whose answer was lost (the
+ * driver sends it again, and the server refuses the copy because the write
+ * itself is now the key's last message) returns the version it took.
+ */
+function lostAnswer(open: typeof openNatsKv, fixture: NatsFixture): ConformanceCheck {
+  return {
+    group: 'cas',
+    name: 'a compare-and-swap whose first attempt applied but whose answer was lost returns the version it took',
+    run: async (context) => {
+      const bucket = `${context.bucket}lost`;
+      const connection = await connect({ servers: fixture.server.url });
+      const store = await open({ connection, bucket, create: { history: 5 }, sweepIntervalMs: 0 });
+      try {
+        const before = await store.put('k', bytes('before'));
+        const lost = loseNextAnswer(connection, `$KV.${bucket}.k`);
+        const version = await store.update('k', bytes('after'), before);
+        expect(lost.lost()).toBe(1);
+        const entry = await store.get('k');
+        expect(text(entry?.value ?? bytes('(absent)'))).toBe('after');
+        expect(entry?.version).toBe(version);
+      } finally {
+        await store.destroy();
+        await connection.close();
       }
     },
   };

@@ -116,6 +116,13 @@ const mutants: SourceMutant[] = [
     replace: 'await driver.publish(key, new Uint8Array(0), operation, undefined, undefined, headers);',
   },
   {
+    name: 'a compare-and-swap sent again takes the refusal its own earlier attempt caused for a mismatch',
+    firstCheck: 'whose answer was lost',
+    file: 'driver.ts',
+    find: '      if (current !== undefined && current.writeId === writeId) return current.seq;\n',
+    replace: '',
+  },
+  {
     name: 'compare-and-swap trusts the sequence alone (a server that forgot a write applies its version to the next write at that sequence)',
     firstCheck: 'forgets acknowledged writes',
     file: 'driver.ts',
