@@ -77,7 +77,7 @@ export async function* consume(
   /** The largest message seen (or the stream's average before any), for servers that cannot limit a fetch by bytes. */
   let largest = 0;
   const filter = filterOf(driver, prefixes);
-  const filters = filterSubjects(driver, prefixes);
+  const filters = subjectsOf(filter);
   try {
     while (!signal.aborted) {
       try {
@@ -98,6 +98,13 @@ export async function* consume(
           reachedTarget = next === undefined || next > target;
           return reachedTarget;
         };
+        /** Moves the position to the stream's head as of `info`, once nothing up to it is left to deliver. */
+        const standAtHead = () => {
+          if (info.state.last_seq > position) {
+            position = info.state.last_seq;
+            stamp = stampOf(info.state.last_ts);
+          }
+        };
         if (initial) yield { kind: 'start', info, reading: undefined, horizon: 0, lost: false };
         else {
           const reading = { seq: position, stamp };
@@ -116,10 +123,7 @@ export async function* consume(
               stamp = message.timeMs;
               yield { kind: 'message', ...message };
             }
-            if (info.state.last_seq > position) {
-              position = info.state.last_seq;
-              stamp = stampOf(info.state.last_ts);
-            }
+            standAtHead();
             // Caught up once the consumer that goes on from here exists (and has delivered what it has pending).
             initial = false;
           }
@@ -141,10 +145,7 @@ export async function* consume(
         consumerName = name;
         if (created.num_pending === 0 && (await settled())) {
           // Nothing matched up to the head as of creation, so the head is where this consumer stands.
-          if (info.state.last_seq > position) {
-            position = info.state.last_seq;
-            stamp = stampOf(info.state.last_ts);
-          }
+          standAtHead();
           initial = false;
           yield 'caught-up';
         }
@@ -289,7 +290,10 @@ function isPageFull(error: unknown): boolean {
 
 /** The subjects a listing or watch of `prefixes` reads (one filter on 2.9, which the client narrows). */
 export function filterSubjects(driver: NatsDriver, prefixes: readonly string[] | undefined): string[] {
-  const filter = filterOf(driver, prefixes);
+  return subjectsOf(filterOf(driver, prefixes));
+}
+
+function subjectsOf(filter: Partial<ConsumerConfig>): string[] {
   return filter.filter_subjects ?? (filter.filter_subject === undefined ? [] : [filter.filter_subject]);
 }
 

@@ -49,7 +49,7 @@ import { ConnectionGate } from './connection-gate.js';
 import { consume, fetchStallMs, filterSubjects } from './consumer.js';
 import { backend, toKvError } from './errors.js';
 import { markerHorizon } from './horizon.js';
-import { lastMessagesPage, lastMessagesUpTo } from './last-messages.js';
+import { lastMessages, lastMessagesUpTo } from './last-messages.js';
 import { confirmLeader } from './leader.js';
 import {
   atomicBatchSince,
@@ -252,15 +252,9 @@ export class NatsDriver implements KvDriver<NatsPosition> {
     const found = new Map<string, StreamedMessage>();
     for (let start = 0; start < unique.length; start += batchReadKeys) {
       const subjects = unique.slice(start, start + batchReadKeys).map((key) => this.subjects.record(key));
-      // A page cut short by its byte limit (large values) goes on from after its last message.
-      for (let from = 0; ; ) {
-        const page = await lastMessagesPage(this, subjects, 0, from);
-        if (page === 'too-many') throw new Error(`a batch read of ${subjects.length} keys was refused as too many`);
-        for (const message of page.messages) found.set(message.key, message);
-        const last = page.messages.at(-1);
-        if (page.pending === 0 || last === undefined) break;
-        from = last.seq + 1;
-      }
+      const messages = await lastMessages(this, subjects);
+      if (messages === undefined) throw new Error(`a batch read of ${subjects.length} keys was refused as too many`);
+      for await (const message of messages) found.set(message.key, message);
     }
     return keys.map((key) => this.#liveEntry(key, found.get(key), generation));
   }

@@ -26,7 +26,7 @@ export interface LastMessagesPage {
  * its last message. `too-many` when more than {@link maxBatchSubjects}
  * subjects match: the caller lists another way.
  */
-export async function lastMessagesPage(
+async function lastMessagesPage(
   driver: NatsDriver,
   subjects: readonly string[],
   upTo: number,
@@ -83,16 +83,16 @@ function decodeLast(stored: StoredMsg, recordPrefix: string, pending: number): S
 
 /**
  * The last message of every subject matching `subjects` up to sequence
- * `upTo`, in stream order, page after page; `undefined` when more than
- * {@link maxBatchSubjects} subjects match (the caller lists with a
- * consumer). Nothing is read for an empty stream (`upTo` 0).
+ * `upTo` (0: the stream's last), in stream order, page after page;
+ * `undefined` when more than {@link maxBatchSubjects} subjects match (the
+ * caller lists with a consumer).
  */
-export async function lastMessagesUpTo(
+export async function lastMessages(
   driver: NatsDriver,
   subjects: readonly string[],
-  upTo: number,
+  upTo = 0,
 ): Promise<AsyncIterable<StreamedMessage> | undefined> {
-  const first = upTo === 0 ? { messages: [], pending: 0 } : await lastMessagesPage(driver, subjects, upTo, 0);
+  const first = await lastMessagesPage(driver, subjects, upTo, 0);
   if (first === 'too-many') return undefined;
   return (async function* () {
     let page: LastMessagesPage = first;
@@ -102,8 +102,17 @@ export async function lastMessagesUpTo(
       if (page.pending === 0 || last === undefined) return;
       const next = await lastMessagesPage(driver, subjects, upTo, last.seq + 1);
       // The same subjects up to the same sequence: the count cannot grow.
-      if (next === 'too-many') throw new Error(`the server refused the rest of a listing up to sequence ${upTo} as too many`);
+      if (next === 'too-many') throw new Error(`the server refused the rest of a batch read up to sequence ${upTo} as too many`);
       page = next;
     }
   })();
+}
+
+/** {@link lastMessages} up to the stream's head `head`, of which nothing is read for an empty stream (`head` 0). */
+export async function lastMessagesUpTo(
+  driver: NatsDriver,
+  subjects: readonly string[],
+  head: number,
+): Promise<AsyncIterable<StreamedMessage> | undefined> {
+  return head === 0 ? (async function* () {})() : lastMessages(driver, subjects, head);
 }
