@@ -6,13 +6,12 @@
  * have replaced the version it expects).
  */
 
-import { connect } from '@nats-io/transport-node';
 import { KvError, type Version } from '@weft/kv';
-import { bytes, type ConformanceCheck, kvConformanceChecks, runConformanceCheck } from '@weft/kv-testkit';
-import { type NatsCluster, type NatsServer, natsUnavailable, startNatsCluster } from '@weft/test-servers';
+import { bytes, kvConformanceChecks } from '@weft/kv-testkit';
+import { type NatsCluster, natsUnavailable, startNatsCluster } from '@weft/test-servers';
 import { afterAll, describe, expect, it } from 'vitest';
 import { undecidedCasCheck } from './cluster-clauses.js';
-import { natsHarness } from './helpers.js';
+import { passesOnCluster } from './helpers.js';
 
 type NatsModule = typeof import('@weft/kv-nats');
 
@@ -87,37 +86,16 @@ describe.skipIf(missing !== undefined)(
   },
 );
 
-/** Runs `check` with a harness on the cluster's first node, keeping `history` versions and `replicas` copies; it must pass. */
-async function passesOnCluster(
-  check: ConformanceCheck | ((module: NatsModule) => ConformanceCheck),
-  history = 10,
-  replicas = 1,
-): Promise<void> {
-  const module = await import('@weft/kv-nats');
-  const server = (await started()).nodes[0] as NatsServer;
-  const raw = await connect({ servers: server.url });
-  try {
-    const outcome = await runConformanceCheck(
-      typeof check === 'function' ? check(module) : check,
-      natsHarness(module.openNatsKv, { server, raw }, history, replicas),
-      { propertyRuns: 1, seed: 1, log: () => undefined },
-    );
-    expect(outcome.status).toBe('passed');
-  } finally {
-    await raw.close();
-  }
-}
-
 describe.skipIf(missing !== undefined)('nats 3-node cluster (current line): an undecided compare-and-swap', () => {
   it('waits for the leader to decide, and its refusal names the version that won', async () => {
-    await passesOnCluster(({ openNatsKv }) => undecidedCasCheck(openNatsKv, started));
+    await passesOnCluster(started, ({ openNatsKv }) => undecidedCasCheck(openNatsKv, started));
   }, 120_000);
 });
 
 describe.skipIf(missing !== undefined)('nats 3-node cluster (current line): commit on a replicated bucket', () => {
   for (const check of kvConformanceChecks.filter((candidate) => candidate.group === 'commit')) {
     it(check.name, async () => {
-      await passesOnCluster(check, 1, 3);
+      await passesOnCluster(started, check, { history: 1, replicas: 3 });
     }, 120_000);
   }
 });

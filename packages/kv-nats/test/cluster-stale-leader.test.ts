@@ -7,14 +7,10 @@
  * copies of this package).
  */
 
-import { connect } from '@nats-io/transport-node';
-import { type ConformanceCheck, runConformanceCheck } from '@weft/kv-testkit';
-import { type NatsCluster, type NatsServer, natsUnavailable, startNatsCluster } from '@weft/test-servers';
-import { afterAll, describe, expect, it } from 'vitest';
+import { type NatsCluster, natsUnavailable, startNatsCluster } from '@weft/test-servers';
+import { afterAll, describe, it } from 'vitest';
 import { cutOffLeaderCheck, laggingReplicaCheck } from './cluster-clauses.js';
-import { natsHarness } from './helpers.js';
-
-type NatsModule = typeof import('@weft/kv-nats');
+import { passesOnCluster } from './helpers.js';
 
 const missing = natsUnavailable('current');
 const rounds = process.env.WEFT_LONG === '1' ? 40 : 6;
@@ -26,29 +22,12 @@ const started = () => {
 };
 afterAll(async () => (await cluster)?.stop(), 60_000);
 
-/** Runs `check` with a harness on the cluster's first node; it must pass. */
-async function passes(check: (module: NatsModule) => ConformanceCheck): Promise<void> {
-  const module = await import('@weft/kv-nats');
-  const server = (await started()).nodes[0] as NatsServer;
-  const raw = await connect({ servers: server.url });
-  try {
-    const outcome = await runConformanceCheck(check(module), natsHarness(module.openNatsKv, { server, raw }), {
-      propertyRuns: 1,
-      seed: 1,
-      log: (line) => console.log(line),
-    });
-    expect(outcome.status).toBe('passed');
-  } finally {
-    await raw.close();
-  }
-}
-
 describe.skipIf(missing !== undefined)('nats 3-node cluster (current line): answers from nodes that are behind', () => {
   it('a leader cut off from its replicas gives its clients no read or refusal from its older state', async () => {
-    await passes(({ openNatsKv }) => cutOffLeaderCheck(openNatsKv, started));
+    await passesOnCluster(started, ({ openNatsKv }) => cutOffLeaderCheck(openNatsKv, started), { log: true });
   }, 120_000);
 
   it(`a watch's synced and a listing's end come after every acknowledged write, wherever their consumer sits (${rounds} rounds)`, async () => {
-    await passes(({ openNatsKv }) => laggingReplicaCheck(openNatsKv, started, rounds));
+    await passesOnCluster(started, ({ openNatsKv }) => laggingReplicaCheck(openNatsKv, started, rounds), { log: true });
   }, 300_000);
 });

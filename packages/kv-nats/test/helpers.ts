@@ -1,8 +1,9 @@
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { metaStreamName, type NatsKvStore, type openNatsKv } from '@weft/kv-nats';
-import type { KvConformanceHarness } from '@weft/kv-testkit';
-import { type NatsLine, type NatsServer, natsUnavailable, startNatsServer } from '@weft/test-servers';
+import { type ConformanceCheck, type KvConformanceHarness, runConformanceCheck } from '@weft/kv-testkit';
+import { type NatsCluster, type NatsLine, type NatsServer, natsUnavailable, startNatsServer } from '@weft/test-servers';
+import { expect } from 'vitest';
 
 export const natsMissing = natsUnavailable();
 if (natsMissing !== undefined) console.warn(`SKIPPING NATS backend tests: ${natsMissing}`);
@@ -80,4 +81,29 @@ export async function serverTtlOf(raw: NatsConnection, bucket: string, key: stri
   const seconds = /^(\d+)s?$/.exec(header);
   if (seconds === null) throw new Error(`unexpected Nats-TTL ${header}`);
   return Number(seconds[1]) * 1000;
+}
+
+/**
+ * Runs `check` (or the check made from this package's module) with a
+ * harness on the first node of `cluster`, keeping `history` versions and
+ * `replicas` copies; it must pass. Its log lines are printed when `log`.
+ */
+export async function passesOnCluster(
+  cluster: () => Promise<NatsCluster>,
+  check: ConformanceCheck | ((module: typeof import('@weft/kv-nats')) => ConformanceCheck),
+  { history = 10, replicas = 1, log = false }: { history?: number; replicas?: number; log?: boolean } = {},
+): Promise<void> {
+  const module = await import('@weft/kv-nats');
+  const server = (await cluster()).nodes[0] as NatsServer;
+  const raw = await connect({ servers: server.url });
+  try {
+    const outcome = await runConformanceCheck(
+      typeof check === 'function' ? check(module) : check,
+      natsHarness(module.openNatsKv, { server, raw }, history, replicas),
+      { propertyRuns: 1, seed: 1, log: log ? (line) => console.log(line) : () => undefined },
+    );
+    expect(outcome.status).toBe('passed');
+  } finally {
+    await raw.close();
+  }
 }
