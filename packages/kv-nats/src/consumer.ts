@@ -5,18 +5,10 @@ import { backoffMs, KvErrorCode, kvError, messageOf, pause } from '@weft/kv/back
 import { expiryOf, type NatsPosition, operationOf, type StreamedMessage, sameStamp, stampOf, writeIdOf } from './codec.js';
 import type { NatsDriver } from './driver.js';
 import { backend, GapError, LaggingConsumerError, StalledFetchError } from './errors.js';
-import { lastMessagesUpTo } from './last-messages.js';
+import { lastMessagesUpTo, readBytes } from './last-messages.js';
 
-/**
- * The bytes one fetch may bring: bounded, so a page of large values never
- * exceeds what the server lets a connection have pending (`max_pending`,
- * 64 MiB by default) and gets the connection cut as a slow consumer; at
- * least one value of the largest size the bucket takes, with its headers.
- */
-const fetchBytesFloor = 4 * 1024 * 1024;
 /** Messages per fetch where the server cannot limit a fetch by bytes: as many as the byte budget allows. */
 const maxPageMessages = 256;
-const fetchEnvelopeBytes = 64 * 1024;
 const fetchExpiresMs = 5000;
 const fetchHeartbeatMs = 1000;
 /** How long a fetch may go without a message or its end before the consumer is presumed lost. */
@@ -68,7 +60,7 @@ export async function* consume(
   let consumerName: string | undefined;
   let failures = 0;
   let failingSince = 0;
-  let maxBytes = Math.max(fetchBytesFloor, driver.capabilities.maxValueBytes + fetchEnvelopeBytes);
+  let maxBytes = readBytes(driver.capabilities.maxValueBytes);
   let release: () => void = () => undefined;
   const released = new Promise<void>((resolve) => {
     release = resolve;

@@ -8,6 +8,20 @@ import type { NatsDriver } from './driver.js';
  * what a connection may have pending (64 MiB by default).
  */
 const pageBytes = 8 * 1024 * 1024;
+/** The least a consumer's fetch may bring, and what a message's headers and subject may add to its value. */
+const readBytesFloor = 4 * 1024 * 1024;
+const envelopeBytes = 64 * 1024;
+
+/**
+ * The bytes one fetch may bring: bounded, so a page of large values never
+ * exceeds what the server lets a connection have pending (`max_pending`,
+ * 64 MiB by default) and gets the connection cut as a slow consumer; at
+ * least one value of the largest size the bucket takes (`maxValueBytes`),
+ * with its headers.
+ */
+export function readBytes(maxValueBytes: number): number {
+  return Math.max(readBytesFloor, maxValueBytes + envelopeBytes);
+}
 /** Subjects nats-server lists in one batch direct get of last messages; more is refused (413). */
 export const maxBatchSubjects = 1024;
 
