@@ -15,6 +15,7 @@ export class ConnectionGate {
   #back: Promise<void> | undefined;
   #release: () => void = () => undefined;
   #generation = 0;
+  readonly #interruptions = new Set<() => void>();
 
   constructor(connection: NatsConnection) {
     this.#connection = connection;
@@ -28,6 +29,19 @@ export class ConnectionGate {
    */
   get generation(): number {
     return this.#generation;
+  }
+
+  /**
+   * Calls `listener` at the connection's next interruption (a disconnect or
+   * a reconnect), once; the returned function forgets it.
+   */
+  onInterruption(listener: () => void): () => void {
+    const once = () => {
+      this.#interruptions.delete(once);
+      listener();
+    };
+    this.#interruptions.add(once);
+    return () => this.#interruptions.delete(once);
   }
 
   /** Whether a request sent now goes out on a live connection (as far as the client knows). */
@@ -57,7 +71,10 @@ export class ConnectionGate {
 
   async #follow(): Promise<void> {
     for await (const status of this.#connection.status()) {
-      if (status.type === 'disconnect' || status.type === 'reconnect') this.#generation++;
+      if (status.type === 'disconnect' || status.type === 'reconnect') {
+        this.#generation++;
+        for (const listener of [...this.#interruptions]) listener();
+      }
       if (status.type === 'disconnect' && this.#back === undefined) {
         this.#back = new Promise((resolve) => {
           this.#release = resolve;

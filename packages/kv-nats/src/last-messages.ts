@@ -1,13 +1,15 @@
 import type { DirectLastFor, StoredMsg } from '@nats-io/jetstream';
+import { KvError } from '@weft/kv';
+import { KvErrorCode, kvError } from '@weft/kv/backend';
 import { expiryOf, operationOf, type StreamedMessage, writeIdOf } from './codec.js';
 import type { NatsDriver } from './driver.js';
+import { backend } from './errors.js';
 
 /**
- * Bytes one page of a batch direct get may bring (the server stops a batch
- * once it has sent this much; the next page asks on from there). Far below
- * what a connection may have pending (64 MiB by default).
+ * How often one page is asked again after the connection was cut while it
+ * came (each cut loses what the server had sent on it).
  */
-const pageBytes = 8 * 1024 * 1024;
+const maxPageCuts = 3;
 /** The least a consumer's fetch may bring, and what a message's headers and subject may add to its value. */
 const readBytesFloor = 4 * 1024 * 1024;
 const envelopeBytes = 64 * 1024;
@@ -35,12 +37,35 @@ export interface LastMessagesPage {
  * The last message, up to sequence `upTo` (0: the stream's last), of every
  * subject matching `subjects` (wildcards allowed) from sequence `from` on,
  * in stream order: one batch direct get (ADR-31, nats-server 2.11+; the
- * caller checks the capability) of at most {@link pageBytes}. A page cut
- * short ends with subjects still pending: ask again from the sequence after
- * its last message. `too-many` when more than {@link maxBatchSubjects}
- * subjects match: the caller lists another way.
+ * caller checks the capability) of about {@link readBytes} (the server
+ * stops once it has sent that much). A page cut short ends with subjects
+ * still pending: ask again from the sequence after its last message.
+ * `too-many` when more than {@link maxBatchSubjects} subjects match: the
+ * caller lists another way.
+ *
+ * A connection cut while the page comes (the server cuts a slow consumer;
+ * a server restarts) loses what the server had sent on it: the page is
+ * asked again once the connection is back. nats.js ends a batch that has
+ * not ended 5 s after it was asked for (its subscription's timeout):
+ * `Timeout`, retryable.
  */
 async function lastMessagesPage(
+  driver: NatsDriver,
+  subjects: readonly string[],
+  upTo: number,
+  from: number,
+): Promise<LastMessagesPage | 'too-many'> {
+  for (let cuts = 0; ; cuts++) {
+    const generation = driver.gate.generation;
+    try {
+      return await readPage(driver, subjects, upTo, from);
+    } catch (error) {
+      if (driver.gate.generation === generation || cuts >= maxPageCuts || !KvError.is(error) || !error.retryable) throw error;
+    }
+  }
+}
+
+async function readPage(
   driver: NatsDriver,
   subjects: readonly string[],
   upTo: number,
@@ -51,7 +76,7 @@ async function lastMessagesPage(
     const request = {
       multi_last: [...subjects],
       batch: maxBatchSubjects,
-      max_bytes: pageBytes,
+      max_bytes: readBytes(driver.capabilities.maxValueBytes),
       ...(upTo > 0 ? { up_to_seq: upTo } : {}),
       // The server takes a start sequence with `multi_last`; nats.js types only the other fields.
       ...(from > 0 ? { seq: from } : {}),
@@ -59,6 +84,9 @@ async function lastMessagesPage(
     const answers = await driver.parts.manager.direct.getLastMessagesFor(driver.subjects.stream, request);
     const messages: StreamedMessage[] = [];
     let pending = 0;
+    const forget = driver.gate.onInterruption(() => {
+      answers.stop(kvError(KvErrorCode.NotConnected, backend, 'read: the connection was cut while a batch read came', { retryable: true }));
+    });
     try {
       for await (const stored of answers) {
         pending = Number(stored.header.get('Nats-Num-Pending')) || 0;
@@ -69,6 +97,8 @@ async function lastMessagesPage(
       // Nothing matches: the server answers 404 "no results" instead of a batch. A 404 after messages is a
       // message the server failed to load: an error, never a shorter page.
       if (!(status(error) === 404 && messages.length === 0)) throw error;
+    } finally {
+      forget();
     }
     return { messages, pending };
   });

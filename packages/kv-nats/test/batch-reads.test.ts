@@ -4,15 +4,16 @@
  * the wire by a subscriber of the API subject); on 2.9 it reads each key
  * from the stream leader, as `get` does. A listing (`scan`) and a watch's
  * state-sync read the last message of every matching key the same way, in
- * pages of at most 8 MiB, with no consumer for the listing; more than 1024
+ * pages of about 4 MiB, with no consumer for the listing; more than 1024
  * matching keys (the server's limit) go through a consumer as before.
  * Either way they give what they give on 2.9 (the conformance suite runs on
- * both lines too).
+ * both lines too). A page whose connection is cut while it comes is asked
+ * again, never waited on for ever.
  */
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import type { KvEntry } from '@weft/kv';
+import { type KvEntry, KvError, KvErrorCode } from '@weft/kv';
 import { openNatsKv } from '@weft/kv-nats';
-import { type NatsLine, type NatsServer, natsUnavailable, startNatsServer } from '@weft/test-servers';
+import { type NatsLine, type NatsServer, natsUnavailable, startLink, startNatsServer } from '@weft/test-servers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const bytes = (text: string) => new TextEncoder().encode(text);
@@ -160,7 +161,7 @@ describe.skipIf(missingCurrent !== undefined)('listings and state-sync in batch 
     const many = 'many_batch';
     const manyStore = await openNatsKv({ servers: server.url, bucket: many, create: { history: 1 } });
     try {
-      // 24 values of 512 KiB: 12 MiB, more than one page of 8 MiB.
+      // 24 values of 512 KiB: 12 MiB, three pages of 4 MiB (the server stops a page once it has sent that much).
       const value = new Uint8Array(512 * 1024).fill(7);
       for (let index = 0; index < 24; index++) await store.put(`big.${index}`, value);
       const keys: string[] = [];
@@ -170,7 +171,7 @@ describe.skipIf(missingCurrent !== undefined)('listings and state-sync in batch 
           keys.push(entry.key);
         }
       });
-      expect(pages.direct).toBe(2);
+      expect(pages.direct).toBe(3);
       expect(pages.consumers).toBe(0);
       expect(keys.sort()).toEqual(Array.from({ length: 24 }, (_, index) => `big.${index}`).sort());
       // getMany too: the page the server cut at its byte limit goes on, no key is taken for absent.
@@ -178,7 +179,7 @@ describe.skipIf(missingCurrent !== undefined)('listings and state-sync in batch 
         const entries = await store.getMany(keys);
         expect(entries.every((entry) => entry?.value.length === value.length)).toBe(true);
       });
-      expect(read.direct).toBe(2);
+      expect(read.direct).toBe(3);
 
       await Promise.all(Array.from({ length: 1100 }, (_, index) => manyStore.put(`m.${index}`, bytes(String(index)))));
       const listed: string[] = [];
@@ -191,6 +192,85 @@ describe.skipIf(missingCurrent !== undefined)('listings and state-sync in batch 
     } finally {
       await store.destroy();
       await manyStore.destroy();
+    }
+  });
+
+  it('a page whose connection is cut while it comes is asked again: the scan and getMany give every key once, and a page that never ends fails typed and retryable', async () => {
+    const bucket = 'cut_batch';
+    const link = await startLink({ target: server.port });
+    const connection = await connect({ servers: `127.0.0.1:${link.port}`, reconnectTimeWait: 50, maxReconnectAttempts: -1 });
+    const store = await openNatsKv({ connection, bucket, create: { history: 1 }, timeoutMs: 1000 });
+    try {
+      const value = new Uint8Array(512 * 1024).fill(3);
+      const keys = Array.from({ length: 24 }, (_, index) => `big.${String(index).padStart(2, '0')}`);
+      for (const key of keys) await store.put(key, value);
+      // Runs `fault` once the first message of the next batch has come in.
+      const afterFirstMessage = (fault: () => void) => {
+        const subscribe = connection.subscribe.bind(connection);
+        let armed = true;
+        Object.assign(connection, {
+          subscribe: (subject: string, options?: { callback?: (error: Error | null, message: unknown) => void }) => {
+            const callback = options?.callback;
+            if (!armed || callback === undefined || !subject.startsWith('_INBOX.')) return subscribe(subject, options as never);
+            return subscribe(subject, {
+              ...options,
+              callback: (error: Error | null, message: unknown) => {
+                callback(error, message);
+                if (armed && error === null) {
+                  armed = false;
+                  fault();
+                }
+              },
+            } as never);
+          },
+        });
+        return { done: () => !armed };
+      };
+      // The link holds what follows and resets the connection: the rest of the page is lost with it (as when the
+      // server cuts a slow consumer).
+      const cut = () => {
+        link.partition();
+        link.reset();
+        link.heal();
+      };
+
+      let fault = afterFirstMessage(cut);
+      const listed: string[] = [];
+      const scan = await requestsDuring(watcher, bucket, async () => {
+        for await (const entry of store.scan()) {
+          expect(entry.value).toEqual(value);
+          listed.push(entry.key);
+        }
+      });
+      expect(fault.done()).toBe(true);
+      expect(listed.sort()).toEqual(keys);
+      // Three pages, and the one that was cut asked again.
+      expect(scan.direct).toBe(4);
+
+      fault = afterFirstMessage(cut);
+      const read = await requestsDuring(watcher, bucket, async () => {
+        const entries = await store.getMany(keys);
+        expect(entries.map((entry) => entry?.key)).toEqual(keys);
+        expect(entries.every((entry) => entry?.value.length === value.length)).toBe(true);
+      });
+      expect(fault.done()).toBe(true);
+      expect(read.direct).toBe(4);
+
+      // The rest of the page held while the connection stays open: the page never ends, and the read fails typed and
+      // retryable, either at nats.js's deadline for a batch (Timeout) or once the pings find the connection dead
+      // (NotConnected: the link holds the new connection too).
+      fault = afterFirstMessage(() => link.partition());
+      const failure = await (async () => {
+        for await (const _ of store.scan()) break;
+      })().catch((error: unknown) => error);
+      link.heal();
+      expect(fault.done()).toBe(true);
+      expect(KvError.is(failure, KvErrorCode.Timeout) || KvError.is(failure, KvErrorCode.NotConnected)).toBe(true);
+      expect((failure as KvError).retryable).toBe(true);
+    } finally {
+      await store.destroy();
+      await connection.close();
+      await link.close();
     }
   });
 });
