@@ -134,7 +134,7 @@ async function launchNats(options: NatsServerOptions, cluster?: ClusterSpec): Pr
   // The WebSocket listener has no command-line flag: it goes in a configuration file, the flags beside it.
   const wsPort = options.websocket === true ? await freePort() : undefined;
   const configFile = join(storeDir, 'websocket.conf');
-  if (wsPort !== undefined) mkdirSync(storeDir, { recursive: true });
+  mkdirSync(storeDir, { recursive: true });
   if (wsPort !== undefined) writeFileSync(configFile, `websocket {\n  listen: "127.0.0.1:${wsPort}"\n  no_tls: true\n}\n`);
   const args = () => [
     ...(wsPort === undefined ? [] : ['-c', configFile]),
@@ -251,7 +251,16 @@ async function routedToAll(node: NatsServer, others: number): Promise<void> {
  * waits until every node is healthy (a meta leader is elected).
  */
 export async function startNatsCluster(
-  options: { nodes?: number; name?: string; line?: NatsLine; links?: boolean } = {},
+  options: {
+    nodes?: number;
+    name?: string;
+    line?: NatsLine;
+    links?: boolean;
+    /** A directory for the nodes' store directories (one each, named after the node), instead of new temporary ones. */
+    storeRoot?: string;
+    /** More command-line arguments for every node (a `-c` configuration file). */
+    args?: readonly string[];
+  } = {},
 ): Promise<NatsCluster> {
   const count = options.nodes ?? 3;
   const clusterName = options.name ?? `weft-${process.pid}-${++clusterCounter}`;
@@ -278,7 +287,8 @@ export async function startNatsCluster(
           {
             name: `${clusterName}-n${index + 1}`,
             ...(options.line === undefined ? {} : { line: options.line }),
-            ...(options.links === true ? { args: ['--cluster_advertise', '127.0.0.1:1'] } : {}),
+            ...(options.storeRoot === undefined ? {} : { storeDir: join(options.storeRoot, `${clusterName}-n${index + 1}`) }),
+            args: [...(options.links === true ? ['--cluster_advertise', '127.0.0.1:1'] : []), ...(options.args ?? [])],
           },
           { clusterName, clusterPort, routes: routesOf(index) },
         ),

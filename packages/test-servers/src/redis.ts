@@ -1,3 +1,4 @@
+import { mkdirSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { type Link, startLink } from './link.js';
@@ -109,6 +110,7 @@ async function launchRedis(options: RedisServerOptions, clusterEnabled: boolean,
   const busPort = clusterEnabled ? (bus?.busPort ?? (await freePort())) : 0;
   const ownsDir = options.dataDir === undefined;
   const dataDir = options.dataDir ?? makeDataDir('redis');
+  mkdirSync(dataDir, { recursive: true });
   const aof = options.persistence === 'aof';
   const args = () => [
     ...['--port', String(port), '--bind', '127.0.0.1', '--dir', dataDir, '--daemonize', 'no', '--save', ''],
@@ -224,7 +226,16 @@ export interface RedisCluster {
  * while clients still reach it.
  */
 export async function startRedisCluster(
-  options: { masters?: number; replicas?: number; persistence?: RedisServerOptions['persistence']; links?: boolean } = {},
+  options: {
+    masters?: number;
+    replicas?: number;
+    persistence?: RedisServerOptions['persistence'];
+    links?: boolean;
+    /** A directory for the nodes' data directories (`node-<index>` each), instead of new temporary ones. */
+    dataRoot?: string;
+    /** More `--name value` arguments for every node. */
+    args?: readonly string[];
+  } = {},
 ): Promise<RedisCluster> {
   const masters = options.masters ?? 3;
   const count = masters * (1 + (options.replicas ?? 0));
@@ -250,8 +261,13 @@ export async function startRedisCluster(
       Array.from({ length: count }, (_, index) => {
         const busLink = busLinks[index];
         const clientLink = clientLinks[index];
-        if (busLink === undefined || clientLink === undefined) return launchRedis({ persistence }, true);
-        return launchRedis({ persistence, port: ports[index] as number }, true, {
+        const own = {
+          persistence,
+          ...(options.dataRoot === undefined ? {} : { dataDir: join(options.dataRoot, `node-${index}`) }),
+          ...(options.args === undefined ? {} : { args: options.args }),
+        };
+        if (busLink === undefined || clientLink === undefined) return launchRedis(own, true);
+        return launchRedis({ ...own, port: ports[index] as number }, true, {
           busPort: busPorts[index] as number,
           announceBusPort: busLink.port,
           announcePort: clientLink.port,
