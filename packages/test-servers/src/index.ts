@@ -12,6 +12,7 @@
  */
 
 export { type ChildRun, type RunChildOptions, runChild } from './child.js';
+export { type CrashFs, crashFsBinary, crashFsUnavailable, startCrashFs } from './crashfs.js';
 export { type FaultTarget, type ServerFault, serverFaults } from './faults.js';
 export { type Link, type LinkOptions, startLink } from './link.js';
 export {
