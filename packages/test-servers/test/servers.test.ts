@@ -1,12 +1,27 @@
-import { existsSync } from 'node:fs';
+import {
+  appendFileSync,
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  unlinkSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
+import { join } from 'node:path';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import {
+  crashFsUnavailable,
   freePort,
   missingBinary,
   natsUnavailable,
   redisCommand,
   redisUnavailable,
+  startCrashFs,
   startNatsCluster,
   startNatsServer,
   startRedisCluster,
@@ -121,6 +136,46 @@ describe.skipIf(redisMissing !== undefined)('redis-server', () => {
       client.disconnect();
     } finally {
       await cluster.stop();
+    }
+  });
+});
+
+const crashFsMissing = crashFsUnavailable();
+describe.skipIf(crashFsMissing !== undefined)(`crashfs${crashFsMissing ? ` (${crashFsMissing})` : ''}`, () => {
+  it('a crash loses what was written since a file was last synced or written back, and keeps names, renames and removals', async () => {
+    const fs = await startCrashFs();
+    try {
+      const at = (name: string) => join(fs.path, name);
+      writeFileSync(at('removed'), 'x');
+      writeFileSync(at('written-back'), 'kept by the write-back');
+      await fs.writeBack();
+      unlinkSync(at('removed'));
+      appendFileSync(at('written-back'), ', not this');
+      mkdirSync(at('dir'));
+      writeFileSync(at('dir/unsynced'), 'lost');
+      const synced = openSync(at('dir/synced'), 'w');
+      writeSync(synced, 'kept');
+      fsyncSync(synced);
+      writeSync(synced, ' and lost');
+      closeSync(synced);
+      const renamed = openSync(at('dir/before'), 'w');
+      writeSync(renamed, 'renamed');
+      fsyncSync(renamed);
+      closeSync(renamed);
+      renameSync(at('dir/before'), at('dir/after'));
+
+      await fs.crash();
+      expect(readFileSync(at('dir/unsynced'), 'utf8')).toBe('');
+      expect(readFileSync(at('dir/synced'), 'utf8')).toBe('kept');
+      expect(readFileSync(at('dir/after'), 'utf8')).toBe('renamed');
+      expect(existsSync(at('dir/before'))).toBe(false);
+      expect(existsSync(at('removed'))).toBe(false);
+      expect(readFileSync(at('written-back'), 'utf8')).toBe('kept by the write-back');
+      // Mounted again: it takes writes as before.
+      writeFileSync(at('dir/unsynced'), 'again');
+      expect(readFileSync(at('dir/unsynced'), 'utf8')).toBe('again');
+    } finally {
+      await fs.stop();
     }
   });
 });
