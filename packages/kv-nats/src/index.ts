@@ -16,6 +16,7 @@
 
 export { metaStreamName, type NatsPosition, parseTtlMs } from './codec.js';
 export { toKvError } from './errors.js';
+export type { NatsFsyncPolicy, NatsServerFsync } from './fsync.js';
 export { markerTtlMs, type NatsBucketOptions, type NatsKvOptions, NatsKvStore, openNatsKv } from './open.js';
 export {
   compareVersions,

@@ -27,6 +27,7 @@ import { connect } from '#platform';
 import { metaStreamName, type NatsPosition, streamName } from './codec.js';
 import { NatsDriver } from './driver.js';
 import { backend, toKvError } from './errors.js';
+import { monitorUrls, type NatsFsyncPolicy, readFsyncPolicy, warnLazyFsync, warnUnreadFsync } from './fsync.js';
 import { compact } from './horizon.js';
 import {
   atomicBatchSince,
@@ -104,6 +105,17 @@ export interface NatsKvOptions {
    * @default false
    */
   readonly expireBeforeNextWrite?: boolean | undefined;
+  /**
+   * The servers' monitoring URLs (nats-server's `-m` port, e.g.
+   * `http://127.0.0.1:8222`; every node of a cluster that may hold the
+   * bucket): `openNatsKv` reads how they fsync (`/varz`) into
+   * {@link NatsKvStore.fsync} and warns once per process about a server
+   * that acknowledges before it fsyncs (`sync_interval` other than
+   * `always`), whose machine crash loses what it acknowledged since. A
+   * client cannot learn this over NATS itself. An endpoint that cannot be
+   * read is warned about too; the handle opens either way.
+   */
+  readonly monitor?: string | readonly string[] | undefined;
 }
 
 /**
@@ -130,6 +142,7 @@ export async function openNatsKv(options: NatsKvOptions): Promise<NatsKvStore> {
     ['sweepIntervalMs', sweepIntervalMs, 0],
     ['watchOutageMs', watchOutageMs, 0],
   ]);
+  const monitors = options.monitor === undefined ? undefined : monitorUrls(options.monitor);
   const create = options.create === true ? {} : options.create;
   if (create?.history !== undefined && !(Number.isInteger(create.history) && create.history >= 1 && create.history <= 64)) {
     throw kvError(KvErrorCode.InvalidArgument, backend, `history must be an integer from 1 to 64, got ${describeArgument(create.history)}`);
@@ -183,7 +196,9 @@ export async function openNatsKv(options: NatsKvOptions): Promise<NatsKvStore> {
     }
     await removeStaleCompanion(manager, bucket, info);
     const expireBeforeNextWrite = options.expireBeforeNextWrite === true;
+    const fsync = monitors === undefined ? undefined : await fsyncPolicy(monitors, timeoutMs, bucket);
     return new NatsKvStore(
+      fsync,
       new NatsDriver({
         connection,
         owned,
@@ -201,6 +216,18 @@ export async function openNatsKv(options: NatsKvOptions): Promise<NatsKvStore> {
   } catch (error) {
     if (owned) await connection.close().catch(() => undefined);
     throw toKvError(error, 'open', undefined, false);
+  }
+}
+
+/** The servers' fsync policy, warned about when lazy; `undefined`, warned about, when it cannot be read. */
+async function fsyncPolicy(monitors: readonly string[], timeoutMs: number, bucket: string): Promise<NatsFsyncPolicy | undefined> {
+  try {
+    const policy = await readFsyncPolicy(monitors, timeoutMs);
+    warnLazyFsync(policy, bucket);
+    return policy;
+  } catch (error) {
+    warnUnreadFsync(monitors, error);
+    return undefined;
   }
 }
 
@@ -281,13 +308,20 @@ async function removeStaleCompanion(manager: JetStreamManager, bucket: string, i
 export class NatsKvStore extends KvStoreFront<NatsPosition> {
   /** The server version detected at open, e.g. `2.9.10`. */
   readonly serverVersion: string;
+  /**
+   * How the servers fsync, read at open from the monitoring URLs given as
+   * {@link NatsKvOptions.monitor}; `undefined` without them or when they
+   * could not be read.
+   */
+  readonly fsync: NatsFsyncPolicy | undefined;
   readonly #driver: NatsDriver;
 
   /** @internal use {@link openNatsKv} */
-  constructor(driver: NatsDriver) {
+  constructor(fsync: NatsFsyncPolicy | undefined, driver: NatsDriver) {
     super(driver);
     this.#driver = driver;
     this.serverVersion = driver.parts.version.text;
+    this.fsync = fsync;
   }
 
   /**
