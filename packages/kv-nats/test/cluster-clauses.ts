@@ -145,7 +145,7 @@ async function outcome<T>(call: () => Promise<T>): Promise<{ ok: T } | { code: s
 }
 
 /** The stream's leader, once it has one. */
-async function leaderOf(urls: readonly string[], stream: string): Promise<string> {
+export async function leaderOf(urls: readonly string[], stream: string): Promise<string> {
   const admin = await connect({ servers: [...urls] });
   try {
     const manager = await jetstreamManager(admin);

@@ -50,6 +50,7 @@ async function crashUnder(
         await Promise.all(nodes.map((node) => node.kill()));
         await fs.crash();
         await Promise.all(nodes.map((node) => node.process.start()));
+        return undefined;
       },
     });
   } finally {

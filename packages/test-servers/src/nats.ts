@@ -256,8 +256,8 @@ export async function startNatsCluster(
     name?: string;
     line?: NatsLine;
     links?: boolean;
-    /** A directory for the nodes' store directories (one each, named after the node), instead of new temporary ones. */
-    storeRoot?: string;
+    /** Each node's store directory (node 0, 1, ...), instead of new temporary ones. */
+    storeDir?: (node: number) => string;
     /** More command-line arguments for every node (a `-c` configuration file). */
     args?: readonly string[];
   } = {},
@@ -287,7 +287,7 @@ export async function startNatsCluster(
           {
             name: `${clusterName}-n${index + 1}`,
             ...(options.line === undefined ? {} : { line: options.line }),
-            ...(options.storeRoot === undefined ? {} : { storeDir: join(options.storeRoot, `${clusterName}-n${index + 1}`) }),
+            ...(options.storeDir === undefined ? {} : { storeDir: options.storeDir(index) }),
             args: [...(options.links === true ? ['--cluster_advertise', '127.0.0.1:1'] : []), ...(options.args ?? [])],
           },
           { clusterName, clusterPort, routes: routesOf(index) },
