@@ -42,6 +42,7 @@ const mutants: SourceMutant[] = [
   },
   {
     name: 'the state-sync listing shows a passed TTL until the sweeper replaced it (the feed drops the expiry)',
+    firstCheck: 'reads as absent to get, entry, keys, scan, state-sync',
     file: 'change-feed.ts',
     find: '      expiresAt: message.expiresAt,\n',
     replace: '',
@@ -60,24 +61,28 @@ const mutants: SourceMutant[] = [
   },
   {
     name: "purge writes its marker without the rollup that removes the key's history",
+    firstCheck: 'purge reclaims history',
     file: 'driver.ts',
     find: "      if (marker === 'PURGE') headers.set(rollupHeader, 'sub');\n",
     replace: '',
   },
   {
     name: 'a write over a passed, unswept TTL does not settle it first (the option is ignored)',
+    firstCheck: "comes after that key's expire event, live and on resume",
     file: 'ttl-index.ts',
     find: '  if (!driver.capabilities.expireBeforeNextWrite) return;',
     replace: '  return;',
   },
   {
     name: 'every incarnation of a bucket gets the same epoch (cursors of a destroyed bucket resume on its successor)',
+    firstCheck: 'a cursor from an earlier incarnation of the bucket',
     file: 'codec.ts',
     find: '  return Date.parse(created).toString(36);',
     replace: "  return '0';",
   },
   {
     name: 'the compaction horizon is ignored on resume',
+    firstCheck: 'a cursor whose history is gone fails with CursorExpired',
     file: 'change-feed.ts',
     find: '    horizon: { seq: Math.max(horizon, limitsHorizon(info)), stamp: 0 },',
     replace: '    horizon: { seq: limitsHorizon(info), stamp: 0 },',
@@ -98,6 +103,7 @@ const mutants: SourceMutant[] = [
   },
   {
     name: 'expire markers are written as plain delete markers',
+    firstCheck: 'an entry with a TTL is visible until the TTL passes',
     file: 'ttl-index.ts',
     find: "  headers.set(weftOpHeader, 'expire');\n",
     replace: '',
@@ -178,6 +184,7 @@ const nativeMutants: SourceMutant[] = [
   },
   {
     name: 'a native putWithTtl does not hand the server its TTL (the value never expires)',
+    firstCheck: 'an expiry shows up in watches as an expire event',
     file: 'driver.ts',
     find: '        if (this.nativeTtl) headers.set(ttlHeader, serverTtl(mutation.ttlMs));\n',
     replace: '',
@@ -210,12 +217,14 @@ const nativeMutants: SourceMutant[] = [
   },
   {
     name: "a commit's batch carries only its first operation's precondition (a later one is never checked)",
+    firstCheck: 'a commit whose precondition fails writes nothing',
     file: 'driver.ts',
     find: "      if (seq !== undefined) headers.set('Nats-Expected-Last-Subject-Sequence', String(seq));",
     replace: "      if (seq !== undefined && index === 0) headers.set('Nats-Expected-Last-Subject-Sequence', String(seq));",
   },
   {
     name: 'a commit is published message by message, not as one atomic batch',
+    firstCheck: 'a commit whose precondition fails writes nothing',
     file: 'driver.ts',
     find: '        ack = await this.#sendBatch(messages);',
     replace:

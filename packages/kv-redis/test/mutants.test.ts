@@ -65,6 +65,7 @@ const mutants: SourceMutant[] = [
   },
   {
     name: 'the sweeper expires entries without logging an expire event',
+    firstCheck: 'an expiry shows up in watches as an expire event',
     file: 'scripts.ts',
     find: "  redis.call('DEL', record_key)\n  append(change_key, 'e')",
     replace: "  redis.call('DEL', record_key)",
