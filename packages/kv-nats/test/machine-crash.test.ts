@@ -29,7 +29,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { KvError, KvErrorCode } from '@weft/kv';
 import { type NatsKvStore, openNatsKv } from '@weft/kv-nats';
-import { checkMachineCrash } from '@weft/kv-testkit';
+import { checkMachineCrash, whileRetryable } from '@weft/kv-testkit';
 import {
   type CrashFs,
   crashFsUnavailable,
@@ -131,7 +131,7 @@ async function minorityLoss(line: NatsLine, config: string, label: string, synce
       args: ['-c', config],
     });
     try {
-      const creator = await untilOpen(() =>
+      const creator = await whileRetryable(() =>
         openNatsKv({ servers: [...nodes.urls], bucket: 'minority', create: { history: 5, replicas: 3 } }),
       );
       await creator.close();
@@ -156,7 +156,7 @@ async function minorityLoss(line: NatsLine, config: string, label: string, synce
             nodes.rejoin();
             await at(crashed).process.start();
             // The two elect a leader and take a write before the old leader returns.
-            const survivors = await untilOpen(() =>
+            const survivors = await whileRetryable(() =>
               openNatsKv({ servers: [at(cut).url, at(crashed).url], bucket: 'minority', timeoutMs: 2000 }),
             );
             try {
@@ -178,19 +178,6 @@ async function minorityLoss(line: NatsLine, config: string, label: string, synce
     }
   } finally {
     for (const mount of mounts) await mount.stop();
-  }
-}
-
-/** Opens a handle, again while the cluster cannot answer yet (electing its leaders), for up to 60 s. */
-async function untilOpen(open: () => Promise<NatsKvStore>): Promise<NatsKvStore> {
-  const deadline = performance.now() + 60_000;
-  for (;;) {
-    try {
-      return await open();
-    } catch (error) {
-      if (!KvError.is(error) || !error.retryable || performance.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
   }
 }
 

@@ -53,7 +53,7 @@ export async function checkMachineCrash(store: KvStore, run: MachineCrash): Prom
 
     const keys = [...acknowledged.keys()];
     // Restarted servers elect leaders and load their data first: reads fail retryable until then.
-    const found = await retried(() => store.getMany(keys));
+    const found = await whileRetryable(() => store.getMany(keys));
     const lost = keys.filter((key, index) => found[index]?.version !== acknowledged.get(key));
     console.log(
       `[${run.label}] machine crash: ${lost.length} of ${acknowledged.size} writes acknowledged since the write-back lost` +
@@ -97,14 +97,18 @@ export async function checkMachineCrash(store: KvStore, run: MachineCrash): Prom
   }
 }
 
-/** `call`, again while it fails retryable, for up to 60 s. */
-async function retried<T>(call: () => Promise<T>): Promise<T> {
-  const deadline = performance.now() + 60_000;
+/**
+ * `call`, again every 100 ms while it fails with a retryable `KvError`
+ * (servers electing leaders, loading their data), for up to `deadlineMs`.
+ */
+export async function whileRetryable<T>(call: () => Promise<T>, deadlineMs = 60_000): Promise<T> {
+  const deadline = performance.now() + deadlineMs;
   for (;;) {
     try {
       return await call();
     } catch (error) {
       if (!KvError.is(error) || !error.retryable || performance.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }
 }

@@ -31,7 +31,7 @@ export {
 export { listingChecks } from './checks/listing.js';
 export { modelChecks } from './checks/model.js';
 export { watchChecks } from './checks/watch.js';
-export { checkMachineCrash, type MachineCrash } from './crash.js';
+export { checkMachineCrash, type MachineCrash, whileRetryable } from './crash.js';
 export { describeKvConformance, kvConformanceChecks } from './describe.js';
 export { describeKvFaults, type KvFault, type KvFaultHarness } from './faults.js';
 export type { CheckContext, ConformanceCheck, KvConformanceHarness, KvConformanceOptions, Requirement } from './harness.js';
