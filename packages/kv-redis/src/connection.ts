@@ -32,6 +32,12 @@ export interface RedisConnection {
    * `SCRIPT FLUSH`). Bulk strings come back as Buffers when `binary` is set.
    */
   runScript(script: RedisScript, keys: readonly string[], args: readonly RedisArgument[], binary: boolean): Promise<unknown>;
+  /**
+   * `WAIT replicas timeoutMs` on the connection to the node that serves
+   * `key` (the one its scripts ran on): how many replicas acknowledged every
+   * write that connection sent so far.
+   */
+  waitForReplicas(key: string, replicas: number, timeoutMs: number): Promise<number>;
   /** `ZRANGEBYLEX key low high LIMIT 0 count`. */
   rangeByLex(key: string, low: string, high: string, count: number): Promise<string[]>;
   /** Pages of the keys matching `pattern`, `SCAN`ned on every master. */

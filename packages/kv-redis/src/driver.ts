@@ -10,6 +10,7 @@ import {
   KvErrorCode,
   type KvMutation,
   kvError,
+  messageOf,
   readTimeout,
   revisionMismatch,
   writeTimeout,
@@ -23,6 +24,9 @@ import { parseStreamId, redisCursors } from './stream-ids.js';
 
 export interface RedisSettings {
   readonly timeoutMs: number;
+  /** Replicas that must acknowledge each write (`WAIT`) within `waitTimeoutMs`; 0 waits for none. */
+  readonly waitReplicas: number;
+  readonly waitTimeoutMs: number;
   readonly watchOutageMs: number;
   readonly maxValueBytes: number;
   readonly maxHistoryEntries: number;
@@ -204,7 +208,38 @@ export class RedisDriver implements KvDriver<string> {
     const fail = (error: unknown): never => {
       throw toKvError(error, mutation.kind, key, true);
     };
-    return this.connection.runScript(scripts[script], keys, args, false).then(settle, fail);
+    const applied = this.connection.runScript(scripts[script], keys, args, false).then(settle, fail);
+    return this.settings.waitReplicas === 0 ? applied : applied.then((version) => this.#replicated(version, keys[0] as string, key));
+  }
+
+  /**
+   * Waits for the handle's replicas to acknowledge a write that applied:
+   * `Indeterminate` when fewer did in time (the master holds it; a failover
+   * to a replica without it loses it).
+   */
+  async #replicated<T>(result: T, routingKey: string, key: string): Promise<T> {
+    const { waitReplicas, waitTimeoutMs } = this.settings;
+    let acknowledged: number;
+    try {
+      acknowledged = await this.connection.waitForReplicas(routingKey, waitReplicas, waitTimeoutMs);
+    } catch (error) {
+      throw kvError(
+        KvErrorCode.Indeterminate,
+        backend,
+        `applied on the master, but WAIT failed: ${messageOf(error)}; a failover may lose it`,
+        {
+          key,
+          cause: error,
+        },
+      );
+    }
+    if (acknowledged >= waitReplicas) return result;
+    throw kvError(
+      KvErrorCode.Indeterminate,
+      backend,
+      `applied on the master, but ${acknowledged} of ${waitReplicas} replicas acknowledged it within ${waitTimeoutMs} ms: a failover may lose it`,
+      { key },
+    );
   }
 
   /** Runs the commit script: every precondition checked, then every write applied, in one script. */
@@ -238,7 +273,10 @@ export class RedisDriver implements KvDriver<string> {
     const fail = (error: unknown): never => {
       throw toKvError(error, 'commit', first.key, true);
     };
-    return this.connection.runScript(commit, keys, args, false).then(settle, fail);
+    const applied = this.connection.runScript(commit, keys, args, false).then(settle, fail);
+    return this.settings.waitReplicas === 0
+      ? applied
+      : applied.then((versions) => this.#replicated(versions, keys[0] as string, first.key));
   }
 
   changes(request: ChangeRequest<string>) {

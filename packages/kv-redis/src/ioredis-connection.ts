@@ -1,5 +1,6 @@
 import type { Cluster, Redis } from 'ioredis';
 import { type RedisConnection, scriptRunner, type Waker } from './connection.js';
+import { keySlot } from './layout.js';
 
 /** An ioredis `Redis` or `Cluster` client. */
 export type IoredisClient = Redis | Cluster;
@@ -28,6 +29,11 @@ export function ioredisConnection(client: IoredisClient): RedisConnection {
       });
     },
     runScript,
+    async waitForReplicas(key, replicas, timeoutMs) {
+      // On a cluster, WAIT goes to the connection of the master that serves the key's slot: the one its scripts ran on.
+      const node = cluster ? masterOf(client as Cluster, key) : (client as Redis);
+      return Number(await node.call('WAIT', replicas, timeoutMs));
+    },
     rangeByLex: (key, low, high, count) => client.zrangebylex(key, low, high, 'LIMIT', 0, count),
     async *scanMasters(pattern) {
       const nodes = cluster ? (client as Cluster).nodes('master') : [client as Redis];
@@ -134,4 +140,12 @@ function ioredisWaker(client: IoredisClient): Waker {
     },
     disconnect: () => client.disconnect(),
   };
+}
+
+/** The connection ioredis keeps to the master that serves `key`'s slot now. */
+function masterOf(cluster: Cluster, key: string): Redis {
+  const address = (cluster as unknown as { slots: ReadonlyArray<readonly string[] | undefined> }).slots[keySlot(key)]?.[0];
+  const node = cluster.nodes('master').find((candidate) => `${candidate.options.host}:${candidate.options.port}` === address);
+  if (node === undefined) throw new Error(`no master is known for the slot of '${key}' (${address ?? 'unassigned'})`);
+  return node;
 }

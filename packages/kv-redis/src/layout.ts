@@ -29,3 +29,21 @@ export function bucketKeys(namespace: string, bucket: string): BucketKeys {
     tombstones: `${base}tomb`,
   };
 }
+
+/**
+ * The Redis Cluster slot of `key`: CRC16 (XMODEM) of its hash tag (the text
+ * between the first `{` and the next `}`, when not empty) or of the whole
+ * key, modulo 16384.
+ */
+export function keySlot(key: string): number {
+  const bytes = Buffer.from(key);
+  const open = bytes.indexOf(0x7b);
+  const close = open < 0 ? -1 : bytes.indexOf(0x7d, open + 1);
+  const hashed = close > open + 1 ? bytes.subarray(open + 1, close) : bytes;
+  let crc = 0;
+  for (const byte of hashed) {
+    crc ^= byte << 8;
+    for (let bit = 0; bit < 8; bit++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+  }
+  return crc % 16384;
+}

@@ -97,6 +97,14 @@ export function nodeRedisConnection(client: NodeRedisClient | NodeRedisCluster, 
     runScript: scriptRunner((command, scriptOrSha, rest, binary) =>
       send([command, scriptOrSha, ...rest], binary ? binaryReplies : textReplies),
     ),
+    async waitForReplicas(key, replicas, timeoutMs) {
+      const args = ['WAIT', String(replicas), String(timeoutMs)];
+      // On a cluster, the key routes WAIT to the master that ran the bucket's scripts, over the same connection.
+      const reply = cluster
+        ? await (client as NodeRedisCluster).sendCommand(key, false, args, textReplies)
+        : await (client as NodeRedisClient).sendCommand(args, textReplies);
+      return Number(reply);
+    },
     rangeByLex: (key, low, high, count) =>
       send(['ZRANGEBYLEX', key, low, high, 'LIMIT', '0', String(count)], textReplies) as Promise<string[]>,
     async *scanMasters(pattern) {

@@ -89,6 +89,18 @@ export interface RedisKvOptions {
    * @default 1000
    */
   readonly sweepIntervalMs?: number | undefined;
+  /**
+   * Replicas that must acknowledge each write before it returns: after the
+   * write's script, `WAIT` on the master that ran it. Redis replicates
+   * asynchronously, so without it a failover to a replica loses what the
+   * replica had not received, whatever the fsync policy; with it, a write
+   * that returned is on this many replicas as well. A write fewer replicas
+   * acknowledged within `timeoutMs` is `Indeterminate`: the master holds
+   * it, a failover may lose it. Costs a round trip per write, and the
+   * replication delay.
+   * @default 0
+   */
+  readonly waitForReplicas?: number | { readonly replicas: number; readonly timeoutMs?: number | undefined } | undefined;
 }
 
 /**
@@ -119,7 +131,29 @@ export async function openRedisKv(options: RedisKvOptions): Promise<RedisKvStore
     throw kvError(KvErrorCode.InvalidArgument, backend, 'maxValueBytes cannot exceed 512 MiB, the Redis limit');
   const namespace = options.namespace ?? 'weft';
   if (!/^[A-Za-z0-9_-]+$/.test(namespace)) throw kvError(KvErrorCode.InvalidArgument, backend, `a namespace must match [A-Za-z0-9_-]+`);
-  const settings: RedisSettings = { timeoutMs, watchOutageMs, maxValueBytes, maxHistoryEntries, sweepIntervalMs };
+  const wait = typeof options.waitForReplicas === 'object' ? options.waitForReplicas : { replicas: options.waitForReplicas ?? 0 };
+  // WAIT must give up before the write's own deadline does.
+  const waitTimeoutMs = wait.timeoutMs ?? Math.floor(timeoutMs / 2);
+  assertIntegerOptions(backend, [
+    ['waitForReplicas', wait.replicas, 0],
+    ['waitForReplicas.timeoutMs', waitTimeoutMs, 1],
+  ]);
+  if (waitTimeoutMs >= timeoutMs) {
+    throw kvError(
+      KvErrorCode.InvalidArgument,
+      backend,
+      `waitForReplicas.timeoutMs (${waitTimeoutMs}) must be below timeoutMs (${timeoutMs}), the deadline of the whole write`,
+    );
+  }
+  const settings: RedisSettings = {
+    timeoutMs,
+    watchOutageMs,
+    maxValueBytes,
+    maxHistoryEntries,
+    sweepIntervalMs,
+    waitReplicas: wait.replicas,
+    waitTimeoutMs,
+  };
 
   if (options.client !== undefined) {
     if (isNodeRedis(options.client)) {
