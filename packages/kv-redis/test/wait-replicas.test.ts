@@ -14,7 +14,7 @@ import { KvError, KvErrorCode, type Version } from '@weft/kv';
 import { openRedisKv } from '@weft/kv-redis';
 import { type Link, type RedisCluster, type RedisServer, startLink, startRedisCluster, startRedisServer } from '@weft/test-servers';
 import { Redis } from 'ioredis';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { bytes, decode, eventually, ioredisClient, redisMissing } from './helpers.js';
 
 const cleanups: Array<() => unknown> = [];
@@ -130,23 +130,28 @@ describe.skipIf(redisMissing !== undefined)('waitForReplicas: a failover loses n
 });
 
 describe.skipIf(redisMissing !== undefined)('waitForReplicas on a Redis Cluster with a replica per master', () => {
+  let cluster: RedisCluster;
+  beforeAll(async () => {
+    cluster = await startRedisCluster({ replicas: 1, links: true });
+  });
+  afterAll(async () => cluster?.stop());
+
   for (const client of clients) {
     it(`${client}: WAIT reaches the master of the bucket's slot: its replica cut off, a write is Indeterminate`, async () => {
-      const cluster: RedisCluster = await startRedisCluster({ replicas: 1, links: true });
-      cleanups.push(() => cluster.stop());
+      const bucket = client === "a user's ioredis" ? 'slotted_io' : 'slotted';
       const target = { cluster: cluster.startupNodes };
       const own = client === "a user's ioredis" ? ioredisClient(target) : undefined;
       if (own !== undefined) cleanups.push(() => own.disconnect());
       const store = await openRedisKv({
         ...(own === undefined ? { cluster: cluster.startupNodes } : { client: own }),
-        bucket: 'slotted',
+        bucket,
         timeoutMs: 2000,
         sweepIntervalMs: 0,
         waitForReplicas: { replicas: 1, timeoutMs: 300 },
       });
       cleanups.push(() => store.close());
       const before = await store.put('k', bytes('1'));
-      const master = await cluster.masterOf('weft:{slotted}:log');
+      const master = await cluster.masterOf(`weft:{${bucket}}:log`);
       expect(master).toBeDefined();
       // Cut off from every other node, its replica among them; shorter than the node timeout (2 s), so no failover.
       cluster.isolate(cluster.nodes.indexOf(master as RedisServer));
