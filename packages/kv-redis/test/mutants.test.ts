@@ -151,8 +151,8 @@ const mutants: SourceMutant[] = [
     name: "a commit is sent as one script per operation (another commit's writes interleave with them)",
     firstCheck: 'a commit whose precondition fails writes nothing',
     file: 'driver.ts',
-    find: 'return this.connection.runScript(commit, keys, args, false).then(settle, fail);',
-    replace: 'return Promise.all(mutations.map((mutation) => this.mutate(mutation)));',
+    find: 'const applied = this.connection.runScript(commit, keys, args, false).then(settle, fail);',
+    replace: 'const applied = Promise.all(mutations.map((mutation) => this.mutate(mutation)));',
   },
 ];
 
