@@ -16,8 +16,9 @@
 // is the crash:
 // crashfs unmounts (the processes using it must be dead by then), makes
 // BACKING what SHADOW holds, mounts again and prints "crashed". It prints
-// "ready" once mounted and unmounts on SIGTERM or SIGINT. Root only (it
-// mounts without fusermount).
+// "ready" once mounted and unmounts on SIGTERM or SIGINT, or when its
+// standard input closes (the process that started it is gone). Root only
+// (it mounts without fusermount).
 package main
 
 import (
@@ -315,6 +316,11 @@ func run() error {
 	fmt.Println("ready")
 	signals := make(chan os.Signal, 4)
 	signal.Notify(signals, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTERM, syscall.SIGINT)
+	// Standard input closing means the process that started crashfs is gone (even killed): unmount and end.
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		signals <- syscall.SIGTERM
+	}()
 	for received := range signals {
 		if received == syscall.SIGUSR2 {
 			if err := c.writeBack(); err != nil {

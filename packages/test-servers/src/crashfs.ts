@@ -68,7 +68,8 @@ export async function startCrashFs(): Promise<CrashFs> {
   const root = makeDataDir('crashfs');
   const path = join(root, 'mount');
   mkdirSync(path, { recursive: true });
-  const child = spawn(crashFsBinary(), [path, join(root, 'backing'), join(root, 'durable')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // crashfs unmounts and ends when its standard input closes: when this process ends, however it ends.
+  const child = spawn(crashFsBinary(), [path, join(root, 'backing'), join(root, 'durable')], { stdio: ['pipe', 'pipe', 'pipe'] });
   const lines: string[] = [];
   let errors = '';
   let exited: string | undefined;
