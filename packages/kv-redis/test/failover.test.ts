@@ -19,41 +19,13 @@
 import { KvError, type KvStore, type WatchCursor } from '@weft/kv';
 import { openRedisKv } from '@weft/kv-redis';
 import { WatchReader } from '@weft/kv-testkit';
-import { type Link, type RedisServer, startLink, startRedisServer } from '@weft/test-servers';
-import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
-import { bytes, decode, eventually, putRetrying, redisMissing } from './helpers.js';
+import { bytes, decode, putRetrying, redisMissing, replicatedPair } from './helpers.js';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
-
-/** A master and its replica, a link clients reach the master through, and raw clients on both servers. */
-async function replicatedPair(): Promise<{
-  master: RedisServer;
-  replica: RedisServer;
-  link: Link;
-  replication: Link;
-  onMaster: Redis;
-  onReplica: Redis;
-}> {
-  const master = await startRedisServer();
-  cleanups.push(() => master.stop());
-  const replication = await startLink({ target: master.port });
-  cleanups.push(() => replication.close());
-  const replica = await startRedisServer({ args: ['--replicaof', '127.0.0.1', String(replication.port)] });
-  cleanups.push(() => replica.stop());
-  const link = await startLink({ target: master.port });
-  cleanups.push(() => link.close());
-  const onMaster = new Redis(master.url, { maxRetriesPerRequest: 0 });
-  onMaster.on('error', () => undefined);
-  cleanups.push(() => onMaster.disconnect());
-  const onReplica = new Redis(replica.url);
-  cleanups.push(() => onReplica.disconnect());
-  await eventually(async () => (await onReplica.info('replication')).includes('master_link_status:up'), 'the replica to sync');
-  return { master, replica, link, replication, onMaster, onReplica };
-}
 
 async function failure(reader: WatchReader): Promise<unknown> {
   try {
@@ -65,7 +37,7 @@ async function failure(reader: WatchReader): Promise<unknown> {
 
 describe.skipIf(redisMissing !== undefined)('a failover that loses acknowledged writes (replica promoted)', () => {
   it('fails the watches that saw a lost write with CursorExpired, resumes the others, and keeps compare-and-swap safe', async () => {
-    const { master, replica, link, replication, onMaster, onReplica } = await replicatedPair();
+    const { master, replica, link, replication, onMaster, onReplica } = await replicatedPair(cleanups);
     const store: KvStore = await openRedisKv({
       url: `redis://127.0.0.1:${link.port}`,
       bucket: 'failover',

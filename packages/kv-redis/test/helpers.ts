@@ -1,12 +1,51 @@
 import { KvError, type KvStore, type WatchEvent } from '@weft/kv';
 import type { openRedisKv, RedisKvOptions } from '@weft/kv-redis';
 import { describeKvConformance, type KvConformanceHarness, WatchReader } from '@weft/kv-testkit';
-import { type RedisCluster, type RedisServer, redisUnavailable, startRedisCluster, startRedisServer } from '@weft/test-servers';
+import {
+  type Link,
+  type RedisCluster,
+  type RedisServer,
+  redisUnavailable,
+  startLink,
+  startRedisCluster,
+  startRedisServer,
+} from '@weft/test-servers';
 import { Cluster, Redis } from 'ioredis';
 import { describe, expect } from 'vitest';
 
 export const redisMissing = redisUnavailable();
 if (redisMissing !== undefined) console.warn(`SKIPPING Redis backend tests: ${redisMissing}`);
+
+/**
+ * A master and its replica for failover tests: a link clients reach the
+ * master through (`retarget` it to the promoted replica), the replication
+ * link (`partition` it to hold what the master sends), and raw clients on
+ * both servers; everything is pushed onto `cleanups`, to undo in reverse.
+ */
+export async function replicatedPair(cleanups: Array<() => unknown>): Promise<{
+  master: RedisServer;
+  replica: RedisServer;
+  link: Link;
+  replication: Link;
+  onMaster: Redis;
+  onReplica: Redis;
+}> {
+  const master = await startRedisServer();
+  cleanups.push(() => master.stop());
+  const replication = await startLink({ target: master.port });
+  cleanups.push(() => replication.close());
+  const replica = await startRedisServer({ args: ['--replicaof', '127.0.0.1', String(replication.port)] });
+  cleanups.push(() => replica.stop());
+  const link = await startLink({ target: master.port });
+  cleanups.push(() => link.close());
+  const onMaster = new Redis(master.url, { maxRetriesPerRequest: 0 });
+  onMaster.on('error', () => undefined);
+  cleanups.push(() => onMaster.disconnect());
+  const onReplica = new Redis(replica.url);
+  cleanups.push(() => onReplica.disconnect());
+  await eventually(async () => (await onReplica.info('replication')).includes('master_link_status:up'), 'the replica to sync');
+  return { master, replica, link, replication, onMaster, onReplica };
+}
 
 /** A spawned standalone server plus a raw ioredis client for inspecting what the backend stored. */
 export async function standalone(options: Parameters<typeof startRedisServer>[0] = {}): Promise<{ server: RedisServer; raw: Redis }> {

@@ -12,10 +12,9 @@
  */
 import { KvError, KvErrorCode, type Version } from '@weft/kv';
 import { openRedisKv } from '@weft/kv-redis';
-import { type Link, type RedisCluster, type RedisServer, startLink, startRedisCluster, startRedisServer } from '@weft/test-servers';
-import { Redis } from 'ioredis';
+import { type RedisCluster, type RedisServer, startRedisCluster } from '@weft/test-servers';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { bytes, decode, eventually, ioredisClient, redisMissing } from './helpers.js';
+import { bytes, decode, eventually, ioredisClient, redisMissing, replicatedPair } from './helpers.js';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -31,28 +30,12 @@ async function indeterminate(call: () => Promise<unknown>): Promise<KvError> {
   return error as KvError;
 }
 
-/** A master and its replica, a link clients reach the master through, and the replication link. */
-async function replicatedPair(): Promise<{ master: RedisServer; replica: RedisServer; link: Link; replication: Link }> {
-  const master = await startRedisServer();
-  cleanups.push(() => master.stop());
-  const replication = await startLink({ target: master.port });
-  cleanups.push(() => replication.close());
-  const replica = await startRedisServer({ args: ['--replicaof', '127.0.0.1', String(replication.port)] });
-  cleanups.push(() => replica.stop());
-  const link = await startLink({ target: master.port });
-  cleanups.push(() => link.close());
-  const onReplica = new Redis(replica.url);
-  cleanups.push(() => onReplica.disconnect());
-  await eventually(async () => (await onReplica.info('replication')).includes('master_link_status:up'), 'the replica to sync');
-  return { master, replica, link, replication };
-}
-
 const clients = ['the default client (node-redis)', "a user's ioredis"] as const;
 
 describe.skipIf(redisMissing !== undefined)('waitForReplicas: a failover loses no write that returned', () => {
   for (const client of clients) {
     it(`${client}: writes the replica could not acknowledge are Indeterminate; every one that returned survives the failover`, async () => {
-      const { master, replica, link, replication } = await replicatedPair();
+      const { master, replica, link, replication, onReplica } = await replicatedPair(cleanups);
       const url = `redis://127.0.0.1:${link.port}`;
       const own = client === "a user's ioredis" ? ioredisClient({ url }) : undefined;
       if (own !== undefined) cleanups.push(() => own.disconnect());
@@ -95,8 +78,6 @@ describe.skipIf(redisMissing !== undefined)('waitForReplicas: a failover loses n
       await master.kill();
       replication.reset();
       replication.heal();
-      const onReplica = new Redis(replica.url);
-      cleanups.push(() => onReplica.disconnect());
       await onReplica.replicaof('NO', 'ONE');
       link.retarget(replica.port);
       // The promoted replica has no replica of its own (every write would be Indeterminate now): read only.
