@@ -176,72 +176,81 @@ export function cutOffLeaderCheck(open: typeof openNatsKv, cluster: () => Promis
     name: 'on a replicated bucket, a leader cut off from its replicas gives its clients no read or refusal from its older state',
     run: async (context) => {
       const nodes = await cluster();
-      const bucket = `${context.bucket}cut`;
-      const openOn = (servers: string | string[]) =>
-        open({ servers, bucket, create: { replicas: 3, history: 5 }, timeoutMs: 2000, sweepIntervalMs: 0 });
-      const urls = [...nodes.urls];
-      const writer = await retrying(() => openOn(urls));
-      const stores = [writer];
-      try {
-        await retrying(() => writer.put('k', bytes('v1')));
-        await retrying(() => writer.put('gone', bytes('x')));
-        const leaderName = await leaderOf(urls, `KV_${bucket}`);
-        const leader = nodes.nodes.findIndex((node) => node.name === leaderName);
-        // One client on the leader's node only, one on the others.
-        const onLeader = await openOn(nodes.nodes[leader]?.url as string);
-        const others = await openOn(urls.filter((_, index) => index !== leader));
-        stores.push(onLeader, others);
-        // A version the cut-off leader will still hold as the current one.
-        const before = (await onLeader.get('k'))?.version as Version;
-
-        nodes.isolate(leader);
-        const cutAt = Date.now();
-        // The other two elect a leader of their own and take writes.
-        const current = await retrying(() => others.put('k', bytes('v2')));
-        await retrying(() => others.delete('gone'));
-        const elected = Date.now() - cutAt;
-        // Whether the cut-off node still takes itself for the leader when its client asks (it does for 10-20 s).
-        const local = await connect({ servers: nodes.nodes[leader]?.url as string });
-        const stillLeads = await jetstreamManager(local, { timeout: 1000, checkAPI: false })
-          .then((manager) => manager.streams.info(`KV_${bucket}`))
-          .then((info) => info.cluster?.leader === leaderName)
-          .catch(() => false);
-        await local.close();
-
-        const read = await outcome(() => onLeader.get('k'));
-        const update = await outcome(() => onLeader.update('k', bytes('v3'), current));
-        const create = await outcome(() => onLeader.create('gone', bytes('again')));
-        const outdated = await outcome(() => onLeader.update('k', bytes('v3'), before));
-        context.log(
-          `a new leader took writes ${elected} ms after the cut; the cut-off node ${stillLeads ? 'still took itself for the leader' : 'did not answer as the leader'} when its client asked: ` +
-            `get ${JSON.stringify('ok' in read ? { value: text(read.ok?.value ?? bytes('(absent)')) } : read)}, update ${JSON.stringify(update)}, create ${JSON.stringify(create)}`,
-        );
-        if ('ok' in read) expect(text(read.ok?.value ?? bytes('(absent)')), 'a read on the cut-off node').toBe('v2');
-        else expect(read.retryable, `a failed read on the cut-off node: ${read.code}`).toBe(true);
-        expect('ok' in update, 'an update on the cut-off node').toBe(false);
-        expect(update, 'an update of the current version on the cut-off node').not.toMatchObject({ code: 'RevisionMismatch' });
-        expect('ok' in create, 'a create on the cut-off node').toBe(false);
-        expect(create, "a create over the new leader's delete on the cut-off node").not.toMatchObject({ code: 'AlreadyExists' });
-        expect('ok' in outdated, 'an update of an outdated version').toBe(false);
-
-        nodes.rejoin();
-        await nodes.settled();
-        // Healed: the client on the old leader's node reads what the others wrote, and its writes apply.
-        let healed = await outcome(() => onLeader.get('k'));
-        for (const deadline = Date.now() + 30_000; !('ok' in healed) && Date.now() < deadline; ) {
-          await new Promise((resolve) => setTimeout(resolve, 100));
-          healed = await outcome(() => onLeader.get('k'));
-        }
-        expect('ok' in healed ? healed.ok?.version : healed, 'the version read on the healed node').toBe(current);
-        await retrying(() => onLeader.update('k', bytes('v3'), current));
-        expect(text((await writer.get('k'))?.value ?? bytes('(absent)'))).toBe('v3');
-      } finally {
-        nodes.rejoin();
-        await writer.destroy().catch(() => undefined);
-        for (const store of stores) await store.close().catch(() => undefined);
+      // A round shows something only when the cut-off node still took itself for the leader as its client asked
+      // (it does for 10-20 s, most of the time): up to three rounds, on a new bucket each, until one did.
+      for (let round = 0; round < 3; round++) {
+        if (await cutOffRound(nodes, `${context.bucket}cut${round}`, context)) return;
       }
     },
   };
+
+  /** One cut of the leader; whether the cut-off node still took itself for the leader when its client asked. */
+  async function cutOffRound(nodes: NatsCluster, bucket: string, context: { log: (message: string) => void }): Promise<boolean> {
+    const openOn = (servers: string | string[]) =>
+      open({ servers, bucket, create: { replicas: 3, history: 5 }, timeoutMs: 2000, sweepIntervalMs: 0 });
+    const urls = [...nodes.urls];
+    const writer = await retrying(() => openOn(urls));
+    const stores = [writer];
+    try {
+      await retrying(() => writer.put('k', bytes('v1')));
+      await retrying(() => writer.put('gone', bytes('x')));
+      const leaderName = await leaderOf(urls, `KV_${bucket}`);
+      const leader = nodes.nodes.findIndex((node) => node.name === leaderName);
+      // One client on the leader's node only, one on the others.
+      const onLeader = await openOn(nodes.nodes[leader]?.url as string);
+      const others = await openOn(urls.filter((_, index) => index !== leader));
+      stores.push(onLeader, others);
+      // A version the cut-off leader will still hold as the current one.
+      const before = (await onLeader.get('k'))?.version as Version;
+
+      nodes.isolate(leader);
+      const cutAt = Date.now();
+      // The other two elect a leader of their own and take writes.
+      const current = await retrying(() => others.put('k', bytes('v2')));
+      await retrying(() => others.delete('gone'));
+      const elected = Date.now() - cutAt;
+      // Whether the cut-off node still takes itself for the leader when its client asks (it does for 10-20 s).
+      const local = await connect({ servers: nodes.nodes[leader]?.url as string });
+      const stillLeads = await jetstreamManager(local, { timeout: 1000, checkAPI: false })
+        .then((manager) => manager.streams.info(`KV_${bucket}`))
+        .then((info) => info.cluster?.leader === leaderName)
+        .catch(() => false);
+      await local.close();
+
+      const read = await outcome(() => onLeader.get('k'));
+      const update = await outcome(() => onLeader.update('k', bytes('v3'), current));
+      const create = await outcome(() => onLeader.create('gone', bytes('again')));
+      const outdated = await outcome(() => onLeader.update('k', bytes('v3'), before));
+      context.log(
+        `a new leader took writes ${elected} ms after the cut; the cut-off node ${stillLeads ? 'still took itself for the leader' : 'did not answer as the leader'} when its client asked: ` +
+          `get ${JSON.stringify('ok' in read ? { value: text(read.ok?.value ?? bytes('(absent)')) } : read)}, update ${JSON.stringify(update)}, create ${JSON.stringify(create)}`,
+      );
+      if ('ok' in read) expect(text(read.ok?.value ?? bytes('(absent)')), 'a read on the cut-off node').toBe('v2');
+      else expect(read.retryable, `a failed read on the cut-off node: ${read.code}`).toBe(true);
+      expect('ok' in update, 'an update on the cut-off node').toBe(false);
+      expect(update, 'an update of the current version on the cut-off node').not.toMatchObject({ code: 'RevisionMismatch' });
+      expect('ok' in create, 'a create on the cut-off node').toBe(false);
+      expect(create, "a create over the new leader's delete on the cut-off node").not.toMatchObject({ code: 'AlreadyExists' });
+      expect('ok' in outdated, 'an update of an outdated version').toBe(false);
+
+      nodes.rejoin();
+      await nodes.settled();
+      // Healed: the client on the old leader's node reads what the others wrote, and its writes apply.
+      let healed = await outcome(() => onLeader.get('k'));
+      for (const deadline = Date.now() + 30_000; !('ok' in healed) && Date.now() < deadline; ) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        healed = await outcome(() => onLeader.get('k'));
+      }
+      expect('ok' in healed ? healed.ok?.version : healed, 'the version read on the healed node').toBe(current);
+      await retrying(() => onLeader.update('k', bytes('v3'), current));
+      expect(text((await writer.get('k'))?.value ?? bytes('(absent)'))).toBe('v3');
+      return stillLeads;
+    } finally {
+      nodes.rejoin();
+      await writer.destroy().catch(() => undefined);
+      for (const store of stores) await store.close().catch(() => undefined);
+    }
+  }
 }
 
 /**
