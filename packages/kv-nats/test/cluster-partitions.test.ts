@@ -23,7 +23,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { KvError } from '@weft/kv';
 import { openNatsKv } from '@weft/kv-nats';
-import { describeKvFaults, type KvFault, seededRandom } from '@weft/kv-testkit';
+import { describeKvFaults, type KvFault, seededRandom, whileRetryable } from '@weft/kv-testkit';
 import { type NatsCluster, type NatsLine, natsUnavailable, startNatsCluster } from '@weft/test-servers';
 import { describe } from 'vitest';
 
@@ -86,8 +86,10 @@ for (const line of lines) {
    */
   const holdWithout = async (node: number, apply: (node: number) => Promise<void>) => {
     // Opened on the other nodes before the fault: opening reads the account, which needs the meta leader the
-    // fault may take away.
-    const store = await openNatsKv({ servers: cluster.urls.filter((_, index) => index !== node), bucket, timeoutMs: 2000 });
+    // fault may take away. The cluster may still be electing after the previous fault healed: opened again then.
+    const store = await whileRetryable(() =>
+      openNatsKv({ servers: cluster.urls.filter((_, index) => index !== node), bucket, timeoutMs: 2000 }),
+    );
     try {
       await apply(node);
       for (let index = 0; index < 10; index++) {
