@@ -208,8 +208,15 @@ export class RedisDriver implements KvDriver<string> {
     const fail = (error: unknown): never => {
       throw toKvError(error, mutation.kind, key, true);
     };
-    const applied = this.connection.runScript(scripts[script], keys, args, false).then(settle, fail);
-    return this.settings.waitReplicas === 0 ? applied : applied.then((version) => this.#replicated(version, keys[0] as string, key));
+    return this.#replicated(this.connection.runScript(scripts[script], keys, args, false).then(settle, fail), keys[0] as string, key);
+  }
+
+  /**
+   * A write as it returns: at once without `waitReplicas` (no extra step on
+   * the hot path), else once the handle's replicas acknowledged it.
+   */
+  #replicated<T>(applied: Promise<T>, routingKey: string, key: string): Promise<T> {
+    return this.settings.waitReplicas === 0 ? applied : applied.then((result) => this.#waitForReplicas(result, routingKey, key));
   }
 
   /**
@@ -217,7 +224,7 @@ export class RedisDriver implements KvDriver<string> {
    * `Indeterminate` when fewer did in time (the master holds it; a failover
    * to a replica without it loses it).
    */
-  async #replicated<T>(result: T, routingKey: string, key: string): Promise<T> {
+  async #waitForReplicas<T>(result: T, routingKey: string, key: string): Promise<T> {
     const { waitReplicas, waitTimeoutMs } = this.settings;
     let acknowledged: number;
     try {
@@ -273,10 +280,7 @@ export class RedisDriver implements KvDriver<string> {
     const fail = (error: unknown): never => {
       throw toKvError(error, 'commit', first.key, true);
     };
-    const applied = this.connection.runScript(commit, keys, args, false).then(settle, fail);
-    return this.settings.waitReplicas === 0
-      ? applied
-      : applied.then((versions) => this.#replicated(versions, keys[0] as string, first.key));
+    return this.#replicated(this.connection.runScript(commit, keys, args, false).then(settle, fail), keys[0] as string, first.key);
   }
 
   changes(request: ChangeRequest<string>) {

@@ -151,8 +151,8 @@ const mutants: SourceMutant[] = [
     name: "a commit is sent as one script per operation (another commit's writes interleave with them)",
     firstCheck: 'a commit whose precondition fails writes nothing',
     file: 'driver.ts',
-    find: 'const applied = this.connection.runScript(commit, keys, args, false).then(settle, fail);',
-    replace: 'const applied = Promise.all(mutations.map((mutation) => this.mutate(mutation)));',
+    find: 'this.#replicated(this.connection.runScript(commit, keys, args, false).then(settle, fail), keys[0] as string, first.key)',
+    replace: 'Promise.all(mutations.map((mutation) => this.mutate(mutation)))',
   },
 ];
 
