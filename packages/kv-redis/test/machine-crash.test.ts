@@ -90,7 +90,7 @@ describe.skipIf(missing !== undefined)(`a machine crash under each AOF fsync pol
         const cluster = await startRedisCluster({
           replicas: 1,
           persistence: 'aof',
-          dataRoot: join(fs.path, `cluster-${appendfsync}`),
+          dataDir: (node) => join(fs.path, `cluster-${appendfsync}-${node}`),
           args: ['--appendfsync', appendfsync],
         });
         try {

@@ -231,8 +231,8 @@ export async function startRedisCluster(
     replicas?: number;
     persistence?: RedisServerOptions['persistence'];
     links?: boolean;
-    /** A directory for the nodes' data directories (`node-<index>` each), instead of new temporary ones. */
-    dataRoot?: string;
+    /** Each node's data directory (node 0, 1, ...), instead of new temporary ones. */
+    dataDir?: (node: number) => string;
     /** More `--name value` arguments for every node. */
     args?: readonly string[];
   } = {},
@@ -263,7 +263,7 @@ export async function startRedisCluster(
         const clientLink = clientLinks[index];
         const own = {
           persistence,
-          ...(options.dataRoot === undefined ? {} : { dataDir: join(options.dataRoot, `node-${index}`) }),
+          ...(options.dataDir === undefined ? {} : { dataDir: options.dataDir(index) }),
           ...(options.args === undefined ? {} : { args: options.args }),
         };
         if (busLink === undefined || clientLink === undefined) return launchRedis(own, true);
